@@ -1,0 +1,200 @@
+//! Everything a user can tune, with the defaults a newcomer gets from `cargo run`, and the
+//! command line that sets them. Tests build a `Config` directly with short timeouts.
+
+use crate::http::{Limits, MAX_HEADER_COUNT};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen. Port 0 picks a free port (tests read it back from the server).
+    pub addr: SocketAddr,
+    /// Directory served as static files; `None` serves only the API.
+    pub www: Option<PathBuf>,
+    /// How long `GET /chat` waits for a message before answering `{"error":"timeout"}`.
+    pub poll_timeout: Duration,
+    /// Caps on what one request may make us buffer.
+    pub limits: Limits,
+    /// Listen backlog asked of the kernel (which caps it at net.core.somaxconn). Deep,
+    /// because a burst of thousands of browsers reconnecting must not overflow the accept
+    /// queue: an overflowed SYN waits a full second for the client's retransmit.
+    pub listen_backlog: i32,
+    /// Log verbosity for `main`; the library itself only calls `log`.
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            www: Some(PathBuf::from("www")),
+            poll_timeout: Duration::from_secs(20),
+            limits: Limits::default(),
+            listen_backlog: 65_535,
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop
+
+USAGE: comet-chat [OPTIONS]
+
+OPTIONS:
+  --addr ADDR           listen address            [default: 127.0.0.1:8080]
+  --www DIR             static files to serve     [default: www]
+  --no-www              serve only the API
+  --poll-timeout SECS   how long GET /chat waits  [default: 20; fractions allowed]
+  --max-body BYTES      largest request body      [default: 65536]
+  --max-head BYTES      largest request head      [default: 8192]
+  --backlog N           listen backlog            [default: 65535, capped by somaxconn]
+  --log-level LEVEL     off|error|warn|info|debug|trace [default: info]
+  -h, --help            print this help
+";
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the server with this configuration.
+    Run(Config),
+    /// Print usage and exit.
+    Help,
+}
+
+/// Parses command-line arguments (without the program name).
+pub fn parse_args<I>(args: I) -> Result<Command, String>
+where
+    I: IntoIterator,
+    I::Item: Into<std::ffi::OsString>,
+{
+    use lexopt::prelude::*;
+    let mut config = Config::default();
+    let mut parser = lexopt::Parser::from_iter(
+        std::iter::once("comet-chat".into()).chain(args.into_iter().map(Into::into)),
+    );
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("addr") => {
+                let text = value(&mut parser, "--addr")?;
+                config.addr = text.parse().map_err(|_| {
+                    format!("--addr: '{text}' is not an address like 127.0.0.1:8080")
+                })?;
+            }
+            Long("www") => config.www = Some(PathBuf::from(value(&mut parser, "--www")?)),
+            Long("no-www") => config.www = None,
+            Long("poll-timeout") => {
+                config.poll_timeout =
+                    parse_seconds("--poll-timeout", &value(&mut parser, "--poll-timeout")?)?
+            }
+            Long("max-body") => {
+                config.limits.body_bytes =
+                    parse_number("--max-body", &value(&mut parser, "--max-body")?)?
+            }
+            Long("max-head") => {
+                config.limits.head_bytes =
+                    parse_number("--max-head", &value(&mut parser, "--max-head")?)?
+            }
+            Long("backlog") => {
+                let n: usize = parse_number("--backlog", &value(&mut parser, "--backlog")?)?;
+                config.listen_backlog = i32::try_from(n).map_err(|_| "--backlog: too large")?;
+            }
+            Long("log-level") => {
+                let text = value(&mut parser, "--log-level")?;
+                config.log_level = text.parse().map_err(|_| {
+                    format!("--log-level: '{text}' is not off|error|warn|info|debug|trace")
+                })?;
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    debug_assert!(config.limits.header_count <= MAX_HEADER_COUNT);
+    Ok(Command::Run(config))
+}
+
+fn value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| format!("{flag}: not valid UTF-8"))
+}
+
+fn parse_seconds(flag: &str, text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{flag}: '{text}' is not a number of seconds"))?;
+    // The wheel's horizon is 41 s per turn but it handles longer; a day is a sane ceiling.
+    if !(0.01..=86_400.0).contains(&secs) {
+        return Err(format!("{flag}: {secs} is outside 0.01..=86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_number(flag: &str, text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag}: '{text}' is not a positive whole number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse_args(args.iter().copied())? {
+            Command::Run(config) => Ok(config),
+            Command::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let config = run(&[]).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.poll_timeout, Duration::from_secs(20));
+        assert_eq!(config.www, Some(PathBuf::from("www")));
+    }
+
+    #[test]
+    fn flags() {
+        let config = run(&[
+            "--addr",
+            "0.0.0.0:9000",
+            "--poll-timeout",
+            "0.5",
+            "--max-body=100",
+            "--no-www",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(config.addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.poll_timeout, Duration::from_millis(500));
+        assert_eq!(config.limits.body_bytes, 100);
+        assert_eq!(config.www, None);
+        assert_eq!(config.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        let cases = [
+            (&["--addr", "nope"][..], "--addr"),
+            (&["--poll-timeout", "abc"][..], "--poll-timeout"),
+            (&["--poll-timeout", "0"][..], "--poll-timeout"),
+            (&["--max-body", "-3"][..], "--max-body"),
+            (&["--log-level", "loud"][..], "--log-level"),
+            (&["--frobnicate"][..], "frobnicate"),
+        ];
+        for (args, needle) in cases {
+            let err = run(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert_eq!(run(&["--help"]).unwrap_err(), "help");
+    }
+}

@@ -1,0 +1,152 @@
+//! One client connection: its socket, the bytes it sent that are not yet handled, the bytes
+//! we owe it, and where it is in its life. The server moves it between states; this module
+//! only knows how to push bytes out of it.
+//!
+//! ```text
+//!            accept
+//!              |
+//!              v         GET /chat             message or timeout
+//!   +-----> Reading ---------------> Parked ---------------------+
+//!   |          |                                                  |
+//!   |          | any other request                                v
+//!   |          +----------------------------------------------> Writing
+//!   |                                                             |
+//!   +------------------- keep-alive ------------------------------+
+//!                                                                 | close / HTTP/1.0
+//!                                                                 v
+//!                                         Closed <---------- Lingering
+//! ```
+//!
+//! Memory is the point of this struct: tens of thousands of them sit parked at once, so a
+//! parked connection owns no heap buffer (`input` is an empty `Vec`, `output` is `None`).
+
+use crate::routes::Response;
+use crate::timer::TimerId;
+use mio::net::TcpStream;
+use std::io::{self, Write};
+
+/// Where a connection is in its life. See the module diagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for (the rest of) a request.
+    Reading,
+    /// A pending `GET /chat`; `waiter` is its index in the chat's waiter list, kept so that
+    /// leaving is O(1).
+    Parked {
+        /// Index into the chat's waiter list.
+        waiter: u32,
+    },
+    /// A response is being written; the rest of it is in `output`.
+    Writing,
+    /// The last response is out and our side is shut down. We read and discard until the
+    /// client closes or a short timer fires: closing with unread input would make the kernel
+    /// send RST, which can destroy the response before the client reads it.
+    Lingering,
+    /// Freed at the end of this loop pass; events still naming it are ignored.
+    Closed,
+}
+
+/// Bytes owed to the client.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The response being sent; shared responses are never copied per connection.
+    pub bytes: Response,
+    /// How much of `bytes` the kernel has taken so far.
+    pub written: usize,
+}
+
+impl Outgoing {
+    fn remaining(&self) -> &[u8] {
+        let all: &[u8] = match &self.bytes {
+            Response::Owned(bytes) => bytes,
+            Response::Shared(bytes) => bytes,
+        };
+        &all[self.written..]
+    }
+}
+
+/// Result of trying to write what a connection owes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Every byte is with the kernel.
+    Done,
+    /// The socket buffer is full; wait for a WRITABLE event.
+    Blocked,
+}
+
+/// One client.
+pub struct Conn {
+    /// Non-blocking, registered once for READABLE | WRITABLE, edge-triggered.
+    pub socket: TcpStream,
+    /// Distinguishes this client from earlier occupants of the same slab key.
+    pub generation: u32,
+    /// Where the connection is in its life.
+    pub state: State,
+    /// Bytes received and not yet consumed by a complete request: a partial request, or
+    /// requests pipelined behind one still being answered. Empty (and unallocated) between
+    /// requests; never longer than the request cap plus one read.
+    pub input: Vec<u8>,
+    /// The response being written, if any.
+    pub output: Option<Outgoing>,
+    /// The connection's one pending timer: poll timeout while parked, linger while lingering.
+    pub timer: Option<TimerId>,
+    /// Hang up once the current response is written (HTTP/1.0, `Connection: close`, errors).
+    pub close_after_write: bool,
+    /// The client closed its sending side (read returned 0).
+    pub peer_closed: bool,
+    /// We stopped reading because `input` is full while a response is pending; the socket
+    /// must be read again once the connection is back to `Reading`, because an
+    /// edge-triggered poll will not report the bytes still waiting in it.
+    pub input_paused: bool,
+}
+
+impl Conn {
+    /// A freshly accepted client, waiting for its first request.
+    pub fn new(socket: TcpStream, generation: u32) -> Conn {
+        Conn {
+            socket,
+            generation,
+            state: State::Reading,
+            input: Vec::new(),
+            output: None,
+            timer: None,
+            close_after_write: false,
+            peer_closed: false,
+            input_paused: false,
+        }
+    }
+
+    /// Writes as much of `output` as the socket takes. Returns whether it is all out and how
+    /// many bytes went this time. Retries on `Interrupted`; stops at `WouldBlock`.
+    pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
+        let mut sent = 0;
+        while let Some(out) = self.output.as_mut() {
+            let remaining = out.remaining();
+            if remaining.is_empty() {
+                self.output = None;
+                return Ok((Flushed::Done, sent));
+            }
+            match self.socket.write(remaining) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    out.written += n;
+                    sent += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((Flushed::Blocked, sent))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Flushed::Done, sent))
+    }
+
+    /// The client's address for log lines; a syscall, so only call it when logging.
+    pub fn peer(&self) -> String {
+        match self.socket.peer_addr() {
+            Ok(addr) => addr.to_string(),
+            Err(_) => "(gone)".to_owned(),
+        }
+    }
+}

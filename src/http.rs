@@ -1,0 +1,535 @@
+//! HTTP/1.x on top of `httparse`: bytes in, a [`Request`] out; a status and body in, response
+//! bytes out. Knows no sockets — the connection hands it whatever it has buffered so far.
+//!
+//! Parsing has three outcomes, as in httparse's own `Status`: a complete request, a partial
+//! one (normal flow: the rest is still on the wire), or an invalid one, which carries the
+//! status to answer with before closing. Every buffer the parser lets a client grow is capped
+//! by [`Limits`], and the caps are checked *before* waiting for more bytes, so a client can
+//! never make us hold more than `head_bytes + body_bytes` of its input.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
+/// How much of a request we are willing to hold. Each cap answers a different status.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Request line plus headers, in bytes. Over it: 431. 8 KiB is what nginx and most
+    /// proxies allow by default; browsers send well under 2 KiB.
+    pub head_bytes: usize,
+    /// Number of header lines. Over it: 431. httparse needs a fixed array of this size.
+    pub header_count: usize,
+    /// Request target (path and query), in bytes. Over it: 414.
+    pub uri_bytes: usize,
+    /// Body, in bytes, judged from Content-Length before any body byte is read. Over it: 413.
+    pub body_bytes: usize,
+}
+
+/// Largest header count anyone may configure: httparse parses into a stack array this big.
+pub const MAX_HEADER_COUNT: usize = 100;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            head_bytes: 8 * 1024,
+            header_count: 32,
+            uri_bytes: 2 * 1024,
+            body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The most bytes of one request a connection may buffer.
+    pub fn request_bytes(&self) -> usize {
+        self.head_bytes + self.body_bytes
+    }
+}
+
+/// Request methods the routes care about; anything else is kept only to answer 405.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// Any other method: a known path answers 405, an unknown one 404.
+    Other,
+}
+
+/// A complete request whose head and body are in the caller's buffer.
+#[derive(Debug)]
+pub struct Request {
+    /// The method, reduced to what routing needs.
+    pub method: Method,
+    /// Path without the query string, exactly as sent (not percent-decoded).
+    pub path: String,
+    /// The query string after `?`, if any.
+    pub query: Option<String>,
+    /// Whether the connection may carry another request after this one's response:
+    /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    pub keep_alive: bool,
+    /// Where the body lies in the buffer that was parsed.
+    pub body: Range<usize>,
+    /// How many bytes of the buffer this request used; the next request starts here.
+    pub consumed: usize,
+}
+
+/// The outcome of parsing what a connection has buffered.
+#[derive(Debug)]
+pub enum Parse {
+    /// A whole request (head and body) is in the buffer.
+    Complete(Request),
+    /// More bytes are needed; nothing is wrong.
+    Partial,
+    /// The request can never become valid; answer this status and close.
+    Invalid(Status),
+}
+
+/// A response status with its reason phrase and a short explanation for the JSON body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The numeric code, e.g. 404.
+    pub code: u16,
+    /// The reason phrase on the status line.
+    pub reason: &'static str,
+}
+
+macro_rules! statuses {
+    ($($name:ident = $code:literal $reason:literal;)*) => {
+        impl Status {
+            $(
+                #[doc = concat!("`", stringify!($code), " ", $reason, "`")]
+                pub const $name: Status = Status { code: $code, reason: $reason };
+            )*
+        }
+    };
+}
+
+statuses! {
+    OK = 200 "OK";
+    BAD_REQUEST = 400 "Bad Request";
+    NOT_FOUND = 404 "Not Found";
+    METHOD_NOT_ALLOWED = 405 "Method Not Allowed";
+    REQUEST_TIMEOUT = 408 "Request Timeout";
+    LENGTH_REQUIRED = 411 "Length Required";
+    PAYLOAD_TOO_LARGE = 413 "Payload Too Large";
+    URI_TOO_LONG = 414 "URI Too Long";
+    HEADERS_TOO_LARGE = 431 "Request Header Fields Too Large";
+    SERVICE_UNAVAILABLE = 503 "Service Unavailable";
+}
+
+/// Parses the request at the start of `buf`.
+pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADER_COUNT];
+    let header_slots = limits.header_count.clamp(1, MAX_HEADER_COUNT);
+    let mut req = httparse::Request::new(&mut headers[..header_slots]);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return partial_head(buf, limits),
+        Err(httparse::Error::TooManyHeaders) => return Parse::Invalid(Status::HEADERS_TOO_LARGE),
+        Err(_) => return Parse::Invalid(Status::BAD_REQUEST),
+    };
+    if head_len > limits.head_bytes {
+        return Parse::Invalid(Status::HEADERS_TOO_LARGE);
+    }
+    // httparse fills these on Complete.
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Parse::Invalid(Status::BAD_REQUEST);
+    };
+    if target.len() > limits.uri_bytes {
+        return Parse::Invalid(Status::URI_TOO_LONG);
+    }
+    let method = match method {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        _ => Method::Other,
+    };
+    let head = match read_headers(req.headers, minor) {
+        Ok(head) => head,
+        Err(status) => return Parse::Invalid(status),
+    };
+    let body_len = match head.content_length {
+        Some(len) => len,
+        None if method == Method::Post => return Parse::Invalid(Status::LENGTH_REQUIRED),
+        None => 0,
+    };
+    if body_len > limits.body_bytes as u64 {
+        return Parse::Invalid(Status::PAYLOAD_TOO_LARGE);
+    }
+    let consumed = head_len + body_len as usize;
+    if buf.len() < consumed {
+        // The head is here and sane; the body is still arriving.
+        return Parse::Partial;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    Parse::Complete(Request {
+        method,
+        path,
+        query,
+        keep_alive: head.keep_alive,
+        body: head_len..consumed,
+        consumed,
+    })
+}
+
+/// Decides whether an incomplete head is worth waiting for.
+fn partial_head(buf: &[u8], limits: &Limits) -> Parse {
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    // A request line longer than method + URI cap + version can only be an over-long URI.
+    let request_line_cap = limits.uri_bytes + 32;
+    match line_end {
+        None if buf.len() > request_line_cap => Parse::Invalid(Status::URI_TOO_LONG),
+        _ if buf.len() > limits.head_bytes => Parse::Invalid(Status::HEADERS_TOO_LARGE),
+        _ => Parse::Partial,
+    }
+}
+
+/// What the headers tell us about framing and the connection.
+struct Head {
+    content_length: Option<u64>,
+    keep_alive: bool,
+}
+
+fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<Head, Status> {
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let len = parse_content_length(header.value).ok_or(Status::BAD_REQUEST)?;
+            // Two different lengths is the classic smuggling set-up: refuse, never pick one.
+            if content_length.is_some_and(|seen| seen != len) {
+                return Err(Status::BAD_REQUEST);
+            }
+            content_length = Some(len);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    if transfer_encoding {
+        // Both framings at once could be read two ways by two servers in a chain.
+        if content_length.is_some() {
+            return Err(Status::BAD_REQUEST);
+        }
+        // We do not decode chunked bodies (chat bodies are small and browsers always send a
+        // length); 411 tells the client exactly what to send instead.
+        return Err(Status::LENGTH_REQUIRED);
+    }
+    let keep_alive = match minor_version {
+        0 => keep_alive_token && !close,
+        _ => !close,
+    };
+    Ok(Head {
+        content_length,
+        keep_alive,
+    })
+}
+
+/// Content-Length is 1*DIGIT: no sign, no spaces inside, no overflow.
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Encodes a complete response. `head_only` leaves the body out but keeps its length (HEAD).
+/// `close` adds `Connection: close`, for responses after which the server hangs up.
+pub fn encode_response(
+    status: Status,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+) -> Vec<u8> {
+    let mut head = String::with_capacity(160);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+        status.code,
+        status.reason,
+        content_type,
+        body.len()
+    );
+    for (name, value) in extra_headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// The JSON content type every API response uses.
+pub const JSON: &str = "application/json";
+
+/// Encodes an error response: status, a JSON body naming the problem, and `Connection: close`
+/// when the server will hang up afterwards.
+pub fn error_response(status: Status, extra_headers: &[(&str, &str)], close: bool) -> Vec<u8> {
+    let mut body = String::from("{\"error\":\"");
+    crate::json::escape_into(&mut body, &status.reason.to_ascii_lowercase());
+    body.push_str("\"}");
+    encode_response(status, JSON, extra_headers, body.as_bytes(), false, close)
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body and returns the value of `field`:
+/// `+` is a space, `%XX` a byte, and the result must be UTF-8. `Ok(None)` when the field is
+/// absent; `Err(())` when it is malformed.
+pub fn form_field(body: &[u8], field: &str) -> Result<Option<String>, ()> {
+    for pair in body.split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
+        };
+        if form_decode(name)? == field {
+            return form_decode(value).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn form_decode(raw: &[u8]) -> Result<String, ()> {
+    // A bare `%` not followed by two hex digits is left as is by percent_decode; the spec
+    // (WHATWG urlencoded) agrees, so we do the same rather than reject.
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus_as_space)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Parse {
+        parse_request(raw.as_bytes(), &Limits::default())
+    }
+
+    fn status_of(raw: &str) -> u16 {
+        match parse(raw) {
+            Parse::Invalid(status) => status.code,
+            Parse::Complete(_) => 0,
+            Parse::Partial => 1,
+        }
+    }
+
+    #[test]
+    fn complete_requests() {
+        let cases: &[(&str, Method, &str, Option<&str>, bool, usize)] = &[
+            (
+                "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n",
+                Method::Get,
+                "/chat",
+                None,
+                true,
+                0,
+            ),
+            (
+                "GET /a?b=c HTTP/1.0\r\n\r\n",
+                Method::Get,
+                "/a",
+                Some("b=c"),
+                false,
+                0,
+            ),
+            (
+                "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                Method::Get,
+                "/",
+                None,
+                true,
+                0,
+            ),
+            (
+                "GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n",
+                Method::Get,
+                "/",
+                None,
+                false,
+                0,
+            ),
+            (
+                "POST /chat HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+                Method::Post,
+                "/chat",
+                None,
+                true,
+                5,
+            ),
+            ("HEAD / HTTP/1.1\r\n\r\n", Method::Head, "/", None, true, 0),
+            (
+                "DELETE /chat HTTP/1.1\r\n\r\n",
+                Method::Other,
+                "/chat",
+                None,
+                true,
+                0,
+            ),
+            (
+                "POST /x HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nabc",
+                Method::Post,
+                "/x",
+                None,
+                true,
+                3,
+            ),
+        ];
+        for (raw, method, path, query, keep_alive, body_len) in cases {
+            let Parse::Complete(req) = parse(raw) else {
+                panic!("not complete: {raw:?}")
+            };
+            assert_eq!(req.method, *method, "{raw:?}");
+            assert_eq!(req.path, *path, "{raw:?}");
+            assert_eq!(req.query.as_deref(), *query, "{raw:?}");
+            assert_eq!(req.keep_alive, *keep_alive, "{raw:?}");
+            assert_eq!(req.body.len(), *body_len, "{raw:?}");
+            assert_eq!(req.consumed, raw.len(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_is_partial() {
+        let raw = "POST /chat HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nmessage=x";
+        for end in 0..raw.len() {
+            assert!(
+                matches!(parse(&raw[..end]), Parse::Partial),
+                "prefix of {end} bytes"
+            );
+        }
+        assert!(matches!(parse(raw), Parse::Complete(_)));
+    }
+
+    #[test]
+    fn pipelined_requests_are_taken_one_at_a_time() {
+        let raw = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        let Parse::Complete(first) = parse(raw) else {
+            panic!()
+        };
+        assert_eq!(first.path, "/a");
+        let Parse::Complete(second) = parse(&raw[first.consumed..]) else {
+            panic!()
+        };
+        assert_eq!(second.path, "/b");
+    }
+
+    #[test]
+    fn invalid_requests() {
+        let long_uri = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(3000));
+        let long_uri_partial = format!("GET /{}", "a".repeat(3000));
+        let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        let long_header_partial = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000));
+        let many_headers = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(40));
+        let cases: &[(&str, u16)] = &[
+            ("garbage\r\n\r\n", 400),
+            ("GET /\r\n\r\n", 400),
+            ("GET / HTTP/2.0\r\n\r\n", 400),
+            ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
+            ("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 400),
+            ("POST /chat HTTP/1.1\r\n\r\n", 411),
+            (
+                "POST /chat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                411,
+            ),
+            (
+                "POST /chat HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                400,
+            ),
+            (
+                "POST /chat HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                400,
+            ),
+            ("POST /chat HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            ("POST /chat HTTP/1.1\r\nContent-Length: +1\r\n\r\n", 400),
+            ("POST /chat HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400),
+            ("POST /chat HTTP/1.1\r\nContent-Length: \r\n\r\n", 400),
+            (
+                "POST /chat HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+                400,
+            ),
+            ("POST /chat HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 413),
+            (&long_uri, 414),
+            (&long_uri_partial, 414),
+            (&long_header, 431),
+            (&long_header_partial, 431),
+            (&many_headers, 431),
+        ];
+        for (raw, code) in cases {
+            assert_eq!(status_of(raw), *code, "{:?}", &raw[..raw.len().min(60)]);
+        }
+    }
+
+    #[test]
+    fn body_limit_is_inclusive() {
+        let at_limit = "POST /chat HTTP/1.1\r\nContent-Length: 65536\r\n\r\n";
+        assert!(matches!(parse(at_limit), Parse::Partial));
+    }
+
+    #[test]
+    fn form_fields() {
+        let cases: &[(&str, Result<Option<&str>, ()>)] = &[
+            ("message=hello", Ok(Some("hello"))),
+            ("a=1&message=hi+there%21", Ok(Some("hi there!"))),
+            ("message=%E2%82%AC%20", Ok(Some("€ "))),
+            ("message=", Ok(Some(""))),
+            ("message", Ok(Some(""))),
+            ("other=1", Ok(None)),
+            ("", Ok(None)),
+            ("message=%FF", Err(())),
+            ("message=100%", Ok(Some("100%"))),
+            ("mess%61ge=x", Ok(Some("x"))),
+        ];
+        for (body, expected) in cases {
+            let got = form_field(body.as_bytes(), "message");
+            assert_eq!(got, expected.map(|v| v.map(str::to_owned)), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn response_encoding() {
+        let out = encode_response(Status::OK, JSON, &[("Allow", "GET")], b"{}", false, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
+             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nAllow: GET\r\n\
+             Connection: close\r\n\r\n{}"
+        );
+        let head = encode_response(Status::OK, "text/html", &[], b"<p>", true, false);
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains("Content-Length: 3\r\n"));
+        assert!(head.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn error_body_names_the_status() {
+        let out = String::from_utf8(error_response(Status::NOT_FOUND, &[], false)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(out.ends_with("\r\n\r\n{\"error\":\"not found\"}"));
+        assert!(!out.contains("Connection: close"));
+    }
+}

@@ -1,0 +1,44 @@
+//! # comet-chat
+//!
+//! The classic Comet chat (an Erlang/mochiweb design from 2008) rebuilt on one
+//! single-threaded `mio` event loop: `GET /chat` waits until someone posts or the poll
+//! timeout passes; `POST /chat` (`message=...`) answers every waiting poll at once, with one
+//! response encoded once and written to each of them.
+//!
+//! ## What it deliberately is not
+//!
+//! Not async (no runtime, no futures), not multi-threaded, not an HTTP framework: it speaks
+//! just enough HTTP/1.1 to serve its page and its API correctly, and refuses the rest with a
+//! clear status. Everything is in memory; a restart forgets the chat.
+//!
+//! ## A tour, in reading order
+//!
+//! - [`server`] — the poll loop: next deadline → poll → accept/dispatch → resume → expire →
+//!   reap. Start here.
+//! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Writing /
+//!   Lingering / Closed).
+//! - [`http`] — bytes ↔ requests and responses on top of httparse; caps on every buffer.
+//! - [`routes`] — a parsed request → an action (reply, park, broadcast).
+//! - [`chat`] — the waiting clients and the shared broadcast response.
+//! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
+//! - [`assets`] — `www/` loaded once at start-up, served from memory.
+//! - [`json`], [`stats`], [`sys`], [`config`] — small helpers each owning one thing.
+//!
+//! `docs/ARCHITECTURE.md` walks one long-poll and one broadcast through these functions.
+
+#![deny(missing_docs)]
+
+pub mod assets;
+pub mod chat;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod json;
+pub mod routes;
+pub mod server;
+pub mod stats;
+pub mod sys;
+pub mod timer;
+
+pub use config::Config;
+pub use server::{spawn, Running, Server, ServerHandle};

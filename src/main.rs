@@ -1,0 +1,51 @@
+//! The `comet-chat` binary: command line → [`Config`] → [`Server::run`].
+
+use comet_chat::config::{self, Command};
+use comet_chat::{sys, Config, Server};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = match config::parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", config::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("comet-chat: {message}\n\n{}", config::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .init()
+    {
+        eprintln!("comet-chat: cannot start logging: {e}");
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> std::io::Result<()> {
+    match sys::raise_open_files_limit() {
+        Ok((before, after)) => log::info!("open files limit: soft {before} → {after} (hard)"),
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
+    let www = config.www.clone();
+    let poll_timeout = config.poll_timeout;
+    let server = Server::bind(config)?;
+    let (soft, hard) = sys::open_files_limit()?;
+    log::info!(
+        "listening on http://{} (www: {}, {} files; poll timeout {:?}; open files {soft}/{hard})",
+        server.local_addr(),
+        www.map_or("none".to_owned(), |dir| dir.display().to_string()),
+        server.asset_count(),
+        poll_timeout,
+    );
+    server.run()
+}

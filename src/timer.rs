@@ -1,0 +1,422 @@
+//! The timer wheel: every deadline the server keeps (a parked poll's timeout, later the
+//! slow-client deadlines) lives here, so the kernel never holds a timer per connection and
+//! the event loop can ask one question — "when is the next thing due?" — before it sleeps.
+//!
+//! Everything is integer arithmetic over *ticks* (a `u64` count of [`TICK`]s since the
+//! server started); this module never reads a clock, which is what makes it testable.
+//!
+//! ```text
+//!   slot = tick % SLOT_COUNT            (SLOT_COUNT = 4096, one tick = 10 ms → 40.96 s per turn)
+//!
+//!   heads:    [ s0 | s1 | s2 | ... | s4095 ]      one doubly linked list per slot
+//!                     |
+//!                     v
+//!   entries:  e7 <-> e3 <-> e12                    slab of entries, linked by slab key
+//!
+//!   occupied: 64 × u64 bitmap, bit s set ⇔ heads[s] is non-empty
+//! ```
+//!
+//! An entry whose deadline is more than one turn away sits in the right slot and is skipped
+//! (left in place) until its turn comes round. Cancelling is O(1): unlink from its slot's
+//! list. The bitmap makes "next occupied slot" a scan of at most 64 words.
+
+use slab::Slab;
+use std::time::Duration;
+
+/// How long one tick lasts. 10 ms is coarser than any timeout we keep and fine enough that
+/// tests can use half-second poll timeouts.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Number of slots; a power of two so the slot is a mask, and large enough (40.96 s) that the
+/// default 20 s poll timeout fires on its first visit.
+pub const SLOT_COUNT: usize = 4096;
+
+const WORD_BITS: usize = 64;
+const WORD_COUNT: usize = SLOT_COUNT / WORD_BITS;
+
+/// Marks "no entry" in the intrusive lists. Entry keys are `u32` to keep entries small.
+const NIL: u32 = u32::MAX;
+
+/// Handle to a scheduled timer, returned by [`TimerWheel::insert`] and needed to cancel it.
+///
+/// The wheel reuses handles once a timer fired or was cancelled, so the owner must forget its
+/// handle at that moment; the payload (which carries a generation) guards against mistakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerId(u32);
+
+struct Entry<T> {
+    /// Absolute tick at which the entry fires; `slot_of(deadline)` is the list it is in.
+    deadline: u64,
+    /// What the owner wants back when the timer fires.
+    payload: T,
+    prev: u32,
+    next: u32,
+}
+
+/// A hashed timer wheel with O(1) insert and cancel. See the module docs for the layout.
+pub struct TimerWheel<T> {
+    /// Head entry of each slot's list, or `NIL`.
+    heads: Box<[u32]>,
+    /// Bit per slot, set while the slot's list is non-empty.
+    occupied: Box<[u64]>,
+    entries: Slab<Entry<T>>,
+    /// Every entry with `deadline <= now` has fired; new deadlines are clamped to `now + 1`.
+    now: u64,
+}
+
+/// The slot a tick hashes to.
+pub fn slot_of(tick: u64) -> usize {
+    (tick % SLOT_COUNT as u64) as usize
+}
+
+/// Converts a duration to whole ticks, rounding up so that a deadline is never early.
+pub fn ticks_ceil(duration: Duration) -> u64 {
+    let tick_nanos = TICK.as_nanos();
+    duration.as_nanos().div_ceil(tick_nanos) as u64
+}
+
+/// Converts a duration to whole ticks, rounding down: the tick that `duration` lies within.
+pub fn ticks_floor(duration: Duration) -> u64 {
+    (duration.as_nanos() / TICK.as_nanos()) as u64
+}
+
+impl<T: Copy> TimerWheel<T> {
+    /// An empty wheel whose clock reads tick 0.
+    pub fn new() -> Self {
+        TimerWheel {
+            heads: vec![NIL; SLOT_COUNT].into_boxed_slice(),
+            occupied: vec![0; WORD_COUNT].into_boxed_slice(),
+            entries: Slab::new(),
+            now: 0,
+        }
+    }
+
+    /// Number of timers scheduled.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The last tick that [`expire`](Self::expire) processed.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Schedules `payload` to fire at `deadline` (an absolute tick). A deadline in the past
+    /// fires on the next `expire`.
+    pub fn insert(&mut self, deadline: u64, payload: T) -> TimerId {
+        let deadline = deadline.max(self.now + 1);
+        let slot = slot_of(deadline);
+        let head = self.heads[slot];
+        let key = self.entries.insert(Entry {
+            deadline,
+            payload,
+            prev: NIL,
+            next: head,
+        });
+        let key = u32::try_from(key).expect("more than u32::MAX timers");
+        debug_assert_ne!(key, NIL);
+        if head != NIL {
+            self.entries[head as usize].prev = key;
+        }
+        self.heads[slot] = key;
+        self.occupied[slot / WORD_BITS] |= 1 << (slot % WORD_BITS);
+        TimerId(key)
+    }
+
+    /// Removes a scheduled timer and returns its payload, or `None` if the handle is not live.
+    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
+        let entry = self.entries.try_remove(id.0 as usize)?;
+        self.unlink(slot_of(entry.deadline), entry.prev, entry.next);
+        Some(entry.payload)
+    }
+
+    fn unlink(&mut self, slot: usize, prev: u32, next: u32) {
+        if prev == NIL {
+            self.heads[slot] = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        if self.heads[slot] == NIL {
+            self.occupied[slot / WORD_BITS] &= !(1 << (slot % WORD_BITS));
+        }
+    }
+
+    /// The earliest tick at which something *may* be due, or `None` when the wheel is empty.
+    ///
+    /// This is the first occupied slot after `now`. An entry in it may belong to a later
+    /// turn, in which case the loop wakes once for nothing and asks again; that costs one
+    /// wake-up per 41 s turn and saves walking a slot's list, which can hold thousands.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let start = slot_of(self.now + 1);
+        let distance = self.distance_to_occupied(start)?;
+        Some(self.now + 1 + distance as u64)
+    }
+
+    /// How many slots past `start` (0 = `start` itself) the first occupied slot lies.
+    fn distance_to_occupied(&self, start: usize) -> Option<usize> {
+        let first_word = start / WORD_BITS;
+        // Bits at or after `start` in its own word, then whole words, wrapping round to the
+        // bits before `start` in the first word.
+        let masked = self.occupied[first_word] & (!0u64 << (start % WORD_BITS));
+        if masked != 0 {
+            return Some(first_word * WORD_BITS + masked.trailing_zeros() as usize - start);
+        }
+        for step in 1..=WORD_COUNT {
+            let word = (first_word + step) % WORD_COUNT;
+            let bits = self.occupied[word];
+            if bits != 0 {
+                let slot = word * WORD_BITS + bits.trailing_zeros() as usize;
+                return Some((slot + SLOT_COUNT - start) % SLOT_COUNT);
+            }
+        }
+        None
+    }
+
+    /// Advances the clock to `to` and appends the payload of every entry with
+    /// `deadline <= to` to `fired`, in slot order.
+    ///
+    /// Visits each slot between the old and new `now` once, at most one full turn; a slot's
+    /// list is walked only if its bit is set.
+    pub fn expire(&mut self, to: u64, fired: &mut Vec<T>) {
+        if to <= self.now {
+            return;
+        }
+        let steps = (to - self.now).min(SLOT_COUNT as u64);
+        let mut tick = self.now + 1;
+        let mut remaining = steps;
+        while remaining > 0 {
+            let slot = slot_of(tick);
+            let distance = match self.distance_to_occupied(slot) {
+                Some(d) if (d as u64) < remaining => d as u64,
+                _ => break,
+            };
+            tick += distance;
+            remaining -= distance;
+            self.fire_slot(slot_of(tick), to, fired);
+            tick += 1;
+            remaining -= 1;
+        }
+        self.now = to;
+    }
+
+    fn fire_slot(&mut self, slot: usize, to: u64, fired: &mut Vec<T>) {
+        let mut key = self.heads[slot];
+        while key != NIL {
+            let entry = &self.entries[key as usize];
+            let next = entry.next;
+            if entry.deadline <= to {
+                let entry = self.entries.remove(key as usize);
+                self.unlink(slot, entry.prev, entry.next);
+                fired.push(entry.payload);
+            }
+            key = next;
+        }
+    }
+}
+
+impl<T: Copy> Default for TimerWheel<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expire_all(wheel: &mut TimerWheel<u32>, to: u64) -> Vec<u32> {
+        let mut fired = Vec::new();
+        wheel.expire(to, &mut fired);
+        fired
+    }
+
+    #[test]
+    fn slot_of_wraps_every_slot_count_ticks() {
+        // Exhaustive over three turns: the slot is the tick modulo the slot count.
+        for tick in 0..(3 * SLOT_COUNT as u64) {
+            let slot = slot_of(tick);
+            assert!(slot < SLOT_COUNT);
+            assert_eq!(slot as u64, tick % SLOT_COUNT as u64);
+            assert_eq!(slot_of(tick + SLOT_COUNT as u64), slot);
+        }
+    }
+
+    #[test]
+    fn tick_rounding() {
+        let cases = [
+            (Duration::ZERO, 0, 0),
+            (Duration::from_millis(1), 1, 0),
+            (Duration::from_millis(10), 1, 1),
+            (Duration::from_millis(11), 2, 1),
+            (Duration::from_millis(500), 50, 50),
+            (Duration::from_secs(20), 2000, 2000),
+        ];
+        for (duration, ceil, floor) in cases {
+            assert_eq!(ticks_ceil(duration), ceil, "ceil {duration:?}");
+            assert_eq!(ticks_floor(duration), floor, "floor {duration:?}");
+        }
+    }
+
+    #[test]
+    fn fires_at_deadline_not_before() {
+        let mut wheel = TimerWheel::new();
+        wheel.insert(5, 1);
+        wheel.insert(3, 2);
+        assert_eq!(wheel.next_deadline(), Some(3));
+        assert!(expire_all(&mut wheel, 2).is_empty());
+        assert_eq!(expire_all(&mut wheel, 3), vec![2]);
+        assert_eq!(wheel.next_deadline(), Some(5));
+        assert!(expire_all(&mut wheel, 4).is_empty());
+        assert_eq!(expire_all(&mut wheel, 9), vec![1]);
+        assert_eq!(wheel.next_deadline(), None);
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn past_deadline_fires_on_next_expire() {
+        let mut wheel = TimerWheel::new();
+        expire_all(&mut wheel, 100);
+        wheel.insert(7, 1);
+        assert_eq!(wheel.next_deadline(), Some(101));
+        assert_eq!(expire_all(&mut wheel, 101), vec![1]);
+    }
+
+    #[test]
+    fn entry_more_than_a_turn_away_waits_for_its_turn() {
+        let mut wheel = TimerWheel::new();
+        let far = 2 * SLOT_COUNT as u64 + 10;
+        wheel.insert(far, 1);
+        // The slot comes round twice before the entry is due; both visits leave it in place.
+        assert_eq!(wheel.next_deadline(), Some(10));
+        assert!(expire_all(&mut wheel, 10).is_empty());
+        assert!(expire_all(&mut wheel, SLOT_COUNT as u64 + 10).is_empty());
+        assert_eq!(wheel.len(), 1);
+        assert_eq!(expire_all(&mut wheel, far), vec![1]);
+    }
+
+    #[test]
+    fn long_jump_fires_everything_due() {
+        let mut wheel = TimerWheel::new();
+        for i in 0..100u32 {
+            wheel.insert(u64::from(i) * 97 + 1, i);
+        }
+        let mut fired = expire_all(&mut wheel, 10 * SLOT_COUNT as u64);
+        fired.sort_unstable();
+        assert_eq!(fired, (0..100).collect::<Vec<_>>());
+        assert!(wheel.is_empty());
+        assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn cancel_removes_only_that_entry() {
+        let mut wheel = TimerWheel::new();
+        let a = wheel.insert(4, 1);
+        let b = wheel.insert(4, 2);
+        let c = wheel.insert(4, 3);
+        assert_eq!(wheel.cancel(b), Some(2));
+        assert_eq!(wheel.cancel(b), None, "a second cancel is a no-op");
+        assert_eq!(wheel.cancel(a), Some(1));
+        assert_eq!(expire_all(&mut wheel, 4), vec![3]);
+        assert_eq!(wheel.cancel(c), None);
+    }
+
+    #[test]
+    fn cancelling_last_entry_clears_the_slot() {
+        let mut wheel = TimerWheel::new();
+        let a = wheel.insert(4, 1);
+        wheel.insert(9, 2);
+        wheel.cancel(a);
+        assert_eq!(wheel.next_deadline(), Some(9));
+    }
+
+    /// The trap from slab reuse: a connection closes, its slot is handed to a new client,
+    /// and the old client's timer must not fire on the newcomer.
+    #[test]
+    fn reused_connection_slot_is_not_fired_by_the_old_timer() {
+        // Payload = (connection key, generation), as the server uses it.
+        let mut wheel: TimerWheel<(u32, u32)> = TimerWheel::new();
+        let old = wheel.insert(5, (7, 1));
+        // The old occupant of slot 7 closes: its timer is cancelled on close.
+        assert_eq!(wheel.cancel(old), Some((7, 1)));
+        // A new client takes connection slot 7 and parks with a later deadline.
+        let new = wheel.insert(50, (7, 2));
+        assert_eq!(
+            new, old,
+            "the wheel reuses the entry too, which is why payloads carry a generation"
+        );
+        let mut fired = Vec::new();
+        wheel.expire(5, &mut fired);
+        assert!(fired.is_empty(), "nothing fires at the old deadline");
+        wheel.expire(50, &mut fired);
+        assert_eq!(fired, vec![(7, 2)]);
+    }
+
+    #[test]
+    fn next_deadline_wraps_round_the_wheel() {
+        let mut wheel = TimerWheel::new();
+        expire_all(&mut wheel, SLOT_COUNT as u64 - 3);
+        wheel.insert(SLOT_COUNT as u64 + 2, 1);
+        assert_eq!(wheel.next_deadline(), Some(SLOT_COUNT as u64 + 2));
+        assert!(expire_all(&mut wheel, SLOT_COUNT as u64 + 1).is_empty());
+        assert_eq!(expire_all(&mut wheel, SLOT_COUNT as u64 + 2), vec![1]);
+    }
+
+    /// A randomised cross-check against a plain list: whatever we insert, cancel and expire,
+    /// the wheel fires exactly what a sorted list would.
+    #[test]
+    fn matches_a_naive_model() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut wheel = TimerWheel::new();
+        let mut model: Vec<(u64, u32, TimerId)> = Vec::new();
+        let mut payload = 0u32;
+        for _ in 0..20_000 {
+            match next() % 4 {
+                0 | 1 => {
+                    let deadline = wheel.now() + 1 + next() % (3 * SLOT_COUNT as u64);
+                    payload += 1;
+                    let id = wheel.insert(deadline, payload);
+                    model.push((deadline, payload, id));
+                }
+                2 if !model.is_empty() => {
+                    let (_, p, id) = model.swap_remove((next() % model.len() as u64) as usize);
+                    assert_eq!(wheel.cancel(id), Some(p));
+                }
+                _ => {
+                    let to = wheel.now() + next() % 700;
+                    let mut fired = expire_all(&mut wheel, to);
+                    let mut expected: Vec<u32> = model
+                        .iter()
+                        .filter(|(d, _, _)| *d <= to)
+                        .map(|(_, p, _)| *p)
+                        .collect();
+                    model.retain(|(d, _, _)| *d > to);
+                    fired.sort_unstable();
+                    expected.sort_unstable();
+                    assert_eq!(fired, expected);
+                    if let Some(next_due) = wheel.next_deadline() {
+                        let earliest = model.iter().map(|(d, _, _)| *d).min().unwrap();
+                        assert!(next_due <= earliest, "next_deadline must never be late");
+                    }
+                }
+            }
+            assert_eq!(wheel.len(), model.len());
+        }
+    }
+}
