@@ -294,10 +294,14 @@ pub fn error_response(status: Status, extra_headers: &[(&str, &str)], close: boo
     encode_response(status, JSON, extra_headers, body.as_bytes(), false, close)
 }
 
+/// A form body whose decoded bytes are not UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MalformedForm;
+
 /// Decodes an `application/x-www-form-urlencoded` body and returns the value of `field`:
 /// `+` is a space, `%XX` a byte, and the result must be UTF-8. `Ok(None)` when the field is
-/// absent; `Err(())` when it is malformed.
-pub fn form_field(body: &[u8], field: &str) -> Result<Option<String>, ()> {
+/// absent.
+pub fn form_field(body: &[u8], field: &str) -> Result<Option<String>, MalformedForm> {
     for pair in body.split(|&b| b == b'&') {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
@@ -310,7 +314,7 @@ pub fn form_field(body: &[u8], field: &str) -> Result<Option<String>, ()> {
     Ok(None)
 }
 
-fn form_decode(raw: &[u8]) -> Result<String, ()> {
+fn form_decode(raw: &[u8]) -> Result<String, MalformedForm> {
     // A bare `%` not followed by two hex digits is left as is by percent_decode; the spec
     // (WHATWG urlencoded) agrees, so we do the same rather than reject.
     let plus_as_space: Vec<u8> = raw
@@ -320,7 +324,7 @@ fn form_decode(raw: &[u8]) -> Result<String, ()> {
     percent_encoding::percent_decode(&plus_as_space)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| ())
+        .map_err(|_| MalformedForm)
 }
 
 #[cfg(test)]
@@ -339,9 +343,12 @@ mod tests {
         }
     }
 
+    /// Raw request, method, path, query, keep-alive, body length.
+    type CompleteCase<'a> = (&'a str, Method, &'a str, Option<&'a str>, bool, usize);
+
     #[test]
     fn complete_requests() {
-        let cases: &[(&str, Method, &str, Option<&str>, bool, usize)] = &[
+        let cases: &[CompleteCase] = &[
             (
                 "GET /chat HTTP/1.1\r\nHost: x\r\n\r\n",
                 Method::Get,
@@ -492,7 +499,7 @@ mod tests {
 
     #[test]
     fn form_fields() {
-        let cases: &[(&str, Result<Option<&str>, ()>)] = &[
+        let cases: &[(&str, Result<Option<&str>, MalformedForm>)] = &[
             ("message=hello", Ok(Some("hello"))),
             ("a=1&message=hi+there%21", Ok(Some("hi there!"))),
             ("message=%E2%82%AC%20", Ok(Some("€ "))),
@@ -500,7 +507,7 @@ mod tests {
             ("message", Ok(Some(""))),
             ("other=1", Ok(None)),
             ("", Ok(None)),
-            ("message=%FF", Err(())),
+            ("message=%FF", Err(MalformedForm)),
             ("message=100%", Ok(Some("100%"))),
             ("mess%61ge=x", Ok(Some("x"))),
         ];

@@ -43,7 +43,7 @@ pub fn route(request: &Request, body: &[u8], assets: &Assets) -> Action {
         ("/chat", Method::Get) => Action::Park,
         ("/chat", Method::Post) => match http::form_field(body, "message") {
             Ok(Some(message)) => Action::Broadcast { message },
-            Ok(None) | Err(()) => error(Status::BAD_REQUEST, &[], close),
+            Ok(None) | Err(http::MalformedForm) => error(Status::BAD_REQUEST, &[], close),
             // Absent and malformed both mean "send message=<url-encoded UTF-8>".
         },
         ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")], close),

@@ -14,7 +14,8 @@ pub fn open_files_limit() -> io::Result<(u64, u64)> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+    // rlim_t is u64 on every platform we build for.
+    Ok((limit.rlim_cur, limit.rlim_max))
 }
 
 /// Raises the soft open-files limit to the hard one, since every waiting client costs one
@@ -23,8 +24,8 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
     let (soft, hard) = open_files_limit()?;
     if soft < hard {
         let limit = libc::rlimit {
-            rlim_cur: hard as libc::rlim_t,
-            rlim_max: hard as libc::rlim_t,
+            rlim_cur: hard,
+            rlim_max: hard,
         };
         // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the hard
         // one is always permitted.

@@ -1,0 +1,112 @@
+// The classic page in a real browser: two pages chat, quick messages keep their order, and
+// a message that looks like HTML is shown as text and runs nothing.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, launchBrowser, waitForStats } from "./harness.mjs";
+
+let server;
+let browser;
+let one;
+let two;
+const dialogs = [];
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+  // Two browser contexts: two separate users, as two people on two machines would be.
+  one = await (await browser.newContext()).newPage();
+  two = await (await browser.newContext()).newPage();
+  for (const page of [one, two]) {
+    page.on("dialog", (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.dismiss();
+    });
+    await page.goto(server.url + "/");
+  }
+  // Both pages have a poll parked on the server before anyone types.
+  await waitForStats(server.url, (s) => s.pending_polls >= 2, "both pages to poll");
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Texts of the messages shown in a page's #history, without their times. */
+async function shown(page) {
+  return page.$$eval("#history li", (items) =>
+    items.map((li) => li.lastChild.textContent),
+  );
+}
+
+/** Waits until every page shows `count` messages, or fails after `ms`. */
+async function waitForCount(page, count, ms) {
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("#history li").length >= n,
+    count,
+    { timeout: ms },
+  );
+}
+
+test("the page shows it is connected", async () => {
+  await two.waitForFunction(() => document.getElementById("status").textContent === "connected", null, {
+    timeout: 5000,
+  });
+});
+
+test("a message typed in one page shows in the other within 1 s", async () => {
+  await one.fill("#message", "hello from page one");
+  const sent = Date.now();
+  await one.click("#send");
+  await waitForCount(two, 1, 1000);
+  const elapsed = Date.now() - sent;
+  assert.deepEqual(await shown(two), ["hello from page one"]);
+  assert.ok(elapsed <= 1000, `took ${elapsed} ms`);
+  assert.equal(await one.inputValue("#message"), "", "the field is cleared after sending");
+  // Each message carries its local time.
+  const time = await two.$eval("#history li time", (t) => t.textContent);
+  assert.match(time, /^\d\d:\d\d:\d\d$/);
+});
+
+test("five quick messages arrive in order, sent with Enter", async () => {
+  for (let i = 1; i <= 5; i++) {
+    await one.fill("#message", `quick ${i}`);
+    await one.press("#message", "Enter");
+  }
+  await waitForCount(two, 6, 5000);
+  const texts = await shown(two);
+  assert.deepEqual(texts.slice(1), ["quick 1", "quick 2", "quick 3", "quick 4", "quick 5"]);
+});
+
+test("a message that looks like HTML shows as text and runs nothing", async () => {
+  const evil = "<img src=x onerror=alert(1)><b>bold</b>";
+  await one.fill("#message", evil);
+  await one.click("#send");
+  await waitForCount(two, 7, 5000);
+  const texts = await shown(two);
+  assert.equal(texts.at(-1), evil);
+  assert.equal(await two.$$eval("#history img, #history b", (els) => els.length), 0);
+  // Give a would-be onerror handler time to run before concluding that none did.
+  await two.waitForTimeout(300);
+  assert.deepEqual(dialogs, []);
+});
+
+test("the page shows it is offline, then recovers when the server is back", async () => {
+  const addr = server.url.replace("http://", "");
+  await server.stop();
+  await two.waitForFunction(() => document.getElementById("status").className.includes("offline"), null, {
+    timeout: 5000,
+  });
+  server = await startServer([], addr);
+  // The retry loop backs off at most 10 s; both pages must find the new server by then.
+  await waitForStats(server.url, (s) => s.pending_polls >= 2, "both pages to poll again", 15_000);
+  await one.fill("#message", "back again");
+  await one.click("#send");
+  await two.waitForFunction(() => document.querySelector("#history li:last-child").lastChild.textContent === "back again", null, {
+    timeout: 5000,
+  });
+  await two.waitForFunction(() => document.getElementById("status").textContent === "connected", null, {
+    timeout: 5000,
+  });
+});

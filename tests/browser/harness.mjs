@@ -1,0 +1,83 @@
+// Shared set-up for the browser tests: start the comet-chat binary on a free port, and
+// launch Debian's Chromium (never a downloaded one) through playwright-core.
+
+import { spawn } from "node:child_process";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const BINARY = process.env.COMET_CHAT_BIN || join(ROOT, "target/debug/comet-chat");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+// Flags Chromium needs as root on a machine with no network but the registries.
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/**
+ * Starts the server; resolves with { url, stop() } once it logs its address. `addr` picks
+ * the address (default: a free port), so a test can restart a server where it was.
+ */
+export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
+  const args = ["--addr", addr, "--www", join(ROOT, "www"), "--log-level", "info", ...extraArgs];
+  const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`server did not start in 10 s; output:\n${output}`));
+    }, 10_000);
+    const onData = (chunk) => {
+      output += chunk;
+      const match = output.match(/listening on (http:\/\/[0-9.:]+)/);
+      if (match) {
+        clearTimeout(timer);
+        resolvePromise({
+          url: match[1],
+          stop: () => new Promise((done) => {
+            if (child.exitCode !== null) return done();
+            child.once("exit", done);
+            child.kill("SIGKILL");
+          }),
+        });
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}; output:\n${output}`));
+    });
+  });
+}
+
+/**
+ * Launches headless Chromium. playwright-core gives every launch a fresh, empty profile
+ * directory of its own (the equivalent of a new --user-data-dir) and removes it on close.
+ */
+export function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+}
+
+/** Server counters from /stats. */
+export async function stats(url) {
+  const response = await fetch(`${url}/stats`);
+  return response.json();
+}
+
+/** Waits until predicate(stats) holds, polling /stats, or fails after `ms`. */
+export async function waitForStats(url, predicate, what, ms = 5000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const current = await stats(url);
+    if (predicate(current)) return current;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(current)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

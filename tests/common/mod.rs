@@ -1,0 +1,219 @@
+//! Shared helpers for the socket-level tests: start a server on 127.0.0.1:0 on its own
+//! thread, and speak raw HTTP to it over blocking std sockets with short timeouts.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use comet_chat::{Config, Running};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long any single read may block before the test fails instead of hanging.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A config for tests: free port, short poll timeout, no static files.
+pub fn test_config() -> Config {
+    Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        www: None,
+        poll_timeout: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+/// The repository's www/ directory.
+pub fn www_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www")
+}
+
+/// Starts a server with `config` and returns it running on its own thread.
+pub fn start(config: Config) -> Running {
+    comet_chat::spawn(config).expect("server starts")
+}
+
+/// Starts a server with the test defaults.
+pub fn start_default() -> Running {
+    start(test_config())
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+}
+
+/// One client connection with its own read buffer (responses may arrive back to back).
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    pub fn get(&mut self, path: &str) {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+
+    pub fn post_message(&mut self, message_field: &str) {
+        let body = format!("message={message_field}");
+        self.send(
+            format!(
+                "POST /chat HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+
+    /// Reads one complete response (Content-Length framed). `head_only` for HEAD requests.
+    pub fn read_reply_with(&mut self, head_only: bool) -> Reply {
+        loop {
+            if let Some(reply) = self.try_parse(head_only) {
+                return reply;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read a response");
+            assert!(
+                n > 0,
+                "connection closed before a full response; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub fn read_reply(&mut self) -> Reply {
+        self.read_reply_with(false)
+    }
+
+    fn try_parse(&mut self, head_only: bool) -> Option<Reply> {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let head_len = match response.parse(&self.buf).expect("valid response") {
+            httparse::Status::Complete(len) => len,
+            httparse::Status::Partial => return None,
+        };
+        let headers: Vec<(String, String)> = response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
+            .expect("every response has Content-Length");
+        let body_len = if head_only { 0 } else { length };
+        if self.buf.len() < head_len + body_len {
+            return None;
+        }
+        let body = self.buf[head_len..head_len + body_len].to_vec();
+        let status = response.code.unwrap();
+        self.buf.drain(..head_len + body_len);
+        Some(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// True when the server closes the connection (EOF) within the read timeout, after any
+    /// bytes still buffered.
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Nothing arrives for `wait`.
+    pub fn silent_for(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut byte = [0u8; 1];
+        let silent = matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut);
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        silent && self.buf.is_empty()
+    }
+}
+
+/// One request on a fresh connection, returning the reply.
+pub fn request(addr: SocketAddr, raw: &str) -> Reply {
+    let mut client = Client::connect(addr);
+    client.send(raw.as_bytes());
+    client.read_reply_with(raw.starts_with("HEAD "))
+}
+
+/// Waits until `condition` holds, failing the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Reads a server counter.
+pub fn counter(
+    running: &Running,
+    pick: fn(&comet_chat::stats::Stats) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    comet_chat::stats::get(pick(running.handle.stats()))
+}
+
+/// Waits until `n` polls are parked.
+pub fn wait_parked(running: &Running, n: u64) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{n} parked polls"),
+        || counter(running, |s| &s.pending_polls) == n,
+    );
+}
+
+/// Waits until exactly `n` connections are open.
+pub fn wait_connections(running: &Running, n: u64) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{n} open connections"),
+        || counter(running, |s| &s.connections) == n,
+    );
+}
