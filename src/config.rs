@@ -21,9 +21,33 @@ pub struct Config {
     /// because a burst of thousands of browsers reconnecting must not overflow the accept
     /// queue: an overflowed SYN waits a full second for the client's retransmit.
     pub listen_backlog: i32,
+    /// A client must send a whole request (head and body) within this long of its first
+    /// byte, or it is answered 408 and closed: the slowloris defence.
+    pub request_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    /// Also reaps clients that vanished without a FIN once their poll has been answered.
+    pub idle_timeout: Duration,
+    /// A response the client does not take within this long is abandoned and the
+    /// connection dropped, so a stalled reader costs nothing beyond its one response.
+    pub write_timeout: Duration,
+    /// Most connections held at once; past it a new connection is answered 503 and closed.
+    /// `None`: the open-files limit less [`RESERVED_DESCRIPTORS`].
+    pub max_conns: Option<usize>,
+    /// On SIGINT/SIGTERM, how long pending polls and responses get to flush before exit.
+    pub shutdown_grace: Duration,
+    /// Whether `run` installs SIGINT/SIGTERM handlers. The binary does; embedders and
+    /// in-process tests, which share the process, do not.
+    pub handle_signals: bool,
+    /// Soft open-files limit to set before start-up (`main` only); `None` raises it to the
+    /// hard limit. Lowering it is how tests provoke descriptor exhaustion.
+    pub open_files: Option<u64>,
     /// Log verbosity for `main`; the library itself only calls `log`.
     pub log_level: log::LevelFilter,
 }
+
+/// Descriptors kept back from `max_conns` for everything that is not a client: stdio, the
+/// epoll instance, listener, waker, signal pipe, and the spare kept for EMFILE.
+pub const RESERVED_DESCRIPTORS: u64 = 32;
 
 impl Default for Config {
     fn default() -> Self {
@@ -33,6 +57,13 @@ impl Default for Config {
             poll_timeout: Duration::from_secs(20),
             limits: Limits::default(),
             listen_backlog: 65_535,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_conns: None,
+            shutdown_grace: Duration::from_secs(5),
+            handle_signals: false,
+            open_files: None,
             log_level: log::LevelFilter::Info,
         }
     }
@@ -52,6 +83,12 @@ OPTIONS:
   --max-body BYTES      largest request body      [default: 65536]
   --max-head BYTES      largest request head      [default: 8192]
   --backlog N           listen backlog            [default: 65535, capped by somaxconn]
+  --max-conns N         connections held at once; past it: 503 [default: open files - 32]
+  --open-files N        set the soft open-files limit [default: raise to the hard limit]
+  --request-timeout S   time to send a whole request, else 408 [default: 10]
+  --idle-timeout S      idle keep-alive connections close      [default: 30]
+  --write-timeout S     a client slower than this to read a response is dropped [default: 10]
+  --shutdown-grace S    on SIGINT/SIGTERM, time to flush before exit [default: 5]
   --log-level LEVEL     off|error|warn|info|debug|trace [default: info]
   -h, --help            print this help
 ";
@@ -101,6 +138,29 @@ where
             Long("backlog") => {
                 let n: usize = parse_number("--backlog", &value(&mut parser, "--backlog")?)?;
                 config.listen_backlog = i32::try_from(n).map_err(|_| "--backlog: too large")?;
+            }
+            Long("max-conns") => {
+                config.max_conns = Some(parse_number("--max-conns", &value(&mut parser, "--max-conns")?)?)
+            }
+            Long("open-files") => {
+                config.open_files =
+                    Some(parse_number("--open-files", &value(&mut parser, "--open-files")?)? as u64)
+            }
+            Long("request-timeout") => {
+                config.request_timeout =
+                    parse_seconds("--request-timeout", &value(&mut parser, "--request-timeout")?)?
+            }
+            Long("idle-timeout") => {
+                config.idle_timeout =
+                    parse_seconds("--idle-timeout", &value(&mut parser, "--idle-timeout")?)?
+            }
+            Long("write-timeout") => {
+                config.write_timeout =
+                    parse_seconds("--write-timeout", &value(&mut parser, "--write-timeout")?)?
+            }
+            Long("shutdown-grace") => {
+                config.shutdown_grace =
+                    parse_seconds("--shutdown-grace", &value(&mut parser, "--shutdown-grace")?)?
             }
             Long("log-level") => {
                 let text = value(&mut parser, "--log-level")?;
@@ -172,6 +232,12 @@ mod tests {
             "--no-www",
             "--log-level",
             "debug",
+            "--max-conns",
+            "7",
+            "--request-timeout",
+            "1.5",
+            "--shutdown-grace",
+            "2",
         ])
         .unwrap();
         assert_eq!(config.addr.to_string(), "0.0.0.0:9000");
@@ -179,6 +245,9 @@ mod tests {
         assert_eq!(config.limits.body_bytes, 100);
         assert_eq!(config.www, None);
         assert_eq!(config.log_level, log::LevelFilter::Debug);
+        assert_eq!(config.max_conns, Some(7));
+        assert_eq!(config.request_timeout, Duration::from_millis(1500));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(2));
     }
 
     #[test]

@@ -46,6 +46,30 @@ pub enum State {
     Closed,
 }
 
+/// Why a connection's timer is set; decides what happens when it fires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// Reading, nothing buffered: close quietly (idle keep-alive, or a vanished client).
+    Idle,
+    /// Reading, part of a request buffered: answer 408 and close (slowloris).
+    Request,
+    /// Parked: answer `{"error":"timeout"}`.
+    Poll,
+    /// Writing, the socket is full: the client is too slow to read, drop it.
+    Write,
+    /// Lingering: stop waiting for the client's FIN and close.
+    Linger,
+}
+
+/// A connection's pending timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// The wheel's handle, to cancel it.
+    pub id: TimerId,
+    /// What it is for.
+    pub deadline: Deadline,
+}
+
 /// Bytes owed to the client.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -88,8 +112,8 @@ pub struct Conn {
     pub input: Vec<u8>,
     /// The response being written, if any.
     pub output: Option<Outgoing>,
-    /// The connection's one pending timer: poll timeout while parked, linger while lingering.
-    pub timer: Option<TimerId>,
+    /// The connection's one pending timer; every state but `Closed` has one (see [`Deadline`]).
+    pub timer: Option<Timer>,
     /// Hang up once the current response is written (HTTP/1.0, `Connection: close`, errors).
     pub close_after_write: bool,
     /// The client closed its sending side (read returned 0).

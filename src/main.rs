@@ -31,21 +31,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> std::io::Result<()> {
-    match sys::raise_open_files_limit() {
-        Ok((before, after)) => log::info!("open files limit: soft {before} → {after} (hard)"),
-        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+fn run(mut config: Config) -> std::io::Result<()> {
+    match config.open_files {
+        Some(wanted) => match sys::set_open_files_limit(wanted) {
+            Ok((before, after)) => log::info!("open files limit: soft {before} → {after} (asked)"),
+            Err(e) => log::warn!("cannot set the open files limit to {wanted}: {e}"),
+        },
+        None => match sys::raise_open_files_limit() {
+            Ok((before, after)) => log::info!("open files limit: soft {before} → {after} (hard)"),
+            Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+        },
     }
+    config.handle_signals = true;
     let www = config.www.clone();
     let poll_timeout = config.poll_timeout;
     let server = Server::bind(config)?;
     let (soft, hard) = sys::open_files_limit()?;
     log::info!(
-        "listening on http://{} (www: {}, {} files; poll timeout {:?}; open files {soft}/{hard})",
+        "listening on http://{} (www: {}, {} files; poll timeout {:?}; open files {soft}/{hard}; \
+         max connections {})",
         server.local_addr(),
         www.map_or("none".to_owned(), |dir| dir.display().to_string()),
         server.asset_count(),
         poll_timeout,
+        server.max_conns(),
     );
     server.run()
 }

@@ -3,7 +3,7 @@
 
 use crate::assets::Assets;
 use crate::chat;
-use crate::http::{self, Method, Request, Status};
+use crate::http::{self, Limits, Method, Parse, Request, Status};
 use std::rc::Rc;
 
 /// Bytes to send: built for this one request, or shared by many connections.
@@ -34,6 +34,39 @@ pub enum Action {
     },
     /// `GET /stats`: the server fills in its counters.
     Stats,
+}
+
+/// What a connection's buffered input amounts to.
+#[derive(Debug)]
+pub enum Next {
+    /// No complete request yet; wait for more bytes (normal flow).
+    NeedMore,
+    /// The input can never become a valid request: answer `status`, then close.
+    Reject(Status),
+    /// A complete request: carry out `action`, then drop `consumed` bytes from the input.
+    Request {
+        /// What to do.
+        action: Action,
+        /// The client asked to close after this response (HTTP/1.0, `Connection: close`).
+        close: bool,
+        /// How many input bytes the request used.
+        consumed: usize,
+    },
+}
+
+/// The whole request path of one connection without its socket: buffered bytes in, the
+/// next thing to do out. The server calls this for every request; the fuzz target and the
+/// property tests call it with arbitrary bytes.
+pub fn next(input: &[u8], limits: &Limits, assets: &Assets) -> Next {
+    match http::parse_request(input, limits) {
+        Parse::Partial => Next::NeedMore,
+        Parse::Invalid(status) => Next::Reject(status),
+        Parse::Complete(request) => Next::Request {
+            action: route(&request, &input[request.body.clone()], assets),
+            close: !request.keep_alive,
+            consumed: request.consumed,
+        },
+    }
 }
 
 /// Decides what to do with `request`, whose body is `body`.

@@ -7,8 +7,10 @@
 //! 2. **dispatch**: accept every pending connection; read, parse and answer every readable
 //!    one; continue writes on every writable one;
 //! 3. **resume**: handle requests that were pipelined behind a response that just finished;
-//! 4. **expire**: answer every poll whose timeout passed, close lingering connections;
-//! 5. **reap**: free the connections marked closed during this pass.
+//! 4. **expire**: answer every poll whose timeout passed, drop idle, slow and stalled
+//!    clients, close lingering connections;
+//! 5. **reap**: free the connections marked closed during this pass;
+//! 6. **exit?**: when stopping, or draining after SIGINT/SIGTERM and done (or out of grace).
 //!
 //! Connections are marked closed and freed only in step 5 so that a slab key is never
 //! reused while this pass may still hold it (a later event in the same batch, a waiter
@@ -16,10 +18,10 @@
 
 use crate::assets::Assets;
 use crate::chat::{self, Chat, Waiter};
-use crate::config::Config;
-use crate::conn::{Conn, Flushed, Outgoing, State};
-use crate::http::{self, Parse};
-use crate::routes::{self, Action, Response};
+use crate::config::{Config, RESERVED_DESCRIPTORS};
+use crate::conn::{Conn, Deadline, Flushed, Outgoing, State, Timer};
+use crate::http::{self, Status};
+use crate::routes::{self, Action, Next, Response};
 use crate::stats::{self, Stats};
 use crate::sys;
 use crate::timer::{self, TimerWheel};
@@ -27,7 +29,8 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +42,16 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(usize::MAX);
 /// The token of the waker other threads use to ask the loop to stop.
 const WAKER: Token = Token(usize::MAX - 1);
+/// The token of the SIGINT/SIGTERM pipe.
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// When accept fails for lack of descriptors and no spare is left to shed load with, the
+/// listener is taken out of the poll set for this long instead of failing again at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A client told to come back after shutdown waits a random delay in this range (ms), so
+/// that thousands of browsers do not return in one wave.
+const RETRY_DELAY_MS: std::ops::RangeInclusive<u64> = 500..=5_000;
 
 /// Events taken from the kernel per poll. More are simply returned by the next poll.
 const EVENTS_PER_POLL: usize = 1024;
@@ -59,6 +72,7 @@ type TimerPayload = (u32, u32);
 pub struct ServerHandle {
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
@@ -68,10 +82,18 @@ impl ServerHandle {
         &self.stats
     }
 
-    /// Asks the loop to stop; it returns from [`Server::run`] at the end of its pass.
+    /// Asks the loop to stop now; it returns from [`Server::run`] at the end of its pass,
+    /// dropping every connection.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         // A failed wake only means the loop is already gone.
+        let _ = self.waker.wake();
+    }
+
+    /// Asks for a graceful shutdown, as SIGTERM does: stop accepting, tell every waiting
+    /// client to come back later, flush, and return once done or after the grace period.
+    pub fn shutdown(&self) {
+        self.drain.store(true, Ordering::Release);
         let _ = self.waker.wake();
     }
 }
@@ -89,7 +111,8 @@ struct PassReport {
 /// The server: listener, connections, timers and the chat room, driven by one loop.
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    /// `None` once shutdown began: new clients are refused by the kernel from then on.
+    listener: Option<TcpListener>,
     local_addr: SocketAddr,
     /// Every live connection; the key is the connection's mio token.
     conns: Slab<Conn>,
@@ -100,7 +123,25 @@ pub struct Server {
     config: Config,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    /// SIGINT/SIGTERM as events, when `config.handle_signals`.
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Connections held at most; past it, new ones are refused with 503.
+    max_conns: usize,
+    /// A descriptor held in reserve: when accept fails with EMFILE we close it, accept the
+    /// waiting client, answer 503 and close that, then take the spare back. Without it the
+    /// client would stay in the kernel's queue and the edge-triggered listener would never
+    /// report it again (or, level-triggered, report it forever: the classic 100% CPU spin).
+    spare_descriptor: Option<File>,
+    /// True from the first EMFILE until an accept succeeds: log once per episode.
+    out_of_descriptors: bool,
+    /// Set while the listener is out of the poll set after EMFILE with no spare.
+    accept_paused_until: Option<Instant>,
+    /// Set once shutdown began: the moment to give up flushing and exit.
+    draining_until: Option<Instant>,
+    /// State of the xorshift generator for retry delays; quality is irrelevant, spread is all.
+    random_state: u64,
     /// Tick 0 of the timer wheel.
     started: Instant,
     /// Shared landing area for reads (see [`READ_CHUNK_BYTES`]).
@@ -116,6 +157,8 @@ pub struct Server {
     fired: Vec<TimerPayload>,
     /// `{"error":"timeout"}`, encoded once and shared by every poll that times out.
     timeout_response: Rc<[u8]>,
+    /// The 503 written to clients refused at accept (over `max_conns`, out of descriptors).
+    refusal: Vec<u8>,
     report: PassReport,
 }
 
@@ -139,12 +182,29 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let signals = if config.handle_signals {
+            let mut signals =
+                signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
         let stats = Arc::new(Stats::default());
         let (soft_limit, _) = sys::open_files_limit()?;
+        let max_conns = config.max_conns.unwrap_or_else(|| {
+            soft_limit.saturating_sub(RESERVED_DESCRIPTORS).max(1) as usize
+        });
         stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
+        stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
+        stats.rooms.store(1, Ordering::Relaxed);
+        let random_state = (std::process::id() as u64) << 32
+            | u64::from(Instant::now().elapsed().subsec_nanos())
+            | 1;
         Ok(Server {
             poll,
-            listener,
+            listener: Some(listener),
             local_addr,
             conns: Slab::new(),
             wheel: TimerWheel::new(),
@@ -153,7 +213,15 @@ impl Server {
             config,
             stats,
             stop: Arc::new(AtomicBool::new(false)),
+            drain: Arc::new(AtomicBool::new(false)),
             waker,
+            signals,
+            max_conns,
+            spare_descriptor: File::open("/dev/null").ok(),
+            out_of_descriptors: false,
+            accept_paused_until: None,
+            draining_until: None,
+            random_state: random_state ^ 0x9e37_79b9_7f4a_7c15,
             started: Instant::now(),
             read_chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             next_generation: 1,
@@ -161,6 +229,7 @@ impl Server {
             resume: Vec::new(),
             fired: Vec::new(),
             timeout_response: chat::timeout_response(),
+            refusal: http::error_response(Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")], true),
             report: PassReport::default(),
         })
     }
@@ -168,6 +237,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The connection cap in force.
+    pub fn max_conns(&self) -> usize {
+        self.max_conns
     }
 
     /// Number of static paths loaded from the www directory.
@@ -180,12 +254,14 @@ impl Server {
         ServerHandle {
             stats: Arc::clone(&self.stats),
             stop: Arc::clone(&self.stop),
+            drain: Arc::clone(&self.drain),
             waker: Arc::clone(&self.waker),
         }
     }
 
-    /// Runs the loop until [`ServerHandle::stop`] is called. Only a failing `poll` ends it
-    /// with an error; anything a client does affects that client alone.
+    /// Runs the loop until [`ServerHandle::stop`], or until a graceful shutdown (SIGINT,
+    /// SIGTERM, [`ServerHandle::shutdown`]) has flushed. Only a failing `poll` ends it with
+    /// an error; anything a client does affects that client alone.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
@@ -202,10 +278,16 @@ impl Server {
                 self.report.events += 1;
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => {}
+                    WAKER => {
+                        if self.drain.load(Ordering::Acquire) {
+                            self.begin_shutdown("shutdown requested");
+                        }
+                    }
+                    SIGNALS => self.on_signal(),
                     Token(key) => self.on_conn_event(key, event),
                 }
             }
+            self.resume_accepting_if_due();
             // 3. resume pipelined requests, 4. expire timers (which can also finish responses
             // with requests queued behind them), 5. reap.
             self.resume_pipelined();
@@ -213,9 +295,23 @@ impl Server {
             self.resume_pipelined();
             self.reap_closed();
             self.trace_pass();
+            // 6. exit?
             if self.stop.load(Ordering::Acquire) {
                 log::info!("stopping with {} connections open", self.conns.len());
                 return Ok(());
+            }
+            if let Some(until) = self.draining_until {
+                if self.conns.is_empty() {
+                    log::info!("shutdown complete: every client answered");
+                    return Ok(());
+                }
+                if Instant::now() >= until {
+                    log::warn!(
+                        "shutdown grace over with {} connections still open; closing them",
+                        self.conns.len()
+                    );
+                    return Ok(());
+                }
             }
         }
     }
@@ -263,18 +359,95 @@ impl Server {
     /// connection left in the queue would not be reported again.
     fn accept_all(&mut self) {
         loop {
-            match self.listener.accept() {
-                Ok((socket, addr)) => self.add_connection(socket, addr),
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, addr)) => {
+                    if self.out_of_descriptors {
+                        self.out_of_descriptors = false;
+                        log::info!("descriptors available again; accepting");
+                    }
+                    if self.conns.len() >= self.max_conns {
+                        stats::add(&self.stats.refused_over_cap, 1);
+                        log::debug!("refusing {addr}: {} connections open", self.conns.len());
+                        refuse(socket, &self.refusal);
+                    } else {
+                        self.add_connection(socket, addr);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The client gave up between SYN and accept; the next one may be fine.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if is_out_of_descriptors(&e) => {
+                    if !self.shed_one_client(&e) {
+                        return;
+                    }
+                }
                 Err(e) => {
-                    // EMFILE/ENFILE and the like: retrying now would fail the same way.
+                    // Nothing else is expected; retrying now would likely fail the same way.
                     log::warn!("accept failed: {e}");
                     return;
                 }
             }
+        }
+    }
+
+    /// Out of descriptors with clients waiting in the kernel's queue. Frees the spare,
+    /// accepts one client, answers it 503 and closes it, then takes the spare back. Returns
+    /// whether accepting may go on (false: the queue is empty, or we had to pause).
+    fn shed_one_client(&mut self, error: &io::Error) -> bool {
+        if !self.out_of_descriptors {
+            self.out_of_descriptors = true;
+            log::warn!(
+                "out of file descriptors ({error}; limit {}): answering new clients 503 until some close",
+                stats::get(&self.stats.open_files_limit)
+            );
+        }
+        let Some(listener) = self.listener.as_ref() else {
+            return false;
+        };
+        if let Some(spare) = self.spare_descriptor.take() {
+            drop(spare);
+            let shed = match listener.accept() {
+                Ok((socket, _)) => {
+                    stats::add(&self.stats.refused_emfile, 1);
+                    refuse(socket, &self.refusal);
+                    true
+                }
+                Err(_) => false,
+            };
+            self.spare_descriptor = File::open("/dev/null").ok();
+            if self.spare_descriptor.is_some() {
+                return shed;
+            }
+        }
+        // No spare to shed load with: stop listening for a moment rather than spin.
+        if let Some(listener) = self.listener.as_mut() {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+        stats::add(&self.stats.refused_emfile, 1);
+        false
+    }
+
+    fn resume_accepting_if_due(&mut self) {
+        let Some(until) = self.accept_paused_until else {
+            return;
+        };
+        if Instant::now() < until {
+            return;
+        }
+        self.accept_paused_until = None;
+        self.spare_descriptor = self.spare_descriptor.take().or_else(|| File::open("/dev/null").ok());
+        if let Some(listener) = self.listener.as_mut() {
+            if let Err(e) = self.poll.registry().register(listener, LISTENER, Interest::READABLE) {
+                log::error!("cannot resume accepting: {e}");
+                return;
+            }
+            // Edge-triggered: clients that queued while we were away raise no new edge.
+            self.accept_all();
         }
     }
 
@@ -301,6 +474,7 @@ impl Server {
         stats::add(&self.stats.connections, 1);
         stats::add(&self.stats.accepted, 1);
         self.report.accepted += 1;
+        self.set_timer(key, Deadline::Idle);
         log::debug!("#{key} accepted from {addr}");
     }
 
@@ -349,6 +523,7 @@ impl Server {
                     conn.input.extend_from_slice(&self.read_chunk[..n]);
                     if conn.state == State::Reading {
                         self.process_input(key);
+                        self.arm_reading_timer(key);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -384,35 +559,59 @@ impl Server {
             if conn.state != State::Reading || conn.input.is_empty() {
                 return;
             }
-            match http::parse_request(&conn.input, &self.config.limits) {
+            match routes::next(&conn.input, &self.config.limits, &self.assets) {
                 // Normal flow: the rest of the request has not arrived yet.
-                Parse::Partial => return,
-                Parse::Invalid(status) => {
+                Next::NeedMore => return,
+                Next::Reject(status) => {
                     log::debug!("#{key} {} → {} {}", conn.peer(), status.code, status.reason);
                     conn.input = Vec::new();
-                    let response = http::error_response(status, &[], true);
-                    self.respond(key, Response::Owned(response), true);
+                    self.reject(key, status);
                     return;
                 }
-                Parse::Complete(request) => {
+                Next::Request {
+                    action,
+                    close,
+                    consumed,
+                } => {
                     stats::add(&self.stats.requests, 1);
-                    log::debug!("#{key} {:?} {}", request.method, request.path);
-                    let body = &conn.input[request.body.clone()];
-                    let action = routes::route(&request, body, &self.assets);
-                    conn.input.drain(..request.consumed);
+                    if log::log_enabled!(log::Level::Debug) {
+                        let line = conn.input[..consumed].split(|&b| b == b'\r').next();
+                        let line = String::from_utf8_lossy(line.unwrap_or_default());
+                        log::debug!("#{key} {line}");
+                    }
+                    conn.input.drain(..consumed);
                     if conn.input.is_empty() {
                         // Give the buffer back: a parked poll should own no heap memory.
                         conn.input = Vec::new();
                     }
-                    self.apply(key, action, !request.keep_alive);
+                    // While draining for shutdown every response is the connection's last.
+                    let close = close || self.draining_until.is_some();
+                    self.apply(key, action, close);
                 }
             }
         }
     }
 
+    /// Answers an invalid request and hangs up: what follows it cannot be trusted to start
+    /// at a request boundary.
+    fn reject(&mut self, key: usize, status: Status) {
+        if status == Status::REQUEST_TIMEOUT {
+            stats::add(&self.stats.dropped_request_timeout, 1);
+        }
+        let response = http::error_response(status, &[], true);
+        self.respond(key, Response::Owned(response), true);
+    }
+
     fn apply(&mut self, key: usize, action: Action, close: bool) {
         match action {
-            Action::Reply { response, close } => self.respond(key, response, close),
+            Action::Reply {
+                response,
+                close: reply_close,
+            } => self.respond(key, response, close || reply_close),
+            Action::Park if self.draining_until.is_some() => {
+                let response = self.retry_later_response();
+                self.respond(key, response, true);
+            }
             Action::Park => self.park(key, close),
             Action::Broadcast { message } => {
                 self.broadcast(&message);
@@ -440,7 +639,6 @@ impl Server {
 
     /// Holds the connection as a pending poll until a message or its timeout.
     fn park(&mut self, key: usize, close: bool) {
-        let deadline = self.deadline_after(self.config.poll_timeout);
         let conn = &mut self.conns[key];
         let waiter = Waiter {
             key: key as u32,
@@ -450,7 +648,7 @@ impl Server {
         conn.state = State::Parked {
             waiter: self.chat.park(waiter),
         };
-        conn.timer = Some(self.wheel.insert(deadline, (waiter.key, waiter.generation)));
+        self.set_timer(key, Deadline::Poll);
         stats::add(&self.stats.pending_polls, 1);
     }
 
@@ -498,9 +696,6 @@ impl Server {
                 debug_assert!(false, "stale waiter {waiter:?}");
                 continue;
             }
-            if let Some(timer) = conn.timer.take() {
-                self.wheel.cancel(timer);
-            }
             let close = conn.close_after_write;
             stats::sub(&self.stats.pending_polls, 1);
             stats::add(&self.stats.deliveries, 1);
@@ -521,6 +716,7 @@ impl Server {
         });
         conn.state = State::Writing;
         conn.close_after_write |= close;
+        self.clear_timer(key);
         self.write_output(key);
     }
 
@@ -530,10 +726,16 @@ impl Server {
             Ok((flushed, sent)) => {
                 stats::add(&self.stats.bytes_out, sent as u64);
                 self.report.bytes_written += sent;
-                if flushed == Flushed::Done {
-                    self.response_done(key);
+                match flushed {
+                    Flushed::Done => self.response_done(key),
+                    // The WRITABLE edge will bring us back here; the write deadline bounds
+                    // how long a reader that never drains can hold its response.
+                    Flushed::Blocked => {
+                        if self.conns[key].timer.is_none() {
+                            self.set_timer(key, Deadline::Write);
+                        }
+                    }
                 }
-                // Blocked: the WRITABLE edge will bring us back here.
             }
             Err(e) => {
                 log::debug!("#{key} write error: {e}");
@@ -553,6 +755,8 @@ impl Server {
         if !conn.input.is_empty() || conn.input_paused {
             self.resume.push((key as u32, conn.generation));
         }
+        self.clear_timer(key);
+        self.arm_reading_timer(key);
     }
 
     /// Step 3: requests that waited behind a response, and sockets we stopped reading.
@@ -579,7 +783,6 @@ impl Server {
     /// Shuts our side down and waits briefly for the client to close, reading and
     /// discarding what it still sends (see [`State::Lingering`]).
     fn linger(&mut self, key: usize) {
-        let deadline = self.deadline_after(LINGER);
         let conn = &mut self.conns[key];
         if conn.peer_closed || conn.socket.shutdown(Shutdown::Write).is_err() {
             self.close(key);
@@ -587,7 +790,7 @@ impl Server {
         }
         conn.state = State::Lingering;
         conn.input = Vec::new();
-        conn.timer = Some(self.wheel.insert(deadline, (key as u32, conn.generation)));
+        self.set_timer(key, Deadline::Linger);
         // The client may have closed already; its FIN would be reported only once.
         self.read_input(key);
     }
@@ -599,10 +802,8 @@ impl Server {
             return;
         }
         self.unpark(key);
+        self.clear_timer(key);
         let conn = &mut self.conns[key];
-        if let Some(timer) = conn.timer.take() {
-            self.wheel.cancel(timer);
-        }
         conn.state = State::Closed;
         conn.output = None;
         conn.input = Vec::new();
@@ -637,24 +838,177 @@ impl Server {
             if conn.generation != generation {
                 continue; // the timer's connection is gone and its key reused
             }
-            conn.timer = None;
-            match conn.state {
-                State::Parked { .. } => {
-                    let close = conn.close_after_write;
-                    self.unpark(key);
-                    stats::add(&self.stats.timeouts, 1);
-                    let response = Response::Shared(Rc::clone(&self.timeout_response));
-                    self.respond(key, response, close);
-                }
-                State::Lingering => self.close(key),
-                State::Reading | State::Writing | State::Closed => {}
-            }
+            let Some(timer) = conn.timer.take() else {
+                continue;
+            };
+            self.on_deadline(key, timer.deadline);
         }
         fired.clear();
         self.fired = fired;
     }
+
+    fn on_deadline(&mut self, key: usize, deadline: Deadline) {
+        let conn = &self.conns[key];
+        match (deadline, conn.state) {
+            (Deadline::Poll, State::Parked { .. }) => {
+                let close = conn.close_after_write;
+                self.unpark(key);
+                stats::add(&self.stats.timeouts, 1);
+                let response = Response::Shared(Rc::clone(&self.timeout_response));
+                self.respond(key, response, close);
+            }
+            (Deadline::Idle, State::Reading) => {
+                stats::add(&self.stats.dropped_idle, 1);
+                log::debug!("#{key} idle for {:?}; closing", self.config.idle_timeout);
+                self.close(key);
+            }
+            (Deadline::Request, State::Reading) => {
+                log::debug!("#{key} {} sent no whole request in time", conn.peer());
+                self.reject(key, Status::REQUEST_TIMEOUT);
+            }
+            (Deadline::Write, State::Writing) => {
+                stats::add(&self.stats.dropped_slow, 1);
+                log::debug!("#{key} {} too slow to read its response; dropping", conn.peer());
+                self.close(key);
+            }
+            (Deadline::Linger, _) => self.close(key),
+            (deadline, state) => {
+                debug_assert!(false, "#{key}: {deadline:?} timer fired in {state:?}");
+            }
+        }
+    }
+
+    // ----- timers per connection --------------------------------------------------------
+
+    /// Replaces the connection's timer with one for `deadline`, due after its configured
+    /// duration.
+    fn set_timer(&mut self, key: usize, deadline: Deadline) {
+        let after = match deadline {
+            Deadline::Idle => self.config.idle_timeout,
+            Deadline::Request => self.config.request_timeout,
+            Deadline::Poll => self.config.poll_timeout,
+            Deadline::Write => self.config.write_timeout,
+            Deadline::Linger => LINGER,
+        };
+        self.clear_timer(key);
+        let at = self.deadline_after(after);
+        let conn = &mut self.conns[key];
+        let id = self.wheel.insert(at, (key as u32, conn.generation));
+        conn.timer = Some(Timer { id, deadline });
+    }
+
+    fn clear_timer(&mut self, key: usize) {
+        if let Some(timer) = self.conns[key].timer.take() {
+            self.wheel.cancel(timer.id);
+        }
+    }
+
+    /// A connection reading requests has an idle timer while nothing is buffered, and a
+    /// request timer from the first byte of a request until it is complete. The request
+    /// timer is not reset by later bytes: trickling a byte at a time buys nothing.
+    fn arm_reading_timer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.state != State::Reading {
+            return;
+        }
+        let wanted = if conn.input.is_empty() {
+            Deadline::Idle
+        } else {
+            Deadline::Request
+        };
+        if conn.timer.map(|t| t.deadline) != Some(wanted) {
+            self.set_timer(key, wanted);
+        }
+    }
+
+    // ----- graceful shutdown ------------------------------------------------------------
+
+    fn on_signal(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        let received: Vec<i32> = signals.pending().collect();
+        for signal in received {
+            if self.draining_until.is_some() {
+                log::warn!("signal {signal} during shutdown: stopping now");
+                self.stop.store(true, Ordering::Release);
+            } else {
+                self.begin_shutdown(&format!("signal {signal}"));
+            }
+        }
+    }
+
+    /// Stops accepting, tells every waiting poll to come back after a random delay, closes
+    /// idle keep-alive connections, and lets responses in flight finish; the loop exits when
+    /// every connection is gone or `shutdown_grace` has passed.
+    fn begin_shutdown(&mut self, why: &str) {
+        if self.draining_until.is_some() {
+            return;
+        }
+        log::info!(
+            "{why}: shutting down; answering {} waiting polls, up to {:?} to flush",
+            self.chat.waiting(),
+            self.config.shutdown_grace
+        );
+        self.draining_until = Some(Instant::now() + self.config.shutdown_grace);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.accept_paused_until = None;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            match self.conns[key].state {
+                State::Parked { .. } => {
+                    self.unpark(key);
+                    let response = self.retry_later_response();
+                    self.respond(key, response, true);
+                }
+                State::Reading if self.conns[key].input.is_empty() => self.close(key),
+                State::Reading | State::Writing => self.conns[key].close_after_write = true,
+                State::Lingering | State::Closed => {}
+            }
+        }
+    }
+
+    /// `503` with `Retry-After` and the same delay in milliseconds in the body, random per
+    /// client so they do not all come back at once.
+    fn retry_later_response(&mut self) -> Response {
+        let delay_ms = self.random_in(RETRY_DELAY_MS);
+        let body = format!("{{\"error\":\"shutting down\",\"retry_after_ms\":{delay_ms}}}");
+        let retry_after = delay_ms.div_ceil(1000).to_string();
+        Response::Owned(http::encode_response(
+            Status::SERVICE_UNAVAILABLE,
+            http::JSON,
+            &[("Retry-After", &retry_after)],
+            body.as_bytes(),
+            false,
+            true,
+        ))
+    }
+
+    fn random_in(&mut self, range: std::ops::RangeInclusive<u64>) -> u64 {
+        // xorshift64: enough to spread reconnects, no dependency needed.
+        let mut x = self.random_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random_state = x;
+        range.start() + x % (range.end() - range.start() + 1)
+    }
 }
 
+/// EMFILE (this process) or ENFILE (the whole system) out of descriptors.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// `503` for a client we cannot hold, written straight to its new socket and then closed.
+/// One small write into an empty socket buffer; if even that fails, closing is the answer.
+fn refuse(mut socket: mio::net::TcpStream, refusal: &[u8]) {
+    let _ = socket.write(refusal);
+}
 /// A listening socket with `SO_REUSEADDR` (restart without waiting out TIME_WAIT) and the
 /// configured backlog, handed to mio.
 fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {

@@ -26,8 +26,24 @@ pub struct Stats {
     pub timeouts: AtomicU64,
     /// Response bytes handed to the kernel since start.
     pub bytes_out: AtomicU64,
+    /// Event streams open (SSE); 0 until streams exist.
+    pub streams: AtomicU64,
+    /// Chat rooms in memory.
+    pub rooms: AtomicU64,
+    /// Connections dropped because they did not take a response within the write timeout.
+    pub dropped_slow: AtomicU64,
+    /// Keep-alive connections closed after the idle timeout.
+    pub dropped_idle: AtomicU64,
+    /// Connections answered 408 for not finishing a request in time (slowloris).
+    pub dropped_request_timeout: AtomicU64,
+    /// Connections refused with 503 because `max_conns` were open.
+    pub refused_over_cap: AtomicU64,
+    /// Connections refused because the process ran out of descriptors (EMFILE/ENFILE).
+    pub refused_emfile: AtomicU64,
     /// The soft open-files limit the process runs under (set once at start).
     pub open_files_limit: AtomicU64,
+    /// The connection cap in force (set once at start).
+    pub max_conns: AtomicU64,
 }
 
 /// Reads one counter.
@@ -58,15 +74,29 @@ impl Stats {
             ("deliveries", get(&self.deliveries)),
             ("timeouts", get(&self.timeouts)),
             ("bytes_out", get(&self.bytes_out)),
+            ("streams", get(&self.streams)),
+            ("rooms", get(&self.rooms)),
             ("open_files_limit", get(&self.open_files_limit)),
+            ("max_conns", get(&self.max_conns)),
             ("rss_bytes", rss_bytes),
         ];
-        let parts: Vec<String> = fields
-            .iter()
-            .map(|(name, value)| format!("\"{name}\":{value}"))
-            .collect();
-        format!("{{{}}}", parts.join(","))
+        let drops = [
+            ("slow", get(&self.dropped_slow)),
+            ("idle", get(&self.dropped_idle)),
+            ("request_timeout", get(&self.dropped_request_timeout)),
+            ("over_cap", get(&self.refused_over_cap)),
+            ("emfile", get(&self.refused_emfile)),
+        ];
+        format!("{{{},\"drops\":{{{}}}}}", join_fields(&fields), join_fields(&drops))
     }
+}
+
+fn join_fields(fields: &[(&str, u64)]) -> String {
+    let parts: Vec<String> = fields
+        .iter()
+        .map(|(name, value)| format!("\"{name}\":{value}"))
+        .collect();
+    parts.join(",")
 }
 
 #[cfg(test)]
@@ -82,6 +112,9 @@ mod tests {
         let json = stats.to_json(4096);
         assert!(json.starts_with("{\"connections\":2,"), "{json}");
         assert!(json.contains("\"deliveries\":7"));
-        assert!(json.ends_with("\"rss_bytes\":4096}"));
+        assert!(json.contains("\"rss_bytes\":4096,"));
+        assert!(json.ends_with(
+            "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0}}"
+        ));
     }
 }

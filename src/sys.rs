@@ -21,20 +21,25 @@ pub fn open_files_limit() -> io::Result<(u64, u64)> {
 /// Raises the soft open-files limit to the hard one, since every waiting client costs one
 /// descriptor. Returns the soft limit before and after.
 pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
-    let (soft, hard) = open_files_limit()?;
-    if soft < hard {
-        let limit = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit reads the struct we pass; raising the soft limit up to the hard
-        // one is always permitted.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let (_, hard) = open_files_limit()?;
+    set_open_files_limit(hard)
+}
+
+/// Sets the soft open-files limit (up to the hard limit, which stays as it is). Returns the
+/// soft limit before and after.
+pub fn set_open_files_limit(soft: u64) -> io::Result<(u64, u64)> {
+    let (before, hard) = open_files_limit()?;
+    let limit = libc::rlimit {
+        rlim_cur: soft.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the struct we pass; a soft limit at or below the hard
+    // one is always permitted.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
-    Ok((soft, open_files_limit()?.0))
+    Ok((before, open_files_limit()?.0))
 }
 
 /// Resident set size of this process in bytes, from /proc/self/statm (0 where unavailable).

@@ -46,10 +46,21 @@
     fetch("/chat", { cache: "no-store" })
       .then(function (response) {
         settled = true;
+        if (response.status === 503) {
+          // The server is shutting down or full and says when to come back; its delay is
+          // random per client so that everyone does not return at the same instant.
+          return response.json().then(function (answer) {
+            var wait = answer.retry_after_ms || 1000 * (Number(response.headers.get("Retry-After")) || 1);
+            setStatus("connecting", "server restarting — back in " + Math.ceil(wait / 1000) + " s");
+            setTimeout(poll, wait);
+            return null;
+          });
+        }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
       .then(function (answer) {
+        if (answer === null) return; // a retry is already scheduled
         backoff = MIN_BACKOFF_MS;
         setStatus("connected", "connected");
         if (typeof answer.ok === "string") show(answer.ok);

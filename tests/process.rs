@@ -1,0 +1,151 @@
+//! Tests that need the server as its own process: a lowered descriptor limit, CPU time,
+//! and real signals.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Reads what the server sends within `wait`: its bytes, or None if it sent nothing.
+fn read_some(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut bytes = Vec::new();
+    match stream.read_to_end(&mut bytes) {
+        Ok(_) => Some(bytes),
+        Err(_) if !bytes.is_empty() => Some(bytes),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn out_of_descriptors_the_loop_does_not_spin_and_recovers() {
+    // About 40 descriptors: ~10 for the server itself, ~30 for clients. max-conns is set
+    // high so that the kernel's limit, not our cap, is what runs out.
+    let server = ChildServer::start(&["--open-files", "40", "--max-conns", "1000"]);
+    let mut clients: Vec<TcpStream> = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        use std::io::Write;
+        stream.write_all(b"GET /chat HTTP/1.1\r\n\r\n").unwrap();
+        clients.push(stream);
+    }
+    // Sort clients into parked (silent) and refused (answered 503, or reset).
+    let mut parked = Vec::new();
+    let mut refused = 0;
+    for mut stream in clients {
+        match read_some(&mut stream, Duration::from_millis(100)) {
+            None => parked.push(stream),
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(text.is_empty() || text.starts_with("HTTP/1.1 503"), "{text}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(parked.len() >= 20, "only {} clients were held", parked.len());
+    assert!(refused >= 20, "only {refused} clients were refused");
+
+    // A flood while exhausted, bounded to 1.5 s: a spinning accept loop would burn the
+    // whole interval; shedding each client costs microseconds.
+    let cpu_before = server.cpu_time();
+    let flood_started = Instant::now();
+    let mut attempts = 0;
+    while flood_started.elapsed() < Duration::from_millis(1500) && attempts < 300 {
+        if let Ok(mut stream) = TcpStream::connect(server.addr) {
+            let _ = read_some(&mut stream, Duration::from_millis(50));
+        }
+        attempts += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cpu_used = server.cpu_time() - cpu_before;
+    assert!(
+        cpu_used < Duration::from_millis(700),
+        "server used {cpu_used:?} of CPU during a {:?} flood",
+        flood_started.elapsed()
+    );
+
+    // It still serves the clients it holds, and accepts again once some leave.
+    for stream in parked.drain(..10) {
+        drop(stream);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("still+serving");
+    assert_eq!(poster.read_reply().status, 200);
+    for stream in &mut parked {
+        let mut client = Client::from_stream(stream.try_clone().unwrap());
+        assert_eq!(client.read_reply().text(), r#"{"ok":"still serving"}"#);
+    }
+    assert!(server.stat("emfile") >= refused as u64);
+
+    let episodes = server
+        .log_lines()
+        .iter()
+        .filter(|line| line.contains("out of file descriptors"))
+        .count();
+    assert_eq!(episodes, 1, "logged once per episode, not per attempt");
+}
+
+#[test]
+fn sigterm_tells_waiting_clients_to_come_back_later_and_exits_0() {
+    let mut server = ChildServer::start(&["--shutdown-grace", "3"]);
+    let mut polls: Vec<Client> = (0..10).map(|_| Client::connect(server.addr)).collect();
+    for poll in &mut polls {
+        poll.get("/chat");
+    }
+    wait_until(Duration::from_secs(5), "10 parked polls", || server.stat("pending_polls") == 10);
+    let idle = Client::connect(server.addr);
+
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let mut delays = Vec::new();
+    for poll in &mut polls {
+        let reply = poll.read_reply();
+        assert_eq!(reply.status, 503);
+        let retry_after: u64 = reply.header("Retry-After").unwrap().parse().unwrap();
+        let text = reply.text();
+        let delay: u64 = text
+            .split("\"retry_after_ms\":")
+            .nth(1)
+            .and_then(|rest| rest.trim_end_matches('}').parse().ok())
+            .unwrap_or_else(|| panic!("no retry_after_ms in {text}"));
+        assert!((500..=5000).contains(&delay), "{delay}");
+        assert_eq!(retry_after, delay.div_ceil(1000));
+        assert!(poll.closed_by_server());
+        delays.push(delay);
+    }
+    delays.dedup();
+    assert!(delays.len() > 1, "every client got the same delay: they would return in one wave");
+
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exits within the grace");
+    assert!(status.success(), "{status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    drop(idle);
+    assert!(TcpStream::connect(server.addr).is_err(), "nothing listens any more");
+}
+
+#[test]
+fn sigint_with_no_clients_exits_0_at_once() {
+    let mut server = ChildServer::start(&[]);
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_second_signal_during_the_grace_period_stops_at_once() {
+    let mut server = ChildServer::start(&["--shutdown-grace", "60"]);
+    // A client that keeps a response pending (it never finishes its request) holds the
+    // drain open for the whole grace period.
+    let mut slow = Client::connect(server.addr);
+    slow.send(b"POST /chat HTTP/1.1\r\nContent-Length: 100\r\n\r\nmess");
+    wait_until(Duration::from_secs(5), "the connection", || server.stat("connections") == 2);
+    server.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.child.try_wait().unwrap().is_none(), "still draining");
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(5)).expect("exits at once");
+    assert!(status.success());
+}
