@@ -140,15 +140,20 @@ where
                 config.listen_backlog = i32::try_from(n).map_err(|_| "--backlog: too large")?;
             }
             Long("max-conns") => {
-                config.max_conns = Some(parse_number("--max-conns", &value(&mut parser, "--max-conns")?)?)
+                config.max_conns = Some(parse_number(
+                    "--max-conns",
+                    &value(&mut parser, "--max-conns")?,
+                )?)
             }
             Long("open-files") => {
                 config.open_files =
                     Some(parse_number("--open-files", &value(&mut parser, "--open-files")?)? as u64)
             }
             Long("request-timeout") => {
-                config.request_timeout =
-                    parse_seconds("--request-timeout", &value(&mut parser, "--request-timeout")?)?
+                config.request_timeout = parse_seconds(
+                    "--request-timeout",
+                    &value(&mut parser, "--request-timeout")?,
+                )?
             }
             Long("idle-timeout") => {
                 config.idle_timeout =

@@ -174,3 +174,21 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection record is what tens of thousands of parked polls cost in user space
+    /// (with one slab slot, one wheel entry and one waiter each); docs/ARCHITECTURE.md lists
+    /// it field by field. Growing it should be a decision, not an accident.
+    #[test]
+    fn connection_record_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        println!(
+            "Conn: {size} bytes; slab slot {} bytes",
+            std::mem::size_of::<slab::Slab<Conn>>()
+        );
+        assert!(size <= 112, "Conn grew to {size} bytes");
+    }
+}

@@ -285,13 +285,23 @@ pub fn encode_response(
 /// The JSON content type every API response uses.
 pub const JSON: &str = "application/json";
 
-/// Encodes an error response: status, a JSON body naming the problem, and `Connection: close`
-/// when the server will hang up afterwards.
-pub fn error_response(status: Status, extra_headers: &[(&str, &str)], close: bool) -> Vec<u8> {
-    let mut body = String::from("{\"error\":\"");
-    crate::json::escape_into(&mut body, &status.reason.to_ascii_lowercase());
-    body.push_str("\"}");
-    encode_response(status, JSON, extra_headers, body.as_bytes(), false, close)
+/// Encodes an error response: status, a JSON body naming the problem (left out for HEAD),
+/// and `Connection: close` when the server will hang up afterwards.
+pub fn error_response(
+    status: Status,
+    extra_headers: &[(&str, &str)],
+    head_only: bool,
+    close: bool,
+) -> Vec<u8> {
+    let body = crate::json::object1("error", &status.reason.to_ascii_lowercase());
+    encode_response(
+        status,
+        JSON,
+        extra_headers,
+        body.as_bytes(),
+        head_only,
+        close,
+    )
 }
 
 /// A form body whose decoded bytes are not UTF-8.
@@ -534,7 +544,7 @@ mod tests {
 
     #[test]
     fn error_body_names_the_status() {
-        let out = String::from_utf8(error_response(Status::NOT_FOUND, &[], false)).unwrap();
+        let out = String::from_utf8(error_response(Status::NOT_FOUND, &[], false, false)).unwrap();
         assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(out.ends_with("\r\n\r\n{\"error\":\"not found\"}"));
         assert!(!out.contains("Connection: close"));

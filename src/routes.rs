@@ -72,6 +72,15 @@ pub fn next(input: &[u8], limits: &Limits, assets: &Assets) -> Next {
 /// Decides what to do with `request`, whose body is `body`.
 pub fn route(request: &Request, body: &[u8], assets: &Assets) -> Action {
     let close = !request.keep_alive;
+    // A response to HEAD never has a body, errors included, or the client would read the
+    // body as the start of the next response.
+    let error = |status: Status, headers: &[(&str, &str)], close: bool| {
+        let head_only = request.method == Method::Head;
+        reply(
+            Response::Owned(http::error_response(status, headers, head_only, close)),
+            close,
+        )
+    };
     match (request.path.as_str(), request.method) {
         ("/chat", Method::Get) => Action::Park,
         ("/chat", Method::Post) => match http::form_field(body, "message") {
@@ -100,13 +109,6 @@ pub fn posted(close: bool) -> Action {
 
 fn reply(response: Response, close: bool) -> Action {
     Action::Reply { response, close }
-}
-
-fn error(status: Status, headers: &[(&str, &str)], close: bool) -> Action {
-    reply(
-        Response::Owned(http::error_response(status, headers, close)),
-        close,
-    )
 }
 
 #[cfg(test)]
@@ -159,6 +161,21 @@ mod tests {
         for (raw, code) in errors {
             assert_eq!(status(&route_raw(raw)), code, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn errors_to_head_have_no_body() {
+        let Action::Reply {
+            response: Response::Owned(bytes),
+            ..
+        } = route_raw("HEAD /nope HTTP/1.1\r\n\r\n")
+        else {
+            panic!()
+        };
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 "));
+        assert!(text.contains("Content-Length: 21\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
     }
 
     #[test]

@@ -183,8 +183,7 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let signals = if config.handle_signals {
-            let mut signals =
-                signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+            let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
@@ -193,9 +192,9 @@ impl Server {
         };
         let stats = Arc::new(Stats::default());
         let (soft_limit, _) = sys::open_files_limit()?;
-        let max_conns = config.max_conns.unwrap_or_else(|| {
-            soft_limit.saturating_sub(RESERVED_DESCRIPTORS).max(1) as usize
-        });
+        let max_conns = config
+            .max_conns
+            .unwrap_or_else(|| soft_limit.saturating_sub(RESERVED_DESCRIPTORS).max(1) as usize);
         stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
         stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
         stats.rooms.store(1, Ordering::Relaxed);
@@ -229,7 +228,12 @@ impl Server {
             resume: Vec::new(),
             fired: Vec::new(),
             timeout_response: chat::timeout_response(),
-            refusal: http::error_response(Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")], true),
+            refusal: http::error_response(
+                Status::SERVICE_UNAVAILABLE,
+                &[("Retry-After", "1")],
+                false,
+                true,
+            ),
             report: PassReport::default(),
         })
     }
@@ -440,9 +444,16 @@ impl Server {
             return;
         }
         self.accept_paused_until = None;
-        self.spare_descriptor = self.spare_descriptor.take().or_else(|| File::open("/dev/null").ok());
+        self.spare_descriptor = self
+            .spare_descriptor
+            .take()
+            .or_else(|| File::open("/dev/null").ok());
         if let Some(listener) = self.listener.as_mut() {
-            if let Err(e) = self.poll.registry().register(listener, LISTENER, Interest::READABLE) {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(listener, LISTENER, Interest::READABLE)
+            {
                 log::error!("cannot resume accepting: {e}");
                 return;
             }
@@ -521,6 +532,12 @@ impl Server {
                         continue; // discarded: we are hanging up on this client
                     }
                     conn.input.extend_from_slice(&self.read_chunk[..n]);
+                    // The parser refuses anything longer than the request cap, and we stop
+                    // reading at the cap while a response is pending: so one chunk over it
+                    // is the most a client can make us hold.
+                    debug_assert!(
+                        conn.input.len() <= self.config.limits.request_bytes() + READ_CHUNK_BYTES
+                    );
                     if conn.state == State::Reading {
                         self.process_input(key);
                         self.arm_reading_timer(key);
@@ -575,7 +592,8 @@ impl Server {
                 } => {
                     stats::add(&self.stats.requests, 1);
                     if log::log_enabled!(log::Level::Debug) {
-                        let line = conn.input[..consumed].split(|&b| b == b'\r').next();
+                        let request = conn.input[..consumed].trim_ascii_start();
+                        let line = request.split(|&b| b == b'\r').next();
                         let line = String::from_utf8_lossy(line.unwrap_or_default());
                         log::debug!("#{key} {line}");
                     }
@@ -598,7 +616,7 @@ impl Server {
         if status == Status::REQUEST_TIMEOUT {
             stats::add(&self.stats.dropped_request_timeout, 1);
         }
-        let response = http::error_response(status, &[], true);
+        let response = http::error_response(status, &[], false, true);
         self.respond(key, Response::Owned(response), true);
     }
 
@@ -868,7 +886,10 @@ impl Server {
             }
             (Deadline::Write, State::Writing) => {
                 stats::add(&self.stats.dropped_slow, 1);
-                log::debug!("#{key} {} too slow to read its response; dropping", conn.peer());
+                log::debug!(
+                    "#{key} {} too slow to read its response; dropping",
+                    conn.peer()
+                );
                 self.close(key);
             }
             (Deadline::Linger, _) => self.close(key),
@@ -1001,7 +1022,10 @@ impl Server {
 
 /// EMFILE (this process) or ENFILE (the whole system) out of descriptors.
 fn is_out_of_descriptors(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE)
+    )
 }
 
 /// `503` for a client we cannot hold, written straight to its new socket and then closed.

@@ -87,7 +87,11 @@ impl Stats {
             ("over_cap", get(&self.refused_over_cap)),
             ("emfile", get(&self.refused_emfile)),
         ];
-        format!("{{{},\"drops\":{{{}}}}}", join_fields(&fields), join_fields(&drops))
+        format!(
+            "{{{},\"drops\":{{{}}}}}",
+            join_fields(&fields),
+            join_fields(&drops)
+        )
     }
 }
 

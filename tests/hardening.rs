@@ -7,7 +7,10 @@ use common::*;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-fn stat(server: &comet_chat::Running, pick: fn(&comet_chat::stats::Stats) -> &std::sync::atomic::AtomicU64) -> u64 {
+fn stat(
+    server: &comet_chat::Running,
+    pick: fn(&comet_chat::stats::Stats) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
     counter(server, pick)
 }
 
@@ -90,7 +93,8 @@ fn a_reader_too_slow_for_a_broadcast_is_dropped_and_delays_no_one() {
 
     // The slow reader: a tiny receive buffer it never drains.
     let slow = {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         socket.connect(&server.addr.into()).unwrap();
         std::net::TcpStream::from(socket)
@@ -107,11 +111,17 @@ fn a_reader_too_slow_for_a_broadcast_is_dropped_and_delays_no_one() {
     poster.post_message(&message);
     assert_eq!(poster.read_reply().status, 200);
     let reply = fast.read_reply();
-    assert_eq!(reply.body.len(), message.len() + 9, "fast reader got the whole message");
+    assert_eq!(
+        reply.body.len(),
+        message.len() + 9,
+        "fast reader got the whole message"
+    );
 
-    wait_until(Duration::from_secs(10), "the slow reader to be dropped", || {
-        stat(&server, |s| &s.dropped_slow) == 1
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the slow reader to be dropped",
+        || stat(&server, |s| &s.dropped_slow) == 1,
+    );
     wait_connections(&server, 2); // fast and poster remain
     drop(slow_client);
 }
@@ -123,10 +133,10 @@ fn clients_that_vanish_are_reaped_until_nothing_is_left() {
     for i in 0..40 {
         let mut client = Client::connect(server.addr);
         match i % 4 {
-            0 => client.get("/chat"),                           // parked
-            1 => client.send(b"GET /chat HTTP/1.1\r\nHost"),    // half a head
+            0 => client.get("/chat"),                        // parked
+            1 => client.send(b"GET /chat HTTP/1.1\r\nHost"), // half a head
             2 => client.send(b"POST /chat HTTP/1.1\r\nContent-Length: 9\r\n\r\nmess"), // half a body
-            _ => {}                                             // nothing at all
+            _ => {} // nothing at all
         }
         clients.push(client);
     }
@@ -156,7 +166,10 @@ fn max_conns_refuses_extra_clients_with_503_and_accepts_again_later() {
     let mut bytes = Vec::new();
     let _ = extra.stream.read_to_end(&mut bytes);
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
     assert!(text.contains("Retry-After: 1\r\n"));
     assert_eq!(stat(&server, |s| &s.refused_over_cap), 1);
 

@@ -39,12 +39,19 @@ fn out_of_descriptors_the_loop_does_not_spin_and_recovers() {
             None => parked.push(stream),
             Some(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                assert!(text.is_empty() || text.starts_with("HTTP/1.1 503"), "{text}");
+                assert!(
+                    text.is_empty() || text.starts_with("HTTP/1.1 503"),
+                    "{text}"
+                );
                 refused += 1;
             }
         }
     }
-    assert!(parked.len() >= 20, "only {} clients were held", parked.len());
+    assert!(
+        parked.len() >= 20,
+        "only {} clients were held",
+        parked.len()
+    );
     assert!(refused >= 20, "only {refused} clients were refused");
 
     // A flood while exhausted, bounded to 1.5 s: a spinning accept loop would burn the
@@ -95,7 +102,9 @@ fn sigterm_tells_waiting_clients_to_come_back_later_and_exits_0() {
     for poll in &mut polls {
         poll.get("/chat");
     }
-    wait_until(Duration::from_secs(5), "10 parked polls", || server.stat("pending_polls") == 10);
+    wait_until(Duration::from_secs(5), "10 parked polls", || {
+        server.stat("pending_polls") == 10
+    });
     let idle = Client::connect(server.addr);
 
     let signalled = Instant::now();
@@ -117,13 +126,21 @@ fn sigterm_tells_waiting_clients_to_come_back_later_and_exits_0() {
         delays.push(delay);
     }
     delays.dedup();
-    assert!(delays.len() > 1, "every client got the same delay: they would return in one wave");
+    assert!(
+        delays.len() > 1,
+        "every client got the same delay: they would return in one wave"
+    );
 
-    let status = server.wait_exit(Duration::from_secs(5)).expect("exits within the grace");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within the grace");
     assert!(status.success(), "{status:?}");
     assert!(signalled.elapsed() < Duration::from_secs(5));
     drop(idle);
-    assert!(TcpStream::connect(server.addr).is_err(), "nothing listens any more");
+    assert!(
+        TcpStream::connect(server.addr).is_err(),
+        "nothing listens any more"
+    );
 }
 
 #[test]
@@ -141,11 +158,15 @@ fn a_second_signal_during_the_grace_period_stops_at_once() {
     // drain open for the whole grace period.
     let mut slow = Client::connect(server.addr);
     slow.send(b"POST /chat HTTP/1.1\r\nContent-Length: 100\r\n\r\nmess");
-    wait_until(Duration::from_secs(5), "the connection", || server.stat("connections") == 2);
+    wait_until(Duration::from_secs(5), "the connection", || {
+        server.stat("connections") == 2
+    });
     server.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
     assert!(server.child.try_wait().unwrap().is_none(), "still draining");
     server.signal(libc::SIGTERM);
-    let status = server.wait_exit(Duration::from_secs(5)).expect("exits at once");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits at once");
     assert!(status.success());
 }

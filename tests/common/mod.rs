@@ -307,7 +307,10 @@ impl ChildServer {
         client.send(b"GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n");
         let text = client.read_reply().text();
         let needle = format!("\"{name}\":");
-        let start = text.find(&needle).unwrap_or_else(|| panic!("{name} in {text}")) + needle.len();
+        let start = text
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            + needle.len();
         text[start..]
             .split(|c: char| !c.is_ascii_digit())
             .next()
