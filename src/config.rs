@@ -41,6 +41,20 @@ pub struct Config {
     /// Soft open-files limit to set before start-up (`main` only); `None` raises it to the
     /// hard limit. Lowering it is how tests provoke descriptor exhaustion.
     pub open_files: Option<u64>,
+    /// Messages each room keeps for clients that resume (`--history`).
+    pub history_messages: usize,
+    /// Bytes of encoded messages each room keeps, at most (`--history-bytes`).
+    pub history_bytes: usize,
+    /// Rooms that may exist at once; past it, a new room name is refused with 507.
+    pub max_rooms: usize,
+    /// Longest message text in bytes (`--max-message`); past it, 413.
+    pub max_message_bytes: usize,
+    /// `Access-Control-Allow-Origin` for the room API, if cross-origin pages may use it.
+    pub cors_origin: Option<String>,
+    /// A name stays present this long after its last poll, on top of the poll timeout.
+    pub presence_grace: Duration,
+    /// How often an idle event stream gets a comment line, so proxies keep it open.
+    pub heartbeat: Duration,
     /// Log verbosity for `main`; the library itself only calls `log`.
     pub log_level: log::LevelFilter,
 }
@@ -64,6 +78,13 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             handle_signals: false,
             open_files: None,
+            history_messages: 1000,
+            history_bytes: 1 << 20,
+            max_rooms: 1000,
+            max_message_bytes: 4096,
+            cors_origin: None,
+            presence_grace: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(15),
             log_level: log::LevelFilter::Info,
         }
     }
@@ -96,8 +117,8 @@ OPTIONS:
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
-    /// Run the server with this configuration.
-    Run(Config),
+    /// Run the server with this configuration (boxed: it is large and the enum is not).
+    Run(Box<Config>),
     /// Print usage and exit.
     Help,
 }
@@ -167,6 +188,26 @@ where
                 config.shutdown_grace =
                     parse_seconds("--shutdown-grace", &value(&mut parser, "--shutdown-grace")?)?
             }
+            Long("history") => {
+                config.history_messages =
+                    parse_number("--history", &value(&mut parser, "--history")?)?
+            }
+            Long("history-bytes") => {
+                config.history_bytes =
+                    parse_number("--history-bytes", &value(&mut parser, "--history-bytes")?)?
+            }
+            Long("max-rooms") => {
+                config.max_rooms = parse_number("--max-rooms", &value(&mut parser, "--max-rooms")?)?
+            }
+            Long("max-message") => {
+                config.max_message_bytes =
+                    parse_number("--max-message", &value(&mut parser, "--max-message")?)?
+            }
+            Long("cors-origin") => config.cors_origin = Some(value(&mut parser, "--cors-origin")?),
+            Long("heartbeat") => {
+                config.heartbeat =
+                    parse_seconds("--heartbeat", &value(&mut parser, "--heartbeat")?)?
+            }
             Long("log-level") => {
                 let text = value(&mut parser, "--log-level")?;
                 config.log_level = text.parse().map_err(|_| {
@@ -178,7 +219,7 @@ where
         }
     }
     debug_assert!(config.limits.header_count <= MAX_HEADER_COUNT);
-    Ok(Command::Run(config))
+    Ok(Command::Run(Box::new(config)))
 }
 
 fn value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
@@ -213,7 +254,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse_args(args.iter().copied())? {
-            Command::Run(config) => Ok(config),
+            Command::Run(config) => Ok(*config),
             Command::Help => Err("help".into()),
         }
     }

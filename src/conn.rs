@@ -5,11 +5,14 @@
 //! ```text
 //!            accept
 //!              |
-//!              v         GET /chat             message or timeout
+//!              v         a poll                message, event or timeout
 //!   +-----> Reading ---------------> Parked ---------------------+
 //!   |          |                                                  |
 //!   |          | any other request                                v
 //!   |          +----------------------------------------------> Writing
+//!   |          |
+//!   |          | GET /rooms/{room}/events
+//!   |          +----------------> Streaming (until either side closes)
 //!   |                                                             |
 //!   +------------------- keep-alive ------------------------------+
 //!                                                                 | close / HTTP/1.0
@@ -20,22 +23,33 @@
 //! Memory is the point of this struct: tens of thousands of them sit parked at once, so a
 //! parked connection owns no heap buffer (`input` is an empty `Vec`, `output` is `None`).
 
+use crate::chat::ListKind;
 use crate::routes::Response;
 use crate::timer::TimerId;
 use mio::net::TcpStream;
 use std::io::{self, Write};
+
+/// Which waiting list a connection is in, and where: kept so that leaving is O(1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// The room's id in the chat.
+    pub room: u32,
+    /// Which of the room's lists.
+    pub list: ListKind,
+    /// Index in that list.
+    pub index: u32,
+}
 
 /// Where a connection is in its life. See the module diagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// Waiting for (the rest of) a request.
     Reading,
-    /// A pending `GET /chat`; `waiter` is its index in the chat's waiter list, kept so that
-    /// leaving is O(1).
-    Parked {
-        /// Index into the chat's waiter list.
-        waiter: u32,
-    },
+    /// A pending poll (classic `GET /chat` or `GET /rooms/{room}/messages`), waiting for a
+    /// message, an event or its timeout.
+    Parked(Membership),
+    /// An SSE stream: its response never ends; events are written as they happen.
+    Streaming(Membership),
     /// A response is being written; the rest of it is in `output`.
     Writing,
     /// The last response is out and our side is shut down. We read and discard until the
@@ -59,6 +73,8 @@ pub enum Deadline {
     Write,
     /// Lingering: stop waiting for the client's FIN and close.
     Linger,
+    /// Streaming, nothing to send: write a comment line so proxies keep the stream open.
+    Heartbeat,
 }
 
 /// A connection's pending timer.

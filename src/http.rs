@@ -54,6 +54,8 @@ pub enum Method {
     Head,
     /// `POST`
     Post,
+    /// `OPTIONS`, for CORS preflights.
+    Options,
     /// Any other method: a known path answers 405, an unknown one 404.
     Other,
 }
@@ -67,6 +69,10 @@ pub struct Request {
     pub path: String,
     /// The query string after `?`, if any.
     pub query: Option<String>,
+    /// The Content-Type header, if any (decides form or JSON bodies).
+    pub content_type: Option<String>,
+    /// The Last-Event-ID header an EventSource sends when it reconnects.
+    pub last_event_id: Option<String>,
     /// Whether the connection may carry another request after this one's response:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -109,6 +115,9 @@ macro_rules! statuses {
 
 statuses! {
     OK = 200 "OK";
+    CREATED = 201 "Created";
+    ACCEPTED = 202 "Accepted";
+    NO_CONTENT = 204 "No Content";
     BAD_REQUEST = 400 "Bad Request";
     NOT_FOUND = 404 "Not Found";
     METHOD_NOT_ALLOWED = 405 "Method Not Allowed";
@@ -116,8 +125,10 @@ statuses! {
     LENGTH_REQUIRED = 411 "Length Required";
     PAYLOAD_TOO_LARGE = 413 "Payload Too Large";
     URI_TOO_LONG = 414 "URI Too Long";
+    TOO_MANY_REQUESTS = 429 "Too Many Requests";
     HEADERS_TOO_LARGE = 431 "Request Header Fields Too Large";
     SERVICE_UNAVAILABLE = 503 "Service Unavailable";
+    INSUFFICIENT_STORAGE = 507 "Insufficient Storage";
 }
 
 /// Parses the request at the start of `buf`.
@@ -145,6 +156,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
+        "OPTIONS" => Method::Options,
         _ => Method::Other,
     };
     let head = match read_headers(req.headers, minor) {
@@ -172,6 +184,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         method,
         path,
         query,
+        content_type: head.content_type,
+        last_event_id: head.last_event_id,
         keep_alive: head.keep_alive,
         body: head_len..consumed,
         consumed,
@@ -194,6 +208,8 @@ fn partial_head(buf: &[u8], limits: &Limits) -> Parse {
 struct Head {
     content_length: Option<u64>,
     keep_alive: bool,
+    content_type: Option<String>,
+    last_event_id: Option<String>,
 }
 
 fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<Head, Status> {
@@ -201,6 +217,9 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     let mut transfer_encoding = false;
     let mut close = false;
     let mut keep_alive_token = false;
+    let mut content_type = None;
+    let mut last_event_id = None;
+    let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
     for header in headers {
         if header.name.eq_ignore_ascii_case("content-length") {
             let len = parse_content_length(header.value).ok_or(Status::BAD_REQUEST)?;
@@ -211,6 +230,10 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
             content_length = Some(len);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encoding = true;
+        } else if header.name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("last-event-id") {
+            last_event_id = Some(text(header.value));
         } else if header.name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -235,6 +258,8 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     Ok(Head {
         content_length,
         keep_alive,
+        content_type,
+        last_event_id,
     })
 }
 
@@ -280,6 +305,20 @@ pub fn encode_response(
         out.extend_from_slice(body);
     }
     out
+}
+
+/// The head of a `text/event-stream` response. It has no Content-Length: the stream's body
+/// ends when the connection closes, which HTTP/1.1 allows for responses.
+pub fn encode_stream_head(extra_headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+         X-Content-Type-Options: nosniff\r\nX-Accel-Buffering: no\r\n",
+    );
+    for (name, value) in extra_headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
 }
 
 /// The JSON content type every API response uses.

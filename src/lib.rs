@@ -5,6 +5,10 @@
 //! timeout passes; `POST /chat` (`message=...`) answers every waiting poll at once, with one
 //! response encoded once and written to each of them.
 //!
+//! Beside it, a protocol that loses nothing (`docs/PROTOCOL.md`): rooms, message ids with
+//! an epoch, resume from any position, idempotent posts, typing, presence, and an SSE
+//! stream, all on the same loop and the same write-once broadcast.
+//!
 //! ## What it deliberately is not
 //!
 //! Not async (no runtime, no futures), not multi-threaded, not an HTTP framework: it speaks
@@ -18,8 +22,11 @@
 //! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Writing /
 //!   Lingering / Closed).
 //! - [`http`] — bytes ↔ requests and responses on top of httparse; caps on every buffer.
-//! - [`routes`] — a parsed request → an action (reply, park, broadcast).
-//! - [`chat`] — the waiting clients and the shared broadcast response.
+//! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
+//! - [`chat`] — rooms by name and the lists of connections waiting in them.
+//! - [`room`] — one room: message history, presence, typing, and their encodings.
+//! - [`api`] — the room API's inputs (names, texts, positions, bodies), validated.
+//! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
 //! - [`json`], [`stats`], [`sys`], [`config`] — small helpers each owning one thing.
@@ -28,12 +35,15 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod assets;
 pub mod chat;
 pub mod config;
 pub mod conn;
 pub mod http;
 pub mod json;
+pub mod position;
+pub mod room;
 pub mod routes;
 pub mod server;
 pub mod stats;

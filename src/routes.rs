@@ -1,9 +1,12 @@
 //! Routing: a parsed request becomes one [`Action`] — reply now, park until a message comes,
 //! or broadcast. Knows no sockets and changes no state; the server carries the action out.
 
+use crate::api::{self, ApiError, NewMessage};
 use crate::assets::Assets;
 use crate::chat;
 use crate::http::{self, Limits, Method, Parse, Request, Status};
+use crate::json;
+use crate::position::Position;
 use std::rc::Rc;
 
 /// Bytes to send: built for this one request, or shared by many connections.
@@ -34,6 +37,63 @@ pub enum Action {
     },
     /// `GET /stats`: the server fills in its counters.
     Stats,
+    /// `GET /rooms/{room}/messages`: answer from history, or wait for the next message.
+    RoomPoll {
+        /// A valid room name.
+        room: String,
+        /// Where the client is; `None` for a client with nothing yet.
+        since: Option<Position>,
+        /// Who polls, for presence.
+        name: Option<String>,
+    },
+    /// `POST /rooms/{room}/messages`.
+    RoomPost {
+        /// A valid room name.
+        room: String,
+        /// The validated message.
+        message: NewMessage,
+    },
+    /// `POST /rooms/{room}/typing`.
+    Typing {
+        /// A valid room name.
+        room: String,
+        /// A valid name.
+        from: String,
+    },
+    /// `GET /rooms/{room}/presence`.
+    Presence {
+        /// A valid room name.
+        room: String,
+    },
+    /// `GET /rooms/{room}/events`: an SSE stream.
+    Stream {
+        /// A valid room name.
+        room: String,
+        /// Where to resume (`?since=` or `Last-Event-ID`).
+        since: Option<Position>,
+        /// Who listens, for presence.
+        name: Option<String>,
+    },
+}
+
+/// What routing needs besides the request.
+pub struct Context<'a> {
+    /// Static files.
+    pub assets: &'a Assets,
+    /// `--max-message`.
+    pub max_message_bytes: usize,
+    /// `--cors-origin`.
+    pub cors_origin: Option<&'a str>,
+}
+
+impl Context<'_> {
+    /// Headers every room-API response carries: CORS when configured, on errors too.
+    pub fn api_headers(&self) -> Vec<(&str, &str)> {
+        match self.cors_origin {
+            Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// What a connection's buffered input amounts to.
@@ -57,12 +117,12 @@ pub enum Next {
 /// The whole request path of one connection without its socket: buffered bytes in, the
 /// next thing to do out. The server calls this for every request; the fuzz target and the
 /// property tests call it with arbitrary bytes.
-pub fn next(input: &[u8], limits: &Limits, assets: &Assets) -> Next {
+pub fn next(input: &[u8], limits: &Limits, context: &Context) -> Next {
     match http::parse_request(input, limits) {
         Parse::Partial => Next::NeedMore,
         Parse::Invalid(status) => Next::Reject(status),
         Parse::Complete(request) => Next::Request {
-            action: route(&request, &input[request.body.clone()], assets),
+            action: route(&request, &input[request.body.clone()], context),
             close: !request.keep_alive,
             consumed: request.consumed,
         },
@@ -70,35 +130,140 @@ pub fn next(input: &[u8], limits: &Limits, assets: &Assets) -> Next {
 }
 
 /// Decides what to do with `request`, whose body is `body`.
-pub fn route(request: &Request, body: &[u8], assets: &Assets) -> Action {
+pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
     let close = !request.keep_alive;
     // A response to HEAD never has a body, errors included, or the client would read the
     // body as the start of the next response.
-    let error = |status: Status, headers: &[(&str, &str)], close: bool| {
-        let head_only = request.method == Method::Head;
+    let head_only = request.method == Method::Head;
+    let error = |status: Status, headers: &[(&str, &str)]| {
         reply(
             Response::Owned(http::error_response(status, headers, head_only, close)),
             close,
         )
     };
+    if let Some(rest) = request.path.strip_prefix("/rooms/") {
+        return route_room(request, rest, body, context);
+    }
     match (request.path.as_str(), request.method) {
         ("/chat", Method::Get) => Action::Park,
         ("/chat", Method::Post) => match http::form_field(body, "message") {
             Ok(Some(message)) => Action::Broadcast { message },
-            Ok(None) | Err(http::MalformedForm) => error(Status::BAD_REQUEST, &[], close),
             // Absent and malformed both mean "send message=<url-encoded UTF-8>".
+            Ok(None) | Err(http::MalformedForm) => error(Status::BAD_REQUEST, &[]),
         },
-        ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")], close),
+        ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")]),
         ("/stats", Method::Get) => Action::Stats,
-        ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")], close),
-        (path, method) => match assets.get(path) {
+        ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")]),
+        (path, method) => match context.assets.get(path) {
             Some(asset) => match method {
                 Method::Get => reply(Response::Shared(Rc::clone(&asset.get)), close),
                 Method::Head => reply(Response::Shared(Rc::clone(&asset.head)), close),
-                _ => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, HEAD")], close),
+                _ => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, HEAD")]),
             },
-            None => error(Status::NOT_FOUND, &[], close),
+            None => error(Status::NOT_FOUND, &[]),
         },
+    }
+}
+
+/// `/rooms/{room}/{what}`. Every answer here carries the API headers (CORS).
+fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> Action {
+    let close = !request.keep_alive;
+    let headers = context.api_headers();
+    let fail = |error: ApiError, extra: &[(&str, &str)]| {
+        let mut all = headers.clone();
+        all.extend_from_slice(extra);
+        let body = json::object1("error", error.message);
+        let head_only = request.method == Method::Head;
+        let bytes = http::encode_response(
+            error.status,
+            http::JSON,
+            &all,
+            body.as_bytes(),
+            head_only,
+            close,
+        );
+        reply(Response::Owned(bytes), close)
+    };
+    let not_found = ApiError {
+        status: Status::NOT_FOUND,
+        message: "no such endpoint: use /rooms/{room}/messages, /events, /typing or /presence",
+    };
+    let Some((room, what)) = rest.split_once('/') else {
+        return fail(not_found, &[]);
+    };
+    if !api::valid_room(room) {
+        return fail(
+            ApiError {
+                status: Status::BAD_REQUEST,
+                message: "room names are 1 to 64 of A-Z a-z 0-9 _ -",
+            },
+            &[],
+        );
+    }
+    let room = room.to_owned();
+    let query = request.query.as_deref();
+    let allow = |methods: &'static str| {
+        (
+            ApiError {
+                status: Status::METHOD_NOT_ALLOWED,
+                message: "method not allowed",
+            },
+            methods,
+        )
+    };
+    let result: Result<Action, (ApiError, &str)> = match (what, request.method) {
+        // A CORS preflight, for clients that send JSON or custom headers cross-origin.
+        (_, Method::Options) if context.cors_origin.is_some() => {
+            let mut all = headers.clone();
+            all.extend_from_slice(&[
+                ("Access-Control-Allow-Methods", "GET, POST"),
+                (
+                    "Access-Control-Allow-Headers",
+                    "Content-Type, Last-Event-ID",
+                ),
+                ("Access-Control-Max-Age", "600"),
+            ]);
+            let bytes =
+                http::encode_response(Status::NO_CONTENT, http::JSON, &all, b"", false, close);
+            return reply(Response::Owned(bytes), close);
+        }
+        ("messages", Method::Get) => (|| {
+            Ok(Action::RoomPoll {
+                since: api::resume_position(query, None)?,
+                name: api::presence_name(query)?,
+                room,
+            })
+        })()
+        .map_err(|e| (e, "")),
+        ("messages", Method::Post) => api::parse_message(
+            request.content_type.as_deref(),
+            body,
+            context.max_message_bytes,
+        )
+        .map(|message| Action::RoomPost { room, message })
+        .map_err(|e| (e, "")),
+        ("messages", _) => Err(allow("GET, POST")),
+        ("typing", Method::Post) => api::parse_typing(request.content_type.as_deref(), body)
+            .map(|from| Action::Typing { room, from })
+            .map_err(|e| (e, "")),
+        ("typing", _) => Err(allow("POST")),
+        ("presence", Method::Get) => Ok(Action::Presence { room }),
+        ("presence", _) => Err(allow("GET")),
+        ("events", Method::Get) => (|| {
+            Ok(Action::Stream {
+                since: api::resume_position(query, request.last_event_id.as_deref())?,
+                name: api::presence_name(query)?,
+                room,
+            })
+        })()
+        .map_err(|e| (e, "")),
+        ("events", _) => Err(allow("GET")),
+        _ => Err((not_found, "")),
+    };
+    match result {
+        Ok(action) => action,
+        Err((error, "")) => fail(error, &[]),
+        Err((error, methods)) => fail(error, &[("Allow", methods)]),
     }
 }
 
@@ -120,7 +285,13 @@ mod tests {
         let Parse::Complete(req) = parse_request(raw.as_bytes(), &Limits::default()) else {
             panic!("not a complete request: {raw:?}")
         };
-        route(&req, &raw.as_bytes()[req.body.clone()], &Assets::empty())
+        let assets = Assets::empty();
+        let context = Context {
+            assets: &assets,
+            max_message_bytes: 4096,
+            cors_origin: Some("https://example.org"),
+        };
+        route(&req, &raw.as_bytes()[req.body.clone()], &context)
     }
 
     fn status(action: &Action) -> u16 {

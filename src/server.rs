@@ -16,11 +16,14 @@
 //! reused while this pass may still hold it (a later event in the same batch, a waiter
 //! list being broadcast to).
 
+mod rooms;
+
 use crate::assets::Assets;
-use crate::chat::{self, Chat, Waiter};
+use crate::chat::{self, Chat, ListKind, Waiter};
 use crate::config::{Config, RESERVED_DESCRIPTORS};
-use crate::conn::{Conn, Deadline, Flushed, Outgoing, State, Timer};
+use crate::conn::{Conn, Deadline, Flushed, Membership, Outgoing, State, Timer};
 use crate::http::{self, Status};
+use crate::room::HistoryLimits;
 use crate::routes::{self, Action, Next, Response};
 use crate::stats::{self, Stats};
 use crate::sys;
@@ -29,6 +32,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -48,6 +52,13 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 /// When accept fails for lack of descriptors and no spare is left to shed load with, the
 /// listener is taken out of the poll set for this long instead of failing again at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Bytes of events that may queue behind a stream's socket before the stream is dropped as
+/// too slow: a reader this far behind would only fall further behind.
+const STREAM_BACKLOG_BYTES: usize = 256 * 1024;
+
+/// How often presence is swept for names whose window has passed.
+const PRESENCE_SWEEP: Duration = Duration::from_secs(1);
 
 /// A client told to come back after shutdown waits a random delay in this range (ms), so
 /// that thousands of browsers do not return in one wave.
@@ -157,6 +168,15 @@ pub struct Server {
     fired: Vec<TimerPayload>,
     /// `{"error":"timeout"}`, encoded once and shared by every poll that times out.
     timeout_response: Rc<[u8]>,
+    /// Names of event streams opened with `?name=`, by connection key, for presence.
+    stream_names: HashMap<usize, String>,
+    /// Frames waiting behind a stream's current write, only for streams whose socket is
+    /// full (so a healthy stream owns none); capped by [`STREAM_BACKLOG_BYTES`].
+    stream_backlog: HashMap<usize, VecDeque<Rc<[u8]>>>,
+    /// When presence next needs sweeping for names that left; `None` while nobody is named.
+    presence_due: Option<Instant>,
+    /// `: keep-alive`, shared by every stream's heartbeat.
+    heartbeat_frame: Rc<[u8]>,
     /// The 503 written to clients refused at accept (over `max_conns`, out of descriptors).
     refusal: Vec<u8>,
     report: PassReport,
@@ -198,16 +218,21 @@ impl Server {
         stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
         stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
         stats.rooms.store(1, Ordering::Relaxed);
-        let random_state = (std::process::id() as u64) << 32
-            | u64::from(Instant::now().elapsed().subsec_nanos())
-            | 1;
+        let random_state = seed();
         Ok(Server {
             poll,
             listener: Some(listener),
             local_addr,
             conns: Slab::new(),
             wheel: TimerWheel::new(),
-            chat: Chat::new(),
+            chat: Chat::new(
+                (random_state >> 16) as u32,
+                HistoryLimits {
+                    messages: config.history_messages,
+                    bytes: config.history_bytes,
+                },
+                config.max_rooms,
+            ),
             assets,
             config,
             stats,
@@ -228,6 +253,10 @@ impl Server {
             resume: Vec::new(),
             fired: Vec::new(),
             timeout_response: chat::timeout_response(),
+            stream_names: HashMap::new(),
+            stream_backlog: HashMap::new(),
+            presence_due: None,
+            heartbeat_frame: Rc::from(&b": keep-alive\n\n"[..]),
             refusal: http::error_response(
                 Status::SERVICE_UNAVAILABLE,
                 &[("Retry-After", "1")],
@@ -296,6 +325,7 @@ impl Server {
             // with requests queued behind them), 5. reap.
             self.resume_pipelined();
             self.expire_timers();
+            self.sweep_presence_if_due();
             self.resume_pipelined();
             self.reap_closed();
             self.trace_pass();
@@ -326,9 +356,21 @@ impl Server {
         if !self.resume.is_empty() {
             return Some(Duration::ZERO);
         }
-        let deadline_tick = self.wheel.next_deadline()?;
-        let deadline = Duration::from_nanos(deadline_tick * timer::TICK.as_nanos() as u64);
-        let wait = deadline.saturating_sub(self.started.elapsed());
+        let now = Instant::now();
+        let timer = self.wheel.next_deadline().map(|tick| {
+            let deadline = Duration::from_nanos(tick * timer::TICK.as_nanos() as u64);
+            deadline.saturating_sub(now - self.started)
+        });
+        // The few deadlines that are not per connection.
+        let others = [
+            self.accept_paused_until,
+            self.draining_until,
+            self.presence_due,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|at| at.saturating_duration_since(now));
+        let wait = timer.into_iter().chain(others).min()?;
         Some(Duration::from_millis(
             wait.as_nanos().div_ceil(1_000_000) as u64
         ))
@@ -510,7 +552,10 @@ impl Server {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let reading = matches!(conn.state, State::Reading | State::Lingering);
+            let reading = matches!(
+                conn.state,
+                State::Reading | State::Lingering | State::Streaming(_)
+            );
             match conn.state {
                 State::Closed => return,
                 // A response is pending and the client has already sent a full request's
@@ -528,8 +573,10 @@ impl Server {
                     return;
                 }
                 Ok(n) => {
-                    if conn.state == State::Lingering {
-                        continue; // discarded: we are hanging up on this client
+                    if matches!(conn.state, State::Lingering | State::Streaming(_)) {
+                        // Discarded: we are hanging up on this client, or it is a stream,
+                        // whose response never ends, so nothing it sends is a request.
+                        continue;
                     }
                     conn.input.extend_from_slice(&self.read_chunk[..n]);
                     // The parser refuses anything longer than the request cap, and we stop
@@ -561,7 +608,9 @@ impl Server {
         match conn.state {
             State::Writing => conn.close_after_write = true,
             State::Closed => {}
-            State::Reading | State::Parked { .. } | State::Lingering => self.close(key),
+            State::Reading | State::Parked(_) | State::Streaming(_) | State::Lingering => {
+                self.close(key)
+            }
         }
     }
 
@@ -576,7 +625,12 @@ impl Server {
             if conn.state != State::Reading || conn.input.is_empty() {
                 return;
             }
-            match routes::next(&conn.input, &self.config.limits, &self.assets) {
+            let context = routes::Context {
+                assets: &self.assets,
+                max_message_bytes: self.config.max_message_bytes,
+                cors_origin: self.config.cors_origin.as_deref(),
+            };
+            match routes::next(&conn.input, &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
                 Next::NeedMore => return,
                 Next::Reject(status) => {
@@ -630,9 +684,13 @@ impl Server {
                 let response = self.retry_later_response();
                 self.respond(key, response, true);
             }
-            Action::Park => self.park(key, close),
+            Action::Park => {
+                let lobby = self.chat.lobby();
+                self.park(key, lobby, ListKind::Classic, close);
+            }
             Action::Broadcast { message } => {
-                self.broadcast(&message);
+                let lobby = self.chat.lobby();
+                self.post(lobby, "", &message, None);
                 let Action::Reply { response, close } = routes::posted(close) else {
                     unreachable!("routes::posted always replies")
                 };
@@ -650,59 +708,78 @@ impl Server {
                 );
                 self.respond(key, Response::Owned(response), close);
             }
+            Action::RoomPoll { room, since, name } => {
+                self.room_poll(key, &room, since, name, close)
+            }
+            Action::RoomPost { room, message } => self.room_post(key, &room, message, close),
+            Action::Typing { room, from } => self.typing(key, &room, from, close),
+            Action::Presence { room } => self.presence(key, &room, close),
+            Action::Stream { room, since, name } => self.open_stream(key, &room, since, name),
         }
     }
 
     // ----- parking and broadcasting -----------------------------------------------------
 
-    /// Holds the connection as a pending poll until a message or its timeout.
-    fn park(&mut self, key: usize, close: bool) {
-        let conn = &mut self.conns[key];
-        let waiter = Waiter {
-            key: key as u32,
-            generation: conn.generation,
-        };
-        conn.close_after_write = close;
-        conn.state = State::Parked {
-            waiter: self.chat.park(waiter),
-        };
+    /// Holds the connection as a pending poll in `room` until a message, an event or its
+    /// timeout.
+    fn park(&mut self, key: usize, room: u32, list: ListKind, close: bool) {
+        let membership = self.join(key, room, list);
+        self.conns[key].close_after_write = close;
+        self.conns[key].state = State::Parked(membership);
         self.set_timer(key, Deadline::Poll);
         stats::add(&self.stats.pending_polls, 1);
     }
 
-    /// Takes a parked connection out of the waiter list (timeout or disconnect).
-    fn unpark(&mut self, key: usize) {
-        let State::Parked { waiter } = self.conns[key].state else {
-            return;
+    /// Adds the connection to one of a room's lists.
+    fn join(&mut self, key: usize, room: u32, list: ListKind) -> Membership {
+        let waiter = Waiter {
+            key: key as u32,
+            generation: self.conns[key].generation,
         };
-        debug_assert_eq!(
-            self.chat.waiter_at(waiter).map(|w| w.key as usize),
-            Some(key)
-        );
-        if let Some(moved) = self.chat.leave(waiter) {
-            // The last waiter now sits where this one was; tell its connection.
-            self.conns[moved.key as usize].state = State::Parked { waiter };
-        }
-        stats::sub(&self.stats.pending_polls, 1);
+        let index = self.chat.list(room, list).join(waiter);
+        Membership { room, list, index }
     }
 
-    /// Sends `message` to every parked poll: the response is encoded once and each
-    /// connection gets a reference to it plus one `write`. Parked connections are
-    /// registered for WRITABLE already, so delivery needs no `epoll_ctl`; the only
-    /// allocation is the shared response itself.
+    /// Takes a parked poll or a stream out of its room's list (answered, timed out, gone).
+    fn unpark(&mut self, key: usize) {
+        let membership = match self.conns[key].state {
+            State::Parked(m) => {
+                stats::sub(&self.stats.pending_polls, 1);
+                m
+            }
+            State::Streaming(m) => {
+                stats::sub(&self.stats.streams, 1);
+                self.stream_backlog.remove(&key);
+                if let Some(name) = self.stream_names.remove(&key) {
+                    let now = self.now_ms();
+                    self.chat.room(m.room).stream_closed(&name, now);
+                    self.schedule_presence_sweep();
+                }
+                m
+            }
+            _ => return,
+        };
+        let list = self.chat.list(membership.room, membership.list);
+        debug_assert_eq!(list.at(membership.index).map(|w| w.key as usize), Some(key));
+        if let Some(moved) = list.leave(membership.index) {
+            // The last waiter now sits where this one was; tell its connection.
+            match &mut self.conns[moved.key as usize].state {
+                State::Parked(m) | State::Streaming(m) => m.index = membership.index,
+                other => debug_assert!(false, "waiter in state {other:?}"),
+            }
+        }
+    }
+
+    /// Answers every poll parked in `room`'s `list` with `response`: encoded once, shared
+    /// by all of them, one `write` each. Parked connections are registered for WRITABLE
+    /// already, so delivery needs no `epoll_ctl`; the only allocation is the response.
     ///
     /// O(waiting clients), which is the point: every one of them must be written to. A
     /// socket whose buffer is full keeps its unwritten tail and waits for WRITABLE; it never
     /// holds up the ones after it.
-    fn broadcast(&mut self, message: &str) {
-        let response = chat::message_response(message);
-        let waiters = self.chat.take_waiters();
-        stats::add(&self.stats.messages, 1);
-        log::debug!(
-            "broadcast of {} bytes to {} polls",
-            response.len(),
-            waiters.len()
-        );
+    fn answer_parked(&mut self, room: u32, list: ListKind, response: &Rc<[u8]>) -> u64 {
+        let waiters = self.chat.list(room, list).take();
+        let mut answered = 0;
         for waiter in &waiters {
             let key = waiter.key as usize;
             let Some(conn) = self.conns.get_mut(key) else {
@@ -710,16 +787,19 @@ impl Server {
             };
             // Leaving the list always updates it, so a mismatch would be a bug; skip the
             // entry rather than write to a stranger.
-            if conn.generation != waiter.generation || !matches!(conn.state, State::Parked { .. }) {
+            if conn.generation != waiter.generation || !matches!(conn.state, State::Parked(_)) {
                 debug_assert!(false, "stale waiter {waiter:?}");
                 continue;
             }
+            // The whole list was taken, so there is no index to fix: just leave the state.
+            conn.state = State::Writing;
             let close = conn.close_after_write;
             stats::sub(&self.stats.pending_polls, 1);
-            stats::add(&self.stats.deliveries, 1);
-            self.respond(key, Response::Shared(Rc::clone(&response)), close);
+            self.respond(key, Response::Shared(Rc::clone(response)), close);
+            answered += 1;
         }
-        self.chat.recycle(waiters);
+        self.chat.list(room, list).recycle(waiters);
+        answered
     }
 
     // ----- writing ----------------------------------------------------------------------
@@ -745,6 +825,9 @@ impl Server {
                 stats::add(&self.stats.bytes_out, sent as u64);
                 self.report.bytes_written += sent;
                 match flushed {
+                    Flushed::Done if matches!(self.conns[key].state, State::Streaming(_)) => {
+                        self.stream_drained(key)
+                    }
                     Flushed::Done => self.response_done(key),
                     // The WRITABLE edge will bring us back here; the write deadline bounds
                     // how long a reader that never drains can hold its response.
@@ -868,12 +951,24 @@ impl Server {
     fn on_deadline(&mut self, key: usize, deadline: Deadline) {
         let conn = &self.conns[key];
         match (deadline, conn.state) {
-            (Deadline::Poll, State::Parked { .. }) => {
+            (Deadline::Poll, State::Parked(membership)) => {
                 let close = conn.close_after_write;
                 self.unpark(key);
                 stats::add(&self.stats.timeouts, 1);
-                let response = Response::Shared(Rc::clone(&self.timeout_response));
+                let response = match membership.list {
+                    ListKind::Classic => Response::Shared(Rc::clone(&self.timeout_response)),
+                    _ => Response::Owned(self.poll_timeout_answer(membership.room, close)),
+                };
                 self.respond(key, response, close);
+            }
+            (Deadline::Heartbeat, State::Streaming(_)) => {
+                let frame = Rc::clone(&self.heartbeat_frame);
+                self.stream_send(key, frame);
+            }
+            (Deadline::Write, State::Streaming(_)) => {
+                stats::add(&self.stats.dropped_slow, 1);
+                log::debug!("#{key} {} stream too slow to read; dropping", conn.peer());
+                self.close(key);
             }
             (Deadline::Idle, State::Reading) => {
                 stats::add(&self.stats.dropped_idle, 1);
@@ -910,6 +1005,7 @@ impl Server {
             Deadline::Poll => self.config.poll_timeout,
             Deadline::Write => self.config.write_timeout,
             Deadline::Linger => LINGER,
+            Deadline::Heartbeat => self.config.heartbeat,
         };
         self.clear_timer(key);
         let at = self.deadline_after(after);
@@ -981,11 +1077,12 @@ impl Server {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             match self.conns[key].state {
-                State::Parked { .. } => {
+                State::Parked(_) => {
                     self.unpark(key);
                     let response = self.retry_later_response();
                     self.respond(key, response, true);
                 }
+                State::Streaming(_) => self.end_stream_for_shutdown(key),
                 State::Reading if self.conns[key].input.is_empty() => self.close(key),
                 State::Reading | State::Writing => self.conns[key].close_after_write = true,
                 State::Lingering | State::Closed => {}
@@ -1009,6 +1106,11 @@ impl Server {
         ))
     }
 
+    /// Milliseconds since start: the clock rooms use for presence and rate limits.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn random_in(&mut self, range: std::ops::RangeInclusive<u64>) -> u64 {
         // xorshift64: enough to spread reconnects, no dependency needed.
         let mut x = self.random_state;
@@ -1018,6 +1120,21 @@ impl Server {
         self.random_state = x;
         range.start() + x % (range.end() - range.start() + 1)
     }
+}
+
+/// A seed for the epoch and the retry delays: the wall clock's nanoseconds, the process id
+/// and a per-process counter, so two servers in one process (tests) differ too. Never 0,
+/// which xorshift cannot leave.
+fn seed() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let count = STARTED.fetch_add(1, Ordering::Relaxed);
+    let mixed =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mixed | 1
 }
 
 /// EMFILE (this process) or ENFILE (the whole system) out of descriptors.

@@ -23,7 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 echo "== cargo test"
-cargo test --all-targets
+cargo test
 
 echo "== browser test (Chromium $(chromium --version 2>/dev/null | awk '{print $2}'))"
 cargo build --bin comet-chat

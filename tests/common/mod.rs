@@ -56,6 +56,10 @@ impl Reply {
     pub fn text(&self) -> String {
         String::from_utf8(self.body.clone()).expect("UTF-8 body")
     }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
 }
 
 /// One client connection with its own read buffer (responses may arrive back to back).
@@ -126,6 +130,55 @@ impl Client {
         }
     }
 
+    /// Reads an event-stream head (no Content-Length) and returns it.
+    pub fn read_stream_head(&mut self) -> Reply {
+        let text = self.read_until("\r\n\r\n");
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        response.parse(text.as_bytes()).expect("valid head");
+        Reply {
+            status: response.code.unwrap(),
+            headers: response
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Reads until `needle` has arrived and returns everything up to and including it.
+    pub fn read_until(&mut self, needle: &str) -> String {
+        loop {
+            if let Some(at) = self
+                .buf
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                let taken: Vec<u8> = self.buf.drain(..at + needle.len()).collect();
+                return String::from_utf8(taken).expect("UTF-8");
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read");
+            assert!(
+                n > 0,
+                "closed before {needle:?}; have {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads one SSE frame (up to the blank line that ends it).
+    pub fn read_event(&mut self) -> String {
+        self.read_until("\n\n")
+    }
+
     pub fn read_reply(&mut self) -> Reply {
         self.read_reply_with(false)
     }
@@ -188,6 +241,23 @@ impl Client {
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         silent && self.buf.is_empty()
     }
+}
+
+/// A form-encoded POST.
+pub fn post_form(addr: SocketAddr, path: &str, body: &str) -> Reply {
+    request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// A GET on a fresh connection.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, &format!("GET {path} HTTP/1.1\r\n\r\n"))
 }
 
 /// One request on a fresh connection, returning the reply.

@@ -3,6 +3,7 @@
 //! invariants checked at every step. Shared by the property tests and the fuzz target
 //! (fuzz/ includes this file by path).
 
+use comet_chat::api;
 use comet_chat::assets::Assets;
 use comet_chat::chat;
 use comet_chat::http::Limits;
@@ -26,12 +27,17 @@ pub struct Outcome {
 /// a response is not a well-formed HTTP response whose Content-Length matches its body.
 pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
     let assets = Assets::empty();
+    let context = routes::Context {
+        assets: &assets,
+        max_message_bytes: 4096,
+        cors_origin: Some("https://example.org"),
+    };
     let mut input: Vec<u8> = Vec::new();
     let mut outcome = Outcome::default();
     for chunk in chunks {
         input.extend_from_slice(chunk);
         loop {
-            match routes::next(&input, limits, &assets) {
+            match routes::next(&input, limits, &context) {
                 Next::NeedMore => {
                     assert!(
                         input.len() <= limits.request_bytes() + chunk.len(),
@@ -93,6 +99,21 @@ fn check_action(action: &Action, head: bool) {
             let json: serde_json::Value = serde_json::from_slice(body).expect("JSON body");
             assert_eq!(json["ok"].as_str(), Some(message.as_str()));
         }
+        // What the room API let through must already be valid.
+        Action::RoomPost { room, message } => {
+            assert!(api::valid_room(room));
+            assert!(api::check_name(&message.from).is_ok());
+            assert!(api::check_text(&message.text, 4096).is_ok());
+        }
+        Action::Typing { room, from } => {
+            assert!(api::valid_room(room));
+            assert!(api::check_name(from).is_ok());
+        }
+        Action::RoomPoll { room, name, .. } | Action::Stream { room, name, .. } => {
+            assert!(api::valid_room(room));
+            assert!(name.as_deref().is_none_or(|n| api::check_name(n).is_ok()));
+        }
+        Action::Presence { room } => assert!(api::valid_room(room)),
         Action::Park | Action::Stats => {}
     }
 }

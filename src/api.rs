@@ -1,0 +1,285 @@
+//! The room API's inputs — room names, query strings, post bodies (form or JSON), names and
+//! texts — checked once, here, so that everything past this module can trust them. Every
+//! refusal carries the status and a sentence a client author can act on.
+
+use crate::http::{self, Status};
+use crate::position::Position;
+
+/// Longest name (`from`), in characters.
+pub const MAX_NAME_CHARS: usize = 40;
+/// Longest `client_id`, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 64;
+/// Longest room name, in bytes.
+pub const MAX_ROOM_BYTES: usize = 64;
+
+/// A refused input: the status and what was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// The status to answer.
+    pub status: Status,
+    /// Goes into `{"error":"…"}`.
+    pub message: &'static str,
+}
+
+const fn bad(message: &'static str) -> ApiError {
+    ApiError {
+        status: Status::BAD_REQUEST,
+        message,
+    }
+}
+
+/// A message a client wants to post.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Who says it.
+    pub from: String,
+    /// What they say.
+    pub text: String,
+    /// A client-chosen id that makes retries safe.
+    pub client_id: Option<String>,
+}
+
+/// `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_room(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ROOM_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A name: 1 to 40 characters, no control characters at all.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(bad("from: a name is required"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(bad("from: names are at most 40 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("from: control characters are not allowed in names"));
+    }
+    Ok(())
+}
+
+/// A text: not blank, at most `max_bytes` (413 past it), no control characters but newline.
+pub fn check_text(text: &str, max_bytes: usize) -> Result<(), ApiError> {
+    if text.len() > max_bytes {
+        return Err(ApiError {
+            status: Status::PAYLOAD_TOO_LARGE,
+            message: "text: longer than the server's --max-message",
+        });
+    }
+    if text.trim().is_empty() {
+        return Err(bad("text: a message cannot be empty"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(bad(
+            "text: control characters other than newline are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+fn check_client_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(bad("client_id: 1 to 64 bytes, no control characters"));
+    }
+    Ok(())
+}
+
+/// One query-string parameter, form-decoded.
+pub fn query_param(query: Option<&str>, key: &str) -> Result<Option<String>, ApiError> {
+    match query {
+        None => Ok(None),
+        Some(query) => http::form_field(query.as_bytes(), key)
+            .map_err(|_| bad("query string is not valid URL-encoded UTF-8")),
+    }
+}
+
+/// The position a client resumes from: `?since=`, else `Last-Event-ID` (SSE reconnects
+/// send it by themselves). Empty or `0` means "from the start".
+pub fn resume_position(
+    query: Option<&str>,
+    last_event_id: Option<&str>,
+) -> Result<Option<Position>, ApiError> {
+    let since = query_param(query, "since")?;
+    match since.as_deref().or(last_event_id) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(text) => Position::parse(text)
+            .map(Some)
+            .map_err(|_| bad("since: a position looks like 5f3a09c2-42")),
+    }
+}
+
+/// The optional `name` of a poll or stream, for presence.
+pub fn presence_name(query: Option<&str>) -> Result<Option<String>, ApiError> {
+    match query_param(query, "name")? {
+        None => Ok(None),
+        Some(name) if name.is_empty() => Ok(None),
+        Some(name) => check_name(&name).map(|()| Some(name)),
+    }
+}
+
+/// The body of `POST /rooms/{room}/messages`: form (`from`, `text`, `client_id`) or JSON
+/// (`{"from":…,"text":…,"client_id":…}`), chosen by Content-Type.
+pub fn parse_message(
+    content_type: Option<&str>,
+    body: &[u8],
+    max_text_bytes: usize,
+) -> Result<NewMessage, ApiError> {
+    let (from, text, client_id) = if is_json(content_type) {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| bad("body is not valid JSON"))?;
+        let field = |name: &str| -> Result<Option<String>, ApiError> {
+            match value.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(bad("from, text and client_id must be strings")),
+            }
+        };
+        if !value.is_object() {
+            return Err(bad("body must be a JSON object"));
+        }
+        (field("from")?, field("text")?, field("client_id")?)
+    } else {
+        let field = |name: &str| {
+            http::form_field(body, name).map_err(|_| bad("body is not valid URL-encoded UTF-8"))
+        };
+        (field("from")?, field("text")?, field("client_id")?)
+    };
+    let from = from.ok_or(bad("from: a name is required"))?;
+    let text = text.ok_or(bad("text: a message is required"))?;
+    check_name(&from)?;
+    check_text(&text, max_text_bytes)?;
+    if let Some(id) = &client_id {
+        check_client_id(id)?;
+    }
+    Ok(NewMessage {
+        from,
+        text,
+        client_id,
+    })
+}
+
+/// The `from` of `POST /rooms/{room}/typing` (form or JSON).
+pub fn parse_typing(content_type: Option<&str>, body: &[u8]) -> Result<String, ApiError> {
+    let from = if is_json(content_type) {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| bad("body is not valid JSON"))?;
+        value
+            .get("from")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    } else {
+        http::form_field(body, "from").map_err(|_| bad("body is not valid URL-encoded UTF-8"))?
+    };
+    let from = from.ok_or(bad("from: a name is required"))?;
+    check_name(&from)?;
+    Ok(from)
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names() {
+        for good in ["lobby", "a", "Room_1-x", &"r".repeat(64)] {
+            assert!(valid_room(good), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "ü", "..", &"r".repeat(65), "a%20"] {
+            assert!(!valid_room(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_texts() {
+        assert!(check_name("ann").is_ok());
+        assert!(check_name("Ann Éclair 😀").is_ok());
+        for bad in ["", "  ", "a\nb", "a\u{7}", &"n".repeat(41)] {
+            assert_eq!(
+                check_name(bad).unwrap_err().status,
+                Status::BAD_REQUEST,
+                "{bad:?}"
+            );
+        }
+        assert!(check_text("two\nlines", 100).is_ok());
+        assert_eq!(
+            check_text("x\ty", 100).unwrap_err().status,
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            check_text(" \n ", 100).unwrap_err().status,
+            Status::BAD_REQUEST
+        );
+        assert_eq!(
+            check_text("é", 1).unwrap_err().status,
+            Status::PAYLOAD_TOO_LARGE
+        );
+        assert!(check_text(&"x".repeat(100), 100).is_ok());
+    }
+
+    #[test]
+    fn form_and_json_posts() {
+        let form = parse_message(
+            Some("application/x-www-form-urlencoded"),
+            b"from=ann&text=hi+there&client_id=c-1",
+            4096,
+        )
+        .unwrap();
+        let json = parse_message(
+            Some("application/json; charset=utf-8"),
+            br#"{"from":"ann","text":"hi there","client_id":"c-1"}"#,
+            4096,
+        )
+        .unwrap();
+        assert_eq!(form, json);
+        assert_eq!(form.text, "hi there");
+        let cases: &[(&str, &[u8], u16)] = &[
+            ("application/json", b"{", 400),
+            ("application/json", b"[1]", 400),
+            ("application/json", br#"{"from":"a","text":5}"#, 400),
+            ("application/json", br#"{"text":"x"}"#, 400),
+            ("application/x-www-form-urlencoded", b"from=a", 400),
+            ("application/x-www-form-urlencoded", b"from=a&text=%FF", 400),
+            (
+                "application/x-www-form-urlencoded",
+                b"from=a&text=x&client_id=",
+                400,
+            ),
+        ];
+        for (ct, body, status) in cases {
+            let err = parse_message(Some(ct), body, 4096).unwrap_err();
+            assert_eq!(
+                err.status.code,
+                *status,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn resume_positions() {
+        assert_eq!(resume_position(None, None), Ok(None));
+        assert_eq!(resume_position(Some("since=0"), None), Ok(None));
+        let p = Position { epoch: 1, seq: 2 };
+        assert_eq!(resume_position(Some("since=00000001-2"), None), Ok(Some(p)));
+        assert_eq!(resume_position(None, Some("00000001-2")), Ok(Some(p)));
+        assert_eq!(
+            resume_position(Some("since=00000001-2"), Some("00000009-9")),
+            Ok(Some(p)),
+            "an explicit since wins"
+        );
+        assert!(resume_position(Some("since=nonsense"), None).is_err());
+    }
+}

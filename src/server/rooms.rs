@@ -1,0 +1,446 @@
+//! The room protocol carried out on the loop: polls that resume from a position, posts
+//! that reach classic polls, JSON polls and event streams in one pass, typing and presence
+//! events, and the streams themselves. The rules live in `room.rs`; this file only moves
+//! bytes between them and connections. See docs/PROTOCOL.md for the wire format.
+
+use super::{stats, Server, PRESENCE_SWEEP, STREAM_BACKLOG_BYTES};
+use crate::api::NewMessage;
+use crate::chat::{self, ListKind, TooManyRooms};
+use crate::conn::{Deadline, Flushed, Outgoing, State};
+use crate::http::{self, Status};
+use crate::json;
+use crate::position::Position;
+use crate::room::{Event, Posted, Since, SinceError};
+use crate::routes::Response;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+impl Server {
+    // ----- answering --------------------------------------------------------------------
+
+    /// The headers of every room-API response: CORS when configured.
+    fn api_headers(&self) -> Vec<(&str, &str)> {
+        match self.config.cors_origin.as_deref() {
+            Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
+            None => Vec::new(),
+        }
+    }
+
+    /// A JSON response of the room API.
+    fn api_response(
+        &self,
+        status: Status,
+        body: &str,
+        extra: &[(&str, &str)],
+        close: bool,
+    ) -> Vec<u8> {
+        let mut headers = self.api_headers();
+        headers.extend_from_slice(extra);
+        http::encode_response(status, http::JSON, &headers, body.as_bytes(), false, close)
+    }
+
+    fn api_reply(&mut self, key: usize, status: Status, body: &str, close: bool) {
+        let response = self.api_response(status, body, &[], close);
+        self.respond(key, Response::Owned(response), close);
+    }
+
+    fn api_error(&mut self, key: usize, status: Status, message: &str, close: bool) {
+        self.api_reply(key, status, &json::object1("error", message), close);
+    }
+
+    /// The room's id, creating it on first use; answers 507 past `--max-rooms`.
+    fn room_or_refuse(&mut self, key: usize, room: &str, close: bool) -> Option<u32> {
+        match self.chat.room_id(room) {
+            Ok(id) => {
+                let rooms = self.chat.room_count() as u64;
+                self.stats
+                    .rooms
+                    .store(rooms, std::sync::atomic::Ordering::Relaxed);
+                Some(id)
+            }
+            Err(TooManyRooms) => {
+                self.api_error(
+                    key,
+                    Status::INSUFFICIENT_STORAGE,
+                    "room limit reached (--max-rooms)",
+                    close,
+                );
+                None
+            }
+        }
+    }
+
+    /// How long a name stays present after its last poll.
+    fn presence_window_ms(&self) -> u64 {
+        (self.config.poll_timeout + self.config.presence_grace).as_millis() as u64
+    }
+
+    // ----- polls and posts --------------------------------------------------------------
+
+    /// `GET /rooms/{room}/messages?since=…`: answer from history at once, or park.
+    pub(super) fn room_poll(
+        &mut self,
+        key: usize,
+        room: &str,
+        since: Option<Position>,
+        name: Option<String>,
+        close: bool,
+    ) {
+        let Some(room) = self.room_or_refuse(key, room, close) else {
+            return;
+        };
+        if let Some(name) = name {
+            let (now, window) = (self.now_ms(), self.presence_window_ms());
+            if let Some(join) = self.chat.room(room).seen(&name, now, window) {
+                self.broadcast_event(room, &join);
+            }
+            self.schedule_presence_sweep();
+        }
+        let epoch = self.chat.epoch;
+        match self.chat.room(room).since(epoch, since) {
+            Ok(Since::Answer(body)) => self.api_reply(key, Status::OK, &body, close),
+            Ok(Since::Wait) if self.draining_until.is_some() => {
+                let response = self.retry_later_response();
+                self.respond(key, response, true);
+            }
+            Ok(Since::Wait) => self.park(key, room, ListKind::Poll, close),
+            Err(SinceError::Ahead) => self.api_error(
+                key,
+                Status::BAD_REQUEST,
+                "since: this position is ahead of the room; poll without since to start again",
+                close,
+            ),
+        }
+    }
+
+    /// The answer to a JSON poll whose timeout passed: no messages, the same position.
+    pub(super) fn poll_timeout_answer(&mut self, room: u32, close: bool) -> Vec<u8> {
+        let epoch = self.chat.epoch;
+        let room = self.chat.room(room);
+        let body = room.poll_answer(epoch, room.head(epoch).seq, false, &[]);
+        self.api_response(Status::OK, &body, &[], close)
+    }
+
+    /// `POST /rooms/{room}/messages`: 201 with the id, or 200 with the original id for a
+    /// retry with the same `client_id`.
+    pub(super) fn room_post(&mut self, key: usize, room: &str, message: NewMessage, close: bool) {
+        let Some(room) = self.room_or_refuse(key, room, close) else {
+            return;
+        };
+        let epoch = self.chat.epoch;
+        match self.post(
+            room,
+            &message.from,
+            &message.text,
+            message.client_id.as_deref(),
+        ) {
+            Posted::New(seq) => {
+                let body = format!("{{\"id\":\"{}\"}}", Position { epoch, seq });
+                self.api_reply(key, Status::CREATED, &body, close);
+            }
+            Posted::Duplicate(seq) => {
+                let body = format!(
+                    "{{\"id\":\"{}\",\"duplicate\":true}}",
+                    Position { epoch, seq }
+                );
+                self.api_reply(key, Status::OK, &body, close);
+            }
+        }
+    }
+
+    /// Stores a message and delivers it to everyone waiting in the room, each kind of
+    /// waiter getting its own encoding, built once: classic polls `{"ok":text}`, JSON polls
+    /// the message with its position, streams an SSE frame.
+    pub(super) fn post(
+        &mut self,
+        room: u32,
+        from: &str,
+        text: &str,
+        client_id: Option<&str>,
+    ) -> Posted {
+        let epoch = self.chat.epoch;
+        let history = self.chat.history;
+        let time_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let posted = self
+            .chat
+            .room(room)
+            .post(epoch, from, text, client_id, time_ms, &history);
+        let Posted::New(seq) = posted else {
+            return posted;
+        };
+        self.chat.count_post();
+        stats::add(&self.stats.messages, 1);
+        let mut delivered = 0;
+        if !self.chat.room(room).classic.is_empty() {
+            delivered += self.answer_parked(room, ListKind::Classic, &chat::message_response(text));
+        }
+        if !self.chat.room(room).polls.is_empty() {
+            let body = self.chat.room(room).poll_answer_for_new(epoch, seq);
+            let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[], false).into();
+            delivered += self.answer_parked(room, ListKind::Poll, &response);
+        }
+        if !self.chat.room(room).streams.is_empty() {
+            let frame: Rc<[u8]> = self
+                .chat
+                .room(room)
+                .sse_message(epoch, seq)
+                .into_bytes()
+                .into();
+            delivered += self.send_to_streams(room, &frame);
+        }
+        stats::add(&self.stats.deliveries, delivered);
+        log::debug!(
+            "message {seq} in {} delivered to {delivered}",
+            self.chat.room(room).name
+        );
+        posted
+    }
+
+    /// An ephemeral event to everyone waiting in the room (not classic polls, which only
+    /// know messages). JSON polls are answered with it and come back; streams get a frame.
+    fn broadcast_event(&mut self, room: u32, event: &Event) {
+        let epoch = self.chat.epoch;
+        if !self.chat.room(room).polls.is_empty() {
+            let r = self.chat.room(room);
+            let body = r.poll_answer(epoch, r.head(epoch).seq, false, std::slice::from_ref(event));
+            let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[], false).into();
+            self.answer_parked(room, ListKind::Poll, &response);
+        }
+        if !self.chat.room(room).streams.is_empty() {
+            let frame: Rc<[u8]> = event.sse().into_bytes().into();
+            self.send_to_streams(room, &frame);
+        }
+    }
+
+    /// `POST /rooms/{room}/typing`: 202, or 429 past one event per name per second.
+    pub(super) fn typing(&mut self, key: usize, room: &str, from: String, close: bool) {
+        let Some(room) = self.room_or_refuse(key, room, close) else {
+            return;
+        };
+        let now = self.now_ms();
+        if !self
+            .chat
+            .room(room)
+            .typing_allowed(&from, now, TYPING_INTERVAL_MS)
+        {
+            let body = json::object1("error", "typing: at most one event per name per second");
+            let response = self.api_response(
+                Status::TOO_MANY_REQUESTS,
+                &body,
+                &[("Retry-After", "1")],
+                close,
+            );
+            self.respond(key, Response::Owned(response), close);
+            return;
+        }
+        self.schedule_presence_sweep();
+        self.broadcast_event(room, &Event::Typing(from));
+        self.api_reply(key, Status::ACCEPTED, "{\"ok\":true}", close);
+    }
+
+    /// `GET /rooms/{room}/presence`: `{"room":…,"present":[names]}`.
+    pub(super) fn presence(&mut self, key: usize, room: &str, close: bool) {
+        let Some(id) = self.room_or_refuse(key, room, close) else {
+            return;
+        };
+        let (now, window) = (self.now_ms(), self.presence_window_ms());
+        let mut body = String::from("{\"room\":\"");
+        json::escape_into(&mut body, room);
+        body.push_str("\",\"present\":[");
+        for (i, name) in self.chat.room(id).present(now, window).iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push('"');
+            json::escape_into(&mut body, name);
+            body.push('"');
+        }
+        body.push_str("]}");
+        self.api_reply(key, Status::OK, &body, close);
+    }
+
+    pub(super) fn schedule_presence_sweep(&mut self) {
+        if self.presence_due.is_none() {
+            self.presence_due = Some(Instant::now() + PRESENCE_SWEEP);
+        }
+    }
+
+    /// Step 4b of the loop: once a second while anyone is named, tell rooms who left.
+    /// O(named clients); nothing at all while nobody uses names.
+    pub(super) fn sweep_presence_if_due(&mut self) {
+        match self.presence_due {
+            Some(due) if Instant::now() >= due => {}
+            _ => return,
+        }
+        self.presence_due = None;
+        let (now, window) = (self.now_ms(), self.presence_window_ms());
+        let mut still_named = false;
+        for room in self.chat.room_ids() {
+            if !self.chat.room(room).has_presence() {
+                continue;
+            }
+            for left in self.chat.room(room).sweep(now, window, TYPING_INTERVAL_MS) {
+                self.broadcast_event(room, &left);
+            }
+            still_named |= self.chat.room(room).has_presence();
+        }
+        if still_named {
+            self.schedule_presence_sweep();
+        }
+    }
+
+    // ----- event streams ----------------------------------------------------------------
+
+    /// `GET /rooms/{room}/events`: the head, a `retry:` hint, what the client missed, then
+    /// the connection stays in the room's stream list until either side closes.
+    pub(super) fn open_stream(
+        &mut self,
+        key: usize,
+        room: &str,
+        since: Option<Position>,
+        name: Option<String>,
+    ) {
+        let Some(id) = self.room_or_refuse(key, room, false) else {
+            return;
+        };
+        if self.draining_until.is_some() {
+            let response = self.retry_later_response();
+            self.respond(key, response, true);
+            return;
+        }
+        let epoch = self.chat.epoch;
+        let replay = match self.chat.room(id).sse_replay(epoch, since) {
+            Ok(replay) => replay,
+            Err(SinceError::Ahead) => {
+                let message = "since: this position is ahead of the room; reconnect without it";
+                return self.api_error(key, Status::BAD_REQUEST, message, false);
+            }
+        };
+        let mut bytes = http::encode_stream_head(&self.api_headers());
+        // EventSource reconnects by itself after this many ms, resuming from the last id.
+        bytes.extend_from_slice(b"retry: 2000\n\n");
+        bytes.extend_from_slice(replay.as_bytes());
+        let membership = self.join(key, id, ListKind::Stream);
+        let conn = &mut self.conns[key];
+        conn.state = State::Streaming(membership);
+        conn.close_after_write = false;
+        stats::add(&self.stats.streams, 1);
+        if let Some(name) = name {
+            let (now, window) = (self.now_ms(), self.presence_window_ms());
+            let join = self.chat.room(id).stream_opened(&name, now, window);
+            self.stream_names.insert(key, name);
+            if let Some(join) = join {
+                self.broadcast_event(id, &join);
+            }
+            self.schedule_presence_sweep();
+        }
+        self.clear_timer(key);
+        self.conns[key].output = Some(Outgoing {
+            bytes: Response::Owned(bytes),
+            written: 0,
+        });
+        self.write_output(key);
+    }
+
+    /// Writes one frame to every stream in the room (each keeps its own queue only if its
+    /// socket is full). Returns how many streams got it.
+    fn send_to_streams(&mut self, room: u32, frame: &Rc<[u8]>) -> u64 {
+        // Streams stay in the list while being written to, so walk a copy of the keys: a
+        // stream dropped as too slow leaves the list in the middle of the walk.
+        let waiters: Vec<_> = self.chat.room(room).streams.iter().collect();
+        let mut sent = 0;
+        for waiter in waiters {
+            let key = waiter.key as usize;
+            match self.conns.get(key) {
+                Some(conn) if conn.generation == waiter.generation => {}
+                _ => continue,
+            }
+            self.stream_send(key, Rc::clone(frame));
+            sent += 1;
+        }
+        sent
+    }
+
+    /// Queues one frame on a stream and writes what the socket takes.
+    pub(super) fn stream_send(&mut self, key: usize, frame: Rc<[u8]>) {
+        let conn = &mut self.conns[key];
+        if !matches!(conn.state, State::Streaming(_)) {
+            return;
+        }
+        if conn.output.is_some() {
+            let backlog = self.stream_backlog.entry(key).or_default();
+            backlog.push_back(frame);
+            let queued: usize = backlog.iter().map(|f| f.len()).sum();
+            if queued > STREAM_BACKLOG_BYTES {
+                stats::add(&self.stats.dropped_slow, 1);
+                log::debug!("#{key} stream fell {queued} bytes behind; dropping");
+                self.close(key);
+            }
+            return;
+        }
+        conn.output = Some(Outgoing {
+            bytes: Response::Shared(frame),
+            written: 0,
+        });
+        self.clear_timer(key);
+        self.write_output(key);
+    }
+
+    /// A stream's current frame is out: send the next queued one, or wait with a heartbeat
+    /// timer. A stream being ended for shutdown closes here.
+    pub(super) fn stream_drained(&mut self, key: usize) {
+        loop {
+            let next = self
+                .stream_backlog
+                .get_mut(&key)
+                .and_then(|queue| queue.pop_front());
+            let Some(frame) = next else {
+                self.stream_backlog.remove(&key);
+                break;
+            };
+            let conn = &mut self.conns[key];
+            conn.output = Some(Outgoing {
+                bytes: Response::Shared(frame),
+                written: 0,
+            });
+            match conn.flush() {
+                Ok((Flushed::Done, sent)) => stats::add(&self.stats.bytes_out, sent as u64),
+                Ok((Flushed::Blocked, sent)) => {
+                    stats::add(&self.stats.bytes_out, sent as u64);
+                    self.set_timer(key, Deadline::Write);
+                    return;
+                }
+                Err(e) => {
+                    log::debug!("#{key} stream write error: {e}");
+                    self.close(key);
+                    return;
+                }
+            }
+        }
+        if self.conns[key].close_after_write {
+            self.unpark(key);
+            self.conns[key].state = State::Writing;
+            self.response_done(key);
+            return;
+        }
+        self.set_timer(key, Deadline::Heartbeat);
+    }
+
+    /// Shutdown: tell the stream when to reconnect (random, like the polls' Retry-After),
+    /// then close it once that is written.
+    pub(super) fn end_stream_for_shutdown(&mut self, key: usize) {
+        let delay_ms = self.random_in(super::RETRY_DELAY_MS);
+        let frame = format!(
+            "retry: {delay_ms}\nevent: shutdown\ndata: {{\"retry_after_ms\":{delay_ms}}}\n\n"
+        );
+        // Written now, or queued behind a write in progress; either way stream_drained
+        // closes the stream once it is out.
+        self.conns[key].close_after_write = true;
+        self.stream_send(key, frame.into_bytes().into());
+    }
+}
+
+/// One typing event per name per this many milliseconds.
+const TYPING_INTERVAL_MS: u64 = 1000;
