@@ -97,14 +97,16 @@ pub fn query_param(query: Option<&str>, key: &str) -> Result<Option<String>, Api
     }
 }
 
-/// The position a client resumes from: `?since=`, else `Last-Event-ID` (SSE reconnects
-/// send it by themselves). Empty or `0` means "from the start".
+/// The position a client resumes from: `Last-Event-ID` if sent, else `?since=`. An
+/// EventSource keeps the URL it was opened with (and so its original `since`) but sends the
+/// id of the last event it saw when it reconnects, which is the newer of the two. Empty or
+/// `0` means "from the start".
 pub fn resume_position(
     query: Option<&str>,
     last_event_id: Option<&str>,
 ) -> Result<Option<Position>, ApiError> {
     let since = query_param(query, "since")?;
-    match since.as_deref().or(last_event_id) {
+    match last_event_id.or(since.as_deref()) {
         None | Some("") | Some("0") => Ok(None),
         Some(text) => Position::parse(text)
             .map(Some)
@@ -276,9 +278,9 @@ mod tests {
         assert_eq!(resume_position(Some("since=00000001-2"), None), Ok(Some(p)));
         assert_eq!(resume_position(None, Some("00000001-2")), Ok(Some(p)));
         assert_eq!(
-            resume_position(Some("since=00000001-2"), Some("00000009-9")),
+            resume_position(Some("since=00000009-9"), Some("00000001-2")),
             Ok(Some(p)),
-            "an explicit since wins"
+            "Last-Event-ID, sent on reconnect, is newer than the URL's since"
         );
         assert!(resume_position(Some("since=nonsense"), None).is_err());
     }

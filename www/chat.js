@@ -1,57 +1,225 @@
-// The classic Comet client: one long poll always open, re-polled the moment it answers.
-// Messages are inserted with textContent, never innerHTML, so a message that looks like HTML
-// shows as text and runs nothing.
+// The chat page, on the loss-free room protocol (docs/PROTOCOL.md).
+//
+// - One tab per browser holds the connection to the server (the leader, elected with a Web
+//   Lock); the others get everything it receives over a BroadcastChannel. Browsers allow
+//   about six connections per host and every open stream or poll holds one.
+// - The leader listens with EventSource where it works and falls back to long polling,
+//   always resuming from the last position it saw, so nothing is lost across reconnects.
+// - Messages are shown once each (by id) and only when the server sends them back, so a
+//   post retried with the same client_id never shows twice.
+// - Text is inserted as text, never HTML.
 (function () {
   "use strict";
 
-  var history = document.getElementById("history");
-  var input = document.getElementById("message");
-  var form = document.getElementById("compose");
-  var statusEl = document.getElementById("status");
+  var $ = function (id) { return document.getElementById(id); };
+  var history = $("history");
+  var input = $("message");
+  var statusEl = $("status");
+  var typingEl = $("typing");
+  var presenceEl = $("presence");
 
+  var room = roomFromHash();
+  var params = new URLSearchParams(location.search);
+  var forcePolling = params.get("transport") === "poll";
+  var NAME_KEY = "comet-chat:name";
+  var name = localStorage.getItem(NAME_KEY) || "";
+
+  var TYPING_SEND_EVERY_MS = 2000;
+  var TYPING_SHOW_MS = 4000;
   var MIN_BACKOFF_MS = 500;
   var MAX_BACKOFF_MS = 10000;
-  var backoff = MIN_BACKOFF_MS;
+  var POST_ATTEMPTS = 6;
+  var KEEP_SHOWN = 1000;
+
+  var position = "";          // the last position seen; "" means "from the start"
+  var seen = new Set();       // ids of messages shown
+  var shown = [];             // the messages shown, for a tab that joins later
+  var present = new Set();
+  var typingTimers = new Map();
+  var lastStatus = { state: "connecting", text: "connecting…" };
+  var channel = "BroadcastChannel" in window ? new BroadcastChannel("comet-chat:" + room) : null;
+  var leader = false;
+
+  function roomFromHash() {
+    var wanted = decodeURIComponent(location.hash.slice(1));
+    return /^[A-Za-z0-9_-]{1,64}$/.test(wanted) ? wanted : "lobby";
+  }
+
+  function api(what) { return "/rooms/" + room + "/" + what; }
+
+  // ---- what the page shows ----------------------------------------------------------
 
   function setStatus(state, text) {
+    lastStatus = { state: state, text: text };
     statusEl.className = "status " + state;
     statusEl.textContent = text;
   }
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
-  function show(text) {
-    var now = new Date();
+  function showMessage(message) {
+    if (seen.has(message.id)) return;
+    seen.add(message.id);
+    shown.push(message);
+    if (shown.length > KEEP_SHOWN) shown.shift();
+    var at = new Date(message.time || Date.now());
     var item = document.createElement("li");
+    item.dataset.id = message.id;
     var time = document.createElement("time");
-    time.dateTime = now.toISOString();
-    time.textContent = pad(now.getHours()) + ":" + pad(now.getMinutes()) + ":" + pad(now.getSeconds());
-    item.appendChild(time);
-    item.appendChild(document.createTextNode(text));
+    time.dateTime = at.toISOString();
+    time.textContent = pad(at.getHours()) + ":" + pad(at.getMinutes()) + ":" + pad(at.getSeconds());
+    var from = document.createElement("span");
+    from.className = "from";
+    from.textContent = message.from;
+    var text = document.createElement("span");
+    text.className = "text";
+    text.textContent = message.text;
+    item.append(time, from, text);
     history.appendChild(item);
     history.scrollTop = history.scrollHeight;
+    stopTyping(message.from);
   }
 
-  // A poll still open after this long has been accepted and parked by the server (a server
-  // that is down refuses the connection well within it), so the page counts as connected.
-  var PARKED_AFTER_MS = 250;
+  function showGap() {
+    var item = document.createElement("li");
+    item.className = "gap";
+    item.textContent = "Some messages could not be delivered (the server restarted or they are too old).";
+    history.appendChild(item);
+  }
 
-  // One poll at a time. A message or a timeout → poll again at once; a network error or a
-  // server error → wait, doubling the wait up to MAX_BACKOFF_MS, and try again.
+  function renderPresence() {
+    presenceEl.replaceChildren();
+    Array.from(present).sort().forEach(function (who) {
+      var item = document.createElement("li");
+      item.textContent = who;
+      presenceEl.appendChild(item);
+    });
+  }
+
+  function renderTyping() {
+    var names = Array.from(typingTimers.keys());
+    if (names.length === 0) typingEl.textContent = "";
+    else typingEl.textContent = names.join(" and ") + (names.length === 1 ? " is typing…" : " are typing…");
+  }
+
+  function startTyping(who) {
+    if (who === name) return;
+    clearTimeout(typingTimers.get(who));
+    typingTimers.set(who, setTimeout(function () { stopTyping(who); }, TYPING_SHOW_MS));
+    renderTyping();
+  }
+
+  function stopTyping(who) {
+    if (!typingTimers.has(who)) return;
+    clearTimeout(typingTimers.get(who));
+    typingTimers.delete(who);
+    renderTyping();
+  }
+
+  // Everything the leader receives becomes one of these items; followers get the same
+  // items over the channel, so every tab runs exactly this.
+  function apply(item) {
+    switch (item.kind) {
+      case "message": showMessage(item.message); break;
+      case "gap": showGap(); break;
+      case "position": break;
+      case "status": setStatus(item.state, item.text); break;
+      case "typing": startTyping(item.from); break;
+      case "join": present.add(item.name); renderPresence(); break;
+      case "leave": present.delete(item.name); renderPresence(); break;
+      case "presence": present = new Set(item.names); renderPresence(); break;
+    }
+    if (item.next) position = item.next;
+    else if (item.kind === "message") position = item.message.id;
+  }
+
+  function deliver(item) {
+    apply(item);
+    if (channel && leader) channel.postMessage(item);
+  }
+
+  function status(state, text) { deliver({ kind: "status", state: state, text: text }); }
+
+  // ---- receiving: the leader's connection ---------------------------------------------
+
+  var backoff = MIN_BACKOFF_MS;
+  function retryDelay() {
+    var wait = backoff;
+    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    return wait;
+  }
+
+  function refreshPresence() {
+    return fetch(api("presence"), { cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (answer) { if (answer) deliver({ kind: "presence", names: answer.present }); })
+      .catch(function () {});
+  }
+
+  function listen() {
+    refreshPresence();
+    if (!forcePolling && "EventSource" in window) stream();
+    else poll();
+  }
+
+  function query() {
+    return "?name=" + encodeURIComponent(name) + "&since=" + encodeURIComponent(position);
+  }
+
+  // EventSource reconnects by itself, sending the id of the last event it saw; we only
+  // fall back to polling if the server refuses the stream outright.
+  function stream() {
+    var source = new EventSource(api("events") + query());
+    var opened = false;
+    source.onopen = function () {
+      opened = true;
+      backoff = MIN_BACKOFF_MS;
+      status("connected", "connected");
+      refreshPresence();
+    };
+    source.addEventListener("message", function (e) {
+      deliver({ kind: "message", message: JSON.parse(e.data) });
+    });
+    source.addEventListener("gap", function (e) {
+      deliver({ kind: "gap", next: JSON.parse(e.data).next });
+    });
+    ["typing", "join", "leave"].forEach(function (kind) {
+      source.addEventListener(kind, function (e) {
+        var event = JSON.parse(e.data);
+        deliver({ kind: kind, from: event.from, name: event.name });
+      });
+    });
+    source.addEventListener("shutdown", function (e) {
+      var wait = JSON.parse(e.data).retry_after_ms;
+      status("connecting", "server restarting — back in " + Math.ceil(wait / 1000) + " s");
+    });
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED) {
+        // Refused (an HTTP error, or not an event stream): poll instead.
+        source.close();
+        if (!opened) { forcePolling = true; setTimeout(poll, retryDelay()); }
+        else setTimeout(stream, retryDelay());
+        return;
+      }
+      status("offline", "offline — reconnecting…");
+    };
+  }
+
+  // One poll at a time, always from the last position: a message posted while this poll's
+  // answer is in flight is simply in the next answer.
+  var PARKED_AFTER_MS = 250;
   function poll() {
     var settled = false;
-    setTimeout(function () {
-      if (!settled) setStatus("connected", "connected");
-    }, PARKED_AFTER_MS);
-    fetch("/chat", { cache: "no-store" })
+    setTimeout(function () { if (!settled) status("connected", "connected"); }, PARKED_AFTER_MS);
+    fetch(api("messages") + query(), { cache: "no-store" })
       .then(function (response) {
         settled = true;
         if (response.status === 503) {
-          // The server is shutting down or full and says when to come back; its delay is
-          // random per client so that everyone does not return at the same instant.
+          // The server is going away and says when to come back, at a random delay per
+          // client so that everyone does not return at once.
           return response.json().then(function (answer) {
-            var wait = answer.retry_after_ms || 1000 * (Number(response.headers.get("Retry-After")) || 1);
-            setStatus("connecting", "server restarting — back in " + Math.ceil(wait / 1000) + " s");
+            var wait = answer.retry_after_ms || 1000;
+            status("connecting", "server restarting — back in " + Math.ceil(wait / 1000) + " s");
             setTimeout(poll, wait);
             return null;
           });
@@ -60,37 +228,77 @@
         return response.json();
       })
       .then(function (answer) {
-        if (answer === null) return; // a retry is already scheduled
+        if (answer === null) return;
         backoff = MIN_BACKOFF_MS;
-        setStatus("connected", "connected");
-        if (typeof answer.ok === "string") show(answer.ok);
+        status("connected", "connected");
+        if (answer.gap) deliver({ kind: "gap" });
+        answer.messages.forEach(function (m) { deliver({ kind: "message", message: m }); });
+        answer.events.forEach(function (e) { deliver({ kind: e.type, from: e.from, name: e.name }); });
+        deliver({ kind: "position", next: answer.next });
         poll();
       })
       .catch(function () {
         settled = true;
-        setStatus("offline", "offline — retrying in " + Math.round(backoff / 1000) + " s");
-        setTimeout(poll, backoff);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        var wait = retryDelay();
+        status("offline", "offline — retrying in " + Math.ceil(wait / 1000) + " s");
+        setTimeout(poll, wait);
       });
   }
 
-  // Posts are sent one after another so that quick messages arrive in the order typed.
-  var queue = Promise.resolve();
-  function send(text) {
-    queue = queue.then(function () {
-      return fetch("/chat", {
-        method: "POST",
-        headers: { "Content-Type": "application/x-www-form-urlencoded" },
-        body: "message=" + encodeURIComponent(text),
-      }).then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-      }).catch(function () {
-        setStatus("offline", "could not send — is the server running?");
-      });
+  // ---- sending ------------------------------------------------------------------------
+
+  function randomId() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+
+  function form(fields) {
+    return Object.keys(fields).map(function (k) {
+      return encodeURIComponent(k) + "=" + encodeURIComponent(fields[k]);
+    }).join("&");
+  }
+
+  function post(what, fields) {
+    return fetch(api(what), {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: form(fields),
     });
   }
 
-  form.addEventListener("submit", function (event) {
+  // Posts go one after another so that quick messages keep the order they were typed in.
+  // A post that fails on the network or with a 5xx is retried with the same client_id,
+  // which the server uses to store it once however many attempts reach it.
+  var queue = Promise.resolve();
+  function send(text) {
+    var clientId = randomId();
+    queue = queue.then(function () { return attempt(text, clientId, 1); });
+  }
+
+  function attempt(text, clientId, n) {
+    return post("messages", { from: name, text: text, client_id: clientId })
+      .then(function (response) {
+        if (response.status >= 500) throw new Error("HTTP " + response.status);
+        if (!response.ok) {
+          return response.json().then(function (e) { setStatus("offline", "not sent: " + e.error); });
+        }
+      })
+      .catch(function () {
+        if (n >= POST_ATTEMPTS) { setStatus("offline", "could not send — is the server running?"); return; }
+        return new Promise(function (r) { setTimeout(r, Math.min(MIN_BACKOFF_MS * n, 4000)); })
+          .then(function () { return attempt(text, clientId, n + 1); });
+      });
+  }
+
+  var lastTypingSent = 0;
+  input.addEventListener("input", function () {
+    var now = Date.now();
+    if (input.value.trim() === "" || now - lastTypingSent < TYPING_SEND_EVERY_MS) return;
+    lastTypingSent = now;
+    post("typing", { from: name }).catch(function () {});
+  });
+
+  $("compose").addEventListener("submit", function (event) {
     event.preventDefault(); // Enter in the field submits the form too.
     var text = input.value;
     if (text.trim() === "") return;
@@ -98,8 +306,64 @@
     send(text);
   });
 
-  // The page is "connected" once its first poll is parked on the server; until then the
-  // status says connecting.
-  setStatus("connecting", "connecting…");
-  poll();
+  // ---- tabs: one leader holds the connection ------------------------------------------
+
+  function becomeLeader() {
+    leader = true;
+    listen();
+    return new Promise(function () {}); // hold the lock for the life of the tab
+  }
+
+  function start() {
+    $("room-name").textContent = room === "lobby" ? "" : "#" + room;
+    $("me").textContent = name;
+    if (channel) {
+      channel.onmessage = function (e) {
+        var item = e.data;
+        if (item.kind === "hello") {
+          if (leader) {
+            channel.postMessage({ kind: "state", messages: shown, next: position, names: Array.from(present), status: lastStatus });
+          }
+          return;
+        }
+        if (item.kind === "state") {
+          if (leader) return;
+          item.messages.forEach(showMessage);
+          present = new Set(item.names);
+          renderPresence();
+          setStatus(item.status.state, item.status.text);
+          if (item.next) position = item.next;
+          return;
+        }
+        if (!leader) apply(item);
+      };
+    }
+    if (channel && navigator.locks) {
+      navigator.locks.request("comet-chat:" + room, becomeLeader);
+      channel.postMessage({ kind: "hello" });
+    } else {
+      becomeLeader();
+    }
+  }
+
+  window.addEventListener("hashchange", function () { location.reload(); });
+  $("rename").addEventListener("click", function (event) {
+    event.preventDefault();
+    localStorage.removeItem(NAME_KEY);
+    location.reload();
+  });
+
+  if (name) {
+    start();
+  } else {
+    var dialog = $("name-dialog");
+    $("name-form").addEventListener("submit", function () {
+      var wanted = $("name").value.trim();
+      if (!wanted) return;
+      name = wanted;
+      localStorage.setItem(NAME_KEY, name);
+      start();
+    });
+    dialog.showModal();
+  }
 })();

@@ -3,7 +3,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, waitForStats } from "./harness.mjs";
+import { startServer, launchBrowser, waitForStats, namedContext, shownTexts, held } from "./harness.mjs";
 
 let server;
 let browser;
@@ -15,8 +15,8 @@ before(async () => {
   server = await startServer();
   browser = await launchBrowser();
   // Two browser contexts: two separate users, as two people on two machines would be.
-  one = await (await browser.newContext()).newPage();
-  two = await (await browser.newContext()).newPage();
+  one = await (await namedContext(browser, "one")).newPage();
+  two = await (await namedContext(browser, "two")).newPage();
   for (const page of [one, two]) {
     page.on("dialog", (dialog) => {
       dialogs.push(dialog.message());
@@ -24,8 +24,8 @@ before(async () => {
     });
     await page.goto(server.url + "/");
   }
-  // Both pages have a poll parked on the server before anyone types.
-  await waitForStats(server.url, (s) => s.pending_polls >= 2, "both pages to poll");
+  // Both pages hold a connection (an event stream) on the server before anyone types.
+  await waitForStats(server.url, (s) => held(s) >= 2, "both pages to connect");
 });
 
 after(async () => {
@@ -33,17 +33,12 @@ after(async () => {
   await server?.stop();
 });
 
-/** Texts of the messages shown in a page's #history, without their times. */
-async function shown(page) {
-  return page.$$eval("#history li", (items) =>
-    items.map((li) => li.lastChild.textContent),
-  );
-}
+const shown = shownTexts;
 
 /** Waits until every page shows `count` messages, or fails after `ms`. */
 async function waitForCount(page, count, ms) {
   await page.waitForFunction(
-    (n) => document.querySelectorAll("#history li").length >= n,
+    (n) => document.querySelectorAll("#history li:not(.gap)").length >= n,
     count,
     { timeout: ms },
   );
@@ -92,7 +87,7 @@ test("a message that looks like HTML shows as text and runs nothing", async () =
   assert.deepEqual(dialogs, []);
 });
 
-test("the page shows it is offline, then recovers when the server is back", async () => {
+test("the page shows it is offline, then recovers and notes the gap when the server is back", async () => {
   const addr = server.url.replace("http://", "");
   await server.stop();
   await two.waitForFunction(() => document.getElementById("status").className.includes("offline"), null, {
@@ -100,12 +95,14 @@ test("the page shows it is offline, then recovers when the server is back", asyn
   });
   server = await startServer([], addr);
   // The retry loop backs off at most 10 s; both pages must find the new server by then.
-  await waitForStats(server.url, (s) => s.pending_polls >= 2, "both pages to poll again", 15_000);
+  await waitForStats(server.url, (s) => held(s) >= 2, "both pages to reconnect", 15_000);
   await one.fill("#message", "back again");
   await one.click("#send");
   await two.waitForFunction(() => document.querySelector("#history li:last-child").lastChild.textContent === "back again", null, {
     timeout: 5000,
   });
+  // The new server has a new epoch: the page says that it may have missed messages.
+  assert.equal(await two.locator("#history li.gap").count(), 1);
   await two.waitForFunction(() => document.getElementById("status").textContent === "connected", null, {
     timeout: 5000,
   });

@@ -81,3 +81,20 @@ export async function waitForStats(url, predicate, what, ms = 5000) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A new browser context whose pages already have a chat name (as if asked before). */
+export async function namedContext(browser, name) {
+  const context = await browser.newContext();
+  await context.addInitScript((n) => localStorage.setItem("comet-chat:name", n), name);
+  return context;
+}
+
+/** Texts of the messages a page shows, in order, without times, names or gap notes. */
+export function shownTexts(page) {
+  return page.$$eval("#history li:not(.gap) .text", (spans) => spans.map((s) => s.textContent));
+}
+
+/** Connections held open to the server: parked polls plus event streams. */
+export function held(s) {
+  return s.pending_polls + s.streams;
+}
