@@ -89,10 +89,15 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Headers every room-API response carries: CORS when configured, on errors too.
     pub fn api_headers(&self) -> Vec<(&str, &str)> {
-        match self.cors_origin {
-            Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
-            None => Vec::new(),
-        }
+        api_headers(self.cors_origin)
+    }
+}
+
+/// The headers of every room-API response for a `--cors-origin` (none without one).
+pub fn api_headers(cors_origin: Option<&str>) -> Vec<(&str, &str)> {
+    match cors_origin {
+        Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
+        None => Vec::new(),
     }
 }
 

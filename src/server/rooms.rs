@@ -11,7 +11,7 @@ use crate::http::{self, Status};
 use crate::json;
 use crate::position::Position;
 use crate::room::{Event, Posted, Since, SinceError};
-use crate::routes::Response;
+use crate::routes::{self, Response};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,10 +20,7 @@ impl Server {
 
     /// The headers of every room-API response: CORS when configured.
     fn api_headers(&self) -> Vec<(&str, &str)> {
-        match self.config.cors_origin.as_deref() {
-            Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
-            None => Vec::new(),
-        }
+        routes::api_headers(self.config.cors_origin.as_deref())
     }
 
     /// A JSON response of the room API.
