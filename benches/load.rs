@@ -1,0 +1,280 @@
+//! # The connection and fan-out load benchmark
+//!
+//! `cargo bench --bench load [-- OPTIONS]` measures the release server the way the issue
+//! asks: how many parked polls it holds and what each costs in memory and idle CPU, how
+//! fast one message reaches every one of them, how that compares with the kernel's own
+//! floor for writing the same bytes to the same number of sockets, and how fast it accepts
+//! a burst of connections. `-- --help` lists the options.
+//!
+//! ## What it deliberately is not
+//!
+//! Not a test: targets are printed with PASS/MISS next to the figures, never asserted.
+//! Not async and not threaded: the load generator is one `mio::Poll` on one thread, like
+//! the server it measures, and runs in its own process so each side has its own open-files
+//! budget. It only ever talks to loopback addresses, and every loop in it is bounded in
+//! count and in time; a phase that runs out of time is reported as errors and the run moves
+//! on.
+//!
+//! ## A tour, in reading order
+//!
+//! - [`ladder`] — one rung of N connections: open, park, idle, fan-out rounds, floor.
+//!   Start here.
+//! - [`single`] — post → delivery latency with one parked client.
+//! - [`pool`] — the N client sockets and their single-threaded event loop.
+//! - [`floor`] — the kernel floor: a child process writes the same bytes to N sockets in a
+//!   plain loop, no HTTP, no server; another child reads them. Its rounds alternate with
+//!   the server's.
+//! - [`target`] — the server under test: started as a child process, or attached to.
+//! - [`api`] — `/stats` and `POST /chat` over plain blocking sockets.
+//! - [`wire`] — the few bytes of HTTP the clients send and recognise.
+//! - [`child`] — child processes that are always stopped by their own PID.
+//! - [`host`] — open-files limits, a process's RSS and CPU time, machine facts.
+//! - [`dist`] — samples → percentiles.
+//! - [`report`] — the table, the JSON and the targets; [`svg`] draws the two plots.
+//! - [`args`] — the command line.
+//!
+//! ## Running it
+//!
+//! The default ladder (1,000 to 19,500 connections, 5 rounds each) takes under a minute
+//! on two cores; `--budget` caps the whole run. With two or more CPUs the server and the
+//! floor writer run on one and the load generator on another (see `place_processes`).
+//! Results land in `bench-results/`: `table.txt` (what is printed), `load.json`,
+//! `rss.svg` (server RSS against polls held) and `fanout.svg` (latency CDF per N).
+
+/// Prints one progress line on stderr, stamped with the seconds since the run began, so a
+/// long run shows where it is and a stuck one shows where it stuck.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("[{:7.1} s] {}", $crate::elapsed_secs(), format!($($arg)*))
+    };
+}
+
+// The modules live in benches/load/; a bench root looks for them beside itself.
+#[path = "load/api.rs"]
+mod api;
+#[path = "load/args.rs"]
+mod args;
+#[path = "load/child.rs"]
+mod child;
+#[path = "load/dist.rs"]
+mod dist;
+#[path = "load/floor.rs"]
+mod floor;
+#[path = "load/host.rs"]
+mod host;
+#[path = "load/ladder.rs"]
+mod ladder;
+#[path = "load/pool.rs"]
+mod pool;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/single.rs"]
+mod single;
+#[path = "load/svg.rs"]
+mod svg;
+#[path = "load/target.rs"]
+mod target;
+#[path = "load/wire.rs"]
+mod wire;
+
+use args::{Mode, Options, FD_HEADROOM};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// When the run began, for the progress stamps.
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Seconds since the run began (the first call).
+fn elapsed_secs() -> f64 {
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+fn main() -> ExitCode {
+    let mode = match args::parse(std::env::args_os().skip(1)) {
+        Ok(mode) => mode,
+        Err(message) => {
+            eprintln!("load: {message}\n\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match mode {
+        Mode::Help => {
+            print!("{}", args::USAGE);
+            ExitCode::SUCCESS
+        }
+        Mode::FloorWriter(floor_args) => floor::writer_main(&floor_args),
+        Mode::FloorReader(floor_args) => floor::reader_main(&floor_args),
+        Mode::Load(options) => match run(options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                say!("load benchmark failed: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The whole run: limits, the one-subscriber phase, every rung, then the report.
+fn run(options: Options) -> Result<(), String> {
+    elapsed_secs();
+    let started = Instant::now();
+    let deadline = started + options.budget;
+    if options.attach.is_none() && !options.server_bin.exists() {
+        return Err(format!(
+            "server binary {} is missing (cargo bench builds it; so does cargo build --release)",
+            options.server_bin.display()
+        ));
+    }
+    let limits = host::raise_open_files_limit();
+    say!(
+        "open files: soft {} (was {}), hard {}",
+        limits.soft,
+        limits.soft_before,
+        limits.hard
+    );
+    let machine = host::machine();
+    let steal_before = host::steal_ticks();
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut ctx = ladder::Ctx {
+        options: &options,
+        sources: pool::Sources::new(options.sockets_per_source),
+        deadline,
+        exe,
+        server_limit: None,
+        server_cpu: None,
+        client_cpu: None,
+    };
+
+    // One subscriber twice when pinning: first where the scheduler puts the two processes
+    // (for a ping-pong it usually shares one CPU), then pinned apart like the rest of the
+    // run, where every delivery is a wake-up across CPUs (see `place_processes`).
+    let run_single = |ctx: &mut ladder::Ctx<'_>, label: &str| match single::run(ctx, label) {
+        Ok(single) => Some(single),
+        Err(e) => {
+            say!("one-subscriber phase ({label}) failed: {e}");
+            None
+        }
+    };
+    let single_unpinned = if options.pin && options.single_rounds > 0 {
+        run_single(&mut ctx, "unpinned")
+    } else {
+        None
+    };
+    let placement = place_processes(&options);
+    ctx.server_cpu = placement.map(|(server, _)| server);
+    ctx.client_cpu = placement.map(|(_, client)| client);
+    let label = if placement.is_some() {
+        "pinned"
+    } else {
+        "unpinned"
+    };
+    let single = if options.single_rounds > 0 {
+        run_single(&mut ctx, label)
+    } else {
+        None
+    };
+
+    // The server's own limit is known once it has answered /stats; both processes must fit
+    // the rung, with headroom for listeners, the stats and poster sockets, epoll and stdio.
+    let limit = ctx
+        .server_limit
+        .map_or(limits.soft, |server| server.min(limits.soft));
+    let (ladder, clamp_note) = args::clamp_ladder(&options.ladder, limit);
+    if let Some(note) = &clamp_note {
+        say!("{note}");
+    }
+
+    let mut rungs = Vec::new();
+    let mut notes = Vec::new();
+    for &n in &ladder {
+        // A rung needs time to open, idle, fan out and run the floor; starting one that
+        // cannot finish would only produce a row of timeouts.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let needed = ladder::time_needed(&options, n);
+        if left < needed {
+            let note = format!(
+                "N={n} skipped: {:.0} s of the {} s budget left, about {:.0} s needed",
+                left.as_secs_f64(),
+                options.budget.as_secs(),
+                needed.as_secs_f64()
+            );
+            say!("{note}");
+            notes.push(note);
+            continue;
+        }
+        rungs.push(ladder::run_rung(&mut ctx, n));
+    }
+
+    let steal_pct = host::steal_ticks()
+        .zip(steal_before)
+        .and_then(|(after, before)| {
+            let total = after.1.saturating_sub(before.1);
+            (total > 0).then(|| 100.0 * after.0.saturating_sub(before.0) as f64 / total as f64)
+        });
+    let run = report::Run {
+        machine,
+        placement,
+        steal_pct,
+        limits,
+        server_limit: ctx.server_limit,
+        requested_ladder: options.ladder.clone(),
+        ladder,
+        clamp_note,
+        fd_headroom: FD_HEADROOM,
+        options: &options,
+        single,
+        single_unpinned,
+        rungs,
+        notes,
+        elapsed: started.elapsed(),
+    };
+    let table = report::table(&run);
+    println!("{table}");
+    report::write_files(&run, &table, &options.out_dir)?;
+    say!(
+        "wrote {0}/table.txt, {0}/load.json, {0}/rss.svg, {0}/fanout.svg in {1:.0} s",
+        options.out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Pins the load generator (and later the floor reader) to the second allowed CPU and returns (server CPU, load
+/// generator CPU), or `None` when not pinning.
+///
+/// Unpinned, the scheduler's wake-affine logic pulls the client onto the CPU of the
+/// server that wakes it with every write: during a fan-out the two then share one core
+/// (server ~60 % + client ~40 %) while the other idles, and the figures measure the
+/// scheduler. Pinned, each side has a core of its own, as a server in production would.
+fn place_processes(options: &Options) -> Option<(usize, usize)> {
+    let cpus = host::allowed_cpus();
+    if !options.pin || cpus.len() < 2 {
+        return None;
+    }
+    let (server, client) = (cpus[0], cpus[1]);
+    match host::pin_to_cpu(client) {
+        Ok(()) => {
+            say!(
+                "pinned: server and floor writer on CPU {server}, \
+                 load generator and floor reader on CPU {client}"
+            );
+            Some((server, client))
+        }
+        Err(e) => {
+            say!("cannot pin to CPU {client}: {e}; running unpinned");
+            None
+        }
+    }
+}
+
+/// Sleeps in short steps until `deadline`; used where a phase must simply let time pass.
+fn sleep_until(deadline: Instant) {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}

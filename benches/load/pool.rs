@@ -1,0 +1,470 @@
+//! The client side: N non-blocking sockets in one `mio::Poll`, driven by one thread, the
+//! way the server drives its own. A pool opens its sockets in a burst (timing each
+//! connect), sends one request on each, and collects one answer from each, noting when
+//! every answer completed.
+//!
+//! Each socket binds a source address before connecting — 127.0.0.2, 127.0.0.3, … with
+//! [`Sources`]' `per_address` sockets each — because one source address has only ~28k
+//! ephemeral ports (net.ipv4.ip_local_port_range) and a run opens about 70,000 sockets.
+//! Every socket has SO_LINGER 0: dropping a pool resets its connections at once, so no
+//! TIME_WAIT is left holding ports into the next rung.
+//!
+//! The same code reads the server's broadcast and the floor writer's bytes, so whatever the
+//! client itself costs is the same on both sides of the server/floor ratio.
+
+use crate::wire::{self, Frame};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Connects issued between two looks at completed ones. One: a loopback `connect` costs
+/// tens of microseconds, so with a batch of 16 the last completion of a batch waited half
+/// a millisecond for us to look, and connect latency measured our loop instead of the
+/// handshake and the server's accept queue. A zero-timeout poll per connect is cheaper.
+const CONNECT_BATCH: usize = 1;
+
+/// Events taken from the kernel per poll.
+const EVENTS_PER_POLL: usize = 4096;
+
+/// One read's worth of bytes; answers are a few hundred.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Longest single poll wait, so deadlines are checked even when nothing happens.
+const POLL_SLICE: Duration = Duration::from_millis(20);
+
+/// Hands out source addresses: `per_address` sockets on 127.0.0.2, then 127.0.0.3, and on.
+pub struct Sources {
+    /// Sockets handed an address so far, over the whole run.
+    issued: u64,
+    /// Sockets per address; well under the ephemeral port range.
+    per_address: u64,
+}
+
+impl Sources {
+    /// Starts at 127.0.0.2 (127.0.0.1 is left to the stats and poster sockets).
+    pub fn new(per_address: usize) -> Sources {
+        Sources {
+            issued: 0,
+            per_address: per_address.max(1) as u64,
+        }
+    }
+
+    /// Continues a sequence another process started: its next socket is the
+    /// `issued`-th of the run (see [`reserve`](Sources::reserve)).
+    pub fn starting_at(issued: u64, per_address: usize) -> Sources {
+        Sources {
+            issued,
+            per_address: per_address.max(1) as u64,
+        }
+    }
+
+    /// Sets aside `n` addresses' worth of sockets for another process (the floor reader)
+    /// and returns where its sequence starts.
+    pub fn reserve(&mut self, n: usize) -> u64 {
+        let start = self.issued;
+        self.issued += n as u64;
+        start
+    }
+
+    /// Sockets per source address.
+    pub fn per_address(&self) -> u64 {
+        self.per_address
+    }
+
+    /// The source address for the next socket.
+    pub fn next_addr(&mut self) -> Ipv4Addr {
+        let index = self.issued / self.per_address;
+        self.issued += 1;
+        // 127.0.0.0/8 is all loopback; 16 million addresses will not run out.
+        let addr = u32::from(Ipv4Addr::new(127, 0, 0, 2)) + index as u32;
+        debug_assert!(addr < u32::from(Ipv4Addr::new(127, 255, 255, 255)));
+        Ipv4Addr::from(addr)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `connect` issued, completion not yet seen.
+    Connecting,
+    /// Connected; requests may be sent.
+    Open,
+    /// Refused, reset, closed or garbled; never used again.
+    Failed,
+}
+
+struct Client {
+    /// Registered once, edge-triggered, for READABLE | WRITABLE: WRITABLE reports the
+    /// connect completing, READABLE every answer after it.
+    stream: TcpStream,
+    /// Only `Open` clients send and are waited for.
+    phase: Phase,
+    /// When `connect` was called, for connect latency.
+    started: Instant,
+    /// Bytes of an answer that has not fully arrived.
+    input: Vec<u8>,
+    /// Whether this round's answer (or failure) has been counted.
+    answered: bool,
+}
+
+/// What opening a pool found.
+pub struct Opened {
+    /// When the first `connect` was issued.
+    pub started: Instant,
+    /// When the last completion was seen.
+    pub finished: Instant,
+    /// Connected sockets.
+    pub open: usize,
+    /// Sockets that could not be created, were refused or reset, or were still connecting
+    /// at the deadline; and sockets whose first request could not be sent.
+    pub failed: usize,
+    /// `connect` call → completion seen, per connected socket.
+    pub latencies: Vec<Duration>,
+    /// The first failure, for the report.
+    pub first_error: Option<String>,
+}
+
+/// What one round of answers brought.
+#[derive(Default)]
+pub struct Received {
+    /// When each expected answer completed (arrival order).
+    pub times: Vec<Instant>,
+    /// Complete answers that were not the expected one (wrong status or token, extra bytes).
+    pub unexpected: usize,
+    /// Clients that were closed, reset or sent something unframeable.
+    pub failed: usize,
+    /// Clients with no answer at the deadline.
+    pub missing: usize,
+    /// The first problem, for the report.
+    pub first_error: Option<String>,
+}
+
+impl Received {
+    /// Every client that did not get the expected answer.
+    pub fn errors(&self) -> usize {
+        self.unexpected + self.failed + self.missing
+    }
+
+    fn note(&mut self, error: String) {
+        self.first_error.get_or_insert(error);
+    }
+}
+
+/// N client sockets and the poll that drives them. Dropping it resets every connection.
+pub struct Pool {
+    /// Every client's socket, keyed by its index as the mio token.
+    poll: Poll,
+    /// Reused between polls.
+    events: Events,
+    /// Indexed by mio token.
+    clients: Vec<Client>,
+    /// Shared landing area for reads.
+    chunk: Box<[u8]>,
+}
+
+impl Pool {
+    /// Opens `n` connections to `dst` in one burst, sending `first_request` on each as
+    /// soon as it connects (a browser sends its poll right away too). Stops issuing at
+    /// `deadline` and counts whatever has not connected by then as failed.
+    pub fn open(
+        n: usize,
+        dst: SocketAddr,
+        sources: &mut Sources,
+        first_request: Option<&[u8]>,
+        deadline: Instant,
+    ) -> io::Result<(Pool, Opened)> {
+        let mut pool = Pool {
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS_PER_POLL),
+            clients: Vec::with_capacity(n),
+            chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+        };
+        let started = Instant::now();
+        let mut opened = Opened {
+            started,
+            finished: started,
+            open: 0,
+            failed: 0,
+            latencies: Vec::with_capacity(n),
+            first_error: None,
+        };
+        let mut attempted = 0;
+        let mut connecting = 0;
+        loop {
+            let now = Instant::now();
+            if (attempted == n && connecting == 0) || now >= deadline {
+                break;
+            }
+            for _ in 0..CONNECT_BATCH.min(n - attempted) {
+                attempted += 1;
+                match pool.start_connect(sources.next_addr(), dst) {
+                    Ok(()) => connecting += 1,
+                    Err(e) => {
+                        opened.failed += 1;
+                        opened.first_error.get_or_insert(format!("connect: {e}"));
+                    }
+                }
+            }
+            // While connects remain to be issued, only look at completions; afterwards wait.
+            let wait = if attempted < n {
+                Duration::ZERO
+            } else {
+                POLL_SLICE.min(deadline.saturating_duration_since(now))
+            };
+            if let Err(e) = pool.poll.poll(&mut pool.events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let seen = Instant::now();
+            for event in pool.events.iter() {
+                let Some(client) = pool.clients.get_mut(event.token().0) else {
+                    continue;
+                };
+                if client.phase != Phase::Connecting {
+                    continue;
+                }
+                match connect_outcome(&client.stream) {
+                    // A wake-up before the handshake finished; the next edge will come.
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        connecting -= 1;
+                        opened.latencies.push(seen - client.started);
+                        opened.finished = seen;
+                        client.phase = Phase::Open;
+                        if let Some(request) = first_request {
+                            if let Err(e) = write_whole(&mut client.stream, request) {
+                                client.phase = Phase::Failed;
+                                opened.failed += 1;
+                                opened
+                                    .first_error
+                                    .get_or_insert(format!("first request: {e}"));
+                                continue;
+                            }
+                        }
+                        opened.open += 1;
+                    }
+                    Err(e) => {
+                        connecting -= 1;
+                        client.phase = Phase::Failed;
+                        opened.failed += 1;
+                        opened.first_error.get_or_insert(format!("connect: {e}"));
+                    }
+                }
+            }
+        }
+        // Whatever is still connecting or was never issued missed the deadline.
+        let late = connecting + (n - attempted);
+        if late > 0 {
+            opened.failed += late;
+            opened
+                .first_error
+                .get_or_insert(format!("{late} connects unfinished at the deadline"));
+            for client in &mut pool.clients {
+                if client.phase == Phase::Connecting {
+                    client.phase = Phase::Failed;
+                }
+            }
+        }
+        Ok((pool, opened))
+    }
+
+    /// Creates, binds and connects one socket and registers it.
+    fn start_connect(&mut self, source: Ipv4Addr, dst: SocketAddr) -> io::Result<()> {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        socket.set_linger(Some(Duration::ZERO))?;
+        socket.bind(&SocketAddr::from((source, 0)).into())?;
+        let started = Instant::now();
+        match socket.connect(&dst.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(socket.into());
+        let token = Token(self.clients.len());
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.clients.push(Client {
+            stream,
+            phase: Phase::Connecting,
+            started,
+            input: Vec::new(),
+            answered: false,
+        });
+        Ok(())
+    }
+
+    /// Connected clients that have not failed.
+    pub fn open_count(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|c| c.phase == Phase::Open)
+            .count()
+    }
+
+    /// Sends `request` on every open client. A request is a few dozen bytes into an empty
+    /// socket buffer, so a short write means something is wrong: that client fails.
+    /// Returns the number that failed.
+    pub fn send_all(&mut self, request: &[u8]) -> usize {
+        let mut failed = 0;
+        for client in &mut self.clients {
+            if client.phase == Phase::Open && write_whole(&mut client.stream, request).is_err() {
+                client.phase = Phase::Failed;
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// Waits for one answer on every open client until `deadline`. An answer is expected
+    /// if its status is 200 and its body contains `needle`.
+    pub fn receive(&mut self, needle: &[u8], deadline: Instant) -> Received {
+        let mut got = Received::default();
+        let mut waiting = 0;
+        for client in &mut self.clients {
+            client.answered = client.phase != Phase::Open;
+            if !client.answered {
+                waiting += 1;
+            }
+        }
+        got.times.reserve(waiting);
+        while waiting > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let wait = POLL_SLICE.min(deadline - now);
+            if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                got.note(format!("poll: {e}"));
+                break;
+            }
+            for event in self.events.iter() {
+                let Some(client) = self.clients.get_mut(event.token().0) else {
+                    continue;
+                };
+                if client.phase != Phase::Open {
+                    continue;
+                }
+                waiting -= read_answers(client, &mut self.chunk, needle, &mut got);
+            }
+        }
+        got.missing = waiting;
+        if waiting > 0 {
+            got.note(format!("{waiting} answers missing at the deadline"));
+        }
+        got
+    }
+}
+
+/// Reads what `client` has and counts the answers in it. Returns 1 if this client's answer
+/// for the round (or its failure) was counted now, else 0.
+///
+/// Stops at a short read instead of reading again for `WouldBlock`: with edge-triggered
+/// epoll on Linux, bytes arriving after a read that left the socket empty raise a new
+/// edge, so the extra `read` per socket (19,500 syscalls per round) buys nothing. nginx's
+/// `ngx_unix_recv` relies on the same rule.
+fn read_answers(client: &mut Client, chunk: &mut [u8], needle: &[u8], got: &mut Received) -> usize {
+    let mut counted = 0;
+    loop {
+        match client.stream.read(chunk) {
+            Ok(0) => {
+                got.note("server closed a connection".into());
+                return counted + fail(client, got);
+            }
+            Ok(n) => {
+                let at = Instant::now();
+                client.input.extend_from_slice(&chunk[..n]);
+                loop {
+                    match wire::frame(&client.input) {
+                        // Normal flow: the rest of the answer is still on its way.
+                        Frame::Partial => break,
+                        Frame::Invalid => {
+                            got.note("unframeable answer".into());
+                            return counted + fail(client, got);
+                        }
+                        Frame::Complete { len, status } => {
+                            let body = wire::body(&client.input[..len]);
+                            let expected = status == 200 && wire::contains(body, needle);
+                            if client.answered {
+                                got.unexpected += 1;
+                                got.note("more than one answer in a round".into());
+                            } else {
+                                client.answered = true;
+                                counted += 1;
+                                if expected {
+                                    got.times.push(at);
+                                } else {
+                                    got.unexpected += 1;
+                                    got.note(format!(
+                                        "unexpected answer (status {status}): {:?}",
+                                        String::from_utf8_lossy(&body[..body.len().min(120)])
+                                    ));
+                                }
+                            }
+                            client.input.drain(..len);
+                        }
+                    }
+                }
+                if n < chunk.len() {
+                    return counted;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return counted,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                got.note(format!("read: {e}"));
+                return counted + fail(client, got);
+            }
+        }
+    }
+}
+
+/// Marks `client` failed; returns 1 if that settles its answer for the round.
+fn fail(client: &mut Client, got: &mut Received) -> usize {
+    client.phase = Phase::Failed;
+    client.input = Vec::new();
+    got.failed += 1;
+    if client.answered {
+        0
+    } else {
+        client.answered = true;
+        1
+    }
+}
+
+/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still
+/// going, `Err` failed.
+fn connect_outcome(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes all of `bytes` in one go or fails; a would-block counts as failure (see
+/// [`Pool::send_all`]).
+fn write_whole(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
+    loop {
+        match stream.write(bytes) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => return Err(io::Error::other(format!("short write: {n} bytes"))),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

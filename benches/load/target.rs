@@ -1,0 +1,184 @@
+//! The server under test: a fresh `comet-chat` child process per rung (so each rung's
+//! "RSS before" is a fresh server's, not the high-water mark of the rung before), or a
+//! server the user runs, attached to with `--addr` and `--pid`. Either way it is known by
+//! address and PID, and reached through two keep-alive connections: one for `/stats`, one
+//! for posting.
+
+use crate::api::{HttpConn, Stats};
+use crate::child::Child;
+use crate::host;
+use crate::wire;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a started server may take to answer its first request.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Start attempts: the free port we pick can be taken by someone else before the server
+/// binds it, which costs one retry.
+const START_ATTEMPTS: usize = 3;
+
+/// The server's poll timeout. Longer than any rung, so no poll times out while the
+/// benchmark holds it and every answer a client gets is a broadcast.
+const POLL_TIMEOUT_SECS: u64 = 600;
+
+/// A server being measured.
+pub struct Target {
+    /// Where it listens (loopback).
+    pub addr: SocketAddr,
+    /// Its process id, for RSS and CPU.
+    pub pid: u32,
+    /// The child process when we started it; dropping it kills the server.
+    child: Option<Child>,
+    /// Keep-alive connection used only for `/stats`.
+    stats: HttpConn,
+    /// Keep-alive connection used only for `POST /chat`.
+    poster: HttpConn,
+}
+
+impl Target {
+    /// Starts `bin` on a free loopback port (pinned to `cpu` if given) and waits until it
+    /// answers `/stats`.
+    pub fn start(bin: &Path, cpu: Option<usize>) -> io::Result<Target> {
+        if !bin.exists() {
+            return Err(io::Error::other(format!(
+                "server binary {} is missing (cargo bench builds it; \
+                 or run cargo build --release)",
+                bin.display()
+            )));
+        }
+        let mut last_error = io::Error::other("server did not start");
+        for _ in 0..START_ATTEMPTS {
+            // Ask the kernel for a free port, then hand it to the server.
+            let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            let mut command = Command::new(bin);
+            command
+                .arg("--addr")
+                .arg(addr.to_string())
+                .arg("--no-www")
+                .arg("--poll-timeout")
+                .arg(POLL_TIMEOUT_SECS.to_string())
+                .arg("--log-level")
+                .arg("warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                // Warnings (e.g. accept failing with EMFILE) show up in the bench output.
+                .stderr(Stdio::inherit());
+            let mut child = Child::spawn(command, "server", cpu)?;
+            match wait_for_server(addr, &mut child) {
+                Ok(stats) => {
+                    let poster = connect_poster(addr)?;
+                    return Ok(Target {
+                        addr,
+                        pid: child.pid(),
+                        child: Some(child),
+                        stats,
+                        poster,
+                    });
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Attaches to a server someone else runs.
+    pub fn attach(addr: SocketAddr, pid: u32) -> io::Result<Target> {
+        host::rss_bytes(pid).map_err(|e| io::Error::new(e.kind(), format!("pid {pid}: {e}")))?;
+        let stats = HttpConn::connect(addr)?;
+        let poster = connect_poster(addr)?;
+        let mut target = Target {
+            addr,
+            pid,
+            child: None,
+            stats,
+            poster,
+        };
+        target.stats()?;
+        Ok(target)
+    }
+
+    /// The server's counters now.
+    pub fn stats(&mut self) -> io::Result<Stats> {
+        self.stats.stats()
+    }
+
+    /// Waits on the server's counters; see [`HttpConn::wait_until`].
+    pub fn wait_until(
+        &mut self,
+        deadline: Instant,
+        done: impl Fn(&Stats) -> bool,
+    ) -> io::Result<(Stats, Instant, bool)> {
+        self.stats.wait_until(deadline, done)
+    }
+
+    /// The server's resident memory now.
+    pub fn rss(&self) -> io::Result<u64> {
+        host::rss_bytes(self.pid)
+    }
+
+    /// Sends `POST /chat` with `message` and returns the instant just before the write:
+    /// time zero of the broadcast. The poster's own answer is read by [`finish_post`].
+    ///
+    /// [`finish_post`]: Target::finish_post
+    pub fn post(&mut self, message: &str) -> io::Result<Instant> {
+        let request = wire::post(message);
+        // A replaced connection must not be made inside the timed window.
+        self.poster.refresh()?;
+        let sent = Instant::now();
+        self.poster.send(&request)?;
+        Ok(sent)
+    }
+
+    /// Reads the answer to the last [`post`](Target::post), which must be 200.
+    pub fn finish_post(&mut self) -> io::Result<()> {
+        match self.poster.read_answer()? {
+            (200, _) => Ok(()),
+            (status, body) => Err(io::Error::other(format!(
+                "POST /chat answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ))),
+        }
+    }
+
+    /// Stops a server we started (by its PID); leaves an attached one running.
+    pub fn stop(self) {
+        if let Some(child) = self.child {
+            drop(child); // SIGKILL to its PID, then reaped
+        }
+    }
+}
+
+/// Connects the poster and has it ask one question, so the server has surely accepted it
+/// before anyone reads `connections` as a baseline (a connected socket may still sit in
+/// the accept queue).
+fn connect_poster(addr: SocketAddr) -> io::Result<HttpConn> {
+    let mut poster = HttpConn::connect(addr)?;
+    poster.stats()?;
+    Ok(poster)
+}
+
+/// Waits until the child answers `/stats` on `addr`, or exits, or the start timeout passes.
+fn wait_for_server(addr: SocketAddr, child: &mut Child) -> io::Result<HttpConn> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.exited() {
+            return Err(io::Error::other(format!(
+                "server exited at start: {status}"
+            )));
+        }
+        if let Ok(mut conn) = HttpConn::connect(addr) {
+            conn.stats()?;
+            return Ok(conn);
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::other(format!(
+                "server did not answer on {addr} within {START_TIMEOUT:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
