@@ -64,6 +64,8 @@ mod floor;
 mod host;
 #[path = "load/ladder.rs"]
 mod ladder;
+#[path = "shared/parent_death.rs"]
+mod parent_death;
 #[path = "load/pool.rs"]
 mod pool;
 #[path = "load/report.rs"]

@@ -59,6 +59,9 @@
 //! SIGKILL from `Drop` on an error or panic, and `PR_SET_PDEATHSIG` if the soak itself is
 //! killed. It shares nothing with `tests/` or the load benchmark, so it builds on its own.
 
+#[path = "shared/parent_death.rs"]
+mod parent_death;
+
 use serde_json::Value;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::BTreeMap;
@@ -309,20 +312,10 @@ impl ServerProcess {
                 .stderr(Stdio::piped());
             let parent = std::process::id();
             // SAFETY: the closure runs in the forked child before exec and makes only
-            // async-signal-safe syscalls (prctl, getppid); it allocates nothing and takes no
-            // locks. PR_SET_PDEATHSIG is tied to the forking thread, which is the main
-            // thread and lives for the whole soak.
+            // async-signal-safe syscalls; it allocates nothing and takes no locks. The
+            // forking thread is the main thread, which lives for the whole soak.
             unsafe {
-                command.pre_exec(move || {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // The parent may have died before prctl took effect; then nobody would.
-                    if libc::getppid() as u32 != parent {
-                        return Err(io::Error::other("parent exited during spawn"));
-                    }
-                    Ok(())
-                });
+                command.pre_exec(move || parent_death::die_with_parent(parent));
             }
             let mut child = command.spawn()?;
             let log = Arc::new(Mutex::new(Vec::new()));

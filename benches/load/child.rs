@@ -32,13 +32,7 @@ impl Child {
         // nothing and takes no locks.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect; then nobody would.
-                if libc::getppid() as u32 != parent {
-                    return Err(io::Error::other("parent exited during spawn"));
-                }
+                crate::parent_death::die_with_parent(parent)?;
                 match cpu {
                     Some(cpu) => host::pin_to_cpu(cpu),
                     None => Ok(()),
