@@ -112,8 +112,6 @@ pub struct Chat {
     /// Rooms by id (index); rooms are never removed, the cap bounds their number.
     rooms: Vec<Room>,
     by_name: HashMap<Box<str>, u32>,
-    /// Messages posted since start, for /stats.
-    posted: u64,
 }
 
 impl Chat {
@@ -125,7 +123,6 @@ impl Chat {
             max_rooms: max_rooms.max(1),
             rooms: Vec::new(),
             by_name: HashMap::new(),
-            posted: 0,
         };
         chat.room_id(LOBBY).expect("the lobby fits under any cap");
         chat
@@ -163,16 +160,6 @@ impl Chat {
     /// Number of rooms.
     pub fn room_count(&self) -> usize {
         self.rooms.len()
-    }
-
-    /// Counts a posted message.
-    pub fn count_post(&mut self) {
-        self.posted += 1;
-    }
-
-    /// Messages posted since start.
-    pub fn posted(&self) -> u64 {
-        self.posted
     }
 
     /// A room's list of one kind.

@@ -1,7 +1,7 @@
 //! Everything a user can tune, with the defaults a newcomer gets from `cargo run`, and the
 //! command line that sets them. Tests build a `Config` directly with short timeouts.
 
-use crate::http::{Limits, MAX_HEADER_COUNT};
+use crate::http::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -218,7 +218,6 @@ where
             _ => return Err(arg.unexpected().to_string()),
         }
     }
-    debug_assert!(config.limits.header_count <= MAX_HEADER_COUNT);
     Ok(Command::Run(Box::new(config)))
 }
 

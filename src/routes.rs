@@ -3,7 +3,6 @@
 
 use crate::api::{self, ApiError, NewMessage};
 use crate::assets::Assets;
-use crate::chat;
 use crate::http::{self, Limits, Method, Parse, Request, Status};
 use crate::json;
 use crate::position::Position;
@@ -86,19 +85,34 @@ pub struct Context<'a> {
     pub cors_origin: Option<&'a str>,
 }
 
-impl Context<'_> {
-    /// Headers every room-API response carries: CORS when configured, on errors too.
-    pub fn api_headers(&self) -> Vec<(&str, &str)> {
-        api_headers(self.cors_origin)
-    }
-}
-
 /// The headers of every room-API response for a `--cors-origin` (none without one).
 pub fn api_headers(cors_origin: Option<&str>) -> Vec<(&str, &str)> {
     match cors_origin {
         Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
         None => Vec::new(),
     }
+}
+
+/// A room-API response: the CORS headers (errors included), `extra` headers, a JSON body
+/// (left out for HEAD).
+pub fn api_response(
+    cors_origin: Option<&str>,
+    status: Status,
+    body: &str,
+    extra: &[(&str, &str)],
+    head_only: bool,
+    close: bool,
+) -> Vec<u8> {
+    let mut headers = api_headers(cors_origin);
+    headers.extend_from_slice(extra);
+    http::encode_response(
+        status,
+        http::JSON,
+        &headers,
+        body.as_bytes(),
+        head_only,
+        close,
+    )
 }
 
 /// What a connection's buffered input amounts to.
@@ -173,17 +187,14 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
 /// `/rooms/{room}/{what}`. Every answer here carries the API headers (CORS).
 fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> Action {
     let close = !request.keep_alive;
-    let headers = context.api_headers();
     let fail = |error: ApiError, extra: &[(&str, &str)]| {
-        let mut all = headers.clone();
-        all.extend_from_slice(extra);
         let body = json::object1("error", error.message);
         let head_only = request.method == Method::Head;
-        let bytes = http::encode_response(
+        let bytes = api_response(
+            context.cors_origin,
             error.status,
-            http::JSON,
-            &all,
-            body.as_bytes(),
+            &body,
+            extra,
             head_only,
             close,
         );
@@ -219,17 +230,22 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
     let result: Result<Action, (ApiError, &str)> = match (what, request.method) {
         // A CORS preflight, for clients that send JSON or custom headers cross-origin.
         (_, Method::Options) if context.cors_origin.is_some() => {
-            let mut all = headers.clone();
-            all.extend_from_slice(&[
+            let preflight = [
                 ("Access-Control-Allow-Methods", "GET, POST"),
                 (
                     "Access-Control-Allow-Headers",
                     "Content-Type, Last-Event-ID",
                 ),
                 ("Access-Control-Max-Age", "600"),
-            ]);
-            let bytes =
-                http::encode_response(Status::NO_CONTENT, http::JSON, &all, b"", false, close);
+            ];
+            let bytes = api_response(
+                context.cors_origin,
+                Status::NO_CONTENT,
+                "",
+                &preflight,
+                false,
+                close,
+            );
             return reply(Response::Owned(bytes), close);
         }
         ("messages", Method::Get) => (|| {
@@ -270,11 +286,6 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
         Err((error, "")) => fail(error, &[]),
         Err((error, methods)) => fail(error, &[("Allow", methods)]),
     }
-}
-
-/// The reply to the poster once a broadcast went out.
-pub fn posted(close: bool) -> Action {
-    reply(Response::Owned(chat::posted_response(close)), close)
 }
 
 fn reply(response: Response, close: bool) -> Action {

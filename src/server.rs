@@ -691,9 +691,7 @@ impl Server {
             Action::Broadcast { message } => {
                 let lobby = self.chat.lobby();
                 self.post(lobby, "", &message, None);
-                let Action::Reply { response, close } = routes::posted(close) else {
-                    unreachable!("routes::posted always replies")
-                };
+                let response = Response::Owned(chat::posted_response(close));
                 self.respond(key, response, close);
             }
             Action::Stats => {

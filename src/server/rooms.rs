@@ -18,11 +18,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 impl Server {
     // ----- answering --------------------------------------------------------------------
 
-    /// The headers of every room-API response: CORS when configured.
-    fn api_headers(&self) -> Vec<(&str, &str)> {
-        routes::api_headers(self.config.cors_origin.as_deref())
-    }
-
     /// A JSON response of the room API.
     fn api_response(
         &self,
@@ -31,9 +26,8 @@ impl Server {
         extra: &[(&str, &str)],
         close: bool,
     ) -> Vec<u8> {
-        let mut headers = self.api_headers();
-        headers.extend_from_slice(extra);
-        http::encode_response(status, http::JSON, &headers, body.as_bytes(), false, close)
+        let cors = self.config.cors_origin.as_deref();
+        routes::api_response(cors, status, body, extra, false, close)
     }
 
     fn api_reply(&mut self, key: usize, status: Status, body: &str, close: bool) {
@@ -167,7 +161,6 @@ impl Server {
         let Posted::New(seq) = posted else {
             return posted;
         };
-        self.chat.count_post();
         stats::add(&self.stats.messages, 1);
         let mut delivered = 0;
         if !self.chat.room(room).classic.is_empty() {
@@ -315,7 +308,8 @@ impl Server {
                 return self.api_error(key, Status::BAD_REQUEST, message, false);
             }
         };
-        let mut bytes = http::encode_stream_head(&self.api_headers());
+        let mut bytes =
+            http::encode_stream_head(&routes::api_headers(self.config.cors_origin.as_deref()));
         // EventSource reconnects by itself after this many ms, resuming from the last id.
         bytes.extend_from_slice(b"retry: 2000\n\n");
         bytes.extend_from_slice(replay.as_bytes());
