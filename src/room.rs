@@ -201,21 +201,27 @@ impl Room {
         }
     }
 
-    /// What a client that last saw `since` gets: see docs/PROTOCOL.md for the rules.
-    pub fn since(&self, epoch: u32, since: Option<Position>) -> Result<Since, SinceError> {
+    /// Where a client that last saw `since` resumes: the seq to send messages after, and
+    /// whether messages it has not seen were lost to it. The one place the rules of
+    /// docs/PROTOCOL.md live; polls and streams both ask here.
+    fn resume_point(&self, epoch: u32, since: Option<Position>) -> Result<(u64, bool), SinceError> {
         let first_kept = self.history.front().map_or(self.last_seq + 1, |m| m.seq);
-        let (after, gap) = match since {
-            // A new client: everything we have, or wait if we have nothing.
-            None => (0, false),
+        match since {
+            // A new client: everything we have.
+            None => Ok((0, false)),
             // The server restarted since: start again from what we have, and say so.
-            Some(p) if p.epoch != epoch => {
-                return Ok(Since::Answer(self.poll_answer(epoch, 0, true, &[])));
-            }
-            Some(p) if p.seq > self.last_seq => return Err(SinceError::Ahead),
+            Some(p) if p.epoch != epoch => Ok((0, true)),
+            Some(p) if p.seq > self.last_seq => Err(SinceError::Ahead),
             // Messages after its position were evicted: what is left, flagged as a gap.
-            Some(p) if p.seq + 1 < first_kept => (0, true),
-            Some(p) => (p.seq, false),
-        };
+            Some(p) if p.seq + 1 < first_kept => Ok((0, true)),
+            Some(p) => Ok((p.seq, false)),
+        }
+    }
+
+    /// What a poll that last saw `since` gets: an answer now, or wait when it has seen
+    /// everything (a gap is always answered at once, even with no messages).
+    pub fn since(&self, epoch: u32, since: Option<Position>) -> Result<Since, SinceError> {
+        let (after, gap) = self.resume_point(epoch, since)?;
         if after >= self.last_seq && !gap {
             return Ok(Since::Wait);
         }
@@ -258,14 +264,7 @@ impl Room {
     /// SSE frames replaying what a stream resuming from `since` missed, plus `gap` first if
     /// the position is from another epoch or older than the history.
     pub fn sse_replay(&self, epoch: u32, since: Option<Position>) -> Result<String, SinceError> {
-        let first_kept = self.history.front().map_or(self.last_seq + 1, |m| m.seq);
-        let (after, gap) = match since {
-            None => (0, false),
-            Some(p) if p.epoch != epoch => (0, true),
-            Some(p) if p.seq > self.last_seq => return Err(SinceError::Ahead),
-            Some(p) if p.seq + 1 < first_kept => (0, true),
-            Some(p) => (p.seq, false),
-        };
+        let (after, gap) = self.resume_point(epoch, since)?;
         let mut out = String::new();
         if gap {
             let _ = write!(
