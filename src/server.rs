@@ -817,28 +817,41 @@ impl Server {
     }
 
     fn write_output(&mut self, key: usize) {
-        let conn = &mut self.conns[key];
-        match conn.flush() {
-            Ok((flushed, sent)) => {
-                stats::add(&self.stats.bytes_out, sent as u64);
-                self.report.bytes_written += sent;
-                match flushed {
-                    Flushed::Done if matches!(self.conns[key].state, State::Streaming(_)) => {
-                        self.stream_drained(key)
-                    }
-                    Flushed::Done => self.response_done(key),
-                    // The WRITABLE edge will bring us back here; the write deadline bounds
-                    // how long a reader that never drains can hold its response.
-                    Flushed::Blocked => {
-                        if self.conns[key].timer.is_none() {
-                            self.set_timer(key, Deadline::Write);
+        loop {
+            match self.conns[key].flush() {
+                Ok((flushed, sent)) => {
+                    stats::add(&self.stats.bytes_out, sent as u64);
+                    self.report.bytes_written += sent;
+                    match flushed {
+                        // The WRITABLE edge will bring us back here; the write deadline
+                        // bounds how long a reader that never drains can hold its response.
+                        Flushed::Blocked => {
+                            if self.conns[key].timer.is_none() {
+                                self.set_timer(key, Deadline::Write);
+                            }
+                            return;
+                        }
+                        // A stream sends the frames queued behind this one in the same go;
+                        // a whole frame out is progress, so the write deadline starts over.
+                        Flushed::Done if matches!(self.conns[key].state, State::Streaming(_)) => {
+                            if self.next_stream_frame(key) {
+                                self.clear_timer(key);
+                                continue;
+                            }
+                            self.stream_drained(key);
+                            return;
+                        }
+                        Flushed::Done => {
+                            self.response_done(key);
+                            return;
                         }
                     }
                 }
-            }
-            Err(e) => {
-                log::debug!("#{key} write error: {e}");
-                self.close(key);
+                Err(e) => {
+                    log::debug!("#{key} write error: {e}");
+                    self.close(key);
+                    return;
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 use super::{stats, Server, PRESENCE_SWEEP, STREAM_BACKLOG_BYTES};
 use crate::api::NewMessage;
 use crate::chat::{self, ListKind, TooManyRooms};
-use crate::conn::{Deadline, Flushed, Outgoing, State};
+use crate::conn::{Deadline, Outgoing, State};
 use crate::http::{self, Status};
 use crate::json;
 use crate::position::Position;
@@ -379,37 +379,27 @@ impl Server {
         self.write_output(key);
     }
 
-    /// A stream's current frame is out: send the next queued one, or wait with a heartbeat
-    /// timer. A stream being ended for shutdown closes here.
+    /// Moves the next frame queued behind a stream's socket into its output. False when
+    /// nothing is queued (and the queue, allocated only while the socket was full, is gone).
+    pub(super) fn next_stream_frame(&mut self, key: usize) -> bool {
+        let next = self
+            .stream_backlog
+            .get_mut(&key)
+            .and_then(|queue| queue.pop_front());
+        let Some(frame) = next else {
+            self.stream_backlog.remove(&key);
+            return false;
+        };
+        self.conns[key].output = Some(Outgoing {
+            bytes: Response::Shared(frame),
+            written: 0,
+        });
+        true
+    }
+
+    /// Everything queued on a stream is out: wait with a heartbeat timer, or close a stream
+    /// that was being ended for shutdown.
     pub(super) fn stream_drained(&mut self, key: usize) {
-        loop {
-            let next = self
-                .stream_backlog
-                .get_mut(&key)
-                .and_then(|queue| queue.pop_front());
-            let Some(frame) = next else {
-                self.stream_backlog.remove(&key);
-                break;
-            };
-            let conn = &mut self.conns[key];
-            conn.output = Some(Outgoing {
-                bytes: Response::Shared(frame),
-                written: 0,
-            });
-            match conn.flush() {
-                Ok((Flushed::Done, sent)) => stats::add(&self.stats.bytes_out, sent as u64),
-                Ok((Flushed::Blocked, sent)) => {
-                    stats::add(&self.stats.bytes_out, sent as u64);
-                    self.set_timer(key, Deadline::Write);
-                    return;
-                }
-                Err(e) => {
-                    log::debug!("#{key} stream write error: {e}");
-                    self.close(key);
-                    return;
-                }
-            }
-        }
         if self.conns[key].close_after_write {
             self.unpark(key);
             self.conns[key].state = State::Writing;
