@@ -130,26 +130,7 @@ pub fn parse_message(
     body: &[u8],
     max_text_bytes: usize,
 ) -> Result<NewMessage, ApiError> {
-    let (from, text, client_id) = if is_json(content_type) {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|_| bad("body is not valid JSON"))?;
-        let field = |name: &str| -> Result<Option<String>, ApiError> {
-            match value.get(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad("from, text and client_id must be strings")),
-            }
-        };
-        if !value.is_object() {
-            return Err(bad("body must be a JSON object"));
-        }
-        (field("from")?, field("text")?, field("client_id")?)
-    } else {
-        let field = |name: &str| {
-            http::form_field(body, name).map_err(|_| bad("body is not valid URL-encoded UTF-8"))
-        };
-        (field("from")?, field("text")?, field("client_id")?)
-    };
+    let [from, text, client_id] = string_fields(content_type, body, ["from", "text", "client_id"])?;
     let from = from.ok_or(bad("from: a name is required"))?;
     let text = text.ok_or(bad("text: a message is required"))?;
     check_name(&from)?;
@@ -166,19 +147,45 @@ pub fn parse_message(
 
 /// The `from` of `POST /rooms/{room}/typing` (form or JSON).
 pub fn parse_typing(content_type: Option<&str>, body: &[u8]) -> Result<String, ApiError> {
-    let from = if is_json(content_type) {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|_| bad("body is not valid JSON"))?;
-        value
-            .get("from")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    } else {
-        http::form_field(body, "from").map_err(|_| bad("body is not valid URL-encoded UTF-8"))?
-    };
+    let [from] = string_fields(content_type, body, ["from"])?;
     let from = from.ok_or(bad("from: a name is required"))?;
     check_name(&from)?;
     Ok(from)
+}
+
+/// The named string fields of a post body: a JSON object when the Content-Type says JSON,
+/// form fields otherwise. An absent field (or JSON null) is `None`.
+fn string_fields<const N: usize>(
+    content_type: Option<&str>,
+    body: &[u8],
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    if !is_json(content_type) {
+        return each_field(names, |name| {
+            http::form_field(body, name).map_err(|_| bad("body is not valid URL-encoded UTF-8"))
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| bad("body is not valid JSON"))?;
+    if !value.is_object() {
+        return Err(bad("body must be a JSON object"));
+    }
+    each_field(names, |name| match value.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad("fields must be JSON strings")),
+    })
+}
+
+fn each_field<const N: usize>(
+    names: [&str; N],
+    mut read: impl FnMut(&str) -> Result<Option<String>, ApiError>,
+) -> Result<[Option<String>; N], ApiError> {
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = read(name)?;
+    }
+    Ok(values)
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
@@ -267,6 +274,18 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    #[test]
+    fn typing_bodies() {
+        let form = parse_typing(Some("application/x-www-form-urlencoded"), b"from=ann");
+        let json = parse_typing(Some("application/json"), br#"{"from":"ann"}"#);
+        assert_eq!(form, Ok("ann".to_owned()));
+        assert_eq!(json, form);
+        for body in [&br#"{"from":5}"#[..], b"[]", b"{}"] {
+            let err = parse_typing(Some("application/json"), body).unwrap_err();
+            assert_eq!(err.status, Status::BAD_REQUEST);
         }
     }
 
