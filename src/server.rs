@@ -241,7 +241,7 @@ impl Server {
             waker,
             signals,
             max_conns,
-            spare_descriptor: File::open("/dev/null").ok(),
+            spare_descriptor: open_spare_descriptor(),
             out_of_descriptors: false,
             accept_paused_until: None,
             draining_until: None,
@@ -464,7 +464,7 @@ impl Server {
                 }
                 Err(_) => false,
             };
-            self.spare_descriptor = File::open("/dev/null").ok();
+            self.spare_descriptor = open_spare_descriptor();
             if self.spare_descriptor.is_some() {
                 return shed;
             }
@@ -486,10 +486,7 @@ impl Server {
             return;
         }
         self.accept_paused_until = None;
-        self.spare_descriptor = self
-            .spare_descriptor
-            .take()
-            .or_else(|| File::open("/dev/null").ok());
+        self.spare_descriptor = self.spare_descriptor.take().or_else(open_spare_descriptor);
         if let Some(listener) = self.listener.as_mut() {
             if let Err(e) = self
                 .poll
@@ -1146,6 +1143,12 @@ fn seed() -> u64 {
     let mixed =
         nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     mixed | 1
+}
+
+/// The descriptor held in reserve for shedding load when accept hits EMFILE (any file
+/// will do; `/dev/null` always exists). `None` if even that cannot be opened.
+fn open_spare_descriptor() -> Option<File> {
+    File::open("/dev/null").ok()
 }
 
 /// EMFILE (this process) or ENFILE (the whole system) out of descriptors.
