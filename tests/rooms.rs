@@ -455,3 +455,24 @@ fn the_classic_chat_is_the_lobby() {
     assert_eq!(lobby["messages"][1]["text"], "from the classic api");
     assert_eq!(lobby["messages"][1]["from"], "");
 }
+
+/// Regression: a stream opened with a name not yet present used to receive its own join
+/// event *before* its status line (the stream was in the room's list when the join was
+/// broadcast), so curl saw HTTP/0.9 and EventSource failed and retried after ~3 s.
+#[test]
+fn a_named_stream_starts_with_its_status_line_then_its_own_join() {
+    let server = start_default();
+    let mut stream = Client::connect(server.addr);
+    stream.get("/rooms/garden/events?name=carl");
+    let first = stream.read_until("\r\n");
+    assert_eq!(
+        first, "HTTP/1.1 200 OK\r\n",
+        "the stream must start with its head"
+    );
+    stream.read_until("\r\n\r\n");
+    assert_eq!(stream.read_event(), "retry: 2000\n\n");
+    assert_eq!(
+        stream.read_event(),
+        "event: join\ndata: {\"type\":\"join\",\"name\":\"carl\"}\n\n"
+    );
+}

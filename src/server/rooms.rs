@@ -317,6 +317,13 @@ impl Server {
         let conn = &mut self.conns[key];
         conn.state = State::Streaming(membership);
         conn.close_after_write = false;
+        // The head goes first: a join broadcast below reaches this stream too, and must
+        // queue behind its status line, not go out before it.
+        conn.output = Some(Outgoing {
+            bytes: Response::Owned(bytes),
+            written: 0,
+        });
+        self.clear_timer(key);
         stats::add(&self.stats.streams, 1);
         if let Some(name) = name {
             let (now, window) = (self.now_ms(), self.presence_window_ms());
@@ -327,11 +334,6 @@ impl Server {
             }
             self.schedule_presence_sweep();
         }
-        self.clear_timer(key);
-        self.conns[key].output = Some(Outgoing {
-            bytes: Response::Owned(bytes),
-            written: 0,
-        });
         self.write_output(key);
     }
 

@@ -46,6 +46,43 @@ async function waitForTexts(page, count, ms = 5000) {
   return shownTexts(page);
 }
 
+test("a first visit connects at once: its first event stream opens without an error", async (t) => {
+  // A newcomer, asked for a name, in a room where that name is not yet present: the case
+  // where the server used to send the join event before the stream's status line, so
+  // EventSource failed, and the page only connected on its retry about 3 s later.
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    const Native = window.EventSource;
+    window.__sources = [];
+    window.EventSource = function (url, options) {
+      const source = new Native(url, options);
+      const record = { url: String(url), opens: 0, errors: 0 };
+      window.__sources.push(record);
+      source.addEventListener("open", () => record.opens++);
+      source.addEventListener("error", () => record.errors++);
+      return source;
+    };
+    window.EventSource.prototype = Native.prototype;
+    Object.assign(window.EventSource, { CONNECTING: 0, OPEN: 1, CLOSED: 2 });
+  });
+  const page = await context.newPage();
+  await page.goto(`${server.url}/#first-visit`);
+  await page.fill("#name", "dora");
+  const started = Date.now();
+  await page.click("#join");
+  await page.waitForFunction(() => document.getElementById("status").textContent === "connected", null, {
+    timeout: 10_000,
+  });
+  const elapsed = Date.now() - started;
+  t.diagnostic(`name entered -> "connected" in ${elapsed} ms`);
+  const sources = await page.evaluate(() => window.__sources);
+  assert.equal(sources.length, 1, "one EventSource, never a reconnect");
+  assert.equal(sources[0].errors, 0, "the first stream opened without an error event");
+  assert.equal(sources[0].opens, 1);
+  assert.match(sources[0].url, /name=dora/);
+  await context.close();
+});
+
 test("names are asked once, remembered, shown with messages and in presence", async () => {
   assert.equal(await ann.textContent("#me"), "ann");
   assert.equal(await ann.evaluate(() => localStorage.getItem("comet-chat:name")), "ann");
