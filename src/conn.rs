@@ -24,10 +24,10 @@
 //! parked connection owns no heap buffer (`input` is an empty `Vec`, `output` is `None`).
 
 use crate::chat::ListKind;
-use crate::routes::Response;
+use crate::outgoing::{Flushed, Outgoing};
 use crate::timer::TimerId;
 use mio::net::TcpStream;
-use std::io::{self, Write};
+use std::io;
 
 /// Which waiting list a connection is in, and where: kept so that leaving is O(1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,34 +86,6 @@ pub struct Timer {
     pub deadline: Deadline,
 }
 
-/// Bytes owed to the client.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// The response being sent; shared responses are never copied per connection.
-    pub bytes: Response,
-    /// How much of `bytes` the kernel has taken so far.
-    pub written: usize,
-}
-
-impl Outgoing {
-    fn remaining(&self) -> &[u8] {
-        let all: &[u8] = match &self.bytes {
-            Response::Owned(bytes) => bytes,
-            Response::Shared(bytes) => bytes,
-        };
-        &all[self.written..]
-    }
-}
-
-/// Result of trying to write what a connection owes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Flushed {
-    /// Every byte is with the kernel.
-    Done,
-    /// The socket buffer is full; wait for a WRITABLE event.
-    Blocked,
-}
-
 /// One client.
 pub struct Conn {
     /// Non-blocking, registered once for READABLE | WRITABLE, edge-triggered.
@@ -156,30 +128,17 @@ impl Conn {
         }
     }
 
-    /// Writes as much of `output` as the socket takes. Returns whether it is all out and how
-    /// many bytes went this time. Retries on `Interrupted`; stops at `WouldBlock`.
+    /// Writes as much of `output` as the socket takes; once it is all out, `output` is
+    /// gone. Returns what that achieved and how many bytes went this time.
     pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
-        let mut sent = 0;
-        while let Some(out) = self.output.as_mut() {
-            let remaining = out.remaining();
-            if remaining.is_empty() {
-                self.output = None;
-                return Ok((Flushed::Done, sent));
-            }
-            match self.socket.write(remaining) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    out.written += n;
-                    sent += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok((Flushed::Blocked, sent))
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let Some(out) = self.output.as_mut() else {
+            return Ok((Flushed::Done, 0));
+        };
+        let (flushed, sent) = out.write_to(&mut self.socket)?;
+        if flushed != Flushed::Blocked {
+            self.output = None;
         }
-        Ok((Flushed::Done, sent))
+        Ok((flushed, sent))
     }
 
     /// The client's address for log lines; a syscall, so only call it when logging.

@@ -282,16 +282,29 @@ pub fn encode_response(
     head_only: bool,
     close: bool,
 ) -> Vec<u8> {
+    let mut out = encode_head(status, content_type, extra_headers, body.len(), close);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Encodes a response head for a body of `body_len` bytes that is sent separately (a poll
+/// answer made of shared pieces of the history).
+pub fn encode_head(
+    status: Status,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body_len: usize,
+    close: bool,
+) -> Vec<u8> {
     let mut head = String::with_capacity(160);
     // Writing to a String cannot fail.
     let _ = write!(
         head,
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
-        status.code,
-        status.reason,
-        content_type,
-        body.len()
+        status.code, status.reason, content_type, body_len
     );
     for (name, value) in extra_headers {
         let _ = write!(head, "{name}: {value}\r\n");
@@ -300,11 +313,7 @@ pub fn encode_response(
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
+    head.into_bytes()
 }
 
 /// The head of a `text/event-stream` response. It has no Content-Length: the stream's body

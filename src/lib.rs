@@ -22,6 +22,7 @@
 //! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Writing /
 //!   Lingering / Closed).
 //! - [`http`] — bytes ↔ requests and responses on top of httparse; caps on every buffer.
+//! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).
 //! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
 //! - [`chat`] — rooms by name and the lists of connections waiting in them.
 //! - [`room`] — one room: message history, presence, typing, and their encodings.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod json;
+pub mod outgoing;
 pub mod position;
 pub mod room;
 pub mod routes;

@@ -2,12 +2,15 @@
 //! it, who is present, and the encodings of what it sends. Knows no sockets and reads no
 //! clock: times come in as milliseconds from the caller.
 //!
-//! Every message is encoded to JSON once, when it is posted, and kept that way: a replay
-//! to a client that resumes is string concatenation, and a broadcast encodes its response
-//! once for every waiter (`poll_answer`, `sse_message`).
+//! Every message is encoded once, when it is posted, as its SSE frame, whose `data:` line
+//! is the message's JSON; the frame is shared (`Rc`) by the history, by every stream it is
+//! broadcast to and by every replay that carries it, and a poll answer points into it for
+//! the JSON. So a client that resumes costs a page of pointers into the history, never a
+//! copy of it, however much it asks for (`poll_page`, `stream_page`).
 
 use crate::chat::WaitList;
 use crate::json;
+use crate::outgoing::Piece;
 use crate::position::Position;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -22,14 +25,62 @@ pub struct HistoryLimits {
     pub bytes: usize,
 }
 
+/// Most messages in one poll answer or one page of a stream's replay. A client that is
+/// further behind gets the rest on its next poll (at once), or its stream's next page once
+/// this one is out; so what one resuming client holds is bounded whatever it asks for.
+pub const PAGE_MESSAGES: usize = 64;
+
 /// A stored message, already encoded.
 #[derive(Debug)]
 struct Stored {
     seq: u64,
-    /// `{"id":…,"from":…,"text":…,"time":…}`, shared by every answer that carries it.
-    json: Rc<str>,
+    /// `id: <position>\nevent: message\ndata: {"id":…,"from":…,"text":…,"time":…}\n\n`,
+    /// shared by the history and every answer, broadcast and replay that carries it.
+    frame: Rc<[u8]>,
+    /// Where the JSON starts in `frame`; it ends before the frame's final blank line.
+    json_start: u32,
     /// For idempotent retries; forgotten when the message leaves the history.
     client_id: Option<Box<str>>,
+}
+
+impl Stored {
+    /// The message's JSON, as a piece of its frame.
+    fn json(&self) -> Piece {
+        Piece::slice(&self.frame, self.json_start as usize..self.frame.len() - 2)
+    }
+
+    fn json_bytes(&self) -> &[u8] {
+        &self.frame[self.json_start as usize..self.frame.len() - 2]
+    }
+}
+
+/// A poll answer built from shared pieces, with its length for the Content-Length.
+#[derive(Debug)]
+pub struct Page {
+    /// The JSON body, in order.
+    pub pieces: Vec<Piece>,
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl Page {
+    /// The body as one buffer (tests, and anything small).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces
+            .iter()
+            .flat_map(|p| p.as_bytes())
+            .copied()
+            .collect()
+    }
+}
+
+/// A page of a stream's replay: frames to send, and where the replay goes on.
+#[derive(Debug)]
+pub struct StreamPage {
+    /// A `gap` event if messages were lost to this client, then message frames.
+    pub pieces: Vec<Piece>,
+    /// `Some(seq)`: more history follows after message `seq`; `None`: caught up.
+    pub more_after: Option<u64>,
 }
 
 /// The result of a post.
@@ -42,12 +93,12 @@ pub enum Posted {
 }
 
 /// What a client at some position should get.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Since {
     /// Nothing after its position yet: park it.
     Wait,
     /// Answer now with this JSON body.
-    Answer(String),
+    Answer(Page),
 }
 
 /// A position that cannot be answered.
@@ -168,19 +219,24 @@ impl Room {
         }
         self.last_seq += 1;
         let seq = self.last_seq;
-        let mut out = String::with_capacity(text.len() + from.len() + 64);
-        let _ = write!(out, "{{\"id\":\"{}\",\"from\":\"", Position { epoch, seq });
+        let position = Position { epoch, seq };
+        let mut out = String::with_capacity(text.len() + from.len() + 96);
+        let _ = write!(out, "id: {position}\nevent: message\ndata: ");
+        let json_start = out.len() as u32;
+        let _ = write!(out, "{{\"id\":\"{position}\",\"from\":\"");
         json::escape_into(&mut out, from);
         out.push_str("\",\"text\":\"");
         json::escape_into(&mut out, text);
-        let _ = write!(out, "\",\"time\":{time_ms}}}");
+        // The JSON has no raw newline (escaping saw to it), so it is one `data:` line.
+        let _ = write!(out, "\",\"time\":{time_ms}}}\n\n");
         self.history_bytes += out.len();
         if let Some(id) = client_id {
             self.by_client_id.insert(id.into(), seq);
         }
         self.history.push_back(Stored {
             seq,
-            json: out.into(),
+            frame: out.into_bytes().into(),
+            json_start,
             client_id: client_id.map(Into::into),
         });
         self.evict(limits);
@@ -194,7 +250,7 @@ impl Room {
             let Some(old) = self.history.pop_front() else {
                 break;
             };
-            self.history_bytes -= old.json.len();
+            self.history_bytes -= old.frame.len();
             if let Some(id) = old.client_id {
                 self.by_client_id.remove(&id);
             }
@@ -218,6 +274,16 @@ impl Room {
         }
     }
 
+    /// Stored messages after sequence number `after`, oldest first. Sequence numbers in
+    /// the history are consecutive, so this is arithmetic, not a search.
+    fn stored_after(&self, after: u64) -> std::collections::vec_deque::Iter<'_, Stored> {
+        let first = self.history.front().map_or(self.last_seq + 1, |m| m.seq);
+        let skip = (after + 1)
+            .saturating_sub(first)
+            .min(self.history.len() as u64);
+        self.history.range(skip as usize..)
+    }
+
     /// What a poll that last saw `since` gets: an answer now, or wait when it has seen
     /// everything (a gap is always answered at once, even with no messages).
     pub fn since(&self, epoch: u32, since: Option<Position>) -> Result<Since, SinceError> {
@@ -225,20 +291,50 @@ impl Room {
         if after >= self.last_seq && !gap {
             return Ok(Since::Wait);
         }
-        Ok(Since::Answer(self.poll_answer(epoch, after, gap, &[])))
+        Ok(Since::Answer(self.poll_page(epoch, after, gap)))
     }
 
-    /// The JSON answer to a poll: stored messages after `after`, the position to send next,
-    /// the gap flag, and ephemeral events.
+    /// A poll answer from history: at most [`PAGE_MESSAGES`] messages after `after`, each
+    /// a piece of its stored frame. `next` is the last message included, which is the head
+    /// unless the client is more than a page behind (then its next poll is answered at
+    /// once with the following page).
+    pub fn poll_page(&self, epoch: u32, after: u64, gap: bool) -> Page {
+        let mut page = Page {
+            pieces: Vec::new(),
+            len: 0,
+        };
+        let mut push = |piece: Piece| {
+            page.len += piece.len();
+            page.pieces.push(piece);
+        };
+        push(Piece::Static(b"{\"messages\":["));
+        let mut next = self.last_seq;
+        for (i, message) in self.stored_after(after).take(PAGE_MESSAGES).enumerate() {
+            if i > 0 {
+                push(Piece::Static(b","));
+            }
+            push(message.json());
+            next = message.seq;
+        }
+        let tail = format!(
+            "],\"next\":\"{}\",\"gap\":{gap},\"events\":[]}}",
+            Position { epoch, seq: next }
+        );
+        push(Piece::Owned(tail.into_bytes()));
+        page
+    }
+
+    /// The JSON answer to polls waiting at the head: the messages after `after` (at most
+    /// the one just posted), the head as `next`, and ephemeral events. Built once per
+    /// broadcast and shared by every poll it answers.
     pub fn poll_answer(&self, epoch: u32, after: u64, gap: bool, events: &[Event]) -> String {
         let mut out = String::from("{\"messages\":[");
-        let mut first = true;
-        for message in self.history.iter().filter(|m| m.seq > after) {
-            if !first {
+        for (i, message) in self.stored_after(after).enumerate() {
+            if i > 0 {
                 out.push(',');
             }
-            first = false;
-            out.push_str(&message.json);
+            // Stored JSON is built from escaped strings, so it is UTF-8.
+            out.push_str(std::str::from_utf8(message.json_bytes()).unwrap_or_default());
         }
         let _ = write!(
             out,
@@ -261,29 +357,51 @@ impl Room {
         self.poll_answer(epoch, seq - 1, false, &[])
     }
 
-    /// SSE frames replaying what a stream resuming from `since` missed, plus `gap` first if
-    /// the position is from another epoch or older than the history.
-    pub fn sse_replay(&self, epoch: u32, since: Option<Position>) -> Result<String, SinceError> {
+    /// The first page of a stream resuming from `since`: `gap` first if the position is
+    /// from another epoch or older than the history, then stored frames.
+    pub fn stream_replay(
+        &self,
+        epoch: u32,
+        since: Option<Position>,
+    ) -> Result<StreamPage, SinceError> {
         let (after, gap) = self.resume_point(epoch, since)?;
-        let mut out = String::new();
+        Ok(self.stream_page(epoch, after, gap))
+    }
+
+    /// The next page of a stream's replay, after message `after`. Messages it has not
+    /// been sent yet may have been evicted meanwhile: then it gets a `gap` first.
+    pub fn stream_refill(&self, epoch: u32, after: u64) -> StreamPage {
+        let first_kept = self.history.front().map_or(self.last_seq + 1, |m| m.seq);
+        let evicted = after + 1 < first_kept;
+        self.stream_page(epoch, after, evicted)
+    }
+
+    fn stream_page(&self, epoch: u32, after: u64, gap: bool) -> StreamPage {
+        let mut pieces = Vec::new();
         if gap {
-            let _ = write!(
-                out,
+            let frame = format!(
                 "event: gap\ndata: {{\"next\":\"{}\"}}\n\n",
                 self.head(epoch)
             );
+            pieces.push(Piece::Owned(frame.into_bytes()));
         }
-        for message in self.history.iter().filter(|m| m.seq > after) {
-            out.push_str(&sse_frame(epoch, message.seq, &message.json));
+        let mut last = after;
+        for message in self.stored_after(after).take(PAGE_MESSAGES) {
+            pieces.push(Piece::shared(&message.frame));
+            last = message.seq;
         }
-        Ok(out)
+        StreamPage {
+            pieces,
+            more_after: (last < self.last_seq).then_some(last),
+        }
     }
 
-    /// The SSE frame for stored message `seq` (which must be the newest).
-    pub fn sse_message(&self, epoch: u32, seq: u64) -> String {
+    /// The SSE frame of stored message `seq` (which must be the newest): the very buffer
+    /// the history keeps, shared by every stream it is written to.
+    pub fn sse_message(&self, seq: u64) -> Rc<[u8]> {
         let message = self.history.back().expect("a message was just posted");
         debug_assert_eq!(message.seq, seq);
-        sse_frame(epoch, seq, &message.json)
+        Rc::clone(&message.frame)
     }
 
     // ----- presence and typing --------------------------------------------------------
@@ -372,13 +490,6 @@ impl Room {
     }
 }
 
-fn sse_frame(epoch: u32, seq: u64, json: &str) -> String {
-    format!(
-        "id: {}\nevent: message\ndata: {json}\n\n",
-        Position { epoch, seq }
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,7 +524,11 @@ mod tests {
 
     fn answer(since: Result<Since, SinceError>) -> String {
         match since {
-            Ok(Since::Answer(body)) => body,
+            Ok(Since::Answer(page)) => {
+                let body = String::from_utf8(page.to_vec()).unwrap();
+                assert_eq!(body.len(), page.len, "the length a head will announce");
+                body
+            }
             other => panic!("expected an answer, got {other:?}"),
         }
     }
@@ -451,8 +566,8 @@ mod tests {
         let evicted = answer(room.since(EPOCH, at(1)));
         assert!(evicted.contains("\"gap\":true"), "m2 was evicted");
         assert_eq!(texts(&evicted), ["m3", "m4", "m5"]);
-        assert_eq!(room.since(EPOCH, at(5)), Ok(Since::Wait));
-        assert_eq!(room.since(EPOCH, at(6)), Err(SinceError::Ahead));
+        assert!(matches!(room.since(EPOCH, at(5)), Ok(Since::Wait)));
+        assert!(matches!(room.since(EPOCH, at(6)), Err(SinceError::Ahead)));
         // A position from the previous run of the server.
         let old_run = Some(Position {
             epoch: EPOCH - 1,
@@ -461,8 +576,11 @@ mod tests {
         let restarted = answer(room.since(EPOCH, old_run));
         assert!(restarted.contains("\"gap\":true"));
         assert!(restarted.contains("\"next\":\"abcd0001-5\""));
-        assert_eq!(Room::new("e").since(EPOCH, None), Ok(Since::Wait));
-        assert_eq!(Room::new("e").since(EPOCH, at(0)), Ok(Since::Wait));
+        assert!(matches!(Room::new("e").since(EPOCH, None), Ok(Since::Wait)));
+        assert!(matches!(
+            Room::new("e").since(EPOCH, at(0)),
+            Ok(Since::Wait)
+        ));
     }
 
     #[test]
@@ -506,19 +624,83 @@ mod tests {
         );
     }
 
+    fn stream_text(page: &StreamPage) -> String {
+        let bytes: Vec<u8> = page
+            .pieces
+            .iter()
+            .flat_map(|p| p.as_bytes())
+            .copied()
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
     #[test]
     fn sse_replay_and_frames() {
         let room = room_with(4); // keeps m2..m4
-        let replay = room.sse_replay(EPOCH, at(3)).unwrap();
+        let replay = room.stream_replay(EPOCH, at(3)).unwrap();
         assert_eq!(
-            replay,
+            stream_text(&replay),
             "id: abcd0001-4\nevent: message\ndata: {\"id\":\"abcd0001-4\",\"from\":\"ann\",\"text\":\"m4\",\"time\":1004}\n\n"
         );
-        let gap = room.sse_replay(EPOCH, at(0)).unwrap();
+        assert_eq!(replay.more_after, None, "caught up");
+        let gap = stream_text(&room.stream_replay(EPOCH, at(0)).unwrap());
         assert!(gap.starts_with("event: gap\ndata: {\"next\":\"abcd0001-4\"}\n\n"));
         assert_eq!(gap.matches("event: message").count(), 3);
-        assert_eq!(room.sse_replay(EPOCH, at(4)).unwrap(), "");
-        assert_eq!(room.sse_replay(EPOCH, at(9)), Err(SinceError::Ahead));
+        assert_eq!(stream_text(&room.stream_replay(EPOCH, at(4)).unwrap()), "");
+        assert_eq!(
+            room.stream_replay(EPOCH, at(9)).unwrap_err(),
+            SinceError::Ahead
+        );
+        // The live frame is the stored one, not a copy.
+        let frame = room.sse_message(4);
+        assert!(std::ptr::eq(
+            frame.as_ptr(),
+            room.history.back().unwrap().frame.as_ptr()
+        ));
+    }
+
+    /// However far behind a client is, one answer or one page of replay carries at most
+    /// PAGE_MESSAGES messages, as pieces of the stored frames (shared, not copied).
+    #[test]
+    fn answers_and_replays_are_pages_of_shared_pieces() {
+        let limits = HistoryLimits {
+            messages: 1000,
+            bytes: 1 << 20,
+        };
+        let mut room = Room::new("r");
+        for i in 1..=150u64 {
+            room.post(EPOCH, "ann", &format!("m{i}"), None, i, &limits);
+        }
+        let first = answer(room.since(EPOCH, None));
+        assert_eq!(texts(&first).len(), PAGE_MESSAGES);
+        assert!(first.contains(&format!("\"next\":\"abcd0001-{PAGE_MESSAGES}\"")));
+        let second = answer(room.since(EPOCH, at(PAGE_MESSAGES as u64)));
+        assert_eq!(texts(&second)[0], format!("m{}", PAGE_MESSAGES + 1));
+        let last = answer(room.since(EPOCH, at(128)));
+        assert_eq!(texts(&last).len(), 22);
+        assert!(last.contains("\"next\":\"abcd0001-150\""));
+
+        let page = room.stream_replay(EPOCH, None).unwrap();
+        assert_eq!(page.pieces.len(), PAGE_MESSAGES);
+        assert_eq!(page.more_after, Some(PAGE_MESSAGES as u64));
+        assert!(page
+            .pieces
+            .iter()
+            .all(|p| matches!(p, Piece::Shared { .. })));
+        let next = room.stream_refill(EPOCH, 128);
+        assert_eq!(next.pieces.len(), 22);
+        assert_eq!(next.more_after, None);
+        // Messages evicted before a page was sent make that page start with a gap.
+        for i in 151..=1200u64 {
+            room.post(EPOCH, "ann", &format!("m{i}"), None, i, &limits);
+        }
+        let after_eviction = stream_text(&room.stream_refill(EPOCH, 64));
+        assert!(
+            after_eviction.starts_with("event: gap\n"),
+            "{}",
+            &after_eviction[..40]
+        );
+        assert!(after_eviction.contains("\"text\":\"m201\""));
     }
 
     #[test]

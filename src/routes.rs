@@ -5,17 +5,9 @@ use crate::api::{self, ApiError, NewMessage};
 use crate::assets::Assets;
 use crate::http::{self, Limits, Method, Parse, Request, Status};
 use crate::json;
+use crate::outgoing::Response;
 use crate::position::Position;
 use std::rc::Rc;
-
-/// Bytes to send: built for this one request, or shared by many connections.
-#[derive(Debug)]
-pub enum Response {
-    /// Encoded for this request alone.
-    Owned(Vec<u8>),
-    /// Encoded once and shared: static files, broadcasts, timeouts.
-    Shared(Rc<[u8]>),
-}
 
 /// What the server should do with a request.
 #[derive(Debug)]

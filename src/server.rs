@@ -21,10 +21,11 @@ mod rooms;
 use crate::assets::Assets;
 use crate::chat::{self, Chat, ListKind, Waiter};
 use crate::config::{Config, RESERVED_DESCRIPTORS};
-use crate::conn::{Conn, Deadline, Flushed, Membership, Outgoing, State, Timer};
+use crate::conn::{Conn, Deadline, Membership, State, Timer};
 use crate::http::{self, Status};
+use crate::outgoing::{Flushed, Outgoing, Response};
 use crate::room::HistoryLimits;
-use crate::routes::{self, Action, Next, Response};
+use crate::routes::{self, Action, Next};
 use crate::stats::{self, Stats};
 use crate::sys;
 use crate::timer::{self, TimerWheel};
@@ -32,7 +33,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -170,9 +171,6 @@ pub struct Server {
     timeout_response: Rc<[u8]>,
     /// Names of event streams opened with `?name=`, by connection key, for presence.
     stream_names: HashMap<usize, String>,
-    /// Frames waiting behind a stream's current write, only for streams whose socket is
-    /// full (so a healthy stream owns none); capped by [`STREAM_BACKLOG_BYTES`].
-    stream_backlog: HashMap<usize, VecDeque<Rc<[u8]>>>,
     /// When presence next needs sweeping for names that left; `None` while nobody is named.
     presence_due: Option<Instant>,
     /// `: keep-alive`, shared by every stream's heartbeat.
@@ -254,7 +252,6 @@ impl Server {
             fired: Vec::new(),
             timeout_response: chat::timeout_response(),
             stream_names: HashMap::new(),
-            stream_backlog: HashMap::new(),
             presence_due: None,
             heartbeat_frame: Rc::from(&b": keep-alive\n\n"[..]),
             refusal: http::error_response(
@@ -709,7 +706,9 @@ impl Server {
             Action::RoomPost { room, message } => self.room_post(key, &room, message, close),
             Action::Typing { room, from } => self.typing(key, &room, from, close),
             Action::Presence { room } => self.presence(key, &room, close),
-            Action::Stream { room, since, name } => self.open_stream(key, &room, since, name),
+            Action::Stream { room, since, name } => {
+                self.open_stream(key, &room, since, name, close)
+            }
         }
     }
 
@@ -744,7 +743,6 @@ impl Server {
             }
             State::Streaming(m) => {
                 stats::sub(&self.stats.streams, 1);
-                self.stream_backlog.remove(&key);
                 if let Some(name) = self.stream_names.remove(&key) {
                     let now = self.now_ms();
                     self.chat.room(m.room).stream_closed(&name, now);
@@ -803,10 +801,7 @@ impl Server {
     fn respond(&mut self, key: usize, response: Response, close: bool) {
         let conn = &mut self.conns[key];
         debug_assert!(conn.output.is_none(), "one response at a time");
-        conn.output = Some(Outgoing {
-            bytes: response,
-            written: 0,
-        });
+        conn.output = Some(Outgoing::new(response));
         conn.state = State::Writing;
         conn.close_after_write |= close;
         self.clear_timer(key);
@@ -820,21 +815,22 @@ impl Server {
                     stats::add(&self.stats.bytes_out, sent as u64);
                     self.report.bytes_written += sent;
                     match flushed {
-                        // The WRITABLE edge will bring us back here; the write deadline
-                        // bounds how long a reader that never drains can hold its response.
+                        // The WRITABLE edge will bring us back here. The write deadline
+                        // bounds how long a client may go without taking a byte: any
+                        // progress starts it over, so a slow but steady reader of a long
+                        // response is never taken for a stalled one.
                         Flushed::Blocked => {
-                            if self.conns[key].timer.is_none() {
+                            if sent > 0 || self.conns[key].timer.is_none() {
                                 self.set_timer(key, Deadline::Write);
                             }
                             return;
                         }
-                        // A stream sends the frames queued behind this one in the same go;
-                        // a whole frame out is progress, so the write deadline starts over.
+                        // A stream replaying history: its page is out, queue the next.
+                        Flushed::Refill(after) => {
+                            self.refill_stream(key, after);
+                            continue;
+                        }
                         Flushed::Done if matches!(self.conns[key].state, State::Streaming(_)) => {
-                            if self.next_stream_frame(key) {
-                                self.clear_timer(key);
-                                continue;
-                            }
                             self.stream_drained(key);
                             return;
                         }
@@ -971,7 +967,7 @@ impl Server {
             }
             (Deadline::Heartbeat, State::Streaming(_)) => {
                 let frame = Rc::clone(&self.heartbeat_frame);
-                self.stream_send(key, frame);
+                self.stream_send(key, &frame, false);
             }
             (Deadline::Write, State::Streaming(_)) => {
                 stats::add(&self.stats.dropped_slow, 1);

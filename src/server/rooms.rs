@@ -6,12 +6,13 @@
 use super::{stats, Server, PRESENCE_SWEEP, STREAM_BACKLOG_BYTES};
 use crate::api::NewMessage;
 use crate::chat::{self, ListKind, TooManyRooms};
-use crate::conn::{Deadline, Outgoing, State};
+use crate::conn::{Deadline, State};
 use crate::http::{self, Status};
 use crate::json;
+use crate::outgoing::{Outgoing, Piece, Pieces, Response};
 use crate::position::Position;
-use crate::room::{Event, Posted, Since, SinceError};
-use crate::routes::{self, Response};
+use crate::room::{Event, Page, Posted, Since, SinceError};
+use crate::routes;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,7 +90,7 @@ impl Server {
         }
         let epoch = self.chat.epoch;
         match self.chat.room(room).since(epoch, since) {
-            Ok(Since::Answer(body)) => self.api_reply(key, Status::OK, &body, close),
+            Ok(Since::Answer(page)) => self.answer_with_page(key, page, close),
             Ok(Since::Wait) if self.draining_until.is_some() => {
                 let response = self.retry_later_response();
                 self.respond(key, response, true);
@@ -102,6 +103,15 @@ impl Server {
                 close,
             ),
         }
+    }
+
+    /// Answers a poll from history with a page of shared pieces behind its own head.
+    fn answer_with_page(&mut self, key: usize, page: Page, close: bool) {
+        let cors = routes::api_headers(self.config.cors_origin.as_deref());
+        let head = http::encode_head(Status::OK, http::JSON, &cors, page.len, close);
+        let pieces = std::iter::once(Piece::Owned(head)).chain(page.pieces);
+        let response = Response::Pieces(Box::new(Pieces::new(pieces)));
+        self.respond(key, response, close);
     }
 
     /// The answer to a JSON poll whose timeout passed: no messages, the same position.
@@ -172,13 +182,8 @@ impl Server {
             delivered += self.answer_parked(room, ListKind::Poll, &response);
         }
         if !self.chat.room(room).streams.is_empty() {
-            let frame: Rc<[u8]> = self
-                .chat
-                .room(room)
-                .sse_message(epoch, seq)
-                .into_bytes()
-                .into();
-            delivered += self.send_to_streams(room, &frame);
+            let frame = self.chat.room(room).sse_message(seq);
+            delivered += self.send_to_streams(room, &frame, true);
         }
         stats::add(&self.stats.deliveries, delivered);
         log::debug!(
@@ -200,7 +205,7 @@ impl Server {
         }
         if !self.chat.room(room).streams.is_empty() {
             let frame: Rc<[u8]> = event.sse().into_bytes().into();
-            self.send_to_streams(room, &frame);
+            self.send_to_streams(room, &frame, false);
         }
     }
 
@@ -291,8 +296,9 @@ impl Server {
         room: &str,
         since: Option<Position>,
         name: Option<String>,
+        close: bool,
     ) {
-        let Some(id) = self.room_or_refuse(key, room, false) else {
+        let Some(id) = self.room_or_refuse(key, room, close) else {
             return;
         };
         if self.draining_until.is_some() {
@@ -301,28 +307,27 @@ impl Server {
             return;
         }
         let epoch = self.chat.epoch;
-        let replay = match self.chat.room(id).sse_replay(epoch, since) {
+        let replay = match self.chat.room(id).stream_replay(epoch, since) {
             Ok(replay) => replay,
             Err(SinceError::Ahead) => {
                 let message = "since: this position is ahead of the room; reconnect without it";
-                return self.api_error(key, Status::BAD_REQUEST, message, false);
+                return self.api_error(key, Status::BAD_REQUEST, message, close);
             }
         };
-        let mut bytes =
+        let mut head =
             http::encode_stream_head(&routes::api_headers(self.config.cors_origin.as_deref()));
         // EventSource reconnects by itself after this many ms, resuming from the last id.
-        bytes.extend_from_slice(b"retry: 2000\n\n");
-        bytes.extend_from_slice(replay.as_bytes());
+        head.extend_from_slice(b"retry: 2000\n\n");
+        let pieces = std::iter::once(Piece::Owned(head))
+            .chain(replay.pieces)
+            .collect();
         let membership = self.join(key, id, ListKind::Stream);
         let conn = &mut self.conns[key];
         conn.state = State::Streaming(membership);
         conn.close_after_write = false;
         // The head goes first: a join broadcast below reaches this stream too, and must
         // queue behind its status line, not go out before it.
-        conn.output = Some(Outgoing {
-            bytes: Response::Owned(bytes),
-            written: 0,
-        });
+        conn.output = Some(Outgoing::replay(pieces, replay.more_after));
         self.clear_timer(key);
         stats::add(&self.stats.streams, 1);
         if let Some(name) = name {
@@ -338,8 +343,9 @@ impl Server {
     }
 
     /// Writes one frame to every stream in the room (each keeps its own queue only if its
-    /// socket is full). Returns how many streams got it.
-    fn send_to_streams(&mut self, room: u32, frame: &Rc<[u8]>) -> u64 {
+    /// socket is full). `message`: the frame is a stored message, which a stream still
+    /// replaying history will reach there, in order. Returns how many streams got it.
+    fn send_to_streams(&mut self, room: u32, frame: &Rc<[u8]>, message: bool) -> u64 {
         // Streams stay in the list while being written to, so walk a copy of the keys: a
         // stream dropped as too slow leaves the list in the middle of the walk.
         let waiters: Vec<_> = self.chat.room(room).streams.iter().collect();
@@ -350,22 +356,23 @@ impl Server {
                 Some(conn) if conn.generation == waiter.generation => {}
                 _ => continue,
             }
-            self.stream_send(key, Rc::clone(frame));
+            self.stream_send(key, frame, message);
             sent += 1;
         }
         sent
     }
 
     /// Queues one frame on a stream and writes what the socket takes.
-    pub(super) fn stream_send(&mut self, key: usize, frame: Rc<[u8]>) {
+    pub(super) fn stream_send(&mut self, key: usize, frame: &Rc<[u8]>, message: bool) {
         let conn = &mut self.conns[key];
         if !matches!(conn.state, State::Streaming(_)) {
             return;
         }
-        if conn.output.is_some() {
-            let backlog = self.stream_backlog.entry(key).or_default();
-            backlog.push_back(frame);
-            let queued: usize = backlog.iter().map(|f| f.len()).sum();
+        if let Some(output) = conn.output.as_mut() {
+            if message && output.is_replaying() {
+                return; // the replay reaches this message in the history, in order
+            }
+            let queued = output.push_live(frame);
             if queued > STREAM_BACKLOG_BYTES {
                 stats::add(&self.stats.dropped_slow, 1);
                 log::debug!("#{key} stream fell {queued} bytes behind; dropping");
@@ -373,30 +380,19 @@ impl Server {
             }
             return;
         }
-        conn.output = Some(Outgoing {
-            bytes: Response::Shared(frame),
-            written: 0,
-        });
+        conn.output = Some(Outgoing::new(Response::Shared(Rc::clone(frame))));
         self.clear_timer(key);
         self.write_output(key);
     }
 
-    /// Moves the next frame queued behind a stream's socket into its output. False when
-    /// nothing is queued (and the queue, allocated only while the socket was full, is gone).
-    pub(super) fn next_stream_frame(&mut self, key: usize) -> bool {
-        let next = self
-            .stream_backlog
-            .get_mut(&key)
-            .and_then(|queue| queue.pop_front());
-        let Some(frame) = next else {
-            self.stream_backlog.remove(&key);
-            return false;
+    /// A stream's page of replayed history is out: queue the next one from the room.
+    pub(super) fn refill_stream(&mut self, key: usize, after: u64) {
+        let State::Streaming(membership) = self.conns[key].state else {
+            return;
         };
-        self.conns[key].output = Some(Outgoing {
-            bytes: Response::Shared(frame),
-            written: 0,
-        });
-        true
+        let epoch = self.chat.epoch;
+        let page = self.chat.room(membership.room).stream_refill(epoch, after);
+        self.conns[key].output = Some(Outgoing::replay(page.pieces, page.more_after));
     }
 
     /// Everything queued on a stream is out: wait with a heartbeat timer, or close a stream
@@ -421,7 +417,7 @@ impl Server {
         // Written now, or queued behind a write in progress; either way stream_drained
         // closes the stream once it is out.
         self.conns[key].close_after_write = true;
-        self.stream_send(key, frame.into_bytes().into());
+        self.stream_send(key, &frame.into_bytes().into(), false);
     }
 }
 

@@ -7,7 +7,8 @@ use comet_chat::api;
 use comet_chat::assets::Assets;
 use comet_chat::chat;
 use comet_chat::http::Limits;
-use comet_chat::routes::{self, Action, Next, Response};
+use comet_chat::outgoing::Response;
+use comet_chat::routes::{self, Action, Next};
 
 /// What one connection's input amounted to.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -88,6 +89,7 @@ fn check_action(action: &Action, head: bool) {
             let bytes: &[u8] = match response {
                 Response::Owned(bytes) => bytes,
                 Response::Shared(bytes) => bytes,
+                Response::Pieces(_) => panic!("routing never answers with pieces"),
             };
             check_response(bytes, head)
         }
