@@ -53,6 +53,12 @@ pub struct Config {
     pub cors_origin: Option<String>,
     /// A name stays present this long after its last poll, on top of the poll timeout.
     pub presence_grace: Duration,
+    /// Names present in one room at most (`--max-names-per-room`); past it, a request
+    /// with a new name is refused with 507. Bounds what one room's presence costs.
+    pub max_names_per_room: usize,
+    /// Names one client address may have present at once, over all rooms
+    /// (`--max-names-per-client`); past it, a new name is refused with 429.
+    pub max_names_per_client: usize,
     /// How often an idle event stream gets a comment line, so proxies keep it open.
     pub heartbeat: Duration,
     /// Log verbosity for `main`; the library itself only calls `log`.
@@ -84,6 +90,8 @@ impl Default for Config {
             max_message_bytes: 4096,
             cors_origin: None,
             presence_grace: Duration::from_secs(5),
+            max_names_per_room: 1000,
+            max_names_per_client: 32,
             heartbeat: Duration::from_secs(15),
             log_level: log::LevelFilter::Info,
         }
@@ -110,6 +118,8 @@ OPTIONS:
   --idle-timeout S      idle keep-alive connections close      [default: 30]
   --write-timeout S     a client slower than this to read a response is dropped [default: 10]
   --shutdown-grace S    on SIGINT/SIGTERM, time to flush before exit [default: 5]
+  --max-names-per-room N    names present in one room; past it: 507  [default: 1000]
+  --max-names-per-client N  names one client address may have present; past it: 429 [default: 32]
   --log-level LEVEL     off|error|warn|info|debug|trace [default: info]
   -h, --help            print this help
 ";
@@ -202,6 +212,18 @@ where
             Long("max-message") => {
                 config.max_message_bytes =
                     parse_number("--max-message", &value(&mut parser, "--max-message")?)?
+            }
+            Long("max-names-per-room") => {
+                config.max_names_per_room = parse_number(
+                    "--max-names-per-room",
+                    &value(&mut parser, "--max-names-per-room")?,
+                )?
+            }
+            Long("max-names-per-client") => {
+                config.max_names_per_client = parse_number(
+                    "--max-names-per-client",
+                    &value(&mut parser, "--max-names-per-client")?,
+                )?
             }
             Long("cors-origin") => config.cors_origin = Some(value(&mut parser, "--cors-origin")?),
             Long("heartbeat") => {

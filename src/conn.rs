@@ -24,6 +24,7 @@
 //! parked connection owns no heap buffer (`input` is an empty `Vec`, `output` is `None`).
 
 use crate::chat::ListKind;
+use crate::clients::ClientId;
 use crate::outgoing::{Flushed, Outgoing};
 use crate::timer::TimerId;
 use mio::net::TcpStream;
@@ -92,6 +93,9 @@ pub struct Conn {
     pub socket: TcpStream,
     /// Distinguishes this client from earlier occupants of the same slab key.
     pub generation: u32,
+    /// The client's address, as an entry in the server's table of addresses, for limits
+    /// that hold per client rather than per connection.
+    pub client: ClientId,
     /// Where the connection is in its life.
     pub state: State,
     /// Bytes received and not yet consumed by a complete request: a partial request, or
@@ -106,18 +110,21 @@ pub struct Conn {
     pub close_after_write: bool,
     /// The client closed its sending side (read returned 0).
     pub peer_closed: bool,
-    /// We stopped reading because `input` is full while a response is pending; the socket
-    /// must be read again once the connection is back to `Reading`, because an
-    /// edge-triggered poll will not report the bytes still waiting in it.
+    /// We stopped reading before the socket said `WouldBlock` (`input` is full, or the
+    /// turn's reading is done); the socket must be read again without waiting for an
+    /// event, because an edge-triggered poll will not report the bytes still in it.
     pub input_paused: bool,
+    /// In the server's ready queue: it has work left after its turn ended.
+    pub ready: bool,
 }
 
 impl Conn {
     /// A freshly accepted client, waiting for its first request.
-    pub fn new(socket: TcpStream, generation: u32) -> Conn {
+    pub fn new(socket: TcpStream, generation: u32, client: ClientId) -> Conn {
         Conn {
             socket,
             generation,
+            client,
             state: State::Reading,
             input: Vec::new(),
             output: None,
@@ -125,6 +132,7 @@ impl Conn {
             close_after_write: false,
             peer_closed: false,
             input_paused: false,
+            ready: false,
         }
     }
 

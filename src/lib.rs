@@ -25,7 +25,9 @@
 //! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).
 //! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
 //! - [`chat`] — rooms by name and the lists of connections waiting in them.
-//! - [`room`] — one room: message history, presence, typing, and their encodings.
+//! - [`room`] — one room: message history, typing, and their encodings.
+//! - [`presence`] — who is in a room by name, and when each name leaves.
+//! - [`clients`] — what each client address holds, for limits per client.
 //! - [`api`] — the room API's inputs (names, texts, positions, bodies), validated.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
@@ -39,12 +41,14 @@
 pub mod api;
 pub mod assets;
 pub mod chat;
+pub mod clients;
 pub mod config;
 pub mod conn;
 pub mod http;
 pub mod json;
 pub mod outgoing;
 pub mod position;
+pub mod presence;
 pub mod room;
 pub mod routes;
 pub mod server;
@@ -53,4 +57,4 @@ pub mod sys;
 pub mod timer;
 
 pub use config::Config;
-pub use server::{spawn, Running, Server, ServerHandle};
+pub use server::{spawn, Flow, Running, Server, ServerHandle};

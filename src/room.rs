@@ -12,6 +12,7 @@ use crate::chat::WaitList;
 use crate::json;
 use crate::outgoing::Piece;
 use crate::position::Position;
+use crate::presence::Names;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -115,7 +116,7 @@ pub enum Event {
     Typing(String),
     /// `name` appeared in the room.
     Join(String),
-    /// `name` has not been seen for the presence window.
+    /// `name` has not been seen for the presence window, and no stream holds it.
     Leave(String),
 }
 
@@ -144,15 +145,6 @@ impl Event {
     }
 }
 
-/// One name's presence.
-#[derive(Debug)]
-struct Presence {
-    /// Last poll with this name, in ms since start.
-    last_seen_ms: u64,
-    /// Event streams open with this name: present for as long as any is.
-    streams: u32,
-}
-
 /// A chat room.
 pub struct Room {
     /// The room's name, `[A-Za-z0-9_-]{1,64}`.
@@ -169,7 +161,8 @@ pub struct Room {
     pub polls: WaitList,
     /// `GET /rooms/{room}/events` streams.
     pub streams: WaitList,
-    presence: HashMap<Box<str>, Presence>,
+    /// Who is in the room by name (`?name=`).
+    pub names: Names,
     /// When each name last sent a typing event, for the rate limit.
     typing_ms: HashMap<Box<str>, u64>,
 }
@@ -186,7 +179,7 @@ impl Room {
             classic: WaitList::default(),
             polls: WaitList::default(),
             streams: WaitList::default(),
-            presence: HashMap::new(),
+            names: Names::default(),
             typing_ms: HashMap::new(),
         }
     }
@@ -406,72 +399,15 @@ impl Room {
 
     // ----- presence and typing --------------------------------------------------------
 
-    /// A poll arrived with `name`. Returns a join event if the name was not present.
-    pub fn seen(&mut self, name: &str, now_ms: u64, window_ms: u64) -> Option<Event> {
-        let present_before = self.is_present(name, now_ms, window_ms);
-        let entry = self.presence.entry(name.into()).or_insert(Presence {
-            last_seen_ms: now_ms,
-            streams: 0,
-        });
-        entry.last_seen_ms = now_ms;
-        (!present_before).then(|| Event::Join(name.to_owned()))
-    }
-
-    /// A stream opened with `name`: present until it closes (and the window passes).
-    pub fn stream_opened(&mut self, name: &str, now_ms: u64, window_ms: u64) -> Option<Event> {
-        let join = self.seen(name, now_ms, window_ms);
-        if let Some(entry) = self.presence.get_mut(name) {
-            entry.streams += 1;
-        }
-        join
-    }
-
-    /// A stream with `name` closed; the name stays present for the window after.
-    pub fn stream_closed(&mut self, name: &str, now_ms: u64) {
-        if let Some(entry) = self.presence.get_mut(name) {
-            entry.streams = entry.streams.saturating_sub(1);
-            entry.last_seen_ms = now_ms;
-        }
-    }
-
-    fn is_present(&self, name: &str, now_ms: u64, window_ms: u64) -> bool {
-        self.presence
-            .get(name)
-            .is_some_and(|p| p.streams > 0 || now_ms.saturating_sub(p.last_seen_ms) <= window_ms)
-    }
-
-    /// Names present now, sorted.
-    pub fn present(&self, now_ms: u64, window_ms: u64) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .presence
-            .keys()
-            .map(|name| &**name)
-            .filter(|name| self.is_present(name, now_ms, window_ms))
-            .collect();
-        names.sort_unstable();
-        names
-    }
-
-    /// Forgets names whose window has passed and returns a leave event for each; also
-    /// forgets old typing timestamps. O(names in the room).
-    pub fn sweep(&mut self, now_ms: u64, window_ms: u64, typing_interval_ms: u64) -> Vec<Event> {
-        let mut left = Vec::new();
-        self.presence.retain(|name, p| {
-            let present = p.streams > 0 || now_ms.saturating_sub(p.last_seen_ms) <= window_ms;
-            if !present {
-                left.push(Event::Leave(name.to_string()));
-            }
-            present
-        });
+    /// Forgets typing timestamps older than the rate limit's interval.
+    pub fn forget_typing(&mut self, now_ms: u64, interval_ms: u64) {
         self.typing_ms
-            .retain(|_, at| now_ms.saturating_sub(*at) < typing_interval_ms);
-        left.sort_unstable_by_key(Event::json);
-        left
+            .retain(|_, at| now_ms.saturating_sub(*at) < interval_ms);
     }
 
     /// Whether anything here needs sweeping later.
     pub fn has_presence(&self) -> bool {
-        !self.presence.is_empty() || !self.typing_ms.is_empty()
+        !self.names.is_empty() || !self.typing_ms.is_empty()
     }
 
     /// Allows one typing event per name per `interval_ms`.
@@ -701,28 +637,6 @@ mod tests {
             &after_eviction[..40]
         );
         assert!(after_eviction.contains("\"text\":\"m201\""));
-    }
-
-    #[test]
-    fn presence_joins_and_leaves() {
-        let mut room = Room::new("r");
-        assert_eq!(room.seen("ann", 0, 100), Some(Event::Join("ann".into())));
-        assert_eq!(room.seen("ann", 50, 100), None);
-        assert_eq!(
-            room.stream_opened("bob", 60, 100),
-            Some(Event::Join("bob".into()))
-        );
-        assert_eq!(room.present(120, 100), ["ann", "bob"]);
-        assert!(room.sweep(140, 100, 1000).is_empty());
-        assert_eq!(room.sweep(151, 100, 1000), [Event::Leave("ann".into())]);
-        assert_eq!(
-            room.present(1000, 100),
-            ["bob"],
-            "an open stream keeps its name present"
-        );
-        room.stream_closed("bob", 1000);
-        assert_eq!(room.sweep(1101, 100, 1000), [Event::Leave("bob".into())]);
-        assert!(!room.has_presence());
     }
 
     #[test]

@@ -3,16 +3,25 @@
 //! One pass of the loop, always in this order (see [`Server::run`]):
 //!
 //! 1. **sleep**: ask the timer wheel for its next deadline and poll until then (rounded up,
-//!    so the loop never wakes a hair early and spins);
-//! 2. **dispatch**: accept every pending connection; read, parse and answer every readable
-//!    one; continue writes on every writable one;
-//! 3. **resume**: handle requests that were pipelined behind a response that just finished;
+//!    so the loop never wakes a hair early and spins; not at all while connections are in
+//!    the ready queue);
+//! 2. **dispatch**: accept every pending connection; give every readable one its turn
+//!    (read, parse, answer); continue writes on every writable one;
+//! 3. **ready**: a turn for each connection that had work left when its turn ended
+//!    (requests pipelined behind a response, input beyond one turn's budget, a FIN to look
+//!    for after hanging up);
 //! 4. **expire**: answer every poll whose timeout passed, drop idle, slow and stalled
 //!    clients, close lingering connections;
-//! 5. **reap**: free the connections marked closed during this pass;
-//! 6. **exit?**: when stopping, or draining after SIGINT/SIGTERM and done (or out of grace).
+//! 5. **sweep**: tell rooms which names left (a bounded number per pass);
+//! 6. **reap**: free the connections marked closed during this pass;
+//! 7. **exit?**: when stopping, or draining after SIGINT/SIGTERM and done (or out of grace).
 //!
-//! Connections are marked closed and freed only in step 5 so that a slab key is never
+//! Whatever one client sends, one pass does a bounded amount of work for it: a turn
+//! answers at most [`REQUESTS_PER_TURN`] requests and causes at most about
+//! [`DELIVERIES_PER_TURN`] deliveries to others (one broadcast always completes), and a
+//! sweep takes at most [`NAMES_SWEPT_PER_PASS`] names; what is left waits its turn.
+//!
+//! Connections are marked closed and freed only in step 6 so that a slab key is never
 //! reused while this pass may still hold it (a later event in the same batch, a waiter
 //! list being broadcast to).
 
@@ -20,6 +29,7 @@ mod rooms;
 
 use crate::assets::Assets;
 use crate::chat::{self, Chat, ListKind, Waiter};
+use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
 use crate::conn::{Conn, Deadline, Membership, State, Timer};
 use crate::http::{self, Status};
@@ -67,6 +77,32 @@ const RETRY_DELAY_MS: std::ops::RangeInclusive<u64> = 500..=5_000;
 
 /// Events taken from the kernel per poll. More are simply returned by the next poll.
 const EVENTS_PER_POLL: usize = 1024;
+
+/// Requests one connection may have answered in one turn. A client that pipelines more
+/// (20,000 tiny posts in one send froze everyone else for seconds) goes back in line.
+pub const REQUESTS_PER_TURN: usize = 16;
+
+/// Deliveries to other clients that one connection's requests may cause in one turn. A
+/// post to a room of thousands ends its poster's turn at once; a broadcast is never cut
+/// short, because "everyone waiting gets it in one pass" is the point of the server.
+pub const DELIVERIES_PER_TURN: u64 = 1024;
+
+/// Bytes read per turn, only to be discarded, from a stream or a connection we are hanging
+/// up on: a client sending as fast as loopback allows cannot keep the loop reading.
+const DISCARD_BYTES_PER_TURN: usize = 64 * 1024;
+
+/// Names one presence sweep may take (and announce as leave events) per pass; the rest
+/// go in the next pass, which comes at once.
+pub const NAMES_SWEPT_PER_PASS: usize = 256;
+
+/// Whether the loop goes on after a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Run another pass.
+    Continue,
+    /// Stopped, or shut down gracefully: return from `run`.
+    Exit,
+}
 
 /// One read's worth of bytes. Reads land here first and only a partial request is copied
 /// into the connection, so idle connections own no read buffer.
@@ -163,8 +199,17 @@ pub struct Server {
     next_generation: u32,
     /// Connections marked `Closed` this pass, freed in the reap step.
     closing: Vec<usize>,
-    /// Connections whose response finished with requests still buffered behind it.
-    resume: Vec<TimerPayload>,
+    /// Connections with work left when their turn ended, served in step 3 of the next
+    /// pass (each at most once: `Conn::ready`).
+    ready: Vec<TimerPayload>,
+    /// The line as it stood when this pass began: served in step 3 of this pass.
+    ready_batch: Vec<TimerPayload>,
+    /// Deliveries caused by the requests of the connection whose turn it is.
+    turn_deliveries: u64,
+    /// What each client address holds, for limits per client.
+    clients: Clients,
+    /// The kernel's events, reused by every poll.
+    events: Events,
     /// Reused buffer for the timers one expire step fires.
     fired: Vec<TimerPayload>,
     /// `{"error":"timeout"}`, encoded once and shared by every poll that times out.
@@ -248,7 +293,11 @@ impl Server {
             read_chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             next_generation: 1,
             closing: Vec::new(),
-            resume: Vec::new(),
+            ready: Vec::new(),
+            ready_batch: Vec::new(),
+            turn_deliveries: 0,
+            clients: Clients::default(),
+            events: Events::with_capacity(EVENTS_PER_POLL),
             fired: Vec::new(),
             timeout_response: chat::timeout_response(),
             stream_names: HashMap::new(),
@@ -293,64 +342,77 @@ impl Server {
     /// SIGTERM, [`ServerHandle::shutdown`]) has flushed. Only a failing `poll` ends it with
     /// an error; anything a client does affects that client alone.
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        loop {
-            // 1. sleep until the next event or the next timer.
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                // A signal interrupted the wait; timers may still be due, so carry on.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            // 2. dispatch.
-            for event in events.iter() {
-                self.report.events += 1;
-                match event.token() {
-                    LISTENER => self.accept_all(),
-                    WAKER => {
-                        if self.drain.load(Ordering::Acquire) {
-                            self.begin_shutdown("shutdown requested");
-                        }
+        while self.pass(None)? == Flow::Continue {}
+        Ok(())
+    }
+
+    /// One pass of the loop, in the order the module docs give. `max_wait` caps the sleep,
+    /// for tests and embedders that step the loop; `run` passes `None`.
+    pub fn pass(&mut self, max_wait: Option<Duration>) -> io::Result<Flow> {
+        // 1. sleep until the next event or the next timer.
+        let timeout = match (self.poll_timeout(), max_wait) {
+            (Some(due), Some(cap)) => Some(due.min(cap)),
+            (due, cap) => due.or(cap),
+        };
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        match self.poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            // A signal interrupted the wait; timers may still be due, so carry on.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        // Those in line now are served in step 3; whoever joins the line during this pass
+        // waits for the next, so no connection gets two turns in one pass.
+        debug_assert!(self.ready_batch.is_empty());
+        std::mem::swap(&mut self.ready, &mut self.ready_batch);
+        // 2. dispatch.
+        for event in events.iter() {
+            self.report.events += 1;
+            match event.token() {
+                LISTENER => self.accept_all(),
+                WAKER => {
+                    if self.drain.load(Ordering::Acquire) {
+                        self.begin_shutdown("shutdown requested");
                     }
-                    SIGNALS => self.on_signal(),
-                    Token(key) => self.on_conn_event(key, event),
                 }
-            }
-            self.resume_accepting_if_due();
-            // 3. resume pipelined requests, 4. expire timers (which can also finish responses
-            // with requests queued behind them), 5. reap.
-            self.resume_pipelined();
-            self.expire_timers();
-            self.sweep_presence_if_due();
-            self.resume_pipelined();
-            self.reap_closed();
-            self.trace_pass();
-            // 6. exit?
-            if self.stop.load(Ordering::Acquire) {
-                log::info!("stopping with {} connections open", self.conns.len());
-                return Ok(());
-            }
-            if let Some(until) = self.draining_until {
-                if self.conns.is_empty() {
-                    log::info!("shutdown complete: every client answered");
-                    return Ok(());
-                }
-                if Instant::now() >= until {
-                    log::warn!(
-                        "shutdown grace over with {} connections still open; closing them",
-                        self.conns.len()
-                    );
-                    return Ok(());
-                }
+                SIGNALS => self.on_signal(),
+                Token(key) => self.on_conn_event(key, event),
             }
         }
+        self.events = events;
+        self.resume_accepting_if_due();
+        // 3. give a turn to connections that had work left when theirs ended, 4. expire
+        // timers, 5. sweep presence, 6. reap.
+        self.serve_ready();
+        self.expire_timers();
+        self.sweep_presence_if_due();
+        self.reap_closed();
+        self.trace_pass();
+        // 7. exit?
+        if self.stop.load(Ordering::Acquire) {
+            log::info!("stopping with {} connections open", self.conns.len());
+            return Ok(Flow::Exit);
+        }
+        if let Some(until) = self.draining_until {
+            if self.conns.is_empty() {
+                log::info!("shutdown complete: every client answered");
+                return Ok(Flow::Exit);
+            }
+            if Instant::now() >= until {
+                log::warn!(
+                    "shutdown grace over with {} connections still open; closing them",
+                    self.conns.len()
+                );
+                return Ok(Flow::Exit);
+            }
+        }
+        Ok(Flow::Continue)
     }
 
     /// How long poll may sleep: until the wheel's next deadline, rounded up to a whole
     /// millisecond; forever when nothing is scheduled; not at all when work is queued.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.resume.is_empty() {
+        if !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -517,7 +579,8 @@ impl Server {
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        entry.insert(Conn::new(socket, generation));
+        let client = self.clients.connected(addr.ip());
+        entry.insert(Conn::new(socket, generation, client));
         stats::add(&self.stats.connections, 1);
         stats::add(&self.stats.accepted, 1);
         self.report.accepted += 1;
@@ -535,61 +598,110 @@ impl Server {
         if event.is_writable() && self.conns[key].output.is_some() {
             self.write_output(key);
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.read_input(key);
+        // A connection already in line gets its turn there; edge-triggered, nothing it
+        // sent is lost meanwhile, because its turn reads until `WouldBlock`.
+        let in_line = self.conns[key].ready;
+        if !in_line && (event.is_readable() || event.is_read_closed() || event.is_error()) {
+            self.turn(key);
         }
     }
 
-    /// Reads until `WouldBlock` (edge-triggered), handling complete requests as they arrive.
-    fn read_input(&mut self, key: usize) {
+    /// One connection's turn: read what it sent (up to its input cap), answer up to a
+    /// turn's worth of its requests, and if it has more of either, put it back in line
+    /// behind everyone else (the ready queue, served in step 3 of a later pass). Whatever
+    /// one client sends, its turn is bounded: [`REQUESTS_PER_TURN`] requests,
+    /// [`DELIVERIES_PER_TURN`] deliveries to others, one input buffer of bytes.
+    fn turn(&mut self, key: usize) {
+        let more_to_read = self.read_input(key);
+        let more_to_answer = self.process_input(key);
+        self.arm_reading_timer(key);
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        // Writing or parked: the response's end puts it back in line (`response_done`).
+        let can_go_on = matches!(
+            conn.state,
+            State::Reading | State::Lingering | State::Streaming(_)
+        );
+        if can_go_on && (more_to_read || more_to_answer) {
+            self.queue_ready(key);
+        }
+    }
+
+    /// Puts a connection in the ready queue, once.
+    fn queue_ready(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.ready {
+            conn.ready = true;
+            self.ready.push((key as u32, conn.generation));
+        }
+    }
+
+    /// Step 3: a turn for each connection that was in line when this pass began; those
+    /// that still have work go back in line for the next pass, after everyone's events.
+    fn serve_ready(&mut self) {
+        let mut batch = std::mem::take(&mut self.ready_batch);
+        for &(key, generation) in &batch {
+            let key = key as usize;
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.generation == generation && conn.state != State::Closed => {
+                    conn.ready = false;
+                }
+                _ => continue,
+            }
+            self.turn(key);
+        }
+        batch.clear();
+        self.ready_batch = batch;
+    }
+
+    /// Reads what the socket holds into the connection's input, until `WouldBlock` or the
+    /// input cap (then more may wait in the kernel: returns true). Streams and lingering
+    /// connections read only to discard, at most [`DISCARD_BYTES_PER_TURN`] a turn.
+    fn read_input(&mut self, key: usize) -> bool {
+        let cap = self.config.limits.request_bytes();
+        let mut discarded = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
-                return;
+                return false;
             };
-            let reading = matches!(
-                conn.state,
-                State::Reading | State::Lingering | State::Streaming(_)
-            );
+            // Nothing a stream sends is a request (its response never ends), and we are
+            // hanging up on a lingering client: read only to see the FIN.
+            let discarding = matches!(conn.state, State::Lingering | State::Streaming(_));
             match conn.state {
-                State::Closed => return,
-                // A response is pending and the client has already sent a full request's
-                // worth more; leave the rest in the kernel until we are ready for it.
-                _ if !reading && conn.input.len() >= self.config.limits.request_bytes() => {
+                State::Closed => return false,
+                _ if discarding && discarded >= DISCARD_BYTES_PER_TURN => return true,
+                // A full request's worth is buffered: leave the rest in the kernel until
+                // this has been answered.
+                _ if !discarding && conn.input.len() >= cap => {
                     conn.input_paused = true;
-                    return;
+                    return true;
                 }
                 _ => {}
             }
             match conn.socket.read(&mut self.read_chunk) {
                 Ok(0) => {
                     conn.peer_closed = true;
+                    conn.input_paused = false;
                     self.on_peer_closed(key);
-                    return;
+                    return false;
                 }
+                Ok(n) if discarding => discarded += n,
                 Ok(n) => {
-                    if matches!(conn.state, State::Lingering | State::Streaming(_)) {
-                        // Discarded: we are hanging up on this client, or it is a stream,
-                        // whose response never ends, so nothing it sends is a request.
-                        continue;
-                    }
                     conn.input.extend_from_slice(&self.read_chunk[..n]);
-                    // The parser refuses anything longer than the request cap, and we stop
-                    // reading at the cap while a response is pending: so one chunk over it
-                    // is the most a client can make us hold.
-                    debug_assert!(
-                        conn.input.len() <= self.config.limits.request_bytes() + READ_CHUNK_BYTES
-                    );
-                    if conn.state == State::Reading {
-                        self.process_input(key);
-                        self.arm_reading_timer(key);
-                    }
+                    // We stop reading at the cap, so one chunk over it is the most a
+                    // client can make us hold.
+                    debug_assert!(conn.input.len() <= cap + READ_CHUNK_BYTES);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.input_paused = false;
+                    return false;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("#{key} read error: {e}");
                     self.close(key);
-                    return;
+                    return false;
                 }
             }
         }
@@ -608,30 +720,44 @@ impl Server {
         }
     }
 
-    /// Parses and handles every complete request in the connection's buffer, stopping when
-    /// the connection leaves `Reading` (parked, or a response is still being written): its
-    /// remaining input waits for the `resume` step.
-    fn process_input(&mut self, key: usize) {
-        loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
-            if conn.state != State::Reading || conn.input.is_empty() {
-                return;
+    /// Answers the complete requests in the connection's input, in order, until the turn's
+    /// budget is spent or the connection leaves `Reading` (parked, or a response is still
+    /// being written). Returns true when the budget ran out with input left to answer.
+    fn process_input(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.state != State::Reading || conn.input.is_empty() {
+            return false;
+        }
+        // Taken out while its requests are answered (the handlers need all of `self`) and
+        // put back once, minus what was answered: one move of the leftover bytes per turn,
+        // not one per request.
+        let input = std::mem::take(&mut conn.input);
+        let mut used = 0;
+        let mut answered = 0;
+        self.turn_deliveries = 0;
+        let out_of_budget = loop {
+            if answered == REQUESTS_PER_TURN || self.turn_deliveries >= DELIVERIES_PER_TURN {
+                break used < input.len();
+            }
+            let conn = &self.conns[key]; // closing only marks it; it is freed in step 6
+            if conn.state != State::Reading || used == input.len() {
+                break false;
             }
             let context = routes::Context {
                 assets: &self.assets,
                 max_message_bytes: self.config.max_message_bytes,
                 cors_origin: self.config.cors_origin.as_deref(),
             };
-            match routes::next(&conn.input, &self.config.limits, &context) {
+            match routes::next(&input[used..], &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
-                Next::NeedMore => return,
+                Next::NeedMore => break false,
                 Next::Reject(status) => {
                     log::debug!("#{key} {} → {} {}", conn.peer(), status.code, status.reason);
-                    conn.input = Vec::new();
+                    used = input.len();
                     self.reject(key, status);
-                    return;
+                    break false;
                 }
                 Next::Request {
                     action,
@@ -640,22 +766,33 @@ impl Server {
                 } => {
                     stats::add(&self.stats.requests, 1);
                     if log::log_enabled!(log::Level::Debug) {
-                        let request = conn.input[..consumed].trim_ascii_start();
+                        let request = input[used..used + consumed].trim_ascii_start();
                         let line = request.split(|&b| b == b'\r').next();
                         let line = String::from_utf8_lossy(line.unwrap_or_default());
                         log::debug!("#{key} {line}");
                     }
-                    conn.input.drain(..consumed);
-                    if conn.input.is_empty() {
-                        // Give the buffer back: a parked poll should own no heap memory.
-                        conn.input = Vec::new();
-                    }
+                    used += consumed;
+                    answered += 1;
                     // While draining for shutdown every response is the connection's last.
                     let close = close || self.draining_until.is_some();
                     self.apply(key, action, close);
                 }
             }
+        };
+        let conn = &mut self.conns[key];
+        debug_assert!(
+            conn.input.is_empty(),
+            "nothing reads while requests are answered"
+        );
+        // A closed or lingering connection discards what it sent; an emptied input gives
+        // its buffer back, so a parked poll owns no heap memory.
+        let keep = !matches!(conn.state, State::Closed | State::Lingering) && used < input.len();
+        if keep {
+            let mut input = input;
+            input.drain(..used);
+            conn.input = input;
         }
+        out_of_budget
     }
 
     /// Answers an invalid request and hangs up: what follows it cannot be trusted to start
@@ -744,8 +881,11 @@ impl Server {
             State::Streaming(m) => {
                 stats::sub(&self.stats.streams, 1);
                 if let Some(name) = self.stream_names.remove(&key) {
-                    let now = self.now_ms();
-                    self.chat.room(m.room).stream_closed(&name, now);
+                    let (now, window) = (self.now_ms(), self.presence_window_ms());
+                    self.chat
+                        .room(m.room)
+                        .names
+                        .stream_closed(&name, now, window);
                     self.schedule_presence_sweep();
                 }
                 m
@@ -849,7 +989,8 @@ impl Server {
         }
     }
 
-    /// The whole response is with the kernel: hang up, or get ready for the next request.
+    /// The whole response is with the kernel: hang up, or get ready for the next request
+    /// (which may already be buffered: then the connection goes in line for its turn).
     fn response_done(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         if conn.close_after_write || conn.peer_closed {
@@ -858,29 +999,10 @@ impl Server {
         }
         conn.state = State::Reading;
         if !conn.input.is_empty() || conn.input_paused {
-            self.resume.push((key as u32, conn.generation));
+            self.queue_ready(key);
         }
         self.clear_timer(key);
         self.arm_reading_timer(key);
-    }
-
-    /// Step 3: requests that waited behind a response, and sockets we stopped reading.
-    fn resume_pipelined(&mut self) {
-        while let Some((key, generation)) = self.resume.pop() {
-            let key = key as usize;
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.generation != generation || conn.state != State::Reading {
-                continue;
-            }
-            let paused = std::mem::take(&mut conn.input_paused);
-            self.process_input(key);
-            if paused {
-                // Edge-triggered: the bytes we left in the kernel will not be reported again.
-                self.read_input(key);
-            }
-        }
     }
 
     // ----- closing ----------------------------------------------------------------------
@@ -896,8 +1018,9 @@ impl Server {
         conn.state = State::Lingering;
         conn.input = Vec::new();
         self.set_timer(key, Deadline::Linger);
-        // The client may have closed already; its FIN would be reported only once.
-        self.read_input(key);
+        // The client may have closed already; its FIN was reported only once, so look for
+        // it on the connection's next turn.
+        self.queue_ready(key);
     }
 
     /// Marks a connection closed: it leaves the waiter list and the wheel now, and its slot
@@ -922,6 +1045,7 @@ impl Server {
             let conn = self.conns.remove(key);
             debug_assert_eq!(conn.state, State::Closed);
             debug_assert!(conn.timer.is_none());
+            self.clients.disconnected(conn.client);
             stats::sub(&self.stats.connections, 1);
             self.report.closed += 1;
             log::debug!("#{key} closed");

@@ -3,7 +3,7 @@
 //! events, and the streams themselves. The rules live in `room.rs`; this file only moves
 //! bytes between them and connections. See docs/PROTOCOL.md for the wire format.
 
-use super::{stats, Server, PRESENCE_SWEEP, STREAM_BACKLOG_BYTES};
+use super::{stats, Server, NAMES_SWEPT_PER_PASS, PRESENCE_SWEEP, STREAM_BACKLOG_BYTES};
 use crate::api::NewMessage;
 use crate::chat::{self, ListKind, TooManyRooms};
 use crate::conn::{Deadline, State};
@@ -63,7 +63,7 @@ impl Server {
     }
 
     /// How long a name stays present after its last poll.
-    fn presence_window_ms(&self) -> u64 {
+    pub(super) fn presence_window_ms(&self) -> u64 {
         (self.config.poll_timeout + self.config.presence_grace).as_millis() as u64
     }
 
@@ -82,9 +82,14 @@ impl Server {
             return;
         };
         if let Some(name) = name {
+            if !self.admit_name(key, room, &name, close) {
+                return;
+            }
             let (now, window) = (self.now_ms(), self.presence_window_ms());
-            if let Some(join) = self.chat.room(room).seen(&name, now, window) {
-                self.broadcast_event(room, &join);
+            let client = self.conns[key].client;
+            if self.chat.room(room).names.seen(&name, client, now, window) {
+                self.clients.name_added(client);
+                self.broadcast_events(room, &[Event::Join(name)]);
             }
             self.schedule_presence_sweep();
         }
@@ -112,6 +117,39 @@ impl Server {
         let pieces = std::iter::once(Piece::Owned(head)).chain(page.pieces);
         let response = Response::Pieces(Box::new(Pieces::new(pieces)));
         self.respond(key, response, close);
+    }
+
+    /// Whether `name` may be present in `room` for this connection's client: a name already
+    /// present always may; a new one only under `--max-names-per-room` and the client's
+    /// `--max-names-per-client`. Otherwise answers why not, and returns false.
+    fn admit_name(&mut self, key: usize, room: u32, name: &str, close: bool) -> bool {
+        let names = &self.chat.room(room).names;
+        if names.contains(name) {
+            return true;
+        }
+        if names.len() >= self.config.max_names_per_room {
+            let message = "name: this room has as many names present as it may hold \
+                           (--max-names-per-room); come back without a name, or later";
+            self.api_error(key, Status::INSUFFICIENT_STORAGE, message, close);
+            return false;
+        }
+        if self.clients.names(self.conns[key].client) as usize >= self.config.max_names_per_client {
+            let retry_after = self.presence_window_ms().div_ceil(1000).to_string();
+            let body = json::object1(
+                "error",
+                "name: your address has as many names present as it may \
+                 (--max-names-per-client); reuse one of them, or wait for one to leave",
+            );
+            let response = self.api_response(
+                Status::TOO_MANY_REQUESTS,
+                &body,
+                &[("Retry-After", &retry_after)],
+                close,
+            );
+            self.respond(key, Response::Owned(response), close);
+            return false;
+        }
+        true
     }
 
     /// The answer to a JSON poll whose timeout passed: no messages, the same position.
@@ -186,6 +224,7 @@ impl Server {
             delivered += self.send_to_streams(room, &frame, true);
         }
         stats::add(&self.stats.deliveries, delivered);
+        self.turn_deliveries += delivered;
         log::debug!(
             "message {seq} in {} delivered to {delivered}",
             self.chat.room(room).name
@@ -193,20 +232,24 @@ impl Server {
         posted
     }
 
-    /// An ephemeral event to everyone waiting in the room (not classic polls, which only
-    /// know messages). JSON polls are answered with it and come back; streams get a frame.
-    fn broadcast_event(&mut self, room: u32, event: &Event) {
+    /// Ephemeral events to everyone waiting in the room (not classic polls, which only
+    /// know messages), in one answer or one frame each however many events there are. JSON
+    /// polls are answered with them and come back; streams get them as one write.
+    fn broadcast_events(&mut self, room: u32, events: &[Event]) {
         let epoch = self.chat.epoch;
+        let mut delivered = 0;
         if !self.chat.room(room).polls.is_empty() {
             let r = self.chat.room(room);
-            let body = r.poll_answer(epoch, r.head(epoch).seq, false, std::slice::from_ref(event));
+            let body = r.poll_answer(epoch, r.head(epoch).seq, false, events);
             let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[], false).into();
-            self.answer_parked(room, ListKind::Poll, &response);
+            delivered += self.answer_parked(room, ListKind::Poll, &response);
         }
         if !self.chat.room(room).streams.is_empty() {
-            let frame: Rc<[u8]> = event.sse().into_bytes().into();
-            self.send_to_streams(room, &frame, false);
+            let frames: String = events.iter().map(Event::sse).collect();
+            let frame: Rc<[u8]> = frames.into_bytes().into();
+            delivered += self.send_to_streams(room, &frame, false);
         }
+        self.turn_deliveries += delivered;
     }
 
     /// `POST /rooms/{room}/typing`: 202, or 429 past one event per name per second.
@@ -231,7 +274,7 @@ impl Server {
             return;
         }
         self.schedule_presence_sweep();
-        self.broadcast_event(room, &Event::Typing(from));
+        self.broadcast_events(room, &[Event::Typing(from)]);
         self.api_reply(key, Status::ACCEPTED, "{\"ok\":true}", close);
     }
 
@@ -240,11 +283,10 @@ impl Server {
         let Some(id) = self.room_or_refuse(key, room, close) else {
             return;
         };
-        let (now, window) = (self.now_ms(), self.presence_window_ms());
         let mut body = String::from("{\"room\":\"");
         json::escape_into(&mut body, room);
         body.push_str("\",\"present\":[");
-        for (i, name) in self.chat.room(id).present(now, window).iter().enumerate() {
+        for (i, name) in self.chat.room(id).names.present().iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
@@ -262,26 +304,45 @@ impl Server {
         }
     }
 
-    /// Step 4b of the loop: once a second while anyone is named, tell rooms who left.
-    /// O(named clients); nothing at all while nobody uses names.
+    /// Step 5 of the loop: once a second while anyone is named, tell rooms who left, each
+    /// room's leavers in one event batch. At most [`NAMES_SWEPT_PER_PASS`] names per pass:
+    /// 60,000 names expiring together once froze the loop for 18 s writing leave events;
+    /// now the rest wait for the next pass, which comes at once. Nothing at all happens
+    /// while nobody uses names.
     pub(super) fn sweep_presence_if_due(&mut self) {
         match self.presence_due {
             Some(due) if Instant::now() >= due => {}
             _ => return,
         }
         self.presence_due = None;
-        let (now, window) = (self.now_ms(), self.presence_window_ms());
+        let now = self.now_ms();
+        let mut budget = NAMES_SWEPT_PER_PASS;
         let mut still_named = false;
         for room in self.chat.room_ids() {
             if !self.chat.room(room).has_presence() {
                 continue;
             }
-            for left in self.chat.room(room).sweep(now, window, TYPING_INTERVAL_MS) {
-                self.broadcast_event(room, &left);
+            if budget == 0 {
+                // More may be due in this room: come back next pass.
+                self.presence_due = Some(Instant::now());
+                return;
+            }
+            self.chat.room(room).forget_typing(now, TYPING_INTERVAL_MS);
+            let left = self.chat.room(room).names.sweep(now, budget);
+            budget -= left.len();
+            let mut events = Vec::with_capacity(left.len());
+            for gone in left {
+                self.clients.name_removed(gone.owner);
+                events.push(Event::Leave(gone.name.to_string()));
+            }
+            if !events.is_empty() {
+                self.broadcast_events(room, &events);
             }
             still_named |= self.chat.room(room).has_presence();
         }
-        if still_named {
+        if budget == 0 {
+            self.presence_due = Some(Instant::now());
+        } else if still_named {
             self.schedule_presence_sweep();
         }
     }
@@ -305,6 +366,11 @@ impl Server {
             let response = self.retry_later_response();
             self.respond(key, response, true);
             return;
+        }
+        if let Some(name) = &name {
+            if !self.admit_name(key, id, name, close) {
+                return;
+            }
         }
         let epoch = self.chat.epoch;
         let replay = match self.chat.room(id).stream_replay(epoch, since) {
@@ -332,10 +398,16 @@ impl Server {
         stats::add(&self.stats.streams, 1);
         if let Some(name) = name {
             let (now, window) = (self.now_ms(), self.presence_window_ms());
-            let join = self.chat.room(id).stream_opened(&name, now, window);
-            self.stream_names.insert(key, name);
-            if let Some(join) = join {
-                self.broadcast_event(id, &join);
+            let client = self.conns[key].client;
+            let joined = self
+                .chat
+                .room(id)
+                .names
+                .stream_opened(&name, client, now, window);
+            self.stream_names.insert(key, name.clone());
+            if joined {
+                self.clients.name_added(client);
+                self.broadcast_events(id, &[Event::Join(name)]);
             }
             self.schedule_presence_sweep();
         }

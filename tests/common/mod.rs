@@ -79,6 +79,21 @@ impl Client {
         }
     }
 
+    /// Connects from a source address of our choosing (127.0.0.2, 127.0.0.3, ... are all
+    /// loopback), to be another client as far as per-address limits go.
+    pub fn connect_from(addr: SocketAddr, source: &str) -> Client {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let source: SocketAddr = format!("{source}:0").parse().unwrap();
+        socket
+            .bind(&source.into())
+            .expect("bind the source address");
+        socket.connect(&addr.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream.set_nodelay(true).unwrap();
+        Client::from_stream(stream)
+    }
+
     /// Wraps an already connected stream.
     pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();

@@ -1,0 +1,122 @@
+//! Who is on the other end, by IP address: how many connections each address holds and how
+//! many presence names it has made. Limits that must hold "per client" are counted here,
+//! because one client can open many connections and a connection can make many names.
+//!
+//! An address has an entry while it holds a connection or a name, and not a moment longer,
+//! so the table is bounded by the connections and names the server holds anyway. A
+//! connection keeps its entry's id (4 bytes) rather than its address (up to 16).
+
+use slab::Slab;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// An entry in the table; stable while the address holds a connection or a name.
+pub type ClientId = u32;
+
+/// What one address holds.
+#[derive(Debug)]
+struct Client {
+    addr: IpAddr,
+    /// Connections open from this address.
+    connections: u32,
+    /// Presence names this address made that are still present in some room.
+    names: u32,
+}
+
+/// Every address that holds something.
+#[derive(Default)]
+pub struct Clients {
+    entries: Slab<Client>,
+    by_addr: HashMap<IpAddr, ClientId>,
+}
+
+impl Clients {
+    /// A connection from `addr` was accepted.
+    pub fn connected(&mut self, addr: IpAddr) -> ClientId {
+        let id = match self.by_addr.get(&addr) {
+            Some(&id) => id,
+            None => {
+                let id = self.entries.insert(Client {
+                    addr,
+                    connections: 0,
+                    names: 0,
+                }) as ClientId;
+                self.by_addr.insert(addr, id);
+                id
+            }
+        };
+        self.entries[id as usize].connections += 1;
+        id
+    }
+
+    /// A connection of `id` closed.
+    pub fn disconnected(&mut self, id: ClientId) {
+        let client = &mut self.entries[id as usize];
+        client.connections -= 1;
+        self.forget_if_idle(id);
+    }
+
+    /// Names `id` holds.
+    pub fn names(&self, id: ClientId) -> u32 {
+        self.entries[id as usize].names
+    }
+
+    /// `id` made a new name.
+    pub fn name_added(&mut self, id: ClientId) {
+        self.entries[id as usize].names += 1;
+    }
+
+    /// A name `id` made has left its room.
+    pub fn name_removed(&mut self, id: ClientId) {
+        let client = &mut self.entries[id as usize];
+        client.names -= 1;
+        self.forget_if_idle(id);
+    }
+
+    /// Addresses holding something.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nobody holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn forget_if_idle(&mut self, id: ClientId) {
+        let client = &self.entries[id as usize];
+        if client.connections == 0 && client.names == 0 {
+            let addr = client.addr;
+            self.entries.remove(id as usize);
+            self.by_addr.remove(&addr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_kept_while_it_holds_a_connection_or_a_name() {
+        let mut clients = Clients::default();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        let one = clients.connected(a);
+        assert_eq!(clients.connected(a), one, "one entry per address");
+        let other = clients.connected(b);
+        assert_ne!(one, other);
+        clients.name_added(one);
+        clients.disconnected(one);
+        clients.disconnected(one);
+        assert_eq!(clients.len(), 2, "a's name keeps its entry");
+        assert_eq!(clients.names(one), 1);
+        clients.name_removed(one);
+        assert_eq!(clients.len(), 1);
+        clients.disconnected(other);
+        assert!(clients.is_empty());
+        // A freed entry starts from zero for whoever gets it next.
+        let again = clients.connected(a);
+        assert_eq!(clients.names(again), 0);
+    }
+}
