@@ -343,37 +343,59 @@ pub fn error_response(
     )
 }
 
-/// A form body whose decoded bytes are not UTF-8.
+/// A form body (or query string) that is not URL-encoded UTF-8: a `%` not followed by two
+/// hex digits, or decoded bytes that are not UTF-8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MalformedForm;
 
-/// Decodes an `application/x-www-form-urlencoded` body and returns the value of `field`:
-/// `+` is a space, `%XX` a byte, and the result must be UTF-8. `Ok(None)` when the field is
-/// absent.
+/// Decodes an `application/x-www-form-urlencoded` body and returns the value of the first
+/// `field`: `+` is a space, `%XX` a byte, and the result must be UTF-8. `Ok(None)` when the
+/// field is absent.
+///
+/// The whole body is checked, not just the field asked for: a body is URL-encoded or it is
+/// not, and refusing it the same way whichever field is broken tells the client the truth.
+/// WHATWG's parser would keep a stray `%` as is; we refuse it instead, because a client that
+/// sends `100%` unescaped has an encoding bug that would otherwise corrupt some other text.
 pub fn form_field(body: &[u8], field: &str) -> Result<Option<String>, MalformedForm> {
+    let mut found = None;
     for pair in body.split(|&b| b == b'&') {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &[][..]),
         };
-        if form_decode(name)? == field {
-            return form_decode(value).map(Some);
+        let name = form_decode(name)?;
+        let value = form_decode(value)?;
+        if found.is_none() && name == field {
+            found = Some(value);
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn form_decode(raw: &[u8]) -> Result<String, MalformedForm> {
-    // A bare `%` not followed by two hex digits is left as is by percent_decode; the spec
-    // (WHATWG urlencoded) agrees, so we do the same rather than reject.
-    let plus_as_space: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&plus_as_space)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| MalformedForm)
+    let bytes = percent_decode(raw, true).ok_or(MalformedForm)?;
+    String::from_utf8(bytes).map_err(|_| MalformedForm)
+}
+
+/// Strict percent-decoding: every `%` must start `%XX` with two hex digits, else `None`.
+/// `plus_is_space` is for form bodies only; in a path `+` is a literal plus.
+pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        match b {
+            b'%' => {
+                let [hi, lo, ..] = *rest else { return None };
+                let hex = |d: u8| (d as char).to_digit(16);
+                out.push((hex(hi)? * 16 + hex(lo)?) as u8);
+                rest = &rest[2..];
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(b),
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -557,8 +579,18 @@ mod tests {
             ("other=1", Ok(None)),
             ("", Ok(None)),
             ("message=%FF", Err(MalformedForm)),
-            ("message=100%", Ok(Some("100%"))),
             ("mess%61ge=x", Ok(Some("x"))),
+            ("message=%41%6a", Ok(Some("Aj"))),
+            ("message=a+%2B+b", Ok(Some("a + b"))),
+            // `%` must start an escape of two hex digits, wherever it is.
+            ("message=100%", Err(MalformedForm)),
+            ("message=a%2", Err(MalformedForm)),
+            ("message=%zz", Err(MalformedForm)),
+            ("message=%%41", Err(MalformedForm)),
+            // The body as a whole is either well formed or refused, whichever field is bad.
+            ("message=ok&other=%zz", Err(MalformedForm)),
+            ("other=%zz&message=ok", Err(MalformedForm)),
+            ("other=%FF&message=ok", Err(MalformedForm)),
         ];
         for (body, expected) in cases {
             let got = form_field(body.as_bytes(), "message");

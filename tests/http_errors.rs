@@ -89,6 +89,17 @@ fn well_framed_but_wrong_requests_keep_the_connection() {
             400,
             None,
         ),
+        // A `%` that starts no two-digit escape is malformed, not a literal percent sign.
+        (
+            "POST /chat HTTP/1.1\r\nContent-Length: 12\r\n\r\nmessage=100%",
+            400,
+            None,
+        ),
+        (
+            "POST /chat HTTP/1.1\r\nContent-Length: 11\r\n\r\nmessage=%zz",
+            400,
+            None,
+        ),
     ];
     for (raw, status, allow) in cases {
         client.send(raw.as_bytes());

@@ -201,6 +201,9 @@ fn invalid_input_gets_a_clear_4xx() {
         ("/rooms/r/messages".into(), "from=a%0Ab&text=b", 400),
         ("/rooms/r/messages".into(), "from=a&text=tab%09here", 400),
         ("/rooms/r/messages".into(), "from=a&text=%FF", 400),
+        ("/rooms/r/messages".into(), "from=a&text=100%", 400),
+        ("/rooms/r/messages".into(), "from=a&text=%zz", 400),
+        ("/rooms/r/messages".into(), "from=a%2&text=b", 400),
         (
             "/rooms/r/messages".into(),
             &*format!("from=a&text={long}").leak(),
@@ -224,6 +227,8 @@ fn invalid_input_gets_a_clear_4xx() {
         ("/rooms/r/messages?since=garbage".to_owned(), 400),
         (format!("/rooms/r/messages?since={}9", head), 400), // ahead of the room
         ("/rooms/r/events?since=garbage".to_owned(), 400),
+        ("/rooms/r/messages?since=0&name=%zz".to_owned(), 400),
+        ("/rooms/r/events?name=100%".to_owned(), 400),
         ("/rooms/r/typing".to_owned(), 405),
     ] {
         let reply = get(server.addr, &path);
