@@ -685,9 +685,9 @@ impl Server {
                 let lobby = self.chat.lobby();
                 self.park(key, lobby, ListKind::Classic, close);
             }
-            Action::Broadcast { message } => {
+            Action::Broadcast { from, message } => {
                 let lobby = self.chat.lobby();
-                self.post(lobby, "", &message, None);
+                self.post(lobby, &from, &message, None);
                 let response = Response::Owned(chat::posted_response(close));
                 self.respond(key, response, close);
             }

@@ -458,5 +458,12 @@ fn the_classic_chat_is_the_lobby() {
     assert_eq!(poster.read_reply().text(), r#"{"ok":"posted"}"#);
     let lobby = get(server.addr, "/rooms/lobby/messages").json();
     assert_eq!(lobby["messages"][1]["text"], "from the classic api");
-    assert_eq!(lobby["messages"][1]["from"], "");
+    assert_eq!(lobby["messages"][1]["from"], "anonymous");
+
+    // A classic post may say who it is from.
+    let reply = post_form(server.addr, "/chat", "message=signed&from=Ann+%C3%89");
+    assert_eq!(reply.text(), r#"{"ok":"posted"}"#);
+    let lobby = get(server.addr, "/rooms/lobby/messages").json();
+    assert_eq!(lobby["messages"][2]["text"], "signed");
+    assert_eq!(lobby["messages"][2]["from"], "Ann É");
 }

@@ -91,7 +91,10 @@ fn check_action(action: &Action, head: bool) {
             };
             check_response(bytes, head)
         }
-        Action::Broadcast { message } => {
+        Action::Broadcast { from, message } => {
+            // Classic posts obey the room rules too.
+            assert!(api::check_name(from).is_ok());
+            assert!(api::check_text(message, 4096).is_ok());
             let bytes = chat::message_response(message);
             check_response(&bytes, false);
             // The body is exact JSON: it decodes back to the very message.
