@@ -39,9 +39,10 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The most bytes of one request a connection may buffer.
+    /// The most bytes of one request a connection may buffer. Saturating: a cap past the
+    /// address space means "no cap", never a wrapped, tiny one.
     pub fn request_bytes(&self) -> usize {
-        self.head_bytes + self.body_bytes
+        self.head_bytes.saturating_add(self.body_bytes)
     }
 }
 
@@ -171,7 +172,14 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
     if body_len > limits.body_bytes as u64 {
         return Parse::Invalid(Status::PAYLOAD_TOO_LARGE);
     }
-    let consumed = head_len + body_len as usize;
+    // Checked: under a huge body cap a Content-Length near u64::MAX would wrap the sum (a
+    // panic, and the release profile aborts on panic). Such a request could never be held.
+    let consumed = usize::try_from(body_len)
+        .ok()
+        .and_then(|body_len| head_len.checked_add(body_len));
+    let Some(consumed) = consumed else {
+        return Parse::Invalid(Status::PAYLOAD_TOO_LARGE);
+    };
     if buf.len() < consumed {
         // The head is here and sane; the body is still arriving.
         return Parse::Partial;
@@ -566,6 +574,33 @@ mod tests {
     fn body_limit_is_inclusive() {
         let at_limit = "POST /chat HTTP/1.1\r\nContent-Length: 65536\r\n\r\n";
         assert!(matches!(parse(at_limit), Parse::Partial));
+    }
+
+    /// A body cap of usize::MAX (only reachable by building Limits by hand; the command line
+    /// caps --max-body at 64 MiB) must not make the length sums wrap and panic.
+    #[test]
+    fn huge_caps_and_lengths_do_not_overflow() {
+        let limits = Limits {
+            body_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(limits.request_bytes(), usize::MAX);
+        let raw = format!(
+            "POST /chat HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            u64::MAX
+        );
+        assert!(matches!(
+            parse_request(raw.as_bytes(), &limits),
+            Parse::Invalid(Status::PAYLOAD_TOO_LARGE)
+        ));
+        let raw = format!(
+            "POST /chat HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            u64::MAX - 10
+        );
+        assert!(matches!(
+            parse_request(raw.as_bytes(), &limits),
+            Parse::Invalid(Status::PAYLOAD_TOO_LARGE)
+        ));
     }
 
     #[test]
