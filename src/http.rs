@@ -66,7 +66,8 @@ pub enum Method {
 pub struct Request {
     /// The method, reduced to what routing needs.
     pub method: Method,
-    /// Path without the query string, exactly as sent (not percent-decoded).
+    /// Path without the query string, exactly as sent (not percent-decoded); for an
+    /// absolute-form target, its path alone.
     pub path: String,
     /// The query string after `?`, if any.
     pub query: Option<String>,
@@ -184,9 +185,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         // The head is here and sane; the body is still arriving.
         return Parse::Partial;
     }
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (target.to_owned(), None),
+    let Some((path, query)) = split_target(target) else {
+        return Parse::Invalid(Status::BAD_REQUEST);
     };
     Parse::Complete(Request {
         method,
@@ -198,6 +198,40 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         body: head_len..consumed,
         consumed,
     })
+}
+
+/// A request target's path and query. An absolute-form target (`http://host/path?query`,
+/// what clients send to a proxy) must be accepted by servers too (RFC 9112 §3.2.2): its
+/// scheme and authority are dropped, like the Host header they repeat, and an empty path
+/// is `/`. `None` for an `http(s)` URI with no host, which RFC 9110 §4.2.1 says to reject.
+/// Anything else (origin-form, `*`) is split as sent and left for routing to 404.
+fn split_target(target: &str) -> Option<(String, Option<String>)> {
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let prefix = target.as_bytes().get(..scheme.len())?;
+        // ASCII prefix: slicing after it is on a character boundary.
+        prefix
+            .eq_ignore_ascii_case(scheme.as_bytes())
+            .then(|| &target[scheme.len()..])
+    });
+    let (path, query) = match after_scheme {
+        Some(rest) => {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            if authority_end == 0 {
+                return None;
+            }
+            let (path, query) = split_query(&rest[authority_end..]);
+            (if path.is_empty() { "/" } else { path }, query)
+        }
+        None => split_query(target),
+    };
+    Some((path.to_owned(), query.map(str::to_owned)))
+}
+
+fn split_query(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
 }
 
 /// Decides whether an incomplete head is worth waiting for.
@@ -497,6 +531,37 @@ mod tests {
             assert_eq!(req.body.len(), *body_len, "{raw:?}");
             assert_eq!(req.consumed, raw.len(), "{raw:?}");
         }
+    }
+
+    /// RFC 9112 §3.2.2: a server must accept the absolute form a client sends to proxies.
+    #[test]
+    fn absolute_form_targets_are_their_path_and_query() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("http://example.org/stats", "/stats", None),
+            ("HTTP://Example.org:8080/a/b?c=d", "/a/b", Some("c=d")),
+            ("https://example.org/chat", "/chat", None),
+            ("hTTpS://h", "/", None),
+            ("http://h?since=0", "/", Some("since=0")),
+            ("http://user@h:1/x?y", "/x", Some("y")),
+            // Not absolute-form: taken as sent, and no file or route has such a path.
+            ("*", "*", None),
+            ("/http://h/x", "/http://h/x", None),
+            ("ftp://h/x", "ftp://h/x", None),
+        ];
+        for (target, path, query) in cases {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let Parse::Complete(req) = parse(&raw) else {
+                panic!("not complete: {raw:?}")
+            };
+            assert_eq!(
+                (req.path.as_str(), req.query.as_deref()),
+                (*path, *query),
+                "{target}"
+            );
+        }
+        // An http URI with an empty host is invalid (RFC 9110 §4.2.1).
+        assert_eq!(status_of("GET http:///stats HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status_of("GET http:// HTTP/1.1\r\n\r\n"), 400);
     }
 
     #[test]
