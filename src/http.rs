@@ -316,6 +316,10 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 
 /// Encodes a complete response. `head_only` leaves the body out but keeps its length (HEAD).
 /// `close` adds `Connection: close`, for responses after which the server hangs up.
+///
+/// A 1xx or 204 response has no body by definition, and RFC 9110 §8.6 forbids it a
+/// Content-Length; it gets no Content-Type either. This is the one place responses are
+/// spelled, so no route can get that wrong.
 pub fn encode_response(
     status: Status,
     content_type: &str,
@@ -324,17 +328,23 @@ pub fn encode_response(
     head_only: bool,
     close: bool,
 ) -> Vec<u8> {
+    let bodiless = status.code < 200 || status == Status::NO_CONTENT;
+    debug_assert!(
+        !bodiless || body.is_empty(),
+        "a {} has no body",
+        status.code
+    );
     let mut head = String::with_capacity(160);
     // Writing to a String cannot fail.
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
-        status.code,
-        status.reason,
-        content_type,
-        body.len()
-    );
+    let _ = write!(head, "HTTP/1.1 {} {}\r\n", status.code, status.reason);
+    if !bodiless {
+        let _ = write!(
+            head,
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    head.push_str("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
     for (name, value) in extra_headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
@@ -343,7 +353,7 @@ pub fn encode_response(
     }
     head.push_str("\r\n");
     let mut out = head.into_bytes();
-    if !head_only {
+    if !head_only && !bodiless {
         out.extend_from_slice(body);
     }
     out
@@ -711,6 +721,28 @@ mod tests {
         let head = String::from_utf8(head).unwrap();
         assert!(head.contains("Content-Length: 3\r\n"));
         assert!(head.ends_with("\r\n\r\n"));
+    }
+
+    /// RFC 9110 §8.6: a 1xx or 204 response carries no Content-Length (nor a body, so no
+    /// Content-Type either), whoever builds it.
+    #[test]
+    fn bodiless_statuses_carry_no_length_or_type() {
+        let informational = Status {
+            code: 103,
+            reason: "Early Hints",
+        };
+        for status in [Status::NO_CONTENT, informational] {
+            let out = encode_response(status, JSON, &[("Allow", "GET")], b"", false, false);
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.starts_with(&format!("HTTP/1.1 {} ", status.code)),
+                "{out}"
+            );
+            assert!(!out.contains("\r\nContent-Length:"), "{out}");
+            assert!(!out.contains("\r\nContent-Type:"), "{out}");
+            assert!(out.contains("\r\nAllow: GET\r\n"), "{out}");
+            assert!(out.ends_with("\r\n\r\n"), "{out}");
+        }
     }
 
     #[test]

@@ -31,3 +31,32 @@ fn an_absolute_form_target_is_served_like_its_path() {
     );
     assert_eq!(polled.json()["messages"][0]["text"], "b");
 }
+
+/// RFC 9110 §8.6: a 204 has no Content-Length. The CORS preflight is one, and the
+/// connection goes on to the next request as if nothing followed the head.
+#[test]
+fn the_cors_preflight_204_has_no_length_or_type_and_keeps_the_connection() {
+    let mut config = test_config();
+    config.cors_origin = Some("https://chat.example".into());
+    let server = start(config);
+    let mut client = Client::connect(server.addr);
+    client.send(
+        b"OPTIONS /rooms/r/messages HTTP/1.1\r\nOrigin: https://chat.example\r\n\
+          Access-Control-Request-Method: POST\r\n\r\n",
+    );
+    let head = client.read_until("\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 204 No Content\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("\r\ncontent-length:"), "{head}");
+    assert!(!lower.contains("\r\ncontent-type:"), "{head}");
+    assert!(
+        lower.contains("access-control-allow-methods: get, post\r\n"),
+        "{head}"
+    );
+    client.get("/stats");
+    assert_eq!(
+        client.read_reply().status,
+        200,
+        "nothing followed the 204's head"
+    );
+}
