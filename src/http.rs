@@ -89,8 +89,13 @@ pub struct Request {
 pub enum Parse {
     /// A whole request (head and body) is in the buffer.
     Complete(Request),
-    /// More bytes are needed; nothing is wrong.
-    Partial,
+    /// More bytes are needed; nothing is wrong. `awaits_continue`: the head is complete
+    /// and acceptable, the body is not all here, and the client (HTTP/1.1 with
+    /// `Expect: 100-continue`) holds the body back until it hears `100 Continue`.
+    Partial {
+        /// Answer [`CONTINUE`] (once per request) or the client waits out its own timer.
+        awaits_continue: bool,
+    },
     /// The request can never become valid; answer this status and close.
     Invalid(Status),
 }
@@ -182,8 +187,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         return Parse::Invalid(Status::PAYLOAD_TOO_LARGE);
     };
     if buf.len() < consumed {
-        // The head is here and sane; the body is still arriving.
-        return Parse::Partial;
+        // The head is here and sane; the body is still arriving, or held back until we say
+        // 100 Continue. HTTP/1.0 clients must never get a 1xx (RFC 9110 §15.2).
+        return Parse::Partial {
+            awaits_continue: head.expect_continue && minor == 1,
+        };
     }
     let Some((path, query)) = split_target(target) else {
         return Parse::Invalid(Status::BAD_REQUEST);
@@ -242,7 +250,9 @@ fn partial_head(buf: &[u8], limits: &Limits) -> Parse {
     match line_end {
         None if buf.len() > request_line_cap => Parse::Invalid(Status::URI_TOO_LONG),
         _ if buf.len() > limits.head_bytes => Parse::Invalid(Status::HEADERS_TOO_LARGE),
-        _ => Parse::Partial,
+        _ => Parse::Partial {
+            awaits_continue: false,
+        },
     }
 }
 
@@ -252,6 +262,8 @@ struct Head {
     keep_alive: bool,
     content_type: Option<String>,
     last_event_id: Option<String>,
+    /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
+    expect_continue: bool,
 }
 
 fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<Head, Status> {
@@ -261,6 +273,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     let mut keep_alive_token = false;
     let mut content_type = None;
     let mut last_event_id = None;
+    let mut expect_continue = false;
     let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
     for header in headers {
         if header.name.eq_ignore_ascii_case("content-length") {
@@ -276,6 +289,13 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
             content_type = Some(text(header.value));
         } else if header.name.eq_ignore_ascii_case("last-event-id") {
             last_event_id = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("expect") {
+            // Any other expectation is ignored: RFC 9110 §10.1.1 allows answering 417, but
+            // going ahead is just as correct for a server with nothing else to offer.
+            expect_continue |= header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue");
         } else if header.name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -302,6 +322,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
         keep_alive,
         content_type,
         last_event_id,
+        expect_continue,
     })
 }
 
@@ -372,6 +393,9 @@ pub fn encode_stream_head(extra_headers: &[(&str, &str)]) -> Vec<u8> {
     head.push_str("\r\n");
     head.into_bytes()
 }
+
+/// The interim response to `Expect: 100-continue`: a status line and nothing else.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// The JSON content type every API response uses.
 pub const JSON: &str = "application/json";
@@ -462,7 +486,7 @@ mod tests {
         match parse(raw) {
             Parse::Invalid(status) => status.code,
             Parse::Complete(_) => 0,
-            Parse::Partial => 1,
+            Parse::Partial { .. } => 1,
         }
     }
 
@@ -579,11 +603,60 @@ mod tests {
         let raw = "POST /chat HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nmessage=x";
         for end in 0..raw.len() {
             assert!(
-                matches!(parse(&raw[..end]), Parse::Partial),
+                matches!(
+                    parse(&raw[..end]),
+                    Parse::Partial {
+                        awaits_continue: false
+                    }
+                ),
                 "prefix of {end} bytes"
             );
         }
         assert!(matches!(parse(raw), Parse::Complete(_)));
+    }
+
+    /// The client waits for `100 Continue` only when its head is complete and acceptable,
+    /// it is HTTP/1.1, it asked, and its body is not all here yet.
+    #[test]
+    fn expect_continue_is_flagged_while_the_body_is_awaited() {
+        let awaits = |raw: &str| match parse(raw) {
+            Parse::Partial { awaits_continue } => Some(awaits_continue),
+            Parse::Complete(_) => None,
+            Parse::Invalid(status) => panic!("{raw:?}: {}", status.code),
+        };
+        let head = "POST /chat HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n";
+        assert_eq!(awaits(head), Some(true));
+        assert_eq!(awaits(&format!("{head}mess")), Some(true));
+        assert_eq!(
+            awaits(&format!("{head}message=x")),
+            None,
+            "the body is here"
+        );
+        let cases: &[(&str, Option<bool>)] = &[
+            (
+                "POST / HTTP/1.1\r\nEXPECT:  100-Continue \r\nContent-Length: 1\r\n\r\n",
+                Some(true),
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n", Some(false)),
+            (
+                "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+                Some(false),
+            ),
+            (
+                "POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n",
+                Some(false),
+            ),
+            // The head is not complete yet.
+            ("POST / HTTP/1.1\r\nExpect: 100-continue\r\n", Some(false)),
+            // Nothing to send: complete at once.
+            ("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(awaits(raw), *expected, "{raw:?}");
+        }
+        // Refused from the head alone: the refusal, never a 100 first.
+        let too_big = "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 65537\r\n\r\n";
+        assert_eq!(status_of(too_big), 413);
     }
 
     #[test]
@@ -648,7 +721,7 @@ mod tests {
     #[test]
     fn body_limit_is_inclusive() {
         let at_limit = "POST /chat HTTP/1.1\r\nContent-Length: 65536\r\n\r\n";
-        assert!(matches!(parse(at_limit), Parse::Partial));
+        assert!(matches!(parse(at_limit), Parse::Partial { .. }));
     }
 
     /// A body cap of usize::MAX (only reachable by building Limits by hand; the command line

@@ -122,7 +122,11 @@ pub fn api_response(
 #[derive(Debug)]
 pub enum Next {
     /// No complete request yet; wait for more bytes (normal flow).
-    NeedMore,
+    NeedMore {
+        /// The client holds its body back until it hears [`http::CONTINUE`]: send it, once
+        /// for this request (see [`Parse::Partial`]).
+        awaits_continue: bool,
+    },
     /// The input can never become a valid request: answer `status`, then close.
     Reject(Status),
     /// A complete request: carry out `action`, then drop `consumed` bytes from the input.
@@ -141,7 +145,7 @@ pub enum Next {
 /// property tests call it with arbitrary bytes.
 pub fn next(input: &[u8], limits: &Limits, context: &Context) -> Next {
     match http::parse_request(input, limits) {
-        Parse::Partial => Next::NeedMore,
+        Parse::Partial { awaits_continue } => Next::NeedMore { awaits_continue },
         Parse::Invalid(status) => Next::Reject(status),
         Parse::Complete(request) => Next::Request {
             action: route(&request, &input[request.body.clone()], context),

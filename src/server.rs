@@ -629,7 +629,16 @@ impl Server {
             };
             match routes::next(&conn.input, &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
-                Next::NeedMore => return,
+                Next::NeedMore { awaits_continue } => {
+                    if awaits_continue && !conn.continue_sent {
+                        conn.continue_sent = true;
+                        if let Err(e) = conn.write_interim(http::CONTINUE) {
+                            log::debug!("#{key} cannot send 100 Continue: {e}");
+                            self.close(key);
+                        }
+                    }
+                    return;
+                }
                 Next::Reject(status) => {
                     log::debug!("#{key} {} → {} {}", conn.peer(), status.code, status.reason);
                     conn.input = Vec::new();
@@ -649,6 +658,7 @@ impl Server {
                         log::debug!("#{key} {line}");
                     }
                     conn.input.drain(..consumed);
+                    conn.continue_sent = false;
                     if conn.input.is_empty() {
                         // Give the buffer back: a parked poll should own no heap memory.
                         conn.input = Vec::new();

@@ -38,7 +38,7 @@ pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
         input.extend_from_slice(chunk);
         loop {
             match routes::next(&input, limits, &context) {
-                Next::NeedMore => {
+                Next::NeedMore { .. } => {
                     assert!(
                         input.len() <= limits.request_bytes() + chunk.len(),
                         "buffered {} bytes waiting for a request; cap {} + chunk {}",
