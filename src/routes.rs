@@ -182,13 +182,13 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
         ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")]),
         ("/stats", Method::Get) => Action::Stats,
         ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")]),
-        (path, method) => match context.assets.get(path) {
-            Some(asset) => match method {
+        (path, method) => match context.assets.lookup(path) {
+            Ok(asset) => match method {
                 Method::Get => reply(Response::Shared(Rc::clone(&asset.get)), close),
                 Method::Head => reply(Response::Shared(Rc::clone(&asset.head)), close),
                 _ => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, HEAD")]),
             },
-            None => error(Status::NOT_FOUND, &[]),
+            Err(status) => error(status, &[]),
         },
     }
 }
