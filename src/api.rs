@@ -1,6 +1,7 @@
-//! The room API's inputs — room names, query strings, post bodies (form or JSON), names and
-//! texts — checked once, here, so that everything past this module can trust them. Every
-//! refusal carries the status and a sentence a client author can act on.
+//! The inputs of every way into a room — room names, query strings, post bodies (form or
+//! JSON, and the classic `POST /chat` form), names and texts — checked once, here, by one set
+//! of rules, so that everything past this module can trust them. Every refusal carries the
+//! status and a sentence a client author can act on.
 
 use crate::http::{self, Status};
 use crate::position::Position;

@@ -25,7 +25,8 @@
 //! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
 //! - [`chat`] — rooms by name and the lists of connections waiting in them.
 //! - [`room`] — one room: message history, presence, typing, and their encodings.
-//! - [`api`] — the room API's inputs (names, texts, positions, bodies), validated.
+//! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
+//!   bodies, validated by one set of rules.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
