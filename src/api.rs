@@ -1,6 +1,7 @@
-//! The room API's inputs — room names, query strings, post bodies (form or JSON), names and
-//! texts — checked once, here, so that everything past this module can trust them. Every
-//! refusal carries the status and a sentence a client author can act on.
+//! The inputs of every way into a room — room names, query strings, post bodies (form or
+//! JSON, and the classic `POST /chat` form), names and texts — checked once, here, by one set
+//! of rules, so that everything past this module can trust them. Every refusal carries the
+//! status and a sentence a client author can act on.
 
 use crate::http::{self, Status};
 use crate::position::Position;
@@ -11,6 +12,10 @@ pub const MAX_NAME_CHARS: usize = 40;
 pub const MAX_CLIENT_ID_BYTES: usize = 64;
 /// Longest room name, in bytes.
 pub const MAX_ROOM_BYTES: usize = 64;
+
+/// The name a classic `POST /chat` is stored under when it sends no `from`. The 2008
+/// protocol had no names; an empty one would show as nobody in room clients.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// A refused input: the status and what was wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +150,23 @@ pub fn parse_message(
     })
 }
 
+/// The body of a classic `POST /chat`: always a form, `message` (the text) and an optional
+/// `from`, which is [`ANONYMOUS`] when absent. The same rules as a room post, so every way
+/// into a room stores only valid names and texts.
+pub fn parse_classic_post(body: &[u8], max_text_bytes: usize) -> Result<NewMessage, ApiError> {
+    // No content type: the classic protocol has only ever been form-encoded.
+    let [text, from] = string_fields(None, body, ["message", "from"])?;
+    let text = text.ok_or(bad("text: a message is required"))?;
+    let from = from.unwrap_or_else(|| ANONYMOUS.to_owned());
+    check_name(&from)?;
+    check_text(&text, max_text_bytes)?;
+    Ok(NewMessage {
+        from,
+        text,
+        client_id: None,
+    })
+}
+
 /// The `from` of `POST /rooms/{room}/typing` (form or JSON).
 pub fn parse_typing(content_type: Option<&str>, body: &[u8]) -> Result<String, ApiError> {
     let [from] = string_fields(content_type, body, ["from"])?;
@@ -274,6 +296,29 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    #[test]
+    fn classic_posts() {
+        let post = |body: &str| parse_classic_post(body.as_bytes(), 10);
+        let anonymous = post("message=hi").unwrap();
+        assert_eq!(
+            (anonymous.from.as_str(), anonymous.text.as_str()),
+            (ANONYMOUS, "hi")
+        );
+        assert_eq!(post("from=ann&message=hi").unwrap().from, "ann");
+        let cases: &[(&str, u16)] = &[
+            ("", 400),
+            ("message=%20", 400),
+            ("message=a%0Db", 400),
+            ("message=hi&from=", 400),
+            ("message=hi&from=a%1Bb", 400),
+            ("message=hi&from=%zz", 400),
+            ("message=12345678901", 413),
+        ];
+        for (body, status) in cases {
+            assert_eq!(post(body).unwrap_err().status.code, *status, "{body:?}");
         }
     }
 

@@ -2,9 +2,12 @@
 //! as a ready-to-send response so the event loop never touches the disk and serving a file is
 //! one shared-buffer write.
 //!
-//! Requests are matched against the exact paths of the files found, never joined onto the
-//! directory, so `..`, `%2e%2e`, encoded slashes, NUL bytes and absolute paths cannot reach
-//! anything outside `www/`: they simply name no file (404). Symlinks are not followed.
+//! A request path is percent-decoded (strictly: `%` must start `%XX`, else 400; `+` is a
+//! plus, as in any URL path) and then matched against the exact paths of the files found,
+//! never joined onto the directory. Decoded paths with a NUL, a backslash, or a `.`, `..` or
+//! empty segment are refused outright (404) before the lookup, although no file could match
+//! them anyway: so `..`, `%2e%2e`, encoded slashes and absolute paths cannot reach anything
+//! outside `www/`. Symlinks are not followed.
 
 use crate::http::{self, Status};
 use std::collections::HashMap;
@@ -68,9 +71,22 @@ impl Assets {
         }
     }
 
-    /// The file at a request path, exactly as sent (`/` is `index.html`).
+    /// The file at a decoded path, matched exactly (`/` is `index.html`).
     pub fn get(&self, path: &str) -> Option<&Asset> {
         self.files.get(path)
+    }
+
+    /// The file a request path names, as sent on the wire (percent-encoded). Err is the
+    /// status to answer: 400 for a malformed escape, 404 for anything that names no file.
+    pub fn lookup(&self, raw_path: &str) -> Result<&Asset, Status> {
+        let decoded =
+            http::percent_decode(raw_path.as_bytes(), false).ok_or(Status::BAD_REQUEST)?;
+        // Not UTF-8: no file has such a name (load_dir skips them).
+        let path = String::from_utf8(decoded).map_err(|_| Status::NOT_FOUND)?;
+        if !is_plain_path(&path) {
+            return Err(Status::NOT_FOUND);
+        }
+        self.get(&path).ok_or(Status::NOT_FOUND)
     }
 
     /// Number of paths served (`/` counts when there is an index).
@@ -82,6 +98,23 @@ impl Assets {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+}
+
+/// `/`, or `/` followed by non-empty segments that are not `.` or `..`, with no NUL and no
+/// backslash anywhere: the only shape a path of a loaded file can have. Checked although
+/// the exact lookup would miss anything else, so that safety does not rest on the file
+/// table alone.
+fn is_plain_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if path.contains(['\0', '\\']) {
+        return false;
+    }
+    rest.is_empty()
+        || rest
+            .split('/')
+            .all(|segment| !matches!(segment, "" | "." | ".."))
 }
 
 fn load_dir(dir: &Path, prefix: &str, files: &mut HashMap<String, Asset>) -> io::Result<()> {
@@ -134,6 +167,63 @@ mod tests {
         ];
         for (path, expected) in cases {
             assert_eq!(content_type(path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn request_paths_are_decoded_then_matched_exactly() {
+        let dir = std::env::temp_dir().join(format!("comet-assets-names-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        for name in [
+            "a b.txt",
+            "café.txt",
+            "x+y.txt",
+            "index.html",
+            "sub/index.html",
+        ] {
+            std::fs::write(dir.join(name), name).unwrap();
+        }
+        let assets = Assets::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let body = |path: &str| {
+            let asset = assets
+                .lookup(path)
+                .unwrap_or_else(|s| panic!("{path}: {}", s.code));
+            let text = String::from_utf8(asset.get.to_vec()).unwrap();
+            text.split("\r\n\r\n").nth(1).unwrap().to_owned()
+        };
+        assert_eq!(body("/"), "index.html");
+        assert_eq!(body("/a%20b.txt"), "a b.txt");
+        assert_eq!(body("/caf%C3%A9.txt"), "café.txt");
+        assert_eq!(body("/café.txt"), "café.txt");
+        assert_eq!(body("/x+y.txt"), "x+y.txt");
+        assert_eq!(body("/x%2by.txt"), "x+y.txt");
+        assert_eq!(body("/sub/index.html"), "sub/index.html");
+        let refused: &[(&str, u16)] = &[
+            ("/a+b.txt", 404),
+            ("/%2e%2e/Cargo.toml", 404),
+            ("/sub/%2e%2e/index.html", 404),
+            ("/sub/../index.html", 404),
+            ("/./index.html", 404),
+            ("/sub/.", 404),
+            ("/sub/", 404),
+            ("//index.html", 404),
+            ("/sub%2f%2findex.html", 404),
+            ("/a%00b", 404),
+            ("/index.html%00", 404),
+            ("/sub%5Cindex.html", 404),
+            ("/sub\\index.html", 404),
+            ("/%FF", 404),
+            ("index.html", 404),
+            ("*", 404),
+            ("/%zz", 400),
+            ("/a%2", 400),
+            ("/100%", 400),
+        ];
+        for (path, code) in refused {
+            let got = assets.lookup(path).err().map(|status| status.code);
+            assert_eq!(got, Some(*code), "{path}");
         }
     }
 

@@ -28,7 +28,7 @@ use crate::clients::ClientId;
 use crate::outgoing::{Flushed, Outgoing};
 use crate::timer::TimerId;
 use mio::net::TcpStream;
-use std::io;
+use std::io::{self, Write};
 
 /// Which waiting list a connection is in, and where: kept so that leaving is O(1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +116,9 @@ pub struct Conn {
     pub input_paused: bool,
     /// In the server's ready queue: it has work left after its turn ended.
     pub ready: bool,
+    /// `100 Continue` went out for the request now in `input`: it is sent once per
+    /// request, and cleared when that request completes.
+    pub continue_sent: bool,
 }
 
 impl Conn {
@@ -133,6 +136,29 @@ impl Conn {
             peer_closed: false,
             input_paused: false,
             ready: false,
+            continue_sent: false,
+        }
+    }
+
+    /// Writes an interim (1xx) response straight to the socket. Only called while Reading,
+    /// when nothing of ours is queued (`output` is empty), so it cannot overtake anything.
+    /// A full socket buffer (nothing written) is fine: the interim response is advisory, and
+    /// a client waiting for it sends its body anyway after its own timeout. Err when only
+    /// part went out, or the socket failed: the connection must then close, since a torn
+    /// status line would corrupt the next response.
+    pub fn write_interim(&mut self, bytes: &[u8]) -> io::Result<()> {
+        debug_assert!(
+            self.output.is_none(),
+            "an interim response would overtake output"
+        );
+        loop {
+            match self.socket.write(bytes) {
+                Ok(n) if n == bytes.len() => return Ok(()),
+                Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -39,9 +39,10 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The most bytes of one request a connection may buffer.
+    /// The most bytes of one request a connection may buffer. Saturating: a cap past the
+    /// address space means "no cap", never a wrapped, tiny one.
     pub fn request_bytes(&self) -> usize {
-        self.head_bytes + self.body_bytes
+        self.head_bytes.saturating_add(self.body_bytes)
     }
 }
 
@@ -65,7 +66,8 @@ pub enum Method {
 pub struct Request {
     /// The method, reduced to what routing needs.
     pub method: Method,
-    /// Path without the query string, exactly as sent (not percent-decoded).
+    /// Path without the query string, exactly as sent (not percent-decoded); for an
+    /// absolute-form target, its path alone.
     pub path: String,
     /// The query string after `?`, if any.
     pub query: Option<String>,
@@ -87,8 +89,13 @@ pub struct Request {
 pub enum Parse {
     /// A whole request (head and body) is in the buffer.
     Complete(Request),
-    /// More bytes are needed; nothing is wrong.
-    Partial,
+    /// More bytes are needed; nothing is wrong. `awaits_continue`: the head is complete
+    /// and acceptable, the body is not all here, and the client (HTTP/1.1 with
+    /// `Expect: 100-continue`) holds the body back until it hears `100 Continue`.
+    Partial {
+        /// Answer [`CONTINUE`] (once per request) or the client waits out its own timer.
+        awaits_continue: bool,
+    },
     /// The request can never become valid; answer this status and close.
     Invalid(Status),
 }
@@ -171,14 +178,23 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
     if body_len > limits.body_bytes as u64 {
         return Parse::Invalid(Status::PAYLOAD_TOO_LARGE);
     }
-    let consumed = head_len + body_len as usize;
+    // Checked: under a huge body cap a Content-Length near u64::MAX would wrap the sum (a
+    // panic, and the release profile aborts on panic). Such a request could never be held.
+    let consumed = usize::try_from(body_len)
+        .ok()
+        .and_then(|body_len| head_len.checked_add(body_len));
+    let Some(consumed) = consumed else {
+        return Parse::Invalid(Status::PAYLOAD_TOO_LARGE);
+    };
     if buf.len() < consumed {
-        // The head is here and sane; the body is still arriving.
-        return Parse::Partial;
+        // The head is here and sane; the body is still arriving, or held back until we say
+        // 100 Continue. HTTP/1.0 clients must never get a 1xx (RFC 9110 §15.2).
+        return Parse::Partial {
+            awaits_continue: head.expect_continue && minor == 1,
+        };
     }
-    let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (target.to_owned(), None),
+    let Some((path, query)) = split_target(target) else {
+        return Parse::Invalid(Status::BAD_REQUEST);
     };
     Parse::Complete(Request {
         method,
@@ -192,6 +208,40 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
     })
 }
 
+/// A request target's path and query. An absolute-form target (`http://host/path?query`,
+/// what clients send to a proxy) must be accepted by servers too (RFC 9112 §3.2.2): its
+/// scheme and authority are dropped, like the Host header they repeat, and an empty path
+/// is `/`. `None` for an `http(s)` URI with no host, which RFC 9110 §4.2.1 says to reject.
+/// Anything else (origin-form, `*`) is split as sent and left for routing to 404.
+fn split_target(target: &str) -> Option<(String, Option<String>)> {
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let prefix = target.as_bytes().get(..scheme.len())?;
+        // ASCII prefix: slicing after it is on a character boundary.
+        prefix
+            .eq_ignore_ascii_case(scheme.as_bytes())
+            .then(|| &target[scheme.len()..])
+    });
+    let (path, query) = match after_scheme {
+        Some(rest) => {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            if authority_end == 0 {
+                return None;
+            }
+            let (path, query) = split_query(&rest[authority_end..]);
+            (if path.is_empty() { "/" } else { path }, query)
+        }
+        None => split_query(target),
+    };
+    Some((path.to_owned(), query.map(str::to_owned)))
+}
+
+fn split_query(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
 /// Decides whether an incomplete head is worth waiting for.
 fn partial_head(buf: &[u8], limits: &Limits) -> Parse {
     let line_end = buf.iter().position(|&b| b == b'\n');
@@ -200,7 +250,9 @@ fn partial_head(buf: &[u8], limits: &Limits) -> Parse {
     match line_end {
         None if buf.len() > request_line_cap => Parse::Invalid(Status::URI_TOO_LONG),
         _ if buf.len() > limits.head_bytes => Parse::Invalid(Status::HEADERS_TOO_LARGE),
-        _ => Parse::Partial,
+        _ => Parse::Partial {
+            awaits_continue: false,
+        },
     }
 }
 
@@ -210,6 +262,8 @@ struct Head {
     keep_alive: bool,
     content_type: Option<String>,
     last_event_id: Option<String>,
+    /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
+    expect_continue: bool,
 }
 
 fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<Head, Status> {
@@ -219,6 +273,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     let mut keep_alive_token = false;
     let mut content_type = None;
     let mut last_event_id = None;
+    let mut expect_continue = false;
     let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
     for header in headers {
         if header.name.eq_ignore_ascii_case("content-length") {
@@ -234,6 +289,13 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
             content_type = Some(text(header.value));
         } else if header.name.eq_ignore_ascii_case("last-event-id") {
             last_event_id = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("expect") {
+            // Any other expectation is ignored: RFC 9110 §10.1.1 allows answering 417, but
+            // going ahead is just as correct for a server with nothing else to offer.
+            expect_continue |= header
+                .value
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue");
         } else if header.name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -260,6 +322,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
         keep_alive,
         content_type,
         last_event_id,
+        expect_continue,
     })
 }
 
@@ -274,6 +337,10 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 
 /// Encodes a complete response. `head_only` leaves the body out but keeps its length (HEAD).
 /// `close` adds `Connection: close`, for responses after which the server hangs up.
+///
+/// A 1xx or 204 response has no body by definition, and RFC 9110 §8.6 forbids it a
+/// Content-Length; it gets no Content-Type either. This is the one place responses are
+/// spelled, so no route can get that wrong.
 pub fn encode_response(
     status: Status,
     content_type: &str,
@@ -282,15 +349,22 @@ pub fn encode_response(
     head_only: bool,
     close: bool,
 ) -> Vec<u8> {
+    let bodiless = status.code < 200 || status == Status::NO_CONTENT;
+    debug_assert!(
+        !bodiless || body.is_empty(),
+        "a {} has no body",
+        status.code
+    );
     let mut out = encode_head(status, content_type, extra_headers, body.len(), close);
-    if !head_only {
+    if !head_only && !bodiless {
         out.extend_from_slice(body);
     }
     out
 }
 
-/// Encodes a response head for a body of `body_len` bytes that is sent separately (a poll
-/// answer made of shared pieces of the history).
+/// Encodes a response head for a body of `body_len` bytes, which goes separately (a poll
+/// answer made of shared pieces of the history) or not at all (HEAD). A 1xx or 204 has
+/// no body, so it carries neither Content-Type nor Content-Length (RFC 9110 §8.6).
 pub fn encode_head(
     status: Status,
     content_type: &str,
@@ -298,14 +372,17 @@ pub fn encode_head(
     body_len: usize,
     close: bool,
 ) -> Vec<u8> {
+    let bodiless = status.code < 200 || status == Status::NO_CONTENT;
     let mut head = String::with_capacity(160);
     // Writing to a String cannot fail.
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
-        status.code, status.reason, content_type, body_len
-    );
+    let _ = write!(head, "HTTP/1.1 {} {}\r\n", status.code, status.reason);
+    if !bodiless {
+        let _ = write!(
+            head,
+            "Content-Type: {content_type}\r\nContent-Length: {body_len}\r\n"
+        );
+    }
+    head.push_str("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
     for (name, value) in extra_headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
@@ -330,6 +407,9 @@ pub fn encode_stream_head(extra_headers: &[(&str, &str)]) -> Vec<u8> {
     head.into_bytes()
 }
 
+/// The interim response to `Expect: 100-continue`: a status line and nothing else.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// The JSON content type every API response uses.
 pub const JSON: &str = "application/json";
 
@@ -352,37 +432,59 @@ pub fn error_response(
     )
 }
 
-/// A form body whose decoded bytes are not UTF-8.
+/// A form body (or query string) that is not URL-encoded UTF-8: a `%` not followed by two
+/// hex digits, or decoded bytes that are not UTF-8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MalformedForm;
 
-/// Decodes an `application/x-www-form-urlencoded` body and returns the value of `field`:
-/// `+` is a space, `%XX` a byte, and the result must be UTF-8. `Ok(None)` when the field is
-/// absent.
+/// Decodes an `application/x-www-form-urlencoded` body and returns the value of the first
+/// `field`: `+` is a space, `%XX` a byte, and the result must be UTF-8. `Ok(None)` when the
+/// field is absent.
+///
+/// The whole body is checked, not just the field asked for: a body is URL-encoded or it is
+/// not, and refusing it the same way whichever field is broken tells the client the truth.
+/// WHATWG's parser would keep a stray `%` as is; we refuse it instead, because a client that
+/// sends `100%` unescaped has an encoding bug that would otherwise corrupt some other text.
 pub fn form_field(body: &[u8], field: &str) -> Result<Option<String>, MalformedForm> {
+    let mut found = None;
     for pair in body.split(|&b| b == b'&') {
         let (name, value) = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &[][..]),
         };
-        if form_decode(name)? == field {
-            return form_decode(value).map(Some);
+        let name = form_decode(name)?;
+        let value = form_decode(value)?;
+        if found.is_none() && name == field {
+            found = Some(value);
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn form_decode(raw: &[u8]) -> Result<String, MalformedForm> {
-    // A bare `%` not followed by two hex digits is left as is by percent_decode; the spec
-    // (WHATWG urlencoded) agrees, so we do the same rather than reject.
-    let plus_as_space: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_encoding::percent_decode(&plus_as_space)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| MalformedForm)
+    let bytes = percent_decode(raw, true).ok_or(MalformedForm)?;
+    String::from_utf8(bytes).map_err(|_| MalformedForm)
+}
+
+/// Strict percent-decoding: every `%` must start `%XX` with two hex digits, else `None`.
+/// `plus_is_space` is for form bodies only; in a path `+` is a literal plus.
+pub fn percent_decode(raw: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        match b {
+            b'%' => {
+                let [hi, lo, ..] = *rest else { return None };
+                let hex = |d: u8| (d as char).to_digit(16);
+                out.push((hex(hi)? * 16 + hex(lo)?) as u8);
+                rest = &rest[2..];
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(b),
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -397,7 +499,7 @@ mod tests {
         match parse(raw) {
             Parse::Invalid(status) => status.code,
             Parse::Complete(_) => 0,
-            Parse::Partial => 1,
+            Parse::Partial { .. } => 1,
         }
     }
 
@@ -478,16 +580,96 @@ mod tests {
         }
     }
 
+    /// RFC 9112 §3.2.2: a server must accept the absolute form a client sends to proxies.
+    #[test]
+    fn absolute_form_targets_are_their_path_and_query() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("http://example.org/stats", "/stats", None),
+            ("HTTP://Example.org:8080/a/b?c=d", "/a/b", Some("c=d")),
+            ("https://example.org/chat", "/chat", None),
+            ("hTTpS://h", "/", None),
+            ("http://h?since=0", "/", Some("since=0")),
+            ("http://user@h:1/x?y", "/x", Some("y")),
+            // Not absolute-form: taken as sent, and no file or route has such a path.
+            ("*", "*", None),
+            ("/http://h/x", "/http://h/x", None),
+            ("ftp://h/x", "ftp://h/x", None),
+        ];
+        for (target, path, query) in cases {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let Parse::Complete(req) = parse(&raw) else {
+                panic!("not complete: {raw:?}")
+            };
+            assert_eq!(
+                (req.path.as_str(), req.query.as_deref()),
+                (*path, *query),
+                "{target}"
+            );
+        }
+        // An http URI with an empty host is invalid (RFC 9110 §4.2.1).
+        assert_eq!(status_of("GET http:///stats HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status_of("GET http:// HTTP/1.1\r\n\r\n"), 400);
+    }
+
     #[test]
     fn every_prefix_of_a_request_is_partial() {
         let raw = "POST /chat HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nmessage=x";
         for end in 0..raw.len() {
             assert!(
-                matches!(parse(&raw[..end]), Parse::Partial),
+                matches!(
+                    parse(&raw[..end]),
+                    Parse::Partial {
+                        awaits_continue: false
+                    }
+                ),
                 "prefix of {end} bytes"
             );
         }
         assert!(matches!(parse(raw), Parse::Complete(_)));
+    }
+
+    /// The client waits for `100 Continue` only when its head is complete and acceptable,
+    /// it is HTTP/1.1, it asked, and its body is not all here yet.
+    #[test]
+    fn expect_continue_is_flagged_while_the_body_is_awaited() {
+        let awaits = |raw: &str| match parse(raw) {
+            Parse::Partial { awaits_continue } => Some(awaits_continue),
+            Parse::Complete(_) => None,
+            Parse::Invalid(status) => panic!("{raw:?}: {}", status.code),
+        };
+        let head = "POST /chat HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n";
+        assert_eq!(awaits(head), Some(true));
+        assert_eq!(awaits(&format!("{head}mess")), Some(true));
+        assert_eq!(
+            awaits(&format!("{head}message=x")),
+            None,
+            "the body is here"
+        );
+        let cases: &[(&str, Option<bool>)] = &[
+            (
+                "POST / HTTP/1.1\r\nEXPECT:  100-Continue \r\nContent-Length: 1\r\n\r\n",
+                Some(true),
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\n", Some(false)),
+            (
+                "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+                Some(false),
+            ),
+            (
+                "POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n",
+                Some(false),
+            ),
+            // The head is not complete yet.
+            ("POST / HTTP/1.1\r\nExpect: 100-continue\r\n", Some(false)),
+            // Nothing to send: complete at once.
+            ("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(awaits(raw), *expected, "{raw:?}");
+        }
+        // Refused from the head alone: the refusal, never a 100 first.
+        let too_big = "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 65537\r\n\r\n";
+        assert_eq!(status_of(too_big), 413);
     }
 
     #[test]
@@ -552,7 +734,34 @@ mod tests {
     #[test]
     fn body_limit_is_inclusive() {
         let at_limit = "POST /chat HTTP/1.1\r\nContent-Length: 65536\r\n\r\n";
-        assert!(matches!(parse(at_limit), Parse::Partial));
+        assert!(matches!(parse(at_limit), Parse::Partial { .. }));
+    }
+
+    /// A body cap of usize::MAX (only reachable by building Limits by hand; the command line
+    /// caps --max-body at 64 MiB) must not make the length sums wrap and panic.
+    #[test]
+    fn huge_caps_and_lengths_do_not_overflow() {
+        let limits = Limits {
+            body_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(limits.request_bytes(), usize::MAX);
+        let raw = format!(
+            "POST /chat HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            u64::MAX
+        );
+        assert!(matches!(
+            parse_request(raw.as_bytes(), &limits),
+            Parse::Invalid(Status::PAYLOAD_TOO_LARGE)
+        ));
+        let raw = format!(
+            "POST /chat HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            u64::MAX - 10
+        );
+        assert!(matches!(
+            parse_request(raw.as_bytes(), &limits),
+            Parse::Invalid(Status::PAYLOAD_TOO_LARGE)
+        ));
     }
 
     #[test]
@@ -566,8 +775,18 @@ mod tests {
             ("other=1", Ok(None)),
             ("", Ok(None)),
             ("message=%FF", Err(MalformedForm)),
-            ("message=100%", Ok(Some("100%"))),
             ("mess%61ge=x", Ok(Some("x"))),
+            ("message=%41%6a", Ok(Some("Aj"))),
+            ("message=a+%2B+b", Ok(Some("a + b"))),
+            // `%` must start an escape of two hex digits, wherever it is.
+            ("message=100%", Err(MalformedForm)),
+            ("message=a%2", Err(MalformedForm)),
+            ("message=%zz", Err(MalformedForm)),
+            ("message=%%41", Err(MalformedForm)),
+            // The body as a whole is either well formed or refused, whichever field is bad.
+            ("message=ok&other=%zz", Err(MalformedForm)),
+            ("other=%zz&message=ok", Err(MalformedForm)),
+            ("other=%FF&message=ok", Err(MalformedForm)),
         ];
         for (body, expected) in cases {
             let got = form_field(body.as_bytes(), "message");
@@ -588,6 +807,28 @@ mod tests {
         let head = String::from_utf8(head).unwrap();
         assert!(head.contains("Content-Length: 3\r\n"));
         assert!(head.ends_with("\r\n\r\n"));
+    }
+
+    /// RFC 9110 §8.6: a 1xx or 204 response carries no Content-Length (nor a body, so no
+    /// Content-Type either), whoever builds it.
+    #[test]
+    fn bodiless_statuses_carry_no_length_or_type() {
+        let informational = Status {
+            code: 103,
+            reason: "Early Hints",
+        };
+        for status in [Status::NO_CONTENT, informational] {
+            let out = encode_response(status, JSON, &[("Allow", "GET")], b"", false, false);
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.starts_with(&format!("HTTP/1.1 {} ", status.code)),
+                "{out}"
+            );
+            assert!(!out.contains("\r\nContent-Length:"), "{out}");
+            assert!(!out.contains("\r\nContent-Type:"), "{out}");
+            assert!(out.contains("\r\nAllow: GET\r\n"), "{out}");
+            assert!(out.ends_with("\r\n\r\n"), "{out}");
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@
 //! - [`room`] — one room: message history, typing, and their encodings.
 //! - [`presence`] — who is in a room by name, and when each name leaves.
 //! - [`clients`] — what each client address holds, for limits per client.
-//! - [`api`] — the room API's inputs (names, texts, positions, bodies), validated.
+//! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
+//!   bodies, validated by one set of rules.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.

@@ -21,9 +21,12 @@ pub enum Action {
     },
     /// `GET /chat`: hold the connection until a message is posted or the poll times out.
     Park,
-    /// `POST /chat`: send `message` to every parked poll, then answer the poster.
+    /// `POST /chat`: store `message` in the lobby and send it to everyone waiting there,
+    /// then answer the poster. Both fields passed the same checks as a room post.
     Broadcast {
-        /// The decoded message text.
+        /// A valid name: the post's `from`, or [`api::ANONYMOUS`].
+        from: String,
+        /// A valid text.
         message: String,
     },
     /// `GET /stats`: the server fills in its counters.
@@ -111,7 +114,11 @@ pub fn api_response(
 #[derive(Debug)]
 pub enum Next {
     /// No complete request yet; wait for more bytes (normal flow).
-    NeedMore,
+    NeedMore {
+        /// The client holds its body back until it hears [`http::CONTINUE`]: send it, once
+        /// for this request (see [`Parse::Partial`]).
+        awaits_continue: bool,
+    },
     /// The input can never become a valid request: answer `status`, then close.
     Reject(Status),
     /// A complete request: carry out `action`, then drop `consumed` bytes from the input.
@@ -130,7 +137,7 @@ pub enum Next {
 /// property tests call it with arbitrary bytes.
 pub fn next(input: &[u8], limits: &Limits, context: &Context) -> Next {
     match http::parse_request(input, limits) {
-        Parse::Partial => Next::NeedMore,
+        Parse::Partial { awaits_continue } => Next::NeedMore { awaits_continue },
         Parse::Invalid(status) => Next::Reject(status),
         Parse::Complete(request) => Next::Request {
             action: route(&request, &input[request.body.clone()], context),
@@ -157,21 +164,23 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
     }
     match (request.path.as_str(), request.method) {
         ("/chat", Method::Get) => Action::Park,
-        ("/chat", Method::Post) => match http::form_field(body, "message") {
-            Ok(Some(message)) => Action::Broadcast { message },
-            // Absent and malformed both mean "send message=<url-encoded UTF-8>".
-            Ok(None) | Err(http::MalformedForm) => error(Status::BAD_REQUEST, &[]),
+        ("/chat", Method::Post) => match api::parse_classic_post(body, context.max_message_bytes) {
+            Ok(NewMessage { from, text, .. }) => Action::Broadcast {
+                from,
+                message: text,
+            },
+            Err(refused) => classic_refusal(refused, close),
         },
         ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")]),
         ("/stats", Method::Get) => Action::Stats,
         ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")]),
-        (path, method) => match context.assets.get(path) {
-            Some(asset) => match method {
+        (path, method) => match context.assets.lookup(path) {
+            Ok(asset) => match method {
                 Method::Get => reply(Response::Shared(Rc::clone(&asset.get)), close),
                 Method::Head => reply(Response::Shared(Rc::clone(&asset.head)), close),
                 _ => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, HEAD")]),
             },
-            None => error(Status::NOT_FOUND, &[]),
+            Err(status) => error(status, &[]),
         },
     }
 }
@@ -280,6 +289,26 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
     }
 }
 
+/// A refused classic post, in the classic format `{"error":"<sentence>"}` (no CORS: the
+/// classic protocol is same-origin). The room API calls the text `text`; here the field is
+/// `message`, and the sentence should name what the client sent.
+fn classic_refusal(refused: ApiError, close: bool) -> Action {
+    let sentence = match refused.message.strip_prefix("text: ") {
+        Some(rest) => format!("message: {rest}"),
+        None => refused.message.to_owned(),
+    };
+    let body = json::object1("error", &sentence);
+    let bytes = http::encode_response(
+        refused.status,
+        http::JSON,
+        &[],
+        body.as_bytes(),
+        false,
+        close,
+    );
+    reply(Response::Owned(bytes), close)
+}
+
 fn reply(response: Response, close: bool) -> Action {
     Action::Reply { response, close }
 }
@@ -323,7 +352,9 @@ mod tests {
             Action::Stats
         ));
         match route_raw("POST /chat HTTP/1.1\r\nContent-Length: 14\r\n\r\nmessage=a+b%21") {
-            Action::Broadcast { message } => assert_eq!(message, "a b!"),
+            Action::Broadcast { from, message } => {
+                assert_eq!((from.as_str(), message.as_str()), (api::ANONYMOUS, "a b!"))
+            }
             other => panic!("{other:?}"),
         }
         let errors = [

@@ -752,7 +752,17 @@ impl Server {
             };
             match routes::next(&input[used..], &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
-                Next::NeedMore => break false,
+                Next::NeedMore { awaits_continue } => {
+                    let conn = &mut self.conns[key];
+                    if awaits_continue && !conn.continue_sent {
+                        conn.continue_sent = true;
+                        if let Err(e) = conn.write_interim(http::CONTINUE) {
+                            log::debug!("#{key} cannot send 100 Continue: {e}");
+                            self.close(key);
+                        }
+                    }
+                    break false;
+                }
                 Next::Reject(status) => {
                     log::debug!("#{key} {} → {} {}", conn.peer(), status.code, status.reason);
                     used = input.len();
@@ -773,6 +783,7 @@ impl Server {
                     }
                     used += consumed;
                     answered += 1;
+                    self.conns[key].continue_sent = false;
                     // While draining for shutdown every response is the connection's last.
                     let close = close || self.draining_until.is_some();
                     self.apply(key, action, close);
@@ -819,9 +830,9 @@ impl Server {
                 let lobby = self.chat.lobby();
                 self.park(key, lobby, ListKind::Classic, close);
             }
-            Action::Broadcast { message } => {
+            Action::Broadcast { from, message } => {
                 let lobby = self.chat.lobby();
-                self.post(lobby, "", &message, None);
+                self.post(lobby, &from, &message, None);
                 let response = Response::Owned(chat::posted_response(close));
                 self.respond(key, response, close);
             }

@@ -89,6 +89,7 @@ fn a_reader_too_slow_for_a_broadcast_is_dropped_and_delays_no_one() {
     let mut config = test_config();
     config.write_timeout = Duration::from_millis(500);
     config.limits.body_bytes = 8 << 20;
+    config.max_message_bytes = 8 << 20;
     let server = start(config);
 
     // The slow reader: a tiny receive buffer it never drains.

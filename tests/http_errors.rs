@@ -89,6 +89,17 @@ fn well_framed_but_wrong_requests_keep_the_connection() {
             400,
             None,
         ),
+        // A `%` that starts no two-digit escape is malformed, not a literal percent sign.
+        (
+            "POST /chat HTTP/1.1\r\nContent-Length: 12\r\n\r\nmessage=100%",
+            400,
+            None,
+        ),
+        (
+            "POST /chat HTTP/1.1\r\nContent-Length: 11\r\n\r\nmessage=%zz",
+            400,
+            None,
+        ),
     ];
     for (raw, status, allow) in cases {
         client.send(raw.as_bytes());
@@ -124,4 +135,57 @@ fn bad_clients_do_not_disturb_a_waiting_poll() {
     let mut poster = Client::connect(server.addr);
     poster.post_message("still+here");
     assert_eq!(poll.read_reply().text(), r#"{"ok":"still here"}"#);
+}
+
+/// Classic posts follow the same rules as the room API: a text over `--max-message` is 413,
+/// a blank text or one with control characters (newline aside) is 400, each with a sentence
+/// saying why, and nothing reaches the lobby or a waiting poll.
+#[test]
+fn classic_posts_obey_the_message_rules() {
+    let server = start_default();
+    let mut poll = Client::connect(server.addr);
+    poll.get("/chat");
+    wait_parked(&server, 1);
+    let long = "x".repeat(20_000);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (format!("message={long}"), 413, "--max-message"),
+        ("message=%20%20".into(), 400, "empty"),
+        ("message=".into(), 400, "empty"),
+        ("message=line%0D%0Abreak".into(), 400, "control"),
+        ("message=esc%1B[31m".into(), 400, "control"),
+        ("message=nul%00".into(), 400, "control"),
+        ("message=hi&from=".into(), 400, "from"),
+        ("message=hi&from=%20".into(), 400, "from"),
+        ("message=hi&from=a%0Ab".into(), 400, "from"),
+        (format!("message=hi&from={}", "n".repeat(41)), 400, "from"),
+        ("nothing=1".into(), 400, "message"),
+    ];
+    let mut client = Client::connect(server.addr);
+    for (body, status, needle) in &cases {
+        client.send(
+            format!(
+                "POST /chat HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let reply = client.read_reply();
+        let shown = &body[..body.len().min(40)];
+        assert_eq!(reply.status, *status, "{shown:?}: {}", reply.text());
+        let error = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(needle), "{shown:?}: {error}");
+        assert_eq!(reply.header("Connection"), None, "{shown:?}");
+    }
+    assert!(
+        poll.silent_for(Duration::from_millis(100)),
+        "nothing was posted"
+    );
+    // At the limit is fine, and a newline is a newline.
+    let at_limit = format!("{}%0A", "y".repeat(4095));
+    client.post_message(&at_limit);
+    assert_eq!(client.read_reply().status, 200);
+    let text = format!("{}\n", "y".repeat(4095));
+    assert_eq!(poll.read_reply().json()["ok"], text.as_str());
+    let lobby = get(server.addr, "/rooms/lobby/messages").json();
+    assert_eq!(lobby["messages"].as_array().unwrap().len(), 1, "{lobby}");
 }

@@ -170,3 +170,43 @@ fn a_second_signal_during_the_grace_period_stops_at_once() {
         .expect("exits at once");
     assert!(status.success());
 }
+
+/// An absurd size flag is refused at start-up with the flag and its range, instead of a
+/// server that later wraps a length sum and aborts on the first large request.
+#[test]
+fn an_out_of_range_flag_is_a_start_up_error_naming_it() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+        .args(["--addr", "127.0.0.1:0", "--no-www"])
+        .args(["--max-body", "18446744073709551615"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server binary");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server started with --max-body 18446744073709551615");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let first_line = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first_line.contains("--max-body") && first_line.contains("64 MiB"),
+        "{first_line}"
+    );
+}

@@ -13,8 +13,11 @@ use std::time::Duration;
 
 /// One valid request and the first line the server should see for it.
 fn valid_request() -> impl Strategy<Value = (Vec<u8>, String)> {
-    let message = proptest::collection::vec(any::<char>(), 0..40)
-        .prop_map(|chars| chars.into_iter().collect::<String>());
+    // A valid text: not blank (the leading `m`), no control characters but newline.
+    let text_char =
+        any::<char>().prop_filter("a valid text character", |c| !c.is_control() || *c == '\n');
+    let message = proptest::collection::vec(text_char, 0..40)
+        .prop_map(|chars| std::iter::once('m').chain(chars).collect::<String>());
     prop_oneof![
         Just((
             b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),

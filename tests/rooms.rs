@@ -201,6 +201,9 @@ fn invalid_input_gets_a_clear_4xx() {
         ("/rooms/r/messages".into(), "from=a%0Ab&text=b", 400),
         ("/rooms/r/messages".into(), "from=a&text=tab%09here", 400),
         ("/rooms/r/messages".into(), "from=a&text=%FF", 400),
+        ("/rooms/r/messages".into(), "from=a&text=100%", 400),
+        ("/rooms/r/messages".into(), "from=a&text=%zz", 400),
+        ("/rooms/r/messages".into(), "from=a%2&text=b", 400),
         (
             "/rooms/r/messages".into(),
             &*format!("from=a&text={long}").leak(),
@@ -224,6 +227,8 @@ fn invalid_input_gets_a_clear_4xx() {
         ("/rooms/r/messages?since=garbage".to_owned(), 400),
         (format!("/rooms/r/messages?since={}9", head), 400), // ahead of the room
         ("/rooms/r/events?since=garbage".to_owned(), 400),
+        ("/rooms/r/messages?since=0&name=%zz".to_owned(), 400),
+        ("/rooms/r/events?name=100%".to_owned(), 400),
         ("/rooms/r/typing".to_owned(), 405),
     ] {
         let reply = get(server.addr, &path);
@@ -453,7 +458,14 @@ fn the_classic_chat_is_the_lobby() {
     assert_eq!(poster.read_reply().text(), r#"{"ok":"posted"}"#);
     let lobby = get(server.addr, "/rooms/lobby/messages").json();
     assert_eq!(lobby["messages"][1]["text"], "from the classic api");
-    assert_eq!(lobby["messages"][1]["from"], "");
+    assert_eq!(lobby["messages"][1]["from"], "anonymous");
+
+    // A classic post may say who it is from.
+    let reply = post_form(server.addr, "/chat", "message=signed&from=Ann+%C3%89");
+    assert_eq!(reply.text(), r#"{"ok":"posted"}"#);
+    let lobby = get(server.addr, "/rooms/lobby/messages").json();
+    assert_eq!(lobby["messages"][2]["text"], "signed");
+    assert_eq!(lobby["messages"][2]["from"], "Ann É");
 }
 
 /// Regression: a stream opened with a name not yet present used to receive its own join

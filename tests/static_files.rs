@@ -100,3 +100,59 @@ fn static_files_refuse_other_methods() {
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("Allow"), Some("GET, HEAD"));
 }
+
+/// File names with spaces, plus signs and non-ASCII letters are reachable by their
+/// percent-encoded paths (as browsers send them), and decoding opens no way out of www/.
+#[test]
+fn percent_encoded_paths_reach_files_with_any_name_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("comet-www-names-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("a b.txt"), "spaced").unwrap();
+    std::fs::write(dir.join("café.txt"), "accented").unwrap();
+    std::fs::write(dir.join("x+y.txt"), "plus").unwrap();
+    std::fs::write(dir.join("index.html"), "<p>index</p>").unwrap();
+    std::fs::write(dir.join("sub/index.html"), "<p>sub</p>").unwrap();
+    let mut config = test_config();
+    config.www = Some(dir.clone());
+    let server = start(config);
+    // Everything is in memory now.
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let found = [
+        ("/a%20b.txt", "spaced"),
+        ("/caf%C3%A9.txt", "accented"),
+        ("/caf%c3%a9.txt", "accented"),
+        ("/x+y.txt", "plus"),
+        ("/x%2By.txt", "plus"),
+        ("/sub/index.html", "<p>sub</p>"),
+        ("/sub%2Findex.html", "<p>sub</p>"),
+    ];
+    for (path, body) in found {
+        let reply = get(server.addr, path);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.text(), body, "{path}");
+    }
+    let head = request(server.addr, "HEAD /a%20b.txt HTTP/1.1\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Length"), Some("6"));
+
+    let refused = [
+        ("/a+b.txt", 404), // `+` is a plus in a path, not a space
+        ("/a%20b.txt%00", 404),
+        ("/a%00b", 404),
+        ("/%2e%2e/Cargo.toml", 404),
+        ("/sub/%2e%2e/index.html", 404),
+        ("/sub/%2E/index.html", 404),
+        ("/sub/..%2Findex.html", 404),
+        ("/sub%2F%2Findex.html", 404),
+        ("/sub%5Cindex.html", 404),
+        ("/caf%E9.txt", 404), // Latin-1, not UTF-8: names no file
+        ("/%zz", 400),
+        ("/a%2", 400),
+        ("/100%", 400),
+    ];
+    for (path, status) in refused {
+        let reply = get(server.addr, path);
+        assert_eq!(reply.status, status, "{path}: {}", reply.text());
+    }
+}

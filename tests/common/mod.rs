@@ -215,17 +215,24 @@ impl Client {
                 )
             })
             .collect();
-        let length: usize = headers
+        let status = response.code.unwrap();
+        let length = headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().expect("numeric Content-Length"))
-            .expect("every response has Content-Length");
+            .map(|(_, v)| v.parse::<usize>().expect("numeric Content-Length"));
+        // 1xx and 204 have no body and must not say otherwise (RFC 9110 §8.6).
+        let bodiless = status < 200 || status == 204;
+        let length = match length {
+            Some(_) if bodiless => panic!("a {status} response with a Content-Length"),
+            None if bodiless => 0,
+            Some(length) => length,
+            None => panic!("a {status} response without Content-Length"),
+        };
         let body_len = if head_only { 0 } else { length };
         if self.buf.len() < head_len + body_len {
             return None;
         }
         let body = self.buf[head_len..head_len + body_len].to_vec();
-        let status = response.code.unwrap();
         self.buf.drain(..head_len + body_len);
         Some(Reply {
             status,

@@ -39,7 +39,7 @@ pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
         input.extend_from_slice(chunk);
         loop {
             match routes::next(&input, limits, &context) {
-                Next::NeedMore => {
+                Next::NeedMore { .. } => {
                     assert!(
                         input.len() <= limits.request_bytes() + chunk.len(),
                         "buffered {} bytes waiting for a request; cap {} + chunk {}",
@@ -93,7 +93,10 @@ fn check_action(action: &Action, head: bool) {
             };
             check_response(bytes, head)
         }
-        Action::Broadcast { message } => {
+        Action::Broadcast { from, message } => {
+            // Classic posts obey the room rules too.
+            assert!(api::check_name(from).is_ok());
+            assert!(api::check_text(message, 4096).is_ok());
             let bytes = chat::message_response(message);
             check_response(&bytes, false);
             // The body is exact JSON: it decodes back to the very message.
@@ -120,7 +123,8 @@ fn check_action(action: &Action, head: bool) {
     }
 }
 
-/// A response parses as HTTP and carries exactly Content-Length body bytes (none for HEAD).
+/// A response parses as HTTP and carries exactly Content-Length body bytes (none for HEAD);
+/// a 1xx or 204 carries neither a Content-Length nor a body.
 pub fn check_response(bytes: &[u8], head: bool) {
     let mut headers = [httparse::EMPTY_HEADER; 16];
     let mut response = httparse::Response::new(&mut headers);
@@ -131,12 +135,18 @@ pub fn check_response(bytes: &[u8], head: bool) {
             String::from_utf8_lossy(bytes)
         ),
     };
-    let length: usize = response
+    let length: Option<usize> = response
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-        .expect("Content-Length");
+        .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap());
+    let code = response.code.unwrap();
+    if code < 200 || code == 204 {
+        assert_eq!(length, None, "a {code} has no Content-Length");
+        assert_eq!(bytes.len(), head_len, "a {code} has no body");
+        return;
+    }
+    let length = length.expect("Content-Length");
     let expected = if head { 0 } else { length };
     assert_eq!(
         bytes.len() - head_len,

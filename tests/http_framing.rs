@@ -1,0 +1,121 @@
+//! What HTTP/1.1 itself asks of a server, as a client on the wire sees it: absolute-form
+//! request targets, bodiless 204s, and `100 Continue` for clients that wait for it.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests". Clients that
+/// were configured with the server as a proxy send it.
+#[test]
+fn an_absolute_form_target_is_served_like_its_path() {
+    let server = start_default();
+    let addr = server.addr;
+    let stats = request(
+        addr,
+        &format!("GET http://{addr}/stats HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    );
+    assert_eq!(stats.status, 200);
+    assert!(stats.json()["connections"].is_u64(), "{}", stats.text());
+    let posted = request(
+        addr,
+        &format!(
+            "POST HTTP://{addr}/rooms/r/messages HTTP/1.1\r\nContent-Length: 13\r\n\r\n\
+             from=a&text=b"
+        ),
+    );
+    assert_eq!(posted.status, 201, "{}", posted.text());
+    let polled = request(
+        addr,
+        &format!("GET http://{addr}/rooms/r/messages?since=0 HTTP/1.1\r\n\r\n"),
+    );
+    assert_eq!(polled.json()["messages"][0]["text"], "b");
+}
+
+/// RFC 9110 §8.6: a 204 has no Content-Length. The CORS preflight is one, and the
+/// connection goes on to the next request as if nothing followed the head.
+#[test]
+fn the_cors_preflight_204_has_no_length_or_type_and_keeps_the_connection() {
+    let mut config = test_config();
+    config.cors_origin = Some("https://chat.example".into());
+    let server = start(config);
+    let mut client = Client::connect(server.addr);
+    client.send(
+        b"OPTIONS /rooms/r/messages HTTP/1.1\r\nOrigin: https://chat.example\r\n\
+          Access-Control-Request-Method: POST\r\n\r\n",
+    );
+    let head = client.read_until("\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 204 No Content\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("\r\ncontent-length:"), "{head}");
+    assert!(!lower.contains("\r\ncontent-type:"), "{head}");
+    assert!(
+        lower.contains("access-control-allow-methods: get, post\r\n"),
+        "{head}"
+    );
+    client.get("/stats");
+    assert_eq!(
+        client.read_reply().status,
+        200,
+        "nothing followed the 204's head"
+    );
+}
+
+/// `Expect: 100-continue` (curl sends it for larger bodies): the server says `100 Continue`
+/// as soon as the head is acceptable, once per request, so the client does not sit out its
+/// own timeout (curl's is 1 s) before sending the body.
+#[test]
+fn a_client_that_expects_100_continue_gets_it_once_before_sending_its_body() {
+    let server = start_default();
+    let mut client = Client::connect(server.addr);
+    for text in ["first", "second"] {
+        let body = format!("message={text}");
+        client.send(
+            format!(
+                "POST /chat HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        assert_eq!(
+            client.read_until("\r\n\r\n"),
+            "HTTP/1.1 100 Continue\r\n\r\n"
+        );
+        client.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        // The body in two parts: the 100 is not repeated for the second one.
+        let (start, rest) = body.split_at(4);
+        client.send(start.as_bytes());
+        assert!(
+            client.silent_for(Duration::from_millis(50)),
+            "{text}: one 100 only"
+        );
+        client.send(rest.as_bytes());
+        let reply = client.read_reply();
+        assert_eq!(
+            (reply.status, reply.text()),
+            (200, r#"{"ok":"posted"}"#.into())
+        );
+    }
+}
+
+/// No 100 where it does not belong: not to HTTP/1.0 (RFC 9110 §15.2), and not before a
+/// refusal the head alone decides.
+#[test]
+fn no_100_continue_for_http_1_0_or_before_a_refusal() {
+    let server = start_default();
+    let mut old = Client::connect(server.addr);
+    old.send(b"POST /chat HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n");
+    assert!(old.silent_for(Duration::from_millis(200)));
+    old.send(b"message=x");
+    assert_eq!(old.read_reply().status, 200);
+
+    let mut big = Client::connect(server.addr);
+    big.send(b"POST /chat HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 10485760\r\n\r\n");
+    assert_eq!(big.read_reply().status, 413, "the refusal, not a 100");
+}
