@@ -51,7 +51,7 @@ fn parse(c: &mut Criterion) {
         br#"{"ok":"a chat line of about the length people type, give or take a word or two"}"#;
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("encode_response/200 JSON", |b| {
-        b.iter(|| http::encode_response(Status::OK, http::JSON, &[], black_box(body), false, false))
+        b.iter(|| http::encode_response(Status::OK, http::JSON, &[], black_box(body), false))
     });
     group.finish();
 }

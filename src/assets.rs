@@ -138,8 +138,8 @@ fn load_dir(dir: &Path, prefix: &str, files: &mut HashMap<String, Asset>) -> io:
             }
             let body = std::fs::read(entry.path())?;
             let kind = content_type(&name);
-            let get = http::encode_response(Status::OK, kind, &[], &body, false, false);
-            let head = http::encode_response(Status::OK, kind, &[], &body, true, false);
+            let get = http::encode_response(Status::OK, kind, &[], &body, false);
+            let head = http::encode_response(Status::OK, kind, &[], &body, true);
             files.insert(
                 url_path,
                 Asset {

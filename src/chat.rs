@@ -185,19 +185,19 @@ impl Chat {
 /// `{"ok":"<message>"}`. Built once per broadcast and shared (`Rc`) by every connection.
 pub fn message_response(message: &str) -> Rc<[u8]> {
     let body = json::object1("ok", message);
-    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false, false).into()
+    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false).into()
 }
 
 /// The classic answer to a poll that waited the whole poll timeout: `{"error":"timeout"}`.
 pub fn timeout_response() -> Rc<[u8]> {
     let body = json::object1("error", "timeout");
-    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false, false).into()
+    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false).into()
 }
 
 /// The classic answer to the poster: `{"ok":"posted"}`.
-pub fn posted_response(close: bool) -> Vec<u8> {
+pub fn posted_response() -> Vec<u8> {
     let body = json::object1("ok", "posted");
-    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false, close)
+    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false)
 }
 
 #[cfg(test)]

@@ -108,6 +108,9 @@ pub struct Conn {
     pub timer: Option<Timer>,
     /// Hang up once the current response is written (HTTP/1.0, `Connection: close`, errors).
     pub close_after_write: bool,
+    /// The request being answered is HTTP/1.0: if the connection stays open, the response
+    /// must say `Connection: keep-alive`, or the client takes it for closed.
+    pub http10: bool,
     /// The client closed its sending side (read returned 0).
     pub peer_closed: bool,
     /// We stopped reading before the socket said `WouldBlock` (`input` is full, or the
@@ -133,6 +136,7 @@ impl Conn {
             output: None,
             timer: None,
             close_after_write: false,
+            http10: false,
             peer_closed: false,
             input_paused: false,
             ready: false,

@@ -78,6 +78,8 @@ pub struct Request {
     /// Whether the connection may carry another request after this one's response:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
+    /// An HTTP/1.0 request: a response that keeps the connection must say so.
+    pub http10: bool,
     /// Where the body lies in the buffer that was parsed.
     pub body: Range<usize>,
     /// How many bytes of the buffer this request used; the next request starts here.
@@ -203,6 +205,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         content_type: head.content_type,
         last_event_id: head.last_event_id,
         keep_alive: head.keep_alive,
+        http10: minor == 0,
         body: head_len..consumed,
         consumed,
     })
@@ -336,7 +339,8 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
 }
 
 /// Encodes a complete response. `head_only` leaves the body out but keeps its length (HEAD).
-/// `close` adds `Connection: close`, for responses after which the server hangs up.
+/// It says nothing about the connection: the server adds that line when the response meets
+/// its connection ([`connection_line`]), so a response encoded once can be shared.
 ///
 /// A 1xx or 204 response has no body by definition, and RFC 9110 §8.6 forbids it a
 /// Content-Length; it gets no Content-Type either. This is the one place responses are
@@ -347,7 +351,6 @@ pub fn encode_response(
     extra_headers: &[(&str, &str)],
     body: &[u8],
     head_only: bool,
-    close: bool,
 ) -> Vec<u8> {
     let bodiless = status.code < 200 || status == Status::NO_CONTENT;
     debug_assert!(
@@ -355,7 +358,7 @@ pub fn encode_response(
         "a {} has no body",
         status.code
     );
-    let mut out = encode_head(status, content_type, extra_headers, body.len(), close);
+    let mut out = encode_head(status, content_type, extra_headers, body.len());
     if !head_only && !bodiless {
         out.extend_from_slice(body);
     }
@@ -370,7 +373,6 @@ pub fn encode_head(
     content_type: &str,
     extra_headers: &[(&str, &str)],
     body_len: usize,
-    close: bool,
 ) -> Vec<u8> {
     let bodiless = status.code < 200 || status == Status::NO_CONTENT;
     let mut head = String::with_capacity(160);
@@ -386,11 +388,35 @@ pub fn encode_head(
     for (name, value) in extra_headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    if close {
-        head.push_str("Connection: close\r\n");
-    }
     head.push_str("\r\n");
     head.into_bytes()
+}
+
+/// The line a response must carry about its connection, if any: `Connection: close` when
+/// the server hangs up after it, `Connection: keep-alive` for an HTTP/1.0 client that asked
+/// to keep it (HTTP/1.0 closes by default, so saying nothing would end it), nothing for
+/// HTTP/1.1 keep-alive, the common case.
+pub fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
+    match (close, http10) {
+        (true, _) => Some(b"Connection: close\r\n"),
+        (false, true) => Some(b"Connection: keep-alive\r\n"),
+        (false, false) => None,
+    }
+}
+
+/// Where a response's head ends, before its blank line: a header line inserted here is the
+/// head's last.
+pub fn head_end(response: &[u8]) -> Option<usize> {
+    response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 2)
+}
+
+/// Adds a header line at the end of an encoded response's head.
+pub fn insert_header_line(response: &mut Vec<u8>, line: &[u8]) {
+    let at = head_end(response).unwrap_or(response.len());
+    response.splice(at..at, line.iter().copied());
 }
 
 /// The head of a `text/event-stream` response. It has no Content-Length: the stream's body
@@ -413,23 +439,10 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// The JSON content type every API response uses.
 pub const JSON: &str = "application/json";
 
-/// Encodes an error response: status, a JSON body naming the problem (left out for HEAD),
-/// and `Connection: close` when the server will hang up afterwards.
-pub fn error_response(
-    status: Status,
-    extra_headers: &[(&str, &str)],
-    head_only: bool,
-    close: bool,
-) -> Vec<u8> {
+/// Encodes an error response: status, a JSON body naming the problem (left out for HEAD).
+pub fn error_response(status: Status, extra_headers: &[(&str, &str)], head_only: bool) -> Vec<u8> {
     let body = crate::json::object1("error", &status.reason.to_ascii_lowercase());
-    encode_response(
-        status,
-        JSON,
-        extra_headers,
-        body.as_bytes(),
-        head_only,
-        close,
-    )
+    encode_response(status, JSON, extra_headers, body.as_bytes(), head_only)
 }
 
 /// A form body (or query string) that is not URL-encoded UTF-8: a `%` not followed by two
@@ -796,14 +809,14 @@ mod tests {
 
     #[test]
     fn response_encoding() {
-        let out = encode_response(Status::OK, JSON, &[("Allow", "GET")], b"{}", false, true);
+        let out = encode_response(Status::OK, JSON, &[("Allow", "GET")], b"{}", false);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
              Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nAllow: GET\r\n\
-             Connection: close\r\n\r\n{}"
+             \r\n{}"
         );
-        let head = encode_response(Status::OK, "text/html", &[], b"<p>", true, false);
+        let head = encode_response(Status::OK, "text/html", &[], b"<p>", true);
         let head = String::from_utf8(head).unwrap();
         assert!(head.contains("Content-Length: 3\r\n"));
         assert!(head.ends_with("\r\n\r\n"));
@@ -818,7 +831,7 @@ mod tests {
             reason: "Early Hints",
         };
         for status in [Status::NO_CONTENT, informational] {
-            let out = encode_response(status, JSON, &[("Allow", "GET")], b"", false, false);
+            let out = encode_response(status, JSON, &[("Allow", "GET")], b"", false);
             let out = String::from_utf8(out).unwrap();
             assert!(
                 out.starts_with(&format!("HTTP/1.1 {} ", status.code)),
@@ -833,7 +846,7 @@ mod tests {
 
     #[test]
     fn error_body_names_the_status() {
-        let out = String::from_utf8(error_response(Status::NOT_FOUND, &[], false, false)).unwrap();
+        let out = String::from_utf8(error_response(Status::NOT_FOUND, &[], false)).unwrap();
         assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(out.ends_with("\r\n\r\n{\"error\":\"not found\"}"));
         assert!(!out.contains("Connection: close"));

@@ -11,6 +11,7 @@
 //! - a **stream whose socket is full**: frames broadcast meanwhile queue behind the one
 //!   being written, up to a cap the server enforces with [`Outgoing::queued_live_bytes`].
 
+use crate::http;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
@@ -141,6 +142,35 @@ pub enum Flushed {
     Refill(u64),
     /// The socket buffer is full; wait for a WRITABLE event.
     Blocked,
+}
+
+impl Response {
+    /// The same response with one more header line at the end of its head (the
+    /// `Connection` line a connection needs). A shared response is not copied: it becomes
+    /// its head, the line, and its body, as three pieces.
+    pub fn with_header_line(self, line: &'static [u8]) -> Response {
+        match self {
+            Response::Owned(mut bytes) => {
+                http::insert_header_line(&mut bytes, line);
+                Response::Owned(bytes)
+            }
+            Response::Shared(bytes) => {
+                let at = http::head_end(&bytes).unwrap_or(bytes.len());
+                Response::Pieces(Box::new(Pieces::new([
+                    Piece::slice(&bytes, 0..at),
+                    Piece::Static(line),
+                    Piece::slice(&bytes, at..bytes.len()),
+                ])))
+            }
+            Response::Pieces(mut pieces) => {
+                // Multi-piece answers start with a head of their own.
+                if let Some(Piece::Owned(head)) = pieces.queue.front_mut() {
+                    http::insert_header_line(head, line);
+                }
+                Response::Pieces(pieces)
+            }
+        }
+    }
 }
 
 impl Outgoing {

@@ -96,18 +96,10 @@ pub fn api_response(
     body: &str,
     extra: &[(&str, &str)],
     head_only: bool,
-    close: bool,
 ) -> Vec<u8> {
     let mut headers = api_headers(cors_origin);
     headers.extend_from_slice(extra);
-    http::encode_response(
-        status,
-        http::JSON,
-        &headers,
-        body.as_bytes(),
-        head_only,
-        close,
-    )
+    http::encode_response(status, http::JSON, &headers, body.as_bytes(), head_only)
 }
 
 /// What a connection's buffered input amounts to.
@@ -127,6 +119,8 @@ pub enum Next {
         action: Action,
         /// The client asked to close after this response (HTTP/1.0, `Connection: close`).
         close: bool,
+        /// An HTTP/1.0 request: a response that keeps the connection must say so.
+        http10: bool,
         /// How many input bytes the request used.
         consumed: usize,
     },
@@ -142,6 +136,7 @@ pub fn next(input: &[u8], limits: &Limits, context: &Context) -> Next {
         Parse::Complete(request) => Next::Request {
             action: route(&request, &input[request.body.clone()], context),
             close: !request.keep_alive,
+            http10: request.http10,
             consumed: request.consumed,
         },
     }
@@ -155,7 +150,7 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
     let head_only = request.method == Method::Head;
     let error = |status: Status, headers: &[(&str, &str)]| {
         reply(
-            Response::Owned(http::error_response(status, headers, head_only, close)),
+            Response::Owned(http::error_response(status, headers, head_only)),
             close,
         )
     };
@@ -191,14 +186,7 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
     let fail = |error: ApiError, extra: &[(&str, &str)]| {
         let body = json::object1("error", error.message);
         let head_only = request.method == Method::Head;
-        let bytes = api_response(
-            context.cors_origin,
-            error.status,
-            &body,
-            extra,
-            head_only,
-            close,
-        );
+        let bytes = api_response(context.cors_origin, error.status, &body, extra, head_only);
         reply(Response::Owned(bytes), close)
     };
     let not_found = ApiError {
@@ -245,7 +233,6 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
                 "",
                 &preflight,
                 false,
-                close,
             );
             return reply(Response::Owned(bytes), close);
         }
@@ -298,14 +285,7 @@ fn classic_refusal(refused: ApiError, close: bool) -> Action {
         None => refused.message.to_owned(),
     };
     let body = json::object1("error", &sentence);
-    let bytes = http::encode_response(
-        refused.status,
-        http::JSON,
-        &[],
-        body.as_bytes(),
-        false,
-        close,
-    );
+    let bytes = http::encode_response(refused.status, http::JSON, &[], body.as_bytes(), false);
     reply(Response::Owned(bytes), close)
 }
 

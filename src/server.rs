@@ -303,12 +303,13 @@ impl Server {
             stream_names: HashMap::new(),
             presence_due: None,
             heartbeat_frame: Rc::from(&b": keep-alive\n\n"[..]),
-            refusal: http::error_response(
-                Status::SERVICE_UNAVAILABLE,
-                &[("Retry-After", "1")],
-                false,
-                true,
-            ),
+            refusal: {
+                let headers = [("Retry-After", "1")];
+                let mut refusal =
+                    http::error_response(Status::SERVICE_UNAVAILABLE, &headers, false);
+                http::insert_header_line(&mut refusal, b"Connection: close\r\n");
+                refusal
+            },
             report: PassReport::default(),
         })
     }
@@ -772,6 +773,7 @@ impl Server {
                 Next::Request {
                     action,
                     close,
+                    http10,
                     consumed,
                 } => {
                     stats::add(&self.stats.requests, 1);
@@ -783,7 +785,9 @@ impl Server {
                     }
                     used += consumed;
                     answered += 1;
-                    self.conns[key].continue_sent = false;
+                    let conn = &mut self.conns[key];
+                    conn.continue_sent = false;
+                    conn.http10 = http10;
                     // While draining for shutdown every response is the connection's last.
                     let close = close || self.draining_until.is_some();
                     self.apply(key, action, close);
@@ -812,7 +816,7 @@ impl Server {
         if status == Status::REQUEST_TIMEOUT {
             stats::add(&self.stats.dropped_request_timeout, 1);
         }
-        let response = http::error_response(status, &[], false, true);
+        let response = http::error_response(status, &[], false);
         self.respond(key, Response::Owned(response), true);
     }
 
@@ -833,7 +837,7 @@ impl Server {
             Action::Broadcast { from, message } => {
                 let lobby = self.chat.lobby();
                 self.post(lobby, &from, &message, None);
-                let response = Response::Owned(chat::posted_response(close));
+                let response = Response::Owned(chat::posted_response());
                 self.respond(key, response, close);
             }
             Action::Stats => {
@@ -844,7 +848,6 @@ impl Server {
                     &[],
                     body.as_bytes(),
                     false,
-                    close,
                 );
                 self.respond(key, Response::Owned(response), close);
             }
@@ -948,13 +951,19 @@ impl Server {
 
     // ----- writing ----------------------------------------------------------------------
 
-    /// Starts sending `response` and writes as much as the socket takes right away.
+    /// Starts sending `response` and writes as much as the socket takes right away. The
+    /// one place a response meets its connection, so the one place that says what becomes
+    /// of the connection after it (responses are encoded without it, to be shareable).
     fn respond(&mut self, key: usize, response: Response, close: bool) {
         let conn = &mut self.conns[key];
         debug_assert!(conn.output.is_none(), "one response at a time");
+        conn.close_after_write |= close;
+        let response = match http::connection_line(conn.close_after_write, conn.http10) {
+            Some(line) => response.with_header_line(line),
+            None => response,
+        };
         conn.output = Some(Outgoing::new(response));
         conn.state = State::Writing;
-        conn.close_after_write |= close;
         self.clear_timer(key);
         self.write_output(key);
     }
@@ -1096,7 +1105,7 @@ impl Server {
                 stats::add(&self.stats.timeouts, 1);
                 let response = match membership.list {
                     ListKind::Classic => Response::Shared(Rc::clone(&self.timeout_response)),
-                    _ => Response::Owned(self.poll_timeout_answer(membership.room, close)),
+                    _ => Response::Owned(self.poll_timeout_answer(membership.room)),
                 };
                 self.respond(key, response, close);
             }
@@ -1241,7 +1250,6 @@ impl Server {
             &[("Retry-After", &retry_after)],
             body.as_bytes(),
             false,
-            true,
         ))
     }
 

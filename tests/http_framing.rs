@@ -3,6 +3,7 @@
 
 mod common;
 
+use comet_chat::Config;
 use common::*;
 use std::time::Duration;
 
@@ -118,4 +119,98 @@ fn no_100_continue_for_http_1_0_or_before_a_refusal() {
     let mut big = Client::connect(server.addr);
     big.send(b"POST /chat HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 10485760\r\n\r\n");
     assert_eq!(big.read_reply().status, 413, "the refusal, not a 100");
+}
+
+/// Regression: refusals of an event stream (a position ahead of the room, the room cap)
+/// ignored `Connection: close` and HTTP/1.0, leaving the connection open until the idle
+/// timeout.
+#[test]
+fn a_refused_stream_honours_connection_close_and_http_1_0() {
+    let config = Config {
+        max_rooms: 2,
+        ..test_config()
+    };
+    let server = start(config);
+    let epoch_head = post_form(server.addr, "/rooms/r/messages", "from=a&text=b").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ahead = format!("{}-99", epoch_head.split('-').next().unwrap());
+    let cases = [
+        format!("GET /rooms/r/events?since={ahead} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        format!("GET /rooms/r/events?since={ahead} HTTP/1.0\r\n\r\n"),
+        "GET /rooms/full/events HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+        "GET /rooms/full/events HTTP/1.0\r\n\r\n".to_owned(),
+    ];
+    for raw in cases {
+        let mut client = Client::connect(server.addr);
+        client.send(raw.as_bytes());
+        let reply = client.read_reply();
+        assert!(
+            matches!(reply.status, 400 | 507),
+            "{raw:?}: {}",
+            reply.status
+        );
+        assert_eq!(reply.header("Connection"), Some("close"), "{raw:?}");
+        assert!(
+            client.closed_by_server(),
+            "{raw:?} left the connection open"
+        );
+    }
+}
+
+/// Regression: an answer shared by many parked polls (a broadcast, the poll timeout) left
+/// out `Connection: close` for a poll that asked for it, although the server then closed;
+/// and HTTP/1.0 keep-alive answers left out `Connection: keep-alive`, so an HTTP/1.0
+/// client took the connection for closed.
+#[test]
+fn shared_answers_carry_each_polls_own_connection_header() {
+    let server = start(Config {
+        poll_timeout: Duration::from_millis(300),
+        ..test_config()
+    });
+    let head = post_form(server.addr, "/rooms/r/messages", "from=a&text=b").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let polls = [
+        ("HTTP/1.1\r\nConnection: close", Some("close")),
+        ("HTTP/1.0\r\nConnection: keep-alive", Some("keep-alive")),
+        ("HTTP/1.0", Some("close")),
+        ("HTTP/1.1", None),
+    ];
+    let mut clients: Vec<Client> = Vec::new();
+    for (version, _) in &polls {
+        let mut client = Client::connect(server.addr);
+        client.send(format!("GET /rooms/r/messages?since={head} {version}\r\n\r\n").as_bytes());
+        clients.push(client);
+    }
+    let mut classic = Vec::new();
+    for (version, _) in &polls {
+        let mut client = Client::connect(server.addr);
+        client.send(format!("GET /chat {version}\r\n\r\n").as_bytes());
+        classic.push(client);
+    }
+    wait_parked(&server, 8);
+    post_form(server.addr, "/rooms/lobby/messages", "from=a&text=hello");
+    post_form(server.addr, "/rooms/r/messages", "from=a&text=hello");
+    for (kind, list) in [("room poll", &mut clients), ("classic poll", &mut classic)] {
+        for ((version, expected), client) in polls.iter().zip(list.iter_mut()) {
+            let reply = client.read_reply();
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.header("Connection"), *expected, "{kind} {version:?}");
+        }
+    }
+    // The poll timeout's shared answer, for the ones still open.
+    let mut late = Client::connect(server.addr);
+    late.send(b"GET /chat HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let reply = late.read_reply();
+    assert_eq!(reply.json()["error"], "timeout");
+    assert_eq!(reply.header("Connection"), Some("keep-alive"));
+    assert!(late.try_send(b"GET /stats HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    assert_eq!(
+        late.read_reply().status,
+        200,
+        "the HTTP/1.0 keep-alive connection stays open"
+    );
 }

@@ -20,19 +20,13 @@ impl Server {
     // ----- answering --------------------------------------------------------------------
 
     /// A JSON response of the room API.
-    fn api_response(
-        &self,
-        status: Status,
-        body: &str,
-        extra: &[(&str, &str)],
-        close: bool,
-    ) -> Vec<u8> {
+    fn api_response(&self, status: Status, body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
         let cors = self.config.cors_origin.as_deref();
-        routes::api_response(cors, status, body, extra, false, close)
+        routes::api_response(cors, status, body, extra, false)
     }
 
     fn api_reply(&mut self, key: usize, status: Status, body: &str, close: bool) {
-        let response = self.api_response(status, body, &[], close);
+        let response = self.api_response(status, body, &[]);
         self.respond(key, Response::Owned(response), close);
     }
 
@@ -113,7 +107,7 @@ impl Server {
     /// Answers a poll from history with a page of shared pieces behind its own head.
     fn answer_with_page(&mut self, key: usize, page: Page, close: bool) {
         let cors = routes::api_headers(self.config.cors_origin.as_deref());
-        let head = http::encode_head(Status::OK, http::JSON, &cors, page.len, close);
+        let head = http::encode_head(Status::OK, http::JSON, &cors, page.len);
         let pieces = std::iter::once(Piece::Owned(head)).chain(page.pieces);
         let response = Response::Pieces(Box::new(Pieces::new(pieces)));
         self.respond(key, response, close);
@@ -144,7 +138,6 @@ impl Server {
                 Status::TOO_MANY_REQUESTS,
                 &body,
                 &[("Retry-After", &retry_after)],
-                close,
             );
             self.respond(key, Response::Owned(response), close);
             return false;
@@ -153,11 +146,11 @@ impl Server {
     }
 
     /// The answer to a JSON poll whose timeout passed: no messages, the same position.
-    pub(super) fn poll_timeout_answer(&mut self, room: u32, close: bool) -> Vec<u8> {
+    pub(super) fn poll_timeout_answer(&mut self, room: u32) -> Vec<u8> {
         let epoch = self.chat.epoch;
         let room = self.chat.room(room);
         let body = room.poll_answer(epoch, room.head(epoch).seq, false, &[]);
-        self.api_response(Status::OK, &body, &[], close)
+        self.api_response(Status::OK, &body, &[])
     }
 
     /// `POST /rooms/{room}/messages`: 201 with the id, or 200 with the original id for a
@@ -216,7 +209,7 @@ impl Server {
         }
         if !self.chat.room(room).polls.is_empty() {
             let body = self.chat.room(room).poll_answer_for_new(epoch, seq);
-            let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[], false).into();
+            let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[]).into();
             delivered += self.answer_parked(room, ListKind::Poll, &response);
         }
         if !self.chat.room(room).streams.is_empty() {
@@ -241,7 +234,7 @@ impl Server {
         if !self.chat.room(room).polls.is_empty() {
             let r = self.chat.room(room);
             let body = r.poll_answer(epoch, r.head(epoch).seq, false, events);
-            let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[], false).into();
+            let response: Rc<[u8]> = self.api_response(Status::OK, &body, &[]).into();
             delivered += self.answer_parked(room, ListKind::Poll, &response);
         }
         if !self.chat.room(room).streams.is_empty() {
@@ -264,12 +257,8 @@ impl Server {
             .typing_allowed(&from, now, TYPING_INTERVAL_MS)
         {
             let body = json::object1("error", "typing: at most one event per name per second");
-            let response = self.api_response(
-                Status::TOO_MANY_REQUESTS,
-                &body,
-                &[("Retry-After", "1")],
-                close,
-            );
+            let response =
+                self.api_response(Status::TOO_MANY_REQUESTS, &body, &[("Retry-After", "1")]);
             self.respond(key, Response::Owned(response), close);
             return;
         }
