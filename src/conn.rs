@@ -23,10 +23,10 @@
 //! Memory is the point of this struct: tens of thousands of them sit parked at once, so a
 //! parked connection owns no heap buffer (`input` is an empty `Vec`, `output` is `None`).
 
-use crate::chat::ListKind;
 use crate::clients::ClientId;
 use crate::outgoing::{Flushed, Outgoing};
 use crate::timer::TimerId;
+use crate::waitlist::ListKind;
 use mio::net::TcpStream;
 use std::io::{self, Write};
 

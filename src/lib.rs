@@ -24,7 +24,8 @@
 //! - [`http`] — bytes ↔ requests and responses on top of httparse; caps on every buffer.
 //! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).
 //! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
-//! - [`chat`] — rooms by name and the lists of connections waiting in them.
+//! - [`chat`] — rooms by name, created on first use up to a cap.
+//! - [`waitlist`] — the lists of connections waiting in a room.
 //! - [`room`] — one room: message history, typing, and their encodings.
 //! - [`presence`] — who is in a room by name, and when each name leaves.
 //! - [`clients`] — what each client address holds, for limits per client.
@@ -33,7 +34,8 @@
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
-//! - [`json`], [`stats`], [`sys`], [`config`] — small helpers each owning one thing.
+//! - [`json`], [`stats`], [`sys`], [`random`], [`config`] — small helpers each owning one
+//!   thing.
 //!
 //! `docs/ARCHITECTURE.md` walks one long-poll and one broadcast through these functions.
 
@@ -50,12 +52,14 @@ pub mod json;
 pub mod outgoing;
 pub mod position;
 pub mod presence;
+pub mod random;
 pub mod room;
 pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod sys;
 pub mod timer;
+pub mod waitlist;
 
 pub use config::Config;
 pub use server::{spawn, Flow, Running, Server, ServerHandle};

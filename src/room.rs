@@ -8,11 +8,11 @@
 //! the JSON. So a client that resumes costs a page of pointers into the history, never a
 //! copy of it, however much it asks for (`poll_page`, `stream_page`).
 
-use crate::chat::WaitList;
 use crate::json;
 use crate::outgoing::Piece;
 use crate::position::Position;
 use crate::presence::Names;
+use crate::waitlist::WaitList;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::rc::Rc;

@@ -28,17 +28,19 @@
 mod rooms;
 
 use crate::assets::Assets;
-use crate::chat::{self, Chat, ListKind, Waiter};
+use crate::chat::{self, Chat};
 use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
 use crate::conn::{Conn, Deadline, Membership, State, Timer};
 use crate::http::{self, Status};
 use crate::outgoing::{Flushed, Outgoing, Response};
+use crate::random::Random;
 use crate::room::HistoryLimits;
 use crate::routes::{self, Action, Next};
 use crate::stats::{self, Stats};
 use crate::sys;
 use crate::timer::{self, TimerWheel};
+use crate::waitlist::{ListKind, Waiter};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -188,8 +190,8 @@ pub struct Server {
     accept_paused_until: Option<Instant>,
     /// Set once shutdown began: the moment to give up flushing and exit.
     draining_until: Option<Instant>,
-    /// State of the xorshift generator for retry delays; quality is irrelevant, spread is all.
-    random_state: u64,
+    /// Picks the epoch and each client's retry delay after shutdown.
+    random: Random,
     /// Tick 0 of the timer wheel.
     started: Instant,
     /// Shared landing area for reads (see [`READ_CHUNK_BYTES`]).
@@ -261,7 +263,7 @@ impl Server {
         stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
         stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
         stats.rooms.store(1, Ordering::Relaxed);
-        let random_state = seed();
+        let mut random = Random::from_clock();
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -269,7 +271,7 @@ impl Server {
             conns: Slab::new(),
             wheel: TimerWheel::new(),
             chat: Chat::new(
-                (random_state >> 16) as u32,
+                random.next_u64() as u32,
                 HistoryLimits {
                     messages: config.history_messages,
                     bytes: config.history_bytes,
@@ -288,7 +290,7 @@ impl Server {
             out_of_descriptors: false,
             accept_paused_until: None,
             draining_until: None,
-            random_state: random_state ^ 0x9e37_79b9_7f4a_7c15,
+            random,
             started: Instant::now(),
             read_chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             next_generation: 1,
@@ -1241,7 +1243,7 @@ impl Server {
     /// `503` with `Retry-After` and the same delay in milliseconds in the body, random per
     /// client so they do not all come back at once.
     fn retry_later_response(&mut self) -> Response {
-        let delay_ms = self.random_in(RETRY_DELAY_MS);
+        let delay_ms = self.random.in_range(RETRY_DELAY_MS);
         let body = format!("{{\"error\":\"shutting down\",\"retry_after_ms\":{delay_ms}}}");
         let retry_after = delay_ms.div_ceil(1000).to_string();
         Response::Owned(http::encode_response(
@@ -1257,31 +1259,6 @@ impl Server {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
-
-    fn random_in(&mut self, range: std::ops::RangeInclusive<u64>) -> u64 {
-        // xorshift64: enough to spread reconnects, no dependency needed.
-        let mut x = self.random_state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.random_state = x;
-        range.start() + x % (range.end() - range.start() + 1)
-    }
-}
-
-/// A seed for the epoch and the retry delays: the wall clock's nanoseconds, the process id
-/// and a per-process counter, so two servers in one process (tests) differ too. Never 0,
-/// which xorshift cannot leave.
-fn seed() -> u64 {
-    use std::sync::atomic::AtomicU64;
-    static STARTED: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let count = STARTED.fetch_add(1, Ordering::Relaxed);
-    let mixed =
-        nanos ^ (u64::from(std::process::id()) << 32) ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    mixed | 1
 }
 
 /// The descriptor held in reserve for shedding load when accept hits EMFILE (any file

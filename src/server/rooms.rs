@@ -5,7 +5,7 @@
 
 use super::{stats, Server, NAMES_SWEPT_PER_PASS, PRESENCE_SWEEP, STREAM_BACKLOG_BYTES};
 use crate::api::NewMessage;
-use crate::chat::{self, ListKind, TooManyRooms};
+use crate::chat::{self, TooManyRooms};
 use crate::conn::{Deadline, State};
 use crate::http::{self, Status};
 use crate::json;
@@ -13,6 +13,7 @@ use crate::outgoing::{Outgoing, Piece, Pieces, Response};
 use crate::position::Position;
 use crate::room::{Event, Page, Posted, Since, SinceError};
 use crate::routes;
+use crate::waitlist::ListKind;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -471,7 +472,7 @@ impl Server {
     /// Shutdown: tell the stream when to reconnect (random, like the polls' Retry-After),
     /// then close it once that is written.
     pub(super) fn end_stream_for_shutdown(&mut self, key: usize) {
-        let delay_ms = self.random_in(super::RETRY_DELAY_MS);
+        let delay_ms = self.random.in_range(super::RETRY_DELAY_MS);
         let frame = format!(
             "retry: {delay_ms}\nevent: shutdown\ndata: {{\"retry_after_ms\":{delay_ms}}}\n\n"
         );
