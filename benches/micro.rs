@@ -5,7 +5,7 @@
 //! These say what one step costs in isolation; `benches/load.rs` says what the whole server
 //! does with 19,500 connections. A regression shows here first and smaller.
 
-use comet_chat::chat;
+use comet_chat::answer;
 use comet_chat::http::{self, Limits, Parse, Status};
 use comet_chat::timer::TimerWheel;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -51,7 +51,7 @@ fn parse(c: &mut Criterion) {
         br#"{"ok":"a chat line of about the length people type, give or take a word or two"}"#;
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("encode_response/200 JSON", |b| {
-        b.iter(|| http::encode_response(Status::OK, http::JSON, &[], black_box(body), false))
+        b.iter(|| answer::response(Status::OK, answer::JSON, &[], black_box(body), false))
     });
     group.finish();
 }
@@ -71,7 +71,7 @@ fn broadcast(c: &mut Criterion) {
     let mut group = c.benchmark_group("chat");
     group.throughput(Throughput::Bytes(message.len() as u64));
     group.bench_function("message_response/100-byte message", |b| {
-        b.iter(|| chat::message_response(black_box(&message)))
+        b.iter(|| answer::classic_message(black_box(&message)))
     });
     group.finish();
 }

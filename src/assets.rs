@@ -9,6 +9,7 @@
 //! them anyway: so `..`, `%2e%2e`, encoded slashes and absolute paths cannot reach anything
 //! outside `www/`. Symlinks are not followed.
 
+use crate::answer;
 use crate::http::{self, Status};
 use std::collections::HashMap;
 use std::io;
@@ -138,8 +139,8 @@ fn load_dir(dir: &Path, prefix: &str, files: &mut HashMap<String, Asset>) -> io:
             }
             let body = std::fs::read(entry.path())?;
             let kind = content_type(&name);
-            let get = http::encode_response(Status::OK, kind, &[], &body, false);
-            let head = http::encode_response(Status::OK, kind, &[], &body, true);
+            let get = answer::file(kind, &body, false);
+            let head = answer::file(kind, &body, true);
             files.insert(
                 url_path,
                 Asset {

@@ -1,11 +1,8 @@
 //! The chat: rooms by name, created on first use up to a cap. Knows no sockets.
 
-use crate::http::{self, Status};
-use crate::json;
 use crate::room::{HistoryLimits, Room};
 use crate::waitlist::{ListKind, WaitList};
 use std::collections::HashMap;
-use std::rc::Rc;
 
 /// The room cap was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,25 +90,6 @@ impl Chat {
     }
 }
 
-/// The classic answer to every waiting `GET /chat` when `message` is posted:
-/// `{"ok":"<message>"}`. Built once per broadcast and shared (`Rc`) by every connection.
-pub fn message_response(message: &str) -> Rc<[u8]> {
-    let body = json::object1("ok", message);
-    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false).into()
-}
-
-/// The classic answer to a poll that waited the whole poll timeout: `{"error":"timeout"}`.
-pub fn timeout_response() -> Rc<[u8]> {
-    let body = json::object1("error", "timeout");
-    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false).into()
-}
-
-/// The classic answer to the poster: `{"ok":"posted"}`.
-pub fn posted_response() -> Vec<u8> {
-    let body = json::object1("ok", "posted");
-    http::encode_response(Status::OK, http::JSON, &[], body.as_bytes(), false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,15 +108,5 @@ mod tests {
         assert_eq!(chat.room_id("c"), Err(TooManyRooms));
         assert_eq!(chat.room_id("a"), Ok(1), "existing rooms are still found");
         assert_eq!(chat.room_count(), 3);
-    }
-
-    #[test]
-    fn message_response_is_exact() {
-        let bytes = message_response("say \"hi\"\n€");
-        let text = std::str::from_utf8(&bytes).unwrap();
-        let body = "{\"ok\":\"say \\\"hi\\\"\\n€\"}";
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"));
-        assert!(text.contains(&format!("Content-Length: {}\r\n", body.len())));
-        assert!(text.ends_with(&format!("\r\n\r\n{body}")));
     }
 }

@@ -1,6 +1,7 @@
 //! One client connection: its socket, the bytes it sent that are not yet handled, the bytes
-//! we owe it, and where it is in its life. The server moves it between states; this module
-//! only knows how to push bytes out of it.
+//! we owe it, and where it is in its life. Every change of state is one of the methods
+//! below, and each goes through [`Conn::enter`], which knows the diagram; none of them
+//! touches a socket, so the whole life of a connection is tested without one.
 //!
 //! ```text
 //!            accept
@@ -10,21 +11,23 @@
 //!   |          |                                                  |
 //!   |          | any other request                                v
 //!   |          +----------------------------------------------> Writing
-//!   |          |
-//!   |          | GET /rooms/{room}/events
-//!   |          +----------------> Streaming (until either side closes)
-//!   |                                                             |
-//!   +------------------- keep-alive ------------------------------+
-//!                                                                 | close / HTTP/1.0
-//!                                                                 v
-//!                                         Closed <---------- Lingering
+//!   |          |                                                  ^  |
+//!   |          | GET /rooms/{room}/events     ended for shutdown  |  |
+//!   |          +----------------> Streaming ----------------------+  |
+//!   |                                                                |
+//!   +------------------- keep-alive ---------------------------------+
+//!                                                                    | close / HTTP/1.0
+//!                                                                    v
+//!                    any state ----------------> Closed <-------- Lingering
+//!                    (error, timeout, client gone)
 //! ```
 //!
 //! Memory is the point of this struct: tens of thousands of them sit parked at once, so a
 //! parked connection owns no heap buffer (`input` is an empty `Vec`, `output` is `None`).
 
+use crate::answer;
 use crate::clients::ClientId;
-use crate::outgoing::{Flushed, Outgoing};
+use crate::outgoing::{Flushed, Outgoing, Response};
 use crate::timer::TimerId;
 use crate::waitlist::ListKind;
 use mio::net::TcpStream;
@@ -61,6 +64,19 @@ pub enum State {
     Closed,
 }
 
+impl State {
+    /// The arrows of the diagram, and no others.
+    pub fn may_become(self, next: State) -> bool {
+        use State::*;
+        matches!(
+            (self, next),
+            (Reading, Parked(_) | Streaming(_) | Writing)
+                | (Parked(_) | Streaming(_), Writing)
+                | (Writing, Reading | Lingering)
+        ) || (next == Closed && self != Closed)
+    }
+}
+
 /// Why a connection's timer is set; decides what happens when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deadline {
@@ -68,9 +84,9 @@ pub enum Deadline {
     Idle,
     /// Reading, part of a request buffered: answer 408 and close (slowloris).
     Request,
-    /// Parked: answer `{"error":"timeout"}`.
+    /// Parked: answer that nothing came.
     Poll,
-    /// Writing, the socket is full: the client is too slow to read, drop it.
+    /// Writing, the socket is full: the client took no byte for this long, drop it.
     Write,
     /// Lingering: stop waiting for the client's FIN and close.
     Linger,
@@ -87,17 +103,31 @@ pub struct Timer {
     pub deadline: Deadline,
 }
 
-/// One client.
-pub struct Conn {
+/// What follows a response that is all out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterResponse {
+    /// Back to reading; `ready` when input is waiting (buffered or left in the kernel), so
+    /// the connection must get a turn without waiting for an event.
+    NextRequest {
+        /// Input is waiting.
+        ready: bool,
+    },
+    /// The server hangs up: shut our side and linger.
+    HangUp,
+}
+
+/// One client. `S` is the socket: a `mio::net::TcpStream` in the server, anything (even
+/// `()`) in tests of the state machine.
+pub struct Conn<S = TcpStream> {
     /// Non-blocking, registered once for READABLE | WRITABLE, edge-triggered.
-    pub socket: TcpStream,
+    pub socket: S,
     /// Distinguishes this client from earlier occupants of the same slab key.
     pub generation: u32,
     /// The client's address, as an entry in the server's table of addresses, for limits
     /// that hold per client rather than per connection.
     pub client: ClientId,
-    /// Where the connection is in its life.
-    pub state: State,
+    /// Where the connection is in its life; changed only by [`Conn::enter`].
+    state: State,
     /// Bytes received and not yet consumed by a complete request: a partial request, or
     /// requests pipelined behind one still being answered. Empty (and unallocated) between
     /// requests; never longer than the request cap plus one read.
@@ -124,9 +154,9 @@ pub struct Conn {
     pub continue_sent: bool,
 }
 
-impl Conn {
+impl<S> Conn<S> {
     /// A freshly accepted client, waiting for its first request.
-    pub fn new(socket: TcpStream, generation: u32, client: ClientId) -> Conn {
+    pub fn new(socket: S, generation: u32, client: ClientId) -> Conn<S> {
         Conn {
             socket,
             generation,
@@ -142,6 +172,107 @@ impl Conn {
             ready: false,
             continue_sent: false,
         }
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The one place a connection changes state: every arrow of the diagram, no other.
+    fn enter(&mut self, next: State) {
+        debug_assert!(
+            self.state.may_become(next),
+            "no arrow from {:?} to {next:?}",
+            self.state
+        );
+        self.state = next;
+    }
+
+    /// Reading → Parked: a poll waits in a room's list until a message, an event or its
+    /// timeout.
+    pub fn park(&mut self, membership: Membership, close: bool) {
+        self.close_after_write = close;
+        self.enter(State::Parked(membership));
+    }
+
+    /// Reading → Streaming: an event stream, whose first bytes (head and replay) are
+    /// `output`. Its response never ends, so nothing it sends afterwards is a request.
+    pub fn start_stream(&mut self, membership: Membership, output: Outgoing) {
+        debug_assert!(self.output.is_none(), "one response at a time");
+        self.close_after_write = false;
+        self.output = Some(output);
+        self.enter(State::Streaming(membership));
+    }
+
+    /// A waiter that sat at the end of the list moved into a hole at `index` (not a change
+    /// of state: the connection still waits, elsewhere in the same list).
+    pub fn moved_in_list(&mut self, index: u32) {
+        match &mut self.state {
+            State::Parked(m) | State::Streaming(m) => m.index = index,
+            other => debug_assert!(false, "a waiter in state {other:?}"),
+        }
+    }
+
+    /// Reading, Parked or Streaming → Writing: the response is `response`. It goes out
+    /// saying what becomes of the connection after it (`close`, or what the request asked),
+    /// which is where that line is added: responses are encoded without it, to be shared.
+    pub fn respond(&mut self, response: Response, close: bool) {
+        debug_assert!(self.output.is_none(), "one response at a time");
+        self.close_after_write |= close;
+        let response = match answer::connection_line(self.close_after_write, self.http10) {
+            Some(line) => response.with_header_line(line),
+            None => response,
+        };
+        self.output = Some(Outgoing::new(response));
+        self.enter(State::Writing);
+    }
+
+    /// Streaming → Writing: the stream's response ends with what is queued (the server is
+    /// stopping and has told it when to come back); then the server hangs up.
+    pub fn end_stream(&mut self) {
+        self.close_after_write = true;
+        self.enter(State::Writing);
+    }
+
+    /// Writing → Reading, once the response is all out; or the server hangs up.
+    pub fn response_done(&mut self) -> AfterResponse {
+        if self.close_after_write || self.peer_closed {
+            return AfterResponse::HangUp;
+        }
+        self.enter(State::Reading);
+        AfterResponse::NextRequest {
+            ready: !self.input.is_empty() || self.input_paused,
+        }
+    }
+
+    /// Writing → Lingering: our side is shut; what the client still sends is discarded.
+    pub fn linger(&mut self) {
+        self.input = Vec::new();
+        self.enter(State::Lingering);
+    }
+
+    /// Any state → Closed: freed at the end of the pass. What it owed and was owed is
+    /// dropped now.
+    pub fn close(&mut self) {
+        self.output = None;
+        self.input = Vec::new();
+        self.enter(State::Closed);
+    }
+}
+
+impl<S: Write> Conn<S> {
+    /// Writes as much of `output` as the socket takes; once it is all out, `output` is
+    /// gone. Returns what that achieved and how many bytes went this time.
+    pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
+        let Some(out) = self.output.as_mut() else {
+            return Ok((Flushed::Done, 0));
+        };
+        let (flushed, sent) = out.write_to(&mut self.socket)?;
+        if flushed != Flushed::Blocked {
+            self.output = None;
+        }
+        Ok((flushed, sent))
     }
 
     /// Writes an interim (1xx) response straight to the socket. Only called while Reading,
@@ -165,20 +296,9 @@ impl Conn {
             }
         }
     }
+}
 
-    /// Writes as much of `output` as the socket takes; once it is all out, `output` is
-    /// gone. Returns what that achieved and how many bytes went this time.
-    pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
-        let Some(out) = self.output.as_mut() else {
-            return Ok((Flushed::Done, 0));
-        };
-        let (flushed, sent) = out.write_to(&mut self.socket)?;
-        if flushed != Flushed::Blocked {
-            self.output = None;
-        }
-        Ok((flushed, sent))
-    }
-
+impl Conn<TcpStream> {
     /// The client's address for log lines; a syscall, so only call it when logging.
     pub fn peer(&self) -> String {
         match self.socket.peer_addr() {
@@ -192,16 +312,152 @@ impl Conn {
 mod tests {
     use super::*;
 
+    fn conn() -> Conn<()> {
+        Conn::new((), 1, 0)
+    }
+
+    fn member() -> Membership {
+        Membership {
+            room: 0,
+            list: ListKind::Poll,
+            index: 3,
+        }
+    }
+
+    fn answer(status_line: &str) -> Response {
+        Response::Owned(format!("{status_line}\r\nContent-Length: 0\r\n\r\n").into_bytes())
+    }
+
+    /// Every arrow of the diagram, in the order a client meets them.
+    #[test]
+    fn a_poll_a_request_a_stream_and_a_hang_up() {
+        let mut c = conn();
+        assert_eq!(c.state(), State::Reading);
+        // Reading → Parked → Writing → Reading (keep-alive).
+        c.park(member(), false);
+        assert_eq!(c.state(), State::Parked(member()));
+        c.moved_in_list(1);
+        assert!(matches!(c.state(), State::Parked(m) if m.index == 1));
+        c.respond(answer("HTTP/1.1 200 OK"), false);
+        assert_eq!(c.state(), State::Writing);
+        c.output = None; // written
+        assert_eq!(
+            c.response_done(),
+            AfterResponse::NextRequest { ready: false }
+        );
+        assert_eq!(c.state(), State::Reading);
+        // Reading → Writing with input behind it: the next request is ready at once.
+        c.input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        c.respond(answer("HTTP/1.1 200 OK"), false);
+        c.output = None;
+        assert_eq!(
+            c.response_done(),
+            AfterResponse::NextRequest { ready: true }
+        );
+        c.input.clear();
+        // Reading → Streaming → Writing (ended for shutdown) → Lingering → Closed.
+        c.start_stream(member(), Outgoing::new(Response::Owned(b"head".to_vec())));
+        assert_eq!(c.state(), State::Streaming(member()));
+        c.end_stream();
+        assert_eq!(c.state(), State::Writing);
+        c.output = None;
+        assert_eq!(c.response_done(), AfterResponse::HangUp);
+        c.linger();
+        assert_eq!(c.state(), State::Lingering);
+        c.close();
+        assert_eq!(c.state(), State::Closed);
+    }
+
+    /// Any state can close, and closing drops what was owed either way.
+    #[test]
+    fn any_state_closes() {
+        let reading = conn();
+        let mut parked = conn();
+        parked.park(member(), false);
+        let mut streaming = conn();
+        streaming.start_stream(member(), Outgoing::new(Response::Owned(b"x".to_vec())));
+        let mut writing = conn();
+        writing.respond(answer("HTTP/1.1 200 OK"), false);
+        let mut lingering = conn();
+        lingering.respond(answer("HTTP/1.1 200 OK"), true);
+        lingering.output = None;
+        assert_eq!(lingering.response_done(), AfterResponse::HangUp);
+        lingering.linger();
+        for mut c in [reading, parked, streaming, writing, lingering] {
+            let from = c.state();
+            c.close();
+            assert_eq!(c.state(), State::Closed, "from {from:?}");
+            assert!(c.output.is_none() && c.input.is_empty());
+        }
+    }
+
+    #[test]
+    fn only_the_arrows_of_the_diagram_are_allowed() {
+        let parked = State::Parked(member());
+        let streaming = State::Streaming(member());
+        use State::*;
+        let allowed = [
+            (Reading, parked),
+            (Reading, streaming),
+            (Reading, Writing),
+            (parked, Writing),
+            (streaming, Writing),
+            (Writing, Reading),
+            (Writing, Lingering),
+        ];
+        let all = [Reading, parked, streaming, Writing, Lingering, Closed];
+        for from in all {
+            for to in all {
+                let expected = allowed.contains(&(from, to)) || (to == Closed && from != Closed);
+                assert_eq!(from.may_become(to), expected, "{from:?} → {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "no arrow from Parked")]
+    #[cfg(debug_assertions)]
+    fn a_missing_arrow_is_caught() {
+        let mut c = conn();
+        c.park(member(), false);
+        c.start_stream(member(), Outgoing::new(Response::Owned(Vec::new())));
+    }
+
+    /// A response says what becomes of its connection: the line is added here, where it
+    /// meets the connection, so responses shared by many stay the same bytes.
+    #[test]
+    fn a_response_gets_the_connection_line_its_connection_needs() {
+        let cases = [
+            (false, false, false, None),
+            (true, false, false, Some("Connection: close")),
+            (false, true, false, Some("Connection: keep-alive")),
+            (false, false, true, Some("Connection: close")),
+        ];
+        for (close, http10, asked_close, line) in cases {
+            let mut c = Conn::new(Vec::<u8>::new(), 1, 0);
+            c.http10 = http10;
+            c.close_after_write = asked_close;
+            let shared: std::rc::Rc<[u8]> =
+                std::rc::Rc::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"[..]);
+            c.respond(Response::Shared(shared), close);
+            c.flush().unwrap();
+            let sent = String::from_utf8(c.socket.clone()).unwrap();
+            match line {
+                Some(line) => assert!(sent.contains(&format!("\r\n{line}\r\n\r\n{{}}")), "{sent}"),
+                None => assert!(!sent.contains("Connection:"), "{sent}"),
+            }
+        }
+    }
+
     /// The connection record is what tens of thousands of parked polls cost in user space
     /// (with one slab slot, one wheel entry and one waiter each); docs/ARCHITECTURE.md lists
-    /// it field by field. Growing it should be a decision, not an accident.
+    /// it field by field. Growing it should be a decision, not an accident. (In a debug
+    /// build mio's socket carries a registry id too, 8 bytes more.)
     #[test]
     fn connection_record_stays_small() {
         let size = std::mem::size_of::<Conn>();
-        println!(
-            "Conn: {size} bytes; slab slot {} bytes",
-            std::mem::size_of::<slab::Slab<Conn>>()
-        );
-        assert!(size <= 112, "Conn grew to {size} bytes");
+        println!("Conn: {size} bytes");
+        let limit = if cfg!(debug_assertions) { 112 } else { 104 };
+        assert!(size <= limit, "Conn grew to {size} bytes");
     }
 }

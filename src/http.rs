@@ -1,5 +1,6 @@
-//! HTTP/1.x on top of `httparse`: bytes in, a [`Request`] out; a status and body in, response
-//! bytes out. Knows no sockets — the connection hands it whatever it has buffered so far.
+//! HTTP/1.x requests on top of `httparse`: bytes in, a [`Request`] out, and the statuses
+//! the server answers with. Knows no sockets — the connection hands it whatever it has
+//! buffered so far. (Responses are spelled in [`crate::answer`].)
 //!
 //! Parsing has three outcomes, as in httparse's own `Status`: a complete request, a partial
 //! one (normal flow: the rest is still on the wire), or an invalid one, which carries the
@@ -7,7 +8,6 @@
 //! by [`Limits`], and the caps are checked *before* waiting for more bytes, so a client can
 //! never make us hold more than `head_bytes + body_bytes` of its input.
 
-use std::fmt::Write as _;
 use std::ops::Range;
 
 /// How much of a request we are willing to hold. Each cap answers a different status.
@@ -336,113 +336,6 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(value).ok()?.parse().ok()
-}
-
-/// Encodes a complete response. `head_only` leaves the body out but keeps its length (HEAD).
-/// It says nothing about the connection: the server adds that line when the response meets
-/// its connection ([`connection_line`]), so a response encoded once can be shared.
-///
-/// A 1xx or 204 response has no body by definition, and RFC 9110 §8.6 forbids it a
-/// Content-Length; it gets no Content-Type either. This is the one place responses are
-/// spelled, so no route can get that wrong.
-pub fn encode_response(
-    status: Status,
-    content_type: &str,
-    extra_headers: &[(&str, &str)],
-    body: &[u8],
-    head_only: bool,
-) -> Vec<u8> {
-    let bodiless = status.code < 200 || status == Status::NO_CONTENT;
-    debug_assert!(
-        !bodiless || body.is_empty(),
-        "a {} has no body",
-        status.code
-    );
-    let mut out = encode_head(status, content_type, extra_headers, body.len());
-    if !head_only && !bodiless {
-        out.extend_from_slice(body);
-    }
-    out
-}
-
-/// Encodes a response head for a body of `body_len` bytes, which goes separately (a poll
-/// answer made of shared pieces of the history) or not at all (HEAD). A 1xx or 204 has
-/// no body, so it carries neither Content-Type nor Content-Length (RFC 9110 §8.6).
-pub fn encode_head(
-    status: Status,
-    content_type: &str,
-    extra_headers: &[(&str, &str)],
-    body_len: usize,
-) -> Vec<u8> {
-    let bodiless = status.code < 200 || status == Status::NO_CONTENT;
-    let mut head = String::with_capacity(160);
-    // Writing to a String cannot fail.
-    let _ = write!(head, "HTTP/1.1 {} {}\r\n", status.code, status.reason);
-    if !bodiless {
-        let _ = write!(
-            head,
-            "Content-Type: {content_type}\r\nContent-Length: {body_len}\r\n"
-        );
-    }
-    head.push_str("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
-    for (name, value) in extra_headers {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
-}
-
-/// The line a response must carry about its connection, if any: `Connection: close` when
-/// the server hangs up after it, `Connection: keep-alive` for an HTTP/1.0 client that asked
-/// to keep it (HTTP/1.0 closes by default, so saying nothing would end it), nothing for
-/// HTTP/1.1 keep-alive, the common case.
-pub fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
-    match (close, http10) {
-        (true, _) => Some(b"Connection: close\r\n"),
-        (false, true) => Some(b"Connection: keep-alive\r\n"),
-        (false, false) => None,
-    }
-}
-
-/// Where a response's head ends, before its blank line: a header line inserted here is the
-/// head's last.
-pub fn head_end(response: &[u8]) -> Option<usize> {
-    response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 2)
-}
-
-/// Adds a header line at the end of an encoded response's head.
-pub fn insert_header_line(response: &mut Vec<u8>, line: &[u8]) {
-    let at = head_end(response).unwrap_or(response.len());
-    response.splice(at..at, line.iter().copied());
-}
-
-/// The head of a `text/event-stream` response. It has no Content-Length: the stream's body
-/// ends when the connection closes, which HTTP/1.1 allows for responses.
-pub fn encode_stream_head(extra_headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut head = String::from(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
-         X-Content-Type-Options: nosniff\r\nX-Accel-Buffering: no\r\n",
-    );
-    for (name, value) in extra_headers {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
-}
-
-/// The interim response to `Expect: 100-continue`: a status line and nothing else.
-pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// The JSON content type every API response uses.
-pub const JSON: &str = "application/json";
-
-/// Encodes an error response: status, a JSON body naming the problem (left out for HEAD).
-pub fn error_response(status: Status, extra_headers: &[(&str, &str)], head_only: bool) -> Vec<u8> {
-    let body = crate::json::object1("error", &status.reason.to_ascii_lowercase());
-    encode_response(status, JSON, extra_headers, body.as_bytes(), head_only)
 }
 
 /// A form body (or query string) that is not URL-encoded UTF-8: a `%` not followed by two
@@ -805,50 +698,5 @@ mod tests {
             let got = form_field(body.as_bytes(), "message");
             assert_eq!(got, expected.map(|v| v.map(str::to_owned)), "{body:?}");
         }
-    }
-
-    #[test]
-    fn response_encoding() {
-        let out = encode_response(Status::OK, JSON, &[("Allow", "GET")], b"{}", false);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\
-             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nAllow: GET\r\n\
-             \r\n{}"
-        );
-        let head = encode_response(Status::OK, "text/html", &[], b"<p>", true);
-        let head = String::from_utf8(head).unwrap();
-        assert!(head.contains("Content-Length: 3\r\n"));
-        assert!(head.ends_with("\r\n\r\n"));
-    }
-
-    /// RFC 9110 §8.6: a 1xx or 204 response carries no Content-Length (nor a body, so no
-    /// Content-Type either), whoever builds it.
-    #[test]
-    fn bodiless_statuses_carry_no_length_or_type() {
-        let informational = Status {
-            code: 103,
-            reason: "Early Hints",
-        };
-        for status in [Status::NO_CONTENT, informational] {
-            let out = encode_response(status, JSON, &[("Allow", "GET")], b"", false);
-            let out = String::from_utf8(out).unwrap();
-            assert!(
-                out.starts_with(&format!("HTTP/1.1 {} ", status.code)),
-                "{out}"
-            );
-            assert!(!out.contains("\r\nContent-Length:"), "{out}");
-            assert!(!out.contains("\r\nContent-Type:"), "{out}");
-            assert!(out.contains("\r\nAllow: GET\r\n"), "{out}");
-            assert!(out.ends_with("\r\n\r\n"), "{out}");
-        }
-    }
-
-    #[test]
-    fn error_body_names_the_status() {
-        let out = String::from_utf8(error_response(Status::NOT_FOUND, &[], false)).unwrap();
-        assert!(out.starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(out.ends_with("\r\n\r\n{\"error\":\"not found\"}"));
-        assert!(!out.contains("Connection: close"));
     }
 }

@@ -41,14 +41,15 @@
 
 #![deny(missing_docs)]
 
+pub mod answer;
 pub mod api;
 pub mod assets;
 pub mod chat;
 pub mod clients;
 pub mod config;
 pub mod conn;
+pub mod event;
 pub mod http;
-pub mod json;
 pub mod outgoing;
 pub mod position;
 pub mod presence;
@@ -56,6 +57,7 @@ pub mod random;
 pub mod room;
 pub mod routes;
 pub mod server;
+pub mod sse;
 pub mod stats;
 pub mod sys;
 pub mod timer;

@@ -11,7 +11,7 @@
 //! - a **stream whose socket is full**: frames broadcast meanwhile queue behind the one
 //!   being written, up to a cap the server enforces with [`Outgoing::queued_live_bytes`].
 
-use crate::http;
+use crate::answer;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
@@ -151,11 +151,11 @@ impl Response {
     pub fn with_header_line(self, line: &'static [u8]) -> Response {
         match self {
             Response::Owned(mut bytes) => {
-                http::insert_header_line(&mut bytes, line);
+                answer::insert_header_line(&mut bytes, line);
                 Response::Owned(bytes)
             }
             Response::Shared(bytes) => {
-                let at = http::head_end(&bytes).unwrap_or(bytes.len());
+                let at = answer::head_end(&bytes).unwrap_or(bytes.len());
                 Response::Pieces(Box::new(Pieces::new([
                     Piece::slice(&bytes, 0..at),
                     Piece::Static(line),
@@ -165,7 +165,7 @@ impl Response {
             Response::Pieces(mut pieces) => {
                 // Multi-piece answers start with a head of their own.
                 if let Some(Piece::Owned(head)) = pieces.queue.front_mut() {
-                    http::insert_header_line(head, line);
+                    answer::insert_header_line(head, line);
                 }
                 Response::Pieces(pieces)
             }

@@ -39,6 +39,13 @@ impl Position {
     }
 }
 
+/// In JSON a position is its string form, `"5f3a09c2-42"`.
+impl serde::Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:08x}-{}", self.epoch, self.seq)

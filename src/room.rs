@@ -1,5 +1,5 @@
 //! One chat room: its message history (a ring capped by count and bytes), who is waiting in
-//! it, who is present, and the encodings of what it sends. Knows no sockets and reads no
+//! it, who is present by name, and the typing rate limit. Knows no sockets and reads no
 //! clock: times come in as milliseconds from the caller.
 //!
 //! Every message is encoded once, when it is posted, as its SSE frame, whose `data:` line
@@ -8,13 +8,13 @@
 //! the JSON. So a client that resumes costs a page of pointers into the history, never a
 //! copy of it, however much it asks for (`poll_page`, `stream_page`).
 
-use crate::json;
+use crate::answer;
 use crate::outgoing::Piece;
 use crate::position::Position;
 use crate::presence::Names;
+use crate::sse;
 use crate::waitlist::WaitList;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 /// How much history a room keeps.
@@ -55,24 +55,16 @@ impl Stored {
     }
 }
 
-/// A poll answer built from shared pieces, with its length for the Content-Length.
+/// A poll answer from history: the messages as pieces of their stored frames, the position
+/// to poll from next, and whether messages the client never saw are gone.
 #[derive(Debug)]
 pub struct Page {
-    /// The JSON body, in order.
-    pub pieces: Vec<Piece>,
-    /// Its length in bytes.
-    pub len: usize,
-}
-
-impl Page {
-    /// The body as one buffer (tests, and anything small).
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.pieces
-            .iter()
-            .flat_map(|p| p.as_bytes())
-            .copied()
-            .collect()
-    }
+    /// Each message's JSON, oldest first, shared with the history.
+    pub messages: Vec<Piece>,
+    /// The last message included: the head, unless the client is more than a page behind.
+    pub next: Position,
+    /// Messages after the client's position are gone (evicted, or another epoch).
+    pub gap: bool,
 }
 
 /// A page of a stream's replay: frames to send, and where the replay goes on.
@@ -107,42 +99,6 @@ pub enum Since {
 pub enum SinceError {
     /// Same epoch but beyond the last message: the client made it up.
     Ahead,
-}
-
-/// An ephemeral event: delivered to whoever is waiting, never stored or replayed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// `from` is typing.
-    Typing(String),
-    /// `name` appeared in the room.
-    Join(String),
-    /// `name` has not been seen for the presence window, and no stream holds it.
-    Leave(String),
-}
-
-impl Event {
-    /// `{"type":"typing","from":"ann"}` and the like.
-    pub fn json(&self) -> String {
-        let (kind, field, who) = match self {
-            Event::Typing(who) => ("typing", "from", who),
-            Event::Join(who) => ("join", "name", who),
-            Event::Leave(who) => ("leave", "name", who),
-        };
-        let mut out = format!("{{\"type\":\"{kind}\",\"{field}\":\"");
-        json::escape_into(&mut out, who);
-        out.push_str("\"}");
-        out
-    }
-
-    /// The SSE form: `event: typing` with the same JSON as data.
-    pub fn sse(&self) -> String {
-        let kind = match self {
-            Event::Typing(_) => "typing",
-            Event::Join(_) => "join",
-            Event::Leave(_) => "leave",
-        };
-        format!("event: {kind}\ndata: {}\n\n", self.json())
-    }
 }
 
 /// A chat room.
@@ -213,23 +169,16 @@ impl Room {
         self.last_seq += 1;
         let seq = self.last_seq;
         let position = Position { epoch, seq };
-        let mut out = String::with_capacity(text.len() + from.len() + 96);
-        let _ = write!(out, "id: {position}\nevent: message\ndata: ");
-        let json_start = out.len() as u32;
-        let _ = write!(out, "{{\"id\":\"{position}\",\"from\":\"");
-        json::escape_into(&mut out, from);
-        out.push_str("\",\"text\":\"");
-        json::escape_into(&mut out, text);
-        // The JSON has no raw newline (escaping saw to it), so it is one `data:` line.
-        let _ = write!(out, "\",\"time\":{time_ms}}}\n\n");
-        self.history_bytes += out.len();
+        let json = answer::message_json(position, from, text, time_ms);
+        let (frame, json_start) = sse::message_frame(position, &json);
+        self.history_bytes += frame.len();
         if let Some(id) = client_id {
             self.by_client_id.insert(id.into(), seq);
         }
         self.history.push_back(Stored {
             seq,
-            frame: out.into_bytes().into(),
-            json_start,
+            frame: frame.into_bytes().into(),
+            json_start: json_start as u32,
             client_id: client_id.map(Into::into),
         });
         self.evict(limits);
@@ -292,62 +241,23 @@ impl Room {
     /// unless the client is more than a page behind (then its next poll is answered at
     /// once with the following page).
     pub fn poll_page(&self, epoch: u32, after: u64, gap: bool) -> Page {
-        let mut page = Page {
-            pieces: Vec::new(),
-            len: 0,
-        };
-        let mut push = |piece: Piece| {
-            page.len += piece.len();
-            page.pieces.push(piece);
-        };
-        push(Piece::Static(b"{\"messages\":["));
         let mut next = self.last_seq;
-        for (i, message) in self.stored_after(after).take(PAGE_MESSAGES).enumerate() {
-            if i > 0 {
-                push(Piece::Static(b","));
-            }
-            push(message.json());
+        let mut messages = Vec::new();
+        for message in self.stored_after(after).take(PAGE_MESSAGES) {
+            messages.push(message.json());
             next = message.seq;
         }
-        let tail = format!(
-            "],\"next\":\"{}\",\"gap\":{gap},\"events\":[]}}",
-            Position { epoch, seq: next }
-        );
-        push(Piece::Owned(tail.into_bytes()));
-        page
+        Page {
+            messages,
+            next: Position { epoch, seq: next },
+            gap,
+        }
     }
 
-    /// The JSON answer to polls waiting at the head: the messages after `after` (at most
-    /// the one just posted), the head as `next`, and ephemeral events. Built once per
-    /// broadcast and shared by every poll it answers.
-    pub fn poll_answer(&self, epoch: u32, after: u64, gap: bool, events: &[Event]) -> String {
-        let mut out = String::from("{\"messages\":[");
-        for (i, message) in self.stored_after(after).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            // Stored JSON is built from escaped strings, so it is UTF-8.
-            out.push_str(std::str::from_utf8(message.json_bytes()).unwrap_or_default());
-        }
-        let _ = write!(
-            out,
-            "],\"next\":\"{}\",\"gap\":{gap},\"events\":[",
-            self.head(epoch)
-        );
-        for (i, event) in events.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&event.json());
-        }
-        out.push_str("]}");
-        out
-    }
-
-    /// The answer for every poll waiting when message `seq` arrives: all of them were at
-    /// the previous head, so they all get exactly this one message.
-    pub fn poll_answer_for_new(&self, epoch: u32, seq: u64) -> String {
-        self.poll_answer(epoch, seq - 1, false, &[])
+    /// The JSON of the stored messages after `after`, oldest first: for the answer that
+    /// polls waiting at the previous head share when a message arrives (just that one).
+    pub fn messages_after(&self, after: u64) -> impl Iterator<Item = &[u8]> {
+        self.stored_after(after).map(Stored::json_bytes)
     }
 
     /// The first page of a stream resuming from `since`: `gap` first if the position is
@@ -372,10 +282,7 @@ impl Room {
     fn stream_page(&self, epoch: u32, after: u64, gap: bool) -> StreamPage {
         let mut pieces = Vec::new();
         if gap {
-            let frame = format!(
-                "event: gap\ndata: {{\"next\":\"{}\"}}\n\n",
-                self.head(epoch)
-            );
+            let frame = sse::gap_frame(self.head(epoch));
             pieces.push(Piece::Owned(frame.into_bytes()));
         }
         let mut last = after;
@@ -458,15 +365,17 @@ mod tests {
             .collect()
     }
 
+    /// The body of the answer a page becomes, checked against its Content-Length.
     fn answer(since: Result<Since, SinceError>) -> String {
-        match since {
-            Ok(Since::Answer(page)) => {
-                let body = String::from_utf8(page.to_vec()).unwrap();
-                assert_eq!(body.len(), page.len, "the length a head will announce");
-                body
-            }
-            other => panic!("expected an answer, got {other:?}"),
-        }
+        let Ok(Since::Answer(page)) = since else {
+            panic!("expected an answer, got {since:?}")
+        };
+        let pieces = answer::poll_page(&[], page.messages, page.next, page.gap);
+        let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.as_bytes()).copied().collect();
+        let response = String::from_utf8(bytes).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
+        body.to_owned()
     }
 
     #[test]
@@ -646,17 +555,5 @@ mod tests {
         assert!(!room.typing_allowed("ann", 999, 1000));
         assert!(room.typing_allowed("bob", 999, 1000));
         assert!(room.typing_allowed("ann", 1000, 1000));
-    }
-
-    #[test]
-    fn event_encodings() {
-        assert_eq!(
-            Event::Typing("a\"b".into()).json(),
-            r#"{"type":"typing","from":"a\"b"}"#
-        );
-        assert_eq!(
-            Event::Join("ann".into()).sse(),
-            "event: join\ndata: {\"type\":\"join\",\"name\":\"ann\"}\n\n"
-        );
     }
 }

@@ -1,10 +1,10 @@
 //! Routing: a parsed request becomes one [`Action`] — reply now, park until a message comes,
 //! or broadcast. Knows no sockets and changes no state; the server carries the action out.
 
+use crate::answer;
 use crate::api::{self, ApiError, NewMessage};
 use crate::assets::Assets;
 use crate::http::{self, Limits, Method, Parse, Request, Status};
-use crate::json;
 use crate::outgoing::Response;
 use crate::position::Position;
 use std::rc::Rc;
@@ -80,28 +80,6 @@ pub struct Context<'a> {
     pub cors_origin: Option<&'a str>,
 }
 
-/// The headers of every room-API response for a `--cors-origin` (none without one).
-pub fn api_headers(cors_origin: Option<&str>) -> Vec<(&str, &str)> {
-    match cors_origin {
-        Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
-        None => Vec::new(),
-    }
-}
-
-/// A room-API response: the CORS headers (errors included), `extra` headers, a JSON body
-/// (left out for HEAD).
-pub fn api_response(
-    cors_origin: Option<&str>,
-    status: Status,
-    body: &str,
-    extra: &[(&str, &str)],
-    head_only: bool,
-) -> Vec<u8> {
-    let mut headers = api_headers(cors_origin);
-    headers.extend_from_slice(extra);
-    http::encode_response(status, http::JSON, &headers, body.as_bytes(), head_only)
-}
-
 /// What a connection's buffered input amounts to.
 #[derive(Debug)]
 pub enum Next {
@@ -150,7 +128,7 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
     let head_only = request.method == Method::Head;
     let error = |status: Status, headers: &[(&str, &str)]| {
         reply(
-            Response::Owned(http::error_response(status, headers, head_only)),
+            Response::Owned(answer::status_error(status, headers, head_only)),
             close,
         )
     };
@@ -184,9 +162,10 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
 fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> Action {
     let close = !request.keep_alive;
     let fail = |error: ApiError, extra: &[(&str, &str)]| {
-        let body = json::object1("error", error.message);
         let head_only = request.method == Method::Head;
-        let bytes = api_response(context.cors_origin, error.status, &body, extra, head_only);
+        let mut headers = answer::cors(context.cors_origin);
+        headers.extend_from_slice(extra);
+        let bytes = answer::error(error.status, &headers, error.message, head_only);
         reply(Response::Owned(bytes), close)
     };
     let not_found = ApiError {
@@ -219,21 +198,7 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
     let result: Result<Action, (ApiError, &str)> = match (what, request.method) {
         // A CORS preflight, for clients that send JSON or custom headers cross-origin.
         (_, Method::Options) if context.cors_origin.is_some() => {
-            let preflight = [
-                ("Access-Control-Allow-Methods", "GET, POST"),
-                (
-                    "Access-Control-Allow-Headers",
-                    "Content-Type, Last-Event-ID",
-                ),
-                ("Access-Control-Max-Age", "600"),
-            ];
-            let bytes = api_response(
-                context.cors_origin,
-                Status::NO_CONTENT,
-                "",
-                &preflight,
-                false,
-            );
+            let bytes = answer::preflight(context.cors_origin);
             return reply(Response::Owned(bytes), close);
         }
         ("messages", Method::Get) => (|| {
@@ -284,8 +249,7 @@ fn classic_refusal(refused: ApiError, close: bool) -> Action {
         Some(rest) => format!("message: {rest}"),
         None => refused.message.to_owned(),
     };
-    let body = json::object1("error", &sentence);
-    let bytes = http::encode_response(refused.status, http::JSON, &[], body.as_bytes(), false);
+    let bytes = answer::error(refused.status, &[], &sentence, false);
     reply(Response::Owned(bytes), close)
 }
 

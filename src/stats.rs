@@ -1,4 +1,4 @@
-//! Counters the loop keeps for `/stats`, for tests (through [`crate::ServerHandle`]) and for
+//! Counters the loop keeps for `/stats` (spelled in [`crate::answer::stats`]), for tests (through [`crate::ServerHandle`]) and for
 //! the benchmark, which waits on them instead of sleeping and hoping.
 //!
 //! They are atomics only because a test or benchmark thread reads them while the loop runs;
@@ -59,66 +59,4 @@ pub fn add(counter: &AtomicU64, n: u64) {
 /// Subtracts from one counter.
 pub fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
-}
-
-impl Stats {
-    /// The counters as the JSON object `/stats` returns. `rss_bytes` is read by the caller
-    /// because it is a property of the process, not of the loop.
-    pub fn to_json(&self, rss_bytes: u64) -> String {
-        let fields = [
-            ("connections", get(&self.connections)),
-            ("accepted", get(&self.accepted)),
-            ("pending_polls", get(&self.pending_polls)),
-            ("requests", get(&self.requests)),
-            ("messages", get(&self.messages)),
-            ("deliveries", get(&self.deliveries)),
-            ("timeouts", get(&self.timeouts)),
-            ("bytes_out", get(&self.bytes_out)),
-            ("streams", get(&self.streams)),
-            ("rooms", get(&self.rooms)),
-            ("open_files_limit", get(&self.open_files_limit)),
-            ("max_conns", get(&self.max_conns)),
-            ("rss_bytes", rss_bytes),
-        ];
-        let drops = [
-            ("slow", get(&self.dropped_slow)),
-            ("idle", get(&self.dropped_idle)),
-            ("request_timeout", get(&self.dropped_request_timeout)),
-            ("over_cap", get(&self.refused_over_cap)),
-            ("emfile", get(&self.refused_emfile)),
-        ];
-        format!(
-            "{{{},\"drops\":{{{}}}}}",
-            join_fields(&fields),
-            join_fields(&drops)
-        )
-    }
-}
-
-fn join_fields(fields: &[(&str, u64)]) -> String {
-    let parts: Vec<String> = fields
-        .iter()
-        .map(|(name, value)| format!("\"{name}\":{value}"))
-        .collect();
-    parts.join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_lists_every_counter() {
-        let stats = Stats::default();
-        add(&stats.connections, 3);
-        sub(&stats.connections, 1);
-        add(&stats.deliveries, 7);
-        let json = stats.to_json(4096);
-        assert!(json.starts_with("{\"connections\":2,"), "{json}");
-        assert!(json.contains("\"deliveries\":7"));
-        assert!(json.contains("\"rss_bytes\":4096,"));
-        assert!(json.ends_with(
-            "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0}}"
-        ));
-    }
 }

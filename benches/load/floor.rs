@@ -336,7 +336,7 @@ fn write_rounds(args: &FloorArgs) -> io::Result<()> {
         }
         // Encoded by the server's own function, so the bytes match a broadcast exactly.
         let answer =
-            comet_chat::chat::message_response(&wire::message(&token(round), args.message_bytes));
+            comet_chat::answer::classic_message(&wire::message(&token(round), args.message_bytes));
         let mut errors = 0;
         let start = Instant::now();
         for socket in &mut sockets {

@@ -3,9 +3,9 @@
 //! invariants checked at every step. Shared by the property tests and the fuzz target
 //! (fuzz/ includes this file by path).
 
+use comet_chat::answer;
 use comet_chat::api;
 use comet_chat::assets::Assets;
-use comet_chat::chat;
 use comet_chat::http::Limits;
 use comet_chat::outgoing::Response;
 use comet_chat::routes::{self, Action, Next};
@@ -97,7 +97,7 @@ fn check_action(action: &Action, head: bool) {
             // Classic posts obey the room rules too.
             assert!(api::check_name(from).is_ok());
             assert!(api::check_text(message, 4096).is_ok());
-            let bytes = chat::message_response(message);
+            let bytes = answer::classic_message(message);
             check_response(&bytes, false);
             // The body is exact JSON: it decodes back to the very message.
             let body = &bytes[bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];

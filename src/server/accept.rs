@@ -1,0 +1,176 @@
+//! Accepting clients, and shedding load when the server cannot hold more: over the
+//! connection cap, or out of file descriptors. A refused client gets a `503` and is closed
+//! at once, before any parsing, so refusing costs one accept and one small write.
+
+use super::timers::Due;
+use super::{Server, LISTENER};
+use crate::conn::{Conn, Deadline};
+use crate::stats;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// When accept fails for lack of descriptors and no spare is left to shed load with, the
+/// listener is taken out of the poll set for this long instead of failing again at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Server {
+    /// Accepts until the kernel's queue is empty: the listener is edge-triggered, so a
+    /// connection left in the queue would not be reported again.
+    pub(super) fn accept_all(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, addr)) => {
+                    if self.out_of_descriptors {
+                        self.out_of_descriptors = false;
+                        log::info!("descriptors available again; accepting");
+                    }
+                    if self.conns.len() >= self.max_conns {
+                        stats::add(&self.stats.refused_over_cap, 1);
+                        log::debug!("refusing {addr}: {} connections open", self.conns.len());
+                        refuse(socket, &self.refusal);
+                    } else {
+                        self.add_connection(socket, addr);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The client gave up between SYN and accept; the next one may be fine.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if is_out_of_descriptors(&e) => {
+                    if !self.shed_one_client(&e) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Nothing else is expected; retrying now would likely fail the same way.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors with clients waiting in the kernel's queue. Frees the spare,
+    /// accepts one client, answers it 503 and closes it, then takes the spare back. Returns
+    /// whether accepting may go on (false: the queue is empty, or we had to pause).
+    fn shed_one_client(&mut self, error: &io::Error) -> bool {
+        if !self.out_of_descriptors {
+            self.out_of_descriptors = true;
+            log::warn!(
+                "out of file descriptors ({error}; limit {}): answering new clients 503 until some close",
+                stats::get(&self.stats.open_files_limit)
+            );
+        }
+        let Some(listener) = self.listener.as_ref() else {
+            return false;
+        };
+        if let Some(spare) = self.spare_descriptor.take() {
+            drop(spare);
+            let shed = match listener.accept() {
+                Ok((socket, _)) => {
+                    stats::add(&self.stats.refused_emfile, 1);
+                    refuse(socket, &self.refusal);
+                    true
+                }
+                Err(_) => false,
+            };
+            self.spare_descriptor = open_spare_descriptor();
+            if self.spare_descriptor.is_some() {
+                return shed;
+            }
+        }
+        // No spare to shed load with: stop listening for a moment rather than spin.
+        if let Some(listener) = self.listener.as_mut() {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        self.schedule(Due::ResumeAccepting, ACCEPT_BACKOFF);
+        stats::add(&self.stats.refused_emfile, 1);
+        false
+    }
+
+    /// The pause after running out of descriptors is over: listen again, and accept what
+    /// queued meanwhile.
+    pub(super) fn resume_accepting(&mut self) {
+        self.spare_descriptor = self.spare_descriptor.take().or_else(open_spare_descriptor);
+        let Some(listener) = self.listener.as_mut() else {
+            return; // shut down meanwhile
+        };
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(listener, LISTENER, Interest::READABLE)
+        {
+            log::error!("cannot resume accepting: {e}");
+            return;
+        }
+        // Edge-triggered: clients that queued while we were away raise no new edge.
+        self.accept_all();
+    }
+
+    fn add_connection(&mut self, mut socket: TcpStream, addr: SocketAddr) {
+        // Responses are written whole; Nagle would only delay the next one.
+        let _ = socket.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        // Registered once for both directions, edge-triggered: a write that completes at
+        // once (nearly all of them) then costs no epoll_ctl, and a slow reader's socket
+        // reports WRITABLE by itself when it drains.
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), interest)
+        {
+            log::warn!("cannot register {addr}: {e}");
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let client = self.clients.connected(addr.ip());
+        entry.insert(Conn::new(socket, generation, client));
+        stats::add(&self.stats.connections, 1);
+        stats::add(&self.stats.accepted, 1);
+        self.report.accepted += 1;
+        self.set_timer(key, Deadline::Idle);
+        log::debug!("#{key} accepted from {addr}");
+    }
+}
+
+/// A listening socket with `SO_REUSEADDR` (restart without waiting out TIME_WAIT) and the
+/// configured backlog, handed to mio.
+pub(super) fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The descriptor held in reserve for shedding load when accept hits EMFILE (any file
+/// will do; `/dev/null` always exists). `None` if even that cannot be opened.
+pub(super) fn open_spare_descriptor() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+/// EMFILE (this process) or ENFILE (the whole system) out of descriptors.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE)
+    )
+}
+
+/// `503` for a client we cannot hold, written straight to its new socket and then closed.
+/// One small write into an empty socket buffer; if even that fails, closing is the answer.
+fn refuse(mut socket: TcpStream, refusal: &[u8]) {
+    let _ = socket.write(refusal);
+}

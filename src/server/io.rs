@@ -1,0 +1,366 @@
+//! Connection I/O: a connection's turn (read what it sent, answer a turn's worth of its
+//! requests), writing what it is owed, and its end (linger, close, reap). Nothing here
+//! calls back up: a connection with more to do after its turn goes in line (the ready
+//! queue), and the loop gives it its next turn in step 3 of the next pass.
+
+use super::Server;
+use crate::answer;
+use crate::conn::{AfterResponse, Deadline, State};
+use crate::http::Status;
+use crate::outgoing::{Flushed, Response};
+use crate::routes::{self, Next};
+use crate::stats;
+use mio::event::Event;
+use std::io::{self, Read};
+use std::net::Shutdown;
+
+/// One read's worth of bytes. Reads land in one buffer shared by every connection, so idle
+/// connections own no read buffer.
+pub(super) const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Requests one connection may have answered in one turn. A client that pipelines more
+/// (20,000 tiny posts in one send froze everyone else for seconds) goes back in line.
+pub const REQUESTS_PER_TURN: usize = 16;
+
+/// Deliveries to other clients that one connection's requests may cause in one turn. A
+/// post to a room of thousands ends its poster's turn at once; a broadcast is never cut
+/// short, because "everyone waiting gets it in one pass" is the point of the server.
+pub const DELIVERIES_PER_TURN: u64 = 1024;
+
+/// Bytes read per turn, only to be discarded, from a stream or a connection we are hanging
+/// up on: a client sending as fast as loopback allows cannot keep the loop reading.
+const DISCARD_BYTES_PER_TURN: usize = 64 * 1024;
+
+impl Server {
+    /// Step 2 for a connection's token.
+    pub(super) fn on_conn_event(&mut self, key: usize, event: &Event) {
+        // Never trust a token: the connection may have been closed earlier in this pass.
+        match self.conns.get(key) {
+            None => return,
+            Some(conn) if conn.state() == State::Closed => return,
+            Some(_) => {}
+        }
+        if event.is_writable() && self.conns[key].output.is_some() {
+            self.write_output(key);
+        }
+        // A connection already in line gets its turn there; edge-triggered, nothing it
+        // sent is lost meanwhile, because its turn reads until `WouldBlock`.
+        let in_line = self.conns[key].ready;
+        if !in_line && (event.is_readable() || event.is_read_closed() || event.is_error()) {
+            self.turn(key);
+        }
+    }
+
+    /// One connection's turn: read what it sent (up to its input cap), answer up to a
+    /// turn's worth of its requests, and if it has more of either, put it back in line
+    /// behind everyone else. Whatever one client sends, its turn is bounded:
+    /// [`REQUESTS_PER_TURN`] requests, [`DELIVERIES_PER_TURN`] deliveries to others, one
+    /// input buffer of bytes.
+    fn turn(&mut self, key: usize) {
+        let more_to_read = self.read_input(key);
+        let more_to_answer = self.process_input(key);
+        self.arm_reading_timer(key);
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        // Writing or parked: the response's end puts it back in line (`response_done`).
+        let can_go_on = matches!(
+            conn.state(),
+            State::Reading | State::Lingering | State::Streaming(_)
+        );
+        if can_go_on && (more_to_read || more_to_answer) {
+            self.queue_ready(key);
+        }
+    }
+
+    /// Puts a connection in the ready queue, once.
+    fn queue_ready(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.ready {
+            conn.ready = true;
+            self.ready.push((key as u32, conn.generation));
+        }
+    }
+
+    /// Step 3: a turn for each connection that was in line when this pass began; those
+    /// that still have work go back in line for the next pass, after everyone's events.
+    pub(super) fn serve_ready(&mut self) {
+        let mut batch = std::mem::take(&mut self.ready_batch);
+        for &(key, generation) in &batch {
+            let key = key as usize;
+            match self.conns.get_mut(key) {
+                Some(conn) if conn.generation == generation && conn.state() != State::Closed => {
+                    conn.ready = false;
+                }
+                _ => continue,
+            }
+            self.turn(key);
+        }
+        batch.clear();
+        self.ready_batch = batch;
+    }
+
+    /// Reads what the socket holds into the connection's input, until `WouldBlock` or the
+    /// input cap (then more may wait in the kernel: returns true). Streams and lingering
+    /// connections read only to discard, at most [`DISCARD_BYTES_PER_TURN`] a turn.
+    fn read_input(&mut self, key: usize) -> bool {
+        let cap = self.config.limits.request_bytes();
+        let mut discarded = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return false;
+            };
+            // Nothing a stream sends is a request (its response never ends), and we are
+            // hanging up on a lingering client: read only to see the FIN.
+            let discarding = matches!(conn.state(), State::Lingering | State::Streaming(_));
+            match conn.state() {
+                State::Closed => return false,
+                _ if discarding && discarded >= DISCARD_BYTES_PER_TURN => return true,
+                // A full request's worth is buffered: leave the rest in the kernel until
+                // this has been answered.
+                _ if !discarding && conn.input.len() >= cap => {
+                    conn.input_paused = true;
+                    return true;
+                }
+                _ => {}
+            }
+            match conn.socket.read(&mut self.read_chunk) {
+                Ok(0) => {
+                    conn.peer_closed = true;
+                    conn.input_paused = false;
+                    self.on_peer_closed(key);
+                    return false;
+                }
+                Ok(n) if discarding => discarded += n,
+                Ok(n) => {
+                    conn.input.extend_from_slice(&self.read_chunk[..n]);
+                    // We stop reading at the cap, so one chunk over it is the most a
+                    // client can make us hold.
+                    debug_assert!(conn.input.len() <= cap + READ_CHUNK_BYTES);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.input_paused = false;
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("#{key} read error: {e}");
+                    self.close(key);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The client will send nothing more. A parked poll whose client left is dropped at once
+    /// (this is how a vanished browser frees its slot); a response in flight is finished.
+    fn on_peer_closed(&mut self, key: usize) {
+        match self.conns[key].state() {
+            State::Writing => self.conns[key].close_after_write = true,
+            State::Closed => {}
+            State::Reading | State::Parked(_) | State::Streaming(_) | State::Lingering => {
+                self.close(key)
+            }
+        }
+    }
+
+    /// Answers the complete requests in the connection's input, in order, until the turn's
+    /// budget is spent or the connection leaves `Reading` (parked, or a response is still
+    /// being written). Returns true when the budget ran out with input left to answer.
+    fn process_input(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.state() != State::Reading || conn.input.is_empty() {
+            return false;
+        }
+        // Taken out while its requests are answered (the handlers need all of `self`) and
+        // put back once, minus what was answered: one move of the leftover bytes per turn,
+        // not one per request.
+        let input = std::mem::take(&mut conn.input);
+        let mut used = 0;
+        let mut answered = 0;
+        self.turn_deliveries = 0;
+        let out_of_budget = loop {
+            if answered == REQUESTS_PER_TURN || self.turn_deliveries >= DELIVERIES_PER_TURN {
+                break used < input.len();
+            }
+            let conn = &mut self.conns[key]; // closing only marks it; it is freed in step 5
+            if conn.state() != State::Reading || used == input.len() {
+                break false;
+            }
+            let context = routes::Context {
+                assets: &self.assets,
+                max_message_bytes: self.config.max_message_bytes,
+                cors_origin: self.config.cors_origin.as_deref(),
+            };
+            match routes::next(&input[used..], &self.config.limits, &context) {
+                // Normal flow: the rest of the request has not arrived yet.
+                Next::NeedMore { awaits_continue } => {
+                    if awaits_continue && !conn.continue_sent {
+                        conn.continue_sent = true;
+                        if let Err(e) = conn.write_interim(answer::CONTINUE) {
+                            log::debug!("#{key} cannot send 100 Continue: {e}");
+                            self.close(key);
+                        }
+                    }
+                    break false;
+                }
+                Next::Reject(status) => {
+                    log::debug!("#{key} {} → {} {}", conn.peer(), status.code, status.reason);
+                    used = input.len();
+                    self.reject(key, status);
+                    break false;
+                }
+                Next::Request {
+                    action,
+                    close,
+                    http10,
+                    consumed,
+                } => {
+                    stats::add(&self.stats.requests, 1);
+                    if log::log_enabled!(log::Level::Debug) {
+                        let request = input[used..used + consumed].trim_ascii_start();
+                        let line = request.split(|&b| b == b'\r').next();
+                        let line = String::from_utf8_lossy(line.unwrap_or_default());
+                        log::debug!("#{key} {line}");
+                    }
+                    used += consumed;
+                    answered += 1;
+                    conn.continue_sent = false;
+                    conn.http10 = http10;
+                    // While shutting down every response is the connection's last.
+                    let close = close || self.draining;
+                    self.apply(key, action, close);
+                }
+            }
+        };
+        let conn = &mut self.conns[key];
+        debug_assert!(
+            conn.input.is_empty(),
+            "nothing reads while requests are answered"
+        );
+        // A closed or lingering connection discards what it sent; an emptied input gives
+        // its buffer back, so a parked poll owns no heap memory.
+        let keep = !matches!(conn.state(), State::Closed | State::Lingering) && used < input.len();
+        if keep {
+            let mut input = input;
+            input.drain(..used);
+            conn.input = input;
+        }
+        out_of_budget
+    }
+
+    /// Answers an invalid request and hangs up: what follows it cannot be trusted to start
+    /// at a request boundary.
+    pub(super) fn reject(&mut self, key: usize, status: Status) {
+        let response = answer::status_error(status, &[], false);
+        self.respond(key, Response::Owned(response), true);
+    }
+
+    /// Starts sending `response` (see [`crate::conn::Conn::respond`]) and writes as much as
+    /// the socket takes right away.
+    pub(super) fn respond(&mut self, key: usize, response: Response, close: bool) {
+        self.conns[key].respond(response, close);
+        self.clear_timer(key);
+        self.write_output(key);
+    }
+
+    /// Writes what the connection is owed until it is all out or the socket is full.
+    pub(super) fn write_output(&mut self, key: usize) {
+        loop {
+            match self.conns[key].flush() {
+                Ok((flushed, sent)) => {
+                    stats::add(&self.stats.bytes_out, sent as u64);
+                    self.report.bytes_written += sent;
+                    match flushed {
+                        // The WRITABLE edge will bring us back here. The write deadline
+                        // bounds how long a client may go without taking a byte: any
+                        // progress starts it over, so a slow but steady reader of a long
+                        // response is never taken for a stalled one.
+                        Flushed::Blocked => {
+                            if sent > 0 || self.conns[key].timer.is_none() {
+                                self.set_timer(key, Deadline::Write);
+                            }
+                            return;
+                        }
+                        // A stream replaying history: its page is out, queue the next.
+                        Flushed::Refill(after) => {
+                            self.refill_stream(key, after);
+                            continue;
+                        }
+                        Flushed::Done if matches!(self.conns[key].state(), State::Streaming(_)) => {
+                            self.set_timer(key, Deadline::Heartbeat);
+                            return;
+                        }
+                        Flushed::Done => {
+                            self.response_done(key);
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("#{key} write error: {e}");
+                    self.close(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The whole response is with the kernel: hang up, or get ready for the next request
+    /// (which may already be buffered: then the connection goes in line for its turn).
+    fn response_done(&mut self, key: usize) {
+        match self.conns[key].response_done() {
+            AfterResponse::HangUp => self.linger(key),
+            AfterResponse::NextRequest { ready } => {
+                if ready {
+                    self.queue_ready(key);
+                }
+                self.clear_timer(key);
+                self.arm_reading_timer(key);
+            }
+        }
+    }
+
+    /// Shuts our side down and waits briefly for the client to close, reading and
+    /// discarding what it still sends (see [`State::Lingering`]).
+    fn linger(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.peer_closed || conn.socket.shutdown(Shutdown::Write).is_err() {
+            self.close(key);
+            return;
+        }
+        conn.linger();
+        self.set_timer(key, Deadline::Linger);
+        // The client may have closed already; its FIN was reported only once, so look for
+        // it on the connection's next turn.
+        self.queue_ready(key);
+    }
+
+    /// Marks a connection closed: it leaves its room's list and the wheel now, and its slot
+    /// is freed in the reap step.
+    pub(super) fn close(&mut self, key: usize) {
+        if self.conns[key].state() == State::Closed {
+            return;
+        }
+        self.unpark(key);
+        self.clear_timer(key);
+        self.conns[key].close();
+        self.closing.push(key);
+    }
+
+    /// Step 5. Dropping the socket closes the descriptor, which also removes it from the
+    /// epoll set, so no `deregister` call is needed.
+    pub(super) fn reap_closed(&mut self) {
+        for key in self.closing.drain(..) {
+            let conn = self.conns.remove(key);
+            debug_assert_eq!(conn.state(), State::Closed);
+            debug_assert!(conn.timer.is_none());
+            self.clients.disconnected(conn.client);
+            stats::sub(&self.stats.connections, 1);
+            self.report.closed += 1;
+            log::debug!("#{key} closed");
+        }
+    }
+}

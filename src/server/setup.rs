@@ -1,0 +1,120 @@
+//! Building a server: binding the listener, loading `www/`, registering the waker and the
+//! signal pipe, and working out the connection cap from the open-files limit. Nothing runs
+//! until `Server::run`.
+
+use super::{accept, io, PassReport, Server, EVENTS_PER_POLL, LISTENER, SIGNALS, WAKER};
+use crate::answer;
+use crate::assets::Assets;
+use crate::chat::Chat;
+use crate::clients::Clients;
+use crate::config::{Config, RESERVED_DESCRIPTORS};
+use crate::random::Random;
+use crate::room::HistoryLimits;
+use crate::sse;
+use crate::stats::Stats;
+use crate::sys;
+use crate::timer::TimerWheel;
+use mio::{Events, Interest, Poll, Waker};
+use slab::Slab;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Server {
+    /// Binds the listening socket and loads the static files. Nothing runs until [`run`].
+    ///
+    /// [`run`]: Server::run
+    pub fn bind(config: Config) -> std::io::Result<Server> {
+        let assets = match &config.www {
+            Some(dir) => Assets::load(dir).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read www dir {}: {e}", dir.display()),
+                )
+            })?,
+            None => Assets::empty(),
+        };
+        let mut listener = accept::listen(config.addr, config.listen_backlog)?;
+        let local_addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let signals = if config.handle_signals {
+            let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let stats = Arc::new(Stats::default());
+        let (soft_limit, _) = sys::open_files_limit()?;
+        let max_conns = config
+            .max_conns
+            .unwrap_or_else(|| soft_limit.saturating_sub(RESERVED_DESCRIPTORS).max(1) as usize);
+        stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
+        stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
+        stats.rooms.store(1, Ordering::Relaxed);
+        let mut random = Random::from_clock();
+        let history = HistoryLimits {
+            messages: config.history_messages,
+            bytes: config.history_bytes,
+        };
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(EVENTS_PER_POLL),
+            listener: Some(listener),
+            local_addr,
+            conns: Slab::new(),
+            wheel: TimerWheel::new(),
+            started: Instant::now(),
+            chat: Chat::new(random.next_u64() as u32, history, config.max_rooms),
+            assets,
+            config,
+            stats,
+            stop: Arc::new(AtomicBool::new(false)),
+            drain: Arc::new(AtomicBool::new(false)),
+            waker,
+            signals,
+            max_conns,
+            spare_descriptor: accept::open_spare_descriptor(),
+            out_of_descriptors: false,
+            draining: false,
+            grace_over: false,
+            sweep_scheduled: false,
+            random,
+            read_chunk: vec![0; io::READ_CHUNK_BYTES].into_boxed_slice(),
+            next_generation: 1,
+            closing: Vec::new(),
+            ready: Vec::new(),
+            ready_batch: Vec::new(),
+            turn_deliveries: 0,
+            clients: Clients::default(),
+            fired: Vec::new(),
+            classic_timeout: answer::classic_timeout(),
+            heartbeat_frame: Rc::from(sse::HEARTBEAT),
+            stream_names: HashMap::new(),
+            refusal: answer::refusal(),
+            report: PassReport::default(),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The connection cap in force.
+    pub fn max_conns(&self) -> usize {
+        self.max_conns
+    }
+
+    /// Number of static paths loaded from the www directory.
+    pub fn asset_count(&self) -> usize {
+        self.assets.len()
+    }
+}

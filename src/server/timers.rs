@@ -1,0 +1,239 @@
+//! Deadlines: every one the server keeps is an entry in the one timer wheel, so step 4 of a
+//! pass (expire) is the only place anything happens because time passed, and the loop
+//! sleeps exactly until the next of them. A connection has one timer at a time, whose
+//! purpose ([`Deadline`]) follows its state; the server has three of its own ([`Due`]).
+
+use super::Server;
+use crate::conn::{Deadline, State, Timer};
+use crate::outgoing::Response;
+use crate::stats;
+use crate::timer;
+use crate::waitlist::ListKind;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long a connection we are hanging up on may keep sending before we close it anyway.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What a wheel entry carries: 8 bytes, so that tens of thousands of parked polls cost
+/// little (see [`Due`] for what they mean).
+pub type Payload = (u32, u32);
+
+/// The key under which the server's own deadlines are filed: slab keys never get near it
+/// (as with the listener's token), so no connection can be mistaken for one.
+const SERVER_KEY: u32 = u32::MAX;
+
+/// What a timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// The connection at `key`, if it is still the one of `generation` (a key is reused
+    /// once its connection is freed; a stale timer must not fire on the newcomer).
+    Conn {
+        /// Slab key.
+        key: usize,
+        /// The connection's generation when the timer was set.
+        generation: u32,
+    },
+    /// Out of descriptors, the listener paused: listen again.
+    ResumeAccepting,
+    /// Tell rooms which names left.
+    SweepPresence,
+    /// A shutdown's grace is over: exit with whatever is still open.
+    GraceOver,
+}
+
+impl Due {
+    /// Packs into a wheel entry's payload.
+    fn pack(self) -> Payload {
+        match self {
+            Due::Conn { key, generation } => (key as u32, generation),
+            Due::ResumeAccepting => (SERVER_KEY, 0),
+            Due::SweepPresence => (SERVER_KEY, 1),
+            Due::GraceOver => (SERVER_KEY, 2),
+        }
+    }
+
+    /// Unpacks a fired entry's payload.
+    fn unpack((key, generation): Payload) -> Due {
+        match (key, generation) {
+            (SERVER_KEY, 0) => Due::ResumeAccepting,
+            (SERVER_KEY, 1) => Due::SweepPresence,
+            (SERVER_KEY, 2) => Due::GraceOver,
+            (key, generation) => Due::Conn {
+                key: key as usize,
+                generation,
+            },
+        }
+    }
+}
+
+impl Server {
+    /// Step 4: fires every timer whose deadline passed.
+    pub(super) fn expire_timers(&mut self) {
+        let now = timer::ticks_floor(self.started.elapsed());
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.expire(now, &mut fired);
+        self.report.timers_fired += fired.len();
+        for &payload in &fired {
+            match Due::unpack(payload) {
+                Due::Conn { key, generation } => self.on_conn_timer(key, generation),
+                Due::ResumeAccepting => self.resume_accepting(),
+                Due::SweepPresence => {
+                    self.sweep_scheduled = false;
+                    self.sweep_presence();
+                }
+                Due::GraceOver => self.grace_over = true,
+            }
+        }
+        fired.clear();
+        self.fired = fired;
+    }
+
+    /// Files one of the server's own deadlines, `after` from now.
+    pub(super) fn schedule(&mut self, due: Due, after: Duration) {
+        debug_assert!(
+            !matches!(due, Due::Conn { .. }),
+            "connections use set_timer"
+        );
+        let at = self.deadline_after(after);
+        self.wheel.insert(at, due.pack());
+    }
+
+    fn on_conn_timer(&mut self, key: usize, generation: u32) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.generation != generation {
+            return; // the timer's connection is gone and its key reused
+        }
+        let Some(timer) = conn.timer.take() else {
+            return;
+        };
+        self.on_deadline(key, timer.deadline);
+    }
+
+    fn on_deadline(&mut self, key: usize, deadline: Deadline) {
+        let conn = &self.conns[key];
+        match (deadline, conn.state()) {
+            (Deadline::Poll, State::Parked(membership)) => {
+                self.unpark(key);
+                stats::add(&self.stats.timeouts, 1);
+                let response = match membership.list {
+                    ListKind::Classic => Response::Shared(Rc::clone(&self.classic_timeout)),
+                    _ => Response::Owned(self.poll_timeout_answer(membership.room)),
+                };
+                self.respond(key, response, false);
+            }
+            (Deadline::Heartbeat, State::Streaming(_)) => {
+                let frame = Rc::clone(&self.heartbeat_frame);
+                self.stream_send(key, &frame, false);
+            }
+            (Deadline::Write, State::Streaming(_)) => {
+                stats::add(&self.stats.dropped_slow, 1);
+                log::debug!("#{key} {} stream too slow to read; dropping", conn.peer());
+                self.close(key);
+            }
+            (Deadline::Idle, State::Reading) => {
+                stats::add(&self.stats.dropped_idle, 1);
+                log::debug!("#{key} idle for {:?}; closing", self.config.idle_timeout);
+                self.close(key);
+            }
+            (Deadline::Request, State::Reading) => {
+                log::debug!("#{key} {} sent no whole request in time", conn.peer());
+                stats::add(&self.stats.dropped_request_timeout, 1);
+                self.reject(key, crate::http::Status::REQUEST_TIMEOUT);
+            }
+            (Deadline::Write, State::Writing) => {
+                stats::add(&self.stats.dropped_slow, 1);
+                log::debug!(
+                    "#{key} {} too slow to read its response; dropping",
+                    conn.peer()
+                );
+                self.close(key);
+            }
+            (Deadline::Linger, _) => self.close(key),
+            (deadline, state) => {
+                debug_assert!(false, "#{key}: {deadline:?} timer fired in {state:?}");
+            }
+        }
+    }
+
+    /// Replaces the connection's timer with one for `deadline`, due after its configured
+    /// duration.
+    pub(super) fn set_timer(&mut self, key: usize, deadline: Deadline) {
+        let after = match deadline {
+            Deadline::Idle => self.config.idle_timeout,
+            Deadline::Request => self.config.request_timeout,
+            Deadline::Poll => self.config.poll_timeout,
+            Deadline::Write => self.config.write_timeout,
+            Deadline::Linger => LINGER,
+            Deadline::Heartbeat => self.config.heartbeat,
+        };
+        self.clear_timer(key);
+        let at = self.deadline_after(after);
+        let conn = &mut self.conns[key];
+        let due = Due::Conn {
+            key,
+            generation: conn.generation,
+        };
+        let id = self.wheel.insert(at, due.pack());
+        conn.timer = Some(Timer { id, deadline });
+    }
+
+    /// Cancels the connection's timer, if it has one.
+    pub(super) fn clear_timer(&mut self, key: usize) {
+        if let Some(timer) = self.conns[key].timer.take() {
+            self.wheel.cancel(timer.id);
+        }
+    }
+
+    /// A connection reading requests has an idle timer while nothing is buffered, and a
+    /// request timer from the first byte of a request until it is complete. The request
+    /// timer is not reset by later bytes: trickling a byte at a time buys nothing.
+    pub(super) fn arm_reading_timer(&mut self, key: usize) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.state() != State::Reading {
+            return;
+        }
+        let wanted = if conn.input.is_empty() {
+            Deadline::Idle
+        } else {
+            Deadline::Request
+        };
+        if conn.timer.map(|t| t.deadline) != Some(wanted) {
+            self.set_timer(key, wanted);
+        }
+    }
+
+    /// The tick a deadline `after` from now falls in, rounded up so it is never early.
+    fn deadline_after(&self, after: Duration) -> u64 {
+        timer::ticks_ceil(self.started.elapsed() + after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_timer_is_for_survives_the_wheel() {
+        let cases = [
+            Due::Conn {
+                key: 0,
+                generation: 0,
+            },
+            Due::Conn {
+                key: 19_999,
+                generation: u32::MAX,
+            },
+            Due::ResumeAccepting,
+            Due::SweepPresence,
+            Due::GraceOver,
+        ];
+        for due in cases {
+            assert_eq!(Due::unpack(due.pack()), due);
+        }
+    }
+}
