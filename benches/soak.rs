@@ -57,20 +57,23 @@
 //! the one-shot `nproc`, `uname` and `date`, the server is the only process it starts,
 //! and it is stopped by its own PID on every path: SIGTERM at the end,
 //! SIGKILL from `Drop` on an error or panic, and `PR_SET_PDEATHSIG` if the soak itself is
-//! killed. It shares nothing with `tests/` or the load benchmark, so it builds on its own.
+//! killed (the launcher all benchmarks share, `benches/shared/server.rs`, keeps these
+//! promises). Besides that launcher it shares nothing with `tests/` or the other
+//! benchmarks.
 
 #[path = "shared/parent_death.rs"]
 mod parent_death;
+#[path = "shared/server.rs"]
+mod server;
 
 use serde_json::Value;
+use server::{Launch, Output, Server};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, ExitCode, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -151,10 +154,6 @@ const SSE_RETRY_CAP: Duration = Duration::from_secs(2);
 /// Errors kept per thread for the report; the rest are only counted.
 const ERRORS_KEPT: usize = 5;
 
-/// How long the server may take to answer its first `/stats`, and how many free ports we
-/// try (another process may take the port between our probe and the server's bind).
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-const START_ATTEMPTS: usize = 3;
 /// After SIGTERM, how long the server gets to exit by itself before SIGKILL.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// Server log lines kept (and echoed) for the report; the rest are counted.
@@ -284,166 +283,10 @@ fn parse_args() -> Result<Option<Args>, String> {
 
 // ----- the server process -------------------------------------------------------------------
 
-/// The server under test. Dropping it kills it (by its PID, via `Child::kill`) and reaps
-/// it, so no error path leaves it running.
-struct ServerProcess {
-    child: std::process::Child,
-    addr: SocketAddr,
-    /// Warnings and errors it logged, up to [`LOG_LINES_KEPT`], for the report.
-    log: Arc<Mutex<Vec<String>>>,
-    /// All lines it logged, kept or not.
-    log_count: Arc<AtomicU64>,
-}
-
-impl ServerProcess {
-    /// Starts `bin` on a free loopback port and waits until it answers `/stats`.
-    fn start(bin: &Path) -> io::Result<ServerProcess> {
-        let mut last_error = io::Error::other("server did not start");
-        for _ in 0..START_ATTEMPTS {
-            // Ask the kernel for a free port, then hand it to the server.
-            let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-            let mut command = Command::new(bin);
-            command
-                .arg("--addr")
-                .arg(addr.to_string())
-                .args(SERVER_FLAGS)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let parent = std::process::id();
-            // SAFETY: the closure runs in the forked child before exec and makes only
-            // async-signal-safe syscalls; it allocates nothing and takes no locks. The
-            // forking thread is the main thread, which lives for the whole soak.
-            unsafe {
-                command.pre_exec(move || parent_death::die_with_parent(parent));
-            }
-            let mut child = command.spawn()?;
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let log_count = Arc::new(AtomicU64::new(0));
-            let outputs: [Box<dyn Read + Send>; 2] = [
-                Box::new(child.stdout.take().expect("piped stdout")),
-                Box::new(child.stderr.take().expect("piped stderr")),
-            ];
-            for output in outputs {
-                let (log, log_count) = (Arc::clone(&log), Arc::clone(&log_count));
-                // Ends by itself when the server's pipe closes.
-                thread::spawn(move || collect_log(output, &log, &log_count));
-            }
-            let mut server = ServerProcess {
-                child,
-                addr,
-                log,
-                log_count,
-            };
-            match server.wait_ready() {
-                Ok(()) => return Ok(server),
-                Err(e) => last_error = e, // dropped: killed by its PID
-            }
-        }
-        Err(last_error)
-    }
-
-    fn wait_ready(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "server exited at start: {status}"
-                )));
-            }
-            if fetch_stats(self.addr).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::other(format!(
-                    "server did not answer on {} within {START_TIMEOUT:?}",
-                    self.addr
-                )));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// How it exited, if it has.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// SIGTERM to its PID (a graceful shutdown), then up to `grace` for it to exit. `None`
-    /// if it did not; dropping it then kills it.
-    fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
-        if let Some(status) = self.exited() {
-            return Some(status);
-        }
-        // SAFETY: kill has no memory effects; the PID is our own child, not yet reaped (so
-        // it cannot have been reused by another process).
-        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn log_lines(&self) -> Vec<String> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if self.exited().is_some() {
-            return;
-        }
-        // Child::kill sends SIGKILL to this child's PID and nothing else.
-        if let Err(e) = self.child.kill() {
-            say!("cannot kill the server (pid {}): {e}", self.pid());
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Echoes and keeps the server's log lines (it logs warnings only, so each one matters).
-fn collect_log(output: Box<dyn Read + Send>, log: &Mutex<Vec<String>>, count: &AtomicU64) {
-    for line in io::BufReader::new(output).lines() {
-        let Ok(line) = line else { break };
-        if (count.fetch_add(1, Relaxed) as usize) < LOG_LINES_KEPT {
-            say!("server: {line}");
-            if let Ok(mut log) = log.lock() {
-                log.push(line);
-            }
-        }
-    }
-}
-
-/// Builds the release server the way the brief says, and returns its path.
-fn build_server() -> io::Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    say!("cargo build --release --bin comet-chat");
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--bin", "comet-chat"])
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .status()?;
-    if !status.success() {
-        return Err(io::Error::other(format!("cargo build failed: {status}")));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("comet-chat");
-    if !bin.exists() {
-        return Err(io::Error::other(format!("{} is missing", bin.display())));
-    }
-    Ok(bin)
+/// Echoes one of the server's log lines as it arrives (it logs warnings only, so each one
+/// matters); the shared launcher keeps the first [`LOG_LINES_KEPT`] for the report.
+fn echo_server_line(line: &str) {
+    say!("server: {line}");
 }
 
 // ----- /stats -------------------------------------------------------------------------------
@@ -1541,16 +1384,25 @@ fn main() -> ExitCode {
 /// returns, whichever way it returns (its handle is dropped).
 fn run(args: &Args) -> io::Result<bool> {
     print_machine();
-    let bin = build_server()?;
-    let mut server = ServerProcess::start(&bin)?;
+    say!("cargo build --release --bin comet-chat");
+    let bin = server::build_release()?;
+    let mut server = Server::start(Launch {
+        bin: &bin,
+        args: SERVER_FLAGS,
+        cpu: None,
+        output: Output::Collect {
+            keep: LOG_LINES_KEPT,
+            echo: echo_server_line,
+        },
+    })?;
     say!(
         "server pid {} on {}: {}",
         server.pid(),
-        server.addr,
+        server.addr(),
         SERVER_FLAGS.join(" ")
     );
     thread::sleep(WARM_UP);
-    let baseline = fetch_stats(server.addr)?;
+    let baseline = fetch_stats(server.addr())?;
     say!(
         "baseline: connections {} pending_polls {} streams {} rss {} (open files {})",
         baseline.connections,
@@ -1584,8 +1436,8 @@ struct Outcome {
 }
 
 /// Phases 2 and 3: the load with progress lines, then stop, catch up and settle.
-fn drive(args: &Args, server: &mut ServerProcess, baseline: Stats) -> io::Result<Outcome> {
-    let addr = server.addr;
+fn drive(args: &Args, server: &mut Server, baseline: Stats) -> io::Result<Outcome> {
+    let addr = server.addr();
     let readers = LONG_POLLERS + SSE_READERS;
     let shared = Arc::new(Shared {
         addr,
@@ -1894,7 +1746,7 @@ fn judge(o: &Outcome, pid: u32) -> Vec<Check> {
 fn print_report(
     args: &Args,
     o: &Outcome,
-    server: &ServerProcess,
+    server: &Server,
     exit: Option<ExitStatus>,
     checks: &[Check],
 ) {
@@ -1939,7 +1791,7 @@ fn print_report(
         after.accepted,
         after.messages,
         after.drops(),
-        server.log_count.load(Relaxed),
+        server.log_count(),
         exit.map_or("did not exit, killed".to_owned(), |s| s.to_string())
     );
     for line in server.log_lines().iter().take(5) {
