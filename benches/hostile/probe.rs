@@ -222,13 +222,21 @@ impl Probes {
     /// Stops every probe thread (shutting their sockets so no read holds them) and waits
     /// for them.
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Probes {
+    /// Stopping lives here so that a phase failing half-way (the probes started, the
+    /// server did not answer) leaves no probe thread reconnecting for the rest of the run.
+    fn drop(&mut self) {
         self.stop.store(true, Relaxed);
         for slot in &self.slots {
             if let Some(stream) = slot.lock().ok().as_ref().and_then(|s| s.as_ref()) {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
-        for handle in self.threads {
+        for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
     }
