@@ -24,10 +24,11 @@
 //! - [`floor`] — the kernel floor: a child process writes the same bytes to N sockets in a
 //!   plain loop, no HTTP, no server; another child reads them. Its rounds alternate with
 //!   the server's.
-//! - [`target`] — the server under test: started as a child process, or attached to.
+//! - [`target`] — the server under test: started as a child process by the launcher all
+//!   benchmarks share ([`server`], `benches/shared/server.rs`), or attached to.
 //! - [`api`] — `/stats` and `POST /chat` over plain blocking sockets.
 //! - [`wire`] — the few bytes of HTTP the clients send and recognise.
-//! - [`child`] — child processes that are always stopped by their own PID.
+//! - [`child`] — the floor's child processes, always stopped by their own PID.
 //! - [`host`] — open-files limits, a process's RSS and CPU time, machine facts.
 //! - [`dist`] — samples → percentiles.
 //! - [`report`] — the table, the JSON and the targets; [`svg`] draws the two plots.
@@ -70,6 +71,8 @@ mod parent_death;
 mod pool;
 #[path = "load/report.rs"]
 mod report;
+#[path = "shared/server.rs"]
+mod server;
 #[path = "load/single.rs"]
 mod single;
 #[path = "load/svg.rs"]

@@ -1,8 +1,9 @@
-//! Processes the benchmark starts — the server under test and the floor writer — and the
-//! promise that each one is stopped by its own PID: on the normal path, on an error path
-//! (dropping the handle kills it) and on a panic (unwinding drops it). If the benchmark
-//! itself is killed, the kernel kills the children (`PR_SET_PDEATHSIG`), so no server is
-//! ever left holding 19,500 sockets behind a dead benchmark.
+//! Processes the benchmark starts besides the server — the floor writer and reader — and
+//! the promise that each one is stopped by its own PID: on the normal path, on an error
+//! path (dropping the handle kills it) and on a panic (unwinding drops it). If the
+//! benchmark itself is killed, the kernel kills the children (`PR_SET_PDEATHSIG`), so no
+//! floor is ever left holding 19,500 sockets behind a dead benchmark. The server makes the
+//! same promise through the shared launcher (`benches/shared/server.rs`).
 
 use crate::host;
 use std::io;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 pub struct Child {
     /// The std handle; its `kill` signals this PID only.
     inner: std::process::Child,
-    /// For messages: "server", "floor writer".
+    /// For messages: "floor writer", "floor reader".
     name: &'static str,
 }
 

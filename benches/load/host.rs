@@ -132,22 +132,9 @@ pub fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Restricts the calling process (or, between fork and exec, the child) to one CPU.
-/// Allocates nothing and makes one syscall, so it is safe in a `pre_exec` hook.
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: as in `allowed_cpus`; CPU_ZERO/CPU_SET only write bits of `set`, and
-    // sched_setaffinity reads the size we pass.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+/// Restricts the calling process (or, between fork and exec, a child) to one CPU; the
+/// shared launcher pins the server with the same function.
+pub use crate::server::pin_to_cpu;
 
 /// CPU time all CPUs spent stolen by the hypervisor, and in total, in ticks, from the
 /// first line of /proc/stat. Two readings give the share of a window a noisy neighbour

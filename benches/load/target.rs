@@ -1,25 +1,18 @@
-//! The server under test: a fresh `comet-chat` child process per rung (so each rung's
-//! "RSS before" is a fresh server's, not the high-water mark of the rung before), or a
+//! The server under test: a fresh `comet-chat` child process per rung, started by the
+//! shared launcher (`benches/shared/server.rs`; so each rung's "RSS before" is a fresh
+//! server's, not the high-water mark of the rung before), or a
 //! server the user runs, attached to with `--addr` and `--pid`. Either way it is known by
 //! address and PID, and reached through two keep-alive connections: one for `/stats`, one
 //! for posting.
 
 use crate::api::{HttpConn, Stats};
-use crate::child::Child;
 use crate::host;
+use crate::server::{Launch, Output, Server};
 use crate::wire;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long a started server may take to answer its first request.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Start attempts: the free port we pick can be taken by someone else before the server
-/// binds it, which costs one retry.
-const START_ATTEMPTS: usize = 3;
+use std::time::Instant;
 
 /// The server's poll timeout. Longer than any rung, so no poll times out while the
 /// benchmark holds it and every answer a client gets is a broadcast.
@@ -31,8 +24,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Its process id, for RSS and CPU.
     pub pid: u32,
-    /// The child process when we started it; dropping it kills the server.
-    child: Option<Child>,
+    /// The server process when we started it; dropping it kills the server.
+    server: Option<Server>,
     /// Keep-alive connection used only for `/stats`.
     stats: HttpConn,
     /// Keep-alive connection used only for `POST /chat`.
@@ -40,49 +33,36 @@ pub struct Target {
 }
 
 impl Target {
-    /// Starts `bin` on a free loopback port (pinned to `cpu` if given) and waits until it
-    /// answers `/stats`.
+    /// Starts `bin` on a free loopback port (pinned to `cpu` if given) with the shared
+    /// launcher, and waits until it answers `/stats` on what becomes the stats connection.
     pub fn start(bin: &Path, cpu: Option<usize>) -> io::Result<Target> {
-        if !bin.exists() {
-            return Err(io::Error::other(format!(
-                "server binary {} is missing (cargo bench builds it; \
-                 or run cargo build --release)",
-                bin.display()
-            )));
-        }
-        let mut last_error = io::Error::other("server did not start");
-        for _ in 0..START_ATTEMPTS {
-            // Ask the kernel for a free port, then hand it to the server.
-            let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-            let mut command = Command::new(bin);
-            command
-                .arg("--addr")
-                .arg(addr.to_string())
-                .arg("--no-www")
-                .arg("--poll-timeout")
-                .arg(POLL_TIMEOUT_SECS.to_string())
-                .arg("--log-level")
-                .arg("warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                // Warnings (e.g. accept failing with EMFILE) show up in the bench output.
-                .stderr(Stdio::inherit());
-            let mut child = Child::spawn(command, "server", cpu)?;
-            match wait_for_server(addr, &mut child) {
-                Ok(stats) => {
-                    let poster = connect_poster(addr)?;
-                    return Ok(Target {
-                        addr,
-                        pid: child.pid(),
-                        child: Some(child),
-                        stats,
-                        poster,
-                    });
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
+        let poll_timeout = POLL_TIMEOUT_SECS.to_string();
+        let launch = Launch {
+            bin,
+            args: &[
+                "--no-www",
+                "--poll-timeout",
+                &poll_timeout,
+                "--log-level",
+                "warn",
+            ],
+            cpu,
+            // Warnings (e.g. accept failing with EMFILE) show up in the bench output.
+            output: Output::Inherit,
+        };
+        let (server, stats) = Server::start_probing(launch, |addr| {
+            let mut conn = HttpConn::connect(addr)?;
+            conn.stats()?;
+            Ok(conn)
+        })?;
+        let poster = connect_poster(server.addr())?;
+        Ok(Target {
+            addr: server.addr(),
+            pid: server.pid(),
+            server: Some(server),
+            stats,
+            poster,
+        })
     }
 
     /// Attaches to a server someone else runs.
@@ -93,7 +73,7 @@ impl Target {
         let mut target = Target {
             addr,
             pid,
-            child: None,
+            server: None,
             stats,
             poster,
         };
@@ -146,8 +126,8 @@ impl Target {
 
     /// Stops a server we started (by its PID); leaves an attached one running.
     pub fn stop(self) {
-        if let Some(child) = self.child {
-            drop(child); // SIGKILL to its PID, then reaped
+        if let Some(server) = self.server {
+            drop(server); // SIGKILL to its PID, then reaped
         }
     }
 }
@@ -159,26 +139,4 @@ fn connect_poster(addr: SocketAddr) -> io::Result<HttpConn> {
     let mut poster = HttpConn::connect(addr)?;
     poster.stats()?;
     Ok(poster)
-}
-
-/// Waits until the child answers `/stats` on `addr`, or exits, or the start timeout passes.
-fn wait_for_server(addr: SocketAddr, child: &mut Child) -> io::Result<HttpConn> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = child.exited() {
-            return Err(io::Error::other(format!(
-                "server exited at start: {status}"
-            )));
-        }
-        if let Ok(mut conn) = HttpConn::connect(addr) {
-            conn.stats()?;
-            return Ok(conn);
-        }
-        if Instant::now() >= deadline {
-            return Err(io::Error::other(format!(
-                "server did not answer on {addr} within {START_TIMEOUT:?}"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

@@ -1,5 +1,6 @@
-//! One promise both benchmarks make: a server they start never outlives them. Shared by
-//! `benches/load` and `benches/soak` (each includes this file by path).
+//! One promise every benchmark makes: a process it starts never outlives it. Shared by
+//! `benches/load`, `benches/soak` and `benches/hostile` (each includes this file by path);
+//! the server launcher (`benches/shared/server.rs`) and load's floor children call it.
 
 use std::io;
 

@@ -1,0 +1,217 @@
+//! The command line, and the sizes of every attack: the full ones `cargo bench --bench
+//! hostile` runs, and the smoke ones `cargo test --benches` runs (without `--bench`), so
+//! the bench is exercised on every test run and cannot rot.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+hostile: one well-behaved client's latency while hostile clients attack comet-chat
+
+USAGE: cargo bench --bench hostile [-- OPTIONS]
+
+Without --bench (cargo test --benches) every count and window shrinks to a smoke run of a
+few seconds, with results in $TMPDIR/comet-chat-hostile-smoke.
+
+Phases (each on a fresh server, each with a quiet baseline first):
+  a  presence flood: up to 60,000 distinct names in one room holding 100 event streams,
+     then the wait while the names expire and the server sweeps them
+  b  pipelining flood: 20,000 tiny posts in one send into a room with 100 streams
+  c  replay hoarders: 100 clients ask for 4 MiB of history and never read
+
+OPTIONS:
+  --phase a|b|c       run one phase                  [default: all three]
+  --server-bin PATH   server binary to start         [default: cargo build --release]
+  --no-pin            let the scheduler place the server (default: the server on the
+                      first allowed CPU, the bench on the second)
+  --out DIR           results directory              [default: bench-results]
+  -h, --help          print this help
+
+Results: DIR/hostile.json; the table is printed on stdout, progress on stderr.
+";
+
+/// The three attacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Presence flood, then the sweep of every name it made.
+    Names,
+    /// Pipelined posts into a room with many streams.
+    Pipeline,
+    /// Clients that ask for the whole history and never read it.
+    Hoard,
+}
+
+impl Phase {
+    /// All of them, in the order a plain run takes them.
+    pub const ALL: [Phase; 3] = [Phase::Names, Phase::Pipeline, Phase::Hoard];
+
+    /// The letter `--phase` takes and the table shows.
+    pub fn letter(self) -> char {
+        match self {
+            Phase::Names => 'a',
+            Phase::Pipeline => 'b',
+            Phase::Hoard => 'c',
+        }
+    }
+
+    /// What it is, in a few words.
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Names => "presence flood",
+            Phase::Pipeline => "pipelining flood",
+            Phase::Hoard => "replay hoarders",
+        }
+    }
+}
+
+/// How big each attack is and how long each window lasts.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// Quiet measurement before each attack.
+    pub baseline: Duration,
+    /// Quiet measurement after an attack (phases b and c).
+    pub after: Duration,
+    /// Event streams that read everything, open in the attacked room (phases a and b).
+    pub watchers: usize,
+    /// Distinct names the presence flood tries (phase a).
+    pub names: usize,
+    /// Whether phase a waits for the names to expire and be swept (poll timeout + grace +
+    /// a margin); the smoke run does not.
+    pub await_expiry: bool,
+    /// Pipelined posts (phase b).
+    pub posts: usize,
+    /// Messages of history the hoarders ask for (phase c)...
+    pub history_messages: usize,
+    /// ...each with a text this long.
+    pub history_text_bytes: usize,
+    /// Clients that ask for the whole history and never read (phase c).
+    pub hoarders: usize,
+    /// Longest the bench waits for the server to drop the hoarders before closing them
+    /// itself (phase c).
+    pub hoard_cap: Duration,
+    /// Longest an attack may run before it is stopped and what is left counted.
+    pub attack_cap: Duration,
+}
+
+impl Sizes {
+    /// The figures the brief asks for.
+    pub fn full() -> Sizes {
+        Sizes {
+            baseline: Duration::from_secs(3),
+            after: Duration::from_secs(3),
+            watchers: 100,
+            names: 60_000,
+            await_expiry: true,
+            posts: 20_000,
+            history_messages: 1_000,
+            history_text_bytes: 4_000,
+            hoarders: 100,
+            hoard_cap: Duration::from_secs(30),
+            attack_cap: Duration::from_secs(90),
+        }
+    }
+
+    /// As JSON, for the results file.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "baseline_seconds": self.baseline.as_secs_f64(),
+            "after_seconds": self.after.as_secs_f64(),
+            "watchers": self.watchers,
+            "names": self.names,
+            "await_expiry": self.await_expiry,
+            "posts": self.posts,
+            "history_messages": self.history_messages,
+            "history_text_bytes": self.history_text_bytes,
+            "hoarders": self.hoarders,
+            "hoard_cap_seconds": self.hoard_cap.as_secs_f64(),
+            "attack_cap_seconds": self.attack_cap.as_secs_f64(),
+        })
+    }
+
+    /// A few seconds in all: every code path, small counts.
+    pub fn smoke() -> Sizes {
+        Sizes {
+            baseline: Duration::from_millis(500),
+            after: Duration::from_millis(500),
+            watchers: 10,
+            names: 2_000,
+            await_expiry: false,
+            posts: 1_000,
+            // As many as the full run: a smaller history fits in the kernel's socket
+            // buffers, and the hoarders would never block the server's writes.
+            history_messages: 1_000,
+            history_text_bytes: 4_000,
+            hoarders: 10,
+            hoard_cap: Duration::from_secs(6),
+            attack_cap: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What the command line asked for.
+pub struct Options {
+    /// Phases to run, in order.
+    pub phases: Vec<Phase>,
+    /// A server binary to use instead of building the release one.
+    pub server_bin: Option<PathBuf>,
+    /// Pin the server and the bench to different CPUs.
+    pub pin: bool,
+    /// Where `hostile.json` goes.
+    pub out_dir: PathBuf,
+    /// Run without `--bench`: smoke sizes.
+    pub smoke: bool,
+    /// Counts and windows.
+    pub sizes: Sizes,
+}
+
+/// Parses the arguments after the program name; `Ok(None)` for `--help`.
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Option<Options>, String> {
+    use lexopt::prelude::*;
+    let args: Vec<OsString> = args.into_iter().collect();
+    // `cargo bench` passes --bench; `cargo test --benches` runs the binary without it.
+    let smoke = !args.iter().any(|arg| arg == "--bench");
+    let mut options = Options {
+        phases: Phase::ALL.to_vec(),
+        server_bin: None,
+        pin: true,
+        out_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results"),
+        smoke,
+        sizes: if smoke { Sizes::smoke() } else { Sizes::full() },
+    };
+    if smoke {
+        options.out_dir = std::env::temp_dir().join("comet-chat-hostile-smoke");
+    }
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("phase") => {
+                let value = text(&mut parser, "--phase")?;
+                let phase = Phase::ALL
+                    .into_iter()
+                    .find(|p| value.len() == 1 && value.starts_with(p.letter()))
+                    .ok_or_else(|| format!("--phase: '{value}' is not a, b or c"))?;
+                options.phases = vec![phase];
+            }
+            Long("server-bin") => {
+                options.server_bin = Some(text(&mut parser, "--server-bin")?.into())
+            }
+            Long("no-pin") => options.pin = false,
+            Long("out") => options.out_dir = text(&mut parser, "--out")?.into(),
+            // `cargo bench` passes --bench to every bench binary.
+            Long("bench") => {}
+            Short('h') | Long("help") => return Ok(None),
+            _ => return Err(arg.unexpected().to_string()),
+        }
+    }
+    Ok(Some(options))
+}
+
+fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| format!("{flag}: not valid UTF-8"))
+}
