@@ -99,7 +99,7 @@ impl Default for Config {
 }
 
 /// The `--help` text. Its OPTIONS lines are the README's flags block, word for word (a test
-/// checks), and every range in it is one of the [`NumericFlag`] constants below.
+/// checks). Still typed by hand: it lists the flags in [`FLAGS`], with their ranges.
 pub const USAGE: &str = "\
 comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop
 
@@ -140,100 +140,389 @@ Times (SECS, S) are seconds from 0.01 to 86400; counts and sizes are whole numbe
 from 1 (1 KiB for --max-head) up to the ceiling shown; anything else stops start-up.
 ";
 
-/// A numeric flag and the values it accepts. Every flag has a ceiling: far above any real
-/// deployment, low enough that no size sum can wrap and no start-up allocation is absurd,
-/// so a typo fails at start-up with the flag's name instead of misbehaving under load.
+/// One command-line flag: everything the parser and `--help` know about it. [`FLAGS`] is
+/// the only list of flags; a flag that is not in it cannot be typed.
 #[derive(Clone, Copy, Debug)]
-pub struct NumericFlag {
-    /// The flag as typed, e.g. `--max-body`.
-    pub name: &'static str,
+pub struct Flag {
+    /// The name without its dashes: `max-body` is typed `--max-body`.
+    pub long: &'static str,
+    /// A one-letter alias typed as `-h`; only help has one.
+    pub short: Option<char>,
+    /// What the value is, in capitals (`ADDR`, `SECS`, `BYTES`, `N`). Empty exactly when
+    /// the flag takes no value (a test checks), so `--help` never shows a value the parser
+    /// would not read.
+    pub value: &'static str,
+    /// One line of help. The range and the default are added after it, so it names neither.
+    pub help: &'static str,
+    /// The default spelled as a user would type it. Typing it gives back
+    /// `Config::default()` (a test checks), so what `--help` promises is what runs.
+    pub default: Option<&'static str>,
+    /// Said after the default (`capped by somaxconn`), or instead of it when no typed value
+    /// is the default (`open files - 32`).
+    pub default_note: &'static str,
+    /// What the value must be, and the part of [`Config`] it sets.
+    pub kind: Kind,
+}
+
+/// How a flag's value is checked and where it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// `-h/--help`: stop and print the usage text.
+    Help,
+    /// Takes no value.
+    Switch(fn(&mut Config)),
+    /// Seconds within [`SECONDS`], fractions allowed.
+    Seconds(fn(&mut Config, Duration)),
+    /// A whole number within these bounds.
+    Number(Bounds, fn(&mut Config, usize)),
+    /// Any other text. The setter parses it and says what is wrong with it; the parser puts
+    /// the flag's name in front.
+    Text(fn(&mut Config, &str) -> Result<(), String>),
+}
+
+/// The values a numeric flag accepts. Every numeric flag has a ceiling: far above any real
+/// deployment, low enough that no size sum can wrap and no start-up allocation is absurd, so
+/// a typo fails at start-up with the flag's name instead of misbehaving under load.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
     /// Smallest accepted value.
     pub min: usize,
     /// Largest accepted value.
     pub max: usize,
-    /// What the number counts, for the error message.
-    pub unit: &'static str,
+    /// What the number counts, for messages.
+    pub unit: Unit,
 }
 
-/// `--max-body`, bytes. A chat post is a few KiB; 64 MiB leaves embedders room while one
-/// connection can never be told to buffer more than that (plus its head).
-pub const MAX_BODY: NumericFlag = NumericFlag {
-    name: "--max-body",
-    min: 1,
-    max: 64 << 20,
-    unit: "bytes (64 MiB)",
-};
-/// `--max-head`, bytes. Below 1 KiB a browser's ordinary headers do not fit; above 1 MiB
-/// is no longer a request head but a way to make us buffer.
-pub const MAX_HEAD: NumericFlag = NumericFlag {
-    name: "--max-head",
-    min: 1 << 10,
-    max: 1 << 20,
-    unit: "bytes (1 KiB to 1 MiB)",
-};
-/// `--max-message`, bytes; also at most `--max-body`, since the text travels in the body.
-pub const MAX_MESSAGE: NumericFlag = NumericFlag {
-    name: "--max-message",
-    min: 1,
-    max: MAX_BODY.max,
-    unit: "bytes (64 MiB)",
-};
-/// `--history`, messages per room.
-pub const HISTORY: NumericFlag = NumericFlag {
-    name: "--history",
-    min: 1,
-    max: 1_000_000,
-    unit: "messages",
-};
-/// `--history-bytes`, bytes per room.
-pub const HISTORY_BYTES: NumericFlag = NumericFlag {
-    name: "--history-bytes",
-    min: 1,
-    max: 1 << 30,
-    unit: "bytes (1 GiB)",
-};
-/// `--max-rooms`, rooms.
-pub const MAX_ROOMS: NumericFlag = NumericFlag {
-    name: "--max-rooms",
-    min: 1,
-    max: 1_000_000,
-    unit: "rooms",
-};
-/// `--max-names-per-room`, names.
-pub const MAX_NAMES_PER_ROOM: NumericFlag = NumericFlag {
-    name: "--max-names-per-room",
-    min: 1,
-    max: 1_000_000,
-    unit: "names",
-};
-/// `--max-names-per-client`, names.
-pub const MAX_NAMES_PER_CLIENT: NumericFlag = NumericFlag {
-    name: "--max-names-per-client",
-    min: 1,
-    max: 1_000_000,
-    unit: "names",
-};
-/// `--max-conns`, connections: well past what one loop can serve.
-pub const MAX_CONNS: NumericFlag = NumericFlag {
-    name: "--max-conns",
-    min: 1,
-    max: 10_000_000,
-    unit: "connections",
-};
-/// `--backlog`, queued connections: `listen(2)` takes an `int`.
-pub const BACKLOG: NumericFlag = NumericFlag {
-    name: "--backlog",
-    min: 1,
-    max: i32::MAX as usize,
-    unit: "connections",
-};
-/// `--open-files`, descriptors: Linux's own ceiling (`fs.nr_open`) defaults to 1048576.
-pub const OPEN_FILES: NumericFlag = NumericFlag {
-    name: "--open-files",
-    min: 1,
-    max: 10_000_000,
-    unit: "descriptors",
-};
+/// What a numeric flag counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Bytes: messages also show the bounds in KiB, MiB or GiB.
+    Bytes,
+    /// Anything else, named in the plural (`rooms`).
+    Count(&'static str),
+}
+
+/// Every time flag (`SECS`) accepts seconds in this range. The timer wheel's horizon is 41 s
+/// per turn but it handles longer; a day is a sane ceiling, and 10 ms a sane floor.
+pub const SECONDS: std::ops::RangeInclusive<f64> = 0.01..=86_400.0;
+
+/// `--max-body`'s ceiling in bytes, which `--max-message` shares since a text travels in a
+/// body. A chat post is a few KiB; 64 MiB leaves embedders room while one connection can
+/// never be told to buffer more than that (plus its head).
+const BODY_BYTES_MAX: usize = 64 << 20;
+
+/// Every flag the command line accepts, in `--help` order.
+pub static FLAGS: &[Flag] = &[
+    Flag {
+        long: "addr",
+        short: None,
+        value: "ADDR",
+        help: "listen address",
+        default: Some("127.0.0.1:8080"),
+        default_note: "",
+        kind: Kind::Text(|config, text| {
+            config.addr = text
+                .parse()
+                .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080"))?;
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "www",
+        short: None,
+        value: "DIR",
+        help: "static files to serve",
+        default: Some("www"),
+        default_note: "",
+        kind: Kind::Text(|config, text| {
+            config.www = Some(PathBuf::from(text));
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "no-www",
+        short: None,
+        value: "",
+        help: "serve only the API",
+        default: None,
+        default_note: "",
+        kind: Kind::Switch(|config| config.www = None),
+    },
+    Flag {
+        long: "poll-timeout",
+        short: None,
+        value: "SECS",
+        help: "how long GET /chat waits",
+        default: Some("20"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.poll_timeout = time),
+    },
+    Flag {
+        long: "max-body",
+        short: None,
+        value: "BYTES",
+        help: "largest request body; past it: 413",
+        default: Some("65536"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: BODY_BYTES_MAX,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.limits.body_bytes = n,
+        ),
+    },
+    Flag {
+        long: "max-head",
+        short: None,
+        value: "BYTES",
+        help: "largest request head; past it: 431",
+        default: Some("8192"),
+        default_note: "",
+        // Below 1 KiB a browser's ordinary headers do not fit; above 1 MiB is no longer a
+        // request head but a way to make us buffer.
+        kind: Kind::Number(
+            Bounds {
+                min: 1 << 10,
+                max: 1 << 20,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.limits.head_bytes = n,
+        ),
+    },
+    Flag {
+        long: "backlog",
+        short: None,
+        value: "N",
+        help: "listen backlog",
+        default: Some("65535"),
+        default_note: "capped by somaxconn",
+        // `listen(2)` takes an `int`.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: i32::MAX as usize,
+                unit: Unit::Count("connections"),
+            },
+            // The ceiling is i32::MAX, so this cannot fail.
+            |config, n| config.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX),
+        ),
+    },
+    Flag {
+        long: "max-conns",
+        short: None,
+        value: "N",
+        help: "connections held at once; past it: 503",
+        default: None,
+        // RESERVED_DESCRIPTORS (a test checks).
+        default_note: "open files - 32",
+        // Well past what one loop can serve.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 10_000_000,
+                unit: Unit::Count("connections"),
+            },
+            |config, n| config.max_conns = Some(n),
+        ),
+    },
+    Flag {
+        long: "open-files",
+        short: None,
+        value: "N",
+        help: "set the soft open-files limit",
+        default: None,
+        default_note: "raise to the hard limit",
+        // Linux's own ceiling (`fs.nr_open`) defaults to 1048576.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 10_000_000,
+                unit: Unit::Count("descriptors"),
+            },
+            |config, n| config.open_files = Some(n as u64),
+        ),
+    },
+    Flag {
+        long: "request-timeout",
+        short: None,
+        value: "SECS",
+        help: "time to send a whole request, else 408",
+        default: Some("10"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.request_timeout = time),
+    },
+    Flag {
+        long: "idle-timeout",
+        short: None,
+        value: "SECS",
+        help: "idle keep-alive connections close",
+        default: Some("30"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.idle_timeout = time),
+    },
+    Flag {
+        long: "write-timeout",
+        short: None,
+        value: "SECS",
+        help: "a client slower than this to read a response is dropped",
+        default: Some("10"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.write_timeout = time),
+    },
+    Flag {
+        long: "shutdown-grace",
+        short: None,
+        value: "SECS",
+        help: "on SIGINT/SIGTERM, time to flush before exit",
+        default: Some("5"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.shutdown_grace = time),
+    },
+    Flag {
+        long: "history",
+        short: None,
+        value: "N",
+        help: "messages each room keeps for resuming clients",
+        default: Some("1000"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("messages"),
+            },
+            |config, n| config.history_messages = n,
+        ),
+    },
+    Flag {
+        long: "history-bytes",
+        short: None,
+        value: "BYTES",
+        help: "bytes each room's history may hold",
+        default: Some("1048576"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1 << 30,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.history_bytes = n,
+        ),
+    },
+    Flag {
+        long: "max-rooms",
+        short: None,
+        value: "N",
+        help: "rooms at once; past it: 507",
+        default: Some("1000"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("rooms"),
+            },
+            |config, n| config.max_rooms = n,
+        ),
+    },
+    Flag {
+        long: "max-message",
+        short: None,
+        value: "BYTES",
+        help: "longest message text, at most --max-body; past it: 413",
+        default: Some("4096"),
+        default_note: "or --max-body if that is smaller",
+        // Checked against --max-body once every flag is read, whatever their order: see
+        // `parse_args`.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: BODY_BYTES_MAX,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.max_message_bytes = n,
+        ),
+    },
+    Flag {
+        long: "cors-origin",
+        short: None,
+        value: "ORIGIN",
+        help: "allow this origin to use the room API",
+        default: None,
+        default_note: "none",
+        kind: Kind::Text(|config, text| {
+            config.cors_origin = Some(text.to_owned());
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "heartbeat",
+        short: None,
+        value: "SECS",
+        help: "comment line on idle event streams",
+        default: Some("15"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.heartbeat = time),
+    },
+    Flag {
+        long: "max-names-per-room",
+        short: None,
+        value: "N",
+        help: "names present in one room; past it: 507",
+        default: Some("1000"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("names"),
+            },
+            |config, n| config.max_names_per_room = n,
+        ),
+    },
+    Flag {
+        long: "max-names-per-client",
+        short: None,
+        value: "N",
+        help: "names one client address may have present; past it: 429",
+        default: Some("32"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("names"),
+            },
+            |config, n| config.max_names_per_client = n,
+        ),
+    },
+    Flag {
+        long: "log-level",
+        short: None,
+        value: "LEVEL",
+        help: "off|error|warn|info|debug|trace",
+        default: Some("info"),
+        default_note: "",
+        kind: Kind::Text(|config, text| {
+            config.log_level = text
+                .parse()
+                .map_err(|_| format!("'{text}' is not off|error|warn|info|debug|trace"))?;
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "help",
+        short: Some('h'),
+        value: "",
+        help: "print this help",
+        default: None,
+        default_note: "",
+        kind: Kind::Help,
+    },
+];
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -244,159 +533,131 @@ pub enum Command {
     Help,
 }
 
-/// Parses command-line arguments (without the program name).
+/// Parses command-line arguments (without the program name): each one is looked up in
+/// [`FLAGS`], and its value checked and stored by that entry. `--flag value` and
+/// `--flag=value` both work. An error names the flag and what it accepts.
 pub fn parse_args<I>(args: I) -> Result<Command, String>
 where
     I: IntoIterator,
     I::Item: Into<std::ffi::OsString>,
 {
-    use lexopt::prelude::*;
     let mut config = Config::default();
-    // Checked against --max-body once every flag is read, whatever their order.
-    let mut max_message: Option<usize> = None;
+    let mut max_message_typed = false;
     let mut parser = lexopt::Parser::from_iter(
         std::iter::once("comet-chat".into()).chain(args.into_iter().map(Into::into)),
     );
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("addr") => {
-                let text = value(&mut parser, "--addr")?;
-                config.addr = text.parse().map_err(|_| {
-                    format!("--addr: '{text}' is not an address like 127.0.0.1:8080")
-                })?;
+        let found = match arg {
+            lexopt::Arg::Long(name) => FLAGS.iter().find(|flag| flag.long == name),
+            lexopt::Arg::Short(letter) => FLAGS.iter().find(|flag| flag.short == Some(letter)),
+            lexopt::Arg::Value(_) => None,
+        };
+        let Some(flag) = found else {
+            return Err(arg.unexpected().to_string());
+        };
+        let name = flag.long;
+        let named = move |problem: String| format!("--{name}: {problem}");
+        match flag.kind {
+            Kind::Help => return Ok(Command::Help),
+            Kind::Switch(set) => set(&mut config),
+            Kind::Seconds(set) => {
+                let time = parse_seconds(&value(&mut parser, name)?).map_err(named)?;
+                set(&mut config, time);
             }
-            Long("www") => config.www = Some(PathBuf::from(value(&mut parser, "--www")?)),
-            Long("no-www") => config.www = None,
-            Long("poll-timeout") => {
-                config.poll_timeout =
-                    parse_seconds("--poll-timeout", &value(&mut parser, "--poll-timeout")?)?
+            Kind::Number(bounds, set) => {
+                let n = parse_number(bounds, &value(&mut parser, name)?).map_err(named)?;
+                set(&mut config, n);
             }
-            Long("max-body") => {
-                config.limits.body_bytes =
-                    parse_number(MAX_BODY, &value(&mut parser, "--max-body")?)?
-            }
-            Long("max-head") => {
-                config.limits.head_bytes =
-                    parse_number(MAX_HEAD, &value(&mut parser, "--max-head")?)?
-            }
-            Long("backlog") => {
-                let n = parse_number(BACKLOG, &value(&mut parser, "--backlog")?)?;
-                // BACKLOG's range ends at i32::MAX, so this cannot fail.
-                config.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX);
-            }
-            Long("max-conns") => {
-                config.max_conns = Some(parse_number(
-                    MAX_CONNS,
-                    &value(&mut parser, "--max-conns")?,
-                )?)
-            }
-            Long("open-files") => {
-                config.open_files =
-                    Some(parse_number(OPEN_FILES, &value(&mut parser, "--open-files")?)? as u64)
-            }
-            Long("request-timeout") => {
-                config.request_timeout = parse_seconds(
-                    "--request-timeout",
-                    &value(&mut parser, "--request-timeout")?,
-                )?
-            }
-            Long("idle-timeout") => {
-                config.idle_timeout =
-                    parse_seconds("--idle-timeout", &value(&mut parser, "--idle-timeout")?)?
-            }
-            Long("write-timeout") => {
-                config.write_timeout =
-                    parse_seconds("--write-timeout", &value(&mut parser, "--write-timeout")?)?
-            }
-            Long("shutdown-grace") => {
-                config.shutdown_grace =
-                    parse_seconds("--shutdown-grace", &value(&mut parser, "--shutdown-grace")?)?
-            }
-            Long("history") => {
-                config.history_messages = parse_number(HISTORY, &value(&mut parser, "--history")?)?
-            }
-            Long("history-bytes") => {
-                config.history_bytes =
-                    parse_number(HISTORY_BYTES, &value(&mut parser, "--history-bytes")?)?
-            }
-            Long("max-rooms") => {
-                config.max_rooms = parse_number(MAX_ROOMS, &value(&mut parser, "--max-rooms")?)?
-            }
-            Long("max-message") => {
-                max_message = Some(parse_number(
-                    MAX_MESSAGE,
-                    &value(&mut parser, "--max-message")?,
-                )?)
-            }
-            Long("max-names-per-room") => {
-                config.max_names_per_room = parse_number(
-                    MAX_NAMES_PER_ROOM,
-                    &value(&mut parser, "--max-names-per-room")?,
-                )?
-            }
-            Long("max-names-per-client") => {
-                config.max_names_per_client = parse_number(
-                    MAX_NAMES_PER_CLIENT,
-                    &value(&mut parser, "--max-names-per-client")?,
-                )?
-            }
-            Long("cors-origin") => config.cors_origin = Some(value(&mut parser, "--cors-origin")?),
-            Long("heartbeat") => {
-                config.heartbeat =
-                    parse_seconds("--heartbeat", &value(&mut parser, "--heartbeat")?)?
-            }
-            Long("log-level") => {
-                let text = value(&mut parser, "--log-level")?;
-                config.log_level = text.parse().map_err(|_| {
-                    format!("--log-level: '{text}' is not off|error|warn|info|debug|trace")
-                })?;
-            }
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().to_string()),
+            Kind::Text(set) => set(&mut config, &value(&mut parser, name)?).map_err(named)?,
         }
+        max_message_typed |= name == "max-message";
     }
     let body_bytes = config.limits.body_bytes;
-    config.max_message_bytes = match max_message {
-        Some(n) if n > body_bytes => {
-            return Err(format!(
-                "--max-message: {n} is more than --max-body ({body_bytes}); \
-                 a text travels in the body, so it must fit"
-            ))
-        }
-        Some(n) => n,
+    let max_message = config.max_message_bytes;
+    if !max_message_typed {
         // Only the default: a small --max-body should not fail over a flag nobody typed.
-        None => config.max_message_bytes.min(body_bytes),
-    };
+        config.max_message_bytes = max_message.min(body_bytes);
+    } else if max_message > body_bytes {
+        return Err(format!(
+            "--max-message: {max_message} is more than --max-body ({body_bytes}); \
+             a text travels in the body, so it must fit"
+        ));
+    }
     Ok(Command::Run(Box::new(config)))
 }
 
-fn value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+/// The value after a flag: lexopt's own error if there is none (it names the flag).
+fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
     parser
         .value()
         .map_err(|e| e.to_string())?
         .into_string()
-        .map_err(|_| format!("{flag}: not valid UTF-8"))
+        .map_err(|_| format!("--{name}: not valid UTF-8"))
 }
 
-fn parse_seconds(flag: &str, text: &str) -> Result<Duration, String> {
+fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
-        .map_err(|_| format!("{flag}: '{text}' is not a number of seconds"))?;
-    // The wheel's horizon is 41 s per turn but it handles longer; a day is a sane ceiling.
-    if !(0.01..=86_400.0).contains(&secs) {
-        return Err(format!("{flag}: {secs} is outside 0.01..=86400 seconds"));
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !SECONDS.contains(&secs) {
+        return Err(format!(
+            "{secs} is outside {}..={} seconds",
+            SECONDS.start(),
+            SECONDS.end()
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_number(flag: NumericFlag, text: &str) -> Result<usize, String> {
+fn parse_number(bounds: Bounds, text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(n) if (flag.min..=flag.max).contains(&n) => Ok(n),
+        Ok(n) if (bounds.min..=bounds.max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "{}: '{text}' is not a whole number from {} to {} {}",
-            flag.name, flag.min, flag.max, flag.unit
+            "'{text}' is not a whole number from {} to {} {}",
+            bounds.min,
+            bounds.max,
+            bounds.unit_after_range()
         )),
     }
+}
+
+impl Bounds {
+    /// `at most 64 MiB` or `1 KiB to 1 MiB`: the range as `--help` shows it.
+    pub fn shown(&self) -> String {
+        let show = |n| match self.unit {
+            Unit::Bytes => binary_size(n),
+            Unit::Count(_) => n.to_string(),
+        };
+        if self.min == 1 {
+            format!("at most {}", show(self.max))
+        } else {
+            format!("{} to {}", show(self.min), show(self.max))
+        }
+    }
+
+    /// What follows `from 1 to 67108864` in an error: `bytes (64 MiB)`, or `rooms`.
+    fn unit_after_range(&self) -> String {
+        match self.unit {
+            Unit::Bytes => {
+                let range = self.shown();
+                format!(
+                    "bytes ({})",
+                    range.strip_prefix("at most ").unwrap_or(&range)
+                )
+            }
+            Unit::Count(unit) => unit.to_owned(),
+        }
+    }
+}
+
+/// `67108864` → `64 MiB`: the largest binary unit that divides `n` exactly, else plain bytes.
+fn binary_size(n: usize) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 #[cfg(test)]
