@@ -1,5 +1,8 @@
 //! Everything a user can tune, with the defaults a newcomer gets from `cargo run`, and the
 //! command line that sets them. Tests build a `Config` directly with short timeouts.
+//!
+//! Every flag is one entry in [`FLAGS`]: [`parse_args`] reads the command line through it
+//! and [`usage`] prints `--help` from it, so the two cannot disagree.
 
 use crate::http::Limits;
 use std::net::SocketAddr;
@@ -97,48 +100,6 @@ impl Default for Config {
         }
     }
 }
-
-/// The `--help` text. Its OPTIONS lines are the README's flags block, word for word (a test
-/// checks). Still typed by hand: it lists the flags in [`FLAGS`], with their ranges.
-pub const USAGE: &str = "\
-comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop
-
-USAGE: comet-chat [OPTIONS]
-
-OPTIONS:
-  --addr ADDR           listen address            [default: 127.0.0.1:8080]
-  --www DIR             static files to serve     [default: www]
-  --no-www              serve only the API
-  --poll-timeout SECS   how long GET /chat waits  [default: 20; fractions allowed]
-  --max-body BYTES      largest request body, at most 64 MiB        [default: 65536]
-  --max-head BYTES      largest request head, 1 KiB to 1 MiB        [default: 8192]
-  --backlog N           listen backlog, at most 2147483647 [default: 65535, capped by somaxconn]
-  --max-conns N         connections held at once, at most 10000000; past it: 503
-                        [default: open files - 32]
-  --open-files N        set the soft open-files limit, at most 10000000
-                        [default: raise to the hard limit]
-  --request-timeout S   time to send a whole request, else 408 [default: 10]
-  --idle-timeout S      idle keep-alive connections close      [default: 30]
-  --write-timeout S     a client slower than this to read a response is dropped [default: 10]
-  --shutdown-grace S    on SIGINT/SIGTERM, time to flush before exit [default: 5]
-  --history N           messages each room keeps for resuming clients, at most 1000000
-                        [default: 1000]
-  --history-bytes N     bytes each room's history may hold, at most 1 GiB [default: 1048576]
-  --max-rooms N         rooms at once, at most 1000000; past it: 507 [default: 1000]
-  --max-message BYTES   longest message text, at most --max-body; past it: 413
-                        [default: 4096, or --max-body if that is smaller]
-  --cors-origin ORIGIN  allow this origin to use the room API [default: none]
-  --heartbeat S         comment line on idle event streams  [default: 15]
-  --max-names-per-room N    names present in one room, at most 1000000; past it: 507
-                            [default: 1000]
-  --max-names-per-client N  names one client address may have present, at most 1000000;
-                            past it: 429 [default: 32]
-  --log-level LEVEL     off|error|warn|info|debug|trace [default: info]
-  -h, --help            print this help
-
-Times (SECS, S) are seconds from 0.01 to 86400; counts and sizes are whole numbers
-from 1 (1 KiB for --max-head) up to the ceiling shown; anything else stops start-up.
-";
 
 /// One command-line flag: everything the parser and `--help` know about it. [`FLAGS`] is
 /// the only list of flags; a flag that is not in it cannot be typed.
@@ -432,9 +393,9 @@ pub static FLAGS: &[Flag] = &[
         long: "max-message",
         short: None,
         value: "BYTES",
-        help: "longest message text, at most --max-body; past it: 413",
+        help: "longest message text, no longer than --max-body; past it: 413",
         default: Some("4096"),
-        default_note: "or --max-body if that is smaller",
+        default_note: "or --max-body if smaller",
         // Checked against --max-body once every flag is read, whatever their order: see
         // `parse_args`.
         kind: Kind::Number(
@@ -523,6 +484,102 @@ pub static FLAGS: &[Flag] = &[
         kind: Kind::Help,
     },
 ];
+
+/// `--help` is wrapped to this many columns.
+pub const USAGE_COLUMNS: usize = 92;
+
+/// The `--help` text, made from [`FLAGS`] and nothing else, so it lists exactly the flags
+/// the parser reads. Its OPTIONS lines are the README's flags block, word for word (a test
+/// checks).
+pub fn usage() -> String {
+    let mut text = String::from(
+        "comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop\n\n\
+         USAGE: comet-chat [OPTIONS]\n\nOPTIONS:\n",
+    );
+    // Every description starts in one column, just past the widest `--flag VALUE`.
+    let widest = FLAGS.iter().map(|flag| flag.spelled().len()).max();
+    let column = 2 + widest.unwrap_or(0) + 2;
+    for flag in FLAGS {
+        let mut words: Vec<String> = flag.help.split_whitespace().map(str::to_owned).collect();
+        words.extend(flag.range_and_default());
+        let first = format!("  {:<1$}", flag.spelled(), column - 2);
+        wrap(&mut text, first, column, &words);
+    }
+    text.push('\n');
+    let note = format!(
+        "Times (SECS) are seconds from {} to {}, fractions allowed; counts and sizes (N, \
+         BYTES) are whole numbers from 1 up to the ceiling shown, or within the range shown; \
+         anything else stops start-up.",
+        SECONDS.start(),
+        SECONDS.end()
+    );
+    let words: Vec<String> = note.split_whitespace().map(str::to_owned).collect();
+    wrap(&mut text, String::new(), 0, &words);
+    text
+}
+
+/// Appends `words` to `text` after `first`, breaking lines before [`USAGE_COLUMNS`] and
+/// starting each further line `indent` columns in. A "word" may hold spaces (the bracket
+/// with a flag's range and default) and is kept on one line, unless no line could hold it.
+fn wrap(text: &mut String, first: String, indent: usize, words: &[String]) {
+    let words = words.iter().flat_map(|word| {
+        let fits = indent + word.len() <= USAGE_COLUMNS;
+        let pieces: Vec<&str> = if fits {
+            vec![word]
+        } else {
+            word.split_whitespace().collect()
+        };
+        pieces
+    });
+    let mut line = first;
+    let mut line_is_empty = true;
+    for word in words {
+        if !line_is_empty && line.len() + 1 + word.len() > USAGE_COLUMNS {
+            text.push_str(&line);
+            text.push('\n');
+            line = " ".repeat(indent);
+            line_is_empty = true;
+        }
+        if !line_is_empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        line_is_empty = false;
+    }
+    text.push_str(line.trim_end());
+    text.push('\n');
+}
+
+impl Flag {
+    /// `--max-body BYTES`, `--no-www`, `-h, --help`: the flag as `--help` shows it.
+    pub fn spelled(&self) -> String {
+        let mut spelled = match self.short {
+            Some(letter) => format!("-{letter}, --{}", self.long),
+            None => format!("--{}", self.long),
+        };
+        if !self.value.is_empty() {
+            spelled.push(' ');
+            spelled.push_str(self.value);
+        }
+        spelled
+    }
+
+    /// `[at most 64 MiB; default: 65536]`: what `--help` says after the help line, if
+    /// anything.
+    pub fn range_and_default(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Kind::Number(bounds, _) = self.kind {
+            parts.push(bounds.shown());
+        }
+        match (self.default, self.default_note) {
+            (None, "") => {}
+            (None, note) => parts.push(format!("default: {note}")),
+            (Some(value), "") => parts.push(format!("default: {value}")),
+            (Some(value), note) => parts.push(format!("default: {value}, {note}")),
+        }
+        (!parts.is_empty()).then(|| format!("[{}]", parts.join("; ")))
+    }
+}
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -734,7 +791,7 @@ mod tests {
             .nth(1)
             .and_then(|rest| rest.split("```").next())
             .expect("README has a flags block");
-        let options: String = USAGE
+        let options: String = usage()
             .split("OPTIONS:\n")
             .nth(1)
             .unwrap()
