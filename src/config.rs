@@ -502,8 +502,7 @@ pub fn usage() -> String {
     for flag in FLAGS {
         let mut words: Vec<String> = flag.help.split_whitespace().map(str::to_owned).collect();
         words.extend(flag.range_and_default());
-        let first = format!("  {:<1$}", flag.spelled(), column - 2);
-        wrap(&mut text, first, column, &words);
+        wrap(&mut text, format!("  {}", flag.spelled()), column, &words);
     }
     text.push('\n');
     let note = format!(
@@ -518,9 +517,10 @@ pub fn usage() -> String {
     text
 }
 
-/// Appends `words` to `text` after `first`, breaking lines before [`USAGE_COLUMNS`] and
-/// starting each further line `indent` columns in. A "word" may hold spaces (the bracket
-/// with a flag's range and default) and is kept on one line, unless no line could hold it.
+/// Appends `first`, then `words` from column `indent` on, breaking lines before
+/// [`USAGE_COLUMNS`] and starting each further line `indent` columns in. A "word" may hold
+/// spaces (the bracket with a flag's range and default) and is kept on one line, unless no
+/// line could hold it.
 fn wrap(text: &mut String, first: String, indent: usize, words: &[String]) {
     let words = words.iter().flat_map(|word| {
         let fits = indent + word.len() <= USAGE_COLUMNS;
@@ -531,7 +531,11 @@ fn wrap(text: &mut String, first: String, indent: usize, words: &[String]) {
         };
         pieces
     });
-    let mut line = first;
+    let mut line = format!("{first:<indent$}");
+    if line.len() > indent {
+        // No room to line up: one space after `first` instead.
+        line.push(' ');
+    }
     let mut line_is_empty = true;
     for word in words {
         if !line_is_empty && line.len() + 1 + word.len() > USAGE_COLUMNS {
