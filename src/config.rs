@@ -862,4 +862,256 @@ mod tests {
         let small = run(&["--max-body", "1000"]).unwrap();
         assert_eq!(small.max_message_bytes, 1000);
     }
+
+    /// `Config` has no `PartialEq` (nor has `http::Limits`); its `Debug` shows every field.
+    fn same(a: &Config, b: &Config) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    /// Every entry in the table shows up in `--help`: its spelling, its help line, its range
+    /// and its default, each flag starting exactly one line, in table order.
+    #[test]
+    fn every_flag_is_in_the_usage_text() {
+        let text = usage();
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for flag in FLAGS {
+            let help = flag.help.split_whitespace().collect::<Vec<_>>().join(" ");
+            let line = format!("{} {help}", flag.spelled());
+            assert!(flat.contains(&line), "{line}");
+            if let Some(value) = flag.default {
+                assert!(flat.contains(&format!("default: {value}")), "{}", flag.long);
+            }
+            assert!(flat.contains(flag.default_note), "{}", flag.long);
+            if let Kind::Number(bounds, _) = flag.kind {
+                assert!(flat.contains(&bounds.shown()), "{}", flag.long);
+            }
+        }
+        let starts: Vec<&str> = text.lines().filter(|l| l.starts_with("  -")).collect();
+        assert_eq!(starts.len(), FLAGS.len(), "{starts:#?}");
+        for (line, flag) in starts.iter().zip(FLAGS) {
+            assert!(
+                line[2..].starts_with(&format!("{} ", flag.spelled())),
+                "{line}"
+            );
+        }
+        for line in text.lines() {
+            assert!(line.chars().count() <= USAGE_COLUMNS, "too wide: {line}");
+        }
+        assert!(flat.contains("-h, --help print this help"));
+        assert!(flat.contains("--no-www serve only the API"));
+        assert!(flat.contains("Times (SECS) are seconds from 0.01 to 86400"));
+        assert!(flat.contains(&format!("open files - {RESERVED_DESCRIPTORS}")));
+        assert!(flat.contains(
+            "--max-body BYTES largest request body; past it: 413 [at most 64 MiB; default: 65536]"
+        ));
+        assert!(flat.contains(
+            "--max-head BYTES largest request head; past it: 431 [1 KiB to 1 MiB; default: 8192]"
+        ));
+    }
+
+    /// The table is consistent with itself: no name twice (the second would never be
+    /// reached), and a value shown exactly for the flags that read one, named as the note
+    /// at the end of `--help` explains.
+    #[test]
+    fn the_table_is_well_formed() {
+        for (i, flag) in FLAGS.iter().enumerate() {
+            for other in &FLAGS[i + 1..] {
+                assert_ne!(flag.long, other.long);
+                assert!(
+                    flag.short.is_none() || flag.short != other.short,
+                    "{}",
+                    flag.long
+                );
+            }
+            let expected = match flag.kind {
+                Kind::Help | Kind::Switch(_) => Some(""),
+                Kind::Seconds(_) => Some("SECS"),
+                Kind::Number(bounds, _) if bounds.unit == Unit::Bytes => Some("BYTES"),
+                Kind::Number(..) => Some("N"),
+                Kind::Text(_) => None,
+            };
+            match expected {
+                Some(value) => assert_eq!(flag.value, value, "{}", flag.long),
+                None => assert!(!flag.value.is_empty(), "{}", flag.long),
+            }
+            if let Kind::Number(bounds, _) = flag.kind {
+                assert!(1 <= bounds.min && bounds.min < bounds.max, "{}", flag.long);
+            }
+            if matches!(flag.kind, Kind::Seconds(_) | Kind::Number(..)) {
+                let shows_one = flag.default.is_some() || !flag.default_note.is_empty();
+                assert!(shows_one, "{} shows no default", flag.long);
+            }
+        }
+    }
+
+    /// What `--help` shows as the default is the default: typing it, either way a value
+    /// can be given, changes nothing.
+    #[test]
+    fn every_default_shown_parses_back_to_the_default() {
+        let default = Config::default();
+        let mut checked = 0;
+        for flag in FLAGS {
+            let Some(value) = flag.default else { continue };
+            let name = format!("--{}", flag.long);
+            let joined = format!("{name}={value}");
+            for args in [&[name.as_str(), value][..], &[joined.as_str()][..]] {
+                let config = run(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                assert!(same(&config, &default), "{args:?} gave {config:#?}");
+            }
+            checked += 1;
+        }
+        // All but --no-www, --help and the three whose default is "unset".
+        assert_eq!(checked, FLAGS.len() - 5);
+    }
+
+    /// Each range in the table is the one the parser enforces: both ends are accepted, one
+    /// past either end is refused with the flag's name and the range.
+    #[test]
+    fn every_range_in_the_table_is_enforced() {
+        // --max-message must also fit in --max-body: give it the most room.
+        let room = ["--max-body", "67108864"];
+        for flag in FLAGS {
+            let name = format!("--{}", flag.long);
+            let (good, bad, range) = match flag.kind {
+                Kind::Number(bounds, _) => (
+                    vec![bounds.min.to_string(), bounds.max.to_string()],
+                    vec![(bounds.min - 1).to_string(), (bounds.max + 1).to_string()],
+                    format!("from {} to {}", bounds.min, bounds.max),
+                ),
+                Kind::Seconds(_) => (
+                    vec!["0.01".into(), "86400".into(), "1.5".into()],
+                    vec!["0.009".into(), "86400.5".into(), "NaN".into(), "inf".into()],
+                    "0.01..=86400".into(),
+                ),
+                _ => continue,
+            };
+            for value in &good {
+                let args = [room[0], room[1], &name, value];
+                run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            }
+            for value in &bad {
+                let args = [room[0], room[1], &name, value];
+                let err = run(&args).unwrap_err();
+                let named = err.starts_with(&format!("{name}: "));
+                assert!(named && err.contains(&range), "{args:?}: {err}");
+            }
+        }
+    }
+
+    /// Each flag sets its own field, not a neighbour's with the same default; and every
+    /// flag in the table has a case here, so a new one cannot skip this check.
+    #[test]
+    fn every_flag_sets_its_own_field() {
+        type Check = fn(&Config) -> bool;
+        let cases: &[(&str, Option<&str>, Check)] = &[
+            ("addr", Some("0.0.0.0:9000"), |c| {
+                c.addr.to_string() == "0.0.0.0:9000"
+            }),
+            ("www", Some("public"), |c| {
+                c.www == Some(PathBuf::from("public"))
+            }),
+            ("no-www", None, |c| c.www.is_none()),
+            ("poll-timeout", Some("1.5"), |c| {
+                c.poll_timeout.as_millis() == 1500
+            }),
+            ("max-body", Some("7000"), |c| c.limits.body_bytes == 7000),
+            ("max-head", Some("7000"), |c| c.limits.head_bytes == 7000),
+            ("backlog", Some("7"), |c| c.listen_backlog == 7),
+            ("max-conns", Some("7"), |c| c.max_conns == Some(7)),
+            ("open-files", Some("7"), |c| c.open_files == Some(7)),
+            ("request-timeout", Some("1.5"), |c| {
+                c.request_timeout.as_millis() == 1500
+            }),
+            ("idle-timeout", Some("1.5"), |c| {
+                c.idle_timeout.as_millis() == 1500
+            }),
+            ("write-timeout", Some("1.5"), |c| {
+                c.write_timeout.as_millis() == 1500
+            }),
+            ("shutdown-grace", Some("1.5"), |c| {
+                c.shutdown_grace.as_millis() == 1500
+            }),
+            ("history", Some("7"), |c| c.history_messages == 7),
+            ("history-bytes", Some("7"), |c| c.history_bytes == 7),
+            ("max-rooms", Some("7"), |c| c.max_rooms == 7),
+            ("max-message", Some("7"), |c| c.max_message_bytes == 7),
+            ("cors-origin", Some("https://a.example"), |c| {
+                c.cors_origin.as_deref() == Some("https://a.example")
+            }),
+            ("heartbeat", Some("1.5"), |c| {
+                c.heartbeat.as_millis() == 1500
+            }),
+            ("max-names-per-room", Some("7"), |c| {
+                c.max_names_per_room == 7
+            }),
+            ("max-names-per-client", Some("7"), |c| {
+                c.max_names_per_client == 7
+            }),
+            ("log-level", Some("trace"), |c| {
+                c.log_level == log::LevelFilter::Trace
+            }),
+        ];
+        for flag in FLAGS {
+            let is_case = cases.iter().any(|(name, _, _)| *name == flag.long);
+            assert!(
+                is_case || flag.long == "help",
+                "no case for --{}",
+                flag.long
+            );
+        }
+        for (name, value, check) in cases {
+            let name = format!("--{name}");
+            let mut args = vec![name.as_str()];
+            args.extend(value);
+            let config = run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(check(&config), "{args:?} gave {config:#?}");
+        }
+    }
+
+    /// The table is the whole command line: anything not in it is refused.
+    #[test]
+    fn a_flag_missing_from_the_table_cannot_be_parsed() {
+        let refused: &[&[&str]] = &[
+            &["--frobnicate"],
+            &["--max-bod", "1"],
+            &["--max-body-bytes", "1"],
+            &["--ADDR", "127.0.0.1:1"],
+            &["-a", "127.0.0.1:1"],
+            &["-H"],
+            &["stray"],
+            // Flags in the table, used the wrong way.
+            &["--no-www=yes"],
+            &["--addr"],
+        ];
+        for args in refused {
+            let err = run(args).unwrap_err();
+            let typed = args[0].split('=').next().unwrap();
+            assert!(err.contains(typed), "{args:?}: {err}");
+        }
+        assert_eq!(run(&["-h"]).unwrap_err(), "help");
+        assert_eq!(
+            run(&["--addr", "127.0.0.1:1", "--help"]).unwrap_err(),
+            "help"
+        );
+    }
+
+    /// A "word" too long for any line (a bracket with a long note) is broken at its spaces
+    /// rather than overflow the 92 columns.
+    #[test]
+    fn wrapping_never_passes_the_column_limit() {
+        let mut text = String::new();
+        let long = format!("[{}]", "default word ".repeat(20).trim_end());
+        wrap(
+            &mut text,
+            "  --flag N".into(),
+            28,
+            &["help".into(), long.clone()],
+        );
+        assert!(text.lines().count() > 2, "{text}");
+        for line in text.lines() {
+            assert!(line.len() <= USAGE_COLUMNS, "{line}");
+        }
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(flat, format!("--flag N help {long}"));
+    }
 }
