@@ -1,5 +1,8 @@
 //! Everything a user can tune, with the defaults a newcomer gets from `cargo run`, and the
 //! command line that sets them. Tests build a `Config` directly with short timeouts.
+//!
+//! Every flag is one entry in [`FLAGS`]: [`parse_args`] reads the command line through it
+//! and [`usage`] prints `--help` from it, so the two cannot disagree.
 
 use crate::http::Limits;
 use std::net::SocketAddr;
@@ -98,142 +101,489 @@ impl Default for Config {
     }
 }
 
-/// The `--help` text. Its OPTIONS lines are the README's flags block, word for word (a test
-/// checks), and every range in it is one of the [`NumericFlag`] constants below.
-pub const USAGE: &str = "\
-comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop
-
-USAGE: comet-chat [OPTIONS]
-
-OPTIONS:
-  --addr ADDR           listen address            [default: 127.0.0.1:8080]
-  --www DIR             static files to serve     [default: www]
-  --no-www              serve only the API
-  --poll-timeout SECS   how long GET /chat waits  [default: 20; fractions allowed]
-  --max-body BYTES      largest request body, at most 64 MiB        [default: 65536]
-  --max-head BYTES      largest request head, 1 KiB to 1 MiB        [default: 8192]
-  --backlog N           listen backlog, at most 2147483647 [default: 65535, capped by somaxconn]
-  --max-conns N         connections held at once, at most 10000000; past it: 503
-                        [default: open files - 32]
-  --open-files N        set the soft open-files limit, at most 10000000
-                        [default: raise to the hard limit]
-  --request-timeout S   time to send a whole request, else 408 [default: 10]
-  --idle-timeout S      idle keep-alive connections close      [default: 30]
-  --write-timeout S     a client slower than this to read a response is dropped [default: 10]
-  --shutdown-grace S    on SIGINT/SIGTERM, time to flush before exit [default: 5]
-  --history N           messages each room keeps for resuming clients, at most 1000000
-                        [default: 1000]
-  --history-bytes N     bytes each room's history may hold, at most 1 GiB [default: 1048576]
-  --max-rooms N         rooms at once, at most 1000000; past it: 507 [default: 1000]
-  --max-message BYTES   longest message text, at most --max-body; past it: 413
-                        [default: 4096, or --max-body if that is smaller]
-  --cors-origin ORIGIN  allow this origin to use the room API [default: none]
-  --heartbeat S         comment line on idle event streams  [default: 15]
-  --max-names-per-room N    names present in one room, at most 1000000; past it: 507
-                            [default: 1000]
-  --max-names-per-client N  names one client address may have present, at most 1000000;
-                            past it: 429 [default: 32]
-  --log-level LEVEL     off|error|warn|info|debug|trace [default: info]
-  -h, --help            print this help
-
-Times (SECS, S) are seconds from 0.01 to 86400; counts and sizes are whole numbers
-from 1 (1 KiB for --max-head) up to the ceiling shown; anything else stops start-up.
-";
-
-/// A numeric flag and the values it accepts. Every flag has a ceiling: far above any real
-/// deployment, low enough that no size sum can wrap and no start-up allocation is absurd,
-/// so a typo fails at start-up with the flag's name instead of misbehaving under load.
+/// One command-line flag: everything the parser and `--help` know about it. [`FLAGS`] is
+/// the only list of flags; a flag that is not in it cannot be typed.
 #[derive(Clone, Copy, Debug)]
-pub struct NumericFlag {
-    /// The flag as typed, e.g. `--max-body`.
-    pub name: &'static str,
+pub struct Flag {
+    /// The name without its dashes: `max-body` is typed `--max-body`.
+    pub long: &'static str,
+    /// A one-letter alias typed as `-h`; only help has one.
+    pub short: Option<char>,
+    /// What the value is, in capitals (`ADDR`, `SECS`, `BYTES`, `N`). Empty exactly when
+    /// the flag takes no value (a test checks), so `--help` never shows a value the parser
+    /// would not read.
+    pub value: &'static str,
+    /// One line of help. The range and the default are added after it, so it names neither.
+    pub help: &'static str,
+    /// The default spelled as a user would type it. Typing it gives back
+    /// `Config::default()` (a test checks), so what `--help` promises is what runs.
+    pub default: Option<&'static str>,
+    /// Said after the default (`capped by somaxconn`), or instead of it when no typed value
+    /// is the default (`open files - 32`).
+    pub default_note: &'static str,
+    /// What the value must be, and the part of [`Config`] it sets.
+    pub kind: Kind,
+}
+
+/// How a flag's value is checked and where it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// `-h/--help`: stop and print the usage text.
+    Help,
+    /// Takes no value.
+    Switch(fn(&mut Config)),
+    /// Seconds within [`SECONDS`], fractions allowed.
+    Seconds(fn(&mut Config, Duration)),
+    /// A whole number within these bounds.
+    Number(Bounds, fn(&mut Config, usize)),
+    /// Any other text. The setter parses it and says what is wrong with it; the parser puts
+    /// the flag's name in front.
+    Text(fn(&mut Config, &str) -> Result<(), String>),
+}
+
+/// The values a numeric flag accepts. Every numeric flag has a ceiling: far above any real
+/// deployment, low enough that no size sum can wrap and no start-up allocation is absurd, so
+/// a typo fails at start-up with the flag's name instead of misbehaving under load.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
     /// Smallest accepted value.
     pub min: usize,
     /// Largest accepted value.
     pub max: usize,
-    /// What the number counts, for the error message.
-    pub unit: &'static str,
+    /// What the number counts, for messages.
+    pub unit: Unit,
 }
 
-/// `--max-body`, bytes. A chat post is a few KiB; 64 MiB leaves embedders room while one
-/// connection can never be told to buffer more than that (plus its head).
-pub const MAX_BODY: NumericFlag = NumericFlag {
-    name: "--max-body",
-    min: 1,
-    max: 64 << 20,
-    unit: "bytes (64 MiB)",
-};
-/// `--max-head`, bytes. Below 1 KiB a browser's ordinary headers do not fit; above 1 MiB
-/// is no longer a request head but a way to make us buffer.
-pub const MAX_HEAD: NumericFlag = NumericFlag {
-    name: "--max-head",
-    min: 1 << 10,
-    max: 1 << 20,
-    unit: "bytes (1 KiB to 1 MiB)",
-};
-/// `--max-message`, bytes; also at most `--max-body`, since the text travels in the body.
-pub const MAX_MESSAGE: NumericFlag = NumericFlag {
-    name: "--max-message",
-    min: 1,
-    max: MAX_BODY.max,
-    unit: "bytes (64 MiB)",
-};
-/// `--history`, messages per room.
-pub const HISTORY: NumericFlag = NumericFlag {
-    name: "--history",
-    min: 1,
-    max: 1_000_000,
-    unit: "messages",
-};
-/// `--history-bytes`, bytes per room.
-pub const HISTORY_BYTES: NumericFlag = NumericFlag {
-    name: "--history-bytes",
-    min: 1,
-    max: 1 << 30,
-    unit: "bytes (1 GiB)",
-};
-/// `--max-rooms`, rooms.
-pub const MAX_ROOMS: NumericFlag = NumericFlag {
-    name: "--max-rooms",
-    min: 1,
-    max: 1_000_000,
-    unit: "rooms",
-};
-/// `--max-names-per-room`, names.
-pub const MAX_NAMES_PER_ROOM: NumericFlag = NumericFlag {
-    name: "--max-names-per-room",
-    min: 1,
-    max: 1_000_000,
-    unit: "names",
-};
-/// `--max-names-per-client`, names.
-pub const MAX_NAMES_PER_CLIENT: NumericFlag = NumericFlag {
-    name: "--max-names-per-client",
-    min: 1,
-    max: 1_000_000,
-    unit: "names",
-};
-/// `--max-conns`, connections: well past what one loop can serve.
-pub const MAX_CONNS: NumericFlag = NumericFlag {
-    name: "--max-conns",
-    min: 1,
-    max: 10_000_000,
-    unit: "connections",
-};
-/// `--backlog`, queued connections: `listen(2)` takes an `int`.
-pub const BACKLOG: NumericFlag = NumericFlag {
-    name: "--backlog",
-    min: 1,
-    max: i32::MAX as usize,
-    unit: "connections",
-};
-/// `--open-files`, descriptors: Linux's own ceiling (`fs.nr_open`) defaults to 1048576.
-pub const OPEN_FILES: NumericFlag = NumericFlag {
-    name: "--open-files",
-    min: 1,
-    max: 10_000_000,
-    unit: "descriptors",
-};
+/// What a numeric flag counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Bytes: messages also show the bounds in KiB, MiB or GiB.
+    Bytes,
+    /// Anything else, named in the plural (`rooms`).
+    Count(&'static str),
+}
+
+/// Every time flag (`SECS`) accepts seconds in this range. The timer wheel's horizon is 41 s
+/// per turn but it handles longer; a day is a sane ceiling, and 10 ms a sane floor.
+pub const SECONDS: std::ops::RangeInclusive<f64> = 0.01..=86_400.0;
+
+/// `--max-body`'s ceiling in bytes, which `--max-message` shares since a text travels in a
+/// body. A chat post is a few KiB; 64 MiB leaves embedders room while one connection can
+/// never be told to buffer more than that (plus its head).
+const BODY_BYTES_MAX: usize = 64 << 20;
+
+/// Every flag the command line accepts, in `--help` order.
+pub static FLAGS: &[Flag] = &[
+    Flag {
+        long: "addr",
+        short: None,
+        value: "ADDR",
+        help: "listen address",
+        default: Some("127.0.0.1:8080"),
+        default_note: "",
+        kind: Kind::Text(|config, text| {
+            config.addr = text
+                .parse()
+                .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080"))?;
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "www",
+        short: None,
+        value: "DIR",
+        help: "static files to serve",
+        default: Some("www"),
+        default_note: "",
+        kind: Kind::Text(|config, text| {
+            config.www = Some(PathBuf::from(text));
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "no-www",
+        short: None,
+        value: "",
+        help: "serve only the API",
+        default: None,
+        default_note: "",
+        kind: Kind::Switch(|config| config.www = None),
+    },
+    Flag {
+        long: "poll-timeout",
+        short: None,
+        value: "SECS",
+        help: "how long GET /chat waits",
+        default: Some("20"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.poll_timeout = time),
+    },
+    Flag {
+        long: "max-body",
+        short: None,
+        value: "BYTES",
+        help: "largest request body; past it: 413",
+        default: Some("65536"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: BODY_BYTES_MAX,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.limits.body_bytes = n,
+        ),
+    },
+    Flag {
+        long: "max-head",
+        short: None,
+        value: "BYTES",
+        help: "largest request head; past it: 431",
+        default: Some("8192"),
+        default_note: "",
+        // Below 1 KiB a browser's ordinary headers do not fit; above 1 MiB is no longer a
+        // request head but a way to make us buffer.
+        kind: Kind::Number(
+            Bounds {
+                min: 1 << 10,
+                max: 1 << 20,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.limits.head_bytes = n,
+        ),
+    },
+    Flag {
+        long: "backlog",
+        short: None,
+        value: "N",
+        help: "listen backlog",
+        default: Some("65535"),
+        default_note: "capped by somaxconn",
+        // `listen(2)` takes an `int`.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: i32::MAX as usize,
+                unit: Unit::Count("connections"),
+            },
+            // The ceiling is i32::MAX, so this cannot fail.
+            |config, n| config.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX),
+        ),
+    },
+    Flag {
+        long: "max-conns",
+        short: None,
+        value: "N",
+        help: "connections held at once; past it: 503",
+        default: None,
+        // RESERVED_DESCRIPTORS (a test checks).
+        default_note: "open files - 32",
+        // Well past what one loop can serve.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 10_000_000,
+                unit: Unit::Count("connections"),
+            },
+            |config, n| config.max_conns = Some(n),
+        ),
+    },
+    Flag {
+        long: "open-files",
+        short: None,
+        value: "N",
+        help: "set the soft open-files limit",
+        default: None,
+        default_note: "raise to the hard limit",
+        // Linux's own ceiling (`fs.nr_open`) defaults to 1048576.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 10_000_000,
+                unit: Unit::Count("descriptors"),
+            },
+            |config, n| config.open_files = Some(n as u64),
+        ),
+    },
+    Flag {
+        long: "request-timeout",
+        short: None,
+        value: "SECS",
+        help: "time to send a whole request, else 408",
+        default: Some("10"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.request_timeout = time),
+    },
+    Flag {
+        long: "idle-timeout",
+        short: None,
+        value: "SECS",
+        help: "idle keep-alive connections close",
+        default: Some("30"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.idle_timeout = time),
+    },
+    Flag {
+        long: "write-timeout",
+        short: None,
+        value: "SECS",
+        help: "a client slower than this to read a response is dropped",
+        default: Some("10"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.write_timeout = time),
+    },
+    Flag {
+        long: "shutdown-grace",
+        short: None,
+        value: "SECS",
+        help: "on SIGINT/SIGTERM, time to flush before exit",
+        default: Some("5"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.shutdown_grace = time),
+    },
+    Flag {
+        long: "history",
+        short: None,
+        value: "N",
+        help: "messages each room keeps for resuming clients",
+        default: Some("1000"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("messages"),
+            },
+            |config, n| config.history_messages = n,
+        ),
+    },
+    Flag {
+        long: "history-bytes",
+        short: None,
+        value: "BYTES",
+        help: "bytes each room's history may hold",
+        default: Some("1048576"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1 << 30,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.history_bytes = n,
+        ),
+    },
+    Flag {
+        long: "max-rooms",
+        short: None,
+        value: "N",
+        help: "rooms at once; past it: 507",
+        default: Some("1000"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("rooms"),
+            },
+            |config, n| config.max_rooms = n,
+        ),
+    },
+    Flag {
+        long: "max-message",
+        short: None,
+        value: "BYTES",
+        help: "longest message text, no longer than --max-body; past it: 413",
+        default: Some("4096"),
+        default_note: "or --max-body if smaller",
+        // Checked against --max-body once every flag is read, whatever their order: see
+        // `parse_args`.
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: BODY_BYTES_MAX,
+                unit: Unit::Bytes,
+            },
+            |config, n| config.max_message_bytes = n,
+        ),
+    },
+    Flag {
+        long: "cors-origin",
+        short: None,
+        value: "ORIGIN",
+        help: "allow this origin to use the room API",
+        default: None,
+        default_note: "none",
+        kind: Kind::Text(|config, text| {
+            config.cors_origin = Some(text.to_owned());
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "heartbeat",
+        short: None,
+        value: "SECS",
+        help: "comment line on idle event streams",
+        default: Some("15"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.heartbeat = time),
+    },
+    Flag {
+        long: "max-names-per-room",
+        short: None,
+        value: "N",
+        help: "names present in one room; past it: 507",
+        default: Some("1000"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("names"),
+            },
+            |config, n| config.max_names_per_room = n,
+        ),
+    },
+    Flag {
+        long: "max-names-per-client",
+        short: None,
+        value: "N",
+        help: "names one client address may have present; past it: 429",
+        default: Some("32"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("names"),
+            },
+            |config, n| config.max_names_per_client = n,
+        ),
+    },
+    Flag {
+        long: "log-level",
+        short: None,
+        value: "LEVEL",
+        help: "off|error|warn|info|debug|trace",
+        default: Some("info"),
+        default_note: "",
+        kind: Kind::Text(|config, text| {
+            config.log_level = text
+                .parse()
+                .map_err(|_| format!("'{text}' is not off|error|warn|info|debug|trace"))?;
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "help",
+        short: Some('h'),
+        value: "",
+        help: "print this help",
+        default: None,
+        default_note: "",
+        kind: Kind::Help,
+    },
+];
+
+/// `--help` is wrapped to this many columns.
+pub const USAGE_COLUMNS: usize = 92;
+
+/// The `--help` text, made from [`FLAGS`] and nothing else, so it lists exactly the flags
+/// the parser reads. Its OPTIONS lines are the README's flags block, word for word (a test
+/// checks).
+pub fn usage() -> String {
+    let mut text = String::from(
+        "comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop\n\n\
+         USAGE: comet-chat [OPTIONS]\n\nOPTIONS:\n",
+    );
+    // Every description starts in one column, just past the widest `--flag VALUE`.
+    let widest = FLAGS.iter().map(|flag| flag.spelled().len()).max();
+    let column = 2 + widest.unwrap_or(0) + 2;
+    for flag in FLAGS {
+        let mut words: Vec<String> = flag.help.split_whitespace().map(str::to_owned).collect();
+        words.extend(flag.range_and_default());
+        wrap(&mut text, format!("  {}", flag.spelled()), column, &words);
+    }
+    text.push('\n');
+    let note = format!(
+        "Times (SECS) are seconds from {} to {}, fractions allowed; counts and sizes (N, \
+         BYTES) are whole numbers from 1 up to the ceiling shown, or within the range shown; \
+         anything else stops start-up.",
+        SECONDS.start(),
+        SECONDS.end()
+    );
+    let words: Vec<String> = note.split_whitespace().map(str::to_owned).collect();
+    wrap(&mut text, String::new(), 0, &words);
+    text
+}
+
+/// Appends `first`, then `words` from column `indent` on, breaking lines before
+/// [`USAGE_COLUMNS`] and starting each further line `indent` columns in. A "word" may hold
+/// spaces (the bracket with a flag's range and default) and is kept on one line, unless no
+/// line could hold it.
+fn wrap(text: &mut String, first: String, indent: usize, words: &[String]) {
+    let words = words.iter().flat_map(|word| {
+        let fits = indent + word.len() <= USAGE_COLUMNS;
+        let pieces: Vec<&str> = if fits {
+            vec![word]
+        } else {
+            word.split_whitespace().collect()
+        };
+        pieces
+    });
+    let mut line = format!("{first:<indent$}");
+    if line.len() > indent {
+        // No room to line up: one space after `first` instead.
+        line.push(' ');
+    }
+    let mut line_is_empty = true;
+    for word in words {
+        if !line_is_empty && line.len() + 1 + word.len() > USAGE_COLUMNS {
+            text.push_str(&line);
+            text.push('\n');
+            line = " ".repeat(indent);
+            line_is_empty = true;
+        }
+        if !line_is_empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        line_is_empty = false;
+    }
+    text.push_str(line.trim_end());
+    text.push('\n');
+}
+
+impl Flag {
+    /// `--max-body BYTES`, `--no-www`, `-h, --help`: the flag as `--help` shows it.
+    pub fn spelled(&self) -> String {
+        let mut spelled = match self.short {
+            Some(letter) => format!("-{letter}, --{}", self.long),
+            None => format!("--{}", self.long),
+        };
+        if !self.value.is_empty() {
+            spelled.push(' ');
+            spelled.push_str(self.value);
+        }
+        spelled
+    }
+
+    /// `[at most 64 MiB; default: 65536]`: what `--help` says after the help line, if
+    /// anything.
+    pub fn range_and_default(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Kind::Number(bounds, _) = self.kind {
+            parts.push(bounds.shown());
+        }
+        match (self.default, self.default_note) {
+            (None, "") => {}
+            (None, note) => parts.push(format!("default: {note}")),
+            (Some(value), "") => parts.push(format!("default: {value}")),
+            (Some(value), note) => parts.push(format!("default: {value}, {note}")),
+        }
+        (!parts.is_empty()).then(|| format!("[{}]", parts.join("; ")))
+    }
+}
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -244,159 +594,131 @@ pub enum Command {
     Help,
 }
 
-/// Parses command-line arguments (without the program name).
+/// Parses command-line arguments (without the program name): each one is looked up in
+/// [`FLAGS`], and its value checked and stored by that entry. `--flag value` and
+/// `--flag=value` both work. An error names the flag and what it accepts.
 pub fn parse_args<I>(args: I) -> Result<Command, String>
 where
     I: IntoIterator,
     I::Item: Into<std::ffi::OsString>,
 {
-    use lexopt::prelude::*;
     let mut config = Config::default();
-    // Checked against --max-body once every flag is read, whatever their order.
-    let mut max_message: Option<usize> = None;
+    let mut max_message_typed = false;
     let mut parser = lexopt::Parser::from_iter(
         std::iter::once("comet-chat".into()).chain(args.into_iter().map(Into::into)),
     );
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("addr") => {
-                let text = value(&mut parser, "--addr")?;
-                config.addr = text.parse().map_err(|_| {
-                    format!("--addr: '{text}' is not an address like 127.0.0.1:8080")
-                })?;
+        let found = match arg {
+            lexopt::Arg::Long(name) => FLAGS.iter().find(|flag| flag.long == name),
+            lexopt::Arg::Short(letter) => FLAGS.iter().find(|flag| flag.short == Some(letter)),
+            lexopt::Arg::Value(_) => None,
+        };
+        let Some(flag) = found else {
+            return Err(arg.unexpected().to_string());
+        };
+        let name = flag.long;
+        let named = move |problem: String| format!("--{name}: {problem}");
+        match flag.kind {
+            Kind::Help => return Ok(Command::Help),
+            Kind::Switch(set) => set(&mut config),
+            Kind::Seconds(set) => {
+                let time = parse_seconds(&value(&mut parser, name)?).map_err(named)?;
+                set(&mut config, time);
             }
-            Long("www") => config.www = Some(PathBuf::from(value(&mut parser, "--www")?)),
-            Long("no-www") => config.www = None,
-            Long("poll-timeout") => {
-                config.poll_timeout =
-                    parse_seconds("--poll-timeout", &value(&mut parser, "--poll-timeout")?)?
+            Kind::Number(bounds, set) => {
+                let n = parse_number(bounds, &value(&mut parser, name)?).map_err(named)?;
+                set(&mut config, n);
             }
-            Long("max-body") => {
-                config.limits.body_bytes =
-                    parse_number(MAX_BODY, &value(&mut parser, "--max-body")?)?
-            }
-            Long("max-head") => {
-                config.limits.head_bytes =
-                    parse_number(MAX_HEAD, &value(&mut parser, "--max-head")?)?
-            }
-            Long("backlog") => {
-                let n = parse_number(BACKLOG, &value(&mut parser, "--backlog")?)?;
-                // BACKLOG's range ends at i32::MAX, so this cannot fail.
-                config.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX);
-            }
-            Long("max-conns") => {
-                config.max_conns = Some(parse_number(
-                    MAX_CONNS,
-                    &value(&mut parser, "--max-conns")?,
-                )?)
-            }
-            Long("open-files") => {
-                config.open_files =
-                    Some(parse_number(OPEN_FILES, &value(&mut parser, "--open-files")?)? as u64)
-            }
-            Long("request-timeout") => {
-                config.request_timeout = parse_seconds(
-                    "--request-timeout",
-                    &value(&mut parser, "--request-timeout")?,
-                )?
-            }
-            Long("idle-timeout") => {
-                config.idle_timeout =
-                    parse_seconds("--idle-timeout", &value(&mut parser, "--idle-timeout")?)?
-            }
-            Long("write-timeout") => {
-                config.write_timeout =
-                    parse_seconds("--write-timeout", &value(&mut parser, "--write-timeout")?)?
-            }
-            Long("shutdown-grace") => {
-                config.shutdown_grace =
-                    parse_seconds("--shutdown-grace", &value(&mut parser, "--shutdown-grace")?)?
-            }
-            Long("history") => {
-                config.history_messages = parse_number(HISTORY, &value(&mut parser, "--history")?)?
-            }
-            Long("history-bytes") => {
-                config.history_bytes =
-                    parse_number(HISTORY_BYTES, &value(&mut parser, "--history-bytes")?)?
-            }
-            Long("max-rooms") => {
-                config.max_rooms = parse_number(MAX_ROOMS, &value(&mut parser, "--max-rooms")?)?
-            }
-            Long("max-message") => {
-                max_message = Some(parse_number(
-                    MAX_MESSAGE,
-                    &value(&mut parser, "--max-message")?,
-                )?)
-            }
-            Long("max-names-per-room") => {
-                config.max_names_per_room = parse_number(
-                    MAX_NAMES_PER_ROOM,
-                    &value(&mut parser, "--max-names-per-room")?,
-                )?
-            }
-            Long("max-names-per-client") => {
-                config.max_names_per_client = parse_number(
-                    MAX_NAMES_PER_CLIENT,
-                    &value(&mut parser, "--max-names-per-client")?,
-                )?
-            }
-            Long("cors-origin") => config.cors_origin = Some(value(&mut parser, "--cors-origin")?),
-            Long("heartbeat") => {
-                config.heartbeat =
-                    parse_seconds("--heartbeat", &value(&mut parser, "--heartbeat")?)?
-            }
-            Long("log-level") => {
-                let text = value(&mut parser, "--log-level")?;
-                config.log_level = text.parse().map_err(|_| {
-                    format!("--log-level: '{text}' is not off|error|warn|info|debug|trace")
-                })?;
-            }
-            Short('h') | Long("help") => return Ok(Command::Help),
-            _ => return Err(arg.unexpected().to_string()),
+            Kind::Text(set) => set(&mut config, &value(&mut parser, name)?).map_err(named)?,
         }
+        // The one rule between two flags, kept out of the table: see below.
+        max_message_typed |= name == "max-message";
     }
     let body_bytes = config.limits.body_bytes;
-    config.max_message_bytes = match max_message {
-        Some(n) if n > body_bytes => {
-            return Err(format!(
-                "--max-message: {n} is more than --max-body ({body_bytes}); \
-                 a text travels in the body, so it must fit"
-            ))
-        }
-        Some(n) => n,
+    let max_message = config.max_message_bytes;
+    if !max_message_typed {
         // Only the default: a small --max-body should not fail over a flag nobody typed.
-        None => config.max_message_bytes.min(body_bytes),
-    };
+        config.max_message_bytes = max_message.min(body_bytes);
+    } else if max_message > body_bytes {
+        return Err(format!(
+            "--max-message: {max_message} is more than --max-body ({body_bytes}); \
+             a text travels in the body, so it must fit"
+        ));
+    }
     Ok(Command::Run(Box::new(config)))
 }
 
-fn value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+/// The value after a flag: lexopt's own error if there is none (it names the flag).
+fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
     parser
         .value()
         .map_err(|e| e.to_string())?
         .into_string()
-        .map_err(|_| format!("{flag}: not valid UTF-8"))
+        .map_err(|_| format!("--{name}: not valid UTF-8"))
 }
 
-fn parse_seconds(flag: &str, text: &str) -> Result<Duration, String> {
+fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
-        .map_err(|_| format!("{flag}: '{text}' is not a number of seconds"))?;
-    // The wheel's horizon is 41 s per turn but it handles longer; a day is a sane ceiling.
-    if !(0.01..=86_400.0).contains(&secs) {
-        return Err(format!("{flag}: {secs} is outside 0.01..=86400 seconds"));
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !SECONDS.contains(&secs) {
+        return Err(format!(
+            "{secs} is outside {}..={} seconds",
+            SECONDS.start(),
+            SECONDS.end()
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_number(flag: NumericFlag, text: &str) -> Result<usize, String> {
+fn parse_number(bounds: Bounds, text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(n) if (flag.min..=flag.max).contains(&n) => Ok(n),
+        Ok(n) if (bounds.min..=bounds.max).contains(&n) => Ok(n),
         _ => Err(format!(
-            "{}: '{text}' is not a whole number from {} to {} {}",
-            flag.name, flag.min, flag.max, flag.unit
+            "'{text}' is not a whole number from {} to {} {}",
+            bounds.min,
+            bounds.max,
+            bounds.unit_after_range()
         )),
     }
+}
+
+impl Bounds {
+    /// `at most 64 MiB` or `1 KiB to 1 MiB`: the range as `--help` shows it.
+    pub fn shown(&self) -> String {
+        let show = |n| match self.unit {
+            Unit::Bytes => binary_size(n),
+            Unit::Count(_) => n.to_string(),
+        };
+        if self.min == 1 {
+            format!("at most {}", show(self.max))
+        } else {
+            format!("{} to {}", show(self.min), show(self.max))
+        }
+    }
+
+    /// What follows `from 1 to 67108864` in an error: `bytes (64 MiB)`, or `rooms`.
+    fn unit_after_range(&self) -> String {
+        match self.unit {
+            Unit::Bytes if self.min == 1 => format!("bytes ({})", binary_size(self.max)),
+            Unit::Bytes => format!(
+                "bytes ({} to {})",
+                binary_size(self.min),
+                binary_size(self.max)
+            ),
+            Unit::Count(unit) => unit.to_owned(),
+        }
+    }
+}
+
+/// `67108864` → `64 MiB`: the largest binary unit that divides `n` exactly, else plain bytes.
+fn binary_size(n: usize) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 #[cfg(test)]
@@ -473,7 +795,7 @@ mod tests {
             .nth(1)
             .and_then(|rest| rest.split("```").next())
             .expect("README has a flags block");
-        let options: String = USAGE
+        let options: String = usage()
             .split("OPTIONS:\n")
             .nth(1)
             .unwrap()
@@ -539,5 +861,257 @@ mod tests {
         // A small --max-body lowers the default --max-message with it instead of failing.
         let small = run(&["--max-body", "1000"]).unwrap();
         assert_eq!(small.max_message_bytes, 1000);
+    }
+
+    /// `Config` has no `PartialEq` (nor has `http::Limits`); its `Debug` shows every field.
+    fn same(a: &Config, b: &Config) -> bool {
+        format!("{a:?}") == format!("{b:?}")
+    }
+
+    /// Every entry in the table shows up in `--help`: its spelling, its help line, its range
+    /// and its default, each flag starting exactly one line, in table order.
+    #[test]
+    fn every_flag_is_in_the_usage_text() {
+        let text = usage();
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for flag in FLAGS {
+            let help = flag.help.split_whitespace().collect::<Vec<_>>().join(" ");
+            let line = format!("{} {help}", flag.spelled());
+            assert!(flat.contains(&line), "{line}");
+            if let Some(value) = flag.default {
+                assert!(flat.contains(&format!("default: {value}")), "{}", flag.long);
+            }
+            assert!(flat.contains(flag.default_note), "{}", flag.long);
+            if let Kind::Number(bounds, _) = flag.kind {
+                assert!(flat.contains(&bounds.shown()), "{}", flag.long);
+            }
+        }
+        let starts: Vec<&str> = text.lines().filter(|l| l.starts_with("  -")).collect();
+        assert_eq!(starts.len(), FLAGS.len(), "{starts:#?}");
+        for (line, flag) in starts.iter().zip(FLAGS) {
+            assert!(
+                line[2..].starts_with(&format!("{} ", flag.spelled())),
+                "{line}"
+            );
+        }
+        for line in text.lines() {
+            assert!(line.chars().count() <= USAGE_COLUMNS, "too wide: {line}");
+        }
+        assert!(flat.contains("-h, --help print this help"));
+        assert!(flat.contains("--no-www serve only the API"));
+        assert!(flat.contains("Times (SECS) are seconds from 0.01 to 86400"));
+        assert!(flat.contains(&format!("open files - {RESERVED_DESCRIPTORS}")));
+        assert!(flat.contains(
+            "--max-body BYTES largest request body; past it: 413 [at most 64 MiB; default: 65536]"
+        ));
+        assert!(flat.contains(
+            "--max-head BYTES largest request head; past it: 431 [1 KiB to 1 MiB; default: 8192]"
+        ));
+    }
+
+    /// The table is consistent with itself: no name twice (the second would never be
+    /// reached), and a value shown exactly for the flags that read one, named as the note
+    /// at the end of `--help` explains.
+    #[test]
+    fn the_table_is_well_formed() {
+        for (i, flag) in FLAGS.iter().enumerate() {
+            for other in &FLAGS[i + 1..] {
+                assert_ne!(flag.long, other.long);
+                assert!(
+                    flag.short.is_none() || flag.short != other.short,
+                    "{}",
+                    flag.long
+                );
+            }
+            let expected = match flag.kind {
+                Kind::Help | Kind::Switch(_) => Some(""),
+                Kind::Seconds(_) => Some("SECS"),
+                Kind::Number(bounds, _) if bounds.unit == Unit::Bytes => Some("BYTES"),
+                Kind::Number(..) => Some("N"),
+                Kind::Text(_) => None,
+            };
+            match expected {
+                Some(value) => assert_eq!(flag.value, value, "{}", flag.long),
+                None => assert!(!flag.value.is_empty(), "{}", flag.long),
+            }
+            if let Kind::Number(bounds, _) = flag.kind {
+                assert!(1 <= bounds.min && bounds.min < bounds.max, "{}", flag.long);
+            }
+            if matches!(flag.kind, Kind::Seconds(_) | Kind::Number(..)) {
+                let shows_one = flag.default.is_some() || !flag.default_note.is_empty();
+                assert!(shows_one, "{} shows no default", flag.long);
+            }
+        }
+    }
+
+    /// What `--help` shows as the default is the default: typing it, either way a value
+    /// can be given, changes nothing.
+    #[test]
+    fn every_default_shown_parses_back_to_the_default() {
+        let default = Config::default();
+        let mut checked = 0;
+        for flag in FLAGS {
+            let Some(value) = flag.default else { continue };
+            let name = format!("--{}", flag.long);
+            let joined = format!("{name}={value}");
+            for args in [&[name.as_str(), value][..], &[joined.as_str()][..]] {
+                let config = run(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                assert!(same(&config, &default), "{args:?} gave {config:#?}");
+            }
+            checked += 1;
+        }
+        // All but --no-www, --help and the three whose default is "unset".
+        assert_eq!(checked, FLAGS.len() - 5);
+    }
+
+    /// Each range in the table is the one the parser enforces: both ends are accepted, one
+    /// past either end is refused with the flag's name and the range.
+    #[test]
+    fn every_range_in_the_table_is_enforced() {
+        // --max-message must also fit in --max-body: give it the most room.
+        let room = ["--max-body", "67108864"];
+        for flag in FLAGS {
+            let name = format!("--{}", flag.long);
+            let (good, bad, range) = match flag.kind {
+                Kind::Number(bounds, _) => (
+                    vec![bounds.min.to_string(), bounds.max.to_string()],
+                    vec![(bounds.min - 1).to_string(), (bounds.max + 1).to_string()],
+                    format!("from {} to {}", bounds.min, bounds.max),
+                ),
+                Kind::Seconds(_) => (
+                    vec!["0.01".into(), "86400".into(), "1.5".into()],
+                    vec!["0.009".into(), "86400.5".into(), "NaN".into(), "inf".into()],
+                    "0.01..=86400".into(),
+                ),
+                _ => continue,
+            };
+            for value in &good {
+                let args = [room[0], room[1], &name, value];
+                run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            }
+            for value in &bad {
+                let args = [room[0], room[1], &name, value];
+                let err = run(&args).unwrap_err();
+                let named = err.starts_with(&format!("{name}: "));
+                assert!(named && err.contains(&range), "{args:?}: {err}");
+            }
+        }
+    }
+
+    /// Each flag sets its own field, not a neighbour's with the same default; and every
+    /// flag in the table has a case here, so a new one cannot skip this check.
+    #[test]
+    fn every_flag_sets_its_own_field() {
+        type Check = fn(&Config) -> bool;
+        let cases: &[(&str, Option<&str>, Check)] = &[
+            ("addr", Some("0.0.0.0:9000"), |c| {
+                c.addr.to_string() == "0.0.0.0:9000"
+            }),
+            ("www", Some("public"), |c| {
+                c.www == Some(PathBuf::from("public"))
+            }),
+            ("no-www", None, |c| c.www.is_none()),
+            ("poll-timeout", Some("1.5"), |c| {
+                c.poll_timeout.as_millis() == 1500
+            }),
+            ("max-body", Some("7000"), |c| c.limits.body_bytes == 7000),
+            ("max-head", Some("7000"), |c| c.limits.head_bytes == 7000),
+            ("backlog", Some("7"), |c| c.listen_backlog == 7),
+            ("max-conns", Some("7"), |c| c.max_conns == Some(7)),
+            ("open-files", Some("7"), |c| c.open_files == Some(7)),
+            ("request-timeout", Some("1.5"), |c| {
+                c.request_timeout.as_millis() == 1500
+            }),
+            ("idle-timeout", Some("1.5"), |c| {
+                c.idle_timeout.as_millis() == 1500
+            }),
+            ("write-timeout", Some("1.5"), |c| {
+                c.write_timeout.as_millis() == 1500
+            }),
+            ("shutdown-grace", Some("1.5"), |c| {
+                c.shutdown_grace.as_millis() == 1500
+            }),
+            ("history", Some("7"), |c| c.history_messages == 7),
+            ("history-bytes", Some("7"), |c| c.history_bytes == 7),
+            ("max-rooms", Some("7"), |c| c.max_rooms == 7),
+            ("max-message", Some("7"), |c| c.max_message_bytes == 7),
+            ("cors-origin", Some("https://a.example"), |c| {
+                c.cors_origin.as_deref() == Some("https://a.example")
+            }),
+            ("heartbeat", Some("1.5"), |c| {
+                c.heartbeat.as_millis() == 1500
+            }),
+            ("max-names-per-room", Some("7"), |c| {
+                c.max_names_per_room == 7
+            }),
+            ("max-names-per-client", Some("7"), |c| {
+                c.max_names_per_client == 7
+            }),
+            ("log-level", Some("trace"), |c| {
+                c.log_level == log::LevelFilter::Trace
+            }),
+        ];
+        for flag in FLAGS {
+            let is_case = cases.iter().any(|(name, _, _)| *name == flag.long);
+            assert!(
+                is_case || flag.long == "help",
+                "no case for --{}",
+                flag.long
+            );
+        }
+        for (name, value, check) in cases {
+            let name = format!("--{name}");
+            let mut args = vec![name.as_str()];
+            args.extend(value);
+            let config = run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(check(&config), "{args:?} gave {config:#?}");
+        }
+    }
+
+    /// The table is the whole command line: anything not in it is refused.
+    #[test]
+    fn a_flag_missing_from_the_table_cannot_be_parsed() {
+        let refused: &[&[&str]] = &[
+            &["--frobnicate"],
+            &["--max-bod", "1"],
+            &["--max-body-bytes", "1"],
+            &["--ADDR", "127.0.0.1:1"],
+            &["-a", "127.0.0.1:1"],
+            &["-H"],
+            &["stray"],
+            // Flags in the table, used the wrong way.
+            &["--no-www=yes"],
+            &["--addr"],
+        ];
+        for args in refused {
+            let err = run(args).unwrap_err();
+            let typed = args[0].split('=').next().unwrap();
+            assert!(err.contains(typed), "{args:?}: {err}");
+        }
+        assert_eq!(run(&["-h"]).unwrap_err(), "help");
+        assert_eq!(
+            run(&["--addr", "127.0.0.1:1", "--help"]).unwrap_err(),
+            "help"
+        );
+    }
+
+    /// A "word" too long for any line (a bracket with a long note) is broken at its spaces
+    /// rather than overflow the 92 columns.
+    #[test]
+    fn wrapping_never_passes_the_column_limit() {
+        let mut text = String::new();
+        let long = format!("[{}]", "default word ".repeat(20).trim_end());
+        wrap(
+            &mut text,
+            "  --flag N".into(),
+            28,
+            &["help".into(), long.clone()],
+        );
+        assert!(text.lines().count() > 2, "{text}");
+        for line in text.lines() {
+            assert!(line.len() <= USAGE_COLUMNS, "{line}");
+        }
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(flat, format!("--flag N help {long}"));
     }
 }

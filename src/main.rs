@@ -8,11 +8,11 @@ fn main() -> ExitCode {
     let config = match config::parse_args(std::env::args_os().skip(1)) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
-            print!("{}", config::USAGE);
+            print!("{}", config::usage());
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("comet-chat: {message}\n\n{}", config::USAGE);
+            eprintln!("comet-chat: {message}\n\n{}", config::usage());
             return ExitCode::from(2);
         }
     };

@@ -210,3 +210,23 @@ fn an_out_of_range_flag_is_a_start_up_error_naming_it() {
         "{first_line}"
     );
 }
+
+/// The binary prints the usage text made from the flag table: on `--help` to stdout with
+/// exit 0, and after the message on a flag it does not know, with exit 2.
+#[test]
+fn help_and_unknown_flags_print_the_usage_from_the_flag_table() {
+    use std::process::Command;
+    let binary = env!("CARGO_BIN_EXE_comet-chat");
+    let usage = comet_chat::config::usage();
+
+    let help = Command::new(binary).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert_eq!(String::from_utf8(help.stdout).unwrap(), usage);
+
+    let unknown = Command::new(binary).arg("--frobnicate").output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8(unknown.stderr).unwrap();
+    let (message, rest) = stderr.split_once("\n\n").unwrap();
+    assert!(message.contains("--frobnicate"), "{message}");
+    assert_eq!(rest.trim_end(), usage.trim_end());
+}
