@@ -234,6 +234,7 @@ fn names_are_capped_per_client_address_and_per_room() {
         .unwrap()
         .contains("--max-names-per-room"));
     // The room's cap is per room: the same client can still be named elsewhere.
+    post_form(server.addr, "/rooms/elsewhere/messages", "from=x&text=hi");
     assert_eq!(named_poll(&mut two, "elsewhere", "g").status, 200);
     // A stream with a refused name gets the error, not a stream.
     let mut stream = Client::connect_from(server.addr, "127.0.0.2");
