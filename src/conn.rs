@@ -1,6 +1,6 @@
 //! One client connection: its socket, the bytes it sent that are not yet handled, the bytes
 //! we owe it, and where it is in its life. Every change of state is one of the methods
-//! below, and each goes through [`Conn::enter`], which knows the diagram; none of them
+//! below, and each goes through `Conn::enter`, which knows the diagram; none of them
 //! touches a socket, so the whole life of a connection is tested without one.
 //!
 //! ```text
@@ -126,7 +126,7 @@ pub struct Conn<S = TcpStream> {
     /// The client's address, as an entry in the server's table of addresses, for limits
     /// that hold per client rather than per connection.
     pub client: ClientId,
-    /// Where the connection is in its life; changed only by [`Conn::enter`].
+    /// Where the connection is in its life; changed only by `Conn::enter`.
     state: State,
     /// Bytes received and not yet consumed by a complete request: a partial request, or
     /// requests pipelined behind one still being answered. Empty (and unallocated) between
@@ -136,22 +136,47 @@ pub struct Conn<S = TcpStream> {
     pub output: Option<Outgoing>,
     /// The connection's one pending timer; every state but `Closed` has one (see [`Deadline`]).
     pub timer: Option<Timer>,
+    /// Yes-or-no facts about the connection (see [`Flags`]), one byte between them.
+    pub flags: Flags,
+}
+
+/// Yes-or-no facts about a connection, one bit each, so that they cost one byte between
+/// them rather than one each: tens of thousands of connections sit parked, and six bools
+/// would grow every one of them by 8 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags(u8);
+
+impl Flags {
     /// Hang up once the current response is written (HTTP/1.0, `Connection: close`, errors).
-    pub close_after_write: bool,
+    pub const CLOSE_AFTER_WRITE: Flags = Flags(1);
     /// The request being answered is HTTP/1.0: if the connection stays open, the response
     /// must say `Connection: keep-alive`, or the client takes it for closed.
-    pub http10: bool,
+    pub const HTTP10: Flags = Flags(1 << 1);
     /// The client closed its sending side (read returned 0).
-    pub peer_closed: bool,
+    pub const PEER_CLOSED: Flags = Flags(1 << 2);
     /// We stopped reading before the socket said `WouldBlock` (`input` is full, or the
     /// turn's reading is done); the socket must be read again without waiting for an
     /// event, because an edge-triggered poll will not report the bytes still in it.
-    pub input_paused: bool,
+    pub const INPUT_PAUSED: Flags = Flags(1 << 3);
     /// In the server's ready queue: it has work left after its turn ended.
-    pub ready: bool,
+    pub const READY: Flags = Flags(1 << 4);
     /// `100 Continue` went out for the request now in `input`: it is sent once per
     /// request, and cleared when that request completes.
-    pub continue_sent: bool,
+    pub const CONTINUE_SENT: Flags = Flags(1 << 5);
+
+    /// Whether `flag` is set.
+    pub fn has(self, flag: Flags) -> bool {
+        self.0 & flag.0 != 0
+    }
+
+    /// Sets or clears `flag`.
+    pub fn set(&mut self, flag: Flags, on: bool) {
+        if on {
+            self.0 |= flag.0;
+        } else {
+            self.0 &= !flag.0;
+        }
+    }
 }
 
 impl<S> Conn<S> {
@@ -165,12 +190,7 @@ impl<S> Conn<S> {
             input: Vec::new(),
             output: None,
             timer: None,
-            close_after_write: false,
-            http10: false,
-            peer_closed: false,
-            input_paused: false,
-            ready: false,
-            continue_sent: false,
+            flags: Flags::default(),
         }
     }
 
@@ -192,7 +212,7 @@ impl<S> Conn<S> {
     /// Reading → Parked: a poll waits in a room's list until a message, an event or its
     /// timeout.
     pub fn park(&mut self, membership: Membership, close: bool) {
-        self.close_after_write = close;
+        self.flags.set(Flags::CLOSE_AFTER_WRITE, close);
         self.enter(State::Parked(membership));
     }
 
@@ -200,7 +220,7 @@ impl<S> Conn<S> {
     /// `output`. Its response never ends, so nothing it sends afterwards is a request.
     pub fn start_stream(&mut self, membership: Membership, output: Outgoing) {
         debug_assert!(self.output.is_none(), "one response at a time");
-        self.close_after_write = false;
+        self.flags.set(Flags::CLOSE_AFTER_WRITE, false);
         self.output = Some(output);
         self.enter(State::Streaming(membership));
     }
@@ -219,8 +239,11 @@ impl<S> Conn<S> {
     /// which is where that line is added: responses are encoded without it, to be shared.
     pub fn respond(&mut self, response: Response, close: bool) {
         debug_assert!(self.output.is_none(), "one response at a time");
-        self.close_after_write |= close;
-        let response = match answer::connection_line(self.close_after_write, self.http10) {
+        if close {
+            self.flags.set(Flags::CLOSE_AFTER_WRITE, true);
+        }
+        let closing = self.flags.has(Flags::CLOSE_AFTER_WRITE);
+        let response = match answer::connection_line(closing, self.flags.has(Flags::HTTP10)) {
             Some(line) => response.with_header_line(line),
             None => response,
         };
@@ -231,18 +254,18 @@ impl<S> Conn<S> {
     /// Streaming → Writing: the stream's response ends with what is queued (the server is
     /// stopping and has told it when to come back); then the server hangs up.
     pub fn end_stream(&mut self) {
-        self.close_after_write = true;
+        self.flags.set(Flags::CLOSE_AFTER_WRITE, true);
         self.enter(State::Writing);
     }
 
     /// Writing → Reading, once the response is all out; or the server hangs up.
     pub fn response_done(&mut self) -> AfterResponse {
-        if self.close_after_write || self.peer_closed {
+        if self.flags.has(Flags::CLOSE_AFTER_WRITE) || self.flags.has(Flags::PEER_CLOSED) {
             return AfterResponse::HangUp;
         }
         self.enter(State::Reading);
         AfterResponse::NextRequest {
-            ready: !self.input.is_empty() || self.input_paused,
+            ready: !self.input.is_empty() || self.flags.has(Flags::INPUT_PAUSED),
         }
     }
 
@@ -435,8 +458,8 @@ mod tests {
         ];
         for (close, http10, asked_close, line) in cases {
             let mut c = Conn::new(Vec::<u8>::new(), 1, 0);
-            c.http10 = http10;
-            c.close_after_write = asked_close;
+            c.flags.set(Flags::HTTP10, http10);
+            c.flags.set(Flags::CLOSE_AFTER_WRITE, asked_close);
             let shared: std::rc::Rc<[u8]> =
                 std::rc::Rc::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"[..]);
             c.respond(Response::Shared(shared), close);
@@ -452,12 +475,12 @@ mod tests {
     /// The connection record is what tens of thousands of parked polls cost in user space
     /// (with one slab slot, one wheel entry and one waiter each); docs/ARCHITECTURE.md lists
     /// it field by field. Growing it should be a decision, not an accident. (In a debug
-    /// build mio's socket carries a registry id too, 8 bytes more.)
+    /// build mio's socket also carries a registry id, which makes it 16 bytes, not 4.)
     #[test]
     fn connection_record_stays_small() {
         let size = std::mem::size_of::<Conn>();
         println!("Conn: {size} bytes");
-        let limit = if cfg!(debug_assertions) { 112 } else { 104 };
+        let limit = if cfg!(debug_assertions) { 112 } else { 96 };
         assert!(size <= limit, "Conn grew to {size} bytes");
     }
 }

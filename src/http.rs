@@ -95,7 +95,7 @@ pub enum Parse {
     /// and acceptable, the body is not all here, and the client (HTTP/1.1 with
     /// `Expect: 100-continue`) holds the body back until it hears `100 Continue`.
     Partial {
-        /// Answer [`CONTINUE`] (once per request) or the client waits out its own timer.
+        /// Answer [`crate::answer::CONTINUE`] (once per request) or the client waits out its own timer.
         awaits_continue: bool,
     },
     /// The request can never become valid; answer this status and close.

@@ -17,27 +17,30 @@
 //!
 //! ## A tour, in reading order
 //!
-//! - [`server`] — the poll loop: next deadline → poll → accept/dispatch → resume → expire →
-//!   reap. Start here.
-//! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Writing /
-//!   Lingering / Closed).
-//! - [`http`] — bytes ↔ requests and responses on top of httparse; caps on every buffer.
+//! - [`server`] — the poll loop: sleep → dispatch → ready → expire → reap → exit?. Start
+//!   here; each of its jobs has a file under `src/server/` (setup, accept, io, actions,
+//!   rooms, fanout, timers, shutdown, handle).
+//! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Streaming /
+//!   Writing / Lingering / Closed), changed only by its own methods.
 //! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).
+//! - [`http`] — bytes → requests on top of httparse; caps on every buffer.
 //! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
-//! - [`chat`] — rooms by name, created on first use up to a cap.
-//! - [`waitlist`] — the lists of connections waiting in a room.
-//! - [`room`] — one room: message history, typing, and their encodings.
-//! - [`presence`] — who is in a room by name, and when each name leaves.
-//! - [`clients`] — what each client address holds, for limits per client.
 //! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
 //!   bodies, validated by one set of rules.
+//! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame.
+//! - [`chat`] — rooms by name, created on first use up to a cap.
+//! - [`room`] — one room: its message history (shared, never copied), positions, typing.
+//! - [`waitlist`] — the lists of connections waiting in a room.
+//! - [`presence`] — who is in a room by name, and when each name leaves.
+//! - [`event`] — typing, join and leave: ephemeral, never stored.
+//! - [`clients`] — what each client address holds, for limits per client.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
-//! - [`json`], [`stats`], [`sys`], [`random`], [`config`] — small helpers each owning one
-//!   thing.
+//! - [`stats`], [`sys`], [`random`], [`config`] — small helpers each owning one thing.
 //!
-//! `docs/ARCHITECTURE.md` walks one long-poll and one broadcast through these functions.
+//! `docs/ARCHITECTURE.md` walks one long poll, one broadcast and one event stream through
+//! these functions, in order; a test keeps every name it cites pointing at real code.
 
 #![deny(missing_docs)]
 

@@ -9,7 +9,7 @@
 //!   the room (and every other client replaying them), so a client that asks for the whole
 //!   history and never reads costs its queue of pointers, not a copy of the history;
 //! - a **stream whose socket is full**: frames broadcast meanwhile queue behind the one
-//!   being written, up to a cap the server enforces with [`Outgoing::queued_live_bytes`].
+//!   being written, up to a cap the server enforces with [`Outgoing::push_live`].
 
 use crate::answer;
 use std::collections::VecDeque;

@@ -85,7 +85,7 @@ pub struct Context<'a> {
 pub enum Next {
     /// No complete request yet; wait for more bytes (normal flow).
     NeedMore {
-        /// The client holds its body back until it hears [`http::CONTINUE`]: send it, once
+        /// The client holds its body back until it hears [`crate::answer::CONTINUE`]: send it, once
         /// for this request (see [`Parse::Partial`]).
         awaits_continue: bool,
     },

@@ -24,12 +24,12 @@
 //! reused while this pass may still hold it (a later event in the same batch, a waiter
 //! list being broadcast to).
 //!
-//! This file is the loop and what it owns; each job has a file of its own, in the order a
-//! request meets them: [`setup`] (binding, limits), [`accept`] (accepting and shedding
-//! load), [`io`] (a connection's
-//! turn: reading, answering, writing, hanging up), [`actions`] (what each request does),
-//! [`rooms`] (the room API), [`fanout`] (waiting clients and what reaches them), [`timers`]
-//! (deadlines), [`shutdown`], and [`handle`] (running a server from other threads).
+//! This file is the loop and what it owns; each job has a file of its own under
+//! `src/server/`, in the order a request meets them: `setup.rs` (binding, limits),
+//! `accept.rs` (accepting and shedding load), `io.rs` (a connection's turn: reading,
+//! answering, writing, hanging up), `actions.rs` (what each request does), `rooms.rs` (the
+//! room API), `fanout.rs` (waiting clients and what reaches them), `timers.rs`
+//! (deadlines), `shutdown.rs`, and `handle.rs` (running a server from other threads).
 
 mod accept;
 mod actions;

@@ -1,6 +1,8 @@
-//! The timer wheel: every deadline the server keeps (a parked poll's timeout, later the
-//! slow-client deadlines) lives here, so the kernel never holds a timer per connection and
-//! the event loop can ask one question — "when is the next thing due?" — before it sleeps.
+//! The timer wheel: every deadline the server keeps lives here — each connection's one
+//! timer (idle, request, poll, write, linger, heartbeat) and the server's own (resume
+//! accepting, the presence sweep, the end of a shutdown's grace) — so the kernel never
+//! holds a timer per connection and the event loop can ask one question — "when is the
+//! next thing due?" — before it sleeps.
 //!
 //! Everything is integer arithmetic over *ticks* (a `u64` count of [`TICK`]s since the
 //! server started); this module never reads a clock, which is what makes it testable.

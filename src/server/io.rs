@@ -5,7 +5,7 @@
 
 use super::Server;
 use crate::answer;
-use crate::conn::{AfterResponse, Deadline, State};
+use crate::conn::{AfterResponse, Deadline, Flags, State};
 use crate::http::Status;
 use crate::outgoing::{Flushed, Response};
 use crate::routes::{self, Next};
@@ -45,7 +45,7 @@ impl Server {
         }
         // A connection already in line gets its turn there; edge-triggered, nothing it
         // sent is lost meanwhile, because its turn reads until `WouldBlock`.
-        let in_line = self.conns[key].ready;
+        let in_line = self.conns[key].flags.has(Flags::READY);
         if !in_line && (event.is_readable() || event.is_read_closed() || event.is_error()) {
             self.turn(key);
         }
@@ -76,8 +76,8 @@ impl Server {
     /// Puts a connection in the ready queue, once.
     fn queue_ready(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        if !conn.ready {
-            conn.ready = true;
+        if !conn.flags.has(Flags::READY) {
+            conn.flags.set(Flags::READY, true);
             self.ready.push((key as u32, conn.generation));
         }
     }
@@ -90,7 +90,7 @@ impl Server {
             let key = key as usize;
             match self.conns.get_mut(key) {
                 Some(conn) if conn.generation == generation && conn.state() != State::Closed => {
-                    conn.ready = false;
+                    conn.flags.set(Flags::READY, false);
                 }
                 _ => continue,
             }
@@ -119,15 +119,15 @@ impl Server {
                 // A full request's worth is buffered: leave the rest in the kernel until
                 // this has been answered.
                 _ if !discarding && conn.input.len() >= cap => {
-                    conn.input_paused = true;
+                    conn.flags.set(Flags::INPUT_PAUSED, true);
                     return true;
                 }
                 _ => {}
             }
             match conn.socket.read(&mut self.read_chunk) {
                 Ok(0) => {
-                    conn.peer_closed = true;
-                    conn.input_paused = false;
+                    conn.flags.set(Flags::PEER_CLOSED, true);
+                    conn.flags.set(Flags::INPUT_PAUSED, false);
                     self.on_peer_closed(key);
                     return false;
                 }
@@ -139,7 +139,7 @@ impl Server {
                     debug_assert!(conn.input.len() <= cap + READ_CHUNK_BYTES);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.input_paused = false;
+                    conn.flags.set(Flags::INPUT_PAUSED, false);
                     return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -156,7 +156,7 @@ impl Server {
     /// (this is how a vanished browser frees its slot); a response in flight is finished.
     fn on_peer_closed(&mut self, key: usize) {
         match self.conns[key].state() {
-            State::Writing => self.conns[key].close_after_write = true,
+            State::Writing => self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true),
             State::Closed => {}
             State::Reading | State::Parked(_) | State::Streaming(_) | State::Lingering => {
                 self.close(key)
@@ -197,8 +197,8 @@ impl Server {
             match routes::next(&input[used..], &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
                 Next::NeedMore { awaits_continue } => {
-                    if awaits_continue && !conn.continue_sent {
-                        conn.continue_sent = true;
+                    if awaits_continue && !conn.flags.has(Flags::CONTINUE_SENT) {
+                        conn.flags.set(Flags::CONTINUE_SENT, true);
                         if let Err(e) = conn.write_interim(answer::CONTINUE) {
                             log::debug!("#{key} cannot send 100 Continue: {e}");
                             self.close(key);
@@ -227,8 +227,8 @@ impl Server {
                     }
                     used += consumed;
                     answered += 1;
-                    conn.continue_sent = false;
-                    conn.http10 = http10;
+                    conn.flags.set(Flags::CONTINUE_SENT, false);
+                    conn.flags.set(Flags::HTTP10, http10);
                     // While shutting down every response is the connection's last.
                     let close = close || self.draining;
                     self.apply(key, action, close);
@@ -327,7 +327,7 @@ impl Server {
     /// discarding what it still sends (see [`State::Lingering`]).
     fn linger(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        if conn.peer_closed || conn.socket.shutdown(Shutdown::Write).is_err() {
+        if conn.flags.has(Flags::PEER_CLOSED) || conn.socket.shutdown(Shutdown::Write).is_err() {
             self.close(key);
             return;
         }

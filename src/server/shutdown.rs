@@ -6,7 +6,7 @@
 use super::timers::Due;
 use super::Server;
 use crate::answer;
-use crate::conn::State;
+use crate::conn::{Flags, State};
 use crate::outgoing::Response;
 use crate::sse;
 use std::sync::atomic::Ordering;
@@ -64,7 +64,9 @@ impl Server {
                 }
                 State::Streaming(_) => self.end_stream(key),
                 State::Reading if self.conns[key].input.is_empty() => self.close(key),
-                State::Reading | State::Writing => self.conns[key].close_after_write = true,
+                State::Reading | State::Writing => {
+                    self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
+                }
                 State::Lingering | State::Closed => {}
             }
         }
