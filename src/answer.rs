@@ -14,7 +14,7 @@
 
 use crate::event::Event;
 use crate::http::Status;
-use crate::outgoing::Piece;
+use crate::outgoing::{self, Piece};
 use crate::position::Position;
 use crate::stats::{self, Stats};
 use serde::Serialize;
@@ -102,21 +102,6 @@ pub fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
     }
 }
 
-/// Where a response's head ends, before its blank line: a header line inserted here is the
-/// head's last.
-pub fn head_end(response: &[u8]) -> Option<usize> {
-    response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 2)
-}
-
-/// Adds a header line at the end of an encoded response's head.
-pub fn insert_header_line(response: &mut Vec<u8>, line: &[u8]) {
-    let at = head_end(response).unwrap_or(response.len());
-    response.splice(at..at, line.iter().copied());
-}
-
 /// The headers of every room-API response for a `--cors-origin` (none without one).
 pub fn cors(origin: Option<&str>) -> Vec<(&str, &str)> {
     match origin {
@@ -199,7 +184,7 @@ pub fn retry_later(delay_ms: u64, headers: &Headers) -> Vec<u8> {
 /// itself, because it never goes through a connection.
 pub fn refusal() -> Vec<u8> {
     let mut bytes = status_error(Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")], false);
-    insert_header_line(&mut bytes, b"Connection: close\r\n");
+    outgoing::insert_header_line(&mut bytes, b"Connection: close\r\n");
     bytes
 }
 
@@ -487,7 +472,7 @@ mod tests {
     #[test]
     fn a_header_line_goes_at_the_end_of_the_head() {
         let mut out = json(Status::OK, &[], "{\"a\":\"\\r\\n\\r\\n\"}", false);
-        insert_header_line(&mut out, b"Connection: close\r\n");
+        outgoing::insert_header_line(&mut out, b"Connection: close\r\n");
         assert!(text(&out).contains("nosniff\r\nConnection: close\r\n\r\n{"));
     }
 }

@@ -11,7 +11,6 @@
 //! - a **stream whose socket is full**: frames broadcast meanwhile queue behind the one
 //!   being written, up to a cap the server enforces with [`Outgoing::push_live`].
 
-use crate::answer;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
@@ -151,11 +150,11 @@ impl Response {
     pub fn with_header_line(self, line: &'static [u8]) -> Response {
         match self {
             Response::Owned(mut bytes) => {
-                answer::insert_header_line(&mut bytes, line);
+                insert_header_line(&mut bytes, line);
                 Response::Owned(bytes)
             }
             Response::Shared(bytes) => {
-                let at = answer::head_end(&bytes).unwrap_or(bytes.len());
+                let at = head_end(&bytes).unwrap_or(bytes.len());
                 Response::Pieces(Box::new(Pieces::new([
                     Piece::slice(&bytes, 0..at),
                     Piece::Static(line),
@@ -165,7 +164,7 @@ impl Response {
             Response::Pieces(mut pieces) => {
                 // Multi-piece answers start with a head of their own.
                 if let Some(Piece::Owned(head)) = pieces.queue.front_mut() {
-                    answer::insert_header_line(head, line);
+                    insert_header_line(head, line);
                 }
                 Response::Pieces(pieces)
             }
@@ -306,6 +305,21 @@ impl Outgoing {
             _ => Flushed::Done,
         }
     }
+}
+
+/// Where a response's head ends, before its blank line: a header line inserted here is the
+/// head's last.
+pub fn head_end(response: &[u8]) -> Option<usize> {
+    response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 2)
+}
+
+/// Adds a header line at the end of an encoded response's head.
+pub fn insert_header_line(response: &mut Vec<u8>, line: &[u8]) {
+    let at = head_end(response).unwrap_or(response.len());
+    response.splice(at..at, line.iter().copied());
 }
 
 #[cfg(test)]

@@ -8,8 +8,17 @@ use std::path::Path;
 
 /// Crates and std: names under them are not ours to check.
 const EXTERNAL: &[&str] = &[
-    "std", "mio", "slab", "httparse", "libc", "serde", "serde_json", "socket2", "lexopt",
-    "signal_hook_mio", "log",
+    "std",
+    "mio",
+    "slab",
+    "httparse",
+    "libc",
+    "serde",
+    "serde_json",
+    "socket2",
+    "lexopt",
+    "signal_hook_mio",
+    "log",
 ];
 
 fn all_source(dir: &Path, out: &mut String) {
@@ -69,9 +78,11 @@ fn defined(source: &str, name: &str, as_function: bool) -> bool {
     if as_function {
         return word("fn ");
     }
-    let item = ["fn ", "struct ", "enum ", "trait ", "type ", "mod ", "const ", "static "]
-        .iter()
-        .any(|prefix| word(prefix));
+    let item = [
+        "fn ", "struct ", "enum ", "trait ", "type ", "mod ", "const ", "static ",
+    ]
+    .iter()
+    .any(|prefix| word(prefix));
     // Variants and fields: the name first on its line, then `,`, `(`, `{` or `:`.
     let member = source.lines().any(|line| {
         let line = line.trim_start().trim_start_matches("pub ");
@@ -102,8 +113,7 @@ fn every_name_the_tour_cites_exists_in_src() {
         let last = segments[segments.len() - 1];
         // A lone lowercase word that is not called (`since`, `next`, `lobby`) is a word of
         // the protocol, not a name in the code.
-        if segments.len() == 1 && !as_function && last.starts_with(|c: char| c.is_lowercase())
-        {
+        if segments.len() == 1 && !as_function && last.starts_with(|c: char| c.is_lowercase()) {
             continue;
         }
         checked.insert(span.clone());
@@ -140,5 +150,50 @@ fn the_checker_tells_real_names_from_stale_ones() {
     assert_eq!(
         spans("see `Server::pass()` and `a b`\n```\n`not this`\n```\n`Deadline::Poll`"),
         ["Server::pass()", "a b", "Deadline::Poll"]
+    );
+}
+
+/// "Imports point one way": no module of the crate uses one that uses it back (chat.rs
+/// and room.rs once did), so each file can be read knowing only what it imports.
+#[test]
+fn modules_import_one_way() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut uses = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(module) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_none_or(|e| e != "rs") || module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let mut used = BTreeSet::new();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (at, _) in line.match_indices("crate::") {
+                let name: String = line[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name != module {
+                    used.insert(name);
+                }
+            }
+        }
+        uses.insert(module.to_owned(), used);
+    }
+    let mut both_ways = Vec::new();
+    for (a, used) in &uses {
+        for b in used {
+            if a < b && uses.get(b).is_some_and(|back| back.contains(a)) {
+                both_ways.push(format!("{a} <-> {b}"));
+            }
+        }
+    }
+    assert!(uses.len() > 15, "read the modules: {uses:?}");
+    assert!(
+        both_ways.is_empty(),
+        "modules that import each other: {both_ways:?}"
     );
 }
