@@ -4,6 +4,7 @@
 //! Every flag is one entry in [`FLAGS`]: [`parse_args`] reads the command line through it
 //! and [`usage`] prints `--help` from it, so the two cannot disagree.
 
+use crate::backplane::url::{self, RedisUrl};
 use crate::http::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,12 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Log verbosity for `main`; the library itself only calls `log`.
     pub log_level: log::LevelFilter,
+    /// `--redis`: rooms, history, positions, idempotency keys and presence live in this
+    /// Redis, shared by every process pointed at it. `None`: all in this process's memory,
+    /// and no Redis code runs.
+    pub redis: Option<RedisUrl>,
+    /// `--workers`: worker processes on one port (`main` only; needs `redis`).
+    pub workers: usize,
 }
 
 /// Descriptors kept back from `max_conns` for everything that is not a client: stdio, the
@@ -97,6 +104,8 @@ impl Default for Config {
             max_names_per_client: 32,
             heartbeat: Duration::from_secs(15),
             log_level: log::LevelFilter::Info,
+            redis: None,
+            workers: 1,
         }
     }
 }
@@ -461,6 +470,35 @@ pub static FLAGS: &[Flag] = &[
         ),
     },
     Flag {
+        long: "redis",
+        short: None,
+        value: "URL",
+        help: "share rooms through this Redis: redis://[user:pass@]host:port[/db] or \
+               unix:///path",
+        default: None,
+        default_note: "none: rooms live in this process",
+        kind: Kind::Text(|config, text| {
+            config.redis = Some(url::parse(text)?);
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "workers",
+        short: None,
+        value: "N",
+        help: "worker processes on one port, each one loop; above 1 needs --redis",
+        default: Some("1"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 64,
+                unit: Unit::Count("workers"),
+            },
+            |config, n| config.workers = n,
+        ),
+    },
+    Flag {
         long: "log-level",
         short: None,
         value: "LEVEL",
@@ -643,6 +681,14 @@ where
         return Err(format!(
             "--max-message: {max_message} is more than --max-body ({body_bytes}); \
              a text travels in the body, so it must fit"
+        ));
+    }
+    if config.workers > 1 && config.redis.is_none() {
+        return Err(format!(
+            "--workers: {} workers need --redis: each worker is its own process with its own \
+             rooms, so without a shared Redis a message posted to one would never reach \
+             clients of another",
+            config.workers
         ));
     }
     Ok(Command::Run(Box::new(config)))
@@ -960,16 +1006,22 @@ mod tests {
             }
             checked += 1;
         }
-        // All but --no-www, --help and the three whose default is "unset".
-        assert_eq!(checked, FLAGS.len() - 5);
+        // All but --no-www, --help and the four whose default is "unset".
+        assert_eq!(checked, FLAGS.len() - 6);
     }
 
     /// Each range in the table is the one the parser enforces: both ends are accepted, one
     /// past either end is refused with the flag's name and the range.
     #[test]
     fn every_range_in_the_table_is_enforced() {
-        // --max-message must also fit in --max-body: give it the most room.
-        let room = ["--max-body", "67108864"];
+        // --max-message must also fit in --max-body, and more than one worker needs Redis:
+        // give every flag the most room.
+        let room = [
+            "--max-body",
+            "67108864",
+            "--redis",
+            "redis://127.0.0.1:6379",
+        ];
         for flag in FLAGS {
             let name = format!("--{}", flag.long);
             let (good, bad, range) = match flag.kind {
@@ -986,11 +1038,11 @@ mod tests {
                 _ => continue,
             };
             for value in &good {
-                let args = [room[0], room[1], &name, value];
+                let args = [room[0], room[1], room[2], room[3], &name, value];
                 run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             }
             for value in &bad {
-                let args = [room[0], room[1], &name, value];
+                let args = [room[0], room[1], room[2], room[3], &name, value];
                 let err = run(&args).unwrap_err();
                 let named = err.starts_with(&format!("{name}: "));
                 assert!(named && err.contains(&range), "{args:?}: {err}");
@@ -1050,6 +1102,10 @@ mod tests {
             ("log-level", Some("trace"), |c| {
                 c.log_level == log::LevelFilter::Trace
             }),
+            ("redis", Some("redis://127.0.0.1:7"), |c| {
+                c.redis.as_ref().map(|r| r.shown.as_str()) == Some("redis://127.0.0.1:7")
+            }),
+            ("workers", Some("1"), |c| c.workers == 1),
         ];
         for flag in FLAGS {
             let is_case = cases.iter().any(|(name, _, _)| *name == flag.long);

@@ -47,6 +47,7 @@
 pub mod answer;
 pub mod api;
 pub mod assets;
+pub mod backplane;
 pub mod chat;
 pub mod clients;
 pub mod config;
