@@ -196,7 +196,7 @@ pub fn file(content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
 /// `/stats`: the server's counters, and its resident memory (read by the caller, since it
 /// is a property of the process, not of the loop). Field names and order are documented in
 /// the README; scripts and the benchmarks read them.
-pub fn stats(stats: &Stats, rss_bytes: u64) -> Vec<u8> {
+pub fn stats(stats: &Stats, rss_bytes: u64, redis: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct Drops {
         slow: u64,
@@ -204,6 +204,13 @@ pub fn stats(stats: &Stats, rss_bytes: u64) -> Vec<u8> {
         request_timeout: u64,
         over_cap: u64,
         emfile: u64,
+    }
+    #[derive(Serialize)]
+    struct Redis {
+        connected: bool,
+        reconnects: u64,
+        in_flight: u64,
+        catch_ups: u64,
     }
     #[derive(Serialize)]
     struct View {
@@ -221,6 +228,8 @@ pub fn stats(stats: &Stats, rss_bytes: u64) -> Vec<u8> {
         max_conns: u64,
         rss_bytes: u64,
         drops: Drops,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        redis: Option<Redis>,
     }
     let get = stats::get;
     let view = View {
@@ -244,6 +253,12 @@ pub fn stats(stats: &Stats, rss_bytes: u64) -> Vec<u8> {
             over_cap: get(&stats.refused_over_cap),
             emfile: get(&stats.refused_emfile),
         },
+        redis: redis.then(|| Redis {
+            connected: get(&stats.redis_connected) == 1,
+            reconnects: get(&stats.redis_reconnects),
+            in_flight: get(&stats.redis_in_flight),
+            catch_ups: get(&stats.redis_catch_ups),
+        }),
     };
     json(Status::OK, &[], &to_json(&view), false)
 }
@@ -447,7 +462,7 @@ mod tests {
         stats::add(&counters.connections, 3);
         stats::sub(&counters.connections, 1);
         stats::add(&counters.deliveries, 7);
-        let out = text(&super::stats(&counters, 4096));
+        let out = text(&super::stats(&counters, 4096, false));
         let body = out.split("\r\n\r\n").nth(1).unwrap();
         assert!(body.starts_with("{\"connections\":2,"), "{body}");
         assert!(body.contains("\"deliveries\":7"));

@@ -1,6 +1,534 @@
-//! The Redis backplane (`--redis`): how many processes on one machine or many serve the
-//! same rooms. Rooms, their history, positions, idempotency keys and presence live in
-//! Redis; every process keeps what it serves in memory as a cache of it, and hears every
-//! post and event through one Redis subscription. See docs/SCALING.md.
+//! The Redis backplane (`--redis`): how processes on one machine or many serve the same
+//! rooms. Rooms, their history, positions, `client_id`s and presence live in Redis (see
+//! [`keys`]); each step that changes them is one Lua script ([`scripts`]), so it either
+//! happened whole or not at all. Every process keeps the rooms it serves in memory as a copy
+//! of Redis's, and hears every post and event through one subscription, then delivers it to
+//! its own clients exactly as a post made locally: one encoding, one write per socket.
+//!
+//! Redis is reached from inside the event loop: two non-blocking connections ([`link`])
+//! registered in the server's own `mio::Poll`, one for commands (replies come back in the
+//! order commands went out, so each command leaves a note of what its reply is for) and one
+//! subscribed to the room channels. No thread, no runtime. See docs/SCALING.md.
 
+pub mod keys;
+mod link;
+pub mod news;
+pub mod scripts;
 pub mod url;
+
+use link::Link;
+use news::{Malformed, News, Posted, Snapshot};
+use redis_protocol::resp2::types::OwnedFrame;
+use std::collections::VecDeque;
+use std::time::Instant;
+use url::RedisUrl;
+
+/// What the server gets from the backplane.
+#[derive(Debug)]
+pub enum Incoming<T> {
+    /// The reply to a command sent with `then`, or why there is none (Redis answered an
+    /// error, or the connection was lost before it answered).
+    Reply(T, Result<Answer, String>),
+    /// An announcement on a room's channel.
+    News {
+        /// The room.
+        room: String,
+        /// What happened in it.
+        news: News,
+    },
+    /// Both connections are ready: commands may go, announcements arrive.
+    Up,
+    /// Redis cannot be reached (now, or any more): every command in flight has failed.
+    Down(String),
+}
+
+/// A decoded reply.
+#[derive(Debug)]
+pub enum Answer {
+    /// To a post.
+    Posted(Posted),
+    /// To a history request.
+    Snapshot(Snapshot),
+    /// To anything else: it was done.
+    Done,
+}
+
+/// How a reply is to be decoded.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    Posted,
+    Snapshot,
+    Done,
+}
+
+/// What a reply on the command connection is for.
+enum Note<T> {
+    /// A step of setting up the connection: the script of this index was loaded, or
+    /// AUTH/SELECT went through.
+    Setup(Option<usize>),
+    /// The server's command.
+    For(T, Expect),
+    /// A command whose reply does not matter (PUBLISH of a typing event).
+    Ignore,
+}
+
+/// Where the connections stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not connected; `since` is when the current outage began.
+    Down { since: Option<Instant> },
+    /// Connecting and setting up.
+    Starting,
+    /// Ready.
+    Up,
+}
+
+/// The two connections to Redis and what is in flight on them.
+pub struct Backplane<T> {
+    url: RedisUrl,
+    /// Tokens of the two connections in the server's poll.
+    tokens: (mio::Token, mio::Token),
+    commands: Option<Link>,
+    events: Option<Link>,
+    phase: Phase,
+    /// One note per command in flight, oldest first, with when it was sent.
+    notes: VecDeque<(Instant, Note<T>)>,
+    /// The loaded scripts' SHA1s, in the order of [`scripts::ALL`].
+    shas: Vec<String>,
+    /// Setup replies still expected on the command connection.
+    setup_left: usize,
+    /// The event connection's subscription is confirmed.
+    subscribed: bool,
+}
+
+/// Bytes in `--history-bytes` and messages in `--history` a room keeps, for the scripts.
+#[derive(Clone, Copy, Debug)]
+pub struct Trim {
+    /// `--history`.
+    pub messages: usize,
+    /// `--history-bytes`.
+    pub bytes: usize,
+}
+
+impl<T> Backplane<T> {
+    /// A backplane not yet connected: call [`Backplane::connect`].
+    pub fn new(url: RedisUrl, commands: mio::Token, events: mio::Token) -> Backplane<T> {
+        Backplane {
+            url,
+            tokens: (commands, events),
+            commands: None,
+            events: None,
+            phase: Phase::Down { since: None },
+            notes: VecDeque::new(),
+            shas: Vec::new(),
+            setup_left: 0,
+            subscribed: false,
+        }
+    }
+
+    /// The URL, with any password masked, for log lines.
+    pub fn shown(&self) -> &str {
+        &self.url.shown
+    }
+
+    /// Both connections are ready.
+    pub fn is_up(&self) -> bool {
+        self.phase == Phase::Up
+    }
+
+    /// Whether a connection attempt is under way.
+    pub fn is_starting(&self) -> bool {
+        self.phase == Phase::Starting
+    }
+
+    /// Commands sent whose replies have not come yet.
+    pub fn in_flight(&self) -> usize {
+        self.notes.len()
+    }
+
+    /// When the oldest command in flight was sent.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.notes.front().map(|(at, _)| *at)
+    }
+
+    /// Opens both connections and sends what sets them up (AUTH, SELECT, the scripts, the
+    /// subscription); they are up once every reply to that has come.
+    pub fn connect(&mut self, registry: &mio::Registry) -> Result<(), String> {
+        let fail =
+            |e: std::io::Error| format!("cannot connect to Redis at {}: {e}", self.url.shown);
+        let mut commands =
+            Link::connect(&self.url.target, registry, self.tokens.0).map_err(fail)?;
+        let mut events = Link::connect(&self.url.target, registry, self.tokens.1).map_err(fail)?;
+        let now = Instant::now();
+        self.notes.clear();
+        self.shas.clear();
+        self.setup_left = 0;
+        self.subscribed = false;
+        let mut setup = |link: &mut Link, args: &[&[u8]], note: Option<Note<T>>| {
+            let sent = link.send(args);
+            if let Some(note) = note {
+                self.setup_left += 1;
+                self.notes.push_back((now, note));
+            }
+            sent
+        };
+        let auth: Option<Vec<Vec<u8>>> = self.url.password.as_ref().map(|password| {
+            let mut args = vec![b"AUTH".to_vec()];
+            if let Some(user) = &self.url.user {
+                args.push(user.as_bytes().to_vec());
+            }
+            args.push(password.as_bytes().to_vec());
+            args
+        });
+        let result = (|| {
+            if let Some(auth) = &auth {
+                let args: Vec<&[u8]> = auth.iter().map(Vec::as_slice).collect();
+                setup(&mut commands, &args, Some(Note::Setup(None)))?;
+                // The event connection's AUTH reply is read and checked there.
+                events.send(&args)?;
+            }
+            if self.url.db != 0 {
+                let db = self.url.db.to_string();
+                setup(
+                    &mut commands,
+                    &[b"SELECT", db.as_bytes()],
+                    Some(Note::Setup(None)),
+                )?;
+            }
+            for (i, script) in scripts::ALL.iter().enumerate() {
+                setup(
+                    &mut commands,
+                    &[b"SCRIPT", b"LOAD", script.as_bytes()],
+                    Some(Note::Setup(Some(i))),
+                )?;
+            }
+            let pattern = format!("{}*", keys::channel_prefix(self.url.db));
+            events.send(&[b"PSUBSCRIBE", pattern.as_bytes()])
+        })();
+        result.map_err(fail)?;
+        self.shas = vec![String::new(); scripts::ALL.len()];
+        self.commands = Some(commands);
+        self.events = Some(events);
+        self.phase = Phase::Starting;
+        Ok(())
+    }
+
+    /// Drops both connections: every command in flight fails, and the server hears why.
+    pub fn disconnect(&mut self, why: String, out: &mut Vec<Incoming<T>>) {
+        self.commands = None; // closing the descriptors takes them out of the poll
+        self.events = None;
+        for (_, note) in self.notes.drain(..) {
+            if let Note::For(then, _) = note {
+                out.push(Incoming::Reply(
+                    then,
+                    Err("the connection to Redis was lost".into()),
+                ));
+            }
+        }
+        let since = match self.phase {
+            Phase::Down { since: Some(since) } => since,
+            _ => Instant::now(),
+        };
+        self.phase = Phase::Down { since: Some(since) };
+        out.push(Incoming::Down(why));
+    }
+
+    /// An event on one of the two connections: write what waits, read what came, and hand
+    /// the server at most `max` decoded frames (the rest wait for the next call: returns
+    /// true when some do).
+    pub fn on_event(&mut self, token: mio::Token, out: &mut Vec<Incoming<T>>, max: usize) -> bool {
+        let commands = token == self.tokens.0;
+        let link = if commands {
+            self.commands.as_mut()
+        } else {
+            self.events.as_mut()
+        };
+        let Some(link) = link else {
+            return false;
+        };
+        if let Err(e) = link.flush().and_then(|()| link.read()) {
+            self.disconnect(format!("Redis at {}: {e}", self.url.shown), out);
+            return false;
+        }
+        self.drain(commands, out, max)
+    }
+
+    /// Decodes up to `max` frames already read on one connection. True when more wait.
+    pub fn drain(&mut self, commands: bool, out: &mut Vec<Incoming<T>>, max: usize) -> bool {
+        for _ in 0..max {
+            let link = if commands {
+                self.commands.as_mut()
+            } else {
+                self.events.as_mut()
+            };
+            let Some(link) = link else {
+                return false;
+            };
+            let frame = match link.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return false,
+                Err(e) => {
+                    self.disconnect(e.to_string(), out);
+                    return false;
+                }
+            };
+            let handled = if commands {
+                self.on_reply(frame, out)
+            } else {
+                self.on_announcement(frame, out)
+            };
+            if let Err(Malformed(what)) = handled {
+                self.disconnect(format!("unexpected answer from Redis: {what}"), out);
+                return false;
+            }
+        }
+        let left = |link: &Option<Link>| link.as_ref().is_some_and(Link::has_input);
+        left(if commands {
+            &self.commands
+        } else {
+            &self.events
+        })
+    }
+
+    fn on_reply(&mut self, frame: OwnedFrame, out: &mut Vec<Incoming<T>>) -> Result<(), Malformed> {
+        let Some((_, note)) = self.notes.pop_front() else {
+            return Err(Malformed("a reply nobody asked for"));
+        };
+        match note {
+            Note::Setup(script) => {
+                if let OwnedFrame::Error(e) = &frame {
+                    let why = format!("Redis at {} refused the set-up: {e}", self.url.shown);
+                    self.disconnect(why, out);
+                    return Ok(());
+                }
+                if let Some(i) = script {
+                    let sha = match &frame {
+                        OwnedFrame::BulkString(s) | OwnedFrame::SimpleString(s) => s,
+                        _ => return Err(Malformed("SCRIPT LOAD answers a SHA1")),
+                    };
+                    self.shas[i] = String::from_utf8_lossy(sha).into_owned();
+                }
+                self.setup_left -= 1;
+                self.maybe_up(out);
+            }
+            Note::For(then, expect) => {
+                let answer = match (&frame, expect) {
+                    (OwnedFrame::Error(e), _) => Err(e.clone()),
+                    (_, Expect::Posted) => Ok(Answer::Posted(news::posted(&frame)?)),
+                    (_, Expect::Snapshot) => Ok(Answer::Snapshot(news::snapshot(&frame)?)),
+                    (_, Expect::Done) => Ok(Answer::Done),
+                };
+                out.push(Incoming::Reply(then, answer));
+            }
+            Note::Ignore => {}
+        }
+        Ok(())
+    }
+
+    fn on_announcement(
+        &mut self,
+        frame: OwnedFrame,
+        out: &mut Vec<Incoming<T>>,
+    ) -> Result<(), Malformed> {
+        let parts = match &frame {
+            OwnedFrame::Array(parts) => parts,
+            OwnedFrame::SimpleString(ok) if ok == b"OK" => return Ok(()), // AUTH
+            OwnedFrame::Error(e) => {
+                let why = format!("Redis at {} refused the subscription: {e}", self.url.shown);
+                self.disconnect(why, out);
+                return Ok(());
+            }
+            _ => return Err(Malformed("an announcement is an array")),
+        };
+        let bytes = |i: usize| match parts.get(i) {
+            Some(OwnedFrame::BulkString(b)) => Ok(b.as_slice()),
+            _ => Err(Malformed("an announcement's parts are strings")),
+        };
+        match bytes(0)? {
+            b"psubscribe" => {
+                self.subscribed = true;
+                self.maybe_up(out);
+            }
+            b"pmessage" => {
+                let channel = bytes(2)?;
+                let prefix = keys::channel_prefix(self.url.db);
+                let room = channel
+                    .strip_prefix(prefix.as_bytes())
+                    .ok_or(Malformed("a channel outside ours"))?;
+                out.push(Incoming::News {
+                    room: String::from_utf8_lossy(room).into_owned(),
+                    news: news::news(bytes(3)?)?,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn maybe_up(&mut self, out: &mut Vec<Incoming<T>>) {
+        if self.phase == Phase::Starting && self.setup_left == 0 && self.subscribed {
+            self.phase = Phase::Up;
+            out.push(Incoming::Up);
+        }
+    }
+
+    /// Sends a command; `then` comes back with its reply. Gives `then` back at once when
+    /// Redis is not up, so the caller can answer without waiting.
+    fn command(&mut self, args: &[&[u8]], note: Note<T>) -> Result<(), Note<T>> {
+        if self.phase != Phase::Up {
+            return Err(note);
+        }
+        let Some(link) = self.commands.as_mut() else {
+            return Err(note);
+        };
+        if link.send(args).is_err() {
+            // The event for this connection reports the failure and drops it.
+            return Err(note);
+        }
+        self.notes.push_back((Instant::now(), note));
+        Ok(())
+    }
+
+    fn script(&self, which: &str) -> Vec<u8> {
+        let index = scripts::ALL.iter().position(|s| *s == which).unwrap_or(0);
+        self.shas
+            .get(index)
+            .cloned()
+            .unwrap_or_default()
+            .into_bytes()
+    }
+
+    fn give_back(result: Result<(), Note<T>>) -> Result<(), T> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Note::For(then, _)) => Err(then),
+            Err(_) => unreachable!("only the server's notes are given back"),
+        }
+    }
+
+    /// Stores and announces a message (see [`scripts::POST`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn post(
+        &mut self,
+        room: &str,
+        from: &str,
+        text: &str,
+        time_ms: u64,
+        client_id: Option<&str>,
+        trim: Trim,
+        new_epoch: u32,
+        then: T,
+    ) -> Result<(), T> {
+        let sha = self.script(scripts::POST);
+        let (seq, log, bytes) = (
+            keys::room(room, "seq"),
+            keys::room(room, "log"),
+            keys::room(room, "bytes"),
+        );
+        let cid =
+            client_id.map_or_else(|| keys::room(room, "nocid"), |id| keys::client_id(room, id));
+        let channel = keys::channel(self.url.db, room);
+        let (time, max_messages, max_bytes) = (
+            time_ms.to_string(),
+            trim.messages.to_string(),
+            trim.bytes.to_string(),
+        );
+        let (ttl, epoch) = (
+            keys::CLIENT_ID_TTL_SECS.to_string(),
+            format!("{new_epoch:08x}"),
+        );
+        let overhead = crate::room::MESSAGE_OVERHEAD_BYTES.to_string();
+        let args: [&[u8]; 18] = [
+            b"EVALSHA",
+            &sha,
+            b"5",
+            keys::EPOCH.as_bytes(),
+            seq.as_bytes(),
+            log.as_bytes(),
+            bytes.as_bytes(),
+            cid.as_bytes(),
+            from.as_bytes(),
+            text.as_bytes(),
+            time.as_bytes(),
+            client_id.unwrap_or("").as_bytes(),
+            max_messages.as_bytes(),
+            max_bytes.as_bytes(),
+            ttl.as_bytes(),
+            epoch.as_bytes(),
+            channel.as_bytes(),
+            overhead.as_bytes(),
+        ];
+        Self::give_back(self.command(&args, Note::For(then, Expect::Posted)))
+    }
+
+    /// Reads a room's stored messages from `first_seq` on (see [`scripts::HISTORY`]).
+    pub fn history(
+        &mut self,
+        room: &str,
+        first_seq: u64,
+        with_names: bool,
+        new_epoch: u32,
+        then: T,
+    ) -> Result<(), T> {
+        let sha = self.script(scripts::HISTORY);
+        let (seq, log, names) = (
+            keys::room(room, "seq"),
+            keys::room(room, "log"),
+            keys::room(room, "names"),
+        );
+        let (epoch, first) = (format!("{new_epoch:08x}"), first_seq.to_string());
+        let args: [&[u8]; 10] = [
+            b"EVALSHA",
+            &sha,
+            b"4",
+            keys::EPOCH.as_bytes(),
+            seq.as_bytes(),
+            log.as_bytes(),
+            names.as_bytes(),
+            epoch.as_bytes(),
+            first.as_bytes(),
+            if with_names { b"1" } else { b"0" },
+        ];
+        Self::give_back(self.command(&args, Note::For(then, Expect::Snapshot)))
+    }
+
+    /// Renews (or announces) names present on this node (see [`scripts::PRESENCE`]).
+    pub fn presence(&mut self, room: &str, names: &[(&str, u64)], then: T) -> Result<(), T> {
+        let sha = self.script(scripts::PRESENCE);
+        let (key, channel) = (keys::room(room, "names"), keys::channel(self.url.db, room));
+        let ms: Vec<String> = names.iter().map(|(_, ms)| ms.to_string()).collect();
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", &sha, b"1", key.as_bytes(), channel.as_bytes()];
+        for ((name, _), ms) in names.iter().zip(&ms) {
+            args.push(name.as_bytes());
+            args.push(ms.as_bytes());
+        }
+        Self::give_back(self.command(&args, Note::For(then, Expect::Done)))
+    }
+
+    /// Announces the names whose time is up, at most `limit` (see [`scripts::SWEEP`]).
+    pub fn sweep(&mut self, room: &str, limit: usize, then: T) -> Result<(), T> {
+        let sha = self.script(scripts::SWEEP);
+        let (key, channel) = (keys::room(room, "names"), keys::channel(self.url.db, room));
+        let limit = limit.to_string();
+        let args: [&[u8]; 6] = [
+            b"EVALSHA",
+            &sha,
+            b"1",
+            key.as_bytes(),
+            channel.as_bytes(),
+            limit.as_bytes(),
+        ];
+        Self::give_back(self.command(&args, Note::For(then, Expect::Done)))
+    }
+
+    /// Announces that `name` is typing in `room`. Ephemeral: published, never stored.
+    pub fn typing(&mut self, room: &str, name: &str) -> bool {
+        let channel = keys::channel(self.url.db, room);
+        let payload = format!("t {name}");
+        self.command(
+            &[b"PUBLISH", channel.as_bytes(), payload.as_bytes()],
+            Note::Ignore,
+        )
+        .is_ok()
+    }
+}

@@ -1,6 +1,6 @@
 //! The chat: rooms by name, created on first use up to a cap. Knows no sockets.
 
-use crate::room::{HistoryLimits, Room};
+use crate::room::{HistoryLimits, Room, Sync};
 use crate::waitlist::{ListKind, WaitList};
 use std::collections::HashMap;
 
@@ -13,8 +13,12 @@ pub const LOBBY: &str = "lobby";
 
 /// All rooms.
 pub struct Chat {
-    /// Changes every start, so positions from an earlier run are recognised.
+    /// Changes every start, so positions from an earlier run are recognised. With
+    /// `--redis` it is Redis's, the same on every node, and changes only if Redis lost its
+    /// data.
     pub epoch: u32,
+    /// With `--redis`: rooms are copies of Redis's, created unloaded.
+    shared: bool,
     /// History caps for every room.
     pub history: HistoryLimits,
     max_rooms: usize,
@@ -24,10 +28,11 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A chat with only the lobby.
-    pub fn new(epoch: u32, history: HistoryLimits, max_rooms: usize) -> Chat {
+    /// A chat with only the lobby. `shared`: with `--redis`.
+    pub fn new(epoch: u32, history: HistoryLimits, max_rooms: usize, shared: bool) -> Chat {
         let mut chat = Chat {
             epoch,
+            shared,
             history,
             max_rooms: max_rooms.max(1),
             rooms: Vec::new(),
@@ -35,6 +40,11 @@ impl Chat {
         };
         chat.room_id(LOBBY).expect("the lobby fits under any cap");
         chat
+    }
+
+    /// The id of room `name` if it exists here (never creates it).
+    pub fn find(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
     }
 
     /// The id of room `name`, creating it on first use. The name must already be valid.
@@ -46,7 +56,11 @@ impl Chat {
             return Err(TooManyRooms);
         }
         let id = self.rooms.len() as u32;
-        self.rooms.push(Room::new(name));
+        let mut room = Room::new(name);
+        if self.shared {
+            room.sync = Sync::Unloaded;
+        }
+        self.rooms.push(room);
         self.by_name.insert(name.into(), id);
         Ok(id)
     }
@@ -101,7 +115,7 @@ mod tests {
 
     #[test]
     fn rooms_are_created_on_first_use_up_to_the_cap() {
-        let mut chat = Chat::new(1, HISTORY, 3);
+        let mut chat = Chat::new(1, HISTORY, 3, false);
         assert_eq!(chat.room_id(LOBBY), Ok(0));
         assert_eq!(chat.room_id("a"), Ok(1));
         assert_eq!(chat.room_id("b"), Ok(2));

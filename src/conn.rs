@@ -6,19 +6,22 @@
 //! ```text
 //!            accept
 //!              |
-//!              v         a poll                message, event or timeout
-//!   +-----> Reading ---------------> Parked ---------------------+
-//!   |          |                                                  |
-//!   |          | any other request                                v
-//!   |          +----------------------------------------------> Writing
-//!   |          |                                                  ^  |
-//!   |          | GET /rooms/{room}/events     ended for shutdown  |  |
-//!   |          +----------------> Streaming ----------------------+  |
-//!   |                                                                |
-//!   +------------------- keep-alive ---------------------------------+
-//!                                                                    | close / HTTP/1.0
-//!                                                                    v
-//!                    any state ----------------> Closed <-------- Lingering
+//!              v         a poll                  message, event or timeout
+//!   +-----> Reading -----------------> Parked ---------------------+
+//!   |        | | ^                                                  |
+//!   |        | | |    carry on (--redis: its room is now loaded)    |
+//!   |        | | +------------------+                               v
+//!   |        | +---> Awaiting ------+---------- the answer ----> Writing
+//!   |        |   a post, or a read of a room not yet loaded        ^  |
+//!   |        |                                                     |  |
+//!   |        +-------------------- any other request --------------+  |
+//!   |        |                                                     |  |
+//!   |        +-- GET /rooms/{room}/events --> Streaming -----------+  |
+//!   |                                          ended for shutdown     |
+//!   +------------------------------ keep-alive -----------------------+
+//!                                                                     | close / HTTP/1.0
+//!                                                                     v
+//!                    any state -----------------> Closed <-------- Lingering
 //!                    (error, timeout, client gone)
 //! ```
 //!
@@ -54,6 +57,9 @@ pub enum State {
     Parked(Membership),
     /// An SSE stream: its response never ends; events are written as they happen.
     Streaming(Membership),
+    /// With `--redis`: the request waits for Redis (a post until it is stored, a read until
+    /// its room is loaded). Nothing more is read from it until it is answered or carries on.
+    Awaiting,
     /// A response is being written; the rest of it is in `output`.
     Writing,
     /// The last response is out and our side is shut down. We read and discard until the
@@ -70,8 +76,9 @@ impl State {
         use State::*;
         matches!(
             (self, next),
-            (Reading, Parked(_) | Streaming(_) | Writing)
-                | (Parked(_) | Streaming(_), Writing)
+            (Reading, Parked(_) | Streaming(_) | Writing | Awaiting)
+                | (Parked(_) | Streaming(_) | Awaiting, Writing)
+                | (Awaiting, Reading)
                 | (Writing, Reading | Lingering)
         ) || (next == Closed && self != Closed)
     }
@@ -92,6 +99,8 @@ pub enum Deadline {
     Linger,
     /// Streaming, nothing to send: write a comment line so proxies keep the stream open.
     Heartbeat,
+    /// Awaiting: Redis did not answer in time; tell the client to come back.
+    Backplane,
 }
 
 /// A connection's pending timer.
@@ -225,6 +234,17 @@ impl<S> Conn<S> {
         self.enter(State::Streaming(membership));
     }
 
+    /// Reading → Awaiting: the request waits for Redis.
+    pub fn await_backplane(&mut self, close: bool) {
+        self.flags.set(Flags::CLOSE_AFTER_WRITE, close);
+        self.enter(State::Awaiting);
+    }
+
+    /// Awaiting → Reading: what the request waited for is here; it is handled again.
+    pub fn carry_on(&mut self) {
+        self.enter(State::Reading);
+    }
+
     /// A waiter that sat at the end of the list moved into a hole at `index` (not a change
     /// of state: the connection still waits, elsewhere in the same list).
     pub fn moved_in_list(&mut self, index: u32) {
@@ -234,7 +254,7 @@ impl<S> Conn<S> {
         }
     }
 
-    /// Reading, Parked or Streaming → Writing: the response is `response`. It goes out
+    /// Reading, Parked, Streaming or Awaiting → Writing: the response is `response`. It goes out
     /// saying what becomes of the connection after it (`close`, or what the request asked),
     /// which is where that line is added: responses are encoded without it, to be shared.
     pub fn respond(&mut self, response: Response, close: bool) {
@@ -391,6 +411,25 @@ mod tests {
         assert_eq!(c.state(), State::Closed);
     }
 
+    /// With --redis: a request waits for Redis, then either carries on or is answered.
+    #[test]
+    fn a_request_awaits_the_backplane() {
+        let mut c = conn();
+        c.await_backplane(false);
+        assert_eq!(c.state(), State::Awaiting);
+        c.carry_on();
+        assert_eq!(c.state(), State::Reading);
+        c.await_backplane(true);
+        c.respond(answer("HTTP/1.1 201 Created"), false);
+        assert_eq!(c.state(), State::Writing);
+        c.output = None;
+        assert_eq!(
+            c.response_done(),
+            AfterResponse::HangUp,
+            "it asked to close"
+        );
+    }
+
     /// Any state can close, and closing drops what was owed either way.
     #[test]
     fn any_state_closes() {
@@ -401,12 +440,14 @@ mod tests {
         streaming.start_stream(member(), Outgoing::new(Response::Owned(b"x".to_vec())));
         let mut writing = conn();
         writing.respond(answer("HTTP/1.1 200 OK"), false);
+        let mut awaiting = conn();
+        awaiting.await_backplane(false);
         let mut lingering = conn();
         lingering.respond(answer("HTTP/1.1 200 OK"), true);
         lingering.output = None;
         assert_eq!(lingering.response_done(), AfterResponse::HangUp);
         lingering.linger();
-        for mut c in [reading, parked, streaming, writing, lingering] {
+        for mut c in [reading, parked, streaming, awaiting, writing, lingering] {
             let from = c.state();
             c.close();
             assert_eq!(c.state(), State::Closed, "from {from:?}");
@@ -423,12 +464,17 @@ mod tests {
             (Reading, parked),
             (Reading, streaming),
             (Reading, Writing),
+            (Reading, Awaiting),
             (parked, Writing),
             (streaming, Writing),
+            (Awaiting, Writing),
+            (Awaiting, Reading),
             (Writing, Reading),
             (Writing, Lingering),
         ];
-        let all = [Reading, parked, streaming, Writing, Lingering, Closed];
+        let all = [
+            Reading, parked, streaming, Awaiting, Writing, Lingering, Closed,
+        ];
         for from in all {
             for to in all {
                 let expected = allowed.contains(&(from, to)) || (to == Closed && from != Closed);

@@ -118,6 +118,22 @@ impl Names {
             .map(|(key, _)| Rc::clone(key))
     }
 
+    /// Every name present, with how much longer it is present from `now_ms` on: a name
+    /// held by a stream for a whole `window_ms` more (renewed while the stream lasts).
+    pub fn held(&self, now_ms: u64, window_ms: u64) -> Vec<(&str, u64)> {
+        self.entries
+            .iter()
+            .map(|(name, entry)| {
+                let left = if entry.streams > 0 {
+                    window_ms
+                } else {
+                    entry.expires_ms.saturating_sub(now_ms)
+                };
+                (&**name, left)
+            })
+            .collect()
+    }
+
     /// Names present now, sorted.
     pub fn present(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.entries.keys().map(|name| &**name).collect();

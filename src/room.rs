@@ -14,7 +14,7 @@ use crate::position::Position;
 use crate::presence::Names;
 use crate::sse;
 use crate::waitlist::WaitList;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 
 /// How much history a room keeps.
@@ -31,10 +31,23 @@ pub struct HistoryLimits {
 /// this one is out; so what one resuming client holds is bounded whatever it asks for.
 pub const PAGE_MESSAGES: usize = 64;
 
+/// What each stored message weighs for `--history-bytes`, on top of its name and text: a
+/// stand-in for its id, field names and time in JSON. With `--redis` the post script trims
+/// Redis's copy by the same weight, so every node's copy of the history ends where Redis's
+/// does.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 96;
+
+/// What a message weighs for `--history-bytes`.
+pub fn message_weight(from: &str, text: &str) -> usize {
+    from.len() + text.len() + MESSAGE_OVERHEAD_BYTES
+}
+
 /// A stored message, already encoded.
 #[derive(Debug)]
 struct Stored {
     seq: u64,
+    /// What it counts for against `--history-bytes` ([`message_weight`]).
+    weight: u32,
     /// `id: <position>\nevent: message\ndata: {"id":…,"from":…,"text":…,"time":…}\n\n`,
     /// shared by the history and every answer, broadcast and replay that carries it.
     frame: Rc<[u8]>,
@@ -121,6 +134,30 @@ pub struct Room {
     pub names: Names,
     /// When each name last sent a typing event, for the rate limit.
     typing_ms: HashMap<Box<str>, u64>,
+    /// With `--redis`: how this copy of the room stands against Redis's.
+    pub sync: Sync,
+    /// With `--redis`: every name present in the room on any node, as announced.
+    pub everyone: BTreeSet<String>,
+    /// With `--redis`: the highest sequence number announced, heard even while the copy
+    /// was being read, so a read that ended short of it is followed by another.
+    pub heard: u64,
+}
+
+/// With `--redis`, a node keeps each room it serves as a copy of Redis's: its history, its
+/// head, who is present. This says how far that copy can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// No Redis: this is the room itself.
+    Local,
+    /// Not loaded: requests that need it wait while it is.
+    Unloaded,
+    /// Its history is being read from Redis.
+    Loading,
+    /// A faithful copy, kept so by the announcements.
+    Loaded,
+    /// Loaded, and reading what it missed (an announcement came out of order, or Redis
+    /// came back); announcements meanwhile are caught up by that read.
+    CatchingUp,
 }
 
 impl Room {
@@ -137,7 +174,20 @@ impl Room {
             streams: WaitList::default(),
             names: Names::default(),
             typing_ms: HashMap::new(),
+            sync: Sync::Local,
+            everyone: BTreeSet::new(),
+            heard: 0,
         }
+    }
+
+    /// Whether requests can be answered from this copy now.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.sync, Sync::Local | Sync::Loaded | Sync::CatchingUp)
+    }
+
+    /// The newest sequence number this copy has.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
     /// Messages in history.
@@ -166,23 +216,65 @@ impl Room {
         if let Some(seq) = client_id.and_then(|id| self.by_client_id.get(id)) {
             return Posted::Duplicate(*seq);
         }
-        self.last_seq += 1;
-        let seq = self.last_seq;
+        let seq = self.last_seq + 1;
+        self.store(epoch, seq, from, text, time_ms, client_id, limits);
+        Posted::New(seq)
+    }
+
+    /// With `--redis`: a message Redis stored under `seq`, which must be the next this
+    /// copy expects (Redis did the `client_id` check).
+    pub fn append(
+        &mut self,
+        epoch: u32,
+        seq: u64,
+        from: &str,
+        text: &str,
+        time_ms: u64,
+        limits: &HistoryLimits,
+    ) {
+        debug_assert_eq!(seq, self.last_seq + 1, "appended out of order");
+        self.store(epoch, seq, from, text, time_ms, None, limits);
+    }
+
+    /// With `--redis`: forgets the history and starts this copy again after `seq`, before
+    /// the messages Redis holds are appended (loading a room), or at 0 (Redis lost its
+    /// data: a new epoch).
+    pub fn restart_after(&mut self, seq: u64) {
+        self.history.clear();
+        self.history_bytes = 0;
+        self.by_client_id.clear();
+        self.last_seq = seq;
+    }
+
+    /// Encodes a message once and keeps it; then trims the history to its caps.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        epoch: u32,
+        seq: u64,
+        from: &str,
+        text: &str,
+        time_ms: u64,
+        client_id: Option<&str>,
+        limits: &HistoryLimits,
+    ) {
+        self.last_seq = seq;
         let position = Position { epoch, seq };
         let json = answer::message_json(position, from, text, time_ms);
         let (frame, json_start) = sse::message_frame(position, &json);
-        self.history_bytes += frame.len();
+        let weight = message_weight(from, text);
+        self.history_bytes += weight;
         if let Some(id) = client_id {
             self.by_client_id.insert(id.into(), seq);
         }
         self.history.push_back(Stored {
             seq,
+            weight: weight as u32,
             frame: frame.into_bytes().into(),
             json_start: json_start as u32,
             client_id: client_id.map(Into::into),
         });
         self.evict(limits);
-        Posted::New(seq)
     }
 
     fn evict(&mut self, limits: &HistoryLimits) {
@@ -192,7 +284,7 @@ impl Room {
             let Some(old) = self.history.pop_front() else {
                 break;
             };
-            self.history_bytes -= old.frame.len();
+            self.history_bytes -= old.weight as usize;
             if let Some(id) = old.client_id {
                 self.by_client_id.remove(&id);
             }

@@ -70,6 +70,20 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The room whose copy must be loaded before this request can be answered from it,
+    /// with `--redis` (reads and waits; posts go straight to Redis).
+    pub fn room_to_read(&self) -> Option<&str> {
+        match self {
+            Action::Park => Some(crate::chat::LOBBY),
+            Action::RoomPoll { room, .. }
+            | Action::Stream { room, .. }
+            | Action::Presence { room } => Some(room),
+            _ => None,
+        }
+    }
+}
+
 /// What routing needs besides the request.
 pub struct Context<'a> {
     /// Static files.

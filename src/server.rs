@@ -36,6 +36,7 @@ mod actions;
 mod fanout;
 mod handle;
 mod io;
+mod redis;
 mod rooms;
 mod setup;
 mod shutdown;
@@ -46,6 +47,7 @@ pub use handle::{spawn, Running, ServerHandle};
 pub use io::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
 
 use crate::assets::Assets;
+use crate::backplane::{Backplane, Incoming};
 use crate::chat::Chat;
 use crate::clients::Clients;
 use crate::config::Config;
@@ -70,6 +72,9 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 /// The token of the SIGINT/SIGTERM pipe.
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// With `--redis`: the tokens of the command and the subscription connections.
+const REDIS_COMMANDS: Token = Token(usize::MAX - 3);
+const REDIS_EVENTS: Token = Token(usize::MAX - 4);
 
 /// Events taken from the kernel per poll. More are simply returned by the next poll.
 const EVENTS_PER_POLL: usize = 1024;
@@ -171,6 +176,26 @@ pub struct Server {
     refusal: Vec<u8>,
     /// What this pass did, for the trace log.
     report: PassReport,
+    /// With `--redis`: the two connections to Redis and what is in flight on them.
+    backplane: Option<Backplane<redis::Then>>,
+    /// Reused buffer for what the backplane hands over in one go.
+    incoming: Vec<Incoming<redis::Then>>,
+    /// Frames from Redis were left for the next pass (at most so many a pass).
+    backplane_more: bool,
+    /// Requests that wait for their room's copy to load, by room id.
+    deferred: HashMap<u32, Vec<redis::Deferred>>,
+    /// The epoch is known (always without Redis; with it, from Redis's first answer).
+    epoch_known: bool,
+    /// The Redis watchdog is on the wheel (at most once).
+    redis_watchdog: bool,
+    /// Failed attempts to reach Redis in the current outage (0: up, or never tried).
+    redis_attempts: u32,
+    /// Redis was up at least once, so a connection now is a reconnection.
+    redis_was_up: bool,
+    /// When the current attempt to connect began.
+    redis_starting: Option<Instant>,
+    /// When the current outage began (`None` while Redis is up).
+    redis_outage: Option<Instant>,
 }
 
 impl Server {
@@ -208,12 +233,14 @@ impl Server {
                 LISTENER => self.accept_all(),
                 WAKER => self.on_wake(),
                 SIGNALS => self.on_signal(),
+                REDIS_COMMANDS | REDIS_EVENTS => self.on_backplane_event(event.token()),
                 Token(key) => self.on_conn_event(key, event),
             }
         }
         self.events = events;
         // 3. ready, 4. expire, 5. reap.
         self.serve_ready();
+        self.serve_backplane();
         self.expire_timers();
         self.reap_closed();
         self.trace_pass();
@@ -224,7 +251,7 @@ impl Server {
     /// How long poll may sleep: until the wheel's next deadline, rounded up to a whole
     /// millisecond; forever when nothing is scheduled; not at all when work is in line.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.backplane_more {
             return Some(Duration::ZERO);
         }
         let tick = self.wheel.next_deadline()?;

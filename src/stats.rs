@@ -44,6 +44,20 @@ pub struct Stats {
     pub open_files_limit: AtomicU64,
     /// The connection cap in force (set once at start).
     pub max_conns: AtomicU64,
+    /// With `--redis`: 1 while both connections to Redis are up.
+    pub redis_connected: AtomicU64,
+    /// With `--redis`: times the connection to Redis was made again after it was lost.
+    pub redis_reconnects: AtomicU64,
+    /// With `--redis`: commands sent to Redis and not yet answered.
+    pub redis_in_flight: AtomicU64,
+    /// With `--redis`: times a room's copy read what it had missed from Redis (after an
+    /// outage, or an announcement that came out of order).
+    pub redis_catch_ups: AtomicU64,
+}
+
+/// Sets a gauge.
+pub fn set(counter: &AtomicU64, n: u64) {
+    counter.store(n, Relaxed);
 }
 
 /// Reads one counter.

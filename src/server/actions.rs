@@ -12,6 +12,14 @@ use crate::waitlist::ListKind;
 impl Server {
     /// Carries out what routing decided for the request just read.
     pub(super) fn apply(&mut self, key: usize, action: Action, close: bool) {
+        // With --redis, a read waits for its room's copy to be loaded.
+        let action = match self.shared() {
+            true => match self.when_room_ready(key, action, close) {
+                Some(action) => action,
+                None => return,
+            },
+            false => action,
+        };
         match action {
             Action::Reply {
                 response,
@@ -21,6 +29,10 @@ impl Server {
                 let lobby = self.chat.lobby();
                 self.park(key, lobby, ListKind::Classic, close);
             }
+            Action::Broadcast { from, message } if self.shared() => {
+                let lobby = self.chat.lobby();
+                self.post_through_redis(key, lobby, (&from, &message, None), true, close);
+            }
             Action::Broadcast { from, message } => {
                 let lobby = self.chat.lobby();
                 self.post(lobby, &from, &message, None);
@@ -28,7 +40,7 @@ impl Server {
                 self.respond(key, response, close);
             }
             Action::Stats => {
-                let bytes = answer::stats(&self.stats, sys::rss_bytes());
+                let bytes = answer::stats(&self.stats, sys::rss_bytes(), self.shared());
                 self.respond(key, Response::Owned(bytes), close);
             }
             Action::RoomPoll { room, since, name } => {

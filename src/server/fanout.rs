@@ -101,9 +101,16 @@ impl Server {
             .chat
             .room(room)
             .post(epoch, from, text, client_id, time_ms, &history);
-        let Posted::New(seq) = posted else {
-            return posted;
-        };
+        if let Posted::New(seq) = posted {
+            self.deliver(room, seq, text);
+        }
+        posted
+    }
+
+    /// Delivers stored message `seq` (the room's newest) to everyone waiting in the room:
+    /// a local post, or, with `--redis`, one Redis announced.
+    pub(super) fn deliver(&mut self, room: u32, seq: u64, text: &str) {
+        let epoch = self.chat.epoch;
         stats::add(&self.stats.messages, 1);
         let mut delivered = 0;
         if !self.chat.room(room).classic.is_empty() {
@@ -127,7 +134,6 @@ impl Server {
             "message {seq} in {} delivered to {delivered}",
             self.chat.room(room).name
         );
-        posted
     }
 
     /// Ephemeral events to everyone waiting in the room (not classic polls, which only
@@ -273,11 +279,14 @@ impl Server {
                     name: gone.name.to_string(),
                 });
             }
-            if !events.is_empty() {
+            // With --redis a name that left this node may be present on another: what
+            // leaves everywhere is announced by Redis (see `sweep_shared_presence`).
+            if !events.is_empty() && !self.shared() {
                 self.broadcast_events(room, &events);
             }
             still_named |= self.chat.room(room).has_presence();
         }
+        still_named |= self.sweep_shared_presence();
         if budget == 0 {
             // More may be due: sweep again at the next tick, after everyone else's turn.
             self.sweep_scheduled = true;

@@ -73,6 +73,16 @@ impl Server {
         }
     }
 
+    /// A request that waited for Redis was handled: if more input waits behind it, the
+    /// connection goes in line for its next turn.
+    pub(super) fn after_carrying_on(&mut self, key: usize) {
+        let conn = &self.conns[key];
+        let waiting = !conn.input.is_empty() || conn.flags.has(Flags::INPUT_PAUSED);
+        if conn.state() == State::Reading && waiting {
+            self.queue_ready(key);
+        }
+    }
+
     /// Puts a connection in the ready queue, once.
     fn queue_ready(&mut self, key: usize) {
         let conn = &mut self.conns[key];
@@ -156,7 +166,10 @@ impl Server {
     /// (this is how a vanished browser frees its slot); a response in flight is finished.
     fn on_peer_closed(&mut self, key: usize) {
         match self.conns[key].state() {
-            State::Writing => self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true),
+            // A response is on its way (or Redis's answer is): finish it, then hang up.
+            State::Writing | State::Awaiting => {
+                self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
+            }
             State::Closed => {}
             State::Reading | State::Parked(_) | State::Streaming(_) | State::Lingering => {
                 self.close(key)

@@ -65,11 +65,14 @@ impl Server {
     /// present always may; a new one only under `--max-names-per-room` and the client's
     /// `--max-names-per-client`. Otherwise answers why not, and returns false.
     fn admit_name(&mut self, key: usize, room: u32, name: &str, close: bool) -> bool {
-        let names = &self.chat.room(room).names;
-        if names.contains(name) {
+        let shared = self.shared();
+        let copy = self.chat.room(room);
+        if copy.names.contains(name) || (shared && copy.everyone.contains(name)) {
             return true;
         }
-        if names.len() >= self.config.max_names_per_room {
+        // With --redis the room's names are everyone's, on every node.
+        let present = copy.names.len().max(copy.everyone.len());
+        if present >= self.config.max_names_per_room {
             let message = "name: this room has as many names present as it may hold \
                            (--max-names-per-room); come back without a name, or later";
             self.refuse(key, Status::INSUFFICIENT_STORAGE, message, &[], close);
@@ -93,9 +96,19 @@ impl Server {
         let client = self.conns[key].client;
         if self.chat.room(room).names.seen(&name, client, now, window) {
             self.clients.name_added(client);
-            self.broadcast_events(room, &[Event::Join { name }]);
+            self.joined(room, name);
         }
         self.schedule_presence_sweep();
+    }
+
+    /// A name that just became present here is announced: at once to this room's waiters,
+    /// or, with `--redis`, through Redis to every node's (if it is new there too).
+    fn joined(&mut self, room: u32, name: String) {
+        if self.shared() {
+            self.announce_name(room, &name);
+        } else {
+            self.broadcast_events(room, &[Event::Join { name }]);
+        }
     }
 
     /// `GET /rooms/{room}/messages?since=…`: answer from history at once, or park.
@@ -147,6 +160,10 @@ impl Server {
             return;
         };
         let client_id = message.client_id.as_deref();
+        if self.shared() {
+            let message = (message.from.as_str(), message.text.as_str(), client_id);
+            return self.post_through_redis(key, room, message, false, close);
+        }
         let (seq, duplicate) = match self.post(room, &message.from, &message.text, client_id) {
             Posted::New(seq) => (seq, false),
             Posted::Duplicate(seq) => (seq, true),
@@ -176,7 +193,15 @@ impl Server {
             return;
         }
         self.schedule_presence_sweep();
-        self.broadcast_events(room, &[Event::Typing { from }]);
+        if !self.shared() {
+            self.broadcast_events(room, &[Event::Typing { from }]);
+        } else if !self.typing_through_redis(room, &from) {
+            let close = close
+                || self.conns[key]
+                    .flags
+                    .has(crate::conn::Flags::CLOSE_AFTER_WRITE);
+            return self.respond_unavailable(key, close);
+        }
         let bytes = answer::accepted(&self.cors());
         self.reply(key, bytes, close);
     }
@@ -187,7 +212,13 @@ impl Server {
             return;
         };
         let cors = answer::cors(self.config.cors_origin.as_deref());
-        let bytes = answer::presence(&cors, room, &self.chat.room(id).names.present());
+        let copy = self.chat.room(id);
+        let present: Vec<&str> = match self.backplane.is_some() {
+            // With --redis: everyone present on any node, as announced (sorted).
+            true => copy.everyone.iter().map(String::as_str).collect(),
+            false => copy.names.present(),
+        };
+        let bytes = answer::presence(&cors, room, &present);
         self.reply(key, bytes, close);
     }
 
@@ -243,7 +274,7 @@ impl Server {
             self.stream_names.insert(key, name.clone());
             if joined {
                 self.clients.name_added(client);
-                self.broadcast_events(id, &[Event::Join { name }]);
+                self.joined(id, name);
             }
             self.schedule_presence_sweep();
         }

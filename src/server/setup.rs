@@ -2,9 +2,13 @@
 //! signal pipe, and working out the connection cap from the open-files limit. Nothing runs
 //! until `Server::run`.
 
-use super::{accept, io, PassReport, Server, EVENTS_PER_POLL, LISTENER, SIGNALS, WAKER};
+use super::{
+    accept, io, PassReport, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS,
+    SIGNALS, WAKER,
+};
 use crate::answer;
 use crate::assets::Assets;
+use crate::backplane::Backplane;
 use crate::chat::Chat;
 use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
@@ -64,7 +68,12 @@ impl Server {
             messages: config.history_messages,
             bytes: config.history_bytes,
         };
-        Ok(Server {
+        let backplane = config
+            .redis
+            .clone()
+            .map(|url| Backplane::new(url, REDIS_COMMANDS, REDIS_EVENTS));
+        let shared = backplane.is_some();
+        let mut server = Server {
             poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
             listener: Some(listener),
@@ -72,7 +81,12 @@ impl Server {
             conns: Slab::new(),
             wheel: TimerWheel::new(),
             started: Instant::now(),
-            chat: Chat::new(random.next_u64() as u32, history, config.max_rooms),
+            chat: Chat::new(
+                random.next_u64() as u32,
+                history,
+                config.max_rooms,
+                config.redis.is_some(),
+            ),
             assets,
             config,
             stats,
@@ -100,7 +114,21 @@ impl Server {
             stream_names: HashMap::new(),
             refusal: answer::refusal(),
             report: PassReport::default(),
-        })
+            backplane,
+            incoming: Vec::new(),
+            backplane_more: false,
+            deferred: HashMap::new(),
+            epoch_known: !shared,
+            redis_watchdog: false,
+            redis_attempts: 0,
+            redis_was_up: false,
+            redis_starting: None,
+            redis_outage: None,
+        };
+        if shared {
+            server.connect_redis();
+        }
+        Ok(server)
     }
 
     /// The address actually bound (useful with port 0).

@@ -64,7 +64,7 @@ impl Server {
                 }
                 State::Streaming(_) => self.end_stream(key),
                 State::Reading if self.conns[key].input.is_empty() => self.close(key),
-                State::Reading | State::Writing => {
+                State::Reading | State::Writing | State::Awaiting => {
                     self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
                 }
                 State::Lingering | State::Closed => {}

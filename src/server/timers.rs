@@ -40,6 +40,8 @@ pub enum Due {
     SweepPresence,
     /// A shutdown's grace is over: exit with whatever is still open.
     GraceOver,
+    /// With `--redis`: reconnect, or check that Redis still answers.
+    RedisWatchdog,
 }
 
 impl Due {
@@ -50,6 +52,7 @@ impl Due {
             Due::ResumeAccepting => (SERVER_KEY, 0),
             Due::SweepPresence => (SERVER_KEY, 1),
             Due::GraceOver => (SERVER_KEY, 2),
+            Due::RedisWatchdog => (SERVER_KEY, 3),
         }
     }
 
@@ -59,6 +62,7 @@ impl Due {
             (SERVER_KEY, 0) => Due::ResumeAccepting,
             (SERVER_KEY, 1) => Due::SweepPresence,
             (SERVER_KEY, 2) => Due::GraceOver,
+            (SERVER_KEY, 3) => Due::RedisWatchdog,
             (key, generation) => Due::Conn {
                 key: key as usize,
                 generation,
@@ -83,6 +87,7 @@ impl Server {
                     self.sweep_presence();
                 }
                 Due::GraceOver => self.grace_over = true,
+                Due::RedisWatchdog => self.on_redis_watchdog(),
             }
         }
         fired.clear();
@@ -152,6 +157,10 @@ impl Server {
                 self.close(key);
             }
             (Deadline::Linger, _) => self.close(key),
+            (Deadline::Backplane, State::Awaiting) => {
+                log::debug!("#{key} Redis did not answer in time");
+                self.redis_unavailable(key);
+            }
             (deadline, state) => {
                 debug_assert!(false, "#{key}: {deadline:?} timer fired in {state:?}");
             }
@@ -168,6 +177,7 @@ impl Server {
             Deadline::Write => self.config.write_timeout,
             Deadline::Linger => LINGER,
             Deadline::Heartbeat => self.config.heartbeat,
+            Deadline::Backplane => super::redis::REPLY_WAIT,
         };
         self.clear_timer(key);
         let at = self.deadline_after(after);
@@ -231,6 +241,7 @@ mod tests {
             Due::ResumeAccepting,
             Due::SweepPresence,
             Due::GraceOver,
+            Due::RedisWatchdog,
         ];
         for due in cases {
             assert_eq!(Due::unpack(due.pack()), due);

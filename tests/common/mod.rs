@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod redis;
+
 use comet_chat::{Config, Running};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -142,6 +144,21 @@ impl Client {
                 String::from_utf8_lossy(&self.buf)
             );
             self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Reads one complete response, or `None` if the connection fails or closes first (for
+    /// clients that ride out a server or Redis going away, as a browser does).
+    pub fn try_read_reply(&mut self) -> Option<Reply> {
+        loop {
+            if let Some(reply) = self.try_parse(false) {
+                return Some(reply);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(n) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
         }
     }
 

@@ -1,0 +1,107 @@
+//! The Lua scripts that make each step one atomic step in Redis. Redis runs a script to
+//! the end before it serves anyone else, so a post is stored, trimmed, remembered by its
+//! `client_id` and announced as one thing that either happened or did not; and two nodes
+//! sweeping the same room cannot announce the same leave twice.
+//!
+//! Each is loaded once per connection (`SCRIPT LOAD`) and then called by its SHA1.
+
+/// `post(KEYS: epoch, seq, log, bytes, cid; ARGV: from, text, time, client_id,
+/// max_messages, max_bytes, cid_ttl, new_epoch, channel, overhead)` →
+/// `{epoch, seq, duplicate}`. Trims the history by count and by weight exactly as every
+/// node trims its copy (oldest first, the newest always kept), then announces
+/// `m <epoch> <seq> <time> <from length> <from><text>`.
+pub const POST: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], ARGV[8], 'NX')
+  epoch = redis.call('GET', KEYS[1])
+end
+if ARGV[4] ~= '' then
+  local seen = redis.call('GET', KEYS[5])
+  if seen then return {epoch, tonumber(seen), 1} end
+end
+local seq = redis.call('INCR', KEYS[2])
+local overhead = tonumber(ARGV[10])
+redis.call('XADD', KEYS[3], seq .. '-0', 'f', ARGV[1], 't', ARGV[2], 'ts', ARGV[3])
+local total = redis.call('INCRBY', KEYS[4], #ARGV[1] + #ARGV[2] + overhead)
+local count = redis.call('XLEN', KEYS[3])
+local max_count, max_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
+while count > 1 and (count > max_count or total > max_bytes) do
+  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+  local fields = first[2]
+  redis.call('XDEL', KEYS[3], first[1])
+  total = redis.call('DECRBY', KEYS[4], #fields[2] + #fields[4] + overhead)
+  count = count - 1
+end
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[5], seq, 'EX', tonumber(ARGV[7]))
+end
+redis.call('PUBLISH', ARGV[9],
+  'm ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1] .. ARGV[2])
+return {epoch, seq, 0}
+"#;
+
+/// `history(KEYS: epoch, seq, log, names; ARGV: new_epoch, first_seq, with_names)` →
+/// `{epoch, seq, entries, names}`: the room's stored messages from `first_seq` on (its
+/// whole history when loading, what a node missed when catching up), and the names present
+/// (when asked).
+pub const HISTORY: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+  epoch = redis.call('GET', KEYS[1])
+end
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+local entries = redis.call('XRANGE', KEYS[3], ARGV[2] .. '-0', '+')
+local names = {}
+if ARGV[3] == '1' then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  names = redis.call('ZRANGEBYSCORE', KEYS[4], now, '+inf')
+end
+return {epoch, seq, entries, names}
+"#;
+
+/// `presence(KEYS: names; ARGV: channel, name, ms, name, ms, ...)` → 0. Each name is
+/// present on this node for `ms` more milliseconds: its expiry in the set becomes at least
+/// that (another node may hold it longer); one that was not present (or had expired)
+/// is announced as `j <name>`. Run when a name appears and, for every name a node holds,
+/// every renewal period, so that a node that dies stops renewing and its names expire.
+pub const PRESENCE: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local joined = {}
+for i = 2, #ARGV, 2 do
+  local name, until_ms = ARGV[i], now + tonumber(ARGV[i + 1])
+  local old = redis.call('ZSCORE', KEYS[1], name)
+  if (not old) or tonumber(old) < now then
+    redis.call('ZADD', KEYS[1], until_ms, name)
+    joined[#joined + 1] = name
+  elseif tonumber(old) < until_ms then
+    redis.call('ZADD', KEYS[1], until_ms, name)
+  end
+end
+if #joined > 0 then
+  redis.call('PUBLISH', ARGV[1], 'j ' .. table.concat(joined, '\n'))
+end
+return 0
+"#;
+
+/// `sweep(KEYS: names; ARGV: channel, limit)` → how many left. Takes at most `limit`
+/// names whose time is up and announces them in one `l <name>\n<name>...`; run by every
+/// node for the rooms it serves, and atomic, so each leave is announced once.
+pub const SWEEP: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, name in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], name)
+end
+if #gone > 0 then
+  redis.call('PUBLISH', ARGV[1], 'l ' .. table.concat(gone, '\n'))
+end
+return #gone
+"#;
+
+/// Every script, in the order they are loaded at each connection.
+pub const ALL: [&str; 4] = [POST, HISTORY, PRESENCE, SWEEP];

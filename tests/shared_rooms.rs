@@ -1,0 +1,357 @@
+//! `--redis`: several comet-chat processes (here, servers on their own threads; the
+//! worker-process tests are in tests/workers.rs) share rooms through a real redis-server:
+//! a message posted on one reaches clients of another, positions mean the same everywhere
+//! and survive restarts, and nothing is lost or repeated while Redis itself restarts.
+
+mod common;
+
+use comet_chat::backplane::url;
+use comet_chat::{Config, Running};
+use common::redis::RedisServer;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn node(redis: &RedisServer) -> Running {
+    start(node_config(redis))
+}
+
+fn node_config(redis: &RedisServer) -> Config {
+    Config {
+        redis: Some(url::parse(&redis.url()).unwrap()),
+        ..test_config()
+    }
+}
+
+/// Waits until the node is connected to Redis (its /stats says so).
+fn wait_connected(node: &Running) {
+    wait_until(Duration::from_secs(10), "the node to reach Redis", || {
+        counter(node, |s| &s.redis_connected) == 1
+    });
+}
+
+fn post(node: &Running, room: &str, body: &str) -> Reply {
+    post_form(node.addr, &format!("/rooms/{room}/messages"), body)
+}
+
+fn id_of(reply: &Reply) -> String {
+    reply.json()["id"].as_str().unwrap().to_owned()
+}
+
+fn texts(reply: &Reply) -> Vec<String> {
+    reply.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_nodes_share_a_room() {
+    let redis = RedisServer::start(&[]);
+    let (a, b) = (node(&redis), node(&redis));
+    wait_connected(&a);
+    wait_connected(&b);
+    let first = post(&a, "garden", "from=ann&text=one");
+    assert_eq!(first.status, 201, "{}", first.text());
+    let first = id_of(&first);
+
+    // A poll on B, parked at the head, gets what is posted on A.
+    let mut poll = Client::connect(b.addr);
+    poll.get(&format!("/rooms/garden/messages?since={first}"));
+    wait_parked(&b, 1);
+    let second = id_of(&post(&a, "garden", "from=ann&text=two"));
+    let answer = poll.read_reply();
+    assert_eq!(texts(&answer), ["two"]);
+    assert_eq!(answer.json()["next"], second.as_str());
+
+    // Resuming on B from a position A gave: exactly what came after it.
+    let third = id_of(&post(&a, "garden", "from=bob&text=three"));
+    let resumed = get(b.addr, &format!("/rooms/garden/messages?since={first}"));
+    assert_eq!(texts(&resumed), ["two", "three"]);
+    assert_eq!(resumed.json()["gap"], false);
+    assert_eq!(resumed.json()["next"], third.as_str());
+
+    // The same client_id posted to A and then to B is stored once.
+    let on_a = post(&a, "garden", "from=ann&text=once&client_id=c-1");
+    let on_b = post(&b, "garden", "from=ann&text=once&client_id=c-1");
+    assert_eq!(on_a.status, 201);
+    assert_eq!(on_b.status, 200, "{}", on_b.text());
+    assert_eq!(on_b.json()["duplicate"], true);
+    assert_eq!(id_of(&on_a), id_of(&on_b));
+    let all = get(a.addr, "/rooms/garden/messages");
+    assert_eq!(texts(&all), ["one", "two", "three", "once"]);
+}
+
+#[test]
+fn a_stream_on_one_node_hears_posts_typing_and_names_from_another() {
+    let redis = RedisServer::start(&[]);
+    let (a, b) = (node(&redis), node(&redis));
+    wait_connected(&a);
+    wait_connected(&b);
+    let mut stream = Client::connect(b.addr);
+    stream.get("/rooms/r/events?name=bob");
+    assert_eq!(stream.read_stream_head().status, 200);
+    assert_eq!(stream.read_event(), "retry: 2000\n\n");
+    assert!(
+        stream.read_event().contains("\"name\":\"bob\""),
+        "bob's own join"
+    );
+    let id = id_of(&post(&a, "r", "from=ann&text=hello"));
+    let frame = stream.read_event();
+    assert!(
+        frame.starts_with(&format!("id: {id}\nevent: message\n")),
+        "{frame}"
+    );
+    post_form(a.addr, "/rooms/r/typing", "from=ann");
+    assert_eq!(
+        stream.read_event(),
+        "event: typing\ndata: {\"type\":\"typing\",\"from\":\"ann\"}\n\n"
+    );
+    // bob's name, held by his stream on B, is present on A too.
+    wait_until(Duration::from_secs(5), "bob present on A", || {
+        get(a.addr, "/rooms/r/presence").json()["present"] == serde_json::json!(["bob"])
+    });
+}
+
+#[test]
+fn a_restarted_node_keeps_the_history() {
+    let redis = RedisServer::start(&[]);
+    let a = node(&redis);
+    wait_connected(&a);
+    let first = id_of(&post(&a, "r", "from=ann&text=before"));
+    post(&a, "r", "from=ann&text=after");
+    a.stop().unwrap();
+    let again = node(&redis);
+    wait_connected(&again);
+    let resumed = get(again.addr, &format!("/rooms/r/messages?since={first}"));
+    assert_eq!(texts(&resumed), ["after"]);
+    assert_eq!(
+        resumed.json()["gap"],
+        false,
+        "the history outlived the node"
+    );
+}
+
+#[test]
+fn redis_down_posts_are_refused_at_once_and_waiting_polls_keep_waiting() {
+    let mut redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let a = node(&redis);
+    wait_connected(&a);
+    let head = id_of(&post(&a, "r", "from=ann&text=first"));
+    let mut poll = Client::connect(a.addr);
+    poll.get(&format!("/rooms/r/messages?since={head}"));
+    wait_parked(&a, 1);
+    redis.kill();
+    let started = Instant::now();
+    let refused = post(&a, "r", "from=ann&text=while+down&client_id=d-1");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.header("Retry-After").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered without waiting for Redis"
+    );
+    assert_eq!(counter(&a, |s| &s.pending_polls), 1, "the poll still waits");
+    redis.restart();
+    wait_connected(&a);
+    let stored = post(&a, "r", "from=ann&text=while+down&client_id=d-1");
+    assert!(matches!(stored.status, 200 | 201), "{}", stored.text());
+    assert_eq!(texts(&poll.read_reply()), ["while down"]);
+    assert!(counter(&a, |s| &s.redis_reconnects) >= 1);
+}
+
+/// A client that polls from its last position until it has seen `until` (or 30 s pass),
+/// riding out errors the way the page does: wait a little, ask again from the same place.
+fn resume_until(
+    addr: std::net::SocketAddr,
+    room: &str,
+    until: &std::sync::Mutex<Option<String>>,
+) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let mut next = String::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(last) = until.lock().unwrap().clone() {
+            if seen.iter().any(|(id, _): &(String, String)| *id == last) {
+                break;
+            }
+        }
+        let mut client = match std::net::TcpStream::connect(addr) {
+            Ok(stream) => Client::from_stream(stream),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if !client.try_send(
+            format!("GET /rooms/{room}/messages?since={next} HTTP/1.1\r\n\r\n").as_bytes(),
+        ) {
+            continue;
+        }
+        let Some(reply) = client.try_read_reply().filter(|r| r.status == 200) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let json = reply.json();
+        for m in json["messages"].as_array().unwrap() {
+            seen.push((
+                m["id"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+        next = json["next"].as_str().unwrap().to_owned();
+    }
+    seen
+}
+
+/// Redis is killed and restarted (with `--appendonly yes --appendfsync always`) in the
+/// middle of a flood of posts to two nodes: every post that was acknowledged reaches every
+/// resuming client exactly once, in order; posts refused meanwhile are retried with their
+/// `client_id` and stored once.
+#[test]
+fn nothing_acknowledged_is_lost_or_repeated_while_redis_restarts() {
+    use std::sync::{Arc, Mutex};
+    let redis = Arc::new(Mutex::new(RedisServer::start(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ])));
+    let (a, b) = {
+        let redis = redis.lock().unwrap();
+        (node(&redis), node(&redis))
+    };
+    wait_connected(&a);
+    wait_connected(&b);
+    let last = Arc::new(Mutex::new(None::<String>));
+    let readers: Vec<_> = [a.addr, b.addr]
+        .into_iter()
+        .map(|addr| {
+            let last = Arc::clone(&last);
+            std::thread::spawn(move || resume_until(addr, "flood", &last))
+        })
+        .collect();
+    let posts = 300;
+    let acknowledged_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Kill Redis a third of the way in, and start it again half a second later.
+    let outage = {
+        let (redis, count) = (Arc::clone(&redis), Arc::clone(&acknowledged_count));
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while count.load(std::sync::atomic::Ordering::Relaxed) < posts / 3 {
+                assert!(started.elapsed() < Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            redis.lock().unwrap().kill();
+            std::thread::sleep(Duration::from_millis(500));
+            redis.lock().unwrap().restart();
+        })
+    };
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut refused = 0;
+    for i in 0..posts {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        let text = format!("m{i}");
+        let body = format!("from=ann&text={text}&client_id=flood-{i}");
+        let mut attempts = 0;
+        let id = loop {
+            attempts += 1;
+            assert!(attempts < 500, "post {i} never got through");
+            let mut client = Client::connect(addr);
+            client.send(
+                format!(
+                    "POST /rooms/flood/messages HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let reply = client.read_reply();
+            match reply.status {
+                200 | 201 => break id_of(&reply),
+                503 => {
+                    refused += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => panic!("post {i}: {other} {}", reply.text()),
+            }
+        };
+        acknowledged.push((id, text));
+        acknowledged_count.store(acknowledged.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+    outage.join().unwrap();
+    *last.lock().unwrap() = acknowledged.last().map(|(id, _)| id.clone());
+    assert!(refused > 0, "Redis was down for some posts");
+    for reader in readers {
+        let seen = reader.join().unwrap();
+        assert_eq!(seen, acknowledged, "every acknowledged post once, in order");
+    }
+}
+
+/// Redis restarted without its data (no persistence) comes back with a new epoch: every
+/// node notices, and a client resuming from an old position is told of the gap.
+#[test]
+fn redis_losing_its_data_is_a_gap_not_a_silent_jump() {
+    let mut redis = RedisServer::start(&[]);
+    let a = node(&redis);
+    wait_connected(&a);
+    let old = id_of(&post(&a, "r", "from=ann&text=before"));
+    redis.restart(); // --save "" and no AOF: everything is gone
+    wait_until(Duration::from_secs(10), "the node to come back", || {
+        counter(&a, |s| &s.redis_reconnects) >= 1 && counter(&a, |s| &s.redis_connected) == 1
+    });
+    let new = post(&a, "r", "from=ann&text=after");
+    assert_eq!(new.status, 201, "{}", new.text());
+    assert_ne!(
+        id_of(&new).split('-').next(),
+        old.split('-').next(),
+        "a new epoch"
+    );
+    let resumed = get(a.addr, &format!("/rooms/r/messages?since={old}"));
+    assert_eq!(resumed.json()["gap"], true);
+    assert_eq!(texts(&resumed), ["after"]);
+}
+
+/// A name held by a stream on a node that dies leaves, on the other nodes, once its time
+/// is up (the dead node no longer renews it).
+#[test]
+fn the_names_of_a_node_that_dies_leave_everywhere() {
+    let redis = RedisServer::start(&[]);
+    let quick = Config {
+        poll_timeout: Duration::from_millis(500),
+        presence_grace: Duration::from_millis(500),
+        ..node_config(&redis)
+    };
+    let a = start(quick.clone());
+    let b = start(quick);
+    wait_connected(&a);
+    wait_connected(&b);
+    let mut watcher = Client::connect(b.addr);
+    watcher.get("/rooms/r/events");
+    watcher.read_stream_head();
+    watcher.read_event();
+    let mut carl = Client::connect(a.addr);
+    carl.get("/rooms/r/events?name=carl");
+    carl.read_stream_head();
+    assert!(watcher
+        .read_event()
+        .contains("\"type\":\"join\",\"name\":\"carl\""));
+    // carl's stream stays open while A dies (stop drops every connection without a word to
+    // Redis, as a crash would).
+    a.stop().unwrap();
+    let started = Instant::now();
+    let leave = watcher.read_event();
+    assert!(
+        leave.contains("\"type\":\"leave\",\"name\":\"carl\""),
+        "{leave}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "within the window and a renewal"
+    );
+    assert_eq!(
+        get(b.addr, "/rooms/r/presence").json()["present"],
+        serde_json::json!([])
+    );
+    drop(carl);
+}
