@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test comet-chat has: the unit and socket tests (cargo test) and the browser
 # test (headless Debian Chromium driven by playwright-core). Installs what is missing on a
-# fresh Debian machine: Chromium through apt-get, a Node.js new enough for playwright-core,
-# and playwright-core through npm (it never downloads a browser of its own).
+# fresh Debian machine: Chromium and redis-server (the tests of --redis start their own, on
+# free ports) through apt-get, a Node.js new enough for playwright-core, and
+# playwright-core through npm (it never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,7 @@ use_node() {
 
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} with apt-get"
   apt_install "${missing[@]}"

@@ -2,6 +2,9 @@
 // launch Debian's Chromium (never a downloaded one) through playwright-core.
 
 import { spawn } from "node:child_process";
+import { createServer, connect } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -97,4 +100,56 @@ export function shownTexts(page) {
 /** Connections held open to the server: parked polls plus event streams. */
 export function held(s) {
   return s.pending_polls + s.streams;
+}
+
+/** A free port on 127.0.0.1 (the kernel picks it; it is closed again at once). */
+function freePort() {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolvePromise(port));
+    });
+  });
+}
+
+/**
+ * Starts Debian's redis-server on a free port in a fresh directory (for --redis); resolves
+ * with { url, stop() } once it answers PING.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "comet-redis-"));
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""], {
+    stdio: "ignore",
+  });
+  const ping = () =>
+    new Promise((done) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.once("error", () => done(false));
+      socket.once("connect", () => socket.write("PING\r\n"));
+      socket.once("data", (data) => {
+        socket.destroy();
+        done(String(data).startsWith("+PONG"));
+      });
+    });
+  const deadline = Date.now() + 10_000;
+  while (!(await ping())) {
+    if (Date.now() > deadline) throw new Error("redis-server did not answer in 10 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise((done) => {
+        const finish = () => {
+          rmSync(dir, { recursive: true, force: true });
+          done();
+        };
+        if (child.exitCode !== null) return finish();
+        child.once("exit", finish);
+        child.kill("SIGKILL");
+      }),
+  };
 }
