@@ -20,7 +20,10 @@
 //!
 //! An entry whose deadline is more than one turn away sits in the right slot and is skipped
 //! (left in place) until its turn comes round. Cancelling is O(1): unlink from its slot's
-//! list. The bitmap makes "next occupied slot" a scan of at most 64 words.
+//! list. The bitmap makes "next occupied slot" a scan of at most 64 words, and each slot
+//! keeps the soonest deadline it may hold, so the loop sleeps until something is really
+//! due: a poll timeout longer than a turn no longer wakes it every time its slot comes
+//! round.
 
 use slab::Slab;
 use std::time::Duration;
@@ -61,6 +64,10 @@ pub struct TimerWheel<T> {
     heads: Box<[u32]>,
     /// Bit per slot, set while the slot's list is non-empty.
     occupied: Box<[u64]>,
+    /// Per slot, no later than its soonest deadline (`u64::MAX` when empty). Exact after
+    /// inserts and after the slot is walked; a cancel may leave it early, which costs at
+    /// most one wake-up for nothing, after which the walk makes it exact again.
+    soonest: Box<[u64]>,
     entries: Slab<Entry<T>>,
     /// Every entry with `deadline <= now` has fired; new deadlines are clamped to `now + 1`.
     now: u64,
@@ -88,6 +95,7 @@ impl<T: Copy> TimerWheel<T> {
         TimerWheel {
             heads: vec![NIL; SLOT_COUNT].into_boxed_slice(),
             occupied: vec![0; WORD_COUNT].into_boxed_slice(),
+            soonest: vec![u64::MAX; SLOT_COUNT].into_boxed_slice(),
             entries: Slab::new(),
             now: 0,
         }
@@ -127,6 +135,7 @@ impl<T: Copy> TimerWheel<T> {
         }
         self.heads[slot] = key;
         self.occupied[slot / WORD_BITS] |= 1 << (slot % WORD_BITS);
+        self.soonest[slot] = self.soonest[slot].min(deadline);
         TimerId(key)
     }
 
@@ -148,21 +157,42 @@ impl<T: Copy> TimerWheel<T> {
         }
         if self.heads[slot] == NIL {
             self.occupied[slot / WORD_BITS] &= !(1 << (slot % WORD_BITS));
+            self.soonest[slot] = u64::MAX;
         }
     }
 
-    /// The earliest tick at which something *may* be due, or `None` when the wheel is empty.
+    /// The earliest tick at which something is due, or `None` when the wheel is empty. Never
+    /// late; early only after a cancel left a slot's soonest deadline behind (see
+    /// [`TimerWheel::soonest`]), and then once.
     ///
-    /// This is the first occupied slot after `now`. An entry in it may belong to a later
-    /// turn, in which case the loop wakes once for nothing and asks again; that costs one
-    /// wake-up per 41 s turn and saves walking a slot's list, which can hold thousands.
+    /// Occupied slots are taken in the order their ticks come in this turn. The first one
+    /// holding a deadline of this turn is the answer: a slot's entries of this turn are all
+    /// due at its one tick of the turn. Slots holding only later turns are passed over,
+    /// keeping the soonest of them for when no slot holds anything this turn. O(occupied
+    /// slots) at worst, which is at most 4096, and usually one.
     pub fn next_deadline(&self) -> Option<u64> {
         if self.entries.is_empty() {
             return None;
         }
+        let turn_ends = self.now + SLOT_COUNT as u64;
         let start = slot_of(self.now + 1);
-        let distance = self.distance_to_occupied(start)?;
-        Some(self.now + 1 + distance as u64)
+        let mut later = u64::MAX;
+        let mut passed = 0;
+        while passed < SLOT_COUNT {
+            let distance =
+                passed + self.distance_to_occupied(slot_of(self.now + 1 + passed as u64))?;
+            if distance >= SLOT_COUNT {
+                break;
+            }
+            let slot = (start + distance) % SLOT_COUNT;
+            let soonest = self.soonest[slot];
+            if soonest <= turn_ends {
+                return Some((self.now + 1 + distance as u64).min(later));
+            }
+            later = later.min(soonest);
+            passed = distance + 1;
+        }
+        Some(later)
     }
 
     /// How many slots past `start` (0 = `start` itself) the first occupied slot lies.
@@ -214,6 +244,7 @@ impl<T: Copy> TimerWheel<T> {
 
     fn fire_slot(&mut self, slot: usize, to: u64, fired: &mut Vec<T>) {
         let mut key = self.heads[slot];
+        let mut soonest = u64::MAX;
         while key != NIL {
             let entry = &self.entries[key as usize];
             let next = entry.next;
@@ -221,9 +252,13 @@ impl<T: Copy> TimerWheel<T> {
                 let entry = self.entries.remove(key as usize);
                 self.unlink(slot, entry.prev, entry.next);
                 fired.push(entry.payload);
+            } else {
+                soonest = soonest.min(entry.deadline);
             }
             key = next;
         }
+        // The walk saw every entry left: the slot's soonest is exact again.
+        self.soonest[slot] = soonest;
     }
 }
 
@@ -299,12 +334,41 @@ mod tests {
         let mut wheel = TimerWheel::new();
         let far = 2 * SLOT_COUNT as u64 + 10;
         wheel.insert(far, 1);
-        // The slot comes round twice before the entry is due; both visits leave it in place.
-        assert_eq!(wheel.next_deadline(), Some(10));
+        // The loop is not woken when the slot comes round in the turns before.
+        assert_eq!(wheel.next_deadline(), Some(far));
+        // Visits before its turn (a jump, or a neighbour due) leave it in place.
         assert!(expire_all(&mut wheel, 10).is_empty());
         assert!(expire_all(&mut wheel, SLOT_COUNT as u64 + 10).is_empty());
         assert_eq!(wheel.len(), 1);
+        assert_eq!(wheel.next_deadline(), Some(far));
         assert_eq!(expire_all(&mut wheel, far), vec![1]);
+    }
+
+    /// What issue 11 measured: with deadlines spread over many turns (long poll timeouts),
+    /// the loop sleeps until the soonest one, not until the next occupied slot.
+    #[test]
+    fn sleeps_until_something_is_really_due() {
+        let mut wheel = TimerWheel::new();
+        let turn = SLOT_COUNT as u64;
+        // Every slot occupied by entries of later turns, and one due sooner than all.
+        for i in 0..SLOT_COUNT as u64 {
+            wheel.insert(3 * turn + i, i as u32);
+        }
+        wheel.insert(2 * turn + 7, 99_999);
+        assert_eq!(wheel.next_deadline(), Some(2 * turn + 7));
+        // One of this turn wins over all of them.
+        wheel.insert(500, 7);
+        assert_eq!(wheel.next_deadline(), Some(500));
+        assert_eq!(expire_all(&mut wheel, 500), vec![7]);
+        assert_eq!(wheel.next_deadline(), Some(2 * turn + 7));
+        // A cancelled soonest leaves its slot's bound early: at most one wake-up for
+        // nothing, after which the walk makes it exact.
+        let id = wheel.insert(2 * turn + 3, 1);
+        wheel.cancel(id);
+        let early = wheel.next_deadline().unwrap();
+        assert!(early <= 2 * turn + 7);
+        assert!(expire_all(&mut wheel, early).is_empty() || early == 2 * turn + 7);
+        assert_eq!(wheel.next_deadline(), Some(2 * turn + 7));
     }
 
     #[test]
