@@ -28,7 +28,7 @@ impl Server {
                 self.respond(key, response, close);
             }
             Action::Stats => {
-                let bytes = answer::stats(&self.stats, sys::rss_bytes());
+                let bytes = answer::stats(&self.stats, sys::rss_bytes(), self.config.worker);
                 self.respond(key, Response::Owned(bytes), close);
             }
             Action::RoomPoll { room, since, name } => {
