@@ -24,8 +24,10 @@ fn main() -> ExitCode {
     }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
+        // On stderr, not through the logger (which writes to stdout): whoever started us
+        // looks there for why we stopped.
         Err(e) => {
-            log::error!("{e}");
+            eprintln!("comet-chat: {e}");
             ExitCode::FAILURE
         }
     }

@@ -324,6 +324,40 @@ pub fn wait_connections(running: &Running, n: u64) {
     );
 }
 
+/// Runs the server binary with `args` (and nothing else) and waits up to `limit` for it to
+/// exit: its status and what it wrote to stderr, or None (after killing it) if it ran on.
+/// For start-ups that must fail.
+pub fn run_to_exit(args: &[&str], limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server binary");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Some((status, stderr))
+}
+
 /// The server binary, started as a child process: for what only a whole process can show
 /// (signals, its own descriptor limit, its CPU time).
 pub struct ChildServer {
