@@ -195,8 +195,10 @@ pub fn file(content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
 
 /// `/stats`: the server's counters, and its resident memory (read by the caller, since it
 /// is a property of the process, not of the loop). Field names and order are documented in
-/// the README; scripts and the benchmarks read them.
-pub fn stats(stats: &Stats, rss_bytes: u64, redis: bool) -> Vec<u8> {
+/// the README; scripts and the benchmarks read them. A worker (`--workers`) names itself
+/// first, since each connection may reach a different worker's counters; with `--redis`
+/// a `redis` object comes last.
+pub fn stats(stats: &Stats, rss_bytes: u64, worker: Option<usize>, redis: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct Drops {
         slow: u64,
@@ -214,6 +216,8 @@ pub fn stats(stats: &Stats, rss_bytes: u64, redis: bool) -> Vec<u8> {
     }
     #[derive(Serialize)]
     struct View {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        worker: Option<usize>,
         connections: u64,
         accepted: u64,
         pending_polls: u64,
@@ -233,6 +237,7 @@ pub fn stats(stats: &Stats, rss_bytes: u64, redis: bool) -> Vec<u8> {
     }
     let get = stats::get;
     let view = View {
+        worker,
         connections: get(&stats.connections),
         accepted: get(&stats.accepted),
         pending_polls: get(&stats.pending_polls),
@@ -462,7 +467,7 @@ mod tests {
         stats::add(&counters.connections, 3);
         stats::sub(&counters.connections, 1);
         stats::add(&counters.deliveries, 7);
-        let out = text(&super::stats(&counters, 4096, false));
+        let out = text(&super::stats(&counters, 4096, None, false));
         let body = out.split("\r\n\r\n").nth(1).unwrap();
         assert!(body.starts_with("{\"connections\":2,"), "{body}");
         assert!(body.contains("\"deliveries\":7"));
@@ -470,6 +475,12 @@ mod tests {
         assert!(body.ends_with(
             "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0}}"
         ));
+        // Only a worker names itself, first.
+        let out = text(&super::stats(&counters, 4096, Some(3), false));
+        assert!(
+            out.contains("\r\n\r\n{\"worker\":3,\"connections\":2,"),
+            "{out}"
+        );
     }
 
     #[test]

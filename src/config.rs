@@ -73,6 +73,10 @@ pub struct Config {
     pub redis: Option<RedisUrl>,
     /// `--workers`: worker processes on one port (`main` only; needs `redis`).
     pub workers: usize,
+    /// Which worker this process is (1 to `workers`), set only in a process the supervisor
+    /// started, never by a flag. A worker binds with SO_REUSEPORT, so that its siblings can
+    /// bind the same port, and says in `/stats` which worker answered.
+    pub worker: Option<usize>,
 }
 
 /// Descriptors kept back from `max_conns` for everything that is not a client: stdio, the
@@ -106,6 +110,7 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             redis: None,
             workers: 1,
+            worker: None,
         }
     }
 }

@@ -38,6 +38,8 @@
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
 //! - [`stats`], [`sys`], [`random`], [`config`] — small helpers each owning one thing.
+//! - [`supervisor`] — `--workers N`: N processes of this same loop on one port, and the
+//!   process that starts, restarts and stops them.
 //!
 //! `docs/ARCHITECTURE.md` walks one long poll, one broadcast and one event stream through
 //! these functions, in order; a test keeps every name it cites pointing at real code.
@@ -63,6 +65,7 @@ pub mod routes;
 pub mod server;
 pub mod sse;
 pub mod stats;
+pub mod supervisor;
 pub mod sys;
 pub mod timer;
 pub mod waitlist;

@@ -1,11 +1,16 @@
-//! The `comet-chat` binary: command line → [`Config`] → [`Server::run`].
+//! The `comet-chat` binary: command line → [`Config`] → [`Server::run`], in this process or,
+//! with `--workers N`, in N worker processes under a supervisor (`supervisor.rs`).
 
 use comet_chat::config::{self, Command};
+use comet_chat::supervisor::{self, Role, Worker};
 use comet_chat::{sys, Config, Server};
+use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let config = match config::parse_args(std::env::args_os().skip(1)) {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let config = match config::parse_args(args.iter().cloned()) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
             print!("{}", config::usage());
@@ -16,22 +21,46 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let role = match supervisor::role(&config) {
+        Ok(role) => role,
+        Err(message) => {
+            complain(&message);
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
         .init()
     {
         eprintln!("comet-chat: cannot start logging: {e}");
     }
-    match run(config) {
+    let (who, outcome) = match role {
+        Role::Alone => (String::new(), run(config, None)),
+        Role::Supervisor => (String::new(), supervisor::run(&config, &args)),
+        Role::Worker(worker) => (
+            format!("worker {}: ", worker.index),
+            run(config, Some(worker)),
+        ),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            complain(&format!("{who}{e}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(mut config: Config) -> std::io::Result<()> {
+/// Why we stop, on stderr rather than through the logger (which writes to stdout): whoever
+/// started us looks there. One line in one write, since workers share the supervisor's
+/// stderr and `eprintln!` may write a line in pieces that another process's line splits.
+fn complain(message: &str) {
+    let line = format!("comet-chat: {message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// One server in this process: alone, or as one of the supervisor's workers.
+fn run(mut config: Config, mut worker: Option<Worker>) -> std::io::Result<()> {
     match config.open_files {
         Some(wanted) => match sys::set_open_files_limit(wanted) {
             Ok((before, after)) => log::info!("open files limit: soft {before} → {after} (asked)"),
@@ -43,18 +72,30 @@ fn run(mut config: Config) -> std::io::Result<()> {
         },
     }
     config.handle_signals = true;
+    config.worker = worker.as_ref().map(|worker| worker.index);
     let www = config.www.clone();
     let poll_timeout = config.poll_timeout;
     let server = Server::bind(config)?;
     let (soft, hard) = sys::open_files_limit()?;
-    log::info!(
-        "listening on http://{} (www: {}, {} files; poll timeout {:?}; open files {soft}/{hard}; \
-         max connections {})",
-        server.local_addr(),
+    let details = format!(
+        "www: {}, {} files; poll timeout {:?}; open files {soft}/{hard}; max connections {}",
         www.map_or("none".to_owned(), |dir| dir.display().to_string()),
         server.asset_count(),
         poll_timeout,
         server.max_conns(),
     );
+    match worker.as_mut() {
+        None => log::info!("listening on http://{} ({details})", server.local_addr()),
+        // Not "listening on": that line is the supervisor's, once every worker is ready.
+        Some(worker) => {
+            log::info!(
+                "worker {} ready on {} (pid {}; {details})",
+                worker.index,
+                server.local_addr(),
+                std::process::id()
+            );
+            worker.listening()?;
+        }
+    }
     server.run()
 }

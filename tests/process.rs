@@ -230,3 +230,19 @@ fn help_and_unknown_flags_print_the_usage_from_the_flag_table() {
     assert!(message.contains("--frobnicate"), "{message}");
     assert_eq!(rest.trim_end(), usage.trim_end());
 }
+
+/// A port someone else holds stops start-up with the reason on stderr (not only in the log,
+/// which goes to stdout) and a failing status.
+#[test]
+fn an_address_in_use_is_a_start_up_error_on_stderr() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, stderr) = run_to_exit(&["--no-www", "--addr", &addr], Duration::from_secs(5))
+        .expect("the server started on a port in use");
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        stderr.starts_with(&format!("comet-chat: cannot listen on {addr}: ")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
+}

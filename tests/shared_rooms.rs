@@ -160,50 +160,6 @@ fn redis_down_posts_are_refused_at_once_and_waiting_polls_keep_waiting() {
     assert!(counter(&a, |s| &s.redis_reconnects) >= 1);
 }
 
-/// A client that polls from its last position until it has seen `until` (or 30 s pass),
-/// riding out errors the way the page does: wait a little, ask again from the same place.
-fn resume_until(
-    addr: std::net::SocketAddr,
-    room: &str,
-    until: &std::sync::Mutex<Option<String>>,
-) -> Vec<(String, String)> {
-    let mut seen = Vec::new();
-    let mut next = String::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Some(last) = until.lock().unwrap().clone() {
-            if seen.iter().any(|(id, _): &(String, String)| *id == last) {
-                break;
-            }
-        }
-        let mut client = match std::net::TcpStream::connect(addr) {
-            Ok(stream) => Client::from_stream(stream),
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if !client.try_send(
-            format!("GET /rooms/{room}/messages?since={next} HTTP/1.1\r\n\r\n").as_bytes(),
-        ) {
-            continue;
-        }
-        let Some(reply) = client.try_read_reply().filter(|r| r.status == 200) else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        let json = reply.json();
-        for m in json["messages"].as_array().unwrap() {
-            seen.push((
-                m["id"].as_str().unwrap().to_owned(),
-                m["text"].as_str().unwrap().to_owned(),
-            ));
-        }
-        next = json["next"].as_str().unwrap().to_owned();
-    }
-    seen
-}
-
 /// Redis is killed and restarted (with `--appendonly yes --appendfsync always`) in the
 /// middle of a flood of posts to two nodes: every post that was acknowledged reaches every
 /// resuming client exactly once, in order; posts refused meanwhile are retried with their

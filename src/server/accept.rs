@@ -144,14 +144,21 @@ impl Server {
 }
 
 /// A listening socket with `SO_REUSEADDR` (restart without waiting out TIME_WAIT) and the
-/// configured backlog, handed to mio.
-pub(super) fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+/// configured backlog, handed to mio. `reuse_port` (workers only) adds `SO_REUSEPORT`: every
+/// worker binds the same address and the kernel spreads new connections over them. An
+/// error names the address, since it reaches the user as the reason start-up failed.
+pub(super) fn listen(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
+    let in_context =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    socket.bind(&addr.into()).map_err(in_context)?;
+    socket.listen(backlog).map_err(in_context)?;
     Ok(TcpListener::from_std(socket.into()))
 }
 

@@ -40,7 +40,8 @@ impl Server {
                 self.respond(key, response, close);
             }
             Action::Stats => {
-                let bytes = answer::stats(&self.stats, sys::rss_bytes(), self.shared());
+                let (worker, redis) = (self.config.worker, self.shared());
+                let bytes = answer::stats(&self.stats, sys::rss_bytes(), worker, redis);
                 self.respond(key, Response::Owned(bytes), close);
             }
             Action::RoomPoll { room, since, name } => {

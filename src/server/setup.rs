@@ -41,7 +41,8 @@ impl Server {
             })?,
             None => Assets::empty(),
         };
-        let mut listener = accept::listen(config.addr, config.listen_backlog)?;
+        let mut listener =
+            accept::listen(config.addr, config.listen_backlog, config.worker.is_some())?;
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()

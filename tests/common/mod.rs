@@ -341,6 +341,40 @@ pub fn wait_connections(running: &Running, n: u64) {
     );
 }
 
+/// Runs the server binary with `args` (and nothing else) and waits up to `limit` for it to
+/// exit: its status and what it wrote to stderr, or None (after killing it) if it ran on.
+/// For start-ups that must fail.
+pub fn run_to_exit(args: &[&str], limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server binary");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Some((status, stderr))
+}
+
 /// The server binary, started as a child process: for what only a whole process can show
 /// (signals, its own descriptor limit, its CPU time).
 pub struct ChildServer {
@@ -453,4 +487,48 @@ impl Drop for ChildServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client that polls from its last position until it has seen `until` (or 30 s pass),
+/// riding out errors the way the page does: wait a little, ask again from the same place.
+pub fn resume_until(
+    addr: std::net::SocketAddr,
+    room: &str,
+    until: &std::sync::Mutex<Option<String>>,
+) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let mut next = String::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(last) = until.lock().unwrap().clone() {
+            if seen.iter().any(|(id, _): &(String, String)| *id == last) {
+                break;
+            }
+        }
+        let mut client = match std::net::TcpStream::connect(addr) {
+            Ok(stream) => Client::from_stream(stream),
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if !client.try_send(
+            format!("GET /rooms/{room}/messages?since={next} HTTP/1.1\r\n\r\n").as_bytes(),
+        ) {
+            continue;
+        }
+        let Some(reply) = client.try_read_reply().filter(|r| r.status == 200) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let json = reply.json();
+        for m in json["messages"].as_array().unwrap() {
+            seen.push((
+                m["id"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+            ));
+        }
+        next = json["next"].as_str().unwrap().to_owned();
+    }
+    seen
 }
