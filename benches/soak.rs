@@ -151,9 +151,14 @@ const LOG_LINES_KEPT: usize = 50;
 const HISTORY_KEPT: usize = 2000;
 
 /// The server's flags: short timeouts so churn is reaped within seconds, a bounded history
-/// (see [`HISTORY_KEPT`]), and warnings only.
+/// (see [`HISTORY_KEPT`]), warnings only, and a post rate for the four posters, which share
+/// one address (50 posts/s in all, over the default `--post-rate` of 10 per client).
 const SERVER_FLAGS: &[&str] = &[
     "--no-www",
+    "--post-rate",
+    "200",
+    "--post-burst",
+    "200",
     "--log-level",
     "warn",
     "--poll-timeout",

@@ -117,7 +117,7 @@ pub fn preflight(origin: Option<&str>) -> Vec<u8> {
         ("Access-Control-Allow-Methods", "GET, POST"),
         (
             "Access-Control-Allow-Headers",
-            "Content-Type, Last-Event-ID",
+            "Authorization, Content-Type, Last-Event-ID",
         ),
         ("Access-Control-Max-Age", "600"),
     ]);
@@ -188,6 +188,17 @@ pub fn refusal() -> Vec<u8> {
     bytes
 }
 
+/// The `503` written straight to a client refused at accept because its address holds
+/// `--max-conns-per-client` connections already; closed like [`refusal`].
+pub fn refusal_per_client() -> Vec<u8> {
+    let message = "too many connections from your address (--max-conns-per-client); \
+                   close some, or try again later";
+    let headers = [("Retry-After", "5")];
+    let mut bytes = error(Status::SERVICE_UNAVAILABLE, &headers, message, false);
+    outgoing::insert_header_line(&mut bytes, b"Connection: close\r\n");
+    bytes
+}
+
 /// A file from `www/`, GET or HEAD.
 pub fn file(content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
     response(Status::OK, content_type, &[], body, head_only)
@@ -206,6 +217,17 @@ pub fn stats(stats: &Stats, rss_bytes: u64, worker: Option<usize>, redis: bool) 
         request_timeout: u64,
         over_cap: u64,
         emfile: u64,
+    }
+    #[derive(Serialize)]
+    struct Limits {
+        client_addresses: u64,
+        limiter_entries: u64,
+        posts_refused: u64,
+        typing_refused: u64,
+        connections_refused: u64,
+        unauthorized: u64,
+        forbidden: u64,
+        streams_expired: u64,
     }
     #[derive(Serialize)]
     struct Redis {
@@ -232,6 +254,7 @@ pub fn stats(stats: &Stats, rss_bytes: u64, worker: Option<usize>, redis: bool) 
         max_conns: u64,
         rss_bytes: u64,
         drops: Drops,
+        limits: Limits,
         #[serde(skip_serializing_if = "Option::is_none")]
         redis: Option<Redis>,
     }
@@ -257,6 +280,16 @@ pub fn stats(stats: &Stats, rss_bytes: u64, worker: Option<usize>, redis: bool) 
             request_timeout: get(&stats.dropped_request_timeout),
             over_cap: get(&stats.refused_over_cap),
             emfile: get(&stats.refused_emfile),
+        },
+        limits: Limits {
+            client_addresses: get(&stats.client_addresses),
+            limiter_entries: get(&stats.limiter_entries),
+            posts_refused: get(&stats.posts_refused),
+            typing_refused: get(&stats.typing_refused),
+            connections_refused: get(&stats.refused_per_client),
+            unauthorized: get(&stats.unauthorized),
+            forbidden: get(&stats.forbidden),
+            streams_expired: get(&stats.streams_expired),
         },
         redis: redis.then(|| Redis {
             connected: get(&stats.redis_connected) == 1,
@@ -459,6 +492,10 @@ mod tests {
         assert!(out.contains("\r\nRetry-After: 2\r\n"));
         assert!(out.ends_with("{\"error\":\"shutting down\",\"retry_after_ms\":1500}"));
         assert!(text(&refusal()).contains("Connection: close\r\n\r\n"));
+        let per_client = text(&refusal_per_client());
+        assert!(per_client.starts_with("HTTP/1.1 503 "));
+        assert!(per_client.contains("Connection: close\r\n"));
+        assert!(per_client.contains("--max-conns-per-client"));
     }
 
     #[test]
@@ -472,9 +509,19 @@ mod tests {
         assert!(body.starts_with("{\"connections\":2,"), "{body}");
         assert!(body.contains("\"deliveries\":7"));
         assert!(body.contains("\"rss_bytes\":4096,"));
-        assert!(body.ends_with(
-            "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0}}"
+        assert!(body.contains(
+            "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0},"
         ));
+        stats::add(&counters.posts_refused, 2);
+        let out = text(&super::stats(&counters, 4096, None, false));
+        assert!(
+            out.ends_with(
+                "\"limits\":{\"client_addresses\":0,\"limiter_entries\":0,\"posts_refused\":2,\
+             \"typing_refused\":0,\"connections_refused\":0,\"unauthorized\":0,\"forbidden\":0,\
+             \"streams_expired\":0}}"
+            ),
+            "{out}"
+        );
         // Only a worker names itself, first.
         let out = text(&super::stats(&counters, 4096, Some(3), false));
         assert!(

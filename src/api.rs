@@ -119,12 +119,36 @@ pub fn resume_position(
     }
 }
 
-/// The optional `name` of a poll or stream, for presence.
-pub fn presence_name(query: Option<&str>) -> Result<Option<String>, ApiError> {
-    match query_param(query, "name")? {
-        None => Ok(None),
-        Some(name) if name.is_empty() => Ok(None),
-        Some(name) => check_name(&name).map(|()| Some(name)),
+/// The optional `name` of a poll or stream, for presence. With a token (`signed` is its
+/// `sub`) the name is the token's: `name=` may be left out, and may not differ.
+pub fn presence_name(
+    query: Option<&str>,
+    signed: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let given = query_param(query, "name")?.filter(|name| !name.is_empty());
+    match (given, signed) {
+        (None, None) => Ok(None),
+        (given, signed) => signed_name(given, signed, "name").map(Some),
+    }
+}
+
+/// The name a request acts under: what the client sent, or, with a token, the token's
+/// `sub`, which the client may leave out but not contradict. A name that disagrees is
+/// refused rather than replaced, so a client that tries to post as someone else finds out.
+fn signed_name(
+    given: Option<String>,
+    signed: Option<&str>,
+    field: &'static str,
+) -> Result<String, ApiError> {
+    match (given, signed) {
+        (Some(given), Some(signed)) if given != signed => Err(bad(match field {
+            "name" => "name: your token names you otherwise; leave name out, or send the token's",
+            _ => "from: your token names you otherwise; leave from out, or send the token's",
+        })),
+        // The token's sub passed the same rules when the token was checked.
+        (_, Some(signed)) => Ok(signed.to_owned()),
+        (Some(given), None) => check_name(&given).map(|()| given),
+        (None, None) => Err(bad("from: a name is required")),
     }
 }
 
@@ -134,11 +158,11 @@ pub fn parse_message(
     content_type: Option<&str>,
     body: &[u8],
     max_text_bytes: usize,
+    signed: Option<&str>,
 ) -> Result<NewMessage, ApiError> {
     let [from, text, client_id] = string_fields(content_type, body, ["from", "text", "client_id"])?;
-    let from = from.ok_or(bad("from: a name is required"))?;
+    let from = signed_name(from, signed, "from")?;
     let text = text.ok_or(bad("text: a message is required"))?;
-    check_name(&from)?;
     check_text(&text, max_text_bytes)?;
     if let Some(id) = &client_id {
         check_client_id(id)?;
@@ -151,14 +175,20 @@ pub fn parse_message(
 }
 
 /// The body of a classic `POST /chat`: always a form, `message` (the text) and an optional
-/// `from`, which is [`ANONYMOUS`] when absent. The same rules as a room post, so every way
-/// into a room stores only valid names and texts.
-pub fn parse_classic_post(body: &[u8], max_text_bytes: usize) -> Result<NewMessage, ApiError> {
+/// `from`, which is [`ANONYMOUS`] when absent (the token's `sub` with a token). The same
+/// rules as a room post, so every way into a room stores only valid names and texts.
+pub fn parse_classic_post(
+    body: &[u8],
+    max_text_bytes: usize,
+    signed: Option<&str>,
+) -> Result<NewMessage, ApiError> {
     // No content type: the classic protocol has only ever been form-encoded.
     let [text, from] = string_fields(None, body, ["message", "from"])?;
     let text = text.ok_or(bad("text: a message is required"))?;
-    let from = from.unwrap_or_else(|| ANONYMOUS.to_owned());
-    check_name(&from)?;
+    let from = match (from, signed) {
+        (None, None) => ANONYMOUS.to_owned(),
+        (from, signed) => signed_name(from, signed, "from")?,
+    };
     check_text(&text, max_text_bytes)?;
     Ok(NewMessage {
         from,
@@ -167,12 +197,14 @@ pub fn parse_classic_post(body: &[u8], max_text_bytes: usize) -> Result<NewMessa
     })
 }
 
-/// The `from` of `POST /rooms/{room}/typing` (form or JSON).
-pub fn parse_typing(content_type: Option<&str>, body: &[u8]) -> Result<String, ApiError> {
+/// The `from` of `POST /rooms/{room}/typing` (form or JSON; the token's `sub` with a token).
+pub fn parse_typing(
+    content_type: Option<&str>,
+    body: &[u8],
+    signed: Option<&str>,
+) -> Result<String, ApiError> {
     let [from] = string_fields(content_type, body, ["from"])?;
-    let from = from.ok_or(bad("from: a name is required"))?;
-    check_name(&from)?;
-    Ok(from)
+    signed_name(from, signed, "from")
 }
 
 /// The named string fields of a post body: a JSON object when the Content-Type says JSON,
@@ -265,12 +297,14 @@ mod tests {
             Some("application/x-www-form-urlencoded"),
             b"from=ann&text=hi+there&client_id=c-1",
             4096,
+            None,
         )
         .unwrap();
         let json = parse_message(
             Some("application/json; charset=utf-8"),
             br#"{"from":"ann","text":"hi there","client_id":"c-1"}"#,
             4096,
+            None,
         )
         .unwrap();
         assert_eq!(form, json);
@@ -289,7 +323,7 @@ mod tests {
             ),
         ];
         for (ct, body, status) in cases {
-            let err = parse_message(Some(ct), body, 4096).unwrap_err();
+            let err = parse_message(Some(ct), body, 4096, None).unwrap_err();
             assert_eq!(
                 err.status.code,
                 *status,
@@ -301,7 +335,7 @@ mod tests {
 
     #[test]
     fn classic_posts() {
-        let post = |body: &str| parse_classic_post(body.as_bytes(), 10);
+        let post = |body: &str| parse_classic_post(body.as_bytes(), 10, None);
         let anonymous = post("message=hi").unwrap();
         assert_eq!(
             (anonymous.from.as_str(), anonymous.text.as_str()),
@@ -324,12 +358,12 @@ mod tests {
 
     #[test]
     fn typing_bodies() {
-        let form = parse_typing(Some("application/x-www-form-urlencoded"), b"from=ann");
-        let json = parse_typing(Some("application/json"), br#"{"from":"ann"}"#);
+        let form = parse_typing(Some("application/x-www-form-urlencoded"), b"from=ann", None);
+        let json = parse_typing(Some("application/json"), br#"{"from":"ann"}"#, None);
         assert_eq!(form, Ok("ann".to_owned()));
         assert_eq!(json, form);
         for body in [&br#"{"from":5}"#[..], b"[]", b"{}"] {
-            let err = parse_typing(Some("application/json"), body).unwrap_err();
+            let err = parse_typing(Some("application/json"), body, None).unwrap_err();
             assert_eq!(err.status, Status::BAD_REQUEST);
         }
     }
@@ -347,5 +381,37 @@ mod tests {
             "Last-Event-ID, sent on reconnect, is newer than the URL's since"
         );
         assert!(resume_position(Some("since=nonsense"), None).is_err());
+    }
+
+    #[test]
+    fn with_a_token_the_name_is_the_tokens() {
+        let form = Some("application/x-www-form-urlencoded");
+        let post = |body: &[u8]| parse_message(form, body, 4096, Some("ann"));
+        assert_eq!(post(b"text=hi").unwrap().from, "ann", "from left out");
+        assert_eq!(
+            post(b"from=ann&text=hi").unwrap().from,
+            "ann",
+            "from agrees"
+        );
+        let spoofed = post(b"from=bob&text=hi").unwrap_err();
+        assert_eq!(spoofed.status, Status::BAD_REQUEST);
+        assert!(spoofed.message.contains("token"), "{}", spoofed.message);
+        assert_eq!(parse_typing(form, b"", Some("ann")).unwrap(), "ann");
+        assert!(parse_typing(form, b"from=bob", Some("ann")).is_err());
+        let classic = parse_classic_post(b"message=hi", 100, Some("ann")).unwrap();
+        assert_eq!(classic.from, "ann", "never anonymous with a token");
+        assert!(parse_classic_post(b"message=hi&from=bob", 100, Some("ann")).is_err());
+        assert_eq!(
+            presence_name(None, Some("ann")).unwrap().as_deref(),
+            Some("ann")
+        );
+        assert_eq!(
+            presence_name(Some("name="), Some("ann"))
+                .unwrap()
+                .as_deref(),
+            Some("ann")
+        );
+        assert!(presence_name(Some("name=bob"), Some("ann")).is_err());
+        assert_eq!(presence_name(None, None).unwrap(), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Who is on the other end, by IP address: how many connections each address holds and how
+//! Who is on the other end, by address (an IPv6 client by its /64, as every per-client
+//! limit counts it: [`crate::limits::client_key`]): how many connections each address holds and how
 //! many presence names it has made. Limits that must hold "per client" are counted here,
 //! because one client can open many connections and a connection can make many names.
 //!
@@ -31,8 +32,17 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Connections the client at `addr` holds now.
+    pub fn connections_from(&self, addr: IpAddr) -> u32 {
+        let addr = crate::limits::client_key(addr);
+        self.by_addr
+            .get(&addr)
+            .map_or(0, |&id| self.entries[id as usize].connections)
+    }
+
     /// A connection from `addr` was accepted.
     pub fn connected(&mut self, addr: IpAddr) -> ClientId {
+        let addr = crate::limits::client_key(addr);
         let id = match self.by_addr.get(&addr) {
             Some(&id) => id,
             None => {
@@ -54,6 +64,11 @@ impl Clients {
         let client = &mut self.entries[id as usize];
         client.connections -= 1;
         self.forget_if_idle(id);
+    }
+
+    /// The address of `id`, as limits count it (an IPv6 client's /64).
+    pub fn address(&self, id: ClientId) -> IpAddr {
+        self.entries[id as usize].addr
     }
 
     /// Names `id` holds.
@@ -106,6 +121,8 @@ mod tests {
         assert_eq!(clients.connected(a), one, "one entry per address");
         let other = clients.connected(b);
         assert_ne!(one, other);
+        assert_eq!(clients.connections_from(a), 2);
+        assert_eq!(clients.connections_from("2001:db8::1".parse().unwrap()), 0);
         clients.name_added(one);
         clients.disconnected(one);
         clients.disconnected(one);

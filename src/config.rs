@@ -73,6 +73,21 @@ pub struct Config {
     pub redis: Option<RedisUrl>,
     /// `--workers`: worker processes on one port (`main` only; needs `redis`).
     pub workers: usize,
+    /// `--token-secret-file`: every room request needs an HS256 token signed with this.
+    /// `None`: anyone may post as anyone and read any room (the demo, benchmarks).
+    pub token_secret: Option<std::sync::Arc<crate::token::Secret>>,
+    /// `--private-rooms`: rooms whose name starts with this are granted only by name,
+    /// never by a token's `*`.
+    pub private_rooms: Option<String>,
+    /// `--post-rate`: posts one client may make per second, on average.
+    pub post_rate: usize,
+    /// `--post-burst`: posts one client may make at once before the rate applies.
+    pub post_burst: usize,
+    /// `--typing-interval`: one typing event per client per this long.
+    pub typing_interval: Duration,
+    /// `--max-conns-per-client`: connections one client address may hold at once; past
+    /// it, 503 at accept. 0: unlimited (load benchmarks, whose clients share addresses).
+    pub max_conns_per_client: usize,
     /// Which worker this process is (1 to `workers`), set only in a process the supervisor
     /// started, never by a flag. A worker binds with SO_REUSEPORT, so that its siblings can
     /// bind the same port, and says in `/stats` which worker answered.
@@ -110,6 +125,12 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             redis: None,
             workers: 1,
+            token_secret: None,
+            private_rooms: None,
+            post_rate: 10,
+            post_burst: 20,
+            typing_interval: Duration::from_secs(1),
+            max_conns_per_client: 256,
             worker: None,
         }
     }
@@ -475,6 +496,93 @@ pub static FLAGS: &[Flag] = &[
         ),
     },
     Flag {
+        long: "max-conns-per-client",
+        short: None,
+        value: "N",
+        help: "connections one client address may hold at once; past it: 503; 0: no limit",
+        default: Some("256"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 0,
+                max: 10_000_000,
+                unit: Unit::Count("connections"),
+            },
+            |config, n| config.max_conns_per_client = n,
+        ),
+    },
+    Flag {
+        long: "post-rate",
+        short: None,
+        value: "N",
+        help: "posts per second one client may make, on average; past it: 429",
+        default: Some("10"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("posts"),
+            },
+            |config, n| config.post_rate = n,
+        ),
+    },
+    Flag {
+        long: "post-burst",
+        short: None,
+        value: "N",
+        help: "posts one client may make at once before --post-rate applies",
+        default: Some("20"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 1,
+                max: 1_000_000,
+                unit: Unit::Count("posts"),
+            },
+            |config, n| config.post_burst = n,
+        ),
+    },
+    Flag {
+        long: "typing-interval",
+        short: None,
+        value: "SECS",
+        help: "one typing event per client per this long; more: 429",
+        default: Some("1"),
+        default_note: "",
+        kind: Kind::Seconds(|config, time| config.typing_interval = time),
+    },
+    Flag {
+        long: "token-secret-file",
+        short: None,
+        value: "PATH",
+        help: "require HS256 tokens signed with the secret in this file (see comet-chat token)",
+        default: None,
+        default_note: "none: no tokens, anyone may post under any name",
+        kind: Kind::Text(|config, text| {
+            let secret = crate::token::Secret::load(std::path::Path::new(text))?;
+            config.token_secret = Some(std::sync::Arc::new(secret));
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "private-rooms",
+        short: None,
+        value: "PREFIX",
+        help: "rooms named with this prefix need a token naming them; * never covers them",
+        default: None,
+        default_note: "none",
+        kind: Kind::Text(|config, text| {
+            if !crate::api::valid_room(text) {
+                return Err(format!(
+                    "'{text}' is not the start of a room name (A-Z a-z 0-9 _ -)"
+                ));
+            }
+            config.private_rooms = Some(text.to_owned());
+            Ok(())
+        }),
+    },
+    Flag {
         long: "redis",
         short: None,
         value: "URL",
@@ -537,7 +645,9 @@ pub const USAGE_COLUMNS: usize = 92;
 pub fn usage() -> String {
     let mut text = String::from(
         "comet-chat: a Comet (HTTP long-polling) chat server on one mio event loop\n\n\
-         USAGE: comet-chat [OPTIONS]\n\nOPTIONS:\n",
+         USAGE: comet-chat [OPTIONS]\n       \
+         comet-chat token --secret-file PATH --sub NAME [--rooms ROOM,ROOM|*] [--ttl 1h]\n\n\
+         OPTIONS:\n",
     );
     // Every description starts in one column, just past the widest `--flag VALUE`.
     let widest = FLAGS.iter().map(|flag| flag.spelled().len()).max();
@@ -986,7 +1096,7 @@ mod tests {
                 None => assert!(!flag.value.is_empty(), "{}", flag.long),
             }
             if let Kind::Number(bounds, _) = flag.kind {
-                assert!(1 <= bounds.min && bounds.min < bounds.max, "{}", flag.long);
+                assert!(bounds.min < bounds.max, "{}", flag.long);
             }
             if matches!(flag.kind, Kind::Seconds(_) | Kind::Number(..)) {
                 let shows_one = flag.default.is_some() || !flag.default_note.is_empty();
@@ -1011,8 +1121,8 @@ mod tests {
             }
             checked += 1;
         }
-        // All but --no-www, --help and the four whose default is "unset".
-        assert_eq!(checked, FLAGS.len() - 6);
+        // All but --no-www, --help and the six whose default is "unset".
+        assert_eq!(checked, FLAGS.len() - 8);
     }
 
     /// Each range in the table is the one the parser enforces: both ends are accepted, one
@@ -1032,7 +1142,13 @@ mod tests {
             let (good, bad, range) = match flag.kind {
                 Kind::Number(bounds, _) => (
                     vec![bounds.min.to_string(), bounds.max.to_string()],
-                    vec![(bounds.min - 1).to_string(), (bounds.max + 1).to_string()],
+                    bounds
+                        .min
+                        .checked_sub(1)
+                        .into_iter()
+                        .chain([bounds.max + 1])
+                        .map(|n| n.to_string())
+                        .collect(),
                     format!("from {} to {}", bounds.min, bounds.max),
                 ),
                 Kind::Seconds(_) => (
@@ -1053,6 +1169,17 @@ mod tests {
                 assert!(named && err.contains(&range), "{args:?}: {err}");
             }
         }
+    }
+
+    /// A secret file for the `--token-secret-file` case, made once per test run.
+    fn secret_file() -> &'static str {
+        static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PATH.get_or_init(|| {
+            let path =
+                std::env::temp_dir().join(format!("comet-config-secret-{}", std::process::id()));
+            std::fs::write(&path, "s".repeat(40)).unwrap();
+            path.to_string_lossy().into_owned()
+        })
     }
 
     /// Each flag sets its own field, not a neighbour's with the same default; and every
@@ -1104,6 +1231,17 @@ mod tests {
             ("max-names-per-client", Some("7"), |c| {
                 c.max_names_per_client == 7
             }),
+            ("max-conns-per-client", Some("0"), |c| {
+                c.max_conns_per_client == 0
+            }),
+            ("post-rate", Some("7"), |c| c.post_rate == 7),
+            ("post-burst", Some("7"), |c| c.post_burst == 7),
+            ("typing-interval", Some("1.5"), |c| {
+                c.typing_interval.as_millis() == 1500
+            }),
+            ("private-rooms", Some("p-"), |c| {
+                c.private_rooms.as_deref() == Some("p-")
+            }),
             ("log-level", Some("trace"), |c| {
                 c.log_level == log::LevelFilter::Trace
             }),
@@ -1111,6 +1249,9 @@ mod tests {
                 c.redis.as_ref().map(|r| r.shown.as_str()) == Some("redis://127.0.0.1:7")
             }),
             ("workers", Some("1"), |c| c.workers == 1),
+            ("token-secret-file", Some(secret_file()), |c| {
+                format!("{:?}", c.token_secret) == "Some(Secret(40 bytes))"
+            }),
         ];
         for flag in FLAGS {
             let is_case = cases.iter().any(|(name, _, _)| *name == flag.long);

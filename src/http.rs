@@ -75,6 +75,8 @@ pub struct Request {
     pub content_type: Option<String>,
     /// The Last-Event-ID header an EventSource sends when it reconnects.
     pub last_event_id: Option<String>,
+    /// The token of an `Authorization: Bearer <token>` header (with `--token-secret-file`).
+    pub bearer: Option<String>,
     /// Whether the connection may carry another request after this one's response:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -128,6 +130,8 @@ statuses! {
     ACCEPTED = 202 "Accepted";
     NO_CONTENT = 204 "No Content";
     BAD_REQUEST = 400 "Bad Request";
+    UNAUTHORIZED = 401 "Unauthorized";
+    FORBIDDEN = 403 "Forbidden";
     NOT_FOUND = 404 "Not Found";
     METHOD_NOT_ALLOWED = 405 "Method Not Allowed";
     REQUEST_TIMEOUT = 408 "Request Timeout";
@@ -204,6 +208,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         query,
         content_type: head.content_type,
         last_event_id: head.last_event_id,
+        bearer: head.bearer,
         keep_alive: head.keep_alive,
         http10: minor == 0,
         body: head_len..consumed,
@@ -265,6 +270,7 @@ struct Head {
     keep_alive: bool,
     content_type: Option<String>,
     last_event_id: Option<String>,
+    bearer: Option<String>,
     /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
     expect_continue: bool,
 }
@@ -276,6 +282,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     let mut keep_alive_token = false;
     let mut content_type = None;
     let mut last_event_id = None;
+    let mut bearer = None;
     let mut expect_continue = false;
     let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
     for header in headers {
@@ -292,6 +299,15 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
             content_type = Some(text(header.value));
         } else if header.name.eq_ignore_ascii_case("last-event-id") {
             last_event_id = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("authorization") {
+            // The scheme is case-insensitive (RFC 9110 §11.1); any other scheme is no token.
+            let value = text(header.value);
+            bearer = match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim().to_owned())
+                }
+                _ => Some(String::new()),
+            };
         } else if header.name.eq_ignore_ascii_case("expect") {
             // Any other expectation is ignored: RFC 9110 §10.1.1 allows answering 417, but
             // going ahead is just as correct for a server with nothing else to offer.
@@ -325,6 +341,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
         keep_alive,
         content_type,
         last_event_id,
+        bearer,
         expect_continue,
     })
 }

@@ -29,11 +29,13 @@
 //!   bodies, validated by one set of rules.
 //! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame.
 //! - [`chat`] — rooms by name, created on first use up to a cap.
-//! - [`room`] — one room: its message history (shared, never copied), positions, typing.
+//! - [`room`] — one room: its message history (shared, never copied), positions.
 //! - [`waitlist`] — the lists of connections waiting in a room.
 //! - [`presence`] — who is in a room by name, and when each name leaves.
 //! - [`event`] — typing, join and leave: ephemeral, never stored.
 //! - [`clients`] — what each client address holds, for limits per client.
+//! - [`limits`] — how fast each client may post and type (token buckets).
+//! - [`token`] — signed identities (`--token-secret-file`): HS256 tokens checked and made.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
@@ -56,6 +58,7 @@ pub mod config;
 pub mod conn;
 pub mod event;
 pub mod http;
+pub mod limits;
 pub mod outgoing;
 pub mod position;
 pub mod presence;
@@ -68,6 +71,7 @@ pub mod stats;
 pub mod supervisor;
 pub mod sys;
 pub mod timer;
+pub mod token;
 pub mod waitlist;
 
 pub use config::Config;

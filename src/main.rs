@@ -1,5 +1,6 @@
 //! The `comet-chat` binary: command line → [`Config`] → [`Server::run`], in this process or,
-//! with `--workers N`, in N worker processes under a supervisor (`supervisor.rs`).
+//! with `--workers N`, in N worker processes under a supervisor (`supervisor.rs`); or
+//! `comet-chat token ...`, which prints a signed token (`token.rs`).
 
 use comet_chat::config::{self, Command};
 use comet_chat::supervisor::{self, Role, Worker};
@@ -10,6 +11,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|first| first == "token") {
+        return mint(&args[1..]);
+    }
     let config = match config::parse_args(args.iter().cloned()) {
         Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
@@ -47,6 +51,20 @@ fn main() -> ExitCode {
         Err(e) => {
             complain(&format!("{who}{e}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `comet-chat token ...`: prints a token signed with the server's secret.
+fn mint(args: &[OsString]) -> ExitCode {
+    match comet_chat::token::mint_command(args.iter().cloned()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            complain(&message);
+            ExitCode::from(2)
         }
     }
 }

@@ -1,5 +1,5 @@
 //! One chat room: its message history (a ring capped by count and bytes), who is waiting in
-//! it, who is present by name, and the typing rate limit. Knows no sockets and reads no
+//! it, and who is present by name. Knows no sockets and reads no
 //! clock: times come in as milliseconds from the caller.
 //!
 //! Every message is encoded once, when it is posted, as its SSE frame, whose `data:` line
@@ -132,8 +132,6 @@ pub struct Room {
     pub streams: WaitList,
     /// Who is in the room by name (`?name=`).
     pub names: Names,
-    /// When each name last sent a typing event, for the rate limit.
-    typing_ms: HashMap<Box<str>, u64>,
     /// With `--redis`: how this copy of the room stands against Redis's.
     pub sync: Sync,
     /// With `--redis`: every name present in the room on any node, as announced.
@@ -173,7 +171,6 @@ impl Room {
             polls: WaitList::default(),
             streams: WaitList::default(),
             names: Names::default(),
-            typing_ms: HashMap::new(),
             sync: Sync::Local,
             everyone: BTreeSet::new(),
             heard: 0,
@@ -396,32 +393,11 @@ impl Room {
         Rc::clone(&message.frame)
     }
 
-    // ----- presence and typing --------------------------------------------------------
-
-    /// Forgets typing timestamps older than the rate limit's interval.
-    pub fn forget_typing(&mut self, now_ms: u64, interval_ms: u64) {
-        self.typing_ms
-            .retain(|_, at| now_ms.saturating_sub(*at) < interval_ms);
-    }
+    // ----- presence --------------------------------------------------------------------
 
     /// Whether anything here needs sweeping later.
     pub fn has_presence(&self) -> bool {
-        !self.names.is_empty() || !self.typing_ms.is_empty()
-    }
-
-    /// Allows one typing event per name per `interval_ms`.
-    pub fn typing_allowed(&mut self, name: &str, now_ms: u64, interval_ms: u64) -> bool {
-        match self.typing_ms.get_mut(name) {
-            Some(at) if now_ms.saturating_sub(*at) < interval_ms => false,
-            Some(at) => {
-                *at = now_ms;
-                true
-            }
-            None => {
-                self.typing_ms.insert(name.into(), now_ms);
-                true
-            }
-        }
+        !self.names.is_empty()
     }
 }
 
@@ -638,14 +614,5 @@ mod tests {
             &after_eviction[..40]
         );
         assert!(after_eviction.contains("\"text\":\"m201\""));
-    }
-
-    #[test]
-    fn typing_is_rate_limited_per_name() {
-        let mut room = Room::new("r");
-        assert!(room.typing_allowed("ann", 0, 1000));
-        assert!(!room.typing_allowed("ann", 999, 1000));
-        assert!(room.typing_allowed("bob", 999, 1000));
-        assert!(room.typing_allowed("ann", 1000, 1000));
     }
 }

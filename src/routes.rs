@@ -7,6 +7,7 @@ use crate::assets::Assets;
 use crate::http::{self, Limits, Method, Parse, Request, Status};
 use crate::outgoing::Response;
 use crate::position::Position;
+use crate::token::{self, Identity, Refusal, Secret};
 use std::rc::Rc;
 
 /// What the server should do with a request.
@@ -28,6 +29,15 @@ pub enum Action {
         from: String,
         /// A valid text.
         message: String,
+    },
+    /// A request refused for its token: send `response` (401 or 403), count it.
+    Denied {
+        /// The refusal, headers and JSON body.
+        response: Response,
+        /// Hang up after writing.
+        close: bool,
+        /// Which refusal, for `/stats`.
+        denial: Denial,
     },
     /// `GET /stats`: the server fills in its counters.
     Stats,
@@ -67,7 +77,19 @@ pub enum Action {
         since: Option<Position>,
         /// Who listens, for presence.
         name: Option<String>,
+        /// When the token it was opened with expires (seconds since 1970): the stream is
+        /// told `expired` and closed then. `None` without tokens.
+        expires: Option<u64>,
     },
+}
+
+/// Why a request was refused for its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: no token, or one that is malformed, forged or expired.
+    Unauthorized,
+    /// 403: a good token that does not grant the room.
+    Forbidden,
 }
 
 impl Action {
@@ -92,6 +114,19 @@ pub struct Context<'a> {
     pub max_message_bytes: usize,
     /// `--cors-origin`.
     pub cors_origin: Option<&'a str>,
+    /// With `--token-secret-file`: every request into a room needs a token.
+    pub auth: Option<Auth<'a>>,
+}
+
+/// What checking a token needs.
+#[derive(Clone, Copy)]
+pub struct Auth<'a> {
+    /// The shared secret.
+    pub secret: &'a Secret,
+    /// `--private-rooms`: rooms a `*` grant does not cover.
+    pub private_prefix: Option<&'a str>,
+    /// Now, in seconds since 1970.
+    pub now: u64,
 }
 
 /// What a connection's buffered input amounts to.
@@ -150,14 +185,23 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
         return route_room(request, rest, body, context);
     }
     match (request.path.as_str(), request.method) {
-        ("/chat", Method::Get) => Action::Park,
-        ("/chat", Method::Post) => match api::parse_classic_post(body, context.max_message_bytes) {
-            Ok(NewMessage { from, text, .. }) => Action::Broadcast {
-                from,
-                message: text,
-            },
-            Err(refused) => classic_refusal(refused, close),
-        },
+        ("/chat", Method::Get | Method::Post) => {
+            let who = match authenticate(request, crate::chat::LOBBY, context, &[]) {
+                Ok(who) => who,
+                Err(denied) => return denied,
+            };
+            let signed = who.as_ref().map(|who| who.sub.as_str());
+            match request.method {
+                Method::Get => Action::Park,
+                _ => match api::parse_classic_post(body, context.max_message_bytes, signed) {
+                    Ok(NewMessage { from, text, .. }) => Action::Broadcast {
+                        from,
+                        message: text,
+                    },
+                    Err(refused) => classic_refusal(refused, close),
+                },
+            }
+        }
         ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")]),
         ("/stats", Method::Get) => Action::Stats,
         ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")]),
@@ -198,8 +242,17 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
             &[],
         );
     }
-    let room = room.to_owned();
     let query = request.query.as_deref();
+    let who = match request.method {
+        // A preflight carries no credentials (the browser asks before it sends them).
+        Method::Options => None,
+        _ => match authenticate(request, room, context, &answer::cors(context.cors_origin)) {
+            Ok(who) => who,
+            Err(denied) => return denied,
+        },
+    };
+    let signed = who.as_ref().map(|who| who.sub.as_str());
+    let room = room.to_owned();
     let allow = |methods: &'static str| {
         (
             ApiError {
@@ -218,7 +271,7 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
         ("messages", Method::Get) => (|| {
             Ok(Action::RoomPoll {
                 since: api::resume_position(query, None)?,
-                name: api::presence_name(query)?,
+                name: api::presence_name(query, signed)?,
                 room,
             })
         })()
@@ -227,20 +280,24 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
             request.content_type.as_deref(),
             body,
             context.max_message_bytes,
+            signed,
         )
         .map(|message| Action::RoomPost { room, message })
         .map_err(|e| (e, "")),
         ("messages", _) => Err(allow("GET, POST")),
-        ("typing", Method::Post) => api::parse_typing(request.content_type.as_deref(), body)
-            .map(|from| Action::Typing { room, from })
-            .map_err(|e| (e, "")),
+        ("typing", Method::Post) => {
+            api::parse_typing(request.content_type.as_deref(), body, signed)
+                .map(|from| Action::Typing { room, from })
+                .map_err(|e| (e, ""))
+        }
         ("typing", _) => Err(allow("POST")),
         ("presence", Method::Get) => Ok(Action::Presence { room }),
         ("presence", _) => Err(allow("GET")),
         ("events", Method::Get) => (|| {
             Ok(Action::Stream {
                 since: api::resume_position(query, request.last_event_id.as_deref())?,
-                name: api::presence_name(query)?,
+                name: api::presence_name(query, signed)?,
+                expires: who.as_ref().map(|who| who.exp),
                 room,
             })
         })()
@@ -252,6 +309,65 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
         Ok(action) => action,
         Err((error, "")) => fail(error, &[]),
         Err((error, methods)) => fail(error, &[("Allow", methods)]),
+    }
+}
+
+/// With tokens on, who sent `request` into `room`: `Ok(None)` when tokens are off, the
+/// refusal (401 or 403, with `headers`) when the token is missing, bad, or does not grant
+/// the room. The token comes from `Authorization: Bearer`, or from `?token=` for clients
+/// that cannot set headers (EventSource).
+fn authenticate(
+    request: &Request,
+    room: &str,
+    context: &Context,
+    headers: &[(&str, &str)],
+) -> Result<Option<Identity>, Action> {
+    let Some(auth) = context.auth else {
+        return Ok(None);
+    };
+    let from_query;
+    let presented = match &request.bearer {
+        Some(token) => token.as_str(),
+        None => {
+            from_query = api::query_param(request.query.as_deref(), "token")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            from_query.as_str()
+        }
+    };
+    let close = !request.keep_alive;
+    let head_only = request.method == Method::Head;
+    let deny = |status: Status, challenge: &str, message: &str, denial: Denial| {
+        let mut headers = headers.to_vec();
+        headers.push(("WWW-Authenticate", challenge));
+        let bytes = answer::error(status, &headers, message, head_only);
+        Action::Denied {
+            response: Response::Owned(bytes),
+            close,
+            denial,
+        }
+    };
+    match token::verify(presented, auth.secret, auth.now) {
+        Ok(who) if who.may_enter(room, auth.private_prefix) => Ok(Some(who)),
+        Ok(_) => Err(deny(
+            Status::FORBIDDEN,
+            r#"Bearer realm="comet-chat", error="insufficient_scope""#,
+            "token: it does not grant this room (its rooms claim)",
+            Denial::Forbidden,
+        )),
+        Err(Refusal::Missing) => Err(deny(
+            Status::UNAUTHORIZED,
+            r#"Bearer realm="comet-chat""#,
+            Refusal::Missing.message(),
+            Denial::Unauthorized,
+        )),
+        Err(refusal) => Err(deny(
+            Status::UNAUTHORIZED,
+            r#"Bearer realm="comet-chat", error="invalid_token""#,
+            refusal.message(),
+            Denial::Unauthorized,
+        )),
     }
 }
 
@@ -285,6 +401,7 @@ mod tests {
             assets: &assets,
             max_message_bytes: 4096,
             cors_origin: Some("https://example.org"),
+            auth: None,
         };
         route(&req, &raw.as_bytes()[req.body.clone()], &context)
     }

@@ -52,6 +52,7 @@ use crate::chat::Chat;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::conn::Conn;
+use crate::limits::Limiter;
 use crate::random::Random;
 use crate::stats::Stats;
 use crate::timer::{self, TimerWheel};
@@ -163,6 +164,10 @@ pub struct Server {
     turn_deliveries: u64,
     /// What each client address holds, for limits per client.
     clients: Clients,
+    /// How fast each client may post and type.
+    limiter: Limiter,
+    /// The rate limiter's sweep is on the wheel (at most once).
+    limiter_sweep_scheduled: bool,
     /// Reused buffer for the timers one expire step fires.
     fired: Vec<timers::Payload>,
     /// The classic `{"error":"timeout"}`, encoded once and shared by every poll that
@@ -170,10 +175,13 @@ pub struct Server {
     classic_timeout: Rc<[u8]>,
     /// `: keep-alive`, shared by every stream's heartbeat.
     heartbeat_frame: Rc<[u8]>,
-    /// Names of event streams opened with `?name=`, by connection key, for presence.
-    stream_names: HashMap<usize, String>,
+    /// Who holds each event stream opened with a name or a token, by connection key: the
+    /// name, for presence, and when the token runs out. Streams with neither have no entry.
+    stream_holders: HashMap<usize, fanout::StreamHolder>,
     /// The 503 written to clients refused at accept (over `max_conns`, out of descriptors).
     refusal: Vec<u8>,
+    /// The 503 written to clients refused at accept for `--max-conns-per-client`.
+    refusal_per_client: Vec<u8>,
     /// What this pass did, for the trace log.
     report: PassReport,
     /// With `--redis`: the two connections to Redis and what is in flight on them.
@@ -304,5 +312,15 @@ impl Server {
     /// Milliseconds since start: the clock presence and rate limits read.
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// A wall-clock time (seconds since 1970, as tokens say) on the loop's clock: now if it
+    /// has passed. The loop's clock never jumps; the wall clock is read once, here.
+    fn loop_ms_at(&self, unix_secs: u64) -> u64 {
+        let now_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ahead = unix_secs.saturating_mul(1000).saturating_sub(now_unix_ms);
+        self.now_ms().saturating_add(ahead)
     }
 }

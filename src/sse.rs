@@ -45,6 +45,11 @@ pub fn gap_frame(next: Position) -> String {
     format!("event: gap\ndata: {{\"next\":\"{next}\"}}\n\n")
 }
 
+/// The token the stream was opened with has run out; the server closes the stream after
+/// this. The page asks its site for a new token and reconnects with it (from where it
+/// was: its last event id). Browsers drop an event without a `data:` line, so it has one.
+pub const EXPIRED: &[u8] = b"event: expired\ndata: {\"error\":\"token expired\"}\n\n";
+
 /// The server is stopping: reconnect after `delay_ms` (random per client). The `retry:`
 /// line makes EventSource wait that long; browsers drop an event without a `data:` line,
 /// so the delay is in the data too.

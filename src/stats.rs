@@ -44,6 +44,22 @@ pub struct Stats {
     pub open_files_limit: AtomicU64,
     /// The connection cap in force (set once at start).
     pub max_conns: AtomicU64,
+    /// Posts refused with 429 by the per-client rate (`--post-rate`, `--post-burst`).
+    pub posts_refused: AtomicU64,
+    /// Typing events refused with 429 (`--typing-interval`).
+    pub typing_refused: AtomicU64,
+    /// Connections refused with 503 at accept for `--max-conns-per-client`.
+    pub refused_per_client: AtomicU64,
+    /// Buckets the rate limiter holds right now (one per recently active client and limit).
+    pub limiter_entries: AtomicU64,
+    /// Client addresses holding a connection or a presence name right now.
+    pub client_addresses: AtomicU64,
+    /// Requests refused with 401: no token, or a malformed, forged or expired one.
+    pub unauthorized: AtomicU64,
+    /// Requests refused with 403: a good token that does not grant the room.
+    pub forbidden: AtomicU64,
+    /// Event streams told `expired` and closed when their token ran out.
+    pub streams_expired: AtomicU64,
     /// With `--redis`: 1 while both connections to Redis are up.
     pub redis_connected: AtomicU64,
     /// With `--redis`: times the connection to Redis was made again after it was lost.

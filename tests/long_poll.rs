@@ -61,7 +61,7 @@ fn a_poll_with_nothing_posted_answers_timeout() {
 
 #[test]
 fn five_hundred_polls_get_one_broadcast_while_fifty_left_first() {
-    let server = start_default();
+    let server = start(without_client_limits(test_config()));
     let mut stay: Vec<Client> = (0..500).map(|_| Client::connect(server.addr)).collect();
     let mut leave: Vec<Client> = (0..50).map(|_| Client::connect(server.addr)).collect();
     for client in stay.iter_mut().chain(leave.iter_mut()) {

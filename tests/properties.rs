@@ -109,7 +109,8 @@ proptest! {
 /// exactly once, in order, however the bytes are split.
 #[test]
 fn the_server_answers_every_pipelined_request_once_in_order() {
-    let server = start_default();
+    // Hundreds of posts from one address: not what the rate limits are tested with.
+    let server = start(without_client_limits(test_config()));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 48,
         ..ProptestConfig::default()
@@ -154,4 +155,66 @@ fn head_after_leading_empty_lines_gets_no_body() {
     );
     assert_eq!(outcome.requests, vec!["HEAD / HTTP/1.0".to_owned()]);
     assert_eq!(outcome.rejected, None);
+}
+
+/// A token's every byte counts: the header, the claims (a name, a room, a time) and the
+/// signature. Whatever single byte of a good token is changed, to whatever value, the
+/// request that carries it never reaches a room.
+mod tokens {
+    use comet_chat::assets::Assets;
+    use comet_chat::http::Limits;
+    use comet_chat::routes::{self, Action, Next};
+    use comet_chat::token::{self, Secret};
+    use proptest::prelude::*;
+
+    fn route(token: &[u8], secret: &Secret, now: u64) -> Next {
+        let assets = Assets::empty();
+        let context = routes::Context {
+            assets: &assets,
+            max_message_bytes: 4096,
+            cors_origin: None,
+            auth: Some(routes::Auth {
+                secret,
+                private_prefix: None,
+                now,
+            }),
+        };
+        let raw = [
+            b"GET /rooms/r/messages HTTP/1.1\r\nAuthorization: Bearer ".as_slice(),
+            token,
+            b"\r\n\r\n",
+        ]
+        .concat();
+        routes::next(&raw, &Limits::default(), &context)
+    }
+
+    proptest! {
+        #[test]
+        fn a_token_with_any_byte_changed_is_refused(
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let secret = Secret::from_bytes(b"a test secret that is long enough for HS256");
+            let now = 1_800_000_000;
+            let good = token::mint(&secret, "ann", &["r".into()], 60, now);
+            // The unchanged token is let in, so a refusal below is the change's doing.
+            let let_in = matches!(
+                route(good.as_bytes(), &secret, now),
+                Next::Request { action: Action::RoomPoll { .. }, .. }
+            );
+            prop_assert!(let_in);
+            let mut changed = good.into_bytes();
+            let i = at.index(changed.len());
+            prop_assume!(changed[i] != byte);
+            changed[i] = byte;
+            match route(&changed, &secret, now) {
+                Next::Request { action: Action::Denied { .. }, .. }
+                | Next::Reject(_)
+                | Next::NeedMore { .. } => {}
+                Next::Request { action, .. } => {
+                    prop_assert!(false, "byte {i} set to {byte:#04x} let in: {action:?}")
+                }
+            }
+        }
+    }
 }

@@ -42,14 +42,16 @@ fn fill_history(addr: SocketAddr, room: &str, messages: usize, text_bytes: usize
 /// took a server with 4 MiB of history from 7 MB to 478 MB of RSS.
 #[test]
 fn clients_that_never_read_a_long_history_share_it() {
-    let server = ChildServer::start(&[
+    let mut args = vec![
         "--history-bytes",
         "4194304",
         "--history",
         "2000",
         "--write-timeout",
         "30",
-    ]);
+    ];
+    args.extend(NO_CLIENT_LIMITS);
+    let server = ChildServer::start(&args);
     fill_history(server.addr, "big", 1000, 4000); // ~4 MiB of stored messages
     let before = server.stat("rss_bytes");
     let requests_before = server.stat("requests");

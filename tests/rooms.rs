@@ -91,7 +91,7 @@ fn a_poll_times_out_with_nothing_and_the_same_position() {
 /// exactly once, in order.
 #[test]
 fn a_client_hammered_by_a_fast_poster_sees_every_id_exactly_once_in_order() {
-    let server = start_default();
+    let server = start(without_client_limits(test_config()));
     const COUNT: usize = 300;
     let addr = server.addr;
     let poster = std::thread::spawn(move || {
@@ -255,7 +255,7 @@ fn typing_reaches_waiters_and_is_never_replayed() {
     );
     assert_eq!(answer["messages"], serde_json::json!([]));
     assert_eq!(answer["next"], head.as_str(), "an event moves no position");
-    // Rate limited per name.
+    // Rate limited per name (and address: see tests/limits.rs).
     assert_eq!(
         post_form(server.addr, "/rooms/r/typing", "from=bob").status,
         429

@@ -175,7 +175,8 @@ fn nothing_acknowledged_is_lost_or_repeated_while_redis_restarts() {
     ])));
     let (a, b) = {
         let redis = redis.lock().unwrap();
-        (node(&redis), node(&redis))
+        let flooded = || start(without_client_limits(node_config(&redis)));
+        (flooded(), flooded())
     };
     wait_connected(&a);
     wait_connected(&b);

@@ -18,7 +18,18 @@ use std::time::{Duration, Instant};
 pub const POLL_TIMEOUT_SECS: u64 = 2;
 
 /// Flags every phase's server gets (then `--poll-timeout`, then the phase's own).
-const COMMON_FLAGS: &[&str] = &["--no-www", "--log-level", "warn"];
+/// The per-client post limits are lifted: every client here (probe and attackers) shares
+/// 127.0.0.1, and the question is what the loop does with what reaches it. With the
+/// defaults, the pipelining flood's posts past the 20th would be answered 429 instead.
+const COMMON_FLAGS: &[&str] = &[
+    "--no-www",
+    "--log-level",
+    "warn",
+    "--post-rate",
+    "1000000",
+    "--post-burst",
+    "1000000",
+];
 
 /// Longest a phase waits, after its last window, for the probes' requests sent in it to
 /// be answered: a frozen loop answers them late, and those are the samples that matter.

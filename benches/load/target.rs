@@ -39,12 +39,20 @@ impl Target {
         let poll_timeout = POLL_TIMEOUT_SECS.to_string();
         let launch = Launch {
             bin,
+            // No per-client limits: 19,500 clients from 60 addresses is over 256 an address,
+            // and one poster posts as fast as the fan-out allows.
             args: &[
                 "--no-www",
                 "--poll-timeout",
                 &poll_timeout,
                 "--log-level",
                 "warn",
+                "--max-conns-per-client",
+                "0",
+                "--post-rate",
+                "1000000",
+                "--post-burst",
+                "1000000",
             ],
             cpu,
             // Warnings (e.g. accept failing with EMFILE) show up in the bench output.

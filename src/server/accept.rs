@@ -31,10 +31,18 @@ impl Server {
                         self.out_of_descriptors = false;
                         log::info!("descriptors available again; accepting");
                     }
+                    let per_client = self.config.max_conns_per_client;
                     if self.conns.len() >= self.max_conns {
                         stats::add(&self.stats.refused_over_cap, 1);
                         log::debug!("refusing {addr}: {} connections open", self.conns.len());
                         refuse(socket, &self.refusal);
+                    } else if per_client > 0
+                        && self.clients.connections_from(addr.ip()) as usize >= per_client
+                    {
+                        // Before any parsing: one lookup, one small write, one close.
+                        stats::add(&self.stats.refused_per_client, 1);
+                        log::debug!("refusing {addr}: it holds {per_client} connections");
+                        refuse(socket, &self.refusal_per_client);
                     } else {
                         self.add_connection(socket, addr);
                     }

@@ -22,11 +22,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// too slow: a reader this far behind would only fall further behind.
 const STREAM_BACKLOG_BYTES: usize = 256 * 1024;
 
+/// Who holds an event stream: kept only for streams opened with a name or a token.
+pub(super) struct StreamHolder {
+    /// The name the stream made present (`?name=`, or the token's `sub`).
+    pub name: Option<String>,
+    /// When the token it was opened with runs out, in the loop's milliseconds.
+    pub expires_ms: Option<u64>,
+}
+
 /// How often presence is swept for names whose window has passed.
 const PRESENCE_SWEEP: Duration = Duration::from_secs(1);
-
-/// One typing event per name per this many milliseconds.
-pub(super) const TYPING_INTERVAL_MS: u64 = 1000;
 
 /// Names one presence sweep may take (and announce as leave events) per pass; the rest
 /// go in the next sweep, one tick later.
@@ -64,7 +69,8 @@ impl Server {
             }
             State::Streaming(m) => {
                 stats::sub(&self.stats.streams, 1);
-                if let Some(name) = self.stream_names.remove(&key) {
+                let holder = self.stream_holders.remove(&key);
+                if let Some(name) = holder.and_then(|holder| holder.name) {
                     let (now, window) = (self.now_ms(), self.presence_window_ms());
                     let names = &mut self.chat.room(m.room).names;
                     names.stream_closed(&name, now, window);
@@ -228,6 +234,33 @@ impl Server {
         self.write_output(key);
     }
 
+    /// Ends a stream with a last `frame` (shutdown, expiry): written now or queued behind
+    /// what is in progress; the connection closes once it is out.
+    pub(super) fn end_stream_with(&mut self, key: usize, frame: &Rc<[u8]>) {
+        self.stream_send(key, frame, false);
+        if self.conns[key].state() == State::Closed {
+            return; // it was too far behind to take even that
+        }
+        self.unpark(key);
+        self.conns[key].end_stream();
+        // What is left of it goes out now; once all is out (perhaps already), hang up.
+        self.write_output(key);
+    }
+
+    /// When the stream's token runs out, in the loop's milliseconds; `None` without one.
+    pub(super) fn stream_expiry_ms(&self, key: usize) -> Option<u64> {
+        self.stream_holders.get(&key)?.expires_ms
+    }
+
+    /// The token a stream was opened with has run out: tell its page, which fetches a new
+    /// token and reconnects, and close. Until then it heard everything it was entitled to.
+    pub(super) fn expire_stream(&mut self, key: usize) {
+        stats::add(&self.stats.streams_expired, 1);
+        log::debug!("#{key} stream's token expired; closing");
+        let frame: Rc<[u8]> = sse::EXPIRED.into();
+        self.end_stream_with(key, &frame);
+    }
+
     /// A stream's page of replayed history is out: queue the next one from the room.
     pub(super) fn refill_stream(&mut self, key: usize, after: u64) {
         let State::Streaming(membership) = self.conns[key].state() else {
@@ -269,7 +302,6 @@ impl Server {
             if budget == 0 {
                 break;
             }
-            self.chat.room(room).forget_typing(now, TYPING_INTERVAL_MS);
             let left = self.chat.room(room).names.sweep(now, budget);
             budget -= left.len();
             let mut events = Vec::with_capacity(left.len());

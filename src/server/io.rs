@@ -206,6 +206,15 @@ impl Server {
                 assets: &self.assets,
                 max_message_bytes: self.config.max_message_bytes,
                 cors_origin: self.config.cors_origin.as_deref(),
+                auth: self
+                    .config
+                    .token_secret
+                    .as_deref()
+                    .map(|secret| routes::Auth {
+                        secret,
+                        private_prefix: self.config.private_rooms.as_deref(),
+                        now: crate::token::now_secs(),
+                    }),
             };
             match routes::next(&input[used..], &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
@@ -236,7 +245,7 @@ impl Server {
                         let request = input[used..used + consumed].trim_ascii_start();
                         let line = request.split(|&b| b == b'\r').next();
                         let line = String::from_utf8_lossy(line.unwrap_or_default());
-                        log::debug!("#{key} {line}");
+                        log::debug!("#{key} {}", redact_token(&line));
                     }
                     used += consumed;
                     answered += 1;
@@ -375,5 +384,35 @@ impl Server {
             self.report.closed += 1;
             log::debug!("#{key} closed");
         }
+        stats::set(&self.stats.client_addresses, self.clients.len() as u64);
+    }
+}
+
+/// A request line fit for the log: the value of a `token=` parameter is a credential, and
+/// logs are read by more people than tokens should be.
+fn redact_token(line: &str) -> std::borrow::Cow<'_, str> {
+    match line.find("token=") {
+        None => line.into(),
+        Some(at) => {
+            let value = at + "token=".len();
+            let end = line[value..]
+                .find(['&', ' ', '#'])
+                .map_or(line.len(), |n| value + n);
+            format!("{}…{}", &line[..value], &line[end..]).into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_token;
+
+    #[test]
+    fn tokens_never_reach_the_log() {
+        assert_eq!(
+            redact_token("GET /rooms/a/events?token=eyJ.x.y&since=0 HTTP/1.1"),
+            "GET /rooms/a/events?token=…&since=0 HTTP/1.1"
+        );
+        assert_eq!(redact_token("GET /chat HTTP/1.1"), "GET /chat HTTP/1.1");
     }
 }

@@ -3,7 +3,7 @@
 //! `room.rs` and `presence.rs`, the bytes in `answer.rs` and `sse.rs`, the waiting and
 //! delivering in `fanout.rs`; these functions only handle.
 
-use super::fanout::TYPING_INTERVAL_MS;
+use super::fanout::StreamHolder;
 use super::Server;
 use crate::answer;
 use crate::api::NewMessage;
@@ -176,23 +176,11 @@ impl Server {
         self.reply(key, bytes, close);
     }
 
-    /// `POST /rooms/{room}/typing`: 202, or 429 past one event per name per second.
+    /// `POST /rooms/{room}/typing` (within `--typing-interval`, checked before): 202.
     pub(super) fn typing(&mut self, key: usize, room: &str, from: String, close: bool) {
         let Some(room) = self.room_or_refuse(key, room, close) else {
             return;
         };
-        let now = self.now_ms();
-        if !self
-            .chat
-            .room(room)
-            .typing_allowed(&from, now, TYPING_INTERVAL_MS)
-        {
-            let message = "typing: at most one event per name per second";
-            let extra = [("Retry-After", "1")];
-            self.refuse(key, Status::TOO_MANY_REQUESTS, message, &extra, close);
-            return;
-        }
-        self.schedule_presence_sweep();
         if !self.shared() {
             self.broadcast_events(room, &[Event::Typing { from }]);
         } else if !self.typing_through_redis(room, &from) {
@@ -223,13 +211,14 @@ impl Server {
     }
 
     /// `GET /rooms/{room}/events`: the head, a `retry:` hint, what the client missed, then
-    /// the connection stays in the room's stream list until either side closes.
+    /// the connection stays in the room's stream list until either side closes, or the
+    /// token it was opened with (`expires`, seconds since 1970) runs out.
     pub(super) fn open_stream(
         &mut self,
         key: usize,
         room: &str,
         since: Option<Position>,
-        name: Option<String>,
+        (name, expires): (Option<String>, Option<u64>),
         close: bool,
     ) {
         let Some(id) = self.room_or_refuse(key, room, close) else {
@@ -263,6 +252,17 @@ impl Server {
         self.conns[key].start_stream(membership, output);
         self.clear_timer(key);
         stats::add(&self.stats.streams, 1);
+        if name.is_some() || expires.is_some() {
+            // The token is accepted until exp and the leeway for clock skew; the stream
+            // ends then, never before a reconnect with the same token would be refused.
+            let ends = |exp: u64| exp.saturating_add(crate::token::LEEWAY_SECS);
+            let expires_ms = expires.map(|exp| self.loop_ms_at(ends(exp)));
+            let holder = StreamHolder {
+                name: name.clone(),
+                expires_ms,
+            };
+            self.stream_holders.insert(key, holder);
+        }
         if let Some(name) = name {
             let (now, window) = (self.now_ms(), self.presence_window_ms());
             let client = self.conns[key].client;
@@ -271,7 +271,6 @@ impl Server {
                 .room(id)
                 .names
                 .stream_opened(&name, client, now, window);
-            self.stream_names.insert(key, name.clone());
             if joined {
                 self.clients.name_added(client);
                 self.joined(id, name);

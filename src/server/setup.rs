@@ -12,6 +12,7 @@ use crate::backplane::Backplane;
 use crate::chat::Chat;
 use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
+use crate::limits::Limiter;
 use crate::random::Random;
 use crate::room::HistoryLimits;
 use crate::sse;
@@ -69,6 +70,7 @@ impl Server {
             messages: config.history_messages,
             bytes: config.history_bytes,
         };
+        let limiter = Limiter::new(config.post_rate, config.post_burst, config.typing_interval);
         let backplane = config
             .redis
             .clone()
@@ -109,11 +111,14 @@ impl Server {
             ready_batch: Vec::new(),
             turn_deliveries: 0,
             clients: Clients::default(),
+            limiter,
+            limiter_sweep_scheduled: false,
             fired: Vec::new(),
             classic_timeout: answer::classic_timeout(),
             heartbeat_frame: Rc::from(sse::HEARTBEAT),
-            stream_names: HashMap::new(),
+            stream_holders: HashMap::new(),
             refusal: answer::refusal(),
+            refusal_per_client: answer::refusal_per_client(),
             report: PassReport::default(),
             backplane,
             incoming: Vec::new(),

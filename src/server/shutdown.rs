@@ -94,14 +94,6 @@ impl Server {
     fn end_stream(&mut self, key: usize) {
         let delay_ms = self.random.in_range(RETRY_DELAY_MS);
         let frame = sse::shutdown_frame(delay_ms).into_bytes().into();
-        // Written now, or queued behind a write in progress.
-        self.stream_send(key, &frame, false);
-        if self.conns[key].state() == State::Closed {
-            return; // it was too far behind to take even that
-        }
-        self.unpark(key);
-        self.conns[key].end_stream();
-        // What is left of it goes out now; once all is out (perhaps already), hang up.
-        self.write_output(key);
+        self.end_stream_with(key, &frame);
     }
 }

@@ -1,7 +1,7 @@
 //! Deadlines: every one the server keeps is an entry in the one timer wheel, so step 4 of a
 //! pass (expire) is the only place anything happens because time passed, and the loop
 //! sleeps exactly until the next of them. A connection has one timer at a time, whose
-//! purpose ([`Deadline`]) follows its state; the server has three of its own ([`Due`]).
+//! purpose ([`Deadline`]) follows its state; the server has a few of its own ([`Due`]).
 
 use super::Server;
 use crate::conn::{Deadline, State, Timer};
@@ -42,6 +42,8 @@ pub enum Due {
     GraceOver,
     /// With `--redis`: reconnect, or check that Redis still answers.
     RedisWatchdog,
+    /// Free the rate limiter's full buckets.
+    SweepLimiter,
 }
 
 impl Due {
@@ -53,6 +55,7 @@ impl Due {
             Due::SweepPresence => (SERVER_KEY, 1),
             Due::GraceOver => (SERVER_KEY, 2),
             Due::RedisWatchdog => (SERVER_KEY, 3),
+            Due::SweepLimiter => (SERVER_KEY, 4),
         }
     }
 
@@ -63,6 +66,7 @@ impl Due {
             (SERVER_KEY, 1) => Due::SweepPresence,
             (SERVER_KEY, 2) => Due::GraceOver,
             (SERVER_KEY, 3) => Due::RedisWatchdog,
+            (SERVER_KEY, 4) => Due::SweepLimiter,
             (key, generation) => Due::Conn {
                 key: key as usize,
                 generation,
@@ -88,6 +92,7 @@ impl Server {
                 }
                 Due::GraceOver => self.grace_over = true,
                 Due::RedisWatchdog => self.on_redis_watchdog(),
+                Due::SweepLimiter => self.sweep_limiter(),
             }
         }
         fired.clear();
@@ -129,10 +134,13 @@ impl Server {
                 };
                 self.respond(key, response, false);
             }
-            (Deadline::Heartbeat, State::Streaming(_)) => {
-                let frame = Rc::clone(&self.heartbeat_frame);
-                self.stream_send(key, &frame, false);
-            }
+            (Deadline::Heartbeat, State::Streaming(_)) => match self.stream_expiry_ms(key) {
+                Some(expiry) if expiry <= self.now_ms() => self.expire_stream(key),
+                _ => {
+                    let frame = Rc::clone(&self.heartbeat_frame);
+                    self.stream_send(key, &frame, false);
+                }
+            },
             (Deadline::Write, State::Streaming(_)) => {
                 stats::add(&self.stats.dropped_slow, 1);
                 log::debug!("#{key} {} stream too slow to read; dropping", conn.peer());
@@ -176,7 +184,14 @@ impl Server {
             Deadline::Poll => self.config.poll_timeout,
             Deadline::Write => self.config.write_timeout,
             Deadline::Linger => LINGER,
-            Deadline::Heartbeat => self.config.heartbeat,
+            // A quiet stream's next heartbeat, or the end of its token if that comes first.
+            Deadline::Heartbeat => match self.stream_expiry_ms(key) {
+                Some(expiry) => {
+                    let left = Duration::from_millis(expiry.saturating_sub(self.now_ms()));
+                    self.config.heartbeat.min(left)
+                }
+                None => self.config.heartbeat,
+            },
             Deadline::Backplane => super::redis::REPLY_WAIT,
         };
         self.clear_timer(key);
@@ -242,6 +257,7 @@ mod tests {
             Due::SweepPresence,
             Due::GraceOver,
             Due::RedisWatchdog,
+            Due::SweepLimiter,
         ];
         for due in cases {
             assert_eq!(Due::unpack(due.pack()), due);

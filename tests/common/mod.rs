@@ -24,6 +24,27 @@ pub fn test_config() -> Config {
     }
 }
 
+/// `config` without the per-client limits, for tests that flood on purpose from one
+/// address (every test client is 127.0.0.1): posts at any rate, any number of connections.
+pub fn without_client_limits(config: Config) -> Config {
+    Config {
+        post_rate: 1_000_000,
+        post_burst: 1_000_000,
+        max_conns_per_client: 0,
+        ..config
+    }
+}
+
+/// The same, as flags for a [`ChildServer`].
+pub const NO_CLIENT_LIMITS: [&str; 6] = [
+    "--max-conns-per-client",
+    "0",
+    "--post-rate",
+    "1000000",
+    "--post-burst",
+    "1000000",
+];
+
 /// The repository's www/ directory.
 pub fn www_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www")

@@ -32,6 +32,7 @@ pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
         assets: &assets,
         max_message_bytes: 4096,
         cors_origin: Some("https://example.org"),
+        auth: None,
     };
     let mut input: Vec<u8> = Vec::new();
     let mut outcome = Outcome::default();
@@ -85,7 +86,7 @@ pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
 
 fn check_action(action: &Action, head: bool) {
     match action {
-        Action::Reply { response, .. } => {
+        Action::Reply { response, .. } | Action::Denied { response, .. } => {
             let bytes: &[u8] = match response {
                 Response::Owned(bytes) => bytes,
                 Response::Shared(bytes) => bytes,

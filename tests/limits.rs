@@ -1,0 +1,197 @@
+//! The per-client flood limits as a client meets them: posts past the bucket get 429 and
+//! when to come back, and get through again once it has refilled; a client's connections
+//! past `--max-conns-per-client` are refused at accept; what the limiter holds is freed
+//! and shown in `/stats`. Clients are told apart by source address (127.0.0.2, ...).
+
+mod common;
+
+use comet_chat::token::{self, Secret};
+use comet_chat::Config;
+use common::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn post_from(addr: SocketAddr, source: &str, body: &str) -> Reply {
+    let mut client = Client::connect_from(addr, source);
+    client.send(
+        format!(
+            "POST /rooms/r/messages HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    client.read_reply()
+}
+
+#[test]
+fn posts_past_the_burst_wait_for_the_bucket_to_refill() {
+    let server = start(Config {
+        post_rate: 2,
+        post_burst: 3,
+        ..test_config()
+    });
+    let addr = server.addr;
+    for i in 0..3 {
+        assert_eq!(
+            post_from(addr, "127.0.0.2", &format!("from=ann&text=m{i}")).status,
+            201
+        );
+    }
+    let refused = post_from(addr, "127.0.0.2", "from=ann&text=one too many");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(
+        refused.header("Retry-After"),
+        Some("1"),
+        "a permit comes back in 0.5 s"
+    );
+    assert!(refused.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("--post-rate"));
+    // Changing the name buys nothing: the address is the client.
+    assert_eq!(post_from(addr, "127.0.0.2", "from=bob&text=hi").status, 429);
+    // Another client is not held back.
+    assert_eq!(post_from(addr, "127.0.0.3", "from=cy&text=hi").status, 201);
+    // Half a second later one permit is back, and one post gets through.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        post_from(addr, "127.0.0.2", "from=ann&text=again").status,
+        201
+    );
+    assert_eq!(
+        post_from(addr, "127.0.0.2", "from=ann&text=and again").status,
+        429
+    );
+    // The classic POST /chat is a post like any other.
+    let mut classic = Client::connect_from(addr, "127.0.0.2");
+    classic.post_message("message=hi");
+    assert_eq!(classic.read_reply().status, 429);
+    let stats = get(addr, "/stats").json();
+    assert_eq!(stats["limits"]["posts_refused"], 4, "{stats}");
+    assert_eq!(stats["messages"], 5, "refused posts were never stored");
+}
+
+#[test]
+fn with_tokens_a_name_is_limited_from_any_address() {
+    let secret = Secret::from_bytes(b"a test secret that is long enough for HS256");
+    let token = token::mint(&secret, "ann", &["*".into()], 60, token::now_secs());
+    let server = start(Config {
+        token_secret: Some(Arc::new(secret)),
+        post_rate: 1,
+        post_burst: 2,
+        ..test_config()
+    });
+    let post = |source: &str| {
+        let mut client = Client::connect_from(server.addr, source);
+        client.send(
+            format!(
+                "POST /rooms/r/messages HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\ntext=hi"
+            )
+            .as_bytes(),
+        );
+        client.read_reply().status
+    };
+    assert_eq!(post("127.0.0.2"), 201);
+    assert_eq!(post("127.0.0.3"), 201);
+    assert_eq!(
+        post("127.0.0.4"),
+        429,
+        "ann's bucket is empty wherever she posts from"
+    );
+}
+
+#[test]
+fn typing_is_limited_per_client_not_per_connection() {
+    let server = start_default();
+    let typing = |source: &str, from: &str| {
+        let mut client = Client::connect_from(server.addr, source);
+        let body = format!("from={from}");
+        client.send(
+            format!(
+                "POST /rooms/r/typing HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        client.read_reply()
+    };
+    assert_eq!(typing("127.0.0.2", "ann").status, 202);
+    // A new connection is the same client.
+    let again = typing("127.0.0.2", "ann");
+    assert_eq!(again.status, 429);
+    assert_eq!(again.header("Retry-After"), Some("1"));
+    // Another name from the same address, and the same name from another address, are
+    // other people; but rotating names from one address runs out after a few.
+    assert_eq!(typing("127.0.0.3", "ann").status, 202);
+    let statuses: Vec<u16> = ["bob", "cy", "dee", "eve"]
+        .iter()
+        .map(|name| typing("127.0.0.2", name).status)
+        .collect();
+    assert_eq!(statuses, [202, 202, 429, 429]);
+    let stats = get(server.addr, "/stats").json();
+    assert_eq!(stats["limits"]["typing_refused"], 3, "{stats}");
+}
+
+#[test]
+fn connections_past_the_per_address_cap_are_refused_at_accept() {
+    let server = start(Config {
+        max_conns_per_client: 5,
+        ..test_config()
+    });
+    let addr = server.addr;
+    let mut held: Vec<Client> = (0..5)
+        .map(|_| Client::connect_from(addr, "127.0.0.2"))
+        .collect();
+    for client in held.iter_mut() {
+        client.get("/chat");
+    }
+    wait_parked(&server, 5);
+    // The sixth is answered 503 before it sends a byte, and closed.
+    let mut sixth = Client::connect_from(addr, "127.0.0.2");
+    let refused = sixth.read_reply();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("Retry-After"), Some("5"));
+    assert!(refused.text().contains("--max-conns-per-client"));
+    assert!(sixth.closed_by_server());
+    // Someone else still gets in.
+    let mut other = Client::connect_from(addr, "127.0.0.3");
+    other.get("/stats");
+    let stats = other.read_reply().json();
+    assert_eq!(stats["limits"]["connections_refused"], 1);
+    // Once one of the five goes, the address may connect again.
+    drop(held.pop());
+    wait_until(
+        Duration::from_secs(5),
+        "the closed poll to be reaped",
+        || counter(&server, |s| &s.pending_polls) == 4,
+    );
+    let mut seventh = Client::connect_from(addr, "127.0.0.2");
+    seventh.get("/stats");
+    assert_eq!(seventh.read_reply().status, 200);
+}
+
+#[test]
+fn the_limiter_forgets_clients_whose_buckets_refilled() {
+    let server = start(Config {
+        post_rate: 10,
+        post_burst: 2,
+        ..test_config()
+    });
+    for n in 2..12 {
+        let source = format!("127.0.0.{n}");
+        assert_eq!(
+            post_from(server.addr, &source, "from=ann&text=hi").status,
+            201
+        );
+    }
+    let entries = || get(server.addr, "/stats").json()["limits"]["limiter_entries"].as_u64();
+    assert_eq!(entries(), Some(10), "one bucket per client that posted");
+    // A bucket is full again 0.1 s after one post; the sweep runs every second.
+    wait_until(Duration::from_secs(10), "the buckets to be freed", || {
+        entries() == Some(0)
+    });
+}
