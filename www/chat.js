@@ -8,6 +8,9 @@
 // - Messages are shown once each (by id) and only when the server sends them back, so a
 //   post retried with the same client_id never shows twice.
 // - Text is inserted as text, never HTML.
+// - On a server started with --token-secret-file, the page carries the token its site gave
+//   it (the URL fragment #room&token=..., kept in sessionStorage), takes its name from the
+//   token, and asks for a new token, saying why, when the server refuses or ends the old one.
 (function () {
   "use strict";
 
@@ -18,11 +21,14 @@
   var typingEl = $("typing");
   var presenceEl = $("presence");
 
-  var room = roomFromHash();
+  var fragment = readFragment();
+  var room = fragment.room;
   var params = new URLSearchParams(location.search);
   var forcePolling = params.get("transport") === "poll";
   var NAME_KEY = "comet-chat:name";
-  var name = localStorage.getItem(NAME_KEY) || "";
+  var TOKEN_KEY = "comet-chat:token";
+  var token = takeToken(fragment.token);
+  var name = nameFromToken(token) || localStorage.getItem(NAME_KEY) || "";
 
   var TYPING_SEND_EVERY_MS = 2000;
   var TYPING_SHOW_MS = 4000;
@@ -40,12 +46,55 @@
   var channel = "BroadcastChannel" in window ? new BroadcastChannel("comet-chat:" + room) : null;
   var leader = false;
 
-  function roomFromHash() {
-    var wanted = decodeURIComponent(location.hash.slice(1));
-    return /^[A-Za-z0-9_-]{1,64}$/.test(wanted) ? wanted : "lobby";
+  // "#garden" or "#garden&token=eyJ..." (or "#token=eyJ..." for the lobby).
+  function readFragment() {
+    var parts = location.hash.slice(1).split("&");
+    var found = { room: "lobby", token: "" };
+    parts.forEach(function (part, i) {
+      var eq = part.indexOf("=");
+      if (eq < 0 && i === 0) {
+        var wanted = decodeURIComponent(part);
+        if (/^[A-Za-z0-9_-]{1,64}$/.test(wanted)) found.room = wanted;
+      } else if (part.slice(0, eq) === "token") {
+        found.token = decodeURIComponent(part.slice(eq + 1));
+      }
+    });
+    return found;
+  }
+
+  // A token in the fragment is kept for this tab and taken out of the address bar, so it
+  // is not bookmarked, shared or shown over a shoulder.
+  function takeToken(fromFragment) {
+    if (fromFragment) {
+      sessionStorage.setItem(TOKEN_KEY, fromFragment);
+      window.history.replaceState(null, "", location.pathname + location.search + "#" + room);
+      return fromFragment;
+    }
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  // The name the token vouches for (its "sub"), read for display only: the server checks
+  // the signature and uses the same name whatever the page says.
+  function nameFromToken(jwt) {
+    try {
+      var claims = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      var json = decodeURIComponent(Array.from(atob(claims), function (c) {
+        return "%" + c.charCodeAt(0).toString(16).padStart(2, "0");
+      }).join(""));
+      return JSON.parse(json).sub || "";
+    } catch (e) {
+      return "";
+    }
   }
 
   function api(what) { return "/rooms/" + room + "/" + what; }
+
+  // Every request carries the token when there is one.
+  function call(url, options) {
+    options = options || {};
+    if (token) options.headers = Object.assign({ Authorization: "Bearer " + token }, options.headers);
+    return fetch(url, options);
+  }
 
   // ---- what the page shows ----------------------------------------------------------
 
@@ -150,20 +199,58 @@
   }
 
   function refreshPresence() {
-    return fetch(api("presence"), { cache: "no-store" })
+    return call(api("presence"), { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (answer) { if (answer) deliver({ kind: "presence", names: answer.present }); })
       .catch(function () {});
   }
 
+  // The server refused the token (401, 403) or ended the stream it was good for: stop
+  // listening and ask for a new one. `why` is the server's own sentence when it gave one.
+  var waitingForToken = false;
+  function needToken(why) {
+    if (waitingForToken) return;
+    waitingForToken = true;
+    status("offline", "signed out — " + why);
+    $("token-reason").textContent = why;
+    $("token").value = "";
+    var dialog = $("token-dialog");
+    if (!dialog.open) dialog.showModal();
+  }
+
+  function refusedToken(response) {
+    if (response.status !== 401 && response.status !== 403) return false;
+    response.json()
+      .then(function (e) { needToken(e.error); })
+      .catch(function () { needToken("the server wants a token (HTTP " + response.status + ")"); });
+    return true;
+  }
+
+  $("token-form").addEventListener("submit", function () {
+    var fresh = $("token").value.trim();
+    if (!fresh) return;
+    token = fresh;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    name = nameFromToken(token) || name;
+    $("me").textContent = name;
+    waitingForToken = false;
+    // A stream refused for the old token made us fall back to polling; try it again.
+    forcePolling = params.get("transport") === "poll";
+    if (leader) listen();
+  });
+
   function listen() {
+    if (waitingForToken) return;
     refreshPresence();
     if (!forcePolling && "EventSource" in window) stream();
     else poll();
   }
 
   function query() {
-    return "?name=" + encodeURIComponent(name) + "&since=" + encodeURIComponent(position);
+    var q = "?name=" + encodeURIComponent(name) + "&since=" + encodeURIComponent(position);
+    // EventSource cannot send headers: the token goes in the query, which the server keeps
+    // out of its log.
+    return token ? q + "&token=" + encodeURIComponent(token) : q;
   }
 
   // EventSource reconnects by itself, sending the id of the last event it saw; we only
@@ -189,6 +276,10 @@
         deliver({ kind: kind, from: event.from, name: event.name });
       });
     });
+    source.addEventListener("expired", function () {
+      source.close();
+      needToken("your token has expired; ask the site that sent you here for a new one");
+    });
     source.addEventListener("shutdown", function (e) {
       var wait = JSON.parse(e.data).retry_after_ms;
       status("connecting", "server restarting — back in " + Math.ceil(wait / 1000) + " s");
@@ -211,9 +302,11 @@
   function poll() {
     var settled = false;
     setTimeout(function () { if (!settled) status("connected", "connected"); }, PARKED_AFTER_MS);
-    fetch(api("messages") + query(), { cache: "no-store" })
+    if (waitingForToken) return;
+    call(api("messages") + query(), { cache: "no-store" })
       .then(function (response) {
         settled = true;
+        if (refusedToken(response)) return null;
         if (response.status === 503) {
           // The server is going away and says when to come back, at a random delay per
           // client so that everyone does not return at once.
@@ -259,7 +352,7 @@
   }
 
   function post(what, fields) {
-    return fetch(api(what), {
+    return call(api(what), {
       method: "POST",
       headers: { "Content-Type": "application/x-www-form-urlencoded" },
       body: form(fields),
@@ -279,6 +372,7 @@
     return post("messages", { from: name, text: text, client_id: clientId })
       .then(function (response) {
         if (response.status >= 500) throw new Error("HTTP " + response.status);
+        if (refusedToken(response)) return;
         if (!response.ok) {
           return response.json().then(function (e) { setStatus("offline", "not sent: " + e.error); });
         }
@@ -317,6 +411,8 @@
   function start() {
     $("room-name").textContent = room === "lobby" ? "" : "#" + room;
     $("me").textContent = name;
+    // With a token, the name is the token's: there is nothing to change here.
+    if (token) $("rename").hidden = true;
     if (channel) {
       channel.onmessage = function (e) {
         var item = e.data;
@@ -353,7 +449,7 @@
     location.reload();
   });
 
-  if (name) {
+  if (name || token) {
     start();
   } else {
     var dialog = $("name-dialog");

@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const BINARY = process.env.COMET_CHAT_BIN || join(ROOT, "target/debug/comet-chat");
+export const BINARY = process.env.COMET_CHAT_BIN || join(ROOT, "target/debug/comet-chat");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
 // Flags Chromium needs as root on a machine with no network but the registries.
