@@ -358,3 +358,21 @@ fn comet_chat_token_prints_a_token_the_server_accepts() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--sub is required"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn with_tokens_everyone_behind_one_address_may_be_present() {
+    // Without tokens one address may make 32 names (it could make them up); with tokens a
+    // name is vouched for, and an office behind one NAT is many people.
+    let server = server();
+    let addr = server.addr;
+    // A message, so that each poll from the start is answered at once.
+    assert_eq!(post_as(addr, "r", &mint("bot", &["r"], 60), "text=hi").status, 201);
+    for n in 0..40 {
+        let token = mint(&format!("user{n}"), &["r"], 60);
+        let reply = get_as(addr, "/rooms/r/messages?since=0", &token);
+        assert_eq!(reply.status, 200, "user{n}: {}", reply.text());
+    }
+    let token = mint("ann", &["r"], 60);
+    let present = get_as(addr, "/rooms/r/presence", &token).json();
+    assert_eq!(present["present"].as_array().unwrap().len(), 40, "bot only posted");
+}
