@@ -29,6 +29,10 @@ pub struct Assets {
     files: HashMap<String, Asset>,
 }
 
+/// `www/admin/` is the X-ray page of the admin listener (`--admin-addr`), which serves it
+/// from a copy built into the binary; the public port never serves it.
+pub const ADMIN_DIR: &str = "/admin";
+
 /// Files larger than this are skipped with a warning: the page is a few kilobytes, and a
 /// stray video in www/ should not be pinned in memory for the server's life.
 pub const MAX_ASSET_BYTES: u64 = 4 * 1024 * 1024;
@@ -130,6 +134,9 @@ fn load_dir(dir: &Path, prefix: &str, files: &mut HashMap<String, Asset>) -> io:
             continue;
         }
         let url_path = format!("{prefix}/{name}");
+        if url_path == ADMIN_DIR {
+            continue; // the admin listener's page, built into the binary (src/admin.rs)
+        }
         if kind.is_dir() {
             load_dir(&entry.path(), &url_path, files)?;
         } else if kind.is_file() {

@@ -17,6 +17,9 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Directory served as static files; `None` serves only the API.
     pub www: Option<PathBuf>,
+    /// `--admin-addr`: a second listener for `/metrics` and the `/loop` X-ray, never the
+    /// public one. `None`: no admin listener, and nothing of it runs.
+    pub admin_addr: Option<SocketAddr>,
     /// How long `GET /chat` waits for a message before answering `{"error":"timeout"}`.
     pub poll_timeout: Duration,
     /// Caps on what one request may make us buffer.
@@ -103,6 +106,7 @@ impl Default for Config {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             www: Some(PathBuf::from("www")),
+            admin_addr: None,
             poll_timeout: Duration::from_secs(20),
             limits: Limits::default(),
             listen_backlog: 65_535,
@@ -220,6 +224,22 @@ pub static FLAGS: &[Flag] = &[
             config.addr = text
                 .parse()
                 .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080"))?;
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "admin-addr",
+        short: None,
+        value: "ADDR",
+        help: "also listen here for /metrics (Prometheus) and /loop (the live X-ray); \
+               keep it private (e.g. 127.0.0.1:9080); with --workers, worker i takes port + i - 1",
+        default: None,
+        default_note: "none: no admin listener",
+        kind: Kind::Text(|config, text| {
+            config.admin_addr = Some(
+                text.parse()
+                    .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:9080"))?,
+            );
             Ok(())
         }),
     },
@@ -1121,8 +1141,8 @@ mod tests {
             }
             checked += 1;
         }
-        // All but --no-www, --help and the six whose default is "unset".
-        assert_eq!(checked, FLAGS.len() - 8);
+        // All but --no-www, --help and the seven whose default is "unset".
+        assert_eq!(checked, FLAGS.len() - 9);
     }
 
     /// Each range in the table is the one the parser enforces: both ends are accepted, one
@@ -1230,6 +1250,9 @@ mod tests {
             }),
             ("max-names-per-client", Some("7"), |c| {
                 c.max_names_per_client == 7
+            }),
+            ("admin-addr", Some("127.0.0.1:9080"), |c| {
+                c.admin_addr == Some("127.0.0.1:9080".parse().unwrap())
             }),
             ("max-conns-per-client", Some("0"), |c| {
                 c.max_conns_per_client == 0

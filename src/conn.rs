@@ -306,12 +306,17 @@ impl<S> Conn<S> {
 
 impl<S: Write> Conn<S> {
     /// Writes as much of `output` as the socket takes; once it is all out, `output` is
-    /// gone. Returns what that achieved and how many bytes went this time.
-    pub fn flush(&mut self) -> io::Result<(Flushed, usize)> {
+    /// gone. Returns what that achieved and how many bytes went this time; adds the
+    /// `write`/`writev` calls it made to `writes`.
+    pub fn flush(&mut self, writes: &mut u64) -> io::Result<(Flushed, usize)> {
         let Some(out) = self.output.as_mut() else {
             return Ok((Flushed::Done, 0));
         };
-        let (flushed, sent) = out.write_to(&mut self.socket)?;
+        let mut counted = Counted {
+            inner: &mut self.socket,
+            calls: writes,
+        };
+        let (flushed, sent) = out.write_to(&mut counted)?;
         if flushed != Flushed::Blocked {
             self.output = None;
         }
@@ -338,6 +343,28 @@ impl<S: Write> Conn<S> {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// A writer that counts the calls made to it: each is one system call on a socket.
+struct Counted<'a, W> {
+    inner: &'a mut W,
+    calls: &'a mut u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        *self.calls += 1;
+        self.inner.write(bytes)
+    }
+
+    fn write_vectored(&mut self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        *self.calls += 1;
+        self.inner.write_vectored(slices)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -509,7 +536,7 @@ mod tests {
             let shared: std::rc::Rc<[u8]> =
                 std::rc::Rc::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"[..]);
             c.respond(Response::Shared(shared), close);
-            c.flush().unwrap();
+            c.flush(&mut 0).unwrap();
             let sent = String::from_utf8(c.socket.clone()).unwrap();
             match line {
                 Some(line) => assert!(sent.contains(&format!("\r\n{line}\r\n\r\n{{}}")), "{sent}"),

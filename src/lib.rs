@@ -39,6 +39,8 @@
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
 //! - [`assets`] — `www/` loaded once at start-up, served from memory.
+//! - [`metrics`] — what the loop records about itself; [`admin`] — what `--admin-addr`
+//!   says with it: Prometheus `/metrics` and the `/loop` X-ray.
 //! - [`stats`], [`sys`], [`random`], [`config`] — small helpers each owning one thing.
 //! - [`supervisor`] — `--workers N`: N processes of this same loop on one port, and the
 //!   process that starts, restarts and stops them.
@@ -48,6 +50,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod answer;
 pub mod api;
 pub mod assets;
@@ -59,6 +62,7 @@ pub mod conn;
 pub mod event;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod outgoing;
 pub mod position;
 pub mod presence;

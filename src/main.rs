@@ -102,6 +102,9 @@ fn run(mut config: Config, mut worker: Option<Worker>) -> std::io::Result<()> {
         poll_timeout,
         server.max_conns(),
     );
+    if let Some(admin) = server.admin_addr() {
+        log::info!("admin on http://{admin} (/metrics for Prometheus, /loop for the X-ray)");
+    }
     match worker.as_mut() {
         None => log::info!("listening on http://{} ({details})", server.local_addr()),
         // Not "listening on": that line is the supervisor's, once every worker is ready.

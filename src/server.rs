@@ -33,6 +33,7 @@
 
 mod accept;
 mod actions;
+mod admin;
 mod fanout;
 mod handle;
 mod io;
@@ -53,6 +54,7 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::limits::Limiter;
+use crate::metrics::LoopMetrics;
 use crate::random::Random;
 use crate::stats::Stats;
 use crate::timer::{self, TimerWheel};
@@ -184,6 +186,10 @@ pub struct Server {
     refusal_per_client: Vec<u8>,
     /// What this pass did, for the trace log.
     report: PassReport,
+    /// What the loop records about itself, for `/metrics` and the X-ray.
+    metrics: LoopMetrics,
+    /// With `--admin-addr`: the admin listener and its connections.
+    admin: Option<admin::Admin>,
     /// With `--redis`: the two connections to Redis and what is in flight on them.
     backplane: Option<Backplane<redis::Then>>,
     /// Reused buffer for what the backplane hands over in one go.
@@ -224,12 +230,14 @@ impl Server {
             (due, cap) => due.or(cap),
         };
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        self.metrics.syscalls.epoll_wait += 1;
         match self.poll.poll(&mut events, timeout) {
             Ok(()) => {}
             // A signal interrupted the wait; deadlines may still be due, so carry on.
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        let awake = Instant::now();
         // Those in line now are served in step 3; whoever joins the line during this pass
         // waits for the next, so no connection gets two turns in one pass.
         debug_assert!(self.ready_batch.is_empty());
@@ -242,6 +250,10 @@ impl Server {
                 WAKER => self.on_wake(),
                 SIGNALS => self.on_signal(),
                 REDIS_COMMANDS | REDIS_EVENTS => self.on_backplane_event(event.token()),
+                admin::ADMIN_LISTENER => self.accept_admin(),
+                Token(key) if key >= admin::ADMIN_BASE => {
+                    self.on_admin_event(key - admin::ADMIN_BASE, event)
+                }
                 Token(key) => self.on_conn_event(key, event),
             }
         }
@@ -251,6 +263,7 @@ impl Server {
         self.serve_backplane();
         self.expire_timers();
         self.reap_closed();
+        self.metrics.pass_done(self.report.events, awake.elapsed());
         self.trace_pass();
         // 6. exit?
         Ok(self.flow())

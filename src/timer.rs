@@ -71,6 +71,22 @@ pub struct TimerWheel<T> {
     entries: Slab<Entry<T>>,
     /// Every entry with `deadline <= now` has fired; new deadlines are clamped to `now + 1`.
     now: u64,
+    /// Entries per slot, for the X-ray's picture of the wheel: kept as entries come and
+    /// go (an add each), so drawing the wheel never walks its lists.
+    counts: Box<[u32]>,
+    /// Timers armed, fired and cancelled since the wheel was made.
+    totals: Totals,
+}
+
+/// What a wheel has done since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Timers inserted.
+    pub armed: u64,
+    /// Timers that came due and were handed out by `expire`.
+    pub fired: u64,
+    /// Timers cancelled before they were due.
+    pub cancelled: u64,
 }
 
 /// The slot a tick hashes to.
@@ -98,7 +114,19 @@ impl<T: Copy> TimerWheel<T> {
             soonest: vec![u64::MAX; SLOT_COUNT].into_boxed_slice(),
             entries: Slab::new(),
             now: 0,
+            counts: vec![0; SLOT_COUNT].into_boxed_slice(),
+            totals: Totals::default(),
         }
+    }
+
+    /// Timers armed, fired and cancelled so far.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// How many entries each slot holds, slot 0 first.
+    pub fn slot_counts(&self) -> &[u32] {
+        &self.counts
     }
 
     /// Number of timers scheduled.
@@ -136,6 +164,8 @@ impl<T: Copy> TimerWheel<T> {
         self.heads[slot] = key;
         self.occupied[slot / WORD_BITS] |= 1 << (slot % WORD_BITS);
         self.soonest[slot] = self.soonest[slot].min(deadline);
+        self.counts[slot] += 1;
+        self.totals.armed += 1;
         TimerId(key)
     }
 
@@ -143,10 +173,12 @@ impl<T: Copy> TimerWheel<T> {
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
         let entry = self.entries.try_remove(id.0 as usize)?;
         self.unlink(slot_of(entry.deadline), entry.prev, entry.next);
+        self.totals.cancelled += 1;
         Some(entry.payload)
     }
 
     fn unlink(&mut self, slot: usize, prev: u32, next: u32) {
+        self.counts[slot] -= 1;
         if prev == NIL {
             self.heads[slot] = next;
         } else {
@@ -251,6 +283,7 @@ impl<T: Copy> TimerWheel<T> {
             if entry.deadline <= to {
                 let entry = self.entries.remove(key as usize);
                 self.unlink(slot, entry.prev, entry.next);
+                self.totals.fired += 1;
                 fired.push(entry.payload);
             } else {
                 soonest = soonest.min(entry.deadline);
@@ -483,6 +516,17 @@ mod tests {
                 }
             }
             assert_eq!(wheel.len(), model.len());
+            // The X-ray's picture agrees with the model: entries per slot, and the totals.
+            let counted: u32 = wheel.slot_counts().iter().sum();
+            assert_eq!(counted as usize, model.len());
+            let totals = wheel.totals();
+            assert_eq!(
+                totals.armed - totals.fired - totals.cancelled,
+                model.len() as u64
+            );
+        }
+        for (deadline, _, _) in &model {
+            assert!(wheel.slot_counts()[slot_of(*deadline)] > 0);
         }
     }
 }

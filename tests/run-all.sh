@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test comet-chat has: the unit and socket tests (cargo test) and the browser
 # test (headless Debian Chromium driven by playwright-core). Installs what is missing on a
-# fresh Debian machine: Chromium and redis-server (the tests of --redis start their own, on
-# free ports) through apt-get, a Node.js new enough for playwright-core, and
+# fresh Debian machine: Chromium, redis-server and prometheus (the tests of --redis and
+# --admin-addr start their own, on free ports) through apt-get, a Node.js new enough for playwright-core, and
 # playwright-core through npm (it never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +41,13 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} with apt-get"
   apt_install "${missing[@]}"
+fi
+# The admin tests scrape /metrics with a real Prometheus and check it with promtool (both
+# in Debian's prometheus package; without its recommended node exporter, which we do not
+# use). The tests start their own Prometheus on a free port.
+if ! { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }; then
+  echo "== installing prometheus (with promtool) with apt-get"
+  apt_install --no-install-recommends prometheus
 fi
 use_node
 

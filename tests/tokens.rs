@@ -366,7 +366,10 @@ fn with_tokens_everyone_behind_one_address_may_be_present() {
     let server = server();
     let addr = server.addr;
     // A message, so that each poll from the start is answered at once.
-    assert_eq!(post_as(addr, "r", &mint("bot", &["r"], 60), "text=hi").status, 201);
+    assert_eq!(
+        post_as(addr, "r", &mint("bot", &["r"], 60), "text=hi").status,
+        201
+    );
     for n in 0..40 {
         let token = mint(&format!("user{n}"), &["r"], 60);
         let reply = get_as(addr, "/rooms/r/messages?since=0", &token);
@@ -374,5 +377,9 @@ fn with_tokens_everyone_behind_one_address_may_be_present() {
     }
     let token = mint("ann", &["r"], 60);
     let present = get_as(addr, "/rooms/r/presence", &token).json();
-    assert_eq!(present["present"].as_array().unwrap().len(), 40, "bot only posted");
+    assert_eq!(
+        present["present"].as_array().unwrap().len(),
+        40,
+        "bot only posted"
+    );
 }

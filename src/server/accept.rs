@@ -25,6 +25,7 @@ impl Server {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
+            self.metrics.syscalls.accept += 1;
             match listener.accept() {
                 Ok((socket, addr)) => {
                     if self.out_of_descriptors {
@@ -35,6 +36,7 @@ impl Server {
                     if self.conns.len() >= self.max_conns {
                         stats::add(&self.stats.refused_over_cap, 1);
                         log::debug!("refusing {addr}: {} connections open", self.conns.len());
+                        self.metrics.syscalls.write += 1;
                         refuse(socket, &self.refusal);
                     } else if per_client > 0
                         && self.clients.connections_from(addr.ip()) as usize >= per_client
@@ -42,6 +44,7 @@ impl Server {
                         // Before any parsing: one lookup, one small write, one close.
                         stats::add(&self.stats.refused_per_client, 1);
                         log::debug!("refusing {addr}: it holds {per_client} connections");
+                        self.metrics.syscalls.write += 1;
                         refuse(socket, &self.refusal_per_client);
                     } else {
                         self.add_connection(socket, addr);
@@ -81,9 +84,11 @@ impl Server {
         };
         if let Some(spare) = self.spare_descriptor.take() {
             drop(spare);
+            self.metrics.syscalls.accept += 1;
             let shed = match listener.accept() {
                 Ok((socket, _)) => {
                     stats::add(&self.stats.refused_emfile, 1);
+                    self.metrics.syscalls.write += 1;
                     refuse(socket, &self.refusal);
                     true
                 }

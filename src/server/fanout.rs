@@ -16,7 +16,7 @@ use crate::sse;
 use crate::stats;
 use crate::waitlist::{ListKind, Waiter};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes of frames that may queue behind a stream's socket before the stream is dropped as
 /// too slow: a reader this far behind would only fall further behind.
@@ -116,6 +116,7 @@ impl Server {
     /// Delivers stored message `seq` (the room's newest) to everyone waiting in the room:
     /// a local post, or, with `--redis`, one Redis announced.
     pub(super) fn deliver(&mut self, room: u32, seq: u64, text: &str) {
+        let started = Instant::now();
         let epoch = self.chat.epoch;
         stats::add(&self.stats.messages, 1);
         let mut delivered = 0;
@@ -136,6 +137,9 @@ impl Server {
         }
         stats::add(&self.stats.deliveries, delivered);
         self.turn_deliveries += delivered;
+        let (took, at_ms) = (started.elapsed(), self.now_ms());
+        let name = &self.chat.room(room).name;
+        self.metrics.broadcast_done(name, delivered, took, at_ms);
         log::debug!(
             "message {seq} in {} delivered to {delivered}",
             self.chat.room(room).name

@@ -59,6 +59,8 @@ impl Server {
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// With `--admin-addr`: where the admin listener listens.
+    pub admin_addr: Option<SocketAddr>,
     /// Counters and stop.
     pub handle: ServerHandle,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -101,14 +103,16 @@ pub fn spawn(config: Config) -> io::Result<Running> {
                     return Ok(());
                 }
             };
-            let _ = ready_tx.send(Ok((server.local_addr(), server.handle())));
+            let addrs = (server.local_addr(), server.admin_addr());
+            let _ = ready_tx.send(Ok((addrs, server.handle())));
             server.run()
         })?;
-    let (addr, handle) = ready_rx
+    let ((addr, admin_addr), handle) = ready_rx
         .recv()
         .map_err(|_| io::Error::other("server thread died during start-up"))??;
     Ok(Running {
         addr,
+        admin_addr,
         handle,
         thread: Some(thread),
     })

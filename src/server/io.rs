@@ -134,6 +134,7 @@ impl Server {
                 }
                 _ => {}
             }
+            self.metrics.syscalls.read += 1;
             match conn.socket.read(&mut self.read_chunk) {
                 Ok(0) => {
                     conn.flags.set(Flags::PEER_CLOSED, true);
@@ -141,8 +142,12 @@ impl Server {
                     self.on_peer_closed(key);
                     return false;
                 }
-                Ok(n) if discarding => discarded += n,
+                Ok(n) if discarding => {
+                    self.metrics.bytes_in += n as u64;
+                    discarded += n;
+                }
                 Ok(n) => {
+                    self.metrics.bytes_in += n as u64;
                     conn.input.extend_from_slice(&self.read_chunk[..n]);
                     // We stop reading at the cap, so one chunk over it is the most a
                     // client can make us hold.
@@ -221,6 +226,7 @@ impl Server {
                 Next::NeedMore { awaits_continue } => {
                     if awaits_continue && !conn.flags.has(Flags::CONTINUE_SENT) {
                         conn.flags.set(Flags::CONTINUE_SENT, true);
+                        self.metrics.syscalls.write += 1;
                         if let Err(e) = conn.write_interim(answer::CONTINUE) {
                             log::debug!("#{key} cannot send 100 Continue: {e}");
                             self.close(key);
@@ -291,7 +297,7 @@ impl Server {
     /// Writes what the connection is owed until it is all out or the socket is full.
     pub(super) fn write_output(&mut self, key: usize) {
         loop {
-            match self.conns[key].flush() {
+            match self.conns[key].flush(&mut self.metrics.syscalls.write) {
                 Ok((flushed, sent)) => {
                     stats::add(&self.stats.bytes_out, sent as u64);
                     self.report.bytes_written += sent;

@@ -2,6 +2,7 @@
 //! signal pipe, and working out the connection cap from the open-files limit. Nothing runs
 //! until `Server::run`.
 
+use super::admin;
 use super::{
     accept, io, PassReport, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS,
     SIGNALS, WAKER,
@@ -13,6 +14,7 @@ use crate::chat::Chat;
 use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
 use crate::limits::Limiter;
+use crate::metrics::LoopMetrics;
 use crate::random::Random;
 use crate::room::HistoryLimits;
 use crate::sse;
@@ -49,6 +51,14 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let admin = match admin_addr(&config)? {
+            Some(addr) => {
+                let mut admin = admin::Admin::bind(addr)?;
+                admin.register(poll.registry())?;
+                Some(admin)
+            }
+            None => None,
+        };
         let signals = if config.handle_signals {
             let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
             poll.registry()
@@ -130,6 +140,8 @@ impl Server {
             redis_was_up: false,
             redis_starting: None,
             redis_outage: None,
+            metrics: LoopMetrics::default(),
+            admin,
         };
         if shared {
             server.connect_redis();
@@ -142,6 +154,11 @@ impl Server {
         self.local_addr
     }
 
+    /// With `--admin-addr`: where the admin listener listens (port 0 becomes a real port).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(admin::Admin::addr)
+    }
+
     /// The connection cap in force.
     pub fn max_conns(&self) -> usize {
         self.max_conns
@@ -151,4 +168,27 @@ impl Server {
     pub fn asset_count(&self) -> usize {
         self.assets.len()
     }
+}
+
+/// Where the admin listener goes: `--admin-addr`, and for worker `i` of `--workers` its
+/// port plus `i - 1`, so that every worker's figures can be scraped (port 0 stays 0: each
+/// worker then takes a free port and logs it).
+fn admin_addr(config: &Config) -> std::io::Result<Option<SocketAddr>> {
+    let Some(mut addr) = config.admin_addr else {
+        return Ok(None);
+    };
+    if let (Some(worker), port) = (config.worker, addr.port()) {
+        if port != 0 {
+            let port = u16::try_from(worker - 1)
+                .ok()
+                .and_then(|offset| port.checked_add(offset))
+                .ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "--admin-addr: port {port} + worker {worker} - 1 is past 65535"
+                    ))
+                })?;
+            addr.set_port(port);
+        }
+    }
+    Ok(Some(addr))
 }

@@ -44,6 +44,10 @@ pub enum Due {
     RedisWatchdog,
     /// Free the rate limiter's full buckets.
     SweepLimiter,
+    /// Send the X-ray's next frame to its viewers.
+    XrayTick,
+    /// Close admin connections that sent no whole request in time.
+    SweepAdmin,
 }
 
 impl Due {
@@ -56,6 +60,8 @@ impl Due {
             Due::GraceOver => (SERVER_KEY, 2),
             Due::RedisWatchdog => (SERVER_KEY, 3),
             Due::SweepLimiter => (SERVER_KEY, 4),
+            Due::XrayTick => (SERVER_KEY, 5),
+            Due::SweepAdmin => (SERVER_KEY, 6),
         }
     }
 
@@ -67,6 +73,8 @@ impl Due {
             (SERVER_KEY, 2) => Due::GraceOver,
             (SERVER_KEY, 3) => Due::RedisWatchdog,
             (SERVER_KEY, 4) => Due::SweepLimiter,
+            (SERVER_KEY, 5) => Due::XrayTick,
+            (SERVER_KEY, 6) => Due::SweepAdmin,
             (key, generation) => Due::Conn {
                 key: key as usize,
                 generation,
@@ -93,6 +101,8 @@ impl Server {
                 Due::GraceOver => self.grace_over = true,
                 Due::RedisWatchdog => self.on_redis_watchdog(),
                 Due::SweepLimiter => self.sweep_limiter(),
+                Due::XrayTick => self.xray_tick(),
+                Due::SweepAdmin => self.sweep_admin(),
             }
         }
         fired.clear();
@@ -258,6 +268,8 @@ mod tests {
             Due::GraceOver,
             Due::RedisWatchdog,
             Due::SweepLimiter,
+            Due::XrayTick,
+            Due::SweepAdmin,
         ];
         for due in cases {
             assert_eq!(Due::unpack(due.pack()), due);

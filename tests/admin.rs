@@ -1,0 +1,244 @@
+//! `--admin-addr` as an operator and a student meet it: `/metrics` moves as requests,
+//! posts and drops happen, and is read by a real Prometheus and passes `promtool`; the X-ray
+//! feed sends frames while someone watches; the admin port answers only its routes, and the
+//! public port serves none of them.
+
+mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
+
+use comet_chat::{Config, Running};
+use common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn with_admin() -> Running {
+    start(Config {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..test_config()
+    })
+}
+
+fn admin(server: &Running) -> SocketAddr {
+    server.admin_addr.expect("an admin listener")
+}
+
+/// One sample's value from the exposition text (`name` with its labels, as written).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn metrics(server: &Running) -> String {
+    let reply = get(admin(server), "/metrics");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    reply.text()
+}
+
+#[test]
+fn counters_move_as_requests_posts_and_drops_happen() {
+    let server = start(Config {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        request_timeout: Duration::from_millis(300),
+        ..test_config()
+    });
+    let before = metrics(&server);
+    let mut polls: Vec<Client> = (0..3).map(|_| Client::connect(server.addr)).collect();
+    for poll in polls.iter_mut() {
+        poll.get("/chat");
+    }
+    wait_parked(&server, 3);
+    let parked = metrics(&server);
+    assert_eq!(sample(&parked, "comet_chat_waiting_polls"), 3.0);
+    assert_eq!(
+        sample(&parked, "comet_chat_connections{state=\"parked\"}"),
+        3.0
+    );
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("message=hello");
+    assert_eq!(poster.read_reply().status, 200);
+    for poll in polls.iter_mut() {
+        assert_eq!(poll.read_reply().status, 200);
+    }
+    // A slowloris: half a request, then nothing, until the server answers 408.
+    let mut slow = Client::connect(server.addr);
+    slow.send(b"GET /chat HTTP/1.1\r\nHost:");
+    assert_eq!(slow.read_reply().status, 408);
+    let after = metrics(&server);
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(moved("comet_chat_messages_total"), 1.0);
+    assert_eq!(moved("comet_chat_deliveries_total"), 3.0);
+    assert_eq!(
+        moved("comet_chat_drops_total{reason=\"request_timeout\"}"),
+        1.0
+    );
+    assert!(moved("comet_chat_requests_total") >= 4.0);
+    assert!(moved("comet_chat_connections_accepted_total") >= 5.0);
+    assert!(moved("comet_chat_syscalls_total{kind=\"accept\"}") >= 5.0);
+    assert!(moved("comet_chat_syscalls_total{kind=\"read\"}") >= 5.0);
+    assert!(moved("comet_chat_syscalls_total{kind=\"write\"}") >= 5.0);
+    assert!(moved("comet_chat_syscalls_total{kind=\"epoll_wait\"}") >= 1.0);
+    assert!(moved("comet_chat_loop_passes_total") >= 1.0);
+    assert!(moved("comet_chat_received_bytes_total") > 0.0);
+    assert!(moved("comet_chat_sent_bytes_total") > 0.0);
+    assert!(
+        moved("comet_chat_timers_armed_total") >= 3.0,
+        "three poll timers at least"
+    );
+    assert!(
+        moved("comet_chat_timers_cancelled_total") >= 3.0,
+        "answered before their timeout"
+    );
+    assert!(
+        moved("comet_chat_timers_fired_total") >= 1.0,
+        "the slowloris's request timer"
+    );
+    assert_eq!(
+        moved("comet_chat_fanout_duration_seconds_count"),
+        1.0,
+        "one broadcast"
+    );
+    assert_eq!(sample(&after, "comet_chat_waiting_polls"), 0.0);
+}
+
+#[test]
+fn the_admin_port_answers_its_routes_only_and_the_public_port_none_of_them() {
+    let server = with_admin();
+    let admin = admin(&server);
+    assert_eq!(get(admin, "/loop").status, 200);
+    assert!(get(admin, "/loop").text().contains("<svg id=\"wheel\""));
+    assert_eq!(get(admin, "/loop.js").status, 200);
+    for path in [
+        "/",
+        "/chat",
+        "/stats",
+        "/rooms/r/messages",
+        "/admin/loop.html",
+        "/metrics/x",
+    ] {
+        assert_eq!(get(admin, path).status, 404, "{path} on the admin port");
+    }
+    let post = request(admin, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("Allow"), Some("GET"));
+    let garbage = request(admin, "\x16\x03\x01garbage\r\n\r\n");
+    assert_eq!(garbage.status, 400);
+    // The public port, even serving www/, knows none of it.
+    let public = start(Config {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        www: Some(www_dir()),
+        ..test_config()
+    });
+    for path in [
+        "/metrics",
+        "/loop",
+        "/loop.js",
+        "/loop/events",
+        "/admin/loop.html",
+        "/admin/loop.js",
+    ] {
+        assert_eq!(
+            get(public.addr, path).status,
+            404,
+            "{path} on the public port"
+        );
+    }
+    assert_eq!(
+        get(public.addr, "/").status,
+        200,
+        "while the page is served"
+    );
+}
+
+#[test]
+fn the_x_ray_sends_frames_while_someone_watches() {
+    let server = with_admin();
+    let mut viewer = Client::connect(admin(&server));
+    viewer.get("/loop/events");
+    let head = viewer.read_stream_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Type"), Some("text/event-stream"));
+    let mut poll = Client::connect(server.addr);
+    poll.get("/chat");
+    wait_parked(&server, 1);
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("message=look");
+    poster.read_reply();
+    // Frames come four a second; within a few, one shows the broadcast to one client.
+    let mut seen = None;
+    for _ in 0..20 {
+        let event = viewer.read_event();
+        let json: serde_json::Value =
+            serde_json::from_str(event.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(json["wheel"]["slots"], 4096);
+        assert_eq!(json["wheel"]["arcs"].as_array().unwrap().len(), 256);
+        if let Some(b) = json["broadcasts"].as_array().and_then(|b| b.last()) {
+            seen = Some(b.clone());
+            break;
+        }
+    }
+    let broadcast = seen.expect("a frame listed the broadcast");
+    assert_eq!(broadcast["room"], "lobby");
+    assert_eq!(broadcast["fanout"], 1);
+}
+
+#[test]
+fn prometheus_scrapes_it_and_promtool_accepts_it() {
+    let server = with_admin();
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("message=counted");
+    assert_eq!(poster.read_reply().status, 200);
+    // promtool, the reference linter for the exposition format.
+    let text = metrics(&server);
+    let check = std::process::Command::new(prometheus::binary(&["/usr/bin/promtool", "promtool"]))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(text.as_bytes());
+    assert!(
+        check.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // A real Prometheus scrapes the admin port and answers queries on what it read.
+    let prometheus = prometheus::Prometheus::scraping(admin(&server));
+    wait_until(Duration::from_secs(30), "a scrape", || {
+        prometheus.query("up{job=\"comet-chat\"}") == Some(1.0)
+    });
+    assert_eq!(prometheus.query("comet_chat_messages_total"), Some(1.0));
+    wait_until(Duration::from_secs(10), "the pass histogram", || {
+        prometheus
+            .query("comet_chat_loop_pass_duration_seconds_count")
+            .is_some_and(|passes| passes > 0.0)
+    });
+    assert!(
+        prometheus
+            .query("comet_chat_syscalls_total{kind=\"epoll_wait\"}")
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// `Command::output`, with bytes on the child's stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
