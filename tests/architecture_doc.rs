@@ -135,6 +135,32 @@ fn every_name_the_tour_cites_exists_in_src() {
     );
 }
 
+/// The X-ray page tells a student which function makes each panel: those names, in
+/// `<code>` on `www/admin/loop.html`, must exist too.
+#[test]
+fn every_function_the_x_ray_names_exists_in_src() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("www/admin/loop.html")).unwrap();
+    let mut source = String::new();
+    all_source(&root.join("src"), &mut source);
+    let mut named = Vec::new();
+    for piece in page.split("<code>").skip(1) {
+        let name = piece.split("</code>").next().unwrap();
+        if let Some(path) = name.strip_suffix("()") {
+            let segments: Vec<&str> = path.split("::").collect();
+            let (last, outer) = segments.split_last().unwrap();
+            let known =
+                outer.iter().all(|o| defined(&source, o, false)) && defined(&source, last, true);
+            assert!(known, "the X-ray names {name}, which src/ does not define");
+            named.push(name.to_owned());
+        }
+    }
+    assert!(
+        named.len() >= 10,
+        "each panel names its functions: {named:?}"
+    );
+}
+
 /// The checker itself: a name that exists passes, one that does not is caught.
 #[test]
 fn the_checker_tells_real_names_from_stale_ones() {

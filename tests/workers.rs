@@ -418,3 +418,44 @@ fn a_killed_worker_loses_no_acknowledged_message() {
         assert_eq!(reader.join().unwrap(), acknowledged);
     }
 }
+
+/// `--admin-addr` with workers: worker i listens on the admin port + i - 1, and its
+/// `/metrics` says which worker it is, so every worker's figures can be scraped.
+#[test]
+fn each_worker_has_its_own_admin_port() {
+    // Two free ports in a row (the kernel hands out ports in no order; try a few).
+    let base = (0..50)
+        .find_map(|_| {
+            let first = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = first.local_addr().ok()?.port();
+            let second = std::net::TcpListener::bind(("127.0.0.1", port.checked_add(1)?)).ok()?;
+            drop((first, second));
+            Some(port)
+        })
+        .expect("two free ports in a row");
+    let admin = format!("127.0.0.1:{base}");
+    let supervised = Supervised::start(2, &["--admin-addr", &admin]);
+    for worker in 1..=2u16 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", base + worker - 1).parse().unwrap();
+        let text = get(addr, "/metrics").text();
+        assert!(
+            text.contains(&format!(
+                "comet_chat_info{{version=\"{}\",worker=\"{worker}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "port {} is worker {worker}'s:\n{}",
+            addr.port(),
+            &text[..300.min(text.len())]
+        );
+        assert!(text.contains("comet_chat_redis_connected "));
+    }
+    let lines = supervised.server.log_lines();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("admin on http://"))
+            .count(),
+        2,
+        "{lines:#?}"
+    );
+}

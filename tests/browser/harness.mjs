@@ -24,7 +24,8 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
- * Starts the server; resolves with { url, stop() } once it logs its address. `addr` picks
+ * Starts the server; resolves with { url, adminUrl, stop() } once it logs its address
+ * (adminUrl: with --admin-addr, where the admin listener is). `addr` picks
  * the address (default: a free port), so a test can restart a server where it was.
  */
 export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
@@ -41,8 +42,10 @@ export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
       const match = output.match(/listening on (http:\/\/[0-9.:]+)/);
       if (match) {
         clearTimeout(timer);
+        const admin = output.match(/admin on (http:\/\/[0-9.:]+)/);
         resolvePromise({
           url: match[1],
+          adminUrl: admin ? admin[1] : null,
           stop: () => new Promise((done) => {
             if (child.exitCode !== null) return done();
             child.once("exit", done);
