@@ -93,6 +93,12 @@ fn defined(source: &str, name: &str, as_function: bool) -> bool {
     item || member
 }
 
+/// Whether `Outer::inner` is defined: every segment is, the last as a function if called.
+fn path_defined(source: &str, segments: &[&str], as_function: bool) -> bool {
+    let (last, outer) = segments.split_last().expect("a name");
+    outer.iter().all(|o| defined(source, o, false)) && defined(source, last, as_function)
+}
+
 #[test]
 fn every_name_the_tour_cites_exists_in_src() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -117,11 +123,7 @@ fn every_name_the_tour_cites_exists_in_src() {
             continue;
         }
         checked.insert(span.clone());
-        let known = segments[..segments.len() - 1]
-            .iter()
-            .all(|outer| defined(&source, outer, false))
-            && defined(&source, last, as_function);
-        if !known {
+        if !path_defined(&source, &segments, as_function) {
             missing.insert(span);
         }
     }
@@ -148,9 +150,7 @@ fn every_function_the_x_ray_names_exists_in_src() {
         let name = piece.split("</code>").next().unwrap();
         if let Some(path) = name.strip_suffix("()") {
             let segments: Vec<&str> = path.split("::").collect();
-            let (last, outer) = segments.split_last().unwrap();
-            let known =
-                outer.iter().all(|o| defined(&source, o, false)) && defined(&source, last, true);
+            let known = path_defined(&source, &segments, true);
             assert!(known, "the X-ray names {name}, which src/ does not define");
             named.push(name.to_owned());
         }

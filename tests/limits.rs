@@ -13,16 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn post_from(addr: SocketAddr, source: &str, body: &str) -> Reply {
-    let mut client = Client::connect_from(addr, source);
-    client.send(
-        format!(
-            "POST /rooms/r/messages HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    client.read_reply()
+    post_form_from(addr, source, "/rooms/r/messages", body)
 }
 
 #[test]
@@ -107,17 +98,12 @@ fn with_tokens_a_name_is_limited_from_any_address() {
 fn typing_is_limited_per_client_not_per_connection() {
     let server = start_default();
     let typing = |source: &str, from: &str| {
-        let mut client = Client::connect_from(server.addr, source);
-        let body = format!("from={from}");
-        client.send(
-            format!(
-                "POST /rooms/r/typing HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-                 Content-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        client.read_reply()
+        post_form_from(
+            server.addr,
+            source,
+            "/rooms/r/typing",
+            &format!("from={from}"),
+        )
     };
     assert_eq!(typing("127.0.0.2", "ann").status, 202);
     // A new connection is the same client.

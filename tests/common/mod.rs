@@ -315,6 +315,21 @@ pub fn post_form(addr: SocketAddr, path: &str, body: &str) -> Reply {
     )
 }
 
+/// A form-encoded POST from a source address of our choosing (see
+/// [`Client::connect_from`]): another client, as far as per-client limits go.
+pub fn post_form_from(addr: SocketAddr, source: &str, path: &str, body: &str) -> Reply {
+    let mut client = Client::connect_from(addr, source);
+    client.send(
+        format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    client.read_reply()
+}
+
 /// A GET on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, &format!("GET {path} HTTP/1.1\r\n\r\n"))
