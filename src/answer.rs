@@ -105,7 +105,16 @@ pub fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
 /// The headers of every room-API response for a `--cors-origin` (none without one).
 pub fn cors(origin: Option<&str>) -> Vec<(&str, &str)> {
     match origin {
-        Some(origin) => vec![("Access-Control-Allow-Origin", origin), ("Vary", "Origin")],
+        // Expose-Headers: a page on another origin may read when to retry (429, 503)
+        // and why its token was refused (401, 403); browsers hide both otherwise.
+        Some(origin) => vec![
+            ("Access-Control-Allow-Origin", origin),
+            (
+                "Access-Control-Expose-Headers",
+                "Retry-After, WWW-Authenticate",
+            ),
+            ("Vary", "Origin"),
+        ],
         None => Vec::new(),
     }
 }

@@ -300,14 +300,15 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
         } else if header.name.eq_ignore_ascii_case("last-event-id") {
             last_event_id = Some(text(header.value));
         } else if header.name.eq_ignore_ascii_case("authorization") {
-            // The scheme is case-insensitive (RFC 9110 §11.1); any other scheme is no token.
+            // The scheme is case-insensitive (RFC 9110 §11.1). Another scheme (a proxy's
+            // Basic credentials, which browsers repeat on every request) is not ours: it
+            // neither carries a token nor hides one sent in the query.
             let value = text(header.value);
-            bearer = match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Some(token.trim().to_owned())
+            if let Some((scheme, token)) = value.split_once(' ') {
+                if scheme.eq_ignore_ascii_case("bearer") {
+                    bearer = Some(token.trim().to_owned());
                 }
-                _ => Some(String::new()),
-            };
+            }
         } else if header.name.eq_ignore_ascii_case("expect") {
             // Any other expectation is ignored: RFC 9110 §10.1.1 allows answering 417, but
             // going ahead is just as correct for a server with nothing else to offer.

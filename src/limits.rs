@@ -1,7 +1,8 @@
-//! Flood limits per client: how fast one client may post and send typing events. A client
-//! is its address (an IPv6 client its /64, which one subscriber usually holds whole) and,
-//! with tokens, also the name its token vouches for, so that neither many addresses
-//! sharing a name nor many names sharing an address get around a limit.
+//! Flood limits per client: how fast one client may post and send typing events. Without
+//! tokens a client is its address (an IPv6 client its /64, which one subscriber usually
+//! holds whole), so that making up names gets around nothing. With tokens a client is the
+//! name its token vouches for, wherever it comes from: one hostile user behind a NAT must
+//! not use up the allowance of everyone else behind it.
 //!
 //! Each limit is a token bucket (nginx's `limit_req` with `burst`): it holds up to `burst`
 //! permits, refills at `rate` a second, and each post takes one. A bucket exists only while
@@ -149,11 +150,11 @@ impl Limiter {
     }
 
     /// Whether the client at `address`, acting as `name`, may `act` now; if so, the act
-    /// is counted against it. `signed`: the name is a token's `sub`, vouched for, so it is
-    /// limited wherever it comes from; an unsigned name is anyone's to type, so it is
-    /// limited only together with its address (for typing; unsigned posts count per
-    /// address alone). Every bucket that applies must have a permit, and a refused act
-    /// takes none, so a client kept waiting is not charged for asking.
+    /// is counted against it. `signed`: the name is a token's `sub`, vouched for, so it
+    /// alone is the client. An unsigned name is anyone's to type: the address is the client
+    /// (and for typing, the address with the name, so that two people behind one NAT can
+    /// both be seen typing). Every bucket that applies must have a permit, and a refused
+    /// act takes none, so a client kept waiting is not charged for asking.
     pub fn allow(
         &mut self,
         act: Act,
@@ -171,14 +172,19 @@ impl Limiter {
             (Act::Typing, false) => Some(format!("{address}/{name}").into()),
             (Act::Post, false) => None,
         };
-        let mut wait = by_address.wait(&address, now_ms).ok_or(Refused::Crowded)?;
+        let mut wait = Duration::ZERO;
+        if !signed {
+            wait = by_address.wait(&address, now_ms).ok_or(Refused::Crowded)?;
+        }
         if let Some(name) = &name {
             wait = wait.max(by_name.wait(name, now_ms).ok_or(Refused::Crowded)?);
         }
         if !wait.is_zero() {
             return Err(Refused::Flooding(wait));
         }
-        by_address.take(&address, now_ms);
+        if !signed {
+            by_address.take(&address, now_ms);
+        }
         if let Some(name) = &name {
             by_name.take(name, now_ms);
         }
@@ -248,20 +254,26 @@ mod tests {
     }
 
     #[test]
-    fn a_name_is_limited_across_addresses_and_an_address_across_names() {
+    fn a_signed_name_is_limited_across_addresses_and_alone() {
         let mut limiter = Limiter::new(1, 2, Duration::from_secs(1));
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
-        assert!(limiter.allow(Act::Post, a, ("ann", true), 0).is_ok());
-        assert!(limiter.allow(Act::Post, b, ("ann", true), 0).is_ok());
+        let ok = |l: &mut Limiter, at, who| l.allow(Act::Post, at, who, 0).is_ok();
+        assert!(ok(&mut limiter, a, ("ann", true)));
+        assert!(ok(&mut limiter, b, ("ann", true)));
         assert!(
-            limiter.allow(Act::Post, b, ("ann", true), 0).is_err(),
-            "ann is spent"
+            !ok(&mut limiter, b, ("ann", true)),
+            "ann is spent wherever she is"
         );
-        assert!(limiter.allow(Act::Post, a, ("bob", true), 0).is_ok());
-        assert!(
-            limiter.allow(Act::Post, a, ("cy", true), 0).is_err(),
-            "a is spent"
-        );
+        // bob and cy behind ann's address are not held back by her.
+        assert!(ok(&mut limiter, a, ("bob", true)));
+        assert!(ok(&mut limiter, a, ("cy", true)));
+        assert!(ok(&mut limiter, a, ("cy", true)));
+        assert!(!ok(&mut limiter, a, ("cy", true)), "cy is spent");
+        // Unsigned, the address is the client, whatever the names.
+        let c = ip("192.0.2.3");
+        assert!(ok(&mut limiter, c, ("dee", false)));
+        assert!(ok(&mut limiter, c, ("eve", false)));
+        assert!(!ok(&mut limiter, c, ("fay", false)), "c is spent");
     }
 
     #[test]

@@ -121,12 +121,16 @@ impl Refusal {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    /// Extensions the token says must be understood (RFC 7515 §4.1.11): we understand
+    /// none, so a token that names any is refused.
+    crit: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
     sub: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
+    nbf: Option<serde_json::Value>,
     #[serde(default)]
     rooms: Option<serde_json::Value>,
 }
@@ -153,6 +157,11 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Identity, Refusa
     if header.alg != "HS256" {
         return Err(Malformed("token: only HS256 tokens are accepted"));
     }
+    if header.crit.is_some() {
+        return Err(Malformed(
+            "token: crit names extensions this server does not know",
+        ));
+    }
     let signature = decode(signature).ok_or(Malformed("token: the signature is not base64url"))?;
     let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
     let mut mac = secret.mac();
@@ -164,11 +173,26 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Identity, Refusa
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or(Malformed("token: the claims are not base64url JSON"))?;
     let exp = claims.exp.and_then(|exp| exp.as_u64()).ok_or(Malformed(
-        "token: exp (whole seconds since 1970) is required",
+        "token: exp is required, in whole seconds since 1970",
     ))?;
     // RFC 7519 §4.1.4: not accepted "on or after" exp (here, exp and the leeway).
     if now >= exp.saturating_add(LEEWAY_SECS) {
         return Err(Refusal::Expired);
+    }
+    // A token cannot be revoked before its exp: one that lives for ever is refused.
+    if exp > now.saturating_add(MAX_TTL_SECS) {
+        return Err(Malformed(
+            "token: exp is more than 366 days ahead; tokens are meant to be short-lived",
+        ));
+    }
+    // RFC 7519 §4.1.5: not accepted before nbf (less the leeway), when there is one.
+    match claims.nbf.map(|nbf| nbf.as_u64()) {
+        None => {}
+        Some(None) => return Err(Malformed("token: nbf must be whole seconds since 1970")),
+        Some(Some(nbf)) if now.saturating_add(LEEWAY_SECS) < nbf => {
+            return Err(Malformed("token: not valid yet (nbf)"));
+        }
+        Some(Some(_)) => {}
     }
     let sub = match claims.sub {
         Some(serde_json::Value::String(sub)) if api::check_name(&sub).is_ok() => sub,
@@ -264,8 +288,9 @@ where
 pub const MINT_USAGE: &str = "USAGE: comet-chat token --secret-file PATH --sub NAME \
                               [--rooms ROOM,ROOM|*] [--ttl 1h|30m|90s]";
 
-/// The longest `--ttl`: a year. Tokens are meant to be short-lived and renewed.
-const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
+/// The longest a token may live, from now to its `exp`: a year (and the longest `--ttl`).
+/// Tokens are meant to be short-lived and renewed, since none can be revoked.
+pub const MAX_TTL_SECS: u64 = 366 * 24 * 3600;
 
 /// `90`, `90s`, `30m`, `1h`, `2d`: seconds.
 fn parse_ttl(text: &str) -> Result<u64, String> {
@@ -368,6 +393,19 @@ mod tests {
             verify(&none, &secret(), NOW),
             Err(Refusal::Malformed(_))
         ));
+        // An extension we would have to understand.
+        let crit = r#"{"alg":"HS256","crit":["b64"],"b64":false}"#;
+        assert!(matches!(
+            verify(&forge(crit, &claims, &key), &secret(), NOW),
+            Err(Refusal::Malformed(_))
+        ));
+        // nbf within the leeway is fine.
+        let soon = format!(
+            r#"{{"sub":"ann","rooms":["*"],"exp":{},"nbf":{}}}"#,
+            NOW + 60,
+            NOW + 5
+        );
+        assert!(verify(&forge(good, &soon, &key), &secret(), NOW).is_ok());
         // Another algorithm, even signed with our secret (the RS/HS confusion).
         assert!(matches!(
             verify(&forge(r#"{"alg":"RS256"}"#, &claims, &key), &secret(), NOW),
@@ -391,6 +429,20 @@ mod tests {
             format!(r#"{{"sub":"ann","rooms":["a/b"],"exp":{}}}"#, NOW + 60),
             format!(r#"{{"sub":"ann","rooms":"*","exp":{}}}"#, NOW + 60),
             format!(r#"{{"sub":"ann","rooms":["*"],"exp":"{}"}}"#, NOW + 60),
+            format!(r#"{{"sub":"ann","rooms":["*"],"exp":{}}}"#, u64::MAX),
+            format!(
+                r#"{{"sub":"ann","rooms":["*"],"exp":{}}}"#,
+                NOW + MAX_TTL_SECS + 1
+            ),
+            format!(
+                r#"{{"sub":"ann","rooms":["*"],"exp":{},"nbf":{}}}"#,
+                NOW + 60,
+                NOW + 6
+            ),
+            format!(
+                r#"{{"sub":"ann","rooms":["*"],"exp":{},"nbf":"x"}}"#,
+                NOW + 60
+            ),
         ] {
             let refused = verify(&forge(good, &bad, &key), &secret(), NOW);
             assert!(

@@ -189,6 +189,36 @@ fn the_x_ray_sends_frames_while_someone_watches() {
     assert_eq!(broadcast["fanout"], 1);
 }
 
+/// Regressions: sixteen viewers that never read took every admin connection and locked
+/// the scraper out; a client that half-closed after its request got no answer.
+#[test]
+fn viewers_cannot_lock_out_a_scrape_and_a_half_closed_request_is_answered() {
+    let server = with_admin();
+    let admin = admin(&server);
+    let viewers: Vec<Client> = (0..20)
+        .map(|_| {
+            let mut viewer = Client::connect(admin);
+            viewer.get("/loop/events");
+            viewer
+        })
+        .collect();
+    wait_until(Duration::from_secs(5), "the viewers to be answered", || {
+        get(admin, "/metrics").status == 200
+    });
+    let refused = viewers
+        .into_iter()
+        .map(|mut v| v.read_reply_head_status())
+        .filter(|&status| status == 503)
+        .count();
+    assert_eq!(refused, 12, "eight viewers at most");
+    for _ in 0..5 {
+        let mut client = Client::connect(admin);
+        client.send(b"GET /metrics HTTP/1.0\r\n\r\n");
+        client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(client.read_reply().status, 200);
+    }
+}
+
 #[test]
 fn prometheus_scrapes_it_and_promtool_accepts_it() {
     let server = with_admin();

@@ -64,17 +64,21 @@ fn posts_past_the_burst_wait_for_the_bucket_to_refill() {
     assert_eq!(stats["messages"], 5, "refused posts were never stored");
 }
 
+/// With tokens the client is the token's name: limited wherever it posts from, and never
+/// holding back the others who share its address (an office behind one NAT).
 #[test]
-fn with_tokens_a_name_is_limited_from_any_address() {
+fn with_tokens_a_name_is_limited_from_any_address_and_alone() {
     let secret = Secret::from_bytes(b"a test secret that is long enough for HS256");
-    let token = token::mint(&secret, "ann", &["*".into()], 60, token::now_secs());
+    let now = token::now_secs();
+    let ann = token::mint(&secret, "ann", &["*".into()], 60, now);
+    let bob = token::mint(&secret, "bob", &["*".into()], 60, now);
     let server = start(Config {
         token_secret: Some(Arc::new(secret)),
         post_rate: 1,
         post_burst: 2,
         ..test_config()
     });
-    let post = |source: &str| {
+    let post = |token: &str, source: &str| {
         let mut client = Client::connect_from(server.addr, source);
         client.send(
             format!(
@@ -85,13 +89,19 @@ fn with_tokens_a_name_is_limited_from_any_address() {
         );
         client.read_reply().status
     };
-    assert_eq!(post("127.0.0.2"), 201);
-    assert_eq!(post("127.0.0.3"), 201);
+    assert_eq!(post(&ann, "127.0.0.2"), 201);
+    assert_eq!(post(&ann, "127.0.0.3"), 201);
     assert_eq!(
-        post("127.0.0.4"),
+        post(&ann, "127.0.0.4"),
         429,
         "ann's bucket is empty wherever she posts from"
     );
+    assert_eq!(
+        post(&bob, "127.0.0.2"),
+        201,
+        "bob, behind ann's address, is not held back"
+    );
+    assert_eq!(post(&bob, "127.0.0.2"), 201);
 }
 
 #[test]

@@ -125,3 +125,49 @@ fn a_steady_reader_of_a_long_replay_is_not_dropped() {
     assert!(received > big.len(), "got only {received} bytes");
     assert_eq!(counter(&server, |s| &s.dropped_slow), 0);
 }
+
+/// Regression: the kernel reports a socket writable again only once a good part of its send
+/// buffer is free (a third or so, up to megabytes once the buffer has grown), which a slow
+/// but steady reader may take longer than `--write-timeout` to free. Such a reader was
+/// dropped as stalled although it never stopped reading; now the deadline first tries a
+/// write, and any progress starts it over.
+#[test]
+fn a_slow_steady_reader_is_not_taken_for_a_stalled_one() {
+    let mut config = test_config();
+    config.write_timeout = Duration::from_millis(500);
+    config.max_message_bytes = 8 << 20;
+    config.limits.body_bytes = 9 << 20;
+    config.history_bytes = 16 << 20;
+    let server = start(config);
+    let big = "b".repeat(8 << 20);
+    let reply = post_form(
+        server.addr,
+        "/rooms/slow/messages",
+        &format!("from=ann&text={big}"),
+    );
+    assert_eq!(reply.status, 201);
+    let mut stream = Client::connect(server.addr).stream;
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /rooms/slow/events?since=0 HTTP/1.1\r\n\r\n",
+    )
+    .unwrap();
+    // About 200 kB/s, evenly, for 6 s: far slower than the buffers drain at, far faster
+    // than a stalled client.
+    let started = Instant::now();
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 4 * 1024];
+    while started.elapsed() < Duration::from_secs(6) {
+        let n = stream
+            .read(&mut chunk)
+            .expect("the server kept the stream open");
+        assert!(n > 0, "dropped after {received} bytes");
+        received += n;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        counter(&server, |s| &s.dropped_slow),
+        0,
+        "read {received} bytes"
+    );
+}

@@ -158,7 +158,7 @@ fn every_bad_token_is_refused_with_its_reason() {
 
     // The same token, good, is let in: by header, or by ?token= for EventSource.
     let good = forge(hs256, &claims, KEY);
-    assert_eq!(get_as(addr, "/rooms/r/messages", &good).status, 200);
+    assert_eq!(get_as(addr, "/rooms/r/presence", &good).status, 200);
     assert_eq!(
         get(addr, &format!("/rooms/r/presence?token={good}")).status,
         200
@@ -382,4 +382,87 @@ fn with_tokens_everyone_behind_one_address_may_be_present() {
         40,
         "bot only posted"
     );
+}
+
+/// Regression: a stream behind on its writes has a write deadline instead of a heartbeat,
+/// and its token's end was noticed only at the heartbeat: a stream still replaying a long
+/// history to a client that reads slowly went on to replay messages posted long after its
+/// token had run out.
+#[test]
+fn a_stream_behind_on_its_writes_still_ends_with_its_token() {
+    let server = start(without_client_limits(Config {
+        token_secret: Some(Arc::new(secret())),
+        write_timeout: std::time::Duration::from_secs(60),
+        history_messages: 5000,
+        history_bytes: 32 << 20,
+        ..test_config()
+    }));
+    let addr = server.addr;
+    let poster = mint("bot", &["*"], 60);
+    // More history than the socket buffers hold: the stream's replay falls behind.
+    let text = "x".repeat(4000);
+    let mut client = Client::connect(addr);
+    for _ in 0..2500 {
+        let body = format!("text={text}");
+        let raw = format!(
+            "POST /rooms/r/messages HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.send(with_bearer(&raw, &poster).as_bytes());
+        assert_eq!(client.read_reply().status, 201);
+    }
+    // A reader that asks for all of it, and reads nothing for now.
+    let mut reader = Client::connect(addr);
+    reader.get(&format!(
+        "/rooms/r/events?since=0&token={}",
+        mint("ann", &["r"], 1)
+    ));
+    // Past the token's end (1 s, and the 5 s leeway).
+    std::thread::sleep(std::time::Duration::from_millis(6500));
+    assert_eq!(
+        post_as(addr, "r", &poster, "text=after the end").status,
+        201
+    );
+    let mut everything = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match std::io::Read::read(&mut reader.stream, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => everything.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let everything = String::from_utf8_lossy(&everything);
+    assert!(everything.contains("event: expired\n"), "no expired event");
+    assert!(
+        !everything.contains("after the end"),
+        "a message posted after the token's end arrived"
+    );
+    assert_eq!(counter(&server, |s| &s.dropped_slow), 0);
+}
+
+/// Regression: an `Authorization` header of another scheme (a proxy's Basic credentials,
+/// which browsers repeat on EventSource requests) hid the token sent in the query, and the
+/// refusal then said no token was sent.
+#[test]
+fn a_token_in_the_query_works_beside_another_authorization_scheme() {
+    let server = server();
+    let token = mint("ann", &["r"], 60);
+    for authorization in ["Basic YTpi", "", "Negotiate abc"] {
+        let raw = format!(
+            "GET /rooms/r/presence?token={token} HTTP/1.1\r\nAuthorization: {authorization}\r\n\r\n"
+        );
+        let reply = request(server.addr, &raw);
+        assert_eq!(
+            reply.status,
+            200,
+            "Authorization: {authorization:?}: {}",
+            reply.text()
+        );
+    }
+    // A Bearer header still wins over the query.
+    let raw = format!(
+        "GET /rooms/r/presence?token={token} HTTP/1.1\r\nAuthorization: Bearer nonsense\r\n\r\n"
+    );
+    assert_eq!(request(server.addr, &raw).status, 401);
 }

@@ -33,16 +33,21 @@ pub(super) const ADMIN_LISTENER: Token = Token(usize::MAX - 5);
 pub(super) const ADMIN_BASE: usize = 1 << 40;
 
 /// Admin connections open at once at most; one more is answered 503 and closed.
-const MAX_ADMIN_CONNS: usize = 16;
+const MAX_ADMIN_CONNS: usize = 64;
+
+/// X-ray viewers at once at most, so that viewers can never take every admin connection
+/// and lock a scraper out; one more is answered 503.
+const MAX_VIEWERS: usize = 8;
 
 /// An admin request longer than this is refused (431).
 const ADMIN_REQUEST_BYTES: usize = 8 * 1024;
 
-/// A viewer this far behind on frames is dropped; reloading the page starts it afresh.
-const VIEWER_BACKLOG_BYTES: usize = 1 << 20;
+/// A viewer this far behind on frames (about 15 s of them) is dropped; reloading the page
+/// starts it afresh.
+const VIEWER_BACKLOG_BYTES: usize = 256 * 1024;
 
 /// An admin connection that has not sent a whole request by then is closed.
-const ADMIN_REQUEST_WAIT: Duration = Duration::from_secs(10);
+const ADMIN_REQUEST_WAIT: Duration = Duration::from_secs(5);
 
 /// The listener, its connections, and what the X-ray needs between frames.
 pub(super) struct Admin {
@@ -163,9 +168,15 @@ impl Server {
             return;
         };
         let mut chunk = [0u8; 4096];
+        let mut peer_done = false;
         loop {
             match conn.socket.read(&mut chunk) {
-                Ok(0) => return self.admin_close(key),
+                // The client has sent all it will (a half-close): answer what it asked, if
+                // it asked something whole, then close.
+                Ok(0) => {
+                    peer_done = true;
+                    break;
+                }
                 // A viewer has nothing more to say; whatever it sends is dropped.
                 Ok(_) if conn.viewer => {}
                 Ok(n) => conn.input.extend_from_slice(&chunk[..n]),
@@ -178,16 +189,25 @@ impl Server {
             }
         }
         if conn.viewer || !conn.output.is_empty() {
+            // A viewer that hangs up is done; an answer being written is finished first
+            // (and then closes the connection anyway).
+            if peer_done && conn.viewer {
+                self.admin_close(key);
+            }
             return;
         }
         let route = match http::parse_request(&conn.input, &Limits::default()) {
+            Parse::Partial { .. } if peer_done => return self.admin_close(key),
             Parse::Partial { .. } => return,
             Parse::Invalid(status) => Err(status),
             Parse::Complete(request) => admin::route(&request),
         };
         let bytes = match route {
             Ok(Route::Metrics) => admin::metrics(&self.metrics_text()),
-            Ok(Route::Feed) => {
+            Ok(Route::Feed) if self.viewers() >= MAX_VIEWERS => {
+                admin::answer(Err(Status::SERVICE_UNAVAILABLE))
+            }
+            Ok(Route::Feed) if !peer_done => {
                 self.start_viewing(key);
                 admin::answer(route)
             }
@@ -256,6 +276,13 @@ impl Server {
             admin.sweeping = true;
             self.schedule(Due::SweepAdmin, ADMIN_REQUEST_WAIT);
         }
+    }
+
+    /// Connections watching the X-ray.
+    fn viewers(&self) -> usize {
+        self.admin
+            .as_ref()
+            .map_or(0, |a| a.conns.iter().filter(|(_, c)| c.viewer).count())
     }
 
     /// A connection asked for the X-ray's feed: it gets frames from the next tick on.

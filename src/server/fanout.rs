@@ -217,10 +217,16 @@ impl Server {
 
     /// Queues one frame on a stream and writes what the socket takes.
     pub(super) fn stream_send(&mut self, key: usize, frame: &Rc<[u8]>, message: bool) {
-        let conn = &mut self.conns[key];
-        if !matches!(conn.state(), State::Streaming(_)) {
+        if !matches!(self.conns[key].state(), State::Streaming(_)) {
             return;
         }
+        // Its token ran out while the stream was too busy for its timer to say so (a
+        // stream behind on its writes has a write deadline, not a heartbeat): nothing
+        // posted after the token's end reaches it.
+        if message && self.stream_expired(key) {
+            return self.expire_stream(key);
+        }
+        let conn = &mut self.conns[key];
         if let Some(output) = conn.output.as_mut() {
             if message && output.is_replaying() {
                 return; // the replay reaches this message in the history, in order
@@ -253,7 +259,15 @@ impl Server {
 
     /// When the stream's token runs out, in the loop's milliseconds; `None` without one.
     pub(super) fn stream_expiry_ms(&self, key: usize) -> Option<u64> {
+        // No lookup per delivery when tokens are off.
+        self.config.token_secret.as_ref()?;
         self.stream_holders.get(&key)?.expires_ms
+    }
+
+    /// The stream's token has run out.
+    pub(super) fn stream_expired(&self, key: usize) -> bool {
+        self.stream_expiry_ms(key)
+            .is_some_and(|expiry| expiry <= self.now_ms())
     }
 
     /// The token a stream was opened with has run out: tell its page, which fetches a new

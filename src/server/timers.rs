@@ -144,18 +144,17 @@ impl Server {
                 };
                 self.respond(key, response, false);
             }
-            (Deadline::Heartbeat, State::Streaming(_)) => match self.stream_expiry_ms(key) {
-                Some(expiry) if expiry <= self.now_ms() => self.expire_stream(key),
-                _ => {
-                    let frame = Rc::clone(&self.heartbeat_frame);
-                    self.stream_send(key, &frame, false);
-                }
-            },
-            (Deadline::Write, State::Streaming(_)) => {
-                stats::add(&self.stats.dropped_slow, 1);
-                log::debug!("#{key} {} stream too slow to read; dropping", conn.peer());
-                self.close(key);
+            (Deadline::Heartbeat, State::Streaming(_)) if self.stream_expired(key) => {
+                self.expire_stream(key);
             }
+            (Deadline::Heartbeat, State::Streaming(_)) => {
+                let frame = Rc::clone(&self.heartbeat_frame);
+                self.stream_send(key, &frame, false);
+            }
+            (Deadline::Write, State::Streaming(_)) if self.stream_expired(key) => {
+                self.expire_stream(key);
+            }
+            (Deadline::Write, State::Writing | State::Streaming(_)) => self.write_or_drop(key),
             (Deadline::Idle, State::Reading) => {
                 stats::add(&self.stats.dropped_idle, 1);
                 log::debug!("#{key} idle for {:?}; closing", self.config.idle_timeout);
@@ -165,14 +164,6 @@ impl Server {
                 log::debug!("#{key} {} sent no whole request in time", conn.peer());
                 stats::add(&self.stats.dropped_request_timeout, 1);
                 self.reject(key, crate::http::Status::REQUEST_TIMEOUT);
-            }
-            (Deadline::Write, State::Writing) => {
-                stats::add(&self.stats.dropped_slow, 1);
-                log::debug!(
-                    "#{key} {} too slow to read its response; dropping",
-                    conn.peer()
-                );
-                self.close(key);
             }
             (Deadline::Linger, _) => self.close(key),
             (Deadline::Backplane, State::Awaiting) => {
@@ -185,6 +176,31 @@ impl Server {
         }
     }
 
+    /// `--write-timeout` passed without the kernel saying the socket is writable. That is
+    /// not proof of a stalled client: the kernel says so only once a good part of the send
+    /// buffer is free (a third or so, megabytes once it has grown), which a slow but steady
+    /// reader may take longer than the timeout to free. So try a write: any progress starts
+    /// the deadline over; none at all, and the client is dropped as too slow.
+    fn write_or_drop(&mut self, key: usize) {
+        let before = stats::get(&self.stats.bytes_out);
+        self.write_output(key);
+        let stalled = stats::get(&self.stats.bytes_out) == before;
+        if stalled
+            && matches!(
+                self.conns[key].state(),
+                State::Writing | State::Streaming(_)
+            )
+        {
+            stats::add(&self.stats.dropped_slow, 1);
+            log::debug!(
+                "#{key} {} took nothing for {:?}; dropping",
+                self.conns[key].peer(),
+                self.config.write_timeout
+            );
+            self.close(key);
+        }
+    }
+
     /// Replaces the connection's timer with one for `deadline`, due after its configured
     /// duration.
     pub(super) fn set_timer(&mut self, key: usize, deadline: Deadline) {
@@ -192,7 +208,14 @@ impl Server {
             Deadline::Idle => self.config.idle_timeout,
             Deadline::Request => self.config.request_timeout,
             Deadline::Poll => self.config.poll_timeout,
-            Deadline::Write => self.config.write_timeout,
+            // A stream behind on its writes still ends when its token does.
+            Deadline::Write => match self.stream_expiry_ms(key) {
+                Some(expiry) => {
+                    let left = Duration::from_millis(expiry.saturating_sub(self.now_ms()));
+                    self.config.write_timeout.min(left)
+                }
+                None => self.config.write_timeout,
+            },
             Deadline::Linger => LINGER,
             // A quiet stream's next heartbeat, or the end of its token if that comes first.
             Deadline::Heartbeat => match self.stream_expiry_ms(key) {

@@ -183,6 +183,13 @@ impl Client {
         }
     }
 
+    /// The status of the response that starts arriving: an event stream's head or a whole
+    /// response alike.
+    pub fn read_reply_head_status(&mut self) -> u16 {
+        let head = self.read_until("\r\n");
+        head[9..12].parse().expect("a status line")
+    }
+
     /// Reads an event-stream head (no Content-Length) and returns it.
     pub fn read_stream_head(&mut self) -> Reply {
         let text = self.read_until("\r\n\r\n");
