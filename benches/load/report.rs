@@ -706,15 +706,18 @@ fn fanout_plot(run: &Run<'_>) -> String {
     )
 }
 
-fn micros(value: Option<Duration>) -> String {
+/// Microseconds with two decimals, or "-".
+pub fn micros(value: Option<Duration>) -> String {
     value.map_or("-".into(), |d| format!("{:.2} us", dist::us(d)))
 }
 
-fn ratio(value: Option<f64>) -> String {
+/// "1.07x", or "-".
+pub fn ratio(value: Option<f64>) -> String {
     value.map_or("-".into(), |x| format!("{x:.2}x"))
 }
 
-fn ms(us: f64) -> String {
+/// Microseconds as milliseconds: two decimals, none from 100 ms up.
+pub fn ms(us: f64) -> String {
     if us >= 100_000.0 {
         format!("{:.0}", us / 1e3)
     } else {
@@ -739,7 +742,7 @@ fn list(values: &[usize]) -> String {
 }
 
 /// A rate or count with thousands separators: 1,234,567.
-fn thousands(value: f64) -> String {
+pub fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {

@@ -37,15 +37,17 @@ impl Target {
     /// launcher, and waits until it answers `/stats` on what becomes the stats connection.
     pub fn start(bin: &Path, cpu: Option<usize>) -> io::Result<Target> {
         let poll_timeout = POLL_TIMEOUT_SECS.to_string();
+        let mut args = vec![
+            "--no-www",
+            "--poll-timeout",
+            &poll_timeout,
+            "--log-level",
+            "warn",
+        ];
+        args.extend(crate::server::unlimited_per_client(bin));
         let launch = Launch {
             bin,
-            args: &[
-                "--no-www",
-                "--poll-timeout",
-                &poll_timeout,
-                "--log-level",
-                "warn",
-            ],
+            args: &args,
             cpu,
             // Warnings (e.g. accept failing with EMFILE) show up in the bench output.
             output: Output::Inherit,

@@ -289,6 +289,23 @@ pub fn stats_answers(addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
+/// `--max-conns-per-client 0` if `bin --help` lists that flag (no per-address cap: a
+/// load generator puts thousands of clients on one source address), else nothing, so a
+/// benchmark runs against builds from before and after the flag.
+pub fn unlimited_per_client(bin: &Path) -> Vec<&'static str> {
+    let help = Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match help {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("--max-conns-per-client") => {
+            vec!["--max-conns-per-client", "0"]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Builds the release server (`cargo build --release --bin comet-chat`, with the cargo
 /// that runs the benchmark) and returns the binary's path.
 pub fn build_release() -> io::Result<PathBuf> {
