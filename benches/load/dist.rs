@@ -91,3 +91,25 @@ pub fn us(duration: Duration) -> f64 {
 pub fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
+
+/// Microseconds as milliseconds: two decimals, none from 100 ms up.
+pub fn ms(us: f64) -> String {
+    if us >= 100_000.0 {
+        format!("{:.0}", us / 1e3)
+    } else {
+        format!("{:.2}", us / 1e3)
+    }
+}
+
+/// A rate or count with thousands separators: 1,234,567.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

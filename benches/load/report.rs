@@ -4,7 +4,7 @@
 //! noisy two-core machine makes any single run a sample, not a verdict.
 
 use crate::args::Options;
-use crate::dist;
+use crate::dist::{self, ms, thousands};
 use crate::host::{Limits, Machine};
 use crate::ladder::{median, RungResult};
 use crate::single::Single;
@@ -716,15 +716,6 @@ pub fn ratio(value: Option<f64>) -> String {
     value.map_or("-".into(), |x| format!("{x:.2}x"))
 }
 
-/// Microseconds as milliseconds: two decimals, none from 100 ms up.
-pub fn ms(us: f64) -> String {
-    if us >= 100_000.0 {
-        format!("{:.0}", us / 1e3)
-    } else {
-        format!("{:.2}", us / 1e3)
-    }
-}
-
 fn mib(bytes: Option<u64>) -> String {
     bytes.map_or("-".into(), |b| format!("{:.2} MiB", b as f64 / 1_048_576.0))
 }
@@ -739,17 +730,4 @@ fn list(values: &[usize]) -> String {
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A rate or count with thousands separators: 1,234,567.
-pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

@@ -22,12 +22,13 @@
 use crate::args::{Options, FD_HEADROOM};
 use crate::cluster::{Cluster, Redis};
 use crate::dist::{self, Dist};
+use crate::dist::{ms, thousands};
 use crate::fleet::Fleet;
 use crate::floor::FloorSet;
 use crate::host::{self, Machine};
 use crate::ladder::median;
 use crate::pool::Sources;
-use crate::report::{ms, ratio, thousands};
+use crate::report::ratio;
 use crate::scale::{self, Held, Idle, Plan, Rounds, Spread};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
