@@ -242,13 +242,7 @@ fn run(options: Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)?;
-    say!(
-        "wrote {0}/table.txt, {0}/load.json, {0}/rss.svg, {0}/fanout.svg in {1:.0} s",
-        options.out_dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    report::write_files(&run, &table, &options.out_dir)
 }
 
 /// Pins the load generator (and later the floor reader) to the second allowed CPU and returns (server CPU, load

@@ -79,11 +79,10 @@ mod wire;
 
 use cluster::{Cluster, Redis};
 use fleet::Fleet;
-use floor::FloorSet;
 use memory::Snapshot;
 use options::{Options, Parsed};
 use pool::Sources;
-use scale::{Held, Idle, Plan, Rounds, Spread};
+use scale::{Held, Idle, Rounds, Spread};
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
@@ -474,13 +473,7 @@ fn run(options: &Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)?;
-    say!(
-        "wrote {0}/million.txt, {0}/million.json, {0}/million.svg in {1:.0} s",
-        options.out_dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    report::write_files(&run, &table, &options.out_dir)
 }
 
 /// Whether the box lacks the memory for a rung of `n`, judged by what the rung before
@@ -523,10 +516,8 @@ fn rung(
     n: usize,
     redis: &Redis,
 ) -> Result<Rung, String> {
-    say!(
-        "N={n}: opening {} more clients",
-        n.saturating_sub(fleet.open())
-    );
+    let before = fleet.open();
+    say!("N={n}: opening {} more clients", n.saturating_sub(before));
     let held = scale::hold(cluster, fleet, sources, n, HOLD_CAP)?;
     let spread = scale::spread(cluster).ok();
     say!(
@@ -535,7 +526,7 @@ fn rung(
         held.failed,
         held.parked,
         held.park_time.as_secs_f64(),
-        held.open as f64 / held.park_time.as_secs_f64().max(1e-9),
+        held.open.saturating_sub(before) as f64 / held.park_time.as_secs_f64().max(1e-9),
         fleet.len(),
         spread.as_ref().map_or("-".into(), Spread::describe)
     );
@@ -558,39 +549,13 @@ fn rung(
         idle.cpu_pct.map_or("-".into(), |p| format!("{p:.3}%")),
         idle.switches.map_or("-".into(), |s| s.to_string())
     );
-    say!(
-        "N={n}: kernel floor for {n} writes (at most {} sockets at once)",
-        options.floor_sockets
+    let rounds = scale::broadcasts_beside_floor(
+        cluster,
+        fleet,
+        (exe, sources),
+        (options.rounds, options.message_bytes),
+        (options.floor_sockets, options.budget),
     );
-    let deadlines = (Instant::now() + HOLD_CAP, Instant::now() + options.budget);
-    let mut floor = match FloorSet::start(
-        exe,
-        (n, options.floor_sockets, per_process()),
-        options.message_bytes,
-        sources,
-        deadlines,
-    ) {
-        Ok(floor) => Some(floor),
-        Err(e) => {
-            say!("N={n}: floor failed: {e}");
-            None
-        }
-    };
-    let label = format!("n{n}");
-    let plan = Plan {
-        label: &label,
-        rounds: options.rounds,
-        message_bytes: options.message_bytes,
-        floor: floor.as_mut(),
-    };
-    let mut rounds = scale::broadcasts(cluster, fleet, plan);
-    if let Some(floor) = floor {
-        let (errors, first) = floor.finish();
-        if let Some(f) = rounds.floor.as_mut() {
-            f.errors = errors;
-            f.first_error = first;
-        }
-    }
     Ok(Rung {
         held,
         spread,

@@ -1,4 +1,4 @@
-//! Samples reduced to the numbers the report prints. Percentiles are nearest-rank: p99 of
+//! Samples reduced to the numbers the reports print, and how they print them. Percentiles are nearest-rank: p99 of
 //! 1,000 samples is the 990th smallest, so every value reported was really measured.
 
 use serde_json::{json, Value};
@@ -112,4 +112,37 @@ pub fn thousands(value: f64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// One target of an issue: what was asked, what was measured, and whether it was met.
+pub struct Check {
+    /// The target, in words.
+    pub goal: String,
+    /// What was measured.
+    pub value: String,
+    /// `None` when the run did not measure it.
+    pub pass: Option<bool>,
+}
+
+/// The targets as a report section: PASS, MISS or ---- before each goal (padded to
+/// `width`) and its value.
+pub fn targets(checks: &[Check], width: usize) -> String {
+    let mut out = String::from("\nTargets (reported, not enforced)\n");
+    for c in checks {
+        let verdict = match c.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "----",
+        };
+        out.push_str(&format!("  {verdict}  {:<width$} {}\n", c.goal, c.value));
+    }
+    out
+}
+
+/// The targets as JSON.
+pub fn targets_json(checks: Vec<Check>) -> Vec<Value> {
+    checks
+        .into_iter()
+        .map(|c| json!({"goal": c.goal, "value": c.value, "pass": c.pass}))
+        .collect()
 }

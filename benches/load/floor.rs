@@ -396,16 +396,24 @@ impl FloorSet {
         Ok(out)
     }
 
-    /// Stops every pair; returns the errors they counted and the first one.
-    pub fn finish(self) -> (usize, Option<String>) {
+    /// Stops every pair; returns the errors they counted, the first one, and the
+    /// writers' CPU time per write (the pairs' mean; they write equal shares).
+    pub fn finish(self) -> (usize, Option<String>, Option<Duration>) {
         let mut errors = 0;
         let mut first = None;
+        let pairs = self.floors.len() as u32;
+        let mut cpu = Some(Duration::ZERO);
         for floor in self.floors {
             let result = floor.finish();
             errors += result.errors;
             first = first.or(result.first_error);
+            cpu = cpu.zip(result.writer_cpu_per_write).map(|(sum, c)| sum + c);
         }
-        (errors, first)
+        (
+            errors,
+            first,
+            cpu.filter(|_| pairs > 0).map(|c| c / pairs.max(1)),
+        )
     }
 }
 

@@ -198,6 +198,18 @@ pub fn steal_ticks() -> Option<(u64, u64)> {
     Some((*fields.get(7)?, total))
 }
 
+/// Writes each (file name, text) into `dir`, creating it, and says where they went.
+pub fn write_results(dir: &std::path::Path, files: &[(&str, String)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    say!("wrote {} in {}", names.join(", "), dir.display());
+    Ok(())
+}
+
 /// Sleeps in short steps until `deadline`; used where a phase must simply let time pass.
 pub fn sleep_until(deadline: Instant) {
     loop {
@@ -224,6 +236,14 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// "machine: 2 CPUs (model), kernel …, load average at start …", for reports.
+    pub fn line(&self) -> String {
+        format!(
+            "machine: {} CPUs ({}), kernel {}, load average at start {}",
+            self.nproc, self.cpu, self.kernel, self.loadavg
+        )
+    }
+
     /// As a JSON object.
     pub fn to_json(&self) -> Value {
         json!({

@@ -21,12 +21,17 @@ use crate::floor::FloorSet;
 use crate::host;
 use crate::pool::Sources;
 use crate::wire;
+use serde_json::{json, Value};
 use std::io;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Time for one broadcast to reach everyone, and for everyone to park again: 1,000,000
 /// deliveries take seconds on two cores, and a rung must never hang.
 pub const ROUND_CAP: Duration = Duration::from_secs(120);
+
+/// Time for the floor's children to start and connect their sockets.
+const FLOOR_START_CAP: Duration = Duration::from_secs(300);
 
 /// Pause between rounds, so one round's stragglers (ACKs, the poster's answer) are not in
 /// the next round's window.
@@ -127,6 +132,17 @@ pub struct Idle {
     pub switches: Option<u64>,
 }
 
+impl Idle {
+    /// As JSON: the window, the workers' CPU and their context switches.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "window_secs": dist::round2(self.window.as_secs_f64()),
+            "workers_cpu_pct": self.cpu_pct.map(|p| (p * 1e4).round() / 1e4),
+            "workers_context_switches": self.switches,
+        })
+    }
+}
+
 /// Sleeps `window` without a request to the server, and reads the workers' CPU time and
 /// context switches before and after.
 pub fn idle(cluster: &Cluster, window: Duration) -> Idle {
@@ -164,6 +180,8 @@ pub struct FloorFigures {
     pub errors: usize,
     /// The first of them.
     pub first_error: Option<String>,
+    /// A floor writer's CPU time per write, beside the workers' per delivery.
+    pub cpu_per_write: Option<Duration>,
 }
 
 /// R broadcasts and what they cost.
@@ -204,6 +222,47 @@ impl Rounds {
         (!floor.is_zero()).then(|| server.as_secs_f64() / floor.as_secs_f64())
     }
 
+    /// The broadcasts, the floor beside them and their ratios, as JSON.
+    pub fn to_json(&self) -> Value {
+        let millis = |list: &[Duration]| -> Vec<f64> {
+            list.iter()
+                .map(|d| dist::round2(dist::us(*d) / 1e3))
+                .collect()
+        };
+        let ratio = |x: Option<f64>| x.map(|x| (x * 1e3).round() / 1e3);
+        json!({
+            "rounds": self.rounds,
+            "latency": self.latency.to_json(),
+            "post_to_last_ms": millis(&self.lasts),
+            "post_to_200_ms": millis(&self.acks),
+            "ack_to_first_delivery_ms": self.ack_to_first_ms,
+            "deliveries_per_sec": self.deliveries_per_sec.round(),
+            "cycle_ms": millis(&self.cycles),
+            "workers_cpu_ns_per_delivery": self.cpu_per_delivery.map(|d| d.as_nanos() as u64),
+            "delivery_errors": self.delivery_errors,
+            "repark_errors": self.repark_errors,
+            "floor": self.floor.as_ref().map(|f| json!({
+                "sockets": f.sockets,
+                "passes": f.passes,
+                "go_to_last_ms": millis(&f.totals),
+                "latency": f.latency.to_json(),
+                "errors": f.errors,
+                "first_error": f.first_error,
+                "writer_cpu_ns_per_write": f.cpu_per_write.map(|d| d.as_nanos() as u64),
+            })),
+            "fanout_to_floor_ratio": ratio(self.floor_ratio()),
+            "fanout_to_floor_best_ratio": ratio(self.best_floor_ratio()),
+            "notes": self.notes,
+        })
+    }
+
+    /// "workers' CPU per delivery / a floor writer's CPU per write", e.g. "6.9 / 5.2 us".
+    pub fn cpu_cell(&self) -> String {
+        let us = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}", dist::us(d)));
+        let floor = self.floor.as_ref().and_then(|f| f.cpu_per_write);
+        format!("{} / {} us", us(self.cpu_per_delivery), us(floor))
+    }
+
     /// Fastest fan-out over fastest floor round: noise only adds time.
     pub fn best_floor_ratio(&self) -> Option<f64> {
         let server = self.lasts.iter().min()?;
@@ -221,7 +280,71 @@ pub struct Plan<'a> {
     /// Message length (the floor writes the same bytes).
     pub message_bytes: usize,
     /// The floor to alternate with, if any.
-    pub floor: Option<&'a mut FloorSet>,
+    pub floor: Option<FloorPlan<'a>>,
+}
+
+/// The kernel floor beside a rung: as many writes per round as the fan-out makes.
+pub struct FloorPlan<'a> {
+    /// This binary, re-run as the floor's writers and readers.
+    pub exe: &'a Path,
+    /// Source addresses for the readers' sockets.
+    pub sources: &'a mut Sources,
+    /// Most sockets at once over all pairs (more writes are made in passes).
+    pub max_sockets: usize,
+    /// Most sockets in one pair: a process's share of the open-files cap.
+    pub per_pair: usize,
+    /// The floor's children exit by themselves after this long.
+    pub budget: Duration,
+}
+
+/// A rung's R broadcasts beside a kernel floor of at most `max_sockets` sockets at once, in
+/// pairs of at most one process's share of the open-files cap.
+pub fn broadcasts_beside_floor(
+    cluster: &mut Cluster,
+    fleet: &mut Fleet,
+    (exe, sources): (&Path, &mut Sources),
+    (rounds, message_bytes): (usize, usize),
+    (max_sockets, budget): (usize, Duration),
+) -> Rounds {
+    let n = fleet.open();
+    let label = format!("n{n}");
+    say!("{label}: kernel floor for {n} writes (at most {max_sockets} sockets at once)");
+    let limit = comet_chat::sys::open_files_limit().map_or(20_000, |(soft, _)| soft);
+    let plan = Plan {
+        label: &label,
+        rounds,
+        message_bytes,
+        floor: Some(FloorPlan {
+            exe,
+            sources,
+            max_sockets,
+            per_pair: (limit as usize).saturating_sub(crate::args::FD_HEADROOM as usize),
+            budget,
+        }),
+    };
+    broadcasts(cluster, fleet, plan)
+}
+
+/// Starts the floor of `plan` for `writes` writes a round; `None` (and a progress line)
+/// if it cannot start.
+fn start_floor(
+    label: &str,
+    plan: FloorPlan<'_>,
+    writes: usize,
+    message_bytes: usize,
+) -> Option<FloorSet> {
+    let deadlines = (
+        Instant::now() + FLOOR_START_CAP,
+        Instant::now() + plan.budget,
+    );
+    let sizes = (writes, plan.max_sockets, plan.per_pair);
+    match FloorSet::start(plan.exe, sizes, message_bytes, plan.sources, deadlines) {
+        Ok(floor) => Some(floor),
+        Err(e) => {
+            say!("{label}: floor failed: {e}");
+            None
+        }
+    }
 }
 
 /// R rounds: arm the fleet, post, collect every delivery, every client polls again, wait
@@ -231,8 +354,10 @@ pub fn broadcasts(cluster: &mut Cluster, fleet: &mut Fleet, plan: Plan<'_>) -> R
         label,
         rounds,
         message_bytes,
-        mut floor,
+        floor,
     } = plan;
+    let mut floor_set = floor.and_then(|f| start_floor(label, f, fleet.open(), message_bytes));
+    let mut floor = floor_set.as_mut();
     let mut out = Rounds {
         rounds: 0,
         latency: Dist::default(),
@@ -255,6 +380,7 @@ pub fn broadcasts(cluster: &mut Cluster, fleet: &mut Fleet, plan: Plan<'_>) -> R
         latency: Dist::default(),
         errors: 0,
         first_error: None,
+        cpu_per_write: None,
     });
     let mut floor_sorted = Vec::new();
     let mut rates = Vec::new();
@@ -306,6 +432,9 @@ pub fn broadcasts(cluster: &mut Cluster, fleet: &mut Fleet, plan: Plan<'_>) -> R
     }
     if let Some(figures) = floor_figures.as_mut() {
         figures.latency = Dist::of(&mut floor_sorted);
+    }
+    if let (Some(set), Some(figures)) = (floor_set, floor_figures.as_mut()) {
+        (figures.errors, figures.first_error, figures.cpu_per_write) = set.finish();
     }
     out.floor = floor_figures;
     out.latency = Dist::of(&mut out.sorted);

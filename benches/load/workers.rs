@@ -24,7 +24,6 @@ use crate::cluster::{Cluster, Redis};
 use crate::dist::{self, Dist};
 use crate::dist::{ms, thousands};
 use crate::fleet::Fleet;
-use crate::floor::FloorSet;
 use crate::host::{self, Machine};
 use crate::ladder::median;
 use crate::pool::Sources;
@@ -161,17 +160,11 @@ pub fn run(options: &Options, exe: &Path) -> Result<(), String> {
     let table = table(&machine, options, &latencies, &rungs, started.elapsed());
     println!("{table}");
     let json = to_json(&machine, options, &latencies, &rungs);
-    let dir = &options.out_dir;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::write(dir.join("workers.txt"), &table).map_err(|e| e.to_string())?;
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
-    std::fs::write(dir.join("workers.json"), text).map_err(|e| e.to_string())?;
-    say!(
-        "wrote {0}/workers.txt and {0}/workers.json in {1:.0} s",
-        dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    host::write_results(
+        &options.out_dir,
+        &[("workers.txt", table), ("workers.json", text)],
+    )
 }
 
 fn fleet_for(options: &Options, exe: &Path, cluster: &Cluster) -> Fleet {
@@ -211,37 +204,13 @@ fn rung(
     );
     let rss = cluster.rss().ok();
     let idle = scale::idle(cluster, options.idle);
-    say!("{config}: N={n}: floor for {n} writes");
-    let deadlines = (Instant::now() + HOLD_CAP, Instant::now() + options.budget);
-    let mut floor = match FloorSet::start(
-        exe,
-        (n, n, PER_PROCESS),
-        options.message_bytes,
-        sources,
-        deadlines,
-    ) {
-        Ok(floor) => Some(floor),
-        Err(e) => {
-            say!("{config}: N={n}: floor failed: {e}");
-            None
-        }
-    };
-    let label = format!("n{n}");
-    let plan = Plan {
-        label: &label,
-        rounds: options.rounds,
-        message_bytes: options.message_bytes,
-        floor: floor.as_mut(),
-    };
-    let mut rounds = scale::broadcasts(cluster, fleet, plan);
-    if let Some(floor) = floor {
-        let (errors, first) = floor.finish();
-        if let Some(f) = rounds.floor.as_mut() {
-            f.errors = errors;
-            f.first_error = first;
-        }
-    }
-    rounds.notes.retain(|n| !n.is_empty());
+    let rounds = scale::broadcasts_beside_floor(
+        cluster,
+        fleet,
+        (exe, sources),
+        (options.rounds, options.message_bytes),
+        (n, options.budget),
+    );
     Ok(Rung {
         config: config.to_owned(),
         held,
@@ -262,11 +231,7 @@ fn table(
     let mut t = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(t, "comet-chat workers scenario, {}", machine.date);
-    let _ = writeln!(
-        t,
-        "machine: {} CPUs ({}), kernel {}, load average at start {}",
-        machine.nproc, machine.cpu, machine.kernel, machine.loadavg
-    );
+    let _ = writeln!(t, "{}", machine.line());
     let _ = writeln!(
         t,
         "--workers {}; nothing pinned; {}-byte messages; {} rounds per rung; idle window {} s; run took {:.0} s",
@@ -387,7 +352,7 @@ fn table(
     );
     let _ = writeln!(
         t,
-        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>10}",
+        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>17}",
         "server",
         "N",
         "p50 ms",
@@ -398,13 +363,13 @@ fn table(
         "floor ms",
         "ratio",
         "cycle ms",
-        "CPU/deliv"
+        "CPU/deliv/floor"
     );
     for r in rungs {
         let f = &r.rounds;
         let _ = writeln!(
             t,
-            "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>10}",
+            "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>17}",
             r.config,
             r.held.n,
             ms(f.latency.p50_us),
@@ -418,8 +383,7 @@ fn table(
                 .map_or("-".into(), scale::ms),
             ratio(f.floor_ratio()),
             median(&f.cycles).map_or("-".into(), scale::ms),
-            f.cpu_per_delivery
-                .map_or("-".into(), |d| format!("{:.1} us", dist::us(d)))
+            f.cpu_cell()
         );
     }
     let _ = writeln!(
@@ -427,7 +391,8 @@ fn table(
         "to all = post -> last delivery (median of rounds); floor = the same bytes written to as many\n\
          sockets by plain loops in writer processes (as many pairs as the open-files cap needs), go ->\n\
          last answer; ratio = to all / floor. cycle = post -> every client answered, polling again and\n\
-         parked. CPU/deliv = CPU of all workers over the post -> last windows / deliveries.\n\
+         parked. CPU/deliv/floor = CPU of all workers over the post -> last windows per delivery / a\n\
+         floor writer's CPU per write.\n\
          Wake-ups = context switches of all workers over the idle window, per second."
     );
     let notes: Vec<String> = latencies
@@ -488,33 +453,8 @@ fn to_json(machine: &Machine, options: &Options, latencies: &[Latency], rungs: &
                 .map(|&(w, p)| json!({"worker": w, "pending_polls": p}))
                 .collect::<Vec<_>>()),
             "workers_rss_bytes": r.rss,
-            "idle": {
-                "window_secs": dist::round2(r.idle.window.as_secs_f64()),
-                "cpu_pct": r.idle.cpu_pct.map(|p| (p * 1e4).round() / 1e4),
-                "context_switches": r.idle.switches,
-            },
-            "fanout": {
-                "rounds": r.rounds.rounds,
-                "latency": r.rounds.latency.to_json(),
-                "post_to_last_ms": millis(&r.rounds.lasts),
-                "post_to_200_ms": millis(&r.rounds.acks),
-                "ack_to_first_delivery_ms": r.rounds.ack_to_first_ms,
-                "deliveries_per_sec": r.rounds.deliveries_per_sec.round(),
-                "cycle_ms": millis(&r.rounds.cycles),
-                "workers_cpu_ns_per_delivery": r.rounds.cpu_per_delivery.map(|d| d.as_nanos() as u64),
-                "delivery_errors": r.rounds.delivery_errors,
-                "repark_errors": r.rounds.repark_errors,
-            },
-            "floor": r.rounds.floor.as_ref().map(|f| json!({
-                "sockets": f.sockets,
-                "passes": f.passes,
-                "go_to_last_ms": millis(&f.totals),
-                "latency": f.latency.to_json(),
-                "errors": f.errors,
-            })),
-            "fanout_to_floor_ratio": r.rounds.floor_ratio().map(|x| (x * 1e3).round() / 1e3),
-            "fanout_to_floor_best_ratio": r.rounds.best_floor_ratio().map(|x| (x * 1e3).round() / 1e3),
-            "notes": r.rounds.notes,
+            "idle": r.idle.to_json(),
+            "broadcasts": r.rounds.to_json(),
         })).collect::<Vec<_>>(),
     })
 }

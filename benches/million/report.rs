@@ -2,7 +2,7 @@
 //! `million.json`, and `million.svg` (memory per client and fan-out time against clients
 //! held). The issue's targets are printed PASS/MISS beside the figures, never asserted.
 
-use crate::dist::{self, Dist};
+use crate::dist::{self, Check};
 use crate::scale::{median, ms};
 use crate::svg::{self, Axis, Series};
 use crate::{Run, Rung};
@@ -32,13 +32,6 @@ fn gib(bytes: u64) -> String {
 
 fn to_ms(d: Duration) -> String {
     ms(d)
-}
-
-/// One target: what was asked, what was measured, whether it was met.
-struct Check {
-    goal: String,
-    value: String,
-    pass: Option<bool>,
 }
 
 fn checks(run: &Run<'_>) -> Vec<Check> {
@@ -141,15 +134,7 @@ pub fn table(run: &Run<'_>) -> String {
         "comet-chat: a million waiting clients on one box ({} run), {}",
         o.mode, m.date
     );
-    let _ = writeln!(
-        t,
-        "machine: {} CPUs ({}), {} memory, kernel {}, load average at start {}",
-        m.nproc,
-        m.cpu,
-        gib(run.before.total),
-        m.kernel,
-        m.loadavg
-    );
+    let _ = writeln!(t, "{}; {} memory", m.line(), gib(run.before.total));
     let _ = writeln!(
         t,
         "server: redis-server + comet-chat --workers {} --redis on one port (127.0.0.1), ladder poll timeout 3600 s; \
@@ -300,7 +285,7 @@ pub fn table(run: &Run<'_>) -> String {
     );
     let _ = writeln!(
         t,
-        "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>9} {:>8}",
+        "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>17} {:>8}",
         "N",
         "p50 ms",
         "p99 ms",
@@ -312,7 +297,7 @@ pub fn table(run: &Run<'_>) -> String {
         "ratio",
         "best",
         "cycle ms",
-        "CPU/deliv",
+        "CPU/deliv/floor",
         "post ms"
     );
     for r in &run.rungs {
@@ -320,7 +305,7 @@ pub fn table(run: &Run<'_>) -> String {
         let floor = f.floor.as_ref();
         let _ = writeln!(
             t,
-            "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>9} {:>8}",
+            "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>17} {:>8}",
             r.held.n,
             dist::ms(f.latency.p50_us),
             dist::ms(f.latency.p99_us),
@@ -335,8 +320,7 @@ pub fn table(run: &Run<'_>) -> String {
             f.best_floor_ratio()
                 .map_or("-".into(), |x| format!("{x:.2}x")),
             median(&f.cycles).map_or("-".into(), to_ms),
-            f.cpu_per_delivery
-                .map_or("-".into(), |d| format!("{:.1} us", dist::us(d))),
+            f.cpu_cell(),
             median(&f.acks).map_or("-".into(), to_ms)
         );
     }
@@ -347,7 +331,8 @@ pub fn table(run: &Run<'_>) -> String {
          'S x P' = S sockets, P passes one after another when the box cannot hold a second set of N),\n\
          go -> last answer, passes summed; ratio = to all / floor (medians), best = fastest / fastest.\n\
          cycle = post -> every client answered, polling again and parked again: the full cycle.\n\
-         CPU/deliv = CPU of all workers over the post -> last windows / deliveries; post = post -> 200."
+         CPU/deliv/floor = CPU of all workers over the post -> last windows per delivery / a floor\n\
+         writer's CPU per write; post = post -> 200."
     );
 
     if let Some(tm) = &run.timeouts {
@@ -401,7 +386,8 @@ pub fn table(run: &Run<'_>) -> String {
             .saturating_sub(crate::MEMORY_RESERVE_BYTES);
         let _ = writeln!(
             t,
-            "  memory: at {per:.0} B of box memory per client (N={}), the {} available before the run              (less {} kept free) would hold about {} clients",
+            "  memory: at {per:.0} B of box memory per client (N={}), the {} available before \
+             the run (less {} kept free) would hold about {} clients",
             r.held.n,
             gib(run.before.available),
             gib(crate::MEMORY_RESERVE_BYTES),
@@ -411,23 +397,18 @@ pub fn table(run: &Run<'_>) -> String {
     if let Some(after) = &run.after {
         let _ = writeln!(
             t,
-            "  after teardown: {} used, {} before the run ({} sockets in use, {} before)",
+            "  after teardown: {} used, {} before the run ({} sockets in use, {} before; slab {}, \
+             {} before: socket inodes and dentries the kernel frees lazily)",
             gib(after.used()),
             gib(run.before.used()),
             after.sockets,
-            run.before.sockets
+            run.before.sockets,
+            gib(after.slab),
+            gib(run.before.slab)
         );
     }
 
-    let _ = writeln!(t, "\nTargets (reported, not enforced)");
-    for c in checks(run) {
-        let verdict = match c.pass {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "----",
-        };
-        let _ = writeln!(t, "  {verdict}  {:<62} {}", c.goal, c.value);
-    }
+    t.push_str(&dist::targets(&checks(run), 62));
 
     let mut notes = run.notes.clone();
     for r in &run.rungs {
@@ -461,12 +442,6 @@ fn previous_n(run: &Run<'_>, r: &Rung) -> usize {
 }
 
 fn to_json(run: &Run<'_>) -> Value {
-    let millis = |list: &[Duration]| -> Vec<f64> {
-        list.iter()
-            .map(|d| dist::round2(dist::us(*d) / 1e3))
-            .collect()
-    };
-    let dist_json = |d: &Dist| d.to_json();
     json!({
         "benchmark": "comet-chat million",
         "mode": run.options.mode,
@@ -498,33 +473,8 @@ fn to_json(run: &Run<'_>) -> Value {
                 "sockets_used": r.memory.snapshot.sockets,
                 "top_slab_caches": r.memory.top_caches.iter().map(|(n, b)| json!({"cache": n, "growth_bytes": b})).collect::<Vec<_>>(),
             },
-            "idle": {
-                "window_secs": dist::round2(r.idle.window.as_secs_f64()),
-                "workers_cpu_pct": r.idle.cpu_pct.map(|p| (p * 1e4).round() / 1e4),
-                "workers_context_switches": r.idle.switches,
-            },
-            "fanout": {
-                "rounds": r.rounds.rounds,
-                "latency": dist_json(&r.rounds.latency),
-                "post_to_last_ms": millis(&r.rounds.lasts),
-                "post_to_200_ms": millis(&r.rounds.acks),
-                "ack_to_first_delivery_ms": r.rounds.ack_to_first_ms,
-                "deliveries_per_sec": r.rounds.deliveries_per_sec.round(),
-                "cycle_ms": millis(&r.rounds.cycles),
-                "workers_cpu_ns_per_delivery": r.rounds.cpu_per_delivery.map(|d| d.as_nanos() as u64),
-                "delivery_errors": r.rounds.delivery_errors,
-                "repark_errors": r.rounds.repark_errors,
-            },
-            "floor": r.rounds.floor.as_ref().map(|f| json!({
-                "sockets": f.sockets,
-                "passes": f.passes,
-                "go_to_last_ms": millis(&f.totals),
-                "latency": dist_json(&f.latency),
-                "errors": f.errors,
-            })),
-            "fanout_to_floor_ratio": r.rounds.floor_ratio().map(|x| (x * 1e3).round() / 1e3),
-            "fanout_to_floor_best_ratio": r.rounds.best_floor_ratio().map(|x| (x * 1e3).round() / 1e3),
-            "notes": r.rounds.notes,
+            "idle": r.idle.to_json(),
+            "broadcasts": r.rounds.to_json(),
         })).collect::<Vec<_>>(),
         "timeouts": run.timeouts.as_ref().map(|t| json!({
             "n": t.n,
@@ -542,7 +492,7 @@ fn to_json(run: &Run<'_>) -> Value {
         "stop": {"next": run.stop.next, "reason": run.stop.reason},
         "box_used_after_bytes": run.after.as_ref().map(|a| a.used()),
         "box_used_before_bytes": run.before.used(),
-        "targets": checks(run).into_iter().map(|c| json!({"goal": c.goal, "value": c.value, "pass": c.pass})).collect::<Vec<_>>(),
+        "targets": dist::targets_json(checks(run)),
         "notes": run.notes,
         "elapsed_secs": dist::round2(run.elapsed.as_secs_f64()),
     })
@@ -550,16 +500,15 @@ fn to_json(run: &Run<'_>) -> Value {
 
 /// Writes million.txt, million.json and million.svg into `dir`.
 pub fn write_files(run: &Run<'_>, table: &str, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    write("million.txt", table)?;
     let json = serde_json::to_string_pretty(&to_json(run)).map_err(|e| e.to_string())?;
-    write("million.json", &(json + "\n"))?;
-    write("million.svg", &plot(run))?;
-    Ok(())
+    crate::host::write_results(
+        dir,
+        &[
+            ("million.txt", table.to_owned()),
+            ("million.json", json + "\n"),
+            ("million.svg", plot(run)),
+        ],
+    )
 }
 
 /// Two charts side by side: memory per client, and fan-out time beside the floor, both
