@@ -107,9 +107,6 @@ const MAX_WORKERS: usize = 64;
 /// second, and a rung must never hang.
 const HOLD_CAP: Duration = Duration::from_secs(300);
 
-/// The ladder's poll timeout: longer than the run, so nothing is due while it idles.
-const LADDER_POLL_TIMEOUT_SECS: u64 = 3_600;
-
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     // This binary is also the floor's writer and reader and the load generator.
@@ -293,7 +290,7 @@ fn run(options: &Options) -> Result<(), String> {
         &options.server_bin,
         workers,
         Some(&redis),
-        LADDER_POLL_TIMEOUT_SECS,
+        options.ladder_poll_timeout,
     )?;
     say!(
         "comet-chat --workers {workers}: supervisor pid {}, on {}",

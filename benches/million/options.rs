@@ -35,6 +35,9 @@ OPTIONS:
   --idle SECS             idle window per rung               [default: 10]
   --floor-sockets N       most sockets the kernel floor holds at once; more writes are
                           made in passes over them           [default: 250000]
+  --ladder-poll-timeout SECS
+                          the workers' --poll-timeout while the ladder runs; longer
+                          than the run, so the idle window has nothing due [default: 3600]
   --timeout-window SECS   window of the poll-timeout phase   [default: 20]
   --no-timeouts           skip the poll-timeout phase
   --per-source N          client sockets per source address 127.0.0.x [default: 5000]
@@ -61,6 +64,8 @@ pub struct Options {
     pub idle: Duration,
     /// Most floor sockets at once.
     pub floor_sockets: usize,
+    /// The workers' `--poll-timeout` during the ladder.
+    pub ladder_poll_timeout: u64,
     /// The poll-timeout phase: the server's `--poll-timeout` (the default 20 s) and the
     /// window measured; `None` skips it.
     pub timeouts: Option<(u64, Duration)>,
@@ -98,6 +103,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         rounds: 3,
         idle: Duration::from_secs(10),
         floor_sockets: 250_000,
+        ladder_poll_timeout: 3_600,
         timeouts: Some((20, Duration::from_secs(20))),
         per_source: 5_000,
         message_bytes: 100,
@@ -153,6 +159,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                 o.timeouts = o.timeouts.map(|(t, _)| (t, Duration::from_secs(secs)));
             }
             Long("no-timeouts") => o.timeouts = None,
+            Long("ladder-poll-timeout") => {
+                o.ladder_poll_timeout = number(&mut parser, "--ladder-poll-timeout")?
+            }
             Long("per-source") => o.per_source = number(&mut parser, "--per-source")?,
             Long("message-bytes") => o.message_bytes = number(&mut parser, "--message-bytes")?,
             Long("server-bin") => o.server_bin = text(&mut parser, "--server-bin")?.into(),

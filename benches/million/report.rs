@@ -137,9 +137,10 @@ pub fn table(run: &Run<'_>) -> String {
     let _ = writeln!(t, "{}; {} memory", m.line(), gib(run.before.total));
     let _ = writeln!(
         t,
-        "server: redis-server + comet-chat --workers {} --redis on one port (127.0.0.1), ladder poll timeout 3600 s; \
+        "server: redis-server + comet-chat --workers {} --redis on one port (127.0.0.1), ladder poll timeout {} s; \
          open files capped at {} per process, so load generators of {} clients each; nothing pinned",
         run.workers,
+        o.ladder_poll_timeout,
         run.per_process + crate::args::FD_HEADROOM as usize,
         run.per_process
     );
