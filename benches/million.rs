@@ -204,6 +204,8 @@ pub struct Timeouts {
     pub cpu_pct: Option<f64>,
     /// Over the whole phase, as the clients saw it: timeouts, other answers, failures.
     pub churned: pool::Churned,
+    /// How long the clients answered timeouts (the whole phase).
+    pub churn_time: Duration,
     /// Clients still open at the end.
     pub open_after: usize,
     /// Connections the workers still held at the end (less the benchmark's own).
@@ -597,7 +599,8 @@ fn timeout_phase(
     );
     let warm = Duration::from_secs(poll_timeout);
     let tail = Duration::from_secs(2);
-    fleet.churn_start(warm + window + tail)?;
+    let churn_time = warm + window + tail;
+    fleet.churn_start(churn_time)?;
     host::sleep_until(Instant::now() + warm);
     let t0 = cluster.timeouts().map_err(|e| e.to_string())?;
     let cpu0 = cluster.cpu_time();
@@ -625,6 +628,7 @@ fn timeout_phase(
             .zip(cpu0)
             .map(|(a, b)| 100.0 * a.saturating_sub(b).as_secs_f64() / measured.as_secs_f64()),
         churned,
+        churn_time,
         open_after,
         server_connections,
     };

@@ -356,13 +356,21 @@ pub fn table(run: &Run<'_>) -> String {
         );
         let _ = writeln!(
             t,
-            "  as the clients saw the whole phase: {} timeouts, {} other answers, {} failed; {} still \
-             open at the end; the workers held {} client connections",
+            "  as the clients saw the whole phase ({:.0} s): {} timeouts ({:.0}/s), {} other answers, \
+             {} failed; {} still open at the end; the workers held {} client connections",
+            tm.churn_time.as_secs_f64(),
             tm.churned.timeouts,
+            tm.churned.timeouts as f64 / tm.churn_time.as_secs_f64().max(1e-9),
             tm.churned.other,
             tm.churned.failed,
             tm.open_after,
             tm.server_connections
+        );
+        let _ = writeln!(
+            t,
+            "  (the window's rate counts the workers' own timeout counters; polls opened again over \
+             many seconds make the first periods uneven, so the clients' rate over the phase is the \
+             steady one)"
         );
         if let Some(e) = &tm.churned.first_error {
             let _ = writeln!(t, "  first problem: {e}");
@@ -487,6 +495,7 @@ fn to_json(run: &Run<'_>) -> Value {
             "client_timeouts": t.churned.timeouts,
             "client_other_answers": t.churned.other,
             "client_failed": t.churned.failed,
+            "client_phase_secs": dist::round2(t.churn_time.as_secs_f64()),
             "open_after": t.open_after,
             "server_connections_after": t.server_connections,
         })),
