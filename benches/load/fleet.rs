@@ -345,13 +345,7 @@ fn read_line(from: &mut impl BufRead) -> Result<String, String> {
 /// The hidden `--generator` mode: one pool, driven by the commands on stdin.
 pub fn generator_main(args: &FloorArgs) -> ExitCode {
     crate::floor::watchdog("load generator", args.budget);
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("load generator: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::floor::report_exit("load generator", serve(args))
 }
 
 fn serve(args: &FloorArgs) -> io::Result<()> {

@@ -440,20 +440,21 @@ pub fn watchdog(name: &'static str, budget: Duration) {
 /// The hidden `--floor-writer` mode.
 pub fn writer_main(args: &FloorArgs) -> ExitCode {
     watchdog("floor writer", args.budget);
-    report_exit("writer", write_rounds(args))
+    report_exit("floor writer", write_rounds(args))
 }
 
 /// The hidden `--floor-reader` mode.
 pub fn reader_main(args: &FloorArgs) -> ExitCode {
     watchdog("floor reader", args.budget);
-    report_exit("reader", read_rounds(args))
+    report_exit("floor reader", read_rounds(args))
 }
 
-fn report_exit(name: &str, result: io::Result<()>) -> ExitCode {
+/// A child mode's exit: success, or the error on stderr after the child's name.
+pub fn report_exit(name: &str, result: io::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("floor {name}: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
