@@ -20,6 +20,9 @@
 //! - [`ladder`] — one rung of N connections: open, park, idle, fan-out rounds, floor.
 //!   Start here.
 //! - [`single`] — post → delivery latency with one parked client.
+//! - [`workers`] — `--workers W`: W worker processes and Redis beside one process, run
+//!   through [`scale`]'s steps with a [`fleet`] of load-generator processes, against a
+//!   [`cluster`] (Redis, supervisor, one `/stats` connection per worker).
 //! - [`pool`] — the N client sockets and their single-threaded event loop.
 //! - [`floor`] — the kernel floor: a child process writes the same bytes to N sockets in a
 //!   plain loop, no HTTP, no server; another child reads them. Its rounds alternate with
@@ -42,13 +45,9 @@
 //! Results land in `bench-results/`: `table.txt` (what is printed), `load.json`,
 //! `rss.svg` (server RSS against polls held) and `fanout.svg` (latency CDF per N).
 
-/// Prints one progress line on stderr, stamped with the seconds since the run began, so a
-/// long run shows where it is and a stuck one shows where it stuck.
-macro_rules! say {
-    ($($arg:tt)*) => {
-        eprintln!("[{:7.1} s] {}", $crate::elapsed_secs(), format!($($arg)*))
-    };
-}
+#[macro_use]
+#[path = "load/progress.rs"]
+mod progress;
 
 // The modules live in benches/load/; a bench root looks for them beside itself.
 #[path = "load/api.rs"]
@@ -57,8 +56,12 @@ mod api;
 mod args;
 #[path = "load/child.rs"]
 mod child;
+#[path = "load/cluster.rs"]
+mod cluster;
 #[path = "load/dist.rs"]
 mod dist;
+#[path = "load/fleet.rs"]
+mod fleet;
 #[path = "load/floor.rs"]
 mod floor;
 #[path = "load/host.rs"]
@@ -71,6 +74,8 @@ mod parent_death;
 mod pool;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/scale.rs"]
+mod scale;
 #[path = "shared/server.rs"]
 mod server;
 #[path = "load/single.rs"]
@@ -81,19 +86,13 @@ mod svg;
 mod target;
 #[path = "load/wire.rs"]
 mod wire;
+#[path = "load/workers.rs"]
+mod workers;
 
 use args::{Mode, Options, FD_HEADROOM};
+use progress::elapsed_secs;
 use std::process::ExitCode;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-/// When the run began, for the progress stamps.
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Seconds since the run began (the first call).
-fn elapsed_secs() -> f64 {
-    START.get_or_init(Instant::now).elapsed().as_secs_f64()
-}
+use std::time::Instant;
 
 fn main() -> ExitCode {
     let mode = match args::parse(std::env::args_os().skip(1)) {
@@ -110,6 +109,7 @@ fn main() -> ExitCode {
         }
         Mode::FloorWriter(floor_args) => floor::writer_main(&floor_args),
         Mode::FloorReader(floor_args) => floor::reader_main(&floor_args),
+        Mode::Generator(generator_args) => fleet::generator_main(&generator_args),
         Mode::Load(options) => match run(options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -130,6 +130,12 @@ fn run(options: Options) -> Result<(), String> {
             "server binary {} is missing (cargo bench builds it; so does cargo build --release)",
             options.server_bin.display()
         ));
+    }
+    if options.workers > 0 {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+        host::raise_open_files_limit();
+        return workers::run(&options, &exe);
     }
     let limits = host::raise_open_files_limit();
     say!(
@@ -236,13 +242,7 @@ fn run(options: Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)?;
-    say!(
-        "wrote {0}/table.txt, {0}/load.json, {0}/rss.svg, {0}/fanout.svg in {1:.0} s",
-        options.out_dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    report::write_files(&run, &table, &options.out_dir)
 }
 
 /// Pins the load generator (and later the floor reader) to the second allowed CPU and returns (server CPU, load
@@ -270,16 +270,5 @@ fn place_processes(options: &Options) -> Option<(usize, usize)> {
             say!("cannot pin to CPU {client}: {e}; running unpinned");
             None
         }
-    }
-}
-
-/// Sleeps in short steps until `deadline`; used where a phase must simply let time pass.
-fn sleep_until(deadline: Instant) {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }

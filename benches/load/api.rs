@@ -34,6 +34,8 @@ pub struct Stats {
     pub timeouts: u64,
     /// The server's soft open-files limit.
     pub open_files_limit: u64,
+    /// Which worker answered (`--workers`); `None` from a lone process.
+    pub worker: Option<u64>,
 }
 
 /// One keep-alive HTTP connection to the server.
@@ -46,6 +48,9 @@ pub struct HttpConn {
     input: Vec<u8>,
     /// When the last answer was read (or the connection made).
     last_used: Instant,
+    /// Replace the connection after this long unused ([`MAX_IDLE`]); `None` keeps it for
+    /// good, for a connection that must stay with the worker that accepted it.
+    max_idle: Option<Duration>,
 }
 
 impl HttpConn {
@@ -56,15 +61,26 @@ impl HttpConn {
             stream: open(addr)?,
             input: Vec::new(),
             last_used: Instant::now(),
+            max_idle: Some(MAX_IDLE),
         })
+    }
+
+    /// Connects to `addr` and never replaces the connection: with `--workers` a new one
+    /// may land on another worker, and a worker's own counters are what this one is for
+    /// (the server must then keep idle connections: `--idle-timeout` longer than the run).
+    pub fn connect_kept(addr: SocketAddr) -> io::Result<HttpConn> {
+        let mut conn = HttpConn::connect(addr)?;
+        conn.max_idle = None;
+        Ok(conn)
     }
 
     /// Replaces the connection if it sat idle too long (see [`MAX_IDLE`]), and has the new
     /// one answer `/stats` once so the server has surely accepted it before it is used for
     /// anything timed.
     pub fn refresh(&mut self) -> io::Result<()> {
-        if self.last_used.elapsed() <= MAX_IDLE {
-            return Ok(());
+        match self.max_idle {
+            Some(max_idle) if self.last_used.elapsed() > max_idle => {}
+            _ => return Ok(()),
         }
         self.stream = open(self.addr)?;
         self.input.clear();
@@ -121,6 +137,7 @@ impl HttpConn {
             pending_polls: field("pending_polls")?,
             timeouts: field("timeouts")?,
             open_files_limit: field("open_files_limit")?,
+            worker: json.get("worker").and_then(serde_json::Value::as_u64),
         })
     }
 

@@ -39,6 +39,10 @@ OPTIONS:
                           floor writer on the first allowed CPU, load generator on
                           the second)
   --budget SECS           time for the whole run; later rungs are skipped [default: 540]
+  --workers W             run the workers scenario instead: Redis and --workers W on
+                          one port beside one process (see benches/load/workers.rs);
+                          --ladder then counts clients held over all workers
+                          [default ladder: 19500, 39000, ... up to 3/4 of W x 19500]
   --out DIR               results directory              [default: bench-results]
   -h, --help              print this help
 
@@ -69,9 +73,15 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Pin the server (and floor writer) and the load generator to different CPUs.
     pub pin: bool,
+    /// `--workers W`: the workers scenario with W workers (0: the plain ladder).
+    pub workers: usize,
+    /// Whether `--ladder` was given (the workers scenario has a default of its own).
+    pub ladder_given: bool,
 }
 
-/// Settings of the hidden floor modes (children of the benchmark, see [`crate::floor`]).
+/// Settings of the hidden child modes: the floor's writer and reader ([`crate::floor`])
+/// and a load generator ([`crate::fleet`], which uses `source_start`, `per_source`,
+/// `message_bytes` and `budget`).
 pub struct FloorArgs {
     /// Sockets between writer and reader.
     pub count: usize,
@@ -97,6 +107,8 @@ pub enum Mode {
     FloorWriter(FloorArgs),
     /// Be the floor reader for a parent benchmark.
     FloorReader(FloorArgs),
+    /// Be one load generator of a fleet.
+    Generator(FloorArgs),
     /// Print usage.
     Help,
 }
@@ -124,6 +136,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         budget: Duration::from_secs(540),
         out_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results"),
         pin: true,
+        workers: 0,
+        ladder_given: false,
     };
     if smoke {
         options.ladder = vec![200];
@@ -142,7 +156,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
     let mut connect_secs = 40;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("ladder") => options.ladder = parse_list(&text(&mut parser, "--ladder")?)?,
+            Long("ladder") => {
+                options.ladder = parse_list(&text(&mut parser, "--ladder")?)?;
+                options.ladder_given = true;
+            }
+            Long("workers") => options.workers = number(&mut parser, "--workers")?,
             Long("rounds") => options.rounds = number(&mut parser, "--rounds")?,
             Long("single-rounds") => {
                 options.single_rounds = number(&mut parser, "--single-rounds")?
@@ -172,6 +190,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             Long("no-pin") => options.pin = false,
             Long("floor-writer") => floor_mode = Some("writer"),
             Long("floor-reader") => floor_mode = Some("reader"),
+            Long("generator") => floor_mode = Some("generator"),
             Long("count") => count = number(&mut parser, "--count")?,
             Long("port") => port = number(&mut parser, "--port")?,
             Long("source-start") => source_start = number(&mut parser, "--source-start")?,
@@ -201,6 +220,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         };
         return Ok(match mode {
             "writer" => Mode::FloorWriter(floor),
+            "generator" => Mode::Generator(floor),
             _ => Mode::FloorReader(floor),
         });
     }
@@ -235,7 +255,8 @@ pub fn clamp_ladder(ladder: &[usize], limit: u64) -> (Vec<usize>, Option<String>
     (out, note)
 }
 
-fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+/// The value of `flag` as text.
+pub fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
     parser
         .value()
         .map_err(|e| e.to_string())?
@@ -243,7 +264,8 @@ fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
         .map_err(|_| format!("{flag}: not valid UTF-8"))
 }
 
-fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
+/// The value of `flag` as a number.
+pub fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> Result<T, String> {
     let value = text(parser, flag)?;
     value
         .parse()

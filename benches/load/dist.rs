@@ -1,4 +1,4 @@
-//! Samples reduced to the numbers the report prints. Percentiles are nearest-rank: p99 of
+//! Samples reduced to the numbers the reports print, and how they print them. Percentiles are nearest-rank: p99 of
 //! 1,000 samples is the 990th smallest, so every value reported was really measured.
 
 use serde_json::{json, Value};
@@ -90,4 +90,59 @@ pub fn us(duration: Duration) -> f64 {
 /// Two decimals are plenty for microseconds and keep the JSON readable.
 pub fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
+}
+
+/// Microseconds as milliseconds: two decimals, none from 100 ms up.
+pub fn ms(us: f64) -> String {
+    if us >= 100_000.0 {
+        format!("{:.0}", us / 1e3)
+    } else {
+        format!("{:.2}", us / 1e3)
+    }
+}
+
+/// A rate or count with thousands separators: 1,234,567.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// One target of an issue: what was asked, what was measured, and whether it was met.
+pub struct Check {
+    /// The target, in words.
+    pub goal: String,
+    /// What was measured.
+    pub value: String,
+    /// `None` when the run did not measure it.
+    pub pass: Option<bool>,
+}
+
+/// The targets as a report section: PASS, MISS or ---- before each goal (padded to
+/// `width`) and its value.
+pub fn targets(checks: &[Check], width: usize) -> String {
+    let mut out = String::from("\nTargets (reported, not enforced)\n");
+    for c in checks {
+        let verdict = match c.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "----",
+        };
+        out.push_str(&format!("  {verdict}  {:<width$} {}\n", c.goal, c.value));
+    }
+    out
+}
+
+/// The targets as JSON.
+pub fn targets_json(checks: Vec<Check>) -> Vec<Value> {
+    checks
+        .into_iter()
+        .map(|c| json!({"goal": c.goal, "value": c.value, "pass": c.pass}))
+        .collect()
 }

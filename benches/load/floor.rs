@@ -21,8 +21,9 @@
 //!     reader → writer: "g" (time zero)
 //!     writer:          writes the answer to each socket; "<loop ns> <errors>" to reader
 //!     reader:          reads N answers, sends GET /chat on each again (as after a
-//!                      broadcast), replies "done <errors> <loop ns>", a line of
-//!                      latencies (ns after time zero) and a line with the first error
+//!                      broadcast), replies "done <errors> <loop ns> <time zero>"
+//!                      (CLOCK_MONOTONIC ns), a line of latencies (ns after time zero)
+//!                      and a line with the first error
 //!   bench closes the reader's stdin; the reader closes control; the writer exits.
 //! ```
 //!
@@ -98,6 +99,16 @@ pub struct Floor {
     window: Duration,
     /// Answers received over all rounds: what `writer_cpu` is divided by.
     written: usize,
+    /// The writer's CPU time when the round under way began.
+    cpu_before: Option<Duration>,
+}
+
+/// One floor round of one writer/reader pair, in absolute time.
+pub struct PairRound {
+    /// When the reader told the writer to go, as CLOCK_MONOTONIC nanoseconds.
+    pub go_ns: u64,
+    /// go → each answer received.
+    pub latencies: Vec<Duration>,
 }
 
 impl Floor {
@@ -186,6 +197,7 @@ impl Floor {
             writer_cpu: Some(Duration::ZERO),
             window: Duration::ZERO,
             written: 0,
+            cpu_before: None,
         })
     }
 
@@ -195,20 +207,35 @@ impl Floor {
         round: usize,
         deadline: Instant,
     ) -> Result<(Duration, Duration), String> {
+        self.begin_round(round, deadline)?;
+        let pair = self.end_round()?;
+        let (first, last) = (pair.latencies[0], pair.latencies[pair.latencies.len() - 1]);
+        Ok((last, last - first))
+    }
+
+    /// Asks the reader for round `round` and returns at once, so that several floors can
+    /// run a round together ([`FloorSet`]); [`end_round`](Floor::end_round) collects it.
+    pub fn begin_round(&mut self, round: usize, deadline: Instant) -> Result<(), String> {
         let left_ms = deadline
             .saturating_duration_since(Instant::now())
             .as_millis();
-        let cpu_before = host::cpu_time(self.writer.pid());
-        writeln!(self.to_reader, "round {round} {left_ms}").map_err(|e| format!("reader: {e}"))?;
+        self.cpu_before = host::cpu_time(self.writer.pid());
+        writeln!(self.to_reader, "round {round} {left_ms}").map_err(|e| format!("reader: {e}"))
+    }
+
+    /// Waits for the round [`begin_round`](Floor::begin_round) asked for and records it.
+    /// The latencies come back sorted and never empty.
+    pub fn end_round(&mut self) -> Result<PairRound, String> {
         let done = read_line(&mut self.from_reader)?;
         let latencies = read_line(&mut self.from_reader)?;
         let first_error = read_line(&mut self.from_reader)?;
         let cpu_after = host::cpu_time(self.writer.pid());
 
         let mut fields = done.split_whitespace();
-        let (Some("done"), Some(Ok(errors)), Some(Ok(loop_ns))) = (
+        let (Some("done"), Some(Ok(errors)), Some(Ok(loop_ns)), Some(Ok(go_ns))) = (
             fields.next(),
             fields.next().map(str::parse::<usize>),
+            fields.next().map(str::parse::<u64>),
             fields.next().map(str::parse::<u64>),
         ) else {
             return Err(format!("floor reader said {done:?}"));
@@ -234,10 +261,13 @@ impl Floor {
         self.written += times.len();
         self.writer_cpu = self
             .writer_cpu
-            .zip(cpu_before.zip(cpu_after))
+            .zip(self.cpu_before.take().zip(cpu_after))
             .map(|(sum, (before, after))| sum + after.saturating_sub(before));
-        r.sorted.extend(times);
-        Ok((last, last - first))
+        r.sorted.extend(times.iter().copied());
+        Ok(PairRound {
+            go_ns,
+            latencies: times,
+        })
     }
 
     /// Stops both children and returns what the rounds measured.
@@ -251,6 +281,7 @@ impl Floor {
             writer_cpu,
             window,
             written,
+            cpu_before: _,
         } = self;
         // EOF on its stdin ends the reader, whose closing control socket ends the writer.
         drop(to_reader);
@@ -269,6 +300,123 @@ impl Floor {
     }
 }
 
+/// The floor for more sockets than one process may open: several writer/reader pairs
+/// that run each round together, on whatever CPUs the scheduler gives them (as the
+/// workers and the load generators get). Where the machine cannot hold a second copy of
+/// every socket, a round is `passes` rounds of fewer sockets run one after another, so a
+/// round still makes as many writes as the fan-out it is compared with, and its time is
+/// the sum of the passes (first go → last answer each).
+pub struct FloorSet {
+    /// The pairs, each with at most the per-process share of sockets.
+    floors: Vec<Floor>,
+    /// Passes per round.
+    passes: usize,
+    /// Sockets over all pairs (writes per pass).
+    sockets: usize,
+}
+
+/// One round of a [`FloorSet`].
+pub struct SetRound {
+    /// Sum over passes of first go → last answer.
+    pub total: Duration,
+    /// Each answer's time since its pass began, plus the passes before it.
+    pub latencies: Vec<Duration>,
+}
+
+impl FloorSet {
+    /// Starts pairs for `n` writes a round: at most `max_sockets` sockets in all (more
+    /// passes when `n` is larger) and at most `per_pair` in one pair.
+    pub fn start(
+        exe: &Path,
+        (n, max_sockets, per_pair): (usize, usize, usize),
+        message_bytes: usize,
+        sources: &mut Sources,
+        deadlines: (Instant, Instant),
+    ) -> Result<FloorSet, String> {
+        let passes = n.div_ceil(max_sockets.max(1)).max(1);
+        let sockets = n.div_ceil(passes);
+        let pairs = sockets.div_ceil(per_pair.max(1));
+        let mut floors = Vec::with_capacity(pairs);
+        for i in 0..pairs {
+            // Spread evenly: the first `sockets % pairs` pairs take one more.
+            let count = sockets / pairs + usize::from(i < sockets % pairs);
+            floors.push(Floor::start(
+                exe,
+                (None, None),
+                count,
+                message_bytes,
+                sources,
+                deadlines,
+            )?);
+        }
+        Ok(FloorSet {
+            floors,
+            passes,
+            sockets,
+        })
+    }
+
+    /// Sockets over all pairs.
+    pub fn sockets(&self) -> usize {
+        self.sockets
+    }
+
+    /// Passes per round.
+    pub fn passes(&self) -> usize {
+        self.passes
+    }
+
+    /// Runs round `round`: every pass, every pair at once.
+    pub fn round(&mut self, round: usize, deadline: Instant) -> Result<SetRound, String> {
+        let mut out = SetRound {
+            total: Duration::ZERO,
+            latencies: Vec::with_capacity(self.sockets * self.passes),
+        };
+        for pass in 0..self.passes {
+            for floor in &mut self.floors {
+                floor.begin_round(round * self.passes + pass, deadline)?;
+            }
+            let pairs = self
+                .floors
+                .iter_mut()
+                .map(Floor::end_round)
+                .collect::<Result<Vec<_>, _>>()?;
+            let go = pairs.iter().map(|p| p.go_ns).min().unwrap_or(0);
+            let mut end = Duration::ZERO;
+            for pair in pairs {
+                let lag = Duration::from_nanos(pair.go_ns - go);
+                for latency in pair.latencies {
+                    out.latencies.push(out.total + lag + latency);
+                    end = end.max(lag + latency);
+                }
+            }
+            out.total += end;
+        }
+        out.latencies.sort_unstable();
+        Ok(out)
+    }
+
+    /// Stops every pair; returns the errors they counted, the first one, and the
+    /// writers' CPU time per write (the pairs' mean; they write equal shares).
+    pub fn finish(self) -> (usize, Option<String>, Option<Duration>) {
+        let mut errors = 0;
+        let mut first = None;
+        let pairs = self.floors.len() as u32;
+        let mut cpu = Some(Duration::ZERO);
+        for floor in self.floors {
+            let result = floor.finish();
+            errors += result.errors;
+            first = first.or(result.first_error);
+            cpu = cpu.zip(result.writer_cpu_per_write).map(|(sum, c)| sum + c);
+        }
+        (
+            errors,
+            first,
+            cpu.filter(|_| pairs > 0).map(|c| c / pairs.max(1)),
+        )
+    }
+}
+
 /// One line from a child, without its newline; EOF is an error (the child died).
 fn read_line(from: &mut impl BufRead) -> Result<String, String> {
     let mut line = String::new();
@@ -281,31 +429,32 @@ fn read_line(from: &mut impl BufRead) -> Result<String, String> {
 
 /// Ends the process after `budget` whatever happens, so a child the benchmark lost track
 /// of cannot outlive the run.
-fn watchdog(name: &'static str, budget: Duration) {
+pub fn watchdog(name: &'static str, budget: Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(budget);
-        eprintln!("floor {name}: budget of {budget:?} used up, exiting");
+        eprintln!("{name}: budget of {budget:?} used up, exiting");
         std::process::exit(3);
     });
 }
 
 /// The hidden `--floor-writer` mode.
 pub fn writer_main(args: &FloorArgs) -> ExitCode {
-    watchdog("writer", args.budget);
-    report_exit("writer", write_rounds(args))
+    watchdog("floor writer", args.budget);
+    report_exit("floor writer", write_rounds(args))
 }
 
 /// The hidden `--floor-reader` mode.
 pub fn reader_main(args: &FloorArgs) -> ExitCode {
-    watchdog("reader", args.budget);
-    report_exit("reader", read_rounds(args))
+    watchdog("floor reader", args.budget);
+    report_exit("floor reader", read_rounds(args))
 }
 
-fn report_exit(name: &str, result: io::Result<()>) -> ExitCode {
+/// A child mode's exit: success, or the error on stderr after the child's name.
+pub fn report_exit(name: &str, result: io::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("floor {name}: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
@@ -406,7 +555,7 @@ fn read_rounds(args: &FloorArgs) -> io::Result<()> {
         // As after a broadcast: every client polls again.
         let repoll_errors = pool.send_all(wire::GET_CHAT);
         let errors = got.errors() + write_errors as usize + repoll_errors;
-        writeln!(out, "done {errors} {loop_ns}")?;
+        writeln!(out, "done {errors} {loop_ns} {}", host::mono_ns(go))?;
         let latencies: Vec<String> = got
             .times
             .iter()

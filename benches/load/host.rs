@@ -2,9 +2,11 @@
 //! resident memory and CPU time, and the machine facts the report records so that two
 //! results files can be compared honestly.
 
+#![allow(dead_code)] // shared by benches/load and benches/million, each using a subset
+
 use serde_json::{json, Value};
 use std::io;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// This process's open-files limits, before and after raising the soft one.
 #[derive(Clone, Copy, Debug)]
@@ -47,11 +49,41 @@ pub fn rss_anon_bytes(pid: u32) -> io::Result<u64> {
     status_bytes(pid, "RssAnon:")
 }
 
+/// Proportional memory of process `pid` (`Pss` in /proc/PID/smaps_rollup), bytes: its
+/// private pages plus its share of pages mapped by others too, so that summing it over 64
+/// workers counts the binary and libc once rather than 64 times.
+pub fn pss_bytes(pid: u32) -> io::Result<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    kib_field(&rollup, "Pss:")
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| io::Error::other(format!("no Pss in /proc/{pid}/smaps_rollup")))
+}
+
+/// Context switches of process `pid` so far (voluntary + involuntary): a loop that sleeps
+/// in `epoll_wait` and is woken makes one voluntary switch per wake-up.
+pub fn context_switches(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let count = |field: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
+    };
+    Ok(count("voluntary_ctxt_switches:")? + count("nonvoluntary_ctxt_switches:")?)
+}
+
 /// A `kB` field of /proc/PID/status, in bytes.
 fn status_bytes(pid: u32, field: &str) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
+    let kib = kib_field(&status, field)
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))?;
+    Ok(kib * 1024)
+}
+
+/// The number of a `Name:   1234 kB` line, in KiB (/proc status, smaps_rollup, meminfo).
+pub fn kib_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| {
             rest.trim()
@@ -60,8 +92,20 @@ fn status_bytes(pid: u32, field: &str) -> io::Result<u64> {
                 .parse::<u64>()
                 .ok()
         })
-        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))?;
-    Ok(kib * 1024)
+}
+
+/// `at` as nanoseconds of CLOCK_MONOTONIC, the clock `Instant` reads on Linux, so that
+/// instants taken in different processes (a post here, deliveries in the load-generator
+/// children) can be compared.
+pub fn mono_ns(at: Instant) -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the variable we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let back = Instant::now().saturating_duration_since(at).as_nanos() as u64;
+    (now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64).saturating_sub(back)
 }
 
 /// CPU time (user + system) of process `pid` from /proc/PID/stat, in clock ticks.
@@ -154,6 +198,29 @@ pub fn steal_ticks() -> Option<(u64, u64)> {
     Some((*fields.get(7)?, total))
 }
 
+/// Writes each (file name, text) into `dir`, creating it, and says where they went.
+pub fn write_results(dir: &std::path::Path, files: &[(&str, String)]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    say!("wrote {} in {}", names.join(", "), dir.display());
+    Ok(())
+}
+
+/// Sleeps in short steps until `deadline`; used where a phase must simply let time pass.
+pub fn sleep_until(deadline: Instant) {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
 /// Facts about the machine a result was measured on.
 pub struct Machine {
     /// CPUs this process may run on.
@@ -169,6 +236,14 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// "machine: 2 CPUs (model), kernel …, load average at start …", for reports.
+    pub fn line(&self) -> String {
+        format!(
+            "machine: {} CPUs ({}), kernel {}, load average at start {}",
+            self.nproc, self.cpu, self.kernel, self.loadavg
+        )
+    }
+
     /// As a JSON object.
     pub fn to_json(&self) -> Value {
         json!({

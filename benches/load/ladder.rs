@@ -23,7 +23,7 @@
 
 use crate::api::Stats;
 use crate::args::Options;
-use crate::dist::{self, Dist};
+use crate::dist::Dist;
 use crate::floor::{Floor, FloorResult};
 use crate::host;
 use crate::pool::{Pool, Sources};
@@ -226,10 +226,7 @@ impl RungResult {
     }
 }
 
-/// The median of a list of durations.
-pub fn median(values: &[Duration]) -> Option<Duration> {
-    dist::median(&mut values.to_vec())
-}
+pub use crate::scale::median;
 
 /// Runs one rung; never fails as a whole, but records what went wrong.
 pub fn run_rung(ctx: &mut Ctx<'_>, n: usize) -> RungResult {
@@ -401,7 +398,7 @@ fn measure_idle(pid: u32, window: Duration) -> Option<Idle> {
     let ticks_before = host::cpu_ticks(pid).ok()?;
     let clock_before = host::cpu_time(pid);
     let start = Instant::now();
-    crate::sleep_until(start + window);
+    host::sleep_until(start + window);
     let wall = start.elapsed();
     let ticks = host::cpu_ticks(pid).ok()? - ticks_before;
     let clock = host::cpu_time(pid)

@@ -165,6 +165,16 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// An empty pool, with room for `capacity` clients.
+    pub fn new(capacity: usize) -> io::Result<Pool> {
+        Ok(Pool {
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS_PER_POLL),
+            clients: Vec::with_capacity(capacity),
+            chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+        })
+    }
+
     /// Opens `n` connections to `dst` in one burst, sending `first_request` on each as
     /// soon as it connects (a browser sends its poll right away too). Stops issuing at
     /// `deadline` and counts whatever has not connected by then as failed.
@@ -175,12 +185,24 @@ impl Pool {
         first_request: Option<&[u8]>,
         deadline: Instant,
     ) -> io::Result<(Pool, Opened)> {
-        let mut pool = Pool {
-            poll: Poll::new()?,
-            events: Events::with_capacity(EVENTS_PER_POLL),
-            clients: Vec::with_capacity(n),
-            chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
-        };
+        let mut pool = Pool::new(n)?;
+        let opened = pool.grow(n, dst, sources, first_request, deadline)?;
+        Ok((pool, opened))
+    }
+
+    /// Adds `n` connections to the pool in one burst, as [`open`](Pool::open) does; the
+    /// clients already open are left alone (an answer that reaches one meanwhile stays in
+    /// its socket until the next [`receive`](Pool::receive) or [`churn`](Pool::churn)).
+    pub fn grow(
+        &mut self,
+        n: usize,
+        dst: SocketAddr,
+        sources: &mut Sources,
+        first_request: Option<&[u8]>,
+        deadline: Instant,
+    ) -> io::Result<Opened> {
+        let first_new = self.clients.len();
+        self.clients.reserve(n);
         let started = Instant::now();
         let mut opened = Opened {
             started,
@@ -199,7 +221,7 @@ impl Pool {
             }
             for _ in 0..CONNECT_BATCH.min(n - attempted) {
                 attempted += 1;
-                match pool.start_connect(sources.next_addr(), dst) {
+                match self.start_connect(sources.next_addr(), dst) {
                     Ok(()) => connecting += 1,
                     Err(e) => {
                         opened.failed += 1;
@@ -213,15 +235,15 @@ impl Pool {
             } else {
                 POLL_SLICE.min(deadline.saturating_duration_since(now))
             };
-            if let Err(e) = pool.poll.poll(&mut pool.events, Some(wait)) {
+            if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
             let seen = Instant::now();
-            for event in pool.events.iter() {
-                let Some(client) = pool.clients.get_mut(event.token().0) else {
+            for event in self.events.iter() {
+                let Some(client) = self.clients.get_mut(event.token().0) else {
                     continue;
                 };
                 if client.phase != Phase::Connecting {
@@ -263,13 +285,13 @@ impl Pool {
             opened
                 .first_error
                 .get_or_insert(format!("{late} connects unfinished at the deadline"));
-            for client in &mut pool.clients {
+            for client in &mut self.clients[first_new..] {
                 if client.phase == Phase::Connecting {
                     client.phase = Phase::Failed;
                 }
             }
         }
-        Ok((pool, opened))
+        Ok(opened)
     }
 
     /// Creates, binds and connects one socket and registers it.
@@ -278,6 +300,7 @@ impl Pool {
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
         socket.set_linger(Some(Duration::ZERO))?;
+        bind_address_no_port(&socket)?;
         socket.bind(&SocketAddr::from((source, 0)).into())?;
         let started = Instant::now();
         match socket.connect(&dst.into()) {
@@ -367,6 +390,99 @@ impl Pool {
     }
 }
 
+/// What [`Pool::churn`] saw: browsers that poll again as soon as each answer arrives.
+#[derive(Default)]
+pub struct Churned {
+    /// Answers that were `{"error":"timeout"}`: the poll timeout doing its job.
+    pub timeouts: usize,
+    /// Any other complete answer (a message, or an error status).
+    pub other: usize,
+    /// Clients closed, reset or garbled, or whose new poll could not be sent.
+    pub failed: usize,
+    /// The first problem, for the report.
+    pub first_error: Option<String>,
+}
+
+impl Pool {
+    /// Until `deadline`, answers every answer with a new `GET /chat` on the same socket,
+    /// as a page does, and counts the answers. Starts by reading every open client once,
+    /// so an answer that arrived while the pool was busy elsewhere (and whose edge was
+    /// consumed) is not left unread.
+    pub fn churn(&mut self, deadline: Instant) -> Churned {
+        let mut churned = Churned::default();
+        for index in 0..self.clients.len() {
+            churn_client(&mut self.clients[index], &mut self.chunk, &mut churned);
+        }
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return churned;
+            }
+            let wait = POLL_SLICE.min(deadline - now);
+            if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                churned.first_error.get_or_insert(format!("poll: {e}"));
+                return churned;
+            }
+            for event in self.events.iter() {
+                if let Some(client) = self.clients.get_mut(event.token().0) {
+                    churn_client(client, &mut self.chunk, &mut churned);
+                }
+            }
+        }
+    }
+}
+
+/// Reads what one open client has; every complete answer is counted and followed by a new
+/// poll.
+fn churn_client(client: &mut Client, chunk: &mut [u8], churned: &mut Churned) {
+    if client.phase != Phase::Open {
+        return;
+    }
+    fn broken(client: &mut Client, churned: &mut Churned, error: String) {
+        client.phase = Phase::Failed;
+        client.input = Vec::new();
+        churned.failed += 1;
+        churned.first_error.get_or_insert(error);
+    }
+    loop {
+        match client.stream.read(chunk) {
+            Ok(0) => return broken(client, churned, "server closed a connection".into()),
+            Ok(n) => {
+                client.input.extend_from_slice(&chunk[..n]);
+                loop {
+                    match wire::frame(&client.input) {
+                        // Normal flow: the rest of the answer is still on its way.
+                        Frame::Partial => break,
+                        Frame::Invalid => {
+                            return broken(client, churned, "unframeable answer".into())
+                        }
+                        Frame::Complete { len, .. } => {
+                            if wire::contains(wire::body(&client.input[..len]), wire::TIMEOUT) {
+                                churned.timeouts += 1;
+                            } else {
+                                churned.other += 1;
+                            }
+                            client.input.drain(..len);
+                            if let Err(e) = write_whole(&mut client.stream, wire::GET_CHAT) {
+                                return broken(client, churned, format!("poll again: {e}"));
+                            }
+                        }
+                    }
+                }
+                if n < chunk.len() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return broken(client, churned, format!("read: {e}")),
+        }
+    }
+}
+
 /// Reads what `client` has and counts the answers in it. Returns 1 if this client's answer
 /// for the round (or its failure) was counted now, else 0.
 ///
@@ -441,6 +557,30 @@ fn fail(client: &mut Client, got: &mut Received) -> usize {
         client.answered = true;
         1
     }
+}
+
+/// Sets IP_BIND_ADDRESS_NO_PORT, so that binding the source address leaves the port to
+/// `connect`, which only needs the four-tuple to be unique. Without it every `bind` must
+/// find a port free on its address against every socket bound so far, which grows slow
+/// with a million sockets bound over a few hundred addresses.
+fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from the pointer and length we pass; the
+    // descriptor is this socket's own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still

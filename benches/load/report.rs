@@ -4,7 +4,7 @@
 //! noisy two-core machine makes any single run a sample, not a verdict.
 
 use crate::args::Options;
-use crate::dist;
+use crate::dist::{self, ms, thousands, Check};
 use crate::host::{Limits, Machine};
 use crate::ladder::{median, RungResult};
 use crate::single::Single;
@@ -60,14 +60,6 @@ pub struct Run<'a> {
     pub notes: Vec<String>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
-}
-
-/// One target: what was asked, what was measured, and whether it was met.
-struct Check {
-    goal: String,
-    value: String,
-    /// `None` when the run did not measure it.
-    pass: Option<bool>,
 }
 
 fn checks(run: &Run<'_>) -> Vec<Check> {
@@ -176,11 +168,7 @@ pub fn table(run: &Run<'_>) -> String {
     let mut t = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(t, "comet-chat load benchmark, {}", m.date);
-    let _ = writeln!(
-        t,
-        "machine: {} CPUs ({}), kernel {}, load average at start {}",
-        m.nproc, m.cpu, m.kernel, m.loadavg
-    );
+    let _ = writeln!(t, "{}", m.line());
     let _ = writeln!(
         t,
         "open files: bench soft {} (raised from {}), hard {}; server soft {}; rungs capped at limit - {}",
@@ -402,15 +390,7 @@ pub fn table(run: &Run<'_>) -> String {
         }
     }
 
-    let _ = writeln!(t, "\nTargets (reported, not enforced)");
-    for c in checks(run) {
-        let verdict = match c.pass {
-            Some(true) => "PASS",
-            Some(false) => "MISS",
-            None => "----",
-        };
-        let _ = writeln!(t, "  {verdict}  {:<46} {}", c.goal, c.value);
-    }
+    t.push_str(&dist::targets(&checks(run), 46));
 
     let mut notes: Vec<String> = run.notes.clone();
     if let Some(e) = run.single.as_ref().and_then(|s| s.first_error.as_ref()) {
@@ -432,10 +412,7 @@ pub fn table(run: &Run<'_>) -> String {
 fn to_json(run: &Run<'_>) -> Value {
     let o = run.options;
     let rungs: Vec<Value> = run.rungs.iter().map(rung_json).collect();
-    let targets: Vec<Value> = checks(run)
-        .into_iter()
-        .map(|c| json!({"goal": c.goal, "value": c.value, "pass": c.pass}))
-        .collect();
+    let targets = dist::targets_json(checks(run));
     json!({
         "benchmark": "comet-chat load",
         "machine": run.machine.to_json(),
@@ -558,17 +535,16 @@ fn rung_json(r: &RungResult) -> Value {
 
 /// Writes table.txt, load.json, rss.svg and fanout.svg into `dir`.
 pub fn write_files(run: &Run<'_>, table: &str, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    write("table.txt", table)?;
     let json = serde_json::to_string_pretty(&to_json(run)).map_err(|e| e.to_string())?;
-    write("load.json", &(json + "\n"))?;
-    write("rss.svg", &rss_plot(run))?;
-    write("fanout.svg", &fanout_plot(run))?;
-    Ok(())
+    crate::host::write_results(
+        dir,
+        &[
+            ("table.txt", table.to_owned()),
+            ("load.json", json + "\n"),
+            ("rss.svg", rss_plot(run)),
+            ("fanout.svg", fanout_plot(run)),
+        ],
+    )
 }
 
 /// Server RSS against polls held, with the target slope for comparison.
@@ -706,20 +682,14 @@ fn fanout_plot(run: &Run<'_>) -> String {
     )
 }
 
-fn micros(value: Option<Duration>) -> String {
+/// Microseconds with two decimals, or "-".
+pub fn micros(value: Option<Duration>) -> String {
     value.map_or("-".into(), |d| format!("{:.2} us", dist::us(d)))
 }
 
-fn ratio(value: Option<f64>) -> String {
+/// "1.07x", or "-".
+pub fn ratio(value: Option<f64>) -> String {
     value.map_or("-".into(), |x| format!("{x:.2}x"))
-}
-
-fn ms(us: f64) -> String {
-    if us >= 100_000.0 {
-        format!("{:.0}", us / 1e3)
-    } else {
-        format!("{:.2}", us / 1e3)
-    }
 }
 
 fn mib(bytes: Option<u64>) -> String {
@@ -736,17 +706,4 @@ fn list(values: &[usize]) -> String {
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A rate or count with thousands separators: 1,234,567.
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }

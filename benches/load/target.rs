@@ -37,23 +37,19 @@ impl Target {
     /// launcher, and waits until it answers `/stats` on what becomes the stats connection.
     pub fn start(bin: &Path, cpu: Option<usize>) -> io::Result<Target> {
         let poll_timeout = POLL_TIMEOUT_SECS.to_string();
+        let mut args = vec![
+            "--no-www",
+            "--poll-timeout",
+            &poll_timeout,
+            "--log-level",
+            "warn",
+        ];
+        args.extend(crate::server::unlimited_per_client(bin));
         let launch = Launch {
             bin,
             // No per-client limits: 19,500 clients from 60 addresses is over 256 an address,
             // and one poster posts as fast as the fan-out allows.
-            args: &[
-                "--no-www",
-                "--poll-timeout",
-                &poll_timeout,
-                "--log-level",
-                "warn",
-                "--max-conns-per-client",
-                "0",
-                "--post-rate",
-                "1000000",
-                "--post-burst",
-                "1000000",
-            ],
+            args: &args,
             cpu,
             // Warnings (e.g. accept failing with EMFILE) show up in the bench output.
             output: Output::Inherit,

@@ -5,6 +5,9 @@
 /// The long poll every client parks, as small as a valid HTTP/1.1 request gets.
 pub const GET_CHAT: &[u8] = b"GET /chat HTTP/1.1\r\nHost: bench\r\n\r\n";
 
+/// What a poll that timed out is answered with (`{"error":"timeout"}`).
+pub const TIMEOUT: &[u8] = b"\"timeout\"";
+
 /// The counters the benchmark waits on.
 pub const GET_STATS: &[u8] = b"GET /stats HTTP/1.1\r\nHost: bench\r\n\r\n";
 

@@ -289,6 +289,30 @@ pub fn stats_answers(addr: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
+/// The flags that lift the per-client limits, for those `bin --help` lists (so a benchmark
+/// runs against builds from before and after them): `--max-conns-per-client 0` (a load
+/// generator puts thousands of clients on one source address) and a post rate no poster
+/// reaches (one poster posts as fast as the fan-out allows).
+pub fn unlimited_per_client(bin: &Path) -> Vec<&'static str> {
+    let help = Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = help else {
+        return Vec::new();
+    };
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut args = Vec::new();
+    if help.contains("--max-conns-per-client") {
+        args.extend(["--max-conns-per-client", "0"]);
+    }
+    if help.contains("--post-rate") {
+        args.extend(["--post-rate", "1000000", "--post-burst", "1000000"]);
+    }
+    args
+}
+
 /// Builds the release server (`cargo build --release --bin comet-chat`, with the cargo
 /// that runs the benchmark) and returns the binary's path.
 pub fn build_release() -> io::Result<PathBuf> {
