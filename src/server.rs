@@ -271,7 +271,7 @@ impl Server {
 
     /// How long poll may sleep: until the wheel's next deadline, rounded up to a whole
     /// millisecond; forever when nothing is scheduled; not at all when work is in line.
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&mut self) -> Option<Duration> {
         if !self.ready.is_empty() || self.backplane_more {
             return Some(Duration::ZERO);
         }
