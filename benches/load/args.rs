@@ -43,6 +43,8 @@ OPTIONS:
                           one port beside one process (see benches/load/workers.rs);
                           --ladder then counts clients held over all workers
                           [default ladder: 19500, 39000, ... up to 3/4 of W x 19500]
+  --admin                 start the server with --admin-addr 127.0.0.1:0: its admin
+                          listener on and idle, to compare with a run without it
   --out DIR               results directory              [default: bench-results]
   -h, --help              print this help
 
@@ -77,6 +79,8 @@ pub struct Options {
     pub workers: usize,
     /// Whether `--ladder` was given (the workers scenario has a default of its own).
     pub ladder_given: bool,
+    /// `--admin`: the started server has its admin listener on (and nobody looking).
+    pub admin: bool,
 }
 
 /// Settings of the hidden child modes: the floor's writer and reader ([`crate::floor`])
@@ -138,6 +142,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         pin: true,
         workers: 0,
         ladder_given: false,
+        admin: false,
     };
     if smoke {
         options.ladder = vec![200];
@@ -188,6 +193,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             }
             Long("out") => options.out_dir = text(&mut parser, "--out")?.into(),
             Long("no-pin") => options.pin = false,
+            Long("admin") => options.admin = true,
             Long("floor-writer") => floor_mode = Some("writer"),
             Long("floor-reader") => floor_mode = Some("reader"),
             Long("generator") => floor_mode = Some("generator"),

@@ -71,7 +71,11 @@ impl Ctx<'_> {
     pub fn target(&mut self) -> io::Result<Target> {
         let target = match self.options.attach {
             Some((addr, pid)) => Target::attach(addr, pid)?,
-            None => Target::start(&self.options.server_bin, self.server_cpu)?,
+            None => Target::start(
+                &self.options.server_bin,
+                self.server_cpu,
+                self.options.admin,
+            )?,
         };
         Ok(target)
     }

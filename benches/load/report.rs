@@ -183,6 +183,10 @@ pub fn table(run: &Run<'_>) -> String {
     }
     let server = match o.attach {
         Some((addr, pid)) => format!("attached to {addr} (pid {pid})"),
+        None if o.admin => format!(
+            "{} started fresh for each rung, admin listener on and idle (--admin)",
+            o.server_bin.display()
+        ),
         None => format!("{} started fresh for each rung", o.server_bin.display()),
     };
     let _ = writeln!(t, "server: {server}");
@@ -439,7 +443,10 @@ fn to_json(run: &Run<'_>) -> Value {
             })),
             "server": match o.attach {
                 Some((addr, pid)) => json!({"attached": addr.to_string(), "pid": pid}),
-                None => json!({"started": o.server_bin.display().to_string()}),
+                None => json!({
+                    "started": o.server_bin.display().to_string(),
+                    "admin_listener": o.admin,
+                }),
             },
         },
         "single": run.single.as_ref().map(single_json),

@@ -35,7 +35,8 @@ pub struct Target {
 impl Target {
     /// Starts `bin` on a free loopback port (pinned to `cpu` if given) with the shared
     /// launcher, and waits until it answers `/stats` on what becomes the stats connection.
-    pub fn start(bin: &Path, cpu: Option<usize>) -> io::Result<Target> {
+    /// `admin`: with its admin listener on a free port (and nobody looking).
+    pub fn start(bin: &Path, cpu: Option<usize>, admin: bool) -> io::Result<Target> {
         let poll_timeout = POLL_TIMEOUT_SECS.to_string();
         let mut args = vec![
             "--no-www",
@@ -45,6 +46,9 @@ impl Target {
             "warn",
         ];
         args.extend(crate::server::unlimited_per_client(bin));
+        if admin {
+            args.extend(["--admin-addr", "127.0.0.1:0"]);
+        }
         let launch = Launch {
             bin,
             // No per-client limits: 19,500 clients from 60 addresses is over 256 an address,
