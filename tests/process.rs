@@ -175,34 +175,15 @@ fn a_second_signal_during_the_grace_period_stops_at_once() {
 /// server that later wraps a length sum and aborts on the first large request.
 #[test]
 fn an_out_of_range_flag_is_a_start_up_error_naming_it() {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
-        .args(["--addr", "127.0.0.1:0", "--no-www"])
-        .args(["--max-body", "18446744073709551615"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the server binary");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server started with --max-body 18446744073709551615");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--no-www",
+        "--max-body",
+        "18446744073709551615",
+    ];
+    let (status, stderr) = run_to_exit(&args, Duration::from_secs(5))
+        .expect("the server started with --max-body 18446744073709551615");
     assert_eq!(status.code(), Some(2), "{stderr}");
     let first_line = stderr.lines().next().unwrap_or_default();
     assert!(
