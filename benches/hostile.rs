@@ -70,6 +70,8 @@ mod hoard;
 mod host;
 #[path = "hostile/http.rs"]
 mod http;
+#[path = "shared/http_conn.rs"]
+mod http_conn;
 #[path = "hostile/names.rs"]
 mod names;
 #[path = "shared/parent_death.rs"]

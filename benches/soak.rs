@@ -95,6 +95,8 @@ mod churn;
 mod drive;
 #[path = "soak/http.rs"]
 mod http;
+#[path = "shared/http_conn.rs"]
+mod http_conn;
 #[path = "shared/parent_death.rs"]
 mod parent_death;
 #[path = "soak/posters.rs"]

@@ -2,7 +2,7 @@
 //! [`RETRY_ONE_IN`] sent again at once, and a re-send with the same `client_id` after a
 //! connection fails.
 
-use crate::http::{form_encode, parse_id, HttpConn};
+use crate::http::{self, form_encode, parse_id, HttpConn};
 use crate::state::{Errors, Shared};
 use crate::{POSTERS, POSTS_PER_SEC, RECONNECT_PAUSE, ROOM};
 use serde_json::Value;
@@ -132,7 +132,7 @@ pub fn post(
             thread::sleep(RECONNECT_PAUSE);
         }
         if conn.is_none() {
-            match HttpConn::connect(shared.addr) {
+            match http::connect(shared.addr) {
                 Ok(c) => *conn = Some(c),
                 Err(e) => {
                     report.disconnects.push(format!("connect: {e}"));

@@ -2,7 +2,7 @@
 //! and SSE readers on `GET /rooms/soak/events` that reconnect like an `EventSource`. Each
 //! records every message it sees, for the checks.
 
-use crate::http::{parse_id, HttpConn};
+use crate::http::{self, parse_id, HttpConn};
 use crate::state::{Errors, Shared};
 use crate::{LONG_POLLERS, RECONNECT_PAUSE, ROOM};
 use serde_json::Value;
@@ -74,7 +74,7 @@ pub fn long_poller(shared: Arc<Shared>, slot: usize) -> ReaderReport {
     while !shared.stop_readers.load(Relaxed) {
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match HttpConn::connect(shared.addr) {
+            None => match http::connect(shared.addr) {
                 Ok(c) => {
                     shared.register(slot, &c.stream);
                     report.reconnects += u64::from(connected_once);
@@ -142,7 +142,7 @@ pub fn sse_reader(shared: Arc<Shared>, slot: usize) -> ReaderReport {
             thread::sleep(retry);
         }
         first = false;
-        let mut conn = match HttpConn::connect(shared.addr) {
+        let mut conn = match http::connect(shared.addr) {
             Ok(c) => c,
             Err(e) => {
                 report.disconnects.push(format!("connect: {e}"));
@@ -162,7 +162,7 @@ pub fn sse_reader(shared: Arc<Shared>, slot: usize) -> ReaderReport {
             report.disconnects.push(format!("send: {e}"));
             continue;
         }
-        if let Err(e) = read_stream_head(&mut conn) {
+        if let Err(e) = conn.read_stream_head() {
             if e.kind() == io::ErrorKind::InvalidData {
                 report.errors.push(format!("stream head: {e}"));
             } else if !shared.stop_readers.load(Relaxed) {
@@ -186,26 +186,6 @@ pub fn sse_reader(shared: Arc<Shared>, slot: usize) -> ReaderReport {
         }
     }
     report
-}
-
-/// Reads the stream's response head and checks it is a 200 event stream.
-fn read_stream_head(conn: &mut HttpConn) -> io::Result<()> {
-    loop {
-        if let Some(at) = conn.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head: Vec<u8> = conn.buf.drain(..at + 4).collect();
-            let head = String::from_utf8_lossy(&head);
-            if head.starts_with("HTTP/1.1 200")
-                && head.to_ascii_lowercase().contains("text/event-stream")
-            {
-                return Ok(());
-            }
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("not an event stream: {head:?}"),
-            ));
-        }
-        conn.fill()?;
-    }
 }
 
 /// One SSE frame: `id:`, `event:`, `data:` and `retry:` fields, or a comment (heartbeat).
