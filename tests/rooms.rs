@@ -5,15 +5,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn texts(reply: &Reply) -> Vec<String> {
-    reply.json()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn next_of(reply: &Reply) -> String {
     reply.json()["next"].as_str().unwrap().to_owned()
 }
@@ -25,7 +16,7 @@ fn say(addr: std::net::SocketAddr, room: &str, text: &str) -> String {
         &format!("from=ann&text={text}"),
     );
     assert_eq!(reply.status, 201, "{}", reply.text());
-    reply.json()["id"].as_str().unwrap().to_owned()
+    reply.id()
 }
 
 #[test]
@@ -40,7 +31,7 @@ fn ids_increase_by_one_in_order_with_an_epoch() {
     let reply = get(server.addr, "/rooms/r1/messages");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("Cache-Control"), Some("no-store"));
-    assert_eq!(texts(&reply), ["m1", "m2", "m3"]);
+    assert_eq!(reply.texts(), ["m1", "m2", "m3"]);
     let json = reply.json();
     assert_eq!(json["messages"][0]["from"], "ann");
     assert_eq!(json["messages"][2]["id"], ids[2].as_str());
@@ -49,7 +40,7 @@ fn ids_increase_by_one_in_order_with_an_epoch() {
     assert_eq!(json["gap"], false);
     // Rooms are separate.
     say(server.addr, "r2", "other");
-    assert_eq!(texts(&get(server.addr, "/rooms/r1/messages")).len(), 3);
+    assert_eq!(get(server.addr, "/rooms/r1/messages").texts().len(), 3);
 }
 
 #[test]
@@ -59,7 +50,7 @@ fn resume_after_a_pause_returns_exactly_the_missed_messages() {
     say(server.addr, "r", "two");
     say(server.addr, "r", "three");
     let reply = get(server.addr, &format!("/rooms/r/messages?since={first}"));
-    assert_eq!(texts(&reply), ["two", "three"]);
+    assert_eq!(reply.texts(), ["two", "three"]);
     assert_eq!(reply.json()["gap"], false);
 }
 
@@ -72,7 +63,7 @@ fn a_poll_at_the_head_waits_for_the_next_message() {
     wait_parked(&server, 1);
     say(server.addr, "r", "new");
     let reply = poll.read_reply();
-    assert_eq!(texts(&reply), ["new"]);
+    assert_eq!(reply.texts(), ["new"]);
 }
 
 #[test]
@@ -82,7 +73,7 @@ fn a_poll_times_out_with_nothing_and_the_same_position() {
     let server = start(config);
     let head = say(server.addr, "r", "x");
     let reply = get(server.addr, &format!("/rooms/r/messages?since={head}"));
-    assert_eq!(texts(&reply), Vec::<String>::new());
+    assert_eq!(reply.texts(), Vec::<String>::new());
     assert_eq!(next_of(&reply), head);
 }
 
@@ -116,7 +107,7 @@ fn a_client_hammered_by_a_fast_poster_sees_every_id_exactly_once_in_order() {
         client.get(&format!("/rooms/hammer/messages?since={since}"));
         let reply = client.read_reply();
         assert_eq!(reply.json()["gap"], false);
-        seen.extend(texts(&reply));
+        seen.extend(reply.texts());
         since = next_of(&reply);
     }
     poster.join().unwrap();
@@ -134,7 +125,7 @@ fn eviction_is_reported_as_a_gap() {
         .collect();
     let reply = get(server.addr, &format!("/rooms/r/messages?since={}", ids[1]));
     assert_eq!(reply.json()["gap"], true, "m3 and m4 are gone");
-    assert_eq!(texts(&reply), ["m6", "m7", "m8", "m9", "m10"]);
+    assert_eq!(reply.texts(), ["m6", "m7", "m8", "m9", "m10"]);
     let reply = get(server.addr, &format!("/rooms/r/messages?since={}", ids[4]));
     assert_eq!(reply.json()["gap"], false, "m6 is the next one and is kept");
 }
@@ -149,16 +140,13 @@ fn a_restarted_server_is_reported_as_a_gap_and_a_fresh_start() {
     assert_eq!(reply.status, 200);
     let json = reply.json();
     assert_eq!(json["gap"], true);
-    assert_eq!(texts(&reply), Vec::<String>::new());
+    assert_eq!(reply.texts(), Vec::<String>::new());
     let next = next_of(&reply);
     assert_ne!(next.split('-').next(), old.split('-').next(), "a new epoch");
     // From the fresh position the client simply goes on.
     say(second.addr, "r", "after");
     assert_eq!(
-        texts(&get(
-            second.addr,
-            &format!("/rooms/r/messages?since={next}")
-        )),
+        get(second.addr, &format!("/rooms/r/messages?since={next}")).texts(),
         ["after"]
     );
 }
@@ -183,7 +171,7 @@ fn a_retried_post_with_the_same_client_id_is_stored_once() {
         ),
     );
     assert_eq!(retry.status, 200);
-    assert_eq!(texts(&get(server.addr, "/rooms/r/messages")), ["hello"]);
+    assert_eq!(get(server.addr, "/rooms/r/messages").texts(), ["hello"]);
 }
 
 #[test]
@@ -299,7 +287,7 @@ fn presence_appears_and_expires_with_join_and_leave_events() {
     );
 
     // ann's poll times out and she does not come back; the observer keeps polling.
-    assert_eq!(texts(&ann.read_reply()), Vec::<String>::new());
+    assert_eq!(ann.read_reply().texts(), Vec::<String>::new());
     drop(ann);
     let mut events = Vec::new();
     wait_until(Duration::from_secs(5), "ann to leave", || {

@@ -33,19 +33,6 @@ fn post(node: &Running, room: &str, body: &str) -> Reply {
     post_form(node.addr, &format!("/rooms/{room}/messages"), body)
 }
 
-fn id_of(reply: &Reply) -> String {
-    reply.json()["id"].as_str().unwrap().to_owned()
-}
-
-fn texts(reply: &Reply) -> Vec<String> {
-    reply.json()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn two_nodes_share_a_room() {
     let redis = RedisServer::start(&[]);
@@ -54,21 +41,21 @@ fn two_nodes_share_a_room() {
     wait_connected(&b);
     let first = post(&a, "garden", "from=ann&text=one");
     assert_eq!(first.status, 201, "{}", first.text());
-    let first = id_of(&first);
+    let first = first.id();
 
     // A poll on B, parked at the head, gets what is posted on A.
     let mut poll = Client::connect(b.addr);
     poll.get(&format!("/rooms/garden/messages?since={first}"));
     wait_parked(&b, 1);
-    let second = id_of(&post(&a, "garden", "from=ann&text=two"));
+    let second = post(&a, "garden", "from=ann&text=two").id();
     let answer = poll.read_reply();
-    assert_eq!(texts(&answer), ["two"]);
+    assert_eq!(answer.texts(), ["two"]);
     assert_eq!(answer.json()["next"], second.as_str());
 
     // Resuming on B from a position A gave: exactly what came after it.
-    let third = id_of(&post(&a, "garden", "from=bob&text=three"));
+    let third = post(&a, "garden", "from=bob&text=three").id();
     let resumed = get(b.addr, &format!("/rooms/garden/messages?since={first}"));
-    assert_eq!(texts(&resumed), ["two", "three"]);
+    assert_eq!(resumed.texts(), ["two", "three"]);
     assert_eq!(resumed.json()["gap"], false);
     assert_eq!(resumed.json()["next"], third.as_str());
 
@@ -78,9 +65,9 @@ fn two_nodes_share_a_room() {
     assert_eq!(on_a.status, 201);
     assert_eq!(on_b.status, 200, "{}", on_b.text());
     assert_eq!(on_b.json()["duplicate"], true);
-    assert_eq!(id_of(&on_a), id_of(&on_b));
+    assert_eq!(on_a.id(), on_b.id());
     let all = get(a.addr, "/rooms/garden/messages");
-    assert_eq!(texts(&all), ["one", "two", "three", "once"]);
+    assert_eq!(all.texts(), ["one", "two", "three", "once"]);
 }
 
 #[test]
@@ -97,7 +84,7 @@ fn a_stream_on_one_node_hears_posts_typing_and_names_from_another() {
         stream.read_event().contains("\"name\":\"bob\""),
         "bob's own join"
     );
-    let id = id_of(&post(&a, "r", "from=ann&text=hello"));
+    let id = post(&a, "r", "from=ann&text=hello").id();
     let frame = stream.read_event();
     assert!(
         frame.starts_with(&format!("id: {id}\nevent: message\n")),
@@ -119,13 +106,13 @@ fn a_restarted_node_keeps_the_history() {
     let redis = RedisServer::start(&[]);
     let a = node(&redis);
     wait_connected(&a);
-    let first = id_of(&post(&a, "r", "from=ann&text=before"));
+    let first = post(&a, "r", "from=ann&text=before").id();
     post(&a, "r", "from=ann&text=after");
     a.stop().unwrap();
     let again = node(&redis);
     wait_connected(&again);
     let resumed = get(again.addr, &format!("/rooms/r/messages?since={first}"));
-    assert_eq!(texts(&resumed), ["after"]);
+    assert_eq!(resumed.texts(), ["after"]);
     assert_eq!(
         resumed.json()["gap"],
         false,
@@ -138,7 +125,7 @@ fn redis_down_posts_are_refused_at_once_and_waiting_polls_keep_waiting() {
     let mut redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let a = node(&redis);
     wait_connected(&a);
-    let head = id_of(&post(&a, "r", "from=ann&text=first"));
+    let head = post(&a, "r", "from=ann&text=first").id();
     let mut poll = Client::connect(a.addr);
     poll.get(&format!("/rooms/r/messages?since={head}"));
     wait_parked(&a, 1);
@@ -156,7 +143,7 @@ fn redis_down_posts_are_refused_at_once_and_waiting_polls_keep_waiting() {
     wait_connected(&a);
     let stored = post(&a, "r", "from=ann&text=while+down&client_id=d-1");
     assert!(matches!(stored.status, 200 | 201), "{}", stored.text());
-    assert_eq!(texts(&poll.read_reply()), ["while down"]);
+    assert_eq!(poll.read_reply().texts(), ["while down"]);
     assert!(counter(&a, |s| &s.redis_reconnects) >= 1);
 }
 
@@ -225,7 +212,7 @@ fn nothing_acknowledged_is_lost_or_repeated_while_redis_restarts() {
             );
             let reply = client.read_reply();
             match reply.status {
-                200 | 201 => break id_of(&reply),
+                200 | 201 => break reply.id(),
                 503 => {
                     refused += 1;
                     std::thread::sleep(Duration::from_millis(20));
@@ -252,7 +239,7 @@ fn redis_losing_its_data_is_a_gap_not_a_silent_jump() {
     let mut redis = RedisServer::start(&[]);
     let a = node(&redis);
     wait_connected(&a);
-    let old = id_of(&post(&a, "r", "from=ann&text=before"));
+    let old = post(&a, "r", "from=ann&text=before").id();
     redis.restart(); // --save "" and no AOF: everything is gone
     wait_until(Duration::from_secs(10), "the node to come back", || {
         counter(&a, |s| &s.redis_reconnects) >= 1 && counter(&a, |s| &s.redis_connected) == 1
@@ -260,13 +247,13 @@ fn redis_losing_its_data_is_a_gap_not_a_silent_jump() {
     let new = post(&a, "r", "from=ann&text=after");
     assert_eq!(new.status, 201, "{}", new.text());
     assert_ne!(
-        id_of(&new).split('-').next(),
+        new.id().split('-').next(),
         old.split('-').next(),
         "a new epoch"
     );
     let resumed = get(a.addr, &format!("/rooms/r/messages?since={old}"));
     assert_eq!(resumed.json()["gap"], true);
-    assert_eq!(texts(&resumed), ["after"]);
+    assert_eq!(resumed.texts(), ["after"]);
 }
 
 /// A name held by a stream on a node that dies leaves, on the other nodes, once its time

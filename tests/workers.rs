@@ -337,7 +337,7 @@ fn three_hundred_polls_spread_over_three_workers_all_get_one_broadcast() {
     let addr = supervised.server.addr;
     let head = post_form(addr, "/rooms/lobby/messages", "from=ann&text=first");
     assert_eq!(head.status, 201, "{}", head.text());
-    let head = head.json()["id"].as_str().unwrap().to_owned();
+    let head = head.id();
     let mut polls: Vec<Client> = (0..300).map(|_| Client::connect(addr)).collect();
     for poll in &mut polls {
         poll.get(&format!("/rooms/lobby/messages?since={head}"));
@@ -404,9 +404,7 @@ fn a_killed_worker_loses_no_acknowledged_message() {
                 continue;
             }
             match client.try_read_reply() {
-                Some(reply) if matches!(reply.status, 200 | 201) => {
-                    break reply.json()["id"].as_str().unwrap().to_owned()
-                }
+                Some(reply) if matches!(reply.status, 200 | 201) => break reply.id(),
                 // The worker that took it was killed: retry with the same client_id.
                 _ => std::thread::sleep(Duration::from_millis(10)),
             }

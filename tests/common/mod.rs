@@ -80,6 +80,21 @@ impl Reply {
         String::from_utf8(self.body.clone()).expect("UTF-8 body")
     }
 
+    /// The `text` of each message in a poll's answer, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.json()["messages"]
+            .as_array()
+            .expect("an answer with messages")
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The `id` a post was answered with.
+    pub fn id(&self) -> String {
+        self.json()["id"].as_str().expect("an id").to_owned()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
     }
