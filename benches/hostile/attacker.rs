@@ -106,13 +106,7 @@ pub fn run(
                         at += n;
                         sent2.store(at, Relaxed);
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock
-                                | io::ErrorKind::TimedOut
-                                | io::ErrorKind::Interrupted
-                        ) => {}
+                    Err(e) if transient(&e) => {}
                     Err(_) => break, // the server closed; the reader says why
                 }
             }
@@ -179,13 +173,7 @@ fn read_answers(mut stream: TcpStream, count: usize, deadline: Instant) -> Pipel
                 break;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if transient(&e) => {}
             Err(e) => {
                 result.cut_short = Some(format!(
                     "connection failed after {} answers: {e}",
@@ -198,4 +186,13 @@ fn read_answers(mut stream: TcpStream, count: usize, deadline: Instant) -> Pipel
     result.ended = Some(Instant::now());
     let _ = stream.shutdown(Shutdown::Both);
     result
+}
+
+/// A read or write that found nothing to do yet (the socket's timeout, or a signal): try
+/// again, the attack is not over.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }

@@ -275,6 +275,28 @@ fn next_slot(previous: Instant, every: Duration) -> Instant {
     (previous + every).max(Instant::now())
 }
 
+/// The probe's connection, made again if it was lost; `None` (the failure recorded, after
+/// a pause) when connecting failed.
+fn connection<'a>(
+    conn: &'a mut Option<Conn>,
+    addr: SocketAddr,
+    slot: &Slot,
+    series: &Mutex<Series>,
+    stop: &AtomicBool,
+) -> Option<&'a mut Conn> {
+    if conn.is_none() {
+        match connect(addr, slot, stop) {
+            Ok(c) => *conn = Some(c),
+            Err(e) => {
+                record_error(series, stop, Instant::now(), format!("connect: {e}"));
+                thread::sleep(RECONNECT_PAUSE);
+                return None;
+            }
+        }
+    }
+    conn.as_mut()
+}
+
 /// The round-trip probe.
 fn round_trips(addr: SocketAddr, stop: &AtomicBool, series: &Mutex<Series>, slot: &Slot) {
     let request = http::get(&format!("/rooms/{ROOM}/presence"));
@@ -283,16 +305,8 @@ fn round_trips(addr: SocketAddr, stop: &AtomicBool, series: &Mutex<Series>, slot
     while !stop.load(Relaxed) {
         sleep_until(due, stop);
         due = next_slot(due, RTT_EVERY);
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect(addr, slot, stop) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    record_error(series, stop, Instant::now(), format!("connect: {e}"));
-                    thread::sleep(RECONNECT_PAUSE);
-                    continue;
-                }
-            },
+        let Some(c) = connection(&mut conn, addr, slot, series, stop) else {
+            continue;
         };
         let sent = Instant::now();
         match c.request(&request) {
@@ -324,16 +338,8 @@ fn poster(
     while !stop.load(Relaxed) {
         sleep_until(due, stop);
         due = next_slot(due, DELIVERY_EVERY);
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect(addr, slot, stop) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    record_error(series, stop, Instant::now(), format!("connect: {e}"));
-                    thread::sleep(RECONNECT_PAUSE);
-                    continue;
-                }
-            },
+        let Some(c) = connection(&mut conn, addr, slot, series, stop) else {
+            continue;
         };
         seq += 1;
         let request = http::post(ROOM, "probe", &format!("d{seq}"));
