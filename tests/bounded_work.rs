@@ -14,7 +14,6 @@ use comet_chat::server::{DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER
 use comet_chat::stats::{self, Stats};
 use comet_chat::{Config, Server};
 use common::*;
-use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -46,7 +45,7 @@ fn drain_now(client: &mut std::net::TcpStream) -> String {
     let mut got = Vec::new();
     let mut chunk = [0u8; 65536];
     loop {
-        match client.read(&mut chunk) {
+        match read_retrying(client, &mut chunk) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&chunk[..n]),
             Err(_) => break,

@@ -227,3 +227,34 @@ fn an_address_in_use_is_a_start_up_error_on_stderr() {
     );
     assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
 }
+
+/// Regression (CI): a read with a timeout fails with `Interrupted` when the process is
+/// stopped and continued, which a shared machine may do to a test run at any moment. The
+/// test client's reads must wait on for the answer instead of failing the test.
+#[test]
+fn the_test_client_rides_out_a_stop_and_continue() {
+    use std::process::Command;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = Client::connect(listener.local_addr().unwrap());
+    let (mut peer, _) = listener.accept().unwrap();
+    let me = std::process::id().to_string();
+    // The shell stops and continues this whole process while the read below waits.
+    let mut pauser = Command::new("sh")
+        .args([
+            "-c",
+            "sleep 0.3; kill -STOP $0; sleep 0.2; kill -CONT $0",
+            &me,
+        ])
+        .spawn()
+        .expect("start sh");
+    let answer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1000));
+        std::io::Write::write_all(&mut peer, b"pong").unwrap();
+        peer
+    });
+    let mut got = [0u8; 4];
+    let n = read_retrying(&mut client.stream, &mut got).expect("a read that waits on");
+    assert_eq!(&got[..n], b"pong");
+    assert!(pauser.wait().unwrap().success());
+    drop(answer.join());
+}

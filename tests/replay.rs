@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -112,9 +111,7 @@ fn a_steady_reader_of_a_long_replay_is_not_dropped() {
     let mut received = 0usize;
     let mut chunk = vec![0u8; 64 * 1024];
     while received < big.len() + 100 && started.elapsed() < Duration::from_secs(30) {
-        let n = stream
-            .read(&mut chunk)
-            .expect("the server kept the stream open");
+        let n = read_retrying(&mut stream, &mut chunk).expect("the server kept the stream open");
         assert!(n > 0, "dropped after {received} bytes");
         received += n;
         if chunk[..n].ends_with(b"\n\n") && received > big.len() {
@@ -158,9 +155,7 @@ fn a_slow_steady_reader_is_not_taken_for_a_stalled_one() {
     let mut received = 0usize;
     let mut chunk = vec![0u8; 4 * 1024];
     while started.elapsed() < Duration::from_secs(6) {
-        let n = stream
-            .read(&mut chunk)
-            .expect("the server kept the stream open");
+        let n = read_retrying(&mut stream, &mut chunk).expect("the server kept the stream open");
         assert!(n > 0, "dropped after {received} bytes");
         received += n;
         std::thread::sleep(Duration::from_millis(20));

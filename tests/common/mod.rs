@@ -14,6 +14,19 @@ use std::time::{Duration, Instant};
 /// How long any single read may block before the test fails instead of hanging.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One `read`, tried again when a signal interrupts it. A socket with a read timeout returns
+/// `Interrupted` when the test process is stopped and continued (SIGSTOP/SIGCONT, as a
+/// shared CI machine may do), even with no signal handler of ours (signal(7)); that is no
+/// answer from the server, so it must not fail a test.
+pub fn read_retrying(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// A config for tests: free port, short poll timeout, no static files.
 pub fn test_config() -> Config {
     Config {
@@ -173,7 +186,7 @@ impl Client {
                 return reply;
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).expect("read a response");
+            let n = read_retrying(&mut self.stream, &mut chunk).expect("read a response");
             assert!(
                 n > 0,
                 "connection closed before a full response; have {:?}",
@@ -191,7 +204,7 @@ impl Client {
                 return Some(reply);
             }
             let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
+            match read_retrying(&mut self.stream, &mut chunk) {
                 Ok(n) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
                 _ => return None,
             }
@@ -239,7 +252,7 @@ impl Client {
                 return String::from_utf8(taken).expect("UTF-8");
             }
             let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).expect("read");
+            let n = read_retrying(&mut self.stream, &mut chunk).expect("read");
             assert!(
                 n > 0,
                 "closed before {needle:?}; have {:?}",
@@ -306,7 +319,7 @@ impl Client {
     pub fn closed_by_server(&mut self) -> bool {
         let mut chunk = [0u8; 1024];
         loop {
-            match self.stream.read(&mut chunk) {
+            match read_retrying(&mut self.stream, &mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
@@ -319,7 +332,7 @@ impl Client {
     pub fn silent_for(&mut self, wait: Duration) -> bool {
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut byte = [0u8; 1];
-        let silent = matches!(self.stream.read(&mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut);
+        let silent = matches!(read_retrying(&mut self.stream, &mut byte), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut);
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         silent && self.buf.is_empty()
     }

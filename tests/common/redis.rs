@@ -2,7 +2,7 @@
 //! installs it): its own free port and its own directory, started and stopped by its PID.
 //! Never a mock: the backplane's scripts, streams and subscriptions run on the real thing.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -94,7 +94,7 @@ impl RedisServer {
         }
         stream.write_all(request.as_bytes()).ok()?;
         let mut reply = [0u8; 512];
-        let n = stream.read(&mut reply).ok()?;
+        let n = super::read_retrying(&mut stream, &mut reply).ok()?;
         let text = String::from_utf8_lossy(&reply[..n]).into_owned();
         text.lines().next().map(str::to_owned)
     }
