@@ -1,4 +1,5 @@
-//! The chat: rooms by name, created on first use up to a cap. Knows no sockets.
+//! The chat: rooms by name, created on first use up to a cap, past which a vacant room
+//! gives its place to a new one. Knows no sockets.
 
 use crate::room::{HistoryLimits, Room, Sync};
 use crate::waitlist::{ListKind, WaitList};
@@ -11,6 +12,11 @@ pub struct TooManyRooms;
 /// The name `/chat` answers to.
 pub const LOBBY: &str = "lobby";
 
+/// Rooms looked at, at most, for a vacant one when a new room meets the cap: a bound on
+/// what one request can cost the loop however large `--max-rooms` is. The search goes
+/// on from where the last one stopped, so every room is looked at in turn.
+const VACANCY_SEARCH: usize = 1024;
+
 /// All rooms.
 pub struct Chat {
     /// Changes every start, so positions from an earlier run are recognised. With
@@ -22,9 +28,12 @@ pub struct Chat {
     /// History caps for every room.
     pub history: HistoryLimits,
     max_rooms: usize,
-    /// Rooms by id (index); rooms are never removed, the cap bounds their number.
+    /// Rooms by id (index). A room is never removed, only replaced in its place by a new
+    /// one once it is vacant (`Room::is_vacant`), so an id stays valid while named.
     rooms: Vec<Room>,
     by_name: HashMap<Box<str>, u32>,
+    /// Where the next search for a vacant room starts.
+    search_from: u32,
 }
 
 impl Chat {
@@ -37,8 +46,10 @@ impl Chat {
             max_rooms: max_rooms.max(1),
             rooms: Vec::new(),
             by_name: HashMap::new(),
+            search_from: 1,
         };
-        chat.room_id(LOBBY).expect("the lobby fits under any cap");
+        chat.room_id(LOBBY, |_| false)
+            .expect("the lobby fits under any cap");
         chat
     }
 
@@ -48,21 +59,40 @@ impl Chat {
     }
 
     /// The id of room `name`, creating it on first use. The name must already be valid.
-    pub fn room_id(&mut self, name: &str) -> Result<u32, TooManyRooms> {
+    /// At the cap, a vacant room (never the lobby, and not one `held` says something
+    /// outside the chat still points at) gives its place and its id to the new one.
+    pub fn room_id(&mut self, name: &str, held: impl Fn(u32) -> bool) -> Result<u32, TooManyRooms> {
         if let Some(&id) = self.by_name.get(name) {
             return Ok(id);
         }
-        if self.rooms.len() >= self.max_rooms {
-            return Err(TooManyRooms);
-        }
-        let id = self.rooms.len() as u32;
         let mut room = Room::new(name);
         if self.shared {
             room.sync = Sync::Unloaded;
         }
-        self.rooms.push(room);
+        if self.rooms.len() < self.max_rooms {
+            let id = self.rooms.len() as u32;
+            self.rooms.push(room);
+            self.by_name.insert(name.into(), id);
+            return Ok(id);
+        }
+        let id = self.find_vacant(held).ok_or(TooManyRooms)?;
+        let old = std::mem::replace(&mut self.rooms[id as usize], room);
+        self.by_name.remove(&old.name);
         self.by_name.insert(name.into(), id);
         Ok(id)
+    }
+
+    /// A vacant room's id, looking at no more than `VACANCY_SEARCH` rooms.
+    fn find_vacant(&mut self, held: impl Fn(u32) -> bool) -> Option<u32> {
+        let others = self.rooms.len() as u32 - 1; // all but the lobby, id 0
+        for _ in 0..VACANCY_SEARCH.min(others as usize) {
+            let id = self.search_from;
+            self.search_from = if id >= others { 1 } else { id + 1 };
+            if self.rooms[id as usize].is_vacant() && !held(id) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     /// The id of the lobby.
@@ -113,14 +143,119 @@ mod tests {
         bytes: 1 << 16,
     };
 
+    const FREE: fn(u32) -> bool = |_| false;
+
     #[test]
     fn rooms_are_created_on_first_use_up_to_the_cap() {
         let mut chat = Chat::new(1, HISTORY, 3, false);
-        assert_eq!(chat.room_id(LOBBY), Ok(0));
-        assert_eq!(chat.room_id("a"), Ok(1));
-        assert_eq!(chat.room_id("b"), Ok(2));
-        assert_eq!(chat.room_id("c"), Err(TooManyRooms));
-        assert_eq!(chat.room_id("a"), Ok(1), "existing rooms are still found");
+        assert_eq!(chat.room_id(LOBBY, FREE), Ok(0));
+        for name in ["a", "b"] {
+            let id = chat.room_id(name, FREE).unwrap();
+            post(&mut chat, id);
+        }
+        assert_eq!(chat.room_id("c", FREE), Err(TooManyRooms));
+        assert_eq!(
+            chat.room_id("a", FREE),
+            Ok(1),
+            "existing rooms are still found"
+        );
         assert_eq!(chat.room_count(), 3);
+    }
+
+    fn post(chat: &mut Chat, id: u32) {
+        let room = chat.room(id);
+        room.post(1, "ann", "hi", None, 0, &HISTORY);
+    }
+
+    /// Regression (an attacker's reads of made-up rooms used to fill `--max-rooms` for
+    /// good, and every new room was refused 507 until a restart).
+    #[test]
+    fn at_the_cap_a_room_that_holds_nothing_gives_its_place_to_a_new_one() {
+        let mut chat = Chat::new(1, HISTORY, 3, false);
+        let read_only = chat.room_id("read-only", FREE).unwrap();
+        let posted = chat.room_id("posted", FREE).unwrap();
+        post(&mut chat, posted);
+        let fresh = chat
+            .room_id("fresh", FREE)
+            .expect("the vacant room's place");
+        assert_eq!(fresh, read_only, "its id, not a new one");
+        assert_eq!(chat.find("read-only"), None);
+        assert_eq!(chat.find("fresh"), Some(fresh));
+        assert_eq!(&*chat.room(fresh).name, "fresh");
+        assert_eq!(chat.room_count(), 3);
+        // Now every room holds a message, or is the lobby, which never gives way.
+        post(&mut chat, fresh);
+        assert_eq!(chat.room_id("more", FREE), Err(TooManyRooms));
+        assert_eq!(chat.find(LOBBY), Some(0));
+    }
+
+    #[test]
+    fn a_room_with_a_waiter_a_stream_a_name_or_an_outside_holder_keeps_its_place() {
+        use crate::waitlist::Waiter;
+        const WAITER: Waiter = Waiter {
+            key: 7,
+            generation: 1,
+        };
+        let occupy: [fn(&mut Room); 4] = [
+            |room| {
+                room.classic.join(WAITER);
+            },
+            |room| {
+                room.polls.join(WAITER);
+            },
+            |room| {
+                room.streams.join(WAITER);
+            },
+            |room| {
+                room.names.seen("ann", 1, 0, 1000);
+            },
+        ];
+        for occupy in occupy {
+            let mut chat = Chat::new(1, HISTORY, 2, false);
+            let id = chat.room_id("busy", FREE).unwrap();
+            occupy(chat.room(id));
+            assert_eq!(chat.room_id("new", FREE), Err(TooManyRooms));
+            assert_eq!(chat.find("busy"), Some(id));
+        }
+        let mut chat = Chat::new(1, HISTORY, 2, false);
+        let id = chat.room_id("held", FREE).unwrap();
+        assert_eq!(chat.room_id("new", |room| room == id), Err(TooManyRooms));
+        assert_eq!(chat.room_id("new", FREE), Ok(id), "once let go");
+    }
+
+    #[test]
+    fn with_redis_a_loaded_copy_gives_its_place_but_not_while_it_is_being_read() {
+        let mut chat = Chat::new(1, HISTORY, 2, true);
+        let id = chat.room_id("copy", FREE).unwrap();
+        post(&mut chat, id);
+        for (sync, gives_way) in [
+            (Sync::Loading, false),
+            (Sync::CatchingUp, false),
+            (Sync::Loaded, true),
+        ] {
+            chat.room(id).sync = sync;
+            assert_eq!(chat.room_id("new", FREE).is_ok(), gives_way, "{sync:?}");
+        }
+        assert_eq!(
+            chat.room(id).sync,
+            Sync::Unloaded,
+            "the new room is loaded afresh"
+        );
+    }
+
+    /// One request at the cap looks at no more than `VACANCY_SEARCH` rooms; the next goes
+    /// on from there, so a vacant room further on is still found.
+    #[test]
+    fn the_search_for_a_vacant_room_is_bounded_and_goes_round() {
+        let rooms = VACANCY_SEARCH + 100;
+        let mut chat = Chat::new(1, HISTORY, rooms + 1, false);
+        for n in 0..rooms {
+            let id = chat.room_id(&format!("r{n}"), FREE).unwrap();
+            if id as usize != rooms {
+                post(&mut chat, id); // all but the last hold a message
+            }
+        }
+        assert_eq!(chat.room_id("new", FREE), Err(TooManyRooms));
+        assert_eq!(chat.room_id("new", FREE), Ok(rooms as u32));
     }
 }

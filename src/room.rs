@@ -399,6 +399,24 @@ impl Room {
     pub fn has_presence(&self) -> bool {
         !self.names.is_empty()
     }
+
+    // ----- giving its place up ---------------------------------------------------------
+
+    /// Whether this room may give its place to another: nobody waits, streams or is
+    /// present in it, and forgetting it loses nothing. Without Redis that means no message
+    /// was ever posted here (a room made only by reads, which then ended); with Redis, that
+    /// no read of Redis is on its way, since Redis gives the rest back when it is named again.
+    pub fn is_vacant(&self) -> bool {
+        let idle = self.classic.is_empty()
+            && self.polls.is_empty()
+            && self.streams.is_empty()
+            && self.names.is_empty();
+        idle && match self.sync {
+            Sync::Local => self.last_seq == 0,
+            Sync::Unloaded | Sync::Loaded => true,
+            Sync::Loading | Sync::CatchingUp => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -399,6 +399,37 @@ fn the_room_cap_is_a_clear_error() {
     say(server.addr, "one", "existing rooms still work");
 }
 
+/// Regression: reads alone (a presence check, a poll that ends) used to make rooms that
+/// kept their place for good, so anyone could fill `--max-rooms` with made-up names and
+/// every new room was refused 507 until a restart. A room that holds nothing gives way.
+#[test]
+fn rooms_made_by_reads_alone_do_not_use_up_the_room_cap() {
+    let mut config = test_config();
+    config.max_rooms = 3; // the lobby and two more
+    let server = start(config);
+    for n in 0..50 {
+        assert_eq!(
+            get(server.addr, &format!("/rooms/made-up-{n}/presence")).status,
+            200
+        );
+    }
+    // A reader that is still waiting keeps its room.
+    let mut waiting = Client::connect(server.addr);
+    waiting.get("/rooms/watched/messages");
+    wait_parked(&server, 1);
+    let reply = post_form(server.addr, "/rooms/real/messages", "from=ann&text=hi");
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    // Now the cap is met by rooms in use: one with a message, one with a reader.
+    assert_eq!(get(server.addr, "/rooms/another/presence").status, 507);
+    let answered = post_form(server.addr, "/rooms/watched/messages", "from=bob&text=yo");
+    assert_eq!(answered.status, 201);
+    assert_eq!(waiting.read_reply().texts(), ["yo"]);
+    assert_eq!(
+        get(server.addr, "/rooms/real/messages?since=0").texts(),
+        ["hi"]
+    );
+}
+
 #[test]
 fn cors_headers_are_on_successes_and_errors_alike() {
     let mut config = test_config();

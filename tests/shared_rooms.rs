@@ -299,3 +299,28 @@ fn the_names_of_a_node_that_dies_leave_everywhere() {
     );
     drop(carl);
 }
+
+/// With Redis, a node's copy of a room nobody uses here gives its place to a new room at
+/// `--max-rooms`, and loses nothing: Redis gives the room back whole when it is named again.
+#[test]
+fn a_copy_nobody_uses_gives_its_place_and_comes_back_whole() {
+    let redis = RedisServer::start(&[]);
+    let node = start(Config {
+        max_rooms: 3, // the lobby and two more
+        ..node_config(&redis)
+    });
+    wait_connected(&node);
+    for round in 1..=2 {
+        for room in ["a", "b", "c"] {
+            let reply = post(&node, room, &format!("from=ann&text={room}"));
+            assert_eq!(reply.status, 201, "{room}: {}", reply.text());
+            let read = get(node.addr, &format!("/rooms/{room}/messages?since=0"));
+            assert_eq!(read.texts(), vec![room; round], "{room}, round {round}");
+        }
+    }
+    for room in ["a", "b", "c"] {
+        let read = get(node.addr, &format!("/rooms/{room}/messages?since=0"));
+        assert_eq!(read.texts(), [room, room], "{room} came back whole");
+    }
+    assert_eq!(counter(&node, |s| &s.rooms), 3);
+}

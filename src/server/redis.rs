@@ -277,7 +277,7 @@ impl Server {
         let Some(name) = action.room_to_read() else {
             return Some(action); // a post or typing goes straight to Redis
         };
-        let room = match self.chat.room_id(name) {
+        let room = match self.room_named(name) {
             Ok(room) => room,
             Err(_) => return Some(action), // the handler answers the room cap
         };

@@ -43,9 +43,16 @@ impl Server {
         self.reply(key, bytes, close);
     }
 
+    /// The id of room `name`, creating it on first use (see `Chat::room_id`). A room that
+    /// requests wait on to be loaded from Redis is held, vacant or not.
+    pub(super) fn room_named(&mut self, name: &str) -> Result<u32, TooManyRooms> {
+        let deferred = &self.deferred;
+        self.chat.room_id(name, |room| deferred.contains_key(&room))
+    }
+
     /// The room's id, creating it on first use; answers 507 past `--max-rooms`.
     fn room_or_refuse(&mut self, key: usize, room: &str, close: bool) -> Option<u32> {
-        match self.chat.room_id(room) {
+        match self.room_named(room) {
             Ok(id) => {
                 let rooms = self.chat.room_count() as u64;
                 self.stats
