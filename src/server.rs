@@ -29,7 +29,9 @@
 //! `accept.rs` (accepting and shedding load), `io.rs` (a connection's turn: reading,
 //! answering, writing, hanging up), `actions.rs` (what each request does), `rooms.rs` (the
 //! room API), `fanout.rs` (waiting clients and what reaches them), `timers.rs`
-//! (deadlines), `shutdown.rs`, and `handle.rs` (running a server from other threads).
+//! (deadlines), `shutdown.rs`, `handle.rs` (running a server from other threads),
+//! `redis.rs` (with `--redis`: the rooms' copies kept true against Redis) and `admin.rs`
+//! (the admin listener's connections).
 
 mod accept;
 mod actions;

@@ -336,6 +336,15 @@ impl<T: Copy> Default for TimerWheel<T> {
 mod tests {
     use super::*;
 
+    /// A parked poll's timer is one entry: docs/ARCHITECTURE.md counts it in what a
+    /// waiting poll costs (plus the slab's 8-byte tag).
+    #[test]
+    fn a_timer_entry_stays_small() {
+        let size = std::mem::size_of::<Entry<(u32, u32)>>();
+        println!("timer entry: {size} bytes (+8 slab tag)");
+        assert!(size <= 24, "a timer entry grew to {size} bytes");
+    }
+
     fn expire_all(wheel: &mut TimerWheel<u32>, to: u64) -> Vec<u32> {
         let mut fired = Vec::new();
         wheel.expire(to, &mut fired);

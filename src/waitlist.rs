@@ -93,6 +93,15 @@ pub enum ListKind {
 mod tests {
     use super::*;
 
+    /// A parked poll's place in its room's list: docs/ARCHITECTURE.md counts it in what a
+    /// waiting poll costs.
+    #[test]
+    fn a_waiter_stays_small() {
+        let size = std::mem::size_of::<Waiter>();
+        println!("Waiter: {size} bytes");
+        assert_eq!(size, 8, "a Waiter grew to {size} bytes");
+    }
+
     fn waiter(key: u32) -> Waiter {
         Waiter { key, generation: 1 }
     }
