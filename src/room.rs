@@ -403,19 +403,22 @@ impl Room {
     // ----- giving its place up ---------------------------------------------------------
 
     /// Whether this room may give its place to another: nobody waits, streams or is
-    /// present in it, and forgetting it loses nothing. Without Redis that means no message
-    /// was ever posted here (a room made only by reads, which then ended); with Redis, that
-    /// no read of Redis is on its way, since Redis gives the rest back when it is named again.
+    /// present in it, and no message was ever posted to it (a room made only by reads,
+    /// which then ended), so forgetting it loses nothing. With Redis, only a loaded copy
+    /// can tell that the room is empty in Redis too. A room with messages keeps its place
+    /// even there: the cap is what bounds the rooms, and so the memory, an attacker can
+    /// make Redis hold (every node's `--max-rooms` together), and copies that gave way to
+    /// each other would each be read back whole from Redis on the next request.
     pub fn is_vacant(&self) -> bool {
         let idle = self.classic.is_empty()
             && self.polls.is_empty()
             && self.streams.is_empty()
             && self.names.is_empty();
-        idle && match self.sync {
-            Sync::Local => self.last_seq == 0,
-            Sync::Unloaded | Sync::Loaded => true,
-            Sync::Loading | Sync::CatchingUp => false,
-        }
+        let empty = match self.sync {
+            Sync::Local | Sync::Loaded => self.last_seq == 0 && self.heard == 0,
+            Sync::Unloaded | Sync::Loading | Sync::CatchingUp => false,
+        };
+        idle && empty
     }
 }
 
