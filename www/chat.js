@@ -35,6 +35,7 @@
   var MIN_BACKOFF_MS = 500;
   var MAX_BACKOFF_MS = 10000;
   var POST_ATTEMPTS = 6;
+  var NOTICE_MS = 5000;
   var KEEP_SHOWN = 1000;
 
   var position = "";          // the last position seen; "" means "from the start"
@@ -102,6 +103,16 @@
     lastStatus = { state: state, text: text };
     statusEl.className = "status " + state;
     statusEl.textContent = text;
+  }
+
+  // A post's own trouble (too long, too fast, refused): shown for a while, then the
+  // connection's status again, since the connection itself is fine.
+  var noticeTimer = 0;
+  function notice(text) {
+    statusEl.className = "status offline";
+    statusEl.textContent = text;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(function () { setStatus(lastStatus.state, lastStatus.text); }, NOTICE_MS);
   }
 
   function pad(n) { return (n < 10 ? "0" : "") + n; }
@@ -300,9 +311,9 @@
   // answer is in flight is simply in the next answer.
   var PARKED_AFTER_MS = 250;
   function poll() {
+    if (waitingForToken) return;
     var settled = false;
     setTimeout(function () { if (!settled) status("connected", "connected"); }, PARKED_AFTER_MS);
-    if (waitingForToken) return;
     call(api("messages") + query(), { cache: "no-store" })
       .then(function (response) {
         settled = true;
@@ -361,26 +372,41 @@
 
   // Posts go one after another so that quick messages keep the order they were typed in.
   // A post that fails on the network or with a 5xx is retried with the same client_id,
-  // which the server uses to store it once however many attempts reach it.
+  // which the server uses to store it once however many attempts reach it; one refused
+  // for going too fast (429) is retried when the server's Retry-After says. A message the
+  // server will not take (too long, a bad name, no token) goes back in the field, so what
+  // was typed is never lost.
   var queue = Promise.resolve();
   function send(text) {
     var clientId = randomId();
     queue = queue.then(function () { return attempt(text, clientId, 1); });
   }
 
+  function later(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
+
+  function giveBack(text) { if (input.value === "") input.value = text; }
+
   function attempt(text, clientId, n) {
+    var again = function () { return attempt(text, clientId, n + 1); };
     return post("messages", { from: name, text: text, client_id: clientId })
       .then(function (response) {
         if (response.status >= 500) throw new Error("HTTP " + response.status);
-        if (refusedToken(response)) return;
+        if (refusedToken(response)) { giveBack(text); return; }
+        if (response.status === 429 && n < POST_ATTEMPTS) {
+          var wait = Math.max(1, Number(response.headers.get("Retry-After")) || 1);
+          notice("sending too fast — next message in " + wait + " s");
+          return later(wait * 1000).then(again);
+        }
         if (!response.ok) {
-          return response.json().then(function (e) { setStatus("offline", "not sent: " + e.error); });
+          giveBack(text);
+          return response.json().then(
+            function (e) { notice("not sent: " + e.error); },
+            function () { notice("not sent: HTTP " + response.status); });
         }
       })
       .catch(function () {
-        if (n >= POST_ATTEMPTS) { setStatus("offline", "could not send — is the server running?"); return; }
-        return new Promise(function (r) { setTimeout(r, Math.min(MIN_BACKOFF_MS * n, 4000)); })
-          .then(function () { return attempt(text, clientId, n + 1); });
+        if (n >= POST_ATTEMPTS) { giveBack(text); notice("could not send — is the server running?"); return; }
+        return later(Math.min(MIN_BACKOFF_MS * n, 4000)).then(again);
       });
   }
 
@@ -409,7 +435,6 @@
   }
 
   function start() {
-    $("room-name").textContent = room === "lobby" ? "" : "#" + room;
     $("me").textContent = name;
     // With a token, the name is the token's: there is nothing to change here.
     if (token) $("rename").hidden = true;
@@ -449,9 +474,11 @@
     location.reload();
   });
 
+  $("room-name").textContent = "#" + room;
   if (name || token) {
     start();
   } else {
+    setStatus("offline", "enter a name to join");
     var dialog = $("name-dialog");
     $("name-form").addEventListener("submit", function () {
       var wanted = $("name").value.trim();

@@ -87,6 +87,49 @@ test("a message that looks like HTML shows as text and runs nothing", async () =
   assert.deepEqual(dialogs, []);
 });
 
+test("a message the server will not take goes back in the field, with the reason", async () => {
+  const before = (await shown(two)).length;
+  // 2,500 characters, under the field's limit, but 5,000 bytes: past --max-message (4096).
+  const long = "é".repeat(2500);
+  await one.fill("#message", long);
+  await one.click("#send");
+  await one.waitForFunction(() => document.getElementById("status").textContent.startsWith("not sent"), null, {
+    timeout: 5000,
+  });
+  assert.match(await one.textContent("#status"), /--max-message/);
+  assert.equal(await one.inputValue("#message"), long, "what was typed is not lost");
+  // The connection was fine all along: the page says so again after a while.
+  await one.waitForFunction(() => document.getElementById("status").textContent === "connected", null, {
+    timeout: 8000,
+  });
+  assert.equal((await shown(two)).length, before, "nothing was posted");
+  await one.fill("#message", "");
+});
+
+test("messages sent past the post limit wait for the server's word and all arrive, in order", async () => {
+  const before = (await shown(two)).length;
+  // The server takes 20 posts at once from one address, then 10 a second (429 past that).
+  // Use up the allowance of this address from the page itself, then type.
+  const codes = await one.evaluate(async () => {
+    const body = "from=x&text=filler";
+    const headers = { "Content-Type": "application/x-www-form-urlencoded" };
+    const posts = Array.from({ length: 40 }, () =>
+      fetch("/rooms/elsewhere/messages", { method: "POST", headers, body }).then((r) => r.status));
+    return Promise.all(posts);
+  });
+  assert.ok(codes.includes(429), `the allowance is used up: ${codes}`);
+  const typed = ["slow 1", "slow 2", "slow 3", "slow 4", "slow 5"];
+  for (const text of typed) {
+    await one.fill("#message", text);
+    await one.press("#message", "Enter");
+  }
+  await one.waitForFunction(() => document.getElementById("status").textContent.startsWith("sending too fast"), null, {
+    timeout: 5000,
+  });
+  await waitForCount(two, before + typed.length, 15_000);
+  assert.deepEqual((await shown(two)).slice(before), typed);
+});
+
 test("the page shows it is offline, then recovers and notes the gap when the server is back", async () => {
   const addr = server.url.replace("http://", "");
   await server.stop();
