@@ -189,6 +189,26 @@ fn the_x_ray_sends_frames_while_someone_watches() {
     assert_eq!(broadcast["fanout"], 1);
 }
 
+/// Regression: a viewer that kept sending after its request was read and discarded with
+/// no bound per pass, so a few viewers pushing gigabytes held the loop for seconds. A
+/// viewer has nothing more to say: one that sends anything is hung up on.
+#[test]
+fn a_viewer_that_keeps_sending_is_hung_up_on() {
+    let server = with_admin();
+    let mut viewer = Client::connect(admin(&server));
+    viewer.get("/loop/events");
+    assert_eq!(viewer.read_stream_head().status, 200);
+    let flood = vec![b'x'; 1 << 20];
+    let mut sent = 0usize;
+    while sent < 64 << 20 && viewer.try_send(&flood) {
+        sent += flood.len();
+    }
+    assert!(sent < 64 << 20, "the server read 64 MiB from a viewer");
+    assert!(viewer.closed_by_server());
+    // The loop goes on serving everyone else.
+    assert_eq!(get(server.addr, "/stats").status, 200);
+}
+
 /// Regressions: sixteen viewers that never read took every admin connection and locked
 /// the scraper out; a client that half-closed after its request got no answer.
 #[test]

@@ -177,8 +177,10 @@ impl Server {
                     peer_done = true;
                     break;
                 }
-                // A viewer has nothing more to say; whatever it sends is dropped.
-                Ok(_) if conn.viewer => {}
+                // A viewer has nothing more to say (EventSource never does): one that sends
+                // anything is hung up on, rather than read and discarded without end, which
+                // would hold the loop for as long as the viewer cares to send.
+                Ok(_) if conn.viewer => return self.admin_close(key),
                 Ok(n) => conn.input.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
