@@ -507,3 +507,26 @@ fn a_named_stream_starts_with_its_status_line_then_its_own_join() {
         "event: join\ndata: {\"type\":\"join\",\"name\":\"carl\"}\n\n"
     );
 }
+
+/// Regression: a poll refused for its position (ahead of the room) still made its name
+/// present and announced a join to everyone waiting in the room.
+#[test]
+fn a_refused_poll_makes_no_name_present() {
+    let server = start(test_config());
+    let head = post_form(server.addr, "/rooms/r/messages", "from=ann&text=hi").id();
+    let ahead = format!("{head}9");
+    let mut watcher = Client::connect(server.addr);
+    watcher.get(&format!("/rooms/r/messages?since={head}"));
+    wait_parked(&server, 1);
+    let refused = get(
+        server.addr,
+        &format!("/rooms/r/messages?since={ahead}&name=ghost"),
+    );
+    assert_eq!(refused.status, 400);
+    let present = get(server.addr, "/rooms/r/presence").json();
+    assert_eq!(present["present"], serde_json::json!([]));
+    assert!(
+        watcher.silent_for(Duration::from_millis(300)),
+        "no join went out"
+    );
+}

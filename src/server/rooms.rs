@@ -134,26 +134,30 @@ impl Server {
         let Some(room) = self.room_or_refuse(key, room, close) else {
             return;
         };
+        let epoch = self.chat.epoch;
+        // The position is checked first: a refused poll makes no name present.
+        let since = match self.chat.room(room).since(epoch, since) {
+            Ok(since) => since,
+            Err(SinceError::Ahead) => {
+                let message =
+                    "since: this position is ahead of the room; poll without since to start again";
+                return self.refuse(key, Status::BAD_REQUEST, message, &[], close);
+            }
+        };
         if let Some(name) = name {
             if !self.admit_name(key, room, &name, close) {
                 return;
             }
             self.seen(key, room, name);
         }
-        let epoch = self.chat.epoch;
-        match self.chat.room(room).since(epoch, since) {
-            Ok(Since::Answer(page)) => {
+        match since {
+            Since::Answer(page) => {
                 // Its own head, then the messages as pieces shared with the history.
                 let pieces = answer::poll_page(&self.cors(), page.messages, page.next, page.gap);
                 let response = Response::Pieces(Box::new(Pieces::new(pieces)));
                 self.respond(key, response, close);
             }
-            Ok(Since::Wait) => self.park(key, room, ListKind::Poll, close),
-            Err(SinceError::Ahead) => {
-                let message =
-                    "since: this position is ahead of the room; poll without since to start again";
-                self.refuse(key, Status::BAD_REQUEST, message, &[], close);
-            }
+            Since::Wait => self.park(key, room, ListKind::Poll, close),
         }
     }
 
