@@ -37,9 +37,18 @@ pub const PAGE_MESSAGES: usize = 64;
 /// does.
 pub const MESSAGE_OVERHEAD_BYTES: usize = 96;
 
-/// What a message weighs for `--history-bytes`.
+/// What a message weighs for `--history-bytes`: its name and text as its stored frame
+/// holds them, JSON-escaped (a `"`, `\` or newline takes two bytes there; every other
+/// control character is refused at the door), so the cap bounds the memory it says. The
+/// post script computes the same in Lua.
 pub fn message_weight(from: &str, text: &str) -> usize {
-    from.len() + text.len() + MESSAGE_OVERHEAD_BYTES
+    let escaped = |s: &str| {
+        s.len()
+            + s.bytes()
+                .filter(|b| matches!(b, b'"' | b'\\' | b'\n'))
+                .count()
+    };
+    escaped(from) + escaped(text) + MESSAGE_OVERHEAD_BYTES
 }
 
 /// A stored message, already encoded.
@@ -442,6 +451,33 @@ mod tests {
             room.post(EPOCH, "ann", &format!("m{i}"), None, 1000 + i, &LIMITS);
         }
         room
+    }
+
+    /// Regression: a text of quotes took twice the memory `--history-bytes` counted for
+    /// it (the frame holds it JSON-escaped), so the cap understated memory by up to 2x.
+    /// A message now weighs what its frame holds, within the fixed overhead.
+    #[test]
+    fn a_message_weighs_what_its_stored_frame_holds() {
+        for text in [
+            "plain",
+            "\"quoted\"",
+            "back\\slash",
+            "two\nlines",
+            "é ☃ 𝄞",
+            &"\"".repeat(4000),
+        ] {
+            let mut room = Room::new("r");
+            room.post(EPOCH, "a\"nn", text, None, 0, &LIMITS);
+            let frame = room.sse_message(1);
+            let weight = message_weight("a\"nn", text);
+            let escaped = serde_json::to_string(text).unwrap().len() - 2 + "a\\\"nn".len();
+            assert_eq!(weight - MESSAGE_OVERHEAD_BYTES, escaped, "{text:?}");
+            assert!(
+                frame.len() <= weight + 64,
+                "{text:?}: frame {} vs weight {weight}",
+                frame.len()
+            );
+        }
     }
 
     fn texts(answer: &str) -> Vec<String> {

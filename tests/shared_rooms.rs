@@ -330,3 +330,45 @@ fn reads_of_made_up_rooms_do_not_use_up_the_cap_with_redis() {
         Some(":0")
     );
 }
+
+/// Redis trims a room's history by the same weight as every node trims its copy, text
+/// JSON-escaped as the node stores it: a node that followed the posts and a node that
+/// reads the room afresh hold the same messages.
+#[test]
+fn redis_and_every_copy_trim_the_history_alike() {
+    let redis = RedisServer::start(&[]);
+    let small = |redis: &RedisServer| Config {
+        history_bytes: 2000,
+        ..node_config(redis)
+    };
+    let following = start(small(&redis));
+    wait_connected(&following);
+    assert_eq!(get(following.addr, "/rooms/q/presence").status, 200); // loads its copy
+    let quotes = "%22".repeat(300); // 300 `"`, 600 bytes escaped: two fit in 2000
+    for n in 1..=6 {
+        let reply = post(&following, "q", &format!("from=ann&text={n}{quotes}"));
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
+    let fresh = start(small(&redis));
+    wait_connected(&fresh);
+    let firsts = |node: &Running| -> Vec<String> {
+        let read = get(node.addr, "/rooms/q/messages?since=0");
+        read.texts().iter().map(|t| t[..1].to_owned()).collect()
+    };
+    assert_eq!(
+        redis.command(&["XLEN", "comet:r:q:log"]).as_deref(),
+        Some(":2")
+    );
+    assert_eq!(firsts(&fresh), ["5", "6"], "Redis's history");
+    // The copy hears the last announcement a moment after the poster's answer, at most.
+    wait_until(
+        Duration::from_secs(5),
+        "the copy to hear every post",
+        || firsts(&following).last().map(String::as_str) == Some("6"),
+    );
+    assert_eq!(
+        firsts(&following),
+        ["5", "6"],
+        "the copy that followed the posts"
+    );
+}
