@@ -53,7 +53,27 @@ pub fn valid_room(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// A name: 1 to 40 characters, no control characters at all.
+/// Characters that show nothing, or turn the text around them (bidi overrides and
+/// isolates), with which one name can pass for another in presence and in `from`. The
+/// joiners U+200C and U+200D stay allowed: scripts and emoji need them.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{61C}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// A name: 1 to 40 characters, no control characters at all, and none that is invisible
+/// or changes the direction of the text.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(bad("from: a name is required"));
@@ -63,6 +83,11 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     }
     if name.chars().any(char::is_control) {
         return Err(bad("from: control characters are not allowed in names"));
+    }
+    if name.chars().any(invisible) {
+        return Err(bad(
+            "from: invisible or direction-changing characters are not allowed in names",
+        ));
     }
     Ok(())
 }
@@ -268,7 +293,21 @@ mod tests {
     fn names_and_texts() {
         assert!(check_name("ann").is_ok());
         assert!(check_name("Ann Éclair 😀").is_ok());
-        for bad in ["", "  ", "a\nb", "a\u{7}", &"n".repeat(41)] {
+        assert!(
+            check_name("👩\u{200D}💻 dev").is_ok(),
+            "emoji need the joiner"
+        );
+        for bad in [
+            "",
+            "  ",
+            "a\nb",
+            "a\u{7}",
+            &"n".repeat(41),
+            "ann\u{202E}",         // right-to-left override
+            "a\u{200B}nn",         // zero-width space
+            "\u{2066}ann\u{2069}", // an isolate
+            "\u{FEFF}ann",
+        ] {
             assert_eq!(
                 check_name(bad).unwrap_err().status,
                 Status::BAD_REQUEST,

@@ -149,7 +149,15 @@ fn every_bad_token_is_refused_with_its_reason() {
         "exp",
     );
     // A sub no name may be is no identity at all, never cleaned up into another name.
-    for sub in [r#""ann\r\nX-Evil: 1""#, r#""a\nb""#, r#""""#, "7"] {
+    // Nor one that passes for another name (a right-to-left override, a zero-width space).
+    for sub in [
+        r#""ann\r\nX-Evil: 1""#,
+        r#""a\nb""#,
+        r#""""#,
+        "7",
+        r#""ann\u202e""#,
+        r#""a\u200bnn""#,
+    ] {
         let claims = format!(r#"{{"sub":{sub},"rooms":["*"],"exp":{exp}}}"#);
         let reply = get_as(addr, "/rooms/r/messages", &forge(hs256, &claims, KEY));
         assert_refused(&reply, 401, "sub");
