@@ -94,9 +94,9 @@ impl Assets {
         self.get(&path).ok_or(Status::NOT_FOUND)
     }
 
-    /// Number of paths served (`/` counts when there is an index).
+    /// Number of files served (`/`, another name for `/index.html`, is not one more).
     pub fn len(&self) -> usize {
-        self.files.len()
+        self.files.len() - usize::from(self.files.contains_key("/"))
     }
 
     /// True when no file was found.
@@ -202,6 +202,7 @@ mod tests {
             text.split("\r\n\r\n").nth(1).unwrap().to_owned()
         };
         assert_eq!(body("/"), "index.html");
+        assert_eq!(assets.len(), 5, "five files; / is index.html, not a sixth");
         assert_eq!(body("/a%20b.txt"), "a b.txt");
         assert_eq!(body("/caf%C3%A9.txt"), "café.txt");
         assert_eq!(body("/café.txt"), "café.txt");

@@ -57,9 +57,14 @@ fn main() -> ExitCode {
 
 /// `comet-chat token ...`: prints a token signed with the server's secret.
 fn mint(args: &[OsString]) -> ExitCode {
+    use comet_chat::token::{Minted, MINT_USAGE};
     match comet_chat::token::mint_command(args.iter().cloned()) {
-        Ok(token) => {
+        Ok(Minted::Token(token)) => {
             println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Ok(Minted::Usage) => {
+            println!("{MINT_USAGE}");
             ExitCode::SUCCESS
         }
         Err(message) => {

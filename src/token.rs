@@ -235,9 +235,9 @@ pub fn mint(secret: &Secret, sub: &str, rooms: &[String], ttl_secs: u64, now: u6
     format!("{header}.{claims}.{signature}")
 }
 
-/// `comet-chat token --secret-file PATH --sub NAME [--rooms a,b] [--ttl 1h]`: the token,
-/// or why not. `--rooms` defaults to `*` (every public room), `--ttl` to an hour.
-pub fn mint_command<I>(args: I) -> Result<String, String>
+/// `comet-chat token --secret-file PATH --sub NAME [--rooms a,b] [--ttl 1h]`: the token
+/// (or the usage, for `--help`), or why not. `--rooms` defaults to `*` (every public room), `--ttl` to an hour.
+pub fn mint_command<I>(args: I) -> Result<Minted, String>
 where
     I: IntoIterator,
     I::Item: Into<std::ffi::OsString>,
@@ -250,6 +250,7 @@ where
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match arg {
             Long(flag) => flag.to_owned(),
+            lexopt::Arg::Short('h') => return Ok(Minted::Usage),
             other => return Err(format!("{}\n{MINT_USAGE}", other.unexpected())),
         };
         let mut value = || -> Result<String, String> {
@@ -274,14 +275,23 @@ where
                 }
             }
             "ttl" => ttl = parse_ttl(&value()?)?,
-            "help" => return Err(MINT_USAGE.to_owned()),
+            "help" => return Ok(Minted::Usage),
             other => return Err(format!("unknown option --{other}\n{MINT_USAGE}")),
         }
     }
     let secret_file = secret_file.ok_or(format!("--secret-file is required\n{MINT_USAGE}"))?;
     let sub = sub.ok_or(format!("--sub is required\n{MINT_USAGE}"))?;
     let secret = Secret::load(Path::new(&secret_file))?;
-    Ok(mint(&secret, &sub, &rooms, ttl, now_secs()))
+    Ok(Minted::Token(mint(&secret, &sub, &rooms, ttl, now_secs())))
+}
+
+/// What `comet-chat token` prints, to stdout.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Minted {
+    /// A token, as asked.
+    Token(String),
+    /// `--help` or `-h`: how it is used.
+    Usage,
 }
 
 /// How `comet-chat token` is used.
@@ -483,8 +493,10 @@ mod tests {
         let path = std::env::temp_dir().join(format!("comet-mint-{}", std::process::id()));
         std::fs::write(&path, "k".repeat(32)).unwrap();
         let file = path.to_str().unwrap();
-        let token =
-            mint_command(["--secret-file", file, "--sub", "ann", "--rooms", "a,b"]).unwrap();
+        let minted = mint_command(["--secret-file", file, "--sub", "ann", "--rooms", "a,b"]);
+        let Ok(Minted::Token(token)) = minted else {
+            panic!("{minted:?}")
+        };
         let who = verify(&token, &Secret::load(&path).unwrap(), now_secs()).unwrap();
         assert_eq!((who.sub.as_str(), who.rooms.len()), ("ann", 2));
         assert!(who.exp >= now_secs() + 3590, "an hour by default");
@@ -493,6 +505,8 @@ mod tests {
             .contains("--sub"));
         assert!(mint_command(["--secret-file", file, "--sub", "a\nb"]).is_err());
         assert!(mint_command(["--secret-file", file, "--sub", "ann", "--rooms", "a/b"]).is_err());
+        assert_eq!(mint_command(["--help"]), Ok(Minted::Usage));
+        assert_eq!(mint_command(["-h"]), Ok(Minted::Usage));
         std::fs::remove_file(&path).unwrap();
     }
 
