@@ -425,8 +425,10 @@ impl<T> Backplane<T> {
             keys::room(room, "log"),
             keys::room(room, "bytes"),
         );
-        let cid =
-            client_id.map_or_else(|| keys::room(room, "nocid"), |id| keys::client_id(room, id));
+        let cid = client_id.map_or_else(
+            || keys::room(room, "nocid"),
+            |id| keys::client_id(room, &crate::room::idempotency_key(from, id)),
+        );
         let channel = keys::channel(self.url.db, room);
         let (time, max_messages, max_bytes) = (
             time_ms.to_string(),

@@ -37,6 +37,15 @@ pub const PAGE_MESSAGES: usize = 64;
 /// does.
 pub const MESSAGE_OVERHEAD_BYTES: usize = 96;
 
+/// What a `client_id` is remembered by: the id within its sender's name, so that one
+/// sender's ids never stand for another's posts (two clients that both number their
+/// messages 1, 2, 3 would otherwise drop each other's; with tokens, nobody can suppress
+/// another's post by guessing its id). The name's length comes first, so no two
+/// (name, id) pairs make the same key.
+pub fn idempotency_key(from: &str, client_id: &str) -> String {
+    format!("{}:{from}{client_id}", from.len())
+}
+
 /// What a message weighs for `--history-bytes`: its name and text as its stored frame
 /// holds them, JSON-escaped (a `"`, `\` or newline takes two bytes there; every other
 /// control character is refused at the door), so the cap bounds the memory it says. The
@@ -62,7 +71,8 @@ struct Stored {
     frame: Rc<[u8]>,
     /// Where the JSON starts in `frame`; it ends before the frame's final blank line.
     json_start: u32,
-    /// For idempotent retries; forgotten when the message leaves the history.
+    /// For idempotent retries ([`idempotency_key`]); forgotten when the message leaves
+    /// the history.
     client_id: Option<Box<str>>,
 }
 
@@ -131,7 +141,7 @@ pub struct Room {
     history_bytes: usize,
     /// Sequence number of the newest message ever posted (0: none yet).
     last_seq: u64,
-    /// `client_id` → seq, for messages still in history.
+    /// [`idempotency_key`] → seq, for messages still in history.
     by_client_id: HashMap<Box<str>, u64>,
     /// Classic `GET /chat` polls (lobby only), answered `{"ok":"<text>"}`.
     pub classic: WaitList,
@@ -209,7 +219,8 @@ impl Room {
         }
     }
 
-    /// Stores a message (unless `client_id` was seen) and returns its sequence number.
+    /// Stores a message (unless its sender posted this `client_id` already) and returns
+    /// its sequence number.
     pub fn post(
         &mut self,
         epoch: u32,
@@ -219,11 +230,12 @@ impl Room {
         time_ms: u64,
         limits: &HistoryLimits,
     ) -> Posted {
-        if let Some(seq) = client_id.and_then(|id| self.by_client_id.get(id)) {
+        let key = client_id.map(|id| idempotency_key(from, id));
+        if let Some(seq) = key.as_deref().and_then(|key| self.by_client_id.get(key)) {
             return Posted::Duplicate(*seq);
         }
         let seq = self.last_seq + 1;
-        self.store(epoch, seq, from, text, time_ms, client_id, limits);
+        self.store(epoch, seq, from, text, time_ms, key, limits);
         Posted::New(seq)
     }
 
@@ -261,7 +273,7 @@ impl Room {
         from: &str,
         text: &str,
         time_ms: u64,
-        client_id: Option<&str>,
+        key: Option<String>,
         limits: &HistoryLimits,
     ) {
         self.last_seq = seq;
@@ -270,15 +282,16 @@ impl Room {
         let (frame, json_start) = sse::message_frame(position, &json);
         let weight = message_weight(from, text);
         self.history_bytes += weight;
-        if let Some(id) = client_id {
-            self.by_client_id.insert(id.into(), seq);
+        let key: Option<Box<str>> = key.map(Into::into);
+        if let Some(key) = &key {
+            self.by_client_id.insert(key.clone(), seq);
         }
         self.history.push_back(Stored {
             seq,
             weight: weight as u32,
             frame: frame.into_bytes().into(),
             json_start: json_start as u32,
-            client_id: client_id.map(Into::into),
+            client_id: key,
         });
         self.evict(limits);
     }
@@ -592,6 +605,22 @@ mod tests {
             room.post(EPOCH, "a", "one", Some("c1"), 4, &LIMITS),
             Posted::New(5)
         );
+    }
+
+    /// Regression: a `client_id` was remembered for the room, not for its sender, so two
+    /// clients numbering their messages alike dropped each other's posts as duplicates.
+    #[test]
+    fn a_client_id_stands_only_for_its_own_senders_post() {
+        let mut room = Room::new("r");
+        let post = |room: &mut Room, from: &str, id: &str| {
+            room.post(EPOCH, from, "hi", Some(id), 1, &LIMITS)
+        };
+        assert_eq!(post(&mut room, "ann", "1"), Posted::New(1));
+        assert_eq!(post(&mut room, "bob", "1"), Posted::New(2));
+        assert_eq!(post(&mut room, "ann", "1"), Posted::Duplicate(1));
+        // The name's length keeps ("a", "b1") and ("ab", "1") apart.
+        assert_eq!(post(&mut room, "a", "b1"), Posted::New(3));
+        assert_eq!(post(&mut room, "ab", "1"), Posted::New(4));
     }
 
     fn stream_text(page: &StreamPage) -> String {

@@ -171,7 +171,17 @@ fn a_retried_post_with_the_same_client_id_is_stored_once() {
         ),
     );
     assert_eq!(retry.status, 200);
-    assert_eq!(get(server.addr, "/rooms/r/messages").texts(), ["hello"]);
+    // Another sender that happens to choose the same client_id posts its own message.
+    let bobs = post_form(
+        server.addr,
+        "/rooms/r/messages",
+        "from=bob&text=hi&client_id=abc-123",
+    );
+    assert_eq!(bobs.status, 201, "{}", bobs.text());
+    assert_eq!(
+        get(server.addr, "/rooms/r/messages").texts(),
+        ["hello", "hi"]
+    );
 }
 
 #[test]

@@ -66,8 +66,11 @@ fn two_nodes_share_a_room() {
     assert_eq!(on_b.status, 200, "{}", on_b.text());
     assert_eq!(on_b.json()["duplicate"], true);
     assert_eq!(on_a.id(), on_b.id());
+    // Another sender's post with the same client_id is its own.
+    let bobs = post(&b, "garden", "from=bob&text=mine&client_id=c-1");
+    assert_eq!(bobs.status, 201, "{}", bobs.text());
     let all = get(a.addr, "/rooms/garden/messages");
-    assert_eq!(all.texts(), ["one", "two", "three", "once"]);
+    assert_eq!(all.texts(), ["one", "two", "three", "once", "mine"]);
 }
 
 #[test]

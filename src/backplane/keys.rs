@@ -8,7 +8,7 @@
 //! | `comet:r:{room}:seq` | string | the room's last sequence number (`INCR`) |
 //! | `comet:r:{room}:log` | stream | the room's history: entry id `{seq}-0`, fields `f` (from), `t` (text), `ts` (time, Unix ms) |
 //! | `comet:r:{room}:bytes` | string | what the history's messages weigh, for the byte cap |
-//! | `comet:r:{room}:cid:{client_id}` | string | a `client_id` already posted: its seq, for an hour |
+//! | `comet:r:{room}:cid:{n}:{from}{client_id}` | string | a `client_id` its sender (`from`, `n` bytes long) already posted: its seq, for an hour |
 //! | `comet:r:{room}:names` | sorted set | names present on some node: score = when each expires (Redis's clock, ms) |
 //!
 //! Posts and events are announced on the channel `comet:{db}:r:{room}` (channels are not
@@ -26,9 +26,9 @@ pub fn room(room: &str, what: &str) -> String {
     format!("comet:r:{room}:{what}")
 }
 
-/// The key remembering one `client_id`.
-pub fn client_id(room: &str, client_id: &str) -> String {
-    format!("comet:r:{room}:cid:{client_id}")
+/// The key remembering one `client_id` of one sender (`room::idempotency_key`).
+pub fn client_id(room: &str, idempotency_key: &str) -> String {
+    format!("comet:r:{room}:cid:{idempotency_key}")
 }
 
 /// The channel a room's posts and events are announced on.
