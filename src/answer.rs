@@ -218,7 +218,13 @@ pub fn file(content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
 /// the README; scripts and the benchmarks read them. A worker (`--workers`) names itself
 /// first, since each connection may reach a different worker's counters; with `--redis`
 /// a `redis` object comes last.
-pub fn stats(stats: &Stats, rss_bytes: u64, worker: Option<usize>, redis: bool) -> Vec<u8> {
+pub fn stats(
+    stats: &Stats,
+    rss_bytes: u64,
+    worker: Option<usize>,
+    redis: bool,
+    head_only: bool,
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Drops {
         slow: u64,
@@ -307,7 +313,7 @@ pub fn stats(stats: &Stats, rss_bytes: u64, worker: Option<usize>, redis: bool) 
             catch_ups: get(&stats.redis_catch_ups),
         }),
     };
-    json(Status::OK, &[], &to_json(&view), false)
+    json(Status::OK, &[], &to_json(&view), head_only)
 }
 
 // ----- the classic protocol ---------------------------------------------------------------
@@ -513,7 +519,7 @@ mod tests {
         stats::add(&counters.connections, 3);
         stats::sub(&counters.connections, 1);
         stats::add(&counters.deliveries, 7);
-        let out = text(&super::stats(&counters, 4096, None, false));
+        let out = text(&super::stats(&counters, 4096, None, false, false));
         let body = out.split("\r\n\r\n").nth(1).unwrap();
         assert!(body.starts_with("{\"connections\":2,"), "{body}");
         assert!(body.contains("\"deliveries\":7"));
@@ -522,7 +528,7 @@ mod tests {
             "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0},"
         ));
         stats::add(&counters.posts_refused, 2);
-        let out = text(&super::stats(&counters, 4096, None, false));
+        let out = text(&super::stats(&counters, 4096, None, false, false));
         assert!(
             out.ends_with(
                 "\"limits\":{\"client_addresses\":0,\"limiter_entries\":0,\"posts_refused\":2,\
@@ -532,7 +538,7 @@ mod tests {
             "{out}"
         );
         // Only a worker names itself, first.
-        let out = text(&super::stats(&counters, 4096, Some(3), false));
+        let out = text(&super::stats(&counters, 4096, Some(3), false, false));
         assert!(
             out.contains("\r\n\r\n{\"worker\":3,\"connections\":2,"),
             "{out}"

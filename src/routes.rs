@@ -39,8 +39,11 @@ pub enum Action {
         /// Which refusal, for `/stats`.
         denial: Denial,
     },
-    /// `GET /stats`: the server fills in its counters.
-    Stats,
+    /// `GET /stats` (or `HEAD`: the same head, no body): the server fills in its counters.
+    Stats {
+        /// HEAD.
+        head_only: bool,
+    },
     /// `GET /rooms/{room}/messages`: answer from history, or wait for the next message.
     RoomPoll {
         /// A valid room name.
@@ -203,8 +206,8 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
             }
         }
         ("/chat", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, POST")]),
-        ("/stats", Method::Get) => Action::Stats,
-        ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")]),
+        ("/stats", Method::Get | Method::Head) => Action::Stats { head_only },
+        ("/stats", _) => error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET, HEAD")]),
         (path, method) => match context.assets.lookup(path) {
             Ok(asset) => match method {
                 Method::Get => reply(Response::Shared(Rc::clone(&asset.get)), close),
@@ -424,7 +427,11 @@ mod tests {
         ));
         assert!(matches!(
             route_raw("GET /stats HTTP/1.1\r\n\r\n"),
-            Action::Stats
+            Action::Stats { head_only: false }
+        ));
+        assert!(matches!(
+            route_raw("HEAD /stats HTTP/1.1\r\n\r\n"),
+            Action::Stats { head_only: true }
         ));
         match route_raw("POST /chat HTTP/1.1\r\nContent-Length: 14\r\n\r\nmessage=a+b%21") {
             Action::Broadcast { from, message } => {

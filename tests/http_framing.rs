@@ -214,3 +214,25 @@ fn shared_answers_carry_each_polls_own_connection_header() {
         "the HTTP/1.0 keep-alive connection stays open"
     );
 }
+
+/// HEAD is answered wherever GET is (RFC 9110 §9.3.2): `/stats` gives its head, with the
+/// length of the body it would send, and no body, so the connection goes on cleanly.
+/// (It answered 405 before.)
+#[test]
+fn head_of_stats_is_its_head_without_the_body() {
+    let server = start(test_config());
+    let mut client = Client::connect(server.addr);
+    client.send(b"HEAD /stats HTTP/1.1\r\n\r\n");
+    let head = client.read_reply_with(true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Content-Type"), Some("application/json"));
+    let length: usize = head.header("Content-Length").unwrap().parse().unwrap();
+    assert!(
+        length > 100,
+        "the length of the JSON it would send: {length}"
+    );
+    client.get("/stats");
+    let get = client.read_reply();
+    assert_eq!(get.status, 200);
+    assert!(get.text().starts_with('{'), "{}", get.text());
+}

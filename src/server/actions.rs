@@ -63,9 +63,10 @@ impl Server {
                 let response = Response::Owned(answer::classic_posted());
                 self.respond(key, response, close);
             }
-            Action::Stats => {
+            Action::Stats { head_only } => {
                 let (worker, redis) = (self.config.worker, self.shared());
-                let bytes = answer::stats(&self.stats, sys::rss_bytes(), worker, redis);
+                let rss = sys::rss_bytes();
+                let bytes = answer::stats(&self.stats, rss, worker, redis, head_only);
                 self.respond(key, Response::Owned(bytes), close);
             }
             Action::RoomPoll { room, since, name } => {

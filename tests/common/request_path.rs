@@ -120,7 +120,7 @@ fn check_action(action: &Action, head: bool) {
             assert!(name.as_deref().is_none_or(|n| api::check_name(n).is_ok()));
         }
         Action::Presence { room } => assert!(api::valid_room(room)),
-        Action::Park | Action::Stats => {}
+        Action::Park | Action::Stats { .. } => {}
     }
 }
 
