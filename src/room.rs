@@ -158,6 +158,9 @@ pub struct Room {
     /// With `--redis`: the highest sequence number announced, heard even while the copy
     /// was being read, so a read that ended short of it is followed by another.
     pub heard: u64,
+    /// With `--redis`: a post to this room went to Redis from here, so Redis may hold its
+    /// messages on this node's account, and the room keeps its place (`is_vacant`).
+    pub posted_here: bool,
 }
 
 /// With `--redis`, a node keeps each room it serves as a copy of Redis's: its history, its
@@ -193,6 +196,7 @@ impl Room {
             sync: Sync::Local,
             everyone: BTreeSet::new(),
             heard: 0,
+            posted_here: false,
         }
     }
 
@@ -425,20 +429,22 @@ impl Room {
     // ----- giving its place up ---------------------------------------------------------
 
     /// Whether this room may give its place to another: nobody waits, streams or is
-    /// present in it, and no message was ever posted to it (a room made only by reads,
-    /// which then ended), so forgetting it loses nothing. With Redis, only a loaded copy
-    /// can tell that the room is empty in Redis too. A room with messages keeps its place
-    /// even there: the cap is what bounds the rooms, and so the memory, an attacker can
-    /// make Redis hold (every node's `--max-rooms` together), and copies that gave way to
-    /// each other would each be read back whole from Redis on the next request.
+    /// present in it, and forgetting it loses nothing. Without Redis: no message was ever
+    /// posted to it (a room made only by reads, or typing, which then ended). With Redis:
+    /// no post went to Redis from here (each node's `--max-rooms` then bounds the rooms
+    /// it can make Redis hold, whatever an attacker posts), no read of Redis is on its
+    /// way, and a loaded copy holds no message (one that does keeps its place, or copies
+    /// giving way to each other would each be read back whole on the next request).
     pub fn is_vacant(&self) -> bool {
         let idle = self.classic.is_empty()
             && self.polls.is_empty()
             && self.streams.is_empty()
             && self.names.is_empty();
         let empty = match self.sync {
-            Sync::Local | Sync::Loaded => self.last_seq == 0 && self.heard == 0,
-            Sync::Unloaded | Sync::Loading | Sync::CatchingUp => false,
+            Sync::Local => self.last_seq == 0,
+            Sync::Unloaded => !self.posted_here,
+            Sync::Loaded => !self.posted_here && self.last_seq == 0 && self.heard == 0,
+            Sync::Loading | Sync::CatchingUp => false,
         };
         idle && empty
     }

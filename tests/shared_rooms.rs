@@ -318,6 +318,13 @@ fn reads_of_made_up_rooms_do_not_use_up_the_cap_with_redis() {
         let read = get(node.addr, &format!("/rooms/made-up-{n}/presence"));
         assert_eq!(read.status, 200, "{n}: {}", read.text());
     }
+    // Typing makes a room without reading it from Redis; nor do such rooms keep places.
+    for n in 0..2 {
+        let path = format!("/rooms/typed-{n}/typing");
+        let typing = post_form(node.addr, &path, &format!("from=t{n}"));
+        assert_eq!(typing.status, 202, "{}", typing.text());
+    }
+    assert_eq!(get(node.addr, "/rooms/after-typing/presence").status, 200);
     for room in ["a", "b"] {
         let reply = post(&node, room, "from=ann&text=kept");
         assert_eq!(reply.status, 201, "{room}: {}", reply.text());

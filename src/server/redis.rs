@@ -56,12 +56,21 @@ pub enum Then {
         /// The classic `POST /chat`, answered `{"ok":"posted"}`.
         classic: bool,
     },
-    /// Loading the room with this id.
-    Load(u32),
-    /// Catching the room with this id up.
-    CatchUp(u32),
+    /// Loading this room.
+    Load(RoomAt),
+    /// Catching this room up.
+    CatchUp(RoomAt),
     /// Renewing or sweeping names: the announcements are what matters.
     Presence,
+}
+
+/// The room a read of Redis is for: its id, and its name, to tell it from a room that took
+/// the id over while the read was on its way (a room that holds nothing gives its place to
+/// a new one: `Chat::room_id`). A reply for a room no longer here is dropped.
+#[derive(Debug)]
+pub struct RoomAt {
+    id: u32,
+    name: Box<str>,
 }
 
 /// A request that waits for its room's copy to be loaded.
@@ -333,6 +342,7 @@ impl Server {
         };
         match backplane.post(&name, from, text, time_ms, client_id, trim, candidate, then) {
             Ok(()) => {
+                self.chat.room(room).posted_here = true;
                 self.conns[key].await_backplane(close);
                 self.set_timer(key, Deadline::Backplane);
                 self.arm_redis_watchdog(Duration::from_secs(1));
@@ -399,7 +409,11 @@ impl Server {
         let Some(backplane) = self.backplane.as_mut() else {
             return;
         };
-        match backplane.history(&name, 1, true, candidate, Then::Load(room)) {
+        let then = Then::Load(RoomAt {
+            id: room,
+            name: name.clone(),
+        });
+        match backplane.history(&name, 1, true, candidate, then) {
             Ok(()) => {
                 self.chat.room(room).sync = Sync::Loading;
                 self.arm_redis_watchdog(Duration::from_secs(1));
@@ -429,8 +443,12 @@ impl Server {
         let Some(backplane) = self.backplane.as_mut() else {
             return;
         };
+        let then = Then::CatchUp(RoomAt {
+            id: room,
+            name: name.clone(),
+        });
         if backplane
-            .history(&name, first, false, candidate, Then::CatchUp(room))
+            .history(&name, first, false, candidate, then)
             .is_ok()
         {
             self.chat.room(room).sync = Sync::CatchingUp;
@@ -469,8 +487,9 @@ impl Server {
                 };
                 self.respond(key, Response::Owned(bytes), false);
             }
-            (Then::Load(room), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(room, snapshot),
-            (Then::Load(room), _) => {
+            (Then::Load(at) | Then::CatchUp(at), _) if !self.still_here(&at) => {}
+            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(at.id, snapshot),
+            (Then::Load(RoomAt { id: room, .. }), _) => {
                 self.chat.room(room).sync = Sync::Unloaded;
                 let deferred = self.deferred.remove(&room).unwrap_or_default();
                 for waiting in deferred {
@@ -479,7 +498,7 @@ impl Server {
                     }
                 }
             }
-            (Then::CatchUp(room), Ok(Answer::Snapshot(snapshot))) => {
+            (Then::CatchUp(RoomAt { id: room, .. }), Ok(Answer::Snapshot(snapshot))) => {
                 self.chat.room(room).sync = Sync::Loaded;
                 if self.learn_epoch(snapshot.epoch) {
                     for message in &snapshot.messages {
@@ -488,9 +507,14 @@ impl Server {
                     self.catch_up_if_behind(room);
                 }
             }
-            (Then::CatchUp(room), _) => self.chat.room(room).sync = Sync::Loaded,
+            (Then::CatchUp(at), _) => self.chat.room(at.id).sync = Sync::Loaded,
             (Then::Presence, _) => {}
         }
+    }
+
+    /// Whether the room a read was for still has its id.
+    fn still_here(&mut self, at: &RoomAt) -> bool {
+        self.chat.room(at.id).name == at.name
     }
 
     /// A room's copy is loaded: everything Redis has, then whatever was announced while
