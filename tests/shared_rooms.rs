@@ -382,3 +382,46 @@ fn redis_and_every_copy_trim_the_history_alike() {
         "the copy that followed the posts"
     );
 }
+
+/// Each stored entry carries the weight it was counted with, and is taken off the room's
+/// byte count by it; an entry from before entries carried one is taken off as it was
+/// counted then, so an upgrade leaves the count true.
+#[test]
+fn the_byte_count_takes_each_entry_off_as_it_was_counted() {
+    let redis = RedisServer::start(&[]);
+    // As an older comet-chat stored it: no `w`, counted as name + text + 96 = 102.
+    let old = [
+        "XADD",
+        "comet:r:old:log",
+        "1-0",
+        "f",
+        "ann",
+        "t",
+        "\"\"\"",
+        "ts",
+        "0",
+    ];
+    assert!(redis.command(&old).is_some());
+    assert!(redis.command(&["SET", "comet:r:old:seq", "1"]).is_some());
+    assert!(redis
+        .command(&["SET", "comet:r:old:bytes", "102"])
+        .is_some());
+    let node = start(Config {
+        history_bytes: 150,
+        ..node_config(&redis)
+    });
+    wait_connected(&node);
+    assert_eq!(post(&node, "old", "from=ann&text=x").status, 201);
+    // 102 + 100 is over 150: the old entry goes, taking off the 102 it was counted with.
+    assert_eq!(
+        redis.command(&["XLEN", "comet:r:old:log"]).as_deref(),
+        Some(":1")
+    );
+    // (INCRBY 0 reads the count as an integer reply.)
+    assert_eq!(
+        redis
+            .command(&["INCRBY", "comet:r:old:bytes", "0"])
+            .as_deref(),
+        Some(":100")
+    );
+}

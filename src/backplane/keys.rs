@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `comet:epoch` | string | the epoch of every position: made once, at random; a new one means Redis lost its data |
 //! | `comet:r:{room}:seq` | string | the room's last sequence number (`INCR`) |
-//! | `comet:r:{room}:log` | stream | the room's history: entry id `{seq}-0`, fields `f` (from), `t` (text), `ts` (time, Unix ms) |
+//! | `comet:r:{room}:log` | stream | the room's history: entry id `{seq}-0`, fields `f` (from), `t` (text), `ts` (time, Unix ms), `w` (its weight for the byte cap) |
 //! | `comet:r:{room}:bytes` | string | what the history's messages weigh, for the byte cap |
 //! | `comet:r:{room}:cid:{n}:{from}{client_id}` | string | a `client_id` its sender (`from`, `n` bytes long) already posted: its seq, for an hour |
 //! | `comet:r:{room}:names` | sorted set | names present on some node: score = when each expires (Redis's clock, ms) |

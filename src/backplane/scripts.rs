@@ -27,15 +27,19 @@ local function weight(from, text)
   local _, escapes = string.gsub(from .. text, '["\\\n]', '')
   return #from + #text + escapes + overhead
 end
-redis.call('XADD', KEYS[3], seq .. '-0', 'f', ARGV[1], 't', ARGV[2], 'ts', ARGV[3])
-local total = redis.call('INCRBY', KEYS[4], weight(ARGV[1], ARGV[2]))
+local w = weight(ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[3], seq .. '-0', 'f', ARGV[1], 't', ARGV[2], 'ts', ARGV[3], 'w', w)
+local total = redis.call('INCRBY', KEYS[4], w)
 local count = redis.call('XLEN', KEYS[3])
 local max_count, max_bytes = tonumber(ARGV[5]), tonumber(ARGV[6])
 while count > 1 and (count > max_count or total > max_bytes) do
   local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
   local fields = first[2]
   redis.call('XDEL', KEYS[3], first[1])
-  total = redis.call('DECRBY', KEYS[4], weight(fields[2], fields[4]))
+  -- Taken off by the weight it was counted with: its own 'w', or, for an entry stored
+  -- before entries carried one, the name and text as they were counted then.
+  local counted = tonumber(fields[8]) or (#fields[2] + #fields[4] + overhead)
+  total = redis.call('DECRBY', KEYS[4], counted)
   count = count - 1
 end
 if ARGV[4] ~= '' then
