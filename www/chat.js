@@ -373,39 +373,76 @@
   // Posts go one after another so that quick messages keep the order they were typed in.
   // A post that fails on the network or with a 5xx is retried with the same client_id,
   // which the server uses to store it once however many attempts reach it; one refused
-  // for going too fast (429) is retried when the server's Retry-After says. A message the
-  // server will not take (too long, a bad name, no token) goes back in the field, so what
-  // was typed is never lost.
+  // for going too fast (429) is retried when the server's Retry-After says.
   var queue = Promise.resolve();
   function send(text) {
     var clientId = randomId();
+    if (givenBack && givenBack.text === text) {
+      // The message put back in the field, sent again as it was: the same message.
+      clientId = givenBack.clientId;
+      givenBack.item.remove();
+    }
+    givenBack = null;
+    enqueue(text, clientId);
+  }
+
+  function enqueue(text, clientId) {
     queue = queue.then(function () { return attempt(text, clientId, 1); });
   }
 
   function later(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
 
-  function giveBack(text) { if (input.value === "") input.value = text; }
+  // A message the server did not take (too long, signed out, unreachable) stays on the
+  // page with why, and a button that sends it again with its client_id (so one that did
+  // reach the server is still stored once); when the field is empty it also goes back
+  // there, to be edited. What was typed is never lost.
+  var givenBack = null; // { text, clientId, item } of the message put back in the field
+  function unsent(text, clientId, why) {
+    notice("not sent: " + why);
+    var item = document.createElement("li");
+    item.className = "unsent";
+    var note = document.createElement("span");
+    note.className = "why";
+    note.textContent = "not sent — " + why;
+    var body = document.createElement("span");
+    body.className = "unsent-text";
+    body.textContent = text;
+    var again = document.createElement("button");
+    again.type = "button";
+    again.textContent = "send again";
+    again.addEventListener("click", function () {
+      item.remove();
+      if (givenBack && givenBack.item === item) givenBack = null;
+      enqueue(text, clientId);
+    });
+    item.append(note, body, again);
+    history.appendChild(item);
+    history.scrollTop = history.scrollHeight;
+    if (input.value === "") {
+      input.value = text;
+      givenBack = { text: text, clientId: clientId, item: item };
+    }
+  }
 
   function attempt(text, clientId, n) {
     var again = function () { return attempt(text, clientId, n + 1); };
     return post("messages", { from: name, text: text, client_id: clientId })
       .then(function (response) {
         if (response.status >= 500) throw new Error("HTTP " + response.status);
-        if (refusedToken(response)) { giveBack(text); return; }
+        if (refusedToken(response)) { unsent(text, clientId, "signed out"); return; }
         if (response.status === 429 && n < POST_ATTEMPTS) {
           var wait = Math.max(1, Number(response.headers.get("Retry-After")) || 1);
           notice("sending too fast — next message in " + wait + " s");
           return later(wait * 1000).then(again);
         }
         if (!response.ok) {
-          giveBack(text);
           return response.json().then(
-            function (e) { notice("not sent: " + e.error); },
-            function () { notice("not sent: HTTP " + response.status); });
+            function (e) { unsent(text, clientId, e.error); },
+            function () { unsent(text, clientId, "HTTP " + response.status); });
         }
       })
       .catch(function () {
-        if (n >= POST_ATTEMPTS) { giveBack(text); notice("could not send — is the server running?"); return; }
+        if (n >= POST_ATTEMPTS) { unsent(text, clientId, "the server could not be reached"); return; }
         return later(Math.min(MIN_BACKOFF_MS * n, 4000)).then(again);
       });
   }

@@ -38,7 +38,7 @@ const shown = shownTexts;
 /** Waits until every page shows `count` messages, or fails after `ms`. */
 async function waitForCount(page, count, ms) {
   await page.waitForFunction(
-    (n) => document.querySelectorAll("#history li:not(.gap)").length >= n,
+    (n) => document.querySelectorAll("#history li[data-id]").length >= n,
     count,
     { timeout: ms },
   );
@@ -103,6 +103,23 @@ test("a message the server will not take goes back in the field, with the reason
     timeout: 8000,
   });
   assert.equal((await shown(two)).length, before, "nothing was posted");
+  // It also stays on the page, with why, whatever is in the field meanwhile.
+  assert.deepEqual(await one.$$eval("#history li.unsent .unsent-text", (s) => s.map((e) => e.textContent)), [long]);
+  await one.fill("#message", "");
+});
+
+test("a refused message is kept on the page even when another is being typed", async () => {
+  const unsent = () => one.$$eval("#history li.unsent .unsent-text", (s) => s.map((e) => e.textContent));
+  const already = (await unsent()).length;
+  const long = "ü".repeat(2100);
+  await one.fill("#message", long);
+  await one.press("#message", "Enter");
+  await one.fill("#message", "a draft");
+  await one.waitForFunction((n) => document.querySelectorAll("#history li.unsent").length > n, already, {
+    timeout: 5000,
+  });
+  assert.deepEqual((await unsent()).slice(already), [long]);
+  assert.equal(await one.inputValue("#message"), "a draft", "the draft is left alone");
   await one.fill("#message", "");
 });
 

@@ -39,7 +39,7 @@ async function send(page, text) {
 
 async function waitForTexts(page, count, ms = 5000) {
   await page.waitForFunction(
-    (n) => document.querySelectorAll("#history li:not(.gap)").length >= n,
+    (n) => document.querySelectorAll("#history li[data-id]").length >= n,
     count,
     { timeout: ms },
   );
