@@ -77,7 +77,7 @@ fn well_framed_but_wrong_requests_keep_the_connection() {
         (
             "PUT /stats HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             405,
-            Some("GET"),
+            Some("GET, HEAD"),
         ),
         (
             "POST /chat HTTP/1.1\r\nContent-Length: 7\r\n\r\nnothing",
