@@ -53,27 +53,48 @@ pub fn valid_room(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Characters that show nothing, or turn the text around them (bidi overrides and
-/// isolates), with which one name can pass for another in presence and in `from`. The
-/// joiners U+200C and U+200D stay allowed: scripts and emoji need them.
+/// Characters that show nothing (Unicode's default-ignorable code points, and the blank
+/// fillers), or turn the text around them (bidi marks, overrides and isolates): with them
+/// one name can pass for another in presence and in `from`. The joiners, variation
+/// selectors and emoji tags that emoji and some scripts need are [`joiner`]s instead.
 fn invisible(c: char) -> bool {
     matches!(
         c,
         '\u{AD}'
+            | '\u{34F}'
             | '\u{61C}'
-            | '\u{180E}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'
             | '\u{200E}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
             | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E001F}'
+            | '\u{E0080}'..='\u{E0FFF}'
     )
 }
 
-/// A name: 1 to 40 characters, no control characters at all, and none that is invisible
-/// or changes the direction of the text.
+/// Invisible characters that emoji and some scripts need (`👩‍💻`, `❤️`, a flag of tags,
+/// Persian's non-joiner): allowed only right after a character that is not ASCII, so never
+/// inside a plain Latin name, where they would only hide.
+fn joiner(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200C}' | '\u{200D}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// A name: 1 to 40 characters, none a control character, none invisible or changing the
+/// direction of the text, and no space but the plain one, never at either end: so no two
+/// names that differ look alike for those reasons.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(bad("from: a name is required"));
@@ -84,10 +105,22 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.chars().any(char::is_control) {
         return Err(bad("from: control characters are not allowed in names"));
     }
-    if name.chars().any(invisible) {
+    if name.trim() != name {
+        return Err(bad("from: a name cannot start or end with a space"));
+    }
+    if name.chars().any(|c| c.is_whitespace() && c != ' ') {
         return Err(bad(
-            "from: invisible or direction-changing characters are not allowed in names",
+            "from: the only space allowed in names is the plain one",
         ));
+    }
+    let mut after = ' ';
+    for c in name.chars() {
+        if invisible(c) || (joiner(c) && after.is_ascii()) {
+            return Err(bad(
+                "from: invisible or direction-changing characters are not allowed in names",
+            ));
+        }
+        after = c;
     }
     Ok(())
 }
@@ -307,6 +340,13 @@ mod tests {
             "a\u{200B}nn",         // zero-width space
             "\u{2066}ann\u{2069}", // an isolate
             "\u{FEFF}ann",
+            "a\u{200D}nn", // a joiner inside a Latin name hides
+            "ann\u{FE0F}",
+            "\u{3164}", // a Hangul filler, which shows nothing
+            "ann ",     // the same as "ann" to the eye
+            " ann",
+            "ann\u{A0}b", // a no-break space
+            "a\u{E0041}", // a tag character after ASCII
         ] {
             assert_eq!(
                 check_name(bad).unwrap_err().status,
