@@ -57,6 +57,17 @@ impl Supervised {
             .map(|pid| pid.parse().unwrap())
             .collect();
         assert_eq!(workers.len(), n, "{line}");
+        // A worker listens before it has reached Redis, and answers reads 503 until it
+        // has: tests that count parked polls start once every worker is connected.
+        wait_until(
+            Duration::from_secs(10),
+            "every worker to reach Redis",
+            || {
+                stats_of_each_worker(server.addr, n)
+                    .iter()
+                    .all(|stats| stats["redis"]["connected"] == true)
+            },
+        );
         Supervised {
             server,
             workers,
