@@ -328,6 +328,18 @@
             return null;
           });
         }
+        if (!response.ok && !transient(response.status)) {
+          // Refused for a reason the server gives (a name it will not take, a full
+          // server): say it, and ask again when it says, or a while later.
+          return response.json().catch(function () { return {}; }).then(function (e) {
+            var after = Number(response.headers.get("Retry-After"));
+            var wait = after > 0 ? after * 1000 : MAX_BACKOFF_MS;
+            var why = e.error || "HTTP " + response.status;
+            status("offline", "refused: " + why + " — asking again in " + Math.ceil(wait / 1000) + " s");
+            setTimeout(poll, wait);
+            return null;
+          });
+        }
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
@@ -348,6 +360,10 @@
         setTimeout(poll, wait);
       });
   }
+
+  // A gateway's or a restarting server's failure, worth trying again as it was; any other
+  // refusal has a reason the server gives, which trying again would not change.
+  function transient(status) { return status === 502 || status === 503 || status === 504; }
 
   // ---- sending ------------------------------------------------------------------------
 
@@ -371,7 +387,7 @@
   }
 
   // Posts go one after another so that quick messages keep the order they were typed in.
-  // A post that fails on the network or with a 5xx is retried with the same client_id,
+  // A post that fails on the network or with a 502, 503 or 504 is retried with the same client_id,
   // which the server uses to store it once however many attempts reach it; one refused
   // for going too fast (429) is retried when the server's Retry-After says.
   var queue = Promise.resolve();
@@ -412,7 +428,11 @@
     again.textContent = "send again";
     again.addEventListener("click", function () {
       item.remove();
-      if (givenBack && givenBack.item === item) givenBack = null;
+      if (givenBack && givenBack.item === item) {
+        // Sent from here: the copy put back in the field would be the same message again.
+        if (input.value === text) input.value = "";
+        givenBack = null;
+      }
       enqueue(text, clientId);
     });
     item.append(note, body, again);
@@ -428,7 +448,7 @@
     var again = function () { return attempt(text, clientId, n + 1); };
     return post("messages", { from: name, text: text, client_id: clientId })
       .then(function (response) {
-        if (response.status >= 500) throw new Error("HTTP " + response.status);
+        if (transient(response.status)) throw new Error("HTTP " + response.status);
         if (refusedToken(response)) { unsent(text, clientId, "signed out"); return; }
         if (response.status === 429 && n < POST_ATTEMPTS) {
           var wait = Math.max(1, Number(response.headers.get("Retry-After")) || 1);

@@ -112,12 +112,22 @@ test("a refused message is kept on the page even when another is being typed", a
   const unsent = () => one.$$eval("#history li.unsent .unsent-text", (s) => s.map((e) => e.textContent));
   const already = (await unsent()).length;
   const long = "ü".repeat(2100);
+  // The refusal is held back until the next message is being typed, as a slow network would.
+  let release;
+  const typed = new Promise((resolve) => (release = resolve));
+  const posts = "**/rooms/lobby/messages";
+  await one.route(posts, async (route) => {
+    await typed;
+    await route.continue();
+  });
   await one.fill("#message", long);
   await one.press("#message", "Enter");
   await one.fill("#message", "a draft");
+  release();
   await one.waitForFunction((n) => document.querySelectorAll("#history li.unsent").length > n, already, {
     timeout: 5000,
   });
+  await one.unroute(posts);
   assert.deepEqual((await unsent()).slice(already), [long]);
   assert.equal(await one.inputValue("#message"), "a draft", "the draft is left alone");
   await one.fill("#message", "");
@@ -153,9 +163,26 @@ test("the page shows it is offline, then recovers and notes the gap when the ser
   await two.waitForFunction(() => document.getElementById("status").className.includes("offline"), null, {
     timeout: 5000,
   });
+  // A message typed meanwhile fails (six tries, about 8 s), and stays on the page.
+  await one.fill("#message", "while it was down");
+  await one.press("#message", "Enter");
+  const unsentTexts = () => one.$$eval("#history li.unsent .unsent-text", (s) => s.map((e) => e.textContent));
+  await one.waitForFunction(() => Array.from(document.querySelectorAll("#history li.unsent .unsent-text"), (e) => e.textContent).includes("while it was down"), null, {
+    timeout: 15_000,
+  });
+  assert.equal(await one.inputValue("#message"), "while it was down", "back in the field");
   server = await startServer([], addr);
   // The retry loop backs off at most 10 s; both pages must find the new server by then.
   await waitForStats(server.url, (s) => held(s) >= 2, "both pages to reconnect", 15_000);
+  // Sent again from the history, it goes once, and leaves the field, so Enter cannot send
+  // it a second time.
+  await one.locator("#history li.unsent", { hasText: "while it was down" }).locator("button").click();
+  assert.equal(await one.inputValue("#message"), "");
+  await two.waitForFunction(() => Array.from(document.querySelectorAll("#history li .text"), (e) => e.textContent).includes("while it was down"), null, {
+    timeout: 5000,
+  });
+  assert.equal((await shown(two)).filter((t) => t === "while it was down").length, 1);
+  assert.ok(!(await unsentTexts()).includes("while it was down"));
   await one.fill("#message", "back again");
   await one.click("#send");
   await two.waitForFunction(() => document.querySelector("#history li:last-child").lastChild.textContent === "back again", null, {

@@ -169,3 +169,14 @@ test("two tabs of one browser hold one connection between them", async () => {
   const ids = await ann2.$$eval("#history li[data-id]", (items) => items.map((li) => li.dataset.id));
   assert.equal(new Set(ids).size, ids.length, "no duplicates across the handover");
 });
+
+test("a name the server refuses is shown with the server's reason, not as 'offline'", async () => {
+  // A name kept from an older page, which the server's rules now refuse (a no-break space).
+  const page = await (await namedContext(browser, "ann\u00a0lee")).newPage();
+  await page.goto(`${server.url}/#${ROOM}`);
+  await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("refused"), null, {
+    timeout: 10_000,
+  });
+  assert.match(await page.textContent("#status"), /space/);
+  await page.close();
+});
