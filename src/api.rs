@@ -82,19 +82,49 @@ fn invisible(c: char) -> bool {
     )
 }
 
-/// Invisible characters that emoji and some scripts need (`👩‍💻`, `❤️`, a flag of tags,
-/// Persian's non-joiner): allowed only right after a character that is not ASCII, so never
-/// inside a plain Latin name, where they would only hide.
-fn joiner(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200C}' | '\u{200D}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0020}'..='\u{E007F}'
-    )
+/// Whether the invisible character `c`, between `before` and `after`, does what emoji and
+/// some scripts need it for, and nothing else: a joiner between two characters of neither
+/// Latin script nor ASCII (`👩‍💻`, Persian's non-joiner), the emoji presentation selectors
+/// after a symbol or emoji (`❤️`), tag characters after the black flag (a subdivision
+/// flag). Anywhere else such a character only hides (`Zoë` and `Zoë` with a joiner after
+/// it look the same), and so do the other variation selectors and the combining marks of
+/// Latin, Greek and Cyrillic, which have precomposed letters for every name people write.
+fn needed_where_it_is(before: Option<char>, c: char, after: Option<char>) -> Option<bool> {
+    let script_letter = |c: Option<char>| {
+        c.is_some_and(|c| {
+            !matches!(c, '\0'..='\u{24F}' | '\u{1E00}'..='\u{1EFF}')
+                && !invisible(c)
+                && needed_where_it_is(None, c, None).is_none()
+        })
+    };
+    let symbol_or_emoji = |c: Option<char>| {
+        matches!(
+            c,
+            Some('\u{2000}'..='\u{2BFF}' | '\u{3030}' | '\u{303D}' | '\u{3297}' | '\u{3299}')
+                | Some('\u{1F000}'..='\u{1FAFF}')
+        )
+    };
+    match c {
+        '\u{200C}' | '\u{200D}' => Some(script_letter(before) && script_letter(after)),
+        '\u{FE0E}' | '\u{FE0F}' => Some(symbol_or_emoji(before)),
+        '\u{E0020}'..='\u{E007F}' => Some(matches!(
+            before,
+            Some('\u{1F3F4}' | '\u{E0020}'..='\u{E007E}')
+        )),
+        '\u{FE00}'..='\u{FE0D}'
+        | '\u{300}'..='\u{36F}'
+        | '\u{1AB0}'..='\u{1AFF}'
+        | '\u{1DC0}'..='\u{1DFF}'
+        | '\u{20D0}'..='\u{20FF}'
+        | '\u{FE20}'..='\u{FE2F}' => Some(false),
+        _ => None,
+    }
 }
 
 /// A name: 1 to 40 characters, none a control character, none invisible or changing the
-/// direction of the text, and no space but the plain one, never at either end: so no two
-/// names that differ look alike for those reasons.
+/// direction of the text except where emoji and scripts need it, no combining mark that a
+/// precomposed letter spells, and no space but the plain one, one at a time and never at
+/// either end: so no two names that differ look alike for those reasons.
 pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(bad("from: a name is required"));
@@ -105,22 +135,26 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     if name.chars().any(char::is_control) {
         return Err(bad("from: control characters are not allowed in names"));
     }
-    if name.trim() != name {
-        return Err(bad("from: a name cannot start or end with a space"));
+    if name.trim() != name || name.contains("  ") {
+        return Err(bad(
+            "from: a name cannot start or end with a space, nor hold two in a row",
+        ));
     }
     if name.chars().any(|c| c.is_whitespace() && c != ' ') {
         return Err(bad(
             "from: the only space allowed in names is the plain one",
         ));
     }
-    let mut after = ' ';
-    for c in name.chars() {
-        if invisible(c) || (joiner(c) && after.is_ascii()) {
+    let chars: Vec<char> = name.chars().collect();
+    for (at, &c) in chars.iter().enumerate() {
+        let before = at.checked_sub(1).map(|b| chars[b]);
+        let after = chars.get(at + 1).copied();
+        if invisible(c) || needed_where_it_is(before, c, after) == Some(false) {
             return Err(bad(
-                "from: invisible or direction-changing characters are not allowed in names",
+                "from: invisible, combining or direction-changing characters are not allowed \
+                 in names, but where emoji and scripts need them",
             ));
         }
-        after = c;
     }
     Ok(())
 }

@@ -198,8 +198,8 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Identity, Refusa
         Some(serde_json::Value::String(sub)) if api::check_name(&sub).is_ok() => sub,
         _ => {
             return Err(Malformed(
-                "token: sub must be a name (1 to 40 characters; no control, invisible or \
-                 direction-changing characters; no space at either end)",
+                "token: sub must be a name by the rules of from (1 to 40 characters; nothing \
+                 invisible, combining or direction-changing; single spaces, none at either end)",
             ))
         }
     };
