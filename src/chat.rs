@@ -17,6 +17,11 @@ pub const LOBBY: &str = "lobby";
 /// on from where the last one stopped, so every room is looked at in turn.
 const VACANCY_SEARCH: usize = 1024;
 
+/// After every room was looked at in turn and none was vacant, new rooms are refused for
+/// this long without looking again: a flood of new names at a full server costs one map
+/// lookup each, not a search.
+const NO_VACANCY_PAUSE_MS: u64 = 1000;
+
 /// All rooms.
 pub struct Chat {
     /// Changes every start, so positions from an earlier run are recognised. With
@@ -34,6 +39,11 @@ pub struct Chat {
     by_name: HashMap<Box<str>, u32>,
     /// Where the next search for a vacant room starts.
     search_from: u32,
+    /// Rooms looked at since a vacant one was last found.
+    looked_in_vain: usize,
+    /// Until when (the loop's milliseconds) no search is made, after a whole round of the
+    /// rooms found none vacant.
+    no_search_until_ms: u64,
 }
 
 impl Chat {
@@ -47,8 +57,10 @@ impl Chat {
             rooms: Vec::new(),
             by_name: HashMap::new(),
             search_from: 1,
+            looked_in_vain: 0,
+            no_search_until_ms: 0,
         };
-        chat.room_id(LOBBY, |_| false)
+        chat.room_id(LOBBY, |_| false, 0)
             .expect("the lobby fits under any cap");
         chat
     }
@@ -61,36 +73,56 @@ impl Chat {
     /// The id of room `name`, creating it on first use. The name must already be valid.
     /// At the cap, a vacant room (never the lobby, and not one `held` says something
     /// outside the chat still points at) gives its place and its id to the new one.
-    pub fn room_id(&mut self, name: &str, held: impl Fn(u32) -> bool) -> Result<u32, TooManyRooms> {
+    /// `now_ms` is the loop's clock, for the pause after a fruitless round.
+    pub fn room_id(
+        &mut self,
+        name: &str,
+        held: impl Fn(u32) -> bool,
+        now_ms: u64,
+    ) -> Result<u32, TooManyRooms> {
         if let Some(&id) = self.by_name.get(name) {
             return Ok(id);
         }
-        let mut room = Room::new(name);
-        if self.shared {
-            room.sync = Sync::Unloaded;
-        }
-        if self.rooms.len() < self.max_rooms {
-            let id = self.rooms.len() as u32;
-            self.rooms.push(room);
-            self.by_name.insert(name.into(), id);
-            return Ok(id);
-        }
-        let id = self.find_vacant(held).ok_or(TooManyRooms)?;
-        let old = std::mem::replace(&mut self.rooms[id as usize], room);
-        self.by_name.remove(&old.name);
+        let id = if self.rooms.len() < self.max_rooms {
+            self.rooms.push(self.new_room(name));
+            self.rooms.len() as u32 - 1
+        } else {
+            let id = self.find_vacant(held, now_ms).ok_or(TooManyRooms)?;
+            let room = self.new_room(name);
+            let old = std::mem::replace(&mut self.rooms[id as usize], room);
+            self.by_name.remove(&old.name);
+            id
+        };
         self.by_name.insert(name.into(), id);
         Ok(id)
     }
 
+    fn new_room(&self, name: &str) -> Room {
+        let mut room = Room::new(name);
+        if self.shared {
+            room.sync = Sync::Unloaded;
+        }
+        room
+    }
+
     /// A vacant room's id, looking at no more than `VACANCY_SEARCH` rooms.
-    fn find_vacant(&mut self, held: impl Fn(u32) -> bool) -> Option<u32> {
-        let others = self.rooms.len() as u32 - 1; // all but the lobby, id 0
-        for _ in 0..VACANCY_SEARCH.min(others as usize) {
+    fn find_vacant(&mut self, held: impl Fn(u32) -> bool, now_ms: u64) -> Option<u32> {
+        if now_ms < self.no_search_until_ms {
+            return None;
+        }
+        let others = self.rooms.len() - 1; // all but the lobby, id 0
+        for _ in 0..VACANCY_SEARCH.min(others) {
             let id = self.search_from;
-            self.search_from = if id >= others { 1 } else { id + 1 };
+            self.search_from = if id as usize >= others { 1 } else { id + 1 };
             if self.rooms[id as usize].is_vacant() && !held(id) {
+                self.looked_in_vain = 0;
                 return Some(id);
             }
+            self.looked_in_vain += 1;
+        }
+        if self.looked_in_vain >= others {
+            self.looked_in_vain = 0;
+            self.no_search_until_ms = now_ms + NO_VACANCY_PAUSE_MS;
         }
         None
     }
@@ -148,14 +180,14 @@ mod tests {
     #[test]
     fn rooms_are_created_on_first_use_up_to_the_cap() {
         let mut chat = Chat::new(1, HISTORY, 3, false);
-        assert_eq!(chat.room_id(LOBBY, FREE), Ok(0));
+        assert_eq!(chat.room_id(LOBBY, FREE, 0), Ok(0));
         for name in ["a", "b"] {
-            let id = chat.room_id(name, FREE).unwrap();
+            let id = chat.room_id(name, FREE, 0).unwrap();
             post(&mut chat, id);
         }
-        assert_eq!(chat.room_id("c", FREE), Err(TooManyRooms));
+        assert_eq!(chat.room_id("c", FREE, 0), Err(TooManyRooms));
         assert_eq!(
-            chat.room_id("a", FREE),
+            chat.room_id("a", FREE, 0),
             Ok(1),
             "existing rooms are still found"
         );
@@ -172,11 +204,11 @@ mod tests {
     #[test]
     fn at_the_cap_a_room_that_holds_nothing_gives_its_place_to_a_new_one() {
         let mut chat = Chat::new(1, HISTORY, 3, false);
-        let read_only = chat.room_id("read-only", FREE).unwrap();
-        let posted = chat.room_id("posted", FREE).unwrap();
+        let read_only = chat.room_id("read-only", FREE, 0).unwrap();
+        let posted = chat.room_id("posted", FREE, 0).unwrap();
         post(&mut chat, posted);
         let fresh = chat
-            .room_id("fresh", FREE)
+            .room_id("fresh", FREE, 0)
             .expect("the vacant room's place");
         assert_eq!(fresh, read_only, "its id, not a new one");
         assert_eq!(chat.find("read-only"), None);
@@ -185,7 +217,7 @@ mod tests {
         assert_eq!(chat.room_count(), 3);
         // Now every room holds a message, or is the lobby, which never gives way.
         post(&mut chat, fresh);
-        assert_eq!(chat.room_id("more", FREE), Err(TooManyRooms));
+        assert_eq!(chat.room_id("more", FREE, 0), Err(TooManyRooms));
         assert_eq!(chat.find(LOBBY), Some(0));
     }
 
@@ -212,15 +244,16 @@ mod tests {
         ];
         for occupy in occupy {
             let mut chat = Chat::new(1, HISTORY, 2, false);
-            let id = chat.room_id("busy", FREE).unwrap();
+            let id = chat.room_id("busy", FREE, 0).unwrap();
             occupy(chat.room(id));
-            assert_eq!(chat.room_id("new", FREE), Err(TooManyRooms));
+            assert_eq!(chat.room_id("new", FREE, 0), Err(TooManyRooms));
             assert_eq!(chat.find("busy"), Some(id));
         }
         let mut chat = Chat::new(1, HISTORY, 2, false);
-        let id = chat.room_id("held", FREE).unwrap();
-        assert_eq!(chat.room_id("new", |room| room == id), Err(TooManyRooms));
-        assert_eq!(chat.room_id("new", FREE), Ok(id), "once let go");
+        let id = chat.room_id("held", FREE, 0).unwrap();
+        assert_eq!(chat.room_id("new", |room| room == id, 0), Err(TooManyRooms));
+        // (A whole round found nothing vacant: the next search waits a moment.)
+        assert_eq!(chat.room_id("new", FREE, 1000), Ok(id), "once let go");
     }
 
     /// With Redis, a copy gives way unless a read of Redis is on its way, a post went to
@@ -245,11 +278,30 @@ mod tests {
         ];
         for (n, (make, gives_way)) in cases.into_iter().enumerate() {
             let mut chat = Chat::new(1, HISTORY, 2, true);
-            let id = chat.room_id("copy", FREE).unwrap();
+            let id = chat.room_id("copy", FREE, 0).unwrap();
             assert_eq!(chat.room(id).sync, Sync::Unloaded);
             make(chat.room(id));
-            assert_eq!(chat.room_id("new", FREE).is_ok(), gives_way, "case {n}");
+            assert_eq!(chat.room_id("new", FREE, 0).is_ok(), gives_way, "case {n}");
         }
+    }
+
+    /// Once a whole round of the rooms found none vacant, new names are refused for a
+    /// moment without a search (a flood of new names at a full server costs a lookup each),
+    /// and then a room that was let go meanwhile is found.
+    #[test]
+    fn a_fruitless_round_pauses_the_search_for_a_moment() {
+        let mut chat = Chat::new(1, HISTORY, 3, false);
+        for name in ["a", "b"] {
+            let id = chat.room_id(name, FREE, 0).unwrap();
+            chat.room(id).polls.join(crate::waitlist::Waiter {
+                key: id,
+                generation: 1,
+            });
+        }
+        assert_eq!(chat.room_id("new", FREE, 0), Err(TooManyRooms));
+        chat.room(1).polls.leave(0); // room a is vacant now
+        assert_eq!(chat.room_id("new", FREE, 999), Err(TooManyRooms), "paused");
+        assert_eq!(chat.room_id("new", FREE, 1000), Ok(1));
     }
 
     /// One request at the cap looks at no more than `VACANCY_SEARCH` rooms; the next goes
@@ -259,12 +311,12 @@ mod tests {
         let rooms = VACANCY_SEARCH + 100;
         let mut chat = Chat::new(1, HISTORY, rooms + 1, false);
         for n in 0..rooms {
-            let id = chat.room_id(&format!("r{n}"), FREE).unwrap();
+            let id = chat.room_id(&format!("r{n}"), FREE, 0).unwrap();
             if id as usize != rooms {
                 post(&mut chat, id); // all but the last hold a message
             }
         }
-        assert_eq!(chat.room_id("new", FREE), Err(TooManyRooms));
-        assert_eq!(chat.room_id("new", FREE), Ok(rooms as u32));
+        assert_eq!(chat.room_id("new", FREE, 0), Err(TooManyRooms));
+        assert_eq!(chat.room_id("new", FREE, 0), Ok(rooms as u32));
     }
 }

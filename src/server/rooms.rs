@@ -46,8 +46,10 @@ impl Server {
     /// The id of room `name`, creating it on first use (see `Chat::room_id`). A room that
     /// requests wait on to be loaded from Redis is held, vacant or not.
     pub(super) fn room_named(&mut self, name: &str) -> Result<u32, TooManyRooms> {
+        let now = self.now_ms();
         let deferred = &self.deferred;
-        self.chat.room_id(name, |room| deferred.contains_key(&room))
+        self.chat
+            .room_id(name, |room| deferred.contains_key(&room), now)
     }
 
     /// The room's id, creating it on first use; answers 507 past `--max-rooms`.
