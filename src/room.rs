@@ -31,11 +31,19 @@ pub struct HistoryLimits {
 /// this one is out; so what one resuming client holds is bounded whatever it asks for.
 pub const PAGE_MESSAGES: usize = 64;
 
-/// What each stored message weighs for `--history-bytes`, on top of its name and text: a
-/// stand-in for its id, field names and time in JSON. With `--redis` the post script trims
-/// Redis's copy by the same weight, so every node's copy of the history ends where Redis's
-/// does.
-pub const MESSAGE_OVERHEAD_BYTES: usize = 96;
+/// What each stored message weighs for `--history-bytes`, on top of its name and text:
+/// what holding it costs besides them: its frame's id, event and field names and time, the
+/// frame's shared allocation, and its entry in the history ring, with room for the
+/// allocator's rounding (a test checks that a message weighs at least what these hold). With `--redis` the
+/// post script trims Redis's copy by the same weight, so every node's copy of the history
+/// ends where Redis's does.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 200;
+
+/// What remembering a message's `client_id` adds to its weight, besides twice the key's
+/// length (the history entry and the map from key to message each hold one): the map's
+/// entry and the two allocations. Only a room that checks ids itself remembers them (with
+/// `--redis`, Redis does, in keys that expire after an hour).
+pub const CLIENT_ID_OVERHEAD_BYTES: usize = 64;
 
 /// What a `client_id` is remembered by: the id within its sender's name, so that one
 /// sender's ids never stand for another's posts (two clients that both number their
@@ -284,7 +292,10 @@ impl Room {
         let position = Position { epoch, seq };
         let json = answer::message_json(position, from, text, time_ms);
         let (frame, json_start) = sse::message_frame(position, &json);
-        let weight = message_weight(from, text);
+        let remembered = key
+            .as_ref()
+            .map_or(0, |key| 2 * key.len() + CLIENT_ID_OVERHEAD_BYTES);
+        let weight = message_weight(from, text) + remembered;
         self.history_bytes += weight;
         let key: Option<Box<str>> = key.map(Into::into);
         if let Some(key) = &key {
@@ -496,6 +507,21 @@ mod tests {
                 "{text:?}: frame {} vs weight {weight}",
                 frame.len()
             );
+        }
+    }
+
+    /// `--history-bytes` bounds memory: a message weighs at least what holding it takes,
+    /// its history entry and its frame with the frame's reference counts.
+    #[test]
+    fn a_message_weighs_at_least_what_holding_it_takes() {
+        for (from, text) in [("a", "x"), ("ann", &"y".repeat(4000) as &str)] {
+            let mut room = Room::new("r");
+            room.post(EPOCH, from, text, None, 1_795_714_825_045, &LIMITS);
+            let frame = room.sse_message(1);
+            let held =
+                std::mem::size_of::<Stored>() + frame.len() + 2 * std::mem::size_of::<usize>();
+            let weight = message_weight(from, text);
+            assert!(weight >= held, "{from}: weight {weight} < {held} held");
         }
     }
 

@@ -37,8 +37,8 @@ while count > 1 and (count > max_count or total > max_bytes) do
   local fields = first[2]
   redis.call('XDEL', KEYS[3], first[1])
   -- Taken off by the weight it was counted with: its own 'w', or, for an entry stored
-  -- before entries carried one, the name and text as they were counted then.
-  local counted = tonumber(fields[8]) or (#fields[2] + #fields[4] + overhead)
+  -- before entries carried one, its name and text and the 96 bytes counted then.
+  local counted = tonumber(fields[8]) or (#fields[2] + #fields[4] + 96)
   total = redis.call('DECRBY', KEYS[4], counted)
   count = count - 1
 end
