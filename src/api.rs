@@ -55,8 +55,8 @@ pub fn valid_room(name: &str) -> bool {
 
 /// Characters that show nothing (Unicode's default-ignorable code points, and the blank
 /// fillers), or turn the text around them (bidi marks, overrides and isolates): with them
-/// one name can pass for another in presence and in `from`. The joiners, variation
-/// selectors and emoji tags that emoji and some scripts need are [`joiner`]s instead.
+/// one name can pass for another in presence and in `from`. The few invisible characters
+/// that emoji and some scripts need are [`situational`] instead.
 fn invisible(c: char) -> bool {
     matches!(
         c,
@@ -82,19 +82,38 @@ fn invisible(c: char) -> bool {
     )
 }
 
-/// Whether the invisible character `c`, between `before` and `after`, does what emoji and
-/// some scripts need it for, and nothing else: a joiner between two characters of neither
-/// Latin script nor ASCII (`👩‍💻`, Persian's non-joiner), the emoji presentation selectors
-/// after a symbol or emoji (`❤️`), tag characters after the black flag (a subdivision
-/// flag). Anywhere else such a character only hides (`Zoë` and `Zoë` with a joiner after
-/// it look the same), and so do the other variation selectors and the combining marks of
-/// Latin, Greek and Cyrillic, which have precomposed letters for every name people write.
-fn needed_where_it_is(before: Option<char>, c: char, after: Option<char>) -> Option<bool> {
-    let script_letter = |c: Option<char>| {
+/// Characters that show nothing by themselves, or only change the one before them, and
+/// that a name may hold only where they do what they are for ([`in_its_place`]): the
+/// joiners, the variation selectors, the tag characters, and the combining marks of Latin,
+/// Greek and Cyrillic.
+fn situational(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200C}'
+            | '\u{200D}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{E0020}'..='\u{E007F}'
+            | '\u{300}'..='\u{36F}'
+            | '\u{1AB0}'..='\u{1AFF}'
+            | '\u{1DC0}'..='\u{1DFF}'
+            | '\u{20D0}'..='\u{20FF}'
+            | '\u{FE20}'..='\u{FE2F}'
+    )
+}
+
+/// Whether the [`situational`] character `c`, between `before` and `after`, does what it
+/// is for: a joiner between two characters of a non-Latin script or emoji (`👩‍💻`,
+/// Persian's non-joiner), an emoji presentation selector after a symbol or emoji (`❤️`), a
+/// tag character after the black flag or another tag (a subdivision flag). Anywhere else
+/// it only hides (`Zoë` and `Zoë` with a joiner after it look the same), and so do the
+/// other variation selectors and the combining marks, whose letters all have precomposed
+/// forms in the names people write.
+fn in_its_place(before: Option<char>, c: char, after: Option<char>) -> bool {
+    let non_latin = |c: Option<char>| {
         c.is_some_and(|c| {
             !matches!(c, '\0'..='\u{24F}' | '\u{1E00}'..='\u{1EFF}')
                 && !invisible(c)
-                && needed_where_it_is(None, c, None).is_none()
+                && !situational(c)
         })
     };
     let symbol_or_emoji = |c: Option<char>| {
@@ -105,19 +124,12 @@ fn needed_where_it_is(before: Option<char>, c: char, after: Option<char>) -> Opt
         )
     };
     match c {
-        '\u{200C}' | '\u{200D}' => Some(script_letter(before) && script_letter(after)),
-        '\u{FE0E}' | '\u{FE0F}' => Some(symbol_or_emoji(before)),
-        '\u{E0020}'..='\u{E007F}' => Some(matches!(
-            before,
-            Some('\u{1F3F4}' | '\u{E0020}'..='\u{E007E}')
-        )),
-        '\u{FE00}'..='\u{FE0D}'
-        | '\u{300}'..='\u{36F}'
-        | '\u{1AB0}'..='\u{1AFF}'
-        | '\u{1DC0}'..='\u{1DFF}'
-        | '\u{20D0}'..='\u{20FF}'
-        | '\u{FE20}'..='\u{FE2F}' => Some(false),
-        _ => None,
+        '\u{200C}' | '\u{200D}' => non_latin(before) && non_latin(after),
+        '\u{FE0E}' | '\u{FE0F}' => symbol_or_emoji(before),
+        '\u{E0020}'..='\u{E007F}' => {
+            matches!(before, Some('\u{1F3F4}' | '\u{E0020}'..='\u{E007E}'))
+        }
+        _ => false,
     }
 }
 
@@ -149,7 +161,7 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     for (at, &c) in chars.iter().enumerate() {
         let before = at.checked_sub(1).map(|b| chars[b]);
         let after = chars.get(at + 1).copied();
-        if invisible(c) || needed_where_it_is(before, c, after) == Some(false) {
+        if invisible(c) || (situational(c) && !in_its_place(before, c, after)) {
             return Err(bad(
                 "from: invisible, combining or direction-changing characters are not allowed \
                  in names, but where emoji and scripts need them",
