@@ -1,10 +1,11 @@
 //! Who is on the other end, by address (an IPv6 client by its /64, as every per-client
-//! limit counts it: [`crate::limits::client_key`]): how many connections each address holds and how
-//! many presence names it has made. Limits that must hold "per client" are counted here,
+//! limit counts it: [`crate::limits::client_key`]): how many connections each address holds, how
+//! many presence names it has made, and how many rooms it gave their first message. Limits that must hold "per client" are counted here,
 //! because one client can open many connections and a connection can make many names.
 //!
-//! An address has an entry while it holds a connection or a name, and not a moment longer,
-//! so the table is bounded by the connections and names the server holds anyway. A
+//! An address has an entry while it holds a connection, a name or a room, and not a moment
+//! longer, so the table is bounded by the connections, names and rooms the server holds
+//! anyway. A
 //! connection keeps its entry's id (4 bytes) rather than its address (up to 16).
 
 use slab::Slab;
@@ -22,6 +23,8 @@ struct Client {
     connections: u32,
     /// Presence names this address made that are still present in some room.
     names: u32,
+    /// Rooms this address gave their first message, which keep their places for good.
+    rooms: u32,
 }
 
 /// Every address that holds something.
@@ -50,6 +53,7 @@ impl Clients {
                     addr,
                     connections: 0,
                     names: 0,
+                    rooms: 0,
                 }) as ClientId;
                 self.by_addr.insert(addr, id);
                 id
@@ -88,6 +92,17 @@ impl Clients {
         self.forget_if_idle(id);
     }
 
+    /// Rooms `id` gave their first message.
+    pub fn rooms(&self, id: ClientId) -> u32 {
+        self.entries[id as usize].rooms
+    }
+
+    /// `id` gave a room its first message: the room keeps its place, and counts for `id`,
+    /// for as long as the server runs.
+    pub fn room_kept(&mut self, id: ClientId) {
+        self.entries[id as usize].rooms += 1;
+    }
+
     /// Addresses holding something.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -100,7 +115,7 @@ impl Clients {
 
     fn forget_if_idle(&mut self, id: ClientId) {
         let client = &self.entries[id as usize];
-        if client.connections == 0 && client.names == 0 {
+        if client.connections == 0 && client.names == 0 && client.rooms == 0 {
             let addr = client.addr;
             self.entries.remove(id as usize);
             self.by_addr.remove(&addr);
@@ -113,7 +128,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_address_is_kept_while_it_holds_a_connection_or_a_name() {
+    fn an_address_is_kept_while_it_holds_a_connection_a_name_or_a_room() {
         let mut clients = Clients::default();
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "::1".parse().unwrap();
@@ -130,8 +145,10 @@ mod tests {
         assert_eq!(clients.names(one), 1);
         clients.name_removed(one);
         assert_eq!(clients.len(), 1);
+        clients.room_kept(other);
         clients.disconnected(other);
-        assert!(clients.is_empty());
+        assert_eq!(clients.len(), 1, "a room keeps its maker's entry");
+        assert_eq!(clients.rooms(other), 1);
         // A freed entry starts from zero for whoever gets it next.
         let again = clients.connected(a);
         assert_eq!(clients.names(again), 0);

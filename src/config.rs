@@ -66,6 +66,11 @@ pub struct Config {
     /// Names one client address may have present at once, over all rooms
     /// (`--max-names-per-client`); past it, a new name is refused with 429.
     pub max_names_per_client: usize,
+    /// Rooms one client address may give their first message (`--max-rooms-per-client`):
+    /// a room with a message keeps its place in `--max-rooms` for good, so without this one
+    /// client could take every place. Past it, such a post is refused with 429; 0 turns it
+    /// off. Not applied with tokens, whose site vouches for its users.
+    pub max_rooms_per_client: usize,
     /// How often an idle event stream gets a comment line, so proxies keep it open.
     pub heartbeat: Duration,
     /// Log verbosity for `main`; the library itself only calls `log`.
@@ -125,6 +130,7 @@ impl Default for Config {
             presence_grace: Duration::from_secs(5),
             max_names_per_room: 1000,
             max_names_per_client: 32,
+            max_rooms_per_client: 64,
             heartbeat: Duration::from_secs(15),
             log_level: log::LevelFilter::Info,
             redis: None,
@@ -513,6 +519,22 @@ pub static FLAGS: &[Flag] = &[
                 unit: Unit::Count("names"),
             },
             |config, n| config.max_names_per_client = n,
+        ),
+    },
+    Flag {
+        long: "max-rooms-per-client",
+        short: None,
+        value: "N",
+        help: "rooms one client address may give their first message; past it: 429; 0: no limit",
+        default: Some("64"),
+        default_note: "",
+        kind: Kind::Number(
+            Bounds {
+                min: 0,
+                max: 1_000_000,
+                unit: Unit::Count("rooms"),
+            },
+            |config, n| config.max_rooms_per_client = n,
         ),
     },
     Flag {
@@ -1250,6 +1272,9 @@ mod tests {
             }),
             ("max-names-per-client", Some("7"), |c| {
                 c.max_names_per_client == 7
+            }),
+            ("max-rooms-per-client", Some("0"), |c| {
+                c.max_rooms_per_client == 0
             }),
             ("admin-addr", Some("127.0.0.1:9080"), |c| {
                 c.admin_addr == Some("127.0.0.1:9080".parse().unwrap())

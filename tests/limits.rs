@@ -191,3 +191,40 @@ fn the_limiter_forgets_clients_whose_buckets_refilled() {
         entries() == Some(0)
     });
 }
+
+/// Regression: a room with a message keeps its place in `--max-rooms` for good, so one
+/// client posting once into enough made-up rooms took every place, and nobody could make a
+/// room again until a restart. One address may give at most `--max-rooms-per-client` rooms
+/// their first message; rooms that already have messages, and reads, stay open to it.
+#[test]
+fn one_address_cannot_take_every_room() {
+    let server = start(Config {
+        max_rooms: 10,
+        max_rooms_per_client: 3,
+        ..test_config()
+    });
+    let addr = server.addr;
+    let post = |source: &str, room: &str| {
+        post_form_from(
+            addr,
+            source,
+            &format!("/rooms/{room}/messages"),
+            "from=x&text=pin",
+        )
+    };
+    for room in ["a", "b", "c"] {
+        assert_eq!(post("127.0.0.2", room).status, 201, "{room}");
+    }
+    let refused = post("127.0.0.2", "d");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(refused.text().contains("--max-rooms-per-client"));
+    // Rooms that have messages already, and reading new ones, are still fine.
+    assert_eq!(post("127.0.0.2", "a").status, 201);
+    assert_eq!(post("127.0.0.3", "e").status, 201, "another address");
+    assert_eq!(post("127.0.0.2", "e").status, 201, "e has a message now");
+    let mut reader = Client::connect_from(addr, "127.0.0.2");
+    reader.get("/rooms/new/presence");
+    assert_eq!(reader.read_reply().status, 200);
+    // So a room is left for others to make, whatever one address did.
+    assert_eq!(post("127.0.0.4", "f").status, 201);
+}

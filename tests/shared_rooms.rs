@@ -425,3 +425,21 @@ fn the_byte_count_takes_each_entry_off_as_it_was_counted() {
         Some(":204")
     );
 }
+
+/// With Redis too, one address may give only `--max-rooms-per-client` rooms their first
+/// message from this node: each such room keeps its place here for good.
+#[test]
+fn one_address_cannot_take_every_room_with_redis() {
+    let redis = RedisServer::start(&[]);
+    let node = start(Config {
+        max_rooms_per_client: 2,
+        ..node_config(&redis)
+    });
+    wait_connected(&node);
+    for room in ["a", "b"] {
+        assert_eq!(post(&node, room, "from=ann&text=pin").status, 201, "{room}");
+    }
+    let refused = post(&node, "c", "from=ann&text=pin");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(post(&node, "a", "from=ann&text=again").status, 201);
+}

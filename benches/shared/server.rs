@@ -291,8 +291,9 @@ pub fn stats_answers(addr: SocketAddr) -> io::Result<()> {
 
 /// The flags that lift the per-client limits, for those `bin --help` lists (so a benchmark
 /// runs against builds from before and after them): `--max-conns-per-client 0` (a load
-/// generator puts thousands of clients on one source address) and a post rate no poster
-/// reaches (one poster posts as fast as the fan-out allows).
+/// generator puts thousands of clients on one source address), `--max-rooms-per-client 0`
+/// (a bench may post into many rooms from one address) and a post rate no poster reaches
+/// (one poster posts as fast as the fan-out allows).
 pub fn unlimited_per_client(bin: &Path) -> Vec<&'static str> {
     let help = Command::new(bin)
         .arg("--help")
@@ -306,6 +307,9 @@ pub fn unlimited_per_client(bin: &Path) -> Vec<&'static str> {
     let mut args = Vec::new();
     if help.contains("--max-conns-per-client") {
         args.extend(["--max-conns-per-client", "0"]);
+    }
+    if help.contains("--max-rooms-per-client") {
+        args.extend(["--max-rooms-per-client", "0"]);
     }
     if help.contains("--post-rate") {
         args.extend(["--post-rate", "1000000", "--post-burst", "1000000"]);

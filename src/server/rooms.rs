@@ -176,10 +176,25 @@ impl Server {
         let Some(room) = self.room_or_refuse(key, room, close) else {
             return;
         };
+        let keeps = self.would_keep_its_place(room);
+        let client = self.conns[key].client;
+        if keeps && self.clients.rooms(client) as usize >= self.config.max_rooms_per_client {
+            let message = "room: your address has given as many rooms their first message as \
+                           it may (--max-rooms-per-client); post in a room that has messages";
+            return self.refuse(key, Status::TOO_MANY_REQUESTS, message, &[], close);
+        }
         let client_id = message.client_id.as_deref();
         if self.shared() {
             let message = (message.from.as_str(), message.text.as_str(), client_id);
-            return self.post_through_redis(key, room, message, false, close);
+            self.post_through_redis(key, room, message, false, close);
+            // Sent to Redis (not refused for Redis being down): the room keeps its place.
+            if keeps && self.chat.room(room).posted_here {
+                self.clients.room_kept(client);
+            }
+            return;
+        }
+        if keeps {
+            self.clients.room_kept(client);
         }
         let (seq, duplicate) = match self.post(room, &message.from, &message.text, client_id) {
             Posted::New(seq) => (seq, false),
@@ -191,6 +206,24 @@ impl Server {
         };
         let bytes = answer::posted(&self.cors(), id, duplicate);
         self.reply(key, bytes, close);
+    }
+
+    /// Whether a post to `room` would give it its first message (from this node), after
+    /// which the room keeps its place in `--max-rooms` for good (`Room::is_vacant`): such
+    /// posts count against the poster's `--max-rooms-per-client`, so that no one client can
+    /// take every place. Never the lobby, which always has its place; not with tokens,
+    /// whose site vouches for its users; not when the limit is off.
+    fn would_keep_its_place(&mut self, room: u32) -> bool {
+        let shared = self.shared();
+        let counted = self.config.max_rooms_per_client > 0 && self.config.token_secret.is_none();
+        if room == self.chat.lobby() || !counted {
+            return false;
+        }
+        let copy = self.chat.room(room);
+        match shared {
+            true => !copy.posted_here,
+            false => copy.last_seq() == 0,
+        }
     }
 
     /// `POST /rooms/{room}/typing` (within `--typing-interval`, checked before): 202.

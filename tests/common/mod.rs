@@ -38,19 +38,23 @@ pub fn test_config() -> Config {
 }
 
 /// `config` without the per-client limits, for tests that flood on purpose from one
-/// address (every test client is 127.0.0.1): posts at any rate, any number of connections.
+/// address (every test client is 127.0.0.1): posts at any rate, into any number of new
+/// rooms, over any number of connections.
 pub fn without_client_limits(config: Config) -> Config {
     Config {
         post_rate: 1_000_000,
         post_burst: 1_000_000,
         max_conns_per_client: 0,
+        max_rooms_per_client: 0,
         ..config
     }
 }
 
 /// The same, as flags for a [`ChildServer`].
-pub const NO_CLIENT_LIMITS: [&str; 6] = [
+pub const NO_CLIENT_LIMITS: [&str; 8] = [
     "--max-conns-per-client",
+    "0",
+    "--max-rooms-per-client",
     "0",
     "--post-rate",
     "1000000",
