@@ -220,9 +220,10 @@ impl Server {
             return false;
         }
         let copy = self.chat.room(room);
-        match shared {
-            true => !copy.posted_here,
-            false => copy.last_seq() == 0,
+        if shared {
+            !copy.posted_here
+        } else {
+            copy.last_seq() == 0
         }
     }
 
