@@ -80,6 +80,8 @@ mod parent_death;
 mod posts;
 #[path = "hostile/probe.rs"]
 mod probe;
+#[path = "shared/procfs.rs"]
+mod procfs;
 #[path = "hostile/report.rs"]
 mod report;
 #[path = "hostile/rss.rs"]
@@ -181,7 +183,7 @@ fn run(options: &Options) -> Result<(), String> {
 /// attackers and watchers share the other with the probe, at a lower priority than it
 /// (see [`host::lower_priority`]).
 fn place_processes(pin: bool) -> Option<(usize, usize)> {
-    let cpus = host::allowed_cpus();
+    let cpus = procfs::allowed_cpus();
     if !pin || cpus.len() < 2 {
         return None;
     }

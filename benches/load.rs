@@ -72,6 +72,8 @@ mod ladder;
 mod parent_death;
 #[path = "load/pool.rs"]
 mod pool;
+#[path = "shared/procfs.rs"]
+mod procfs;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/scale.rs"]
@@ -253,7 +255,7 @@ fn run(options: Options) -> Result<(), String> {
 /// (server ~60 % + client ~40 %) while the other idles, and the figures measure the
 /// scheduler. Pinned, each side has a core of its own, as a server in production would.
 fn place_processes(options: &Options) -> Option<(usize, usize)> {
-    let cpus = host::allowed_cpus();
+    let cpus = procfs::allowed_cpus();
     if !options.pin || cpus.len() < 2 {
         return None;
     }

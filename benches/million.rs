@@ -62,6 +62,8 @@ mod parent_death;
 #[allow(dead_code)]
 #[path = "load/pool.rs"]
 mod pool;
+#[path = "shared/procfs.rs"]
+mod procfs;
 #[path = "million/report.rs"]
 mod report;
 #[path = "load/scale.rs"]

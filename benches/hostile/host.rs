@@ -1,25 +1,9 @@
-//! What the bench asks the operating system: the CPUs it may use, a lower priority for
-//! attacker threads, and the machine facts the report records.
+//! What the bench asks the operating system: a lower priority for attacker threads, and
+//! the machine facts the report records (the CPUs it may use: `benches/shared/procfs.rs`).
 
 use serde_json::{json, Value};
 use std::io;
 use std::process::Command;
-
-/// The CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sched_getaffinity writes at most the size we pass into `set`.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: cpu < CPU_SETSIZE, so CPU_ISSET stays inside the set.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
-}
 
 /// Gives the calling thread nice 10, so that on the bench's own CPU an attacker or a
 /// watcher busy reading megabytes never delays the probe's wake-up: what the probe

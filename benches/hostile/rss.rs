@@ -2,6 +2,7 @@
 //! (`VmRSS`): the kernel answers even while the server's loop is frozen, which `/stats`
 //! (answered by that loop) cannot.
 
+use crate::procfs::rss_bytes;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -81,21 +82,4 @@ impl Drop for RssSampler {
             let _ = thread.join();
         }
     }
-}
-
-/// Resident memory of process `pid` in bytes: `VmRSS` in /proc/PID/status.
-pub fn rss_bytes(pid: u32) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .ok_or_else(|| io::Error::other(format!("no VmRSS in /proc/{pid}/status")))?;
-    Ok(kib * 1024)
 }

@@ -16,6 +16,7 @@
 use crate::api::{HttpConn, Stats};
 use crate::child::Child;
 use crate::host;
+use crate::procfs;
 use crate::server::{self, Launch, Output, Server};
 use crate::wire;
 use std::io::{self, Read, Write};
@@ -248,7 +249,7 @@ impl Cluster {
 
     /// Resident memory of all workers together (shared pages counted once per worker).
     pub fn rss(&self) -> io::Result<u64> {
-        self.pids.iter().map(|&pid| host::rss_bytes(pid)).sum()
+        self.pids.iter().map(|&pid| procfs::rss_bytes(pid)).sum()
     }
 
     /// Anonymous resident memory (heap, stacks) of all workers together.

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // shared by benches/load and benches/million, each using a subset
 
+use crate::procfs::{kib_field, status_bytes};
 use serde_json::{json, Value};
 use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,12 +38,7 @@ pub fn raise_open_files_limit() -> Limits {
     }
 }
 
-/// Resident memory of process `pid` in bytes: `VmRSS` in /proc/PID/status.
-pub fn rss_bytes(pid: u32) -> io::Result<u64> {
-    status_bytes(pid, "VmRSS:")
-}
-
-/// The anonymous part of [`rss_bytes`] (`RssAnon`): heap and stacks, what the process
+/// The anonymous part of [`crate::procfs::rss_bytes`] (`RssAnon`): heap and stacks, what the process
 /// itself allocated. The rest is file pages — the binary's text and libc — shared with
 /// every other process that maps them.
 pub fn rss_anon_bytes(pid: u32) -> io::Result<u64> {
@@ -71,27 +67,6 @@ pub fn context_switches(pid: u32) -> io::Result<u64> {
             .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
     };
     Ok(count("voluntary_ctxt_switches:")? + count("nonvoluntary_ctxt_switches:")?)
-}
-
-/// A `kB` field of /proc/PID/status, in bytes.
-fn status_bytes(pid: u32, field: &str) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = kib_field(&status, field)
-        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))?;
-    Ok(kib * 1024)
-}
-
-/// The number of a `Name:   1234 kB` line, in KiB (/proc status, smaps_rollup, meminfo).
-pub fn kib_field(text: &str, field: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
 }
 
 /// `at` as nanoseconds of CLOCK_MONOTONIC, the clock `Instant` reads on Linux, so that
@@ -158,22 +133,6 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
         return None;
     }
     Some(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
-}
-
-/// The CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sched_getaffinity writes at most the size we pass into `set`.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: cpu < CPU_SETSIZE, so CPU_ISSET stays inside the set.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
 }
 
 /// Restricts the calling process (or, between fork and exec, a child) to one CPU; the

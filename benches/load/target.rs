@@ -6,7 +6,7 @@
 //! for posting.
 
 use crate::api::{HttpConn, Stats};
-use crate::host;
+use crate::procfs;
 use crate::server::{Launch, Output, Server};
 use crate::wire;
 use std::io;
@@ -75,7 +75,7 @@ impl Target {
 
     /// Attaches to a server someone else runs.
     pub fn attach(addr: SocketAddr, pid: u32) -> io::Result<Target> {
-        host::rss_bytes(pid).map_err(|e| io::Error::new(e.kind(), format!("pid {pid}: {e}")))?;
+        procfs::rss_bytes(pid).map_err(|e| io::Error::new(e.kind(), format!("pid {pid}: {e}")))?;
         let stats = HttpConn::connect(addr)?;
         let poster = connect_poster(addr)?;
         let mut target = Target {
@@ -105,7 +105,7 @@ impl Target {
 
     /// The server's resident memory now.
     pub fn rss(&self) -> io::Result<u64> {
-        host::rss_bytes(self.pid)
+        procfs::rss_bytes(self.pid)
     }
 
     /// Sends `POST /chat` with `message` and returns the instant just before the write:

@@ -3,7 +3,7 @@
 //! socket, and the processes' own resident memory. A rung's figures are differences from
 //! the box before the run started, divided by the clients held.
 
-use crate::host;
+use crate::procfs;
 use std::collections::BTreeMap;
 
 /// The box at one moment.
@@ -33,7 +33,7 @@ impl Snapshot {
 /// Reads the box now.
 pub fn snapshot() -> Snapshot {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |field: &str| host::kib_field(&meminfo, field).unwrap_or(0) * 1024;
+    let kib = |field: &str| procfs::kib_field(&meminfo, field).unwrap_or(0) * 1024;
     let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
     let sockstat_field = |line: &str, field: &str| -> u64 {
         sockstat
@@ -94,6 +94,6 @@ pub fn slab_growth(before: &Snapshot, after: &Snapshot, count: usize) -> Vec<(St
 /// Resident memory summed over `pids` (processes that are gone count nothing).
 pub fn rss_of(pids: &[u32]) -> u64 {
     pids.iter()
-        .filter_map(|&pid| host::rss_bytes(pid).ok())
+        .filter_map(|&pid| procfs::rss_bytes(pid).ok())
         .sum()
 }
