@@ -171,8 +171,22 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A text: not blank, at most `max_bytes` (413 past it), no control characters but newline.
-pub fn check_text(text: &str, max_bytes: usize) -> Result<(), ApiError> {
+/// A text as it is stored and delivered: line breaks made LF (a `<textarea>` submits CRLF,
+/// and old Macs wrote a lone CR), so the same text is the same whichever way it came; then
+/// not blank, at most `max_bytes` (413 past it) once normalised, and no control characters
+/// but newline and TAB (people paste code).
+pub fn normalize_text(text: String, max_bytes: usize) -> Result<String, ApiError> {
+    let text = if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text
+    };
+    check_text(&text, max_bytes)?;
+    Ok(text)
+}
+
+/// The rules of [`normalize_text`] for a text already normalised.
+fn check_text(text: &str, max_bytes: usize) -> Result<(), ApiError> {
     if text.len() > max_bytes {
         return Err(ApiError {
             status: Status::PAYLOAD_TOO_LARGE,
@@ -182,9 +196,12 @@ pub fn check_text(text: &str, max_bytes: usize) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(bad("text: a message cannot be empty"));
     }
-    if text.chars().any(|c| c.is_control() && c != '\n') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(bad(
-            "text: control characters other than newline are not allowed",
+            "text: control characters other than newline and tab are not allowed",
         ));
     }
     Ok(())
@@ -266,8 +283,10 @@ pub fn parse_message(
 ) -> Result<NewMessage, ApiError> {
     let [from, text, client_id] = string_fields(content_type, body, ["from", "text", "client_id"])?;
     let from = signed_name(from, signed, "from")?;
-    let text = text.ok_or(bad("text: a message is required"))?;
-    check_text(&text, max_text_bytes)?;
+    let text = normalize_text(
+        text.ok_or(bad("text: a message is required"))?,
+        max_text_bytes,
+    )?;
     if let Some(id) = &client_id {
         check_client_id(id)?;
     }
@@ -293,7 +312,7 @@ pub fn parse_classic_post(
         (None, None) => ANONYMOUS.to_owned(),
         (from, signed) => signed_name(from, signed, "from")?,
     };
-    check_text(&text, max_text_bytes)?;
+    let text = normalize_text(text, max_text_bytes)?;
     Ok(NewMessage {
         from,
         text,
@@ -401,10 +420,22 @@ mod tests {
             );
         }
         assert!(check_text("two\nlines", 100).is_ok());
-        assert_eq!(
-            check_text("x\ty", 100).unwrap_err().status,
-            Status::BAD_REQUEST
+        let text = |t: &str, max| normalize_text(t.to_owned(), max);
+        assert_eq!(text("x\ty", 100).as_deref(), Ok("x\ty"), "tabs are text");
+        for (sent, stored) in [("a\r\nb", "a\nb"), ("a\rb", "a\nb"), ("a\r\r\nb", "a\n\nb")] {
+            assert_eq!(text(sent, 100).as_deref(), Ok(stored), "{sent:?}");
+        }
+        assert!(
+            text("ab\r\n", 3).is_ok(),
+            "the byte count runs after CRLF becomes LF"
         );
+        for refused in ["a\u{7}b", "a\0b", "a\u{1B}[31m", "a\u{85}b", "\r\n\t"] {
+            assert_eq!(
+                text(refused, 100).unwrap_err().status,
+                Status::BAD_REQUEST,
+                "{refused:?}"
+            );
+        }
         assert_eq!(
             check_text(" \n ", 100).unwrap_err().status,
             Status::BAD_REQUEST
@@ -470,7 +501,7 @@ mod tests {
         let cases: &[(&str, u16)] = &[
             ("", 400),
             ("message=%20", 400),
-            ("message=a%0Db", 400),
+            ("message=a%07b", 400),
             ("message=hi&from=", 400),
             ("message=hi&from=a%1Bb", 400),
             ("message=hi&from=%zz", 400),

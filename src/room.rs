@@ -55,14 +55,14 @@ pub fn idempotency_key(from: &str, client_id: &str) -> String {
 }
 
 /// What a message weighs for `--history-bytes`: its name and text as its stored frame
-/// holds them, JSON-escaped (a `"`, `\` or newline takes two bytes there; every other
-/// control character is refused at the door), so the cap bounds the memory it says. The
-/// post script computes the same in Lua.
+/// holds them, JSON-escaped (a `"`, `\`, newline or tab takes two bytes there; every
+/// other control character is refused at the door), so the cap bounds the memory it says.
+/// The post script computes the same in Lua.
 pub fn message_weight(from: &str, text: &str) -> usize {
     let escaped = |s: &str| {
         s.len()
             + s.bytes()
-                .filter(|b| matches!(b, b'"' | b'\\' | b'\n'))
+                .filter(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\t'))
                 .count()
     };
     escaped(from) + escaped(text) + MESSAGE_OVERHEAD_BYTES

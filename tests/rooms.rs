@@ -197,7 +197,7 @@ fn invalid_input_gets_a_clear_4xx() {
         ("/rooms/r/messages".into(), "from=a", 400),
         ("/rooms/r/messages".into(), "from=a&text=%20%20", 400),
         ("/rooms/r/messages".into(), "from=a%0Ab&text=b", 400),
-        ("/rooms/r/messages".into(), "from=a&text=tab%09here", 400),
+        ("/rooms/r/messages".into(), "from=a&text=bell%07here", 400),
         ("/rooms/r/messages".into(), "from=a&text=%FF", 400),
         ("/rooms/r/messages".into(), "from=a&text=100%", 400),
         ("/rooms/r/messages".into(), "from=a&text=%zz", 400),
@@ -539,4 +539,36 @@ fn a_refused_poll_makes_no_name_present() {
         watcher.silent_for(Duration::from_millis(300)),
         "no join went out"
     );
+}
+
+/// A `<textarea>` submits its line breaks as CRLF, and people paste code with tabs: every
+/// way into a room takes both, and stores and delivers the same text whichever way it came
+/// (CRLF and a lone CR become LF). Other control characters stay refused.
+#[test]
+fn form_line_breaks_and_tabs_arrive_the_same_by_every_way_in() {
+    let server = start_default();
+    let classic = post_form(server.addr, "/chat", "message=a%0D%0Ab%09c%0Dd");
+    assert_eq!(classic.status, 200, "{}", classic.text());
+    let form = post_form(
+        server.addr,
+        "/rooms/lobby/messages",
+        "from=ann&text=a%0D%0Ab%09c%0Dd",
+    );
+    assert_eq!(form.status, 201, "{}", form.text());
+    let json = r#"{"from":"ann","text":"a\r\nb\tc\rd"}"#;
+    let json = request(
+        server.addr,
+        &format!(
+            "POST /rooms/lobby/messages HTTP/1.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{json}",
+            json.len()
+        ),
+    );
+    assert_eq!(json.status, 201, "{}", json.text());
+    let stored = get(server.addr, "/rooms/lobby/messages").texts();
+    assert_eq!(stored, ["a\nb\tc\nd"; 3]);
+    for refused in ["message=a%07b", "message=a%00b", "message=%0D%0A%09"] {
+        let reply = post_form(server.addr, "/chat", refused);
+        assert_eq!(reply.status, 400, "{refused}: {}", reply.text());
+    }
 }

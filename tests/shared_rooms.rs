@@ -354,7 +354,8 @@ fn redis_and_every_copy_trim_the_history_alike() {
     let following = start(small(&redis));
     wait_connected(&following);
     assert_eq!(get(following.addr, "/rooms/q/presence").status, 200); // loads its copy
-    let quotes = "%22".repeat(300); // 300 `"`, 600 bytes escaped: two fit in 2000
+                                                                      // 150 `"` and 150 tabs, each two bytes escaped, 600 bytes in all: two fit in 2000.
+    let quotes = "%22%09".repeat(150);
     for n in 1..=6 {
         let reply = post(&following, "q", &format!("from=ann&text={n}{quotes}"));
         assert_eq!(reply.status, 201, "{}", reply.text());

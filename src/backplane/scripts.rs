@@ -24,7 +24,7 @@ local seq = redis.call('INCR', KEYS[2])
 local overhead = tonumber(ARGV[10])
 -- A message's weight as room.rs counts it: its name and text JSON-escaped.
 local function weight(from, text)
-  local _, escapes = string.gsub(from .. text, '["\\\n]', '')
+  local _, escapes = string.gsub(from .. text, '["\\\n\t]', '')
   return #from + #text + escapes + overhead
 end
 local w = weight(ARGV[1], ARGV[2])
