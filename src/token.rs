@@ -214,7 +214,13 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Identity, Refusa
                 _ => Err(Malformed("token: rooms must be room names or \"*\"")),
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(Malformed("token: rooms must be a list")),
+        // PROTOCOL.md allows "*" alone, not only in a list.
+        Some(serde_json::Value::String(star)) if star == "*" => vec![star],
+        Some(_) => {
+            return Err(Malformed(
+                "token: rooms must be a list of room names, or \"*\"",
+            ))
+        }
     };
     Ok(Identity { sub, exp, rooms })
 }
@@ -389,6 +395,25 @@ mod tests {
     }
 
     #[test]
+    fn rooms_may_be_a_list_or_the_star_alone() {
+        let good = r#"{"alg":"HS256","typ":"JWT"}"#;
+        let key = [7u8; 32];
+        for (rooms, granted) in [
+            (r#""*""#, vec!["*"]),
+            (r#"["*"]"#, vec!["*"]),
+            (r#"["a","b"]"#, vec!["a", "b"]),
+        ] {
+            let claims = format!(r#"{{"sub":"ann","rooms":{rooms},"exp":{}}}"#, NOW + 60);
+            let who = verify(&forge(good, &claims, &key), &secret(), NOW).unwrap();
+            assert_eq!(who.rooms, granted, "{rooms}");
+            assert!(
+                who.may_enter("lobby", Some("p-")) == granted.contains(&"*"),
+                "{rooms}"
+            );
+        }
+    }
+
+    #[test]
     fn what_is_refused_and_why() {
         let claims = format!(r#"{{"sub":"ann","rooms":["*"],"exp":{}}}"#, NOW + 60);
         let good = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -438,7 +463,8 @@ mod tests {
             format!(r#"{{"sub":"","rooms":["*"],"exp":{}}}"#, NOW + 60),
             format!(r#"{{"sub":5,"rooms":["*"],"exp":{}}}"#, NOW + 60),
             format!(r#"{{"sub":"ann","rooms":["a/b"],"exp":{}}}"#, NOW + 60),
-            format!(r#"{{"sub":"ann","rooms":"*","exp":{}}}"#, NOW + 60),
+            format!(r#"{{"sub":"ann","rooms":"lobby","exp":{}}}"#, NOW + 60),
+            format!(r#"{{"sub":"ann","rooms":5,"exp":{}}}"#, NOW + 60),
             format!(r#"{{"sub":"ann","rooms":["*"],"exp":"{}"}}"#, NOW + 60),
             format!(r#"{{"sub":"ann","rooms":["*"],"exp":{}}}"#, u64::MAX),
             format!(

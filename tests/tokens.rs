@@ -474,3 +474,19 @@ fn a_token_in_the_query_works_beside_another_authorization_scheme() {
     );
     assert_eq!(request(server.addr, &raw).status, 401);
 }
+
+/// PROTOCOL.md allows the `rooms` claim to be `"*"` alone as well as a list: a token a
+/// site's own JWT library made that way posts in every public room, and no private one.
+#[test]
+fn a_rooms_claim_of_the_star_alone_grants_every_public_room() {
+    let server = server();
+    let claims = format!(
+        r#"{{"sub":"ann","rooms":"*","exp":{}}}"#,
+        token::now_secs() + 60
+    );
+    let star = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, KEY);
+    let reply = post_as(server.addr, "garden", &star, "text=hi");
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let private = post_as(server.addr, "p-board", &star, "text=hi");
+    assert_eq!(private.status, 403, "{}", private.text());
+}
