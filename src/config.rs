@@ -472,10 +472,11 @@ pub static FLAGS: &[Flag] = &[
         long: "cors-origin",
         short: None,
         value: "ORIGIN",
-        help: "allow this origin to use the room API",
+        help: "allow this origin (scheme://host[:port], as browsers send it) to use the room API",
         default: None,
         default_note: "none",
         kind: Kind::Text(|config, text| {
+            check_origin(text)?;
             config.cors_origin = Some(text.to_owned());
             Ok(())
         }),
@@ -611,7 +612,8 @@ pub static FLAGS: &[Flag] = &[
         long: "private-rooms",
         short: None,
         value: "PREFIX",
-        help: "rooms named with this prefix need a token naming them; * never covers them",
+        help: "rooms named with this prefix need a token naming them; * never covers them; \
+               needs --token-secret-file",
         default: None,
         default_note: "none",
         kind: Kind::Text(|config, text| {
@@ -840,6 +842,31 @@ where
              a text travels in the body, so it must fit"
         ));
     }
+    if config.private_rooms.is_some() && config.token_secret.is_none() {
+        return Err(
+            "--private-rooms: private rooms need --token-secret-file: without a \
+                    secret there are no tokens, so anyone could read and post in them"
+                .to_owned(),
+        );
+    }
+    if let (Some(admin), addr) = (config.admin_addr, config.addr) {
+        if admin == addr && addr.port() != 0 {
+            return Err(format!(
+                "--admin-addr: {admin} is --addr too; the admin listener needs an address \
+                 of its own (keep it private, e.g. 127.0.0.1:9080)"
+            ));
+        }
+    }
+    if let Some(dir) = &config.www {
+        if let Err(e) = std::fs::read_dir(dir) {
+            return Err(format!(
+                "--www: cannot read the directory {} ({e}); the page is served from ./www by \
+                 default, so run from the checkout, give --www the page's directory, or \
+                 --no-www to serve only the API",
+                dir.display()
+            ));
+        }
+    }
     if config.workers > 1 && config.redis.is_none() {
         return Err(format!(
             "--workers: {} workers need --redis: each worker is its own process with its own \
@@ -861,9 +888,19 @@ fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    // Plain decimals only: Rust's float syntax would also take `+5`, `1e3` and `inf`.
+    let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let decimal = match text.split_once('.') {
+        Some((whole, fraction)) => plain(whole) && plain(fraction),
+        None => plain(text),
+    };
+    let secs: f64 = text.parse().ok().filter(|_| decimal).ok_or_else(|| {
+        format!(
+            "'{text}' is not a plain number of seconds in {}..={} (like 20 or 0.5)",
+            SECONDS.start(),
+            SECONDS.end()
+        )
+    })?;
     if !SECONDS.contains(&secs) {
         return Err(format!(
             "{secs} is outside {}..={} seconds",
@@ -875,8 +912,10 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_number(bounds: Bounds, text: &str) -> Result<usize, String> {
+    // Digits only: Rust's integer syntax would also take a leading `+`.
+    let digits = text.bytes().all(|b| b.is_ascii_digit());
     match text.parse::<usize>() {
-        Ok(n) if (bounds.min..=bounds.max).contains(&n) => Ok(n),
+        Ok(n) if digits && (bounds.min..=bounds.max).contains(&n) => Ok(n),
         _ => Err(format!(
             "'{text}' is not a whole number from {} to {} {}",
             bounds.min,
@@ -912,6 +951,59 @@ impl Bounds {
             Unit::Count(unit) => unit.to_owned(),
         }
     }
+}
+
+/// An origin as a browser sends it in `Origin`: `scheme://host[:port]`, nothing after it,
+/// since `Access-Control-Allow-Origin` must match that header byte for byte.
+fn check_origin(text: &str) -> Result<(), String> {
+    let wrong = |why: &str| {
+        Err(format!(
+            "'{text}' is not an origin ({why}); an origin is scheme://host[:port], \
+             like https://chat.example or http://localhost:3000"
+        ))
+    };
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return wrong("no scheme://");
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return wrong("the scheme is not a scheme");
+    }
+    if rest.contains(['/', '?', '#']) {
+        return wrong("an origin has no path, query or fragment, not even a trailing /");
+    }
+    // A bracketed IPv6 host holds colons of its own; the port is what follows the `]`.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => match port.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return wrong("something follows the IPv6 address"),
+            },
+            None => return wrong("an unclosed ["),
+        },
+        None => match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+    if !host_ok {
+        return wrong("the host is empty or holds characters a host cannot");
+    }
+    if let Some(port) = port {
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        if !digits || port.parse::<u16>().is_err() {
+            return wrong("the port is not a number from 0 to 65535");
+        }
+    }
+    Ok(())
 }
 
 /// `67108864` → `64 MiB`: the largest binary unit that divides `n` exactly, else plain bytes.
@@ -981,12 +1073,58 @@ mod tests {
             (&["--max-body", "-3"][..], "--max-body"),
             (&["--log-level", "loud"][..], "--log-level"),
             (&["--frobnicate"][..], "frobnicate"),
+            (&["--history", "+5"][..], "--history"),
+            (&["--history", " 5"][..], "--history"),
+            (&["--poll-timeout", "+5"][..], "--poll-timeout"),
+            (&["--poll-timeout", "1e3"][..], "--poll-timeout"),
+            (&["--poll-timeout", "inf"][..], "--poll-timeout"),
+            (&["--poll-timeout", ".5"][..], "--poll-timeout"),
+            (&["--cors-origin", "not an origin"][..], "--cors-origin"),
+            (
+                &["--cors-origin", "https://a.example/"][..],
+                "--cors-origin",
+            ),
+            (
+                &["--cors-origin", "https://a.example/chat"][..],
+                "--cors-origin",
+            ),
+            (
+                &["--cors-origin", "https://a.example:99999"][..],
+                "--cors-origin",
+            ),
+            (&["--cors-origin", "https://"][..], "--cors-origin"),
+            (&["--cors-origin", "a.example"][..], "--cors-origin"),
+            (&["--cors-origin", "https://a b"][..], "--cors-origin"),
+            (&["--cors-origin", "https://a\r\nX: 1"][..], "--cors-origin"),
+            (&["--private-rooms", "p-"][..], "--token-secret-file"),
+            (&["--www", "/nonexistent"][..], "--no-www"),
+            (
+                &["--addr", "127.0.0.1:9", "--admin-addr", "127.0.0.1:9"][..],
+                "--admin-addr",
+            ),
         ];
         for (args, needle) in cases {
             let err = run(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
         assert_eq!(run(&["--help"]).unwrap_err(), "help");
+        for origin in [
+            "https://a.example",
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "app+x://host",
+        ] {
+            let config = run(&["--cors-origin", origin]).unwrap();
+            assert_eq!(config.cors_origin.as_deref(), Some(origin));
+        }
+        assert_eq!(
+            run(&["--poll-timeout", "0.25"])
+                .unwrap()
+                .poll_timeout
+                .as_millis(),
+            250
+        );
     }
 
     /// The README's flags block is the `--help` text's OPTIONS, so neither can drift.
@@ -1233,9 +1371,7 @@ mod tests {
             ("addr", Some("0.0.0.0:9000"), |c| {
                 c.addr.to_string() == "0.0.0.0:9000"
             }),
-            ("www", Some("public"), |c| {
-                c.www == Some(PathBuf::from("public"))
-            }),
+            ("www", Some("src"), |c| c.www == Some(PathBuf::from("src"))),
             ("no-www", None, |c| c.www.is_none()),
             ("poll-timeout", Some("1.5"), |c| {
                 c.poll_timeout.as_millis() == 1500
@@ -1313,6 +1449,10 @@ mod tests {
             let name = format!("--{name}");
             let mut args = vec![name.as_str()];
             args.extend(value);
+            if name == "--private-rooms" {
+                // Private rooms need tokens, and tokens a secret.
+                args.extend(["--token-secret-file", secret_file()]);
+            }
             let config = run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert!(check(&config), "{args:?} gave {config:#?}");
         }

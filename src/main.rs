@@ -21,7 +21,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("comet-chat: {message}\n\n{}", config::usage());
+            // The error alone, so it does not scroll away under the usage text.
+            eprintln!("comet-chat: {message}\nsee comet-chat --help");
             return ExitCode::from(2);
         }
     };

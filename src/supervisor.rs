@@ -181,8 +181,9 @@ impl Supervisor {
     /// exit can be missed), and starts every worker.
     fn start(config: &Config, args: &[OsString]) -> io::Result<Supervisor> {
         let addr = config.addr;
-        let in_context =
-            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+        let in_context = |e: io::Error| {
+            io::Error::new(e.kind(), format!("--addr: cannot listen on {addr}: {e}"))
+        };
         let reserved = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         reserved.set_reuse_address(true)?;
         reserved.set_reuse_port(true)?;

@@ -307,7 +307,7 @@ fn an_address_in_use_stops_start_up_and_no_worker_is_left() {
     let (status, stderr) = run_to_exit(&args, Duration::from_secs(10)).expect("start-up fails");
     assert!(!status.success(), "{status:?}");
     assert!(
-        stderr.starts_with(&format!("comet-chat: cannot listen on {addr}: ")),
+        stderr.starts_with(&format!("comet-chat: --addr: cannot listen on {addr}: ")),
         "{stderr}"
     );
     assert!(stderr.to_lowercase().contains("in use"), "{stderr}");
@@ -316,10 +316,13 @@ fn an_address_in_use_stops_start_up_and_no_worker_is_left() {
 
 #[test]
 fn a_worker_that_cannot_start_stops_the_others_and_the_supervisor_says_why() {
-    // Every worker fails to load this directory; the first to exit stops the rest.
-    let missing = format!("/nonexistent/comet-chat-test-{}", std::process::id());
+    // The first worker's admin port is taken (the supervisor checks flags, not ports a
+    // worker binds), so it fails; the first to exit stops the rest.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let missing = taken.local_addr().unwrap().to_string();
     let args = [
-        "--www",
+        "--no-www",
+        "--admin-addr",
         &missing,
         "--addr",
         "127.0.0.1:0",
@@ -330,7 +333,10 @@ fn a_worker_that_cannot_start_stops_the_others_and_the_supervisor_says_why() {
     ];
     let (status, stderr) = run_to_exit(&args, Duration::from_secs(10)).expect("start-up fails");
     assert!(!status.success(), "{status:?}");
-    assert!(stderr.contains("cannot read www dir"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--admin-addr: cannot listen on {missing}")),
+        "{stderr}"
+    );
     let last_line = stderr.lines().last().unwrap_or_default();
     assert!(
         last_line.starts_with("comet-chat: worker ")

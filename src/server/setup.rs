@@ -39,13 +39,17 @@ impl Server {
             Some(dir) => Assets::load(dir).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
-                    format!("cannot read www dir {}: {e}", dir.display()),
+                    format!(
+                        "--www: cannot read {}: {e} (or --no-www to serve only the API)",
+                        dir.display()
+                    ),
                 )
             })?,
             None => Assets::empty(),
         };
         let mut listener =
-            accept::listen(config.addr, config.listen_backlog, config.worker.is_some())?;
+            accept::listen(config.addr, config.listen_backlog, config.worker.is_some())
+                .map_err(|e| flag_error("--addr", e))?;
         let local_addr = listener.local_addr()?;
         let poll = Poll::new()?;
         poll.registry()
@@ -53,7 +57,8 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let admin = match admin_addr(&config)? {
             Some(addr) => {
-                let mut admin = admin::Admin::bind(addr)?;
+                let mut admin =
+                    admin::Admin::bind(addr).map_err(|e| flag_error("--admin-addr", e))?;
                 admin.register(poll.registry())?;
                 Some(admin)
             }
@@ -168,6 +173,12 @@ impl Server {
     pub fn asset_count(&self) -> usize {
         self.assets.len()
     }
+}
+
+/// A start-up error that names the flag whose value caused it: with two listeners, "cannot
+/// listen on ADDR" alone does not say which one to change.
+fn flag_error(flag: &str, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{flag}: {e}"))
 }
 
 /// Where the admin listener goes: `--admin-addr`, and for worker `i` of `--workers` its
