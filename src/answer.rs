@@ -232,6 +232,7 @@ pub fn stats(
         request_timeout: u64,
         over_cap: u64,
         emfile: u64,
+        room_history: u64,
     }
     #[derive(Serialize)]
     struct Limits {
@@ -265,6 +266,7 @@ pub fn stats(
         bytes_out: u64,
         streams: u64,
         rooms: u64,
+        rooms_given_way: u64,
         open_files_limit: u64,
         max_conns: u64,
         rss_bytes: u64,
@@ -286,6 +288,7 @@ pub fn stats(
         bytes_out: get(&stats.bytes_out),
         streams: get(&stats.streams),
         rooms: get(&stats.rooms),
+        rooms_given_way: get(&stats.rooms_given_way),
         open_files_limit: get(&stats.open_files_limit),
         max_conns: get(&stats.max_conns),
         rss_bytes,
@@ -295,6 +298,7 @@ pub fn stats(
             request_timeout: get(&stats.dropped_request_timeout),
             over_cap: get(&stats.refused_over_cap),
             emfile: get(&stats.refused_emfile),
+            room_history: get(&stats.dropped_room_history),
         },
         limits: Limits {
             client_addresses: get(&stats.client_addresses),
@@ -525,7 +529,8 @@ mod tests {
         assert!(body.contains("\"deliveries\":7"));
         assert!(body.contains("\"rss_bytes\":4096,"));
         assert!(body.contains(
-            "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0},"
+            "\"drops\":{\"slow\":0,\"idle\":0,\"request_timeout\":0,\"over_cap\":0,\"emfile\":0,\
+             \"room_history\":0},"
         ));
         stats::add(&counters.posts_refused, 2);
         let out = text(&super::stats(&counters, 4096, None, false, false));

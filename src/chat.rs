@@ -1,6 +1,7 @@
 //! The chat: rooms by name, created on first use up to a cap, past which a vacant room
-//! gives its place to a new one. Knows no sockets.
+//! gives its place to a new one, or else the idle room unused longest. Knows no sockets.
 
+use crate::recency::Recency;
 use crate::room::{HistoryLimits, Room, Sync};
 use crate::waitlist::{ListKind, WaitList};
 use std::collections::HashMap;
@@ -8,6 +9,36 @@ use std::collections::HashMap;
 /// The room cap was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooManyRooms;
+
+/// A room found or made for a name.
+pub struct Opened {
+    /// Its id.
+    pub id: u32,
+    /// The room that gave its place (and id) to it, if the cap made one give way: its
+    /// history is gone from this process, and its keeper gets its place back.
+    pub gave_way: Option<Room>,
+}
+
+/// What the chat asks of the world outside it when a room must give way: whether a room
+/// is held (requests wait on it), and how many rooms a keeper holds.
+pub struct Places<H, K> {
+    /// Whether the room with this id is held by something outside the chat.
+    pub held: H,
+    /// How many rooms the client with this id keeps (`Room::keeper`).
+    pub rooms_held: K,
+}
+
+/// [`Places`] with nothing held and no keepers: the lobby's, and the tests'.
+pub type NoPlacesHeld = Places<fn(u32) -> bool, fn(u32) -> u32>;
+
+impl Default for NoPlacesHeld {
+    fn default() -> Self {
+        Places {
+            held: |_| false,
+            rooms_held: |_| 0,
+        }
+    }
+}
 
 /// The name `/chat` answers to.
 pub const LOBBY: &str = "lobby";
@@ -17,10 +48,16 @@ pub const LOBBY: &str = "lobby";
 /// on from where the last one stopped, so every room is looked at in turn.
 const VACANCY_SEARCH: usize = 1024;
 
-/// After every room was looked at in turn and none was vacant, new rooms are refused for
-/// this long without looking again: a flood of new names at a full server costs one map
-/// lookup each, not a search.
+/// After every room was looked at in turn and none was vacant, the search for a vacant
+/// room rests this long (new rooms take the idle room unused longest meanwhile); after
+/// every room was found in use, new rooms are refused this long without looking again: a
+/// flood of new names at a full server costs one map lookup each, not a search.
 const NO_VACANCY_PAUSE_MS: u64 = 1000;
+
+/// An idle room used this recently gives way only if every idle room was (a burst of new
+/// rooms), and then the one whose keeper holds the most rooms goes first: a few addresses
+/// making rooms as fast as they may take each other's places, not everyone's.
+const RECENT_MS: u64 = 60_000;
 
 /// All rooms.
 pub struct Chat {
@@ -41,9 +78,18 @@ pub struct Chat {
     search_from: u32,
     /// Rooms looked at since a vacant one was last found.
     looked_in_vain: usize,
-    /// Until when (the loop's milliseconds) no search is made, after a whole round of the
-    /// rooms found none vacant.
+    /// Until when (the loop's milliseconds) no search for a vacant room is made, after a
+    /// whole round of the rooms found none vacant.
     no_search_until_ms: u64,
+    /// Rooms but the lobby, least recently used first: who gives way when none is vacant.
+    recency: Recency,
+    /// When each room (by id) was last used, in the loop's milliseconds.
+    used_at_ms: Vec<u64>,
+    /// Rooms taken from the old end of `recency` and found in use, since one was last
+    /// found idle.
+    in_use_in_vain: usize,
+    /// Until when new rooms are refused without looking, after every room was in use.
+    no_room_until_ms: u64,
 }
 
 impl Chat {
@@ -59,8 +105,12 @@ impl Chat {
             search_from: 1,
             looked_in_vain: 0,
             no_search_until_ms: 0,
+            recency: Recency::default(),
+            used_at_ms: Vec::new(),
+            in_use_in_vain: 0,
+            no_room_until_ms: 0,
         };
-        chat.room_id(LOBBY, |_| false, 0)
+        chat.room_id(LOBBY, Places::default(), 0)
             .expect("the lobby fits under any cap");
         chat
     }
@@ -70,31 +120,52 @@ impl Chat {
         self.by_name.get(name).copied()
     }
 
-    /// The id of room `name`, creating it on first use. The name must already be valid.
-    /// At the cap, a vacant room (never the lobby, and not one `held` says something
-    /// outside the chat still points at) gives its place and its id to the new one.
-    /// `now_ms` is the loop's clock, for the pause after a fruitless round.
+    /// Room `name`, created on first use; the name must already be valid. Every call counts
+    /// as a use of the room. At the cap a room gives its place and its id to the new one:
+    /// a vacant room, else the idle room unused longest, history and all, unless every
+    /// idle room was used within `RECENT_MS`; then the one whose keeper holds the most
+    /// rooms. Never the lobby, nor a room `places` says is held. `now_ms` is the loop's
+    /// clock.
     pub fn room_id(
         &mut self,
         name: &str,
-        held: impl Fn(u32) -> bool,
+        places: Places<impl Fn(u32) -> bool, impl Fn(u32) -> u32>,
         now_ms: u64,
-    ) -> Result<u32, TooManyRooms> {
+    ) -> Result<Opened, TooManyRooms> {
         if let Some(&id) = self.by_name.get(name) {
-            return Ok(id);
+            self.used(id, now_ms);
+            return Ok(Opened { id, gave_way: None });
         }
-        let id = if self.rooms.len() < self.max_rooms {
+        let (id, gave_way) = if self.rooms.len() < self.max_rooms {
             self.rooms.push(self.new_room(name));
-            self.rooms.len() as u32 - 1
+            (self.rooms.len() as u32 - 1, None)
         } else {
-            let id = self.find_vacant(held, now_ms).ok_or(TooManyRooms)?;
+            let id = self
+                .find_vacant(&places.held, now_ms)
+                .or_else(|| self.least_recently_used(&places, now_ms))
+                .ok_or(TooManyRooms)?;
             let room = self.new_room(name);
             let old = std::mem::replace(&mut self.rooms[id as usize], room);
             self.by_name.remove(&old.name);
-            id
+            (id, Some(old))
         };
         self.by_name.insert(name.into(), id);
-        Ok(id)
+        self.used(id, now_ms);
+        Ok(Opened { id, gave_way })
+    }
+
+    /// Room `id` was used at `now_ms` (a request, or a message another node announced).
+    /// O(1).
+    pub fn used(&mut self, id: u32, now_ms: u64) {
+        if id == self.lobby() {
+            return;
+        }
+        self.recency.use_now(id);
+        let at = id as usize;
+        if at >= self.used_at_ms.len() {
+            self.used_at_ms.resize(at + 1, 0);
+        }
+        self.used_at_ms[at] = now_ms;
     }
 
     fn new_room(&self, name: &str) -> Room {
@@ -105,8 +176,10 @@ impl Chat {
         room
     }
 
-    /// A vacant room's id, looking at no more than `VACANCY_SEARCH` rooms.
-    fn find_vacant(&mut self, held: impl Fn(u32) -> bool, now_ms: u64) -> Option<u32> {
+    /// A vacant room's id, looking at no more than `VACANCY_SEARCH` rooms. With more rooms
+    /// than that, a call may miss a vacant room further on (the next call goes on from
+    /// there), and the idle room unused longest gives way instead.
+    fn find_vacant(&mut self, held: &impl Fn(u32) -> bool, now_ms: u64) -> Option<u32> {
         if now_ms < self.no_search_until_ms {
             return None;
         }
@@ -125,6 +198,47 @@ impl Chat {
             self.no_search_until_ms = now_ms + NO_VACANCY_PAUSE_MS;
         }
         None
+    }
+
+    /// The idle room unused longest, walking no more than `VACANCY_SEARCH` rooms from the
+    /// old end of the list; if it was used within `RECENT_MS`, the idle room walked past
+    /// whose keeper holds the most rooms (the oldest of those). A room found in use is in
+    /// use now, so it moves to the new end: the next call does not walk past it again.
+    fn least_recently_used(
+        &mut self,
+        places: &Places<impl Fn(u32) -> bool, impl Fn(u32) -> u32>,
+        now_ms: u64,
+    ) -> Option<u32> {
+        if now_ms < self.no_room_until_ms {
+            return None;
+        }
+        let others = self.rooms.len() - 1;
+        let mut heaviest: Option<(u32, u32)> = None; // (rooms its keeper holds, id)
+        let mut walked = self.recency.oldest();
+        for _ in 0..VACANCY_SEARCH.min(others) {
+            let Some(id) = walked else { break };
+            walked = self.recency.newer(id);
+            let room = &self.rooms[id as usize];
+            if !room.is_idle() || (places.held)(id) {
+                self.recency.use_now(id);
+                self.in_use_in_vain += 1;
+                continue;
+            }
+            self.in_use_in_vain = 0;
+            if now_ms.saturating_sub(self.used_at_ms[id as usize]) >= RECENT_MS {
+                // Only the first idle room can get here: the ones after it are newer.
+                return Some(id);
+            }
+            let weight = room.keeper.map_or(0, &places.rooms_held);
+            if heaviest.is_none_or(|(most, _)| weight > most) {
+                heaviest = Some((weight, id));
+            }
+        }
+        if heaviest.is_none() && self.in_use_in_vain >= others {
+            self.in_use_in_vain = 0;
+            self.no_room_until_ms = now_ms + NO_VACANCY_PAUSE_MS;
+        }
+        heaviest.map(|(_, id)| id)
     }
 
     /// The id of the lobby.
@@ -169,29 +283,26 @@ impl Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::waitlist::Waiter;
 
     const HISTORY: HistoryLimits = HistoryLimits {
         messages: 10,
         bytes: 1 << 16,
     };
 
-    const FREE: fn(u32) -> bool = |_| false;
+    const FREE: NoPlacesHeld = Places {
+        held: |_| false,
+        rooms_held: |_| 0,
+    };
 
-    #[test]
-    fn rooms_are_created_on_first_use_up_to_the_cap() {
-        let mut chat = Chat::new(1, HISTORY, 3, false);
-        assert_eq!(chat.room_id(LOBBY, FREE, 0), Ok(0));
-        for name in ["a", "b"] {
-            let id = chat.room_id(name, FREE, 0).unwrap();
-            post(&mut chat, id);
-        }
-        assert_eq!(chat.room_id("c", FREE, 0), Err(TooManyRooms));
-        assert_eq!(
-            chat.room_id("a", FREE, 0),
-            Ok(1),
-            "existing rooms are still found"
-        );
-        assert_eq!(chat.room_count(), 3);
+    const WAITER: Waiter = Waiter {
+        key: 7,
+        generation: 1,
+    };
+
+    /// The id `room_id` gives, whether or not a room gave way for it.
+    fn open(chat: &mut Chat, name: &str, now_ms: u64) -> Result<u32, TooManyRooms> {
+        chat.room_id(name, FREE, now_ms).map(|opened| opened.id)
     }
 
     fn post(chat: &mut Chat, id: u32) {
@@ -199,35 +310,66 @@ mod tests {
         room.post(1, "ann", "hi", None, 0, &HISTORY);
     }
 
-    /// Regression (an attacker's reads of made-up rooms used to fill `--max-rooms` for
-    /// good, and every new room was refused 507 until a restart).
     #[test]
-    fn at_the_cap_a_room_that_holds_nothing_gives_its_place_to_a_new_one() {
+    fn rooms_are_created_on_first_use_up_to_the_cap() {
         let mut chat = Chat::new(1, HISTORY, 3, false);
-        let read_only = chat.room_id("read-only", FREE, 0).unwrap();
-        let posted = chat.room_id("posted", FREE, 0).unwrap();
-        post(&mut chat, posted);
-        let fresh = chat
-            .room_id("fresh", FREE, 0)
-            .expect("the vacant room's place");
-        assert_eq!(fresh, read_only, "its id, not a new one");
-        assert_eq!(chat.find("read-only"), None);
-        assert_eq!(chat.find("fresh"), Some(fresh));
-        assert_eq!(&*chat.room(fresh).name, "fresh");
+        assert_eq!(open(&mut chat, LOBBY, 0), Ok(0));
+        for name in ["a", "b"] {
+            let id = open(&mut chat, name, 0).unwrap();
+            post(&mut chat, id);
+        }
+        assert_eq!(open(&mut chat, "a", 0), Ok(1), "existing rooms are found");
         assert_eq!(chat.room_count(), 3);
-        // Now every room holds a message, or is the lobby, which never gives way.
-        post(&mut chat, fresh);
-        assert_eq!(chat.room_id("more", FREE, 0), Err(TooManyRooms));
+        let opened = chat.room_id("c", FREE, 0).unwrap();
+        assert!(opened.gave_way.is_some(), "at the cap a room gives way");
+        assert_eq!(chat.room_count(), 3);
+    }
+
+    /// Regression (a few addresses that gave rooms their first message filled `--max-rooms`
+    /// for good, and every new room was refused 507 until a restart): at the cap the idle
+    /// room unused longest gives way, history and all. The lobby never does.
+    #[test]
+    fn at_the_cap_the_idle_room_unused_longest_gives_way_history_and_all() {
+        let mut chat = Chat::new(1, HISTORY, 4, false);
+        for name in ["a", "b", "c"] {
+            let id = open(&mut chat, name, 0).unwrap();
+            post(&mut chat, id);
+        }
+        open(&mut chat, "a", 0).unwrap(); // a is used again: b is now unused longest
+        let opened = chat.room_id("new", FREE, RECENT_MS).unwrap();
+        assert_eq!(opened.id, 2, "b's id");
+        let gone = opened.gave_way.expect("b gave way");
+        assert_eq!((&*gone.name, gone.stored()), ("b", 1), "with its history");
+        assert_eq!(chat.find("b"), None);
+        assert_eq!(chat.find("new"), Some(2));
+        assert_eq!(chat.room(2).stored(), 0, "the new room starts empty");
+        post(&mut chat, 2);
+        // Then c, then a, then new: the order they were used in. Never the lobby.
+        let later = 3 * RECENT_MS;
+        for (name, place) in [("d", 3), ("e", 1), ("f", 2), ("g", 3)] {
+            assert_eq!(open(&mut chat, name, later), Ok(place), "{name}");
+        }
         assert_eq!(chat.find(LOBBY), Some(0));
+    }
+
+    /// A room that holds nothing gives its place first, before any room unused longer that
+    /// holds messages: reads of made-up rooms cannot push history out.
+    #[test]
+    fn a_room_that_holds_nothing_gives_way_before_one_with_history() {
+        let mut chat = Chat::new(1, HISTORY, 3, false);
+        let posted = open(&mut chat, "posted", 0).unwrap();
+        post(&mut chat, posted);
+        let read_only = open(&mut chat, "read-only", 0).unwrap();
+        let opened = chat.room_id("fresh", FREE, 0).unwrap();
+        assert_eq!(opened.id, read_only, "its id, not a new one");
+        assert_eq!(opened.gave_way.map(|room| room.stored()), Some(0));
+        assert_eq!(chat.find("read-only"), None);
+        assert_eq!(chat.find("posted"), Some(posted));
+        assert_eq!(&*chat.room(read_only).name, "fresh");
     }
 
     #[test]
     fn a_room_with_a_waiter_a_stream_a_name_or_an_outside_holder_keeps_its_place() {
-        use crate::waitlist::Waiter;
-        const WAITER: Waiter = Waiter {
-            key: 7,
-            generation: 1,
-        };
         let occupy: [fn(&mut Room); 4] = [
             |room| {
                 room.classic.join(WAITER);
@@ -242,81 +384,156 @@ mod tests {
                 room.names.seen("ann", 1, 0, 1000);
             },
         ];
-        for occupy in occupy {
-            let mut chat = Chat::new(1, HISTORY, 2, false);
-            let id = chat.room_id("busy", FREE, 0).unwrap();
-            occupy(chat.room(id));
-            assert_eq!(chat.room_id("new", FREE, 0), Err(TooManyRooms));
-            assert_eq!(chat.find("busy"), Some(id));
+        for with_history in [false, true] {
+            for occupy in occupy {
+                let mut chat = Chat::new(1, HISTORY, 2, false);
+                let id = open(&mut chat, "busy", 0).unwrap();
+                if with_history {
+                    post(&mut chat, id);
+                }
+                occupy(chat.room(id));
+                assert_eq!(open(&mut chat, "new", 0), Err(TooManyRooms));
+                assert_eq!(chat.find("busy"), Some(id));
+            }
         }
         let mut chat = Chat::new(1, HISTORY, 2, false);
-        let id = chat.room_id("held", FREE, 0).unwrap();
-        assert_eq!(chat.room_id("new", |room| room == id, 0), Err(TooManyRooms));
-        // (A whole round found nothing vacant: the next search waits a moment.)
-        assert_eq!(chat.room_id("new", FREE, 1000), Ok(id), "once let go");
+        let id = open(&mut chat, "held", 0).unwrap();
+        post(&mut chat, id);
+        let places = Places {
+            held: |room| room == id,
+            rooms_held: |_| 0,
+        };
+        let held = chat.room_id("new", places, 0);
+        assert!(matches!(held, Err(TooManyRooms)));
+        // (A whole round found nothing free: the next search waits a moment.)
+        assert_eq!(open(&mut chat, "new", 1000), Ok(id), "once let go");
     }
 
-    /// With Redis, a copy gives way unless a read of Redis is on its way, a post went to
-    /// Redis from here (the cap bounds what this node can make Redis hold), or it is loaded
-    /// with messages (which the next request would read back whole).
+    /// With Redis, a copy that holds nothing of Redis's gives way first; one posted to from
+    /// here, or loaded with messages, gives way as the idle room unused longest (Redis keeps
+    /// its history, read back on its next use); one being read from Redis never does.
     #[test]
-    fn with_redis_a_copy_gives_way_unless_read_posted_to_or_holding_messages() {
+    fn with_redis_a_copy_gives_way_unless_it_is_being_read() {
         type Make = fn(&mut Room);
-        let cases: [(Make, bool); 6] = [
-            (|_| {}, true), // made by typing, or by a read while Redis was down
-            (|room| room.sync = Sync::Loading, false),
-            (|room| room.sync = Sync::CatchingUp, false),
-            (|room| room.sync = Sync::Loaded, true), // read, and empty
-            (|room| room.posted_here = true, false),
+        let cases: [(Make, Option<bool>); 6] = [
+            (|_| {}, Some(true)), // made by typing, or by a read while Redis was down
+            (|room| room.sync = Sync::Loading, None),
+            (|room| room.sync = Sync::CatchingUp, None),
+            (|room| room.sync = Sync::Loaded, Some(true)), // read, and empty
+            (|room| room.posted_here = true, Some(false)),
             (
                 |room| {
                     room.sync = Sync::Loaded;
                     room.post(1, "ann", "hi", None, 0, &HISTORY);
                 },
-                false,
+                Some(false),
             ),
         ];
-        for (n, (make, gives_way)) in cases.into_iter().enumerate() {
+        for (n, (make, vacant)) in cases.into_iter().enumerate() {
             let mut chat = Chat::new(1, HISTORY, 2, true);
-            let id = chat.room_id("copy", FREE, 0).unwrap();
+            let id = open(&mut chat, "copy", 0).unwrap();
             assert_eq!(chat.room(id).sync, Sync::Unloaded);
             make(chat.room(id));
-            assert_eq!(chat.room_id("new", FREE, 0).is_ok(), gives_way, "case {n}");
+            assert_eq!(chat.room(id).is_vacant(), vacant == Some(true), "case {n}");
+            assert_eq!(
+                open(&mut chat, "new", 0).is_ok(),
+                vacant.is_some(),
+                "case {n}"
+            );
         }
     }
 
-    /// Once a whole round of the rooms found none vacant, new names are refused for a
-    /// moment without a search (a flood of new names at a full server costs a lookup each),
-    /// and then a room that was let go meanwhile is found.
+    /// Once every room was found in use, new names are refused for a moment without a
+    /// search (a flood of new names at a full server costs a lookup each), and then a room
+    /// that was let go meanwhile is found.
     #[test]
     fn a_fruitless_round_pauses_the_search_for_a_moment() {
         let mut chat = Chat::new(1, HISTORY, 3, false);
         for name in ["a", "b"] {
-            let id = chat.room_id(name, FREE, 0).unwrap();
-            chat.room(id).polls.join(crate::waitlist::Waiter {
+            let id = open(&mut chat, name, 0).unwrap();
+            chat.room(id).polls.join(Waiter {
                 key: id,
                 generation: 1,
             });
         }
-        assert_eq!(chat.room_id("new", FREE, 0), Err(TooManyRooms));
+        assert_eq!(open(&mut chat, "new", 0), Err(TooManyRooms));
         chat.room(1).polls.leave(0); // room a is vacant now
-        assert_eq!(chat.room_id("new", FREE, 999), Err(TooManyRooms), "paused");
-        assert_eq!(chat.room_id("new", FREE, 1000), Ok(1));
+        assert_eq!(open(&mut chat, "new", 999), Err(TooManyRooms), "paused");
+        assert_eq!(open(&mut chat, "new", 1000), Ok(1));
     }
 
-    /// One request at the cap looks at no more than `VACANCY_SEARCH` rooms; the next goes
-    /// on from there, so a vacant room further on is still found.
+    /// One request at the cap looks at no more than `VACANCY_SEARCH` rooms for a vacant one
+    /// (the room unused longest gives way if none is among them); the next goes on from
+    /// there, so a vacant room further on is still found.
     #[test]
     fn the_search_for_a_vacant_room_is_bounded_and_goes_round() {
         let rooms = VACANCY_SEARCH + 100;
         let mut chat = Chat::new(1, HISTORY, rooms + 1, false);
         for n in 0..rooms {
-            let id = chat.room_id(&format!("r{n}"), FREE, 0).unwrap();
+            let id = open(&mut chat, &format!("r{n}"), 0).unwrap();
             if id as usize != rooms {
                 post(&mut chat, id); // all but the last hold a message
             }
         }
-        assert_eq!(chat.room_id("new", FREE, 0), Err(TooManyRooms));
-        assert_eq!(chat.room_id("new", FREE, 0), Ok(rooms as u32));
+        assert_eq!(open(&mut chat, "new", 0), Ok(1), "r0, unused longest");
+        assert_eq!(
+            open(&mut chat, "newer", 0),
+            Ok(rooms as u32),
+            "the vacant one"
+        );
+    }
+
+    /// When every idle room was used within `RECENT_MS` (a burst of new rooms), the one whose
+    /// keeper holds the most rooms gives way, the oldest of those: a few addresses making
+    /// rooms as fast as they may take each other's places, not those of a calm client.
+    #[test]
+    fn in_a_burst_the_rooms_of_whoever_holds_the_most_give_way() {
+        let mut chat = Chat::new(1, HISTORY, 6, false);
+        let keep = |chat: &mut Chat, name: &str, keeper: u32| {
+            let id = open(chat, name, 1_000).unwrap();
+            post(chat, id);
+            chat.room(id).keeper = Some(keeper);
+            id
+        };
+        let calm = keep(&mut chat, "calm", 9);
+        let attacker: Vec<u32> = ["a1", "a2", "a3", "a4"]
+            .iter()
+            .map(|name| keep(&mut chat, name, 2))
+            .collect();
+        let held = |keeper: u32| if keeper == 2 { 4 } else { 1 };
+        let places = |held| Places {
+            held: |_| false,
+            rooms_held: held,
+        };
+        let opened = chat.room_id("a5", places(held), 2_000).unwrap();
+        assert_eq!(opened.id, attacker[0], "the attacker's oldest, not calm");
+        post(&mut chat, opened.id);
+        assert!(chat.find("calm").is_some());
+        // A minute after its last use, the room unused longest gives way whoever keeps it.
+        let opened = chat
+            .room_id("new", places(held), 1_000 + RECENT_MS)
+            .unwrap();
+        assert_eq!(opened.id, calm);
+    }
+
+    /// Rooms in use at the old end are moved to the new end as they are found, so a flood
+    /// of new rooms takes each idle room in turn and looks at each busy one once a round.
+    #[test]
+    fn busy_rooms_are_passed_over_once_and_idle_ones_give_way_in_turn() {
+        let mut chat = Chat::new(1, HISTORY, 11, false);
+        for n in 0..10 {
+            let id = open(&mut chat, &format!("r{n}"), 0).unwrap();
+            post(&mut chat, id);
+            if n < 5 {
+                chat.room(id).streams.join(WAITER); // r0..r4 are in use
+            }
+        }
+        let places: Vec<u32> = (0..5)
+            .map(|n| open(&mut chat, &format!("new{n}"), RECENT_MS).unwrap())
+            .collect();
+        assert_eq!(places, [6, 7, 8, 9, 10], "r5..r9, oldest first");
+        for n in 0..5 {
+            assert!(chat.find(&format!("r{n}")).is_some(), "busy r{n} stays");
+        }
     }
 }

@@ -23,7 +23,8 @@ struct Client {
     connections: u32,
     /// Presence names this address made that are still present in some room.
     names: u32,
-    /// Rooms this address gave their first message, which keep their places for good.
+    /// Rooms this address gave their first message that are still here (each names this
+    /// entry as its keeper, so the entry stays while they do).
     rooms: u32,
 }
 
@@ -97,10 +98,16 @@ impl Clients {
         self.entries[id as usize].rooms
     }
 
-    /// `id` gave a room its first message: the room keeps its place, and counts for `id`,
-    /// for as long as the server runs.
+    /// `id` gave a room its first message: the room counts for `id` until it gives way.
     pub fn room_kept(&mut self, id: ClientId) {
         self.entries[id as usize].rooms += 1;
+    }
+
+    /// A room `id` gave its first message gave its place to another.
+    pub fn room_given_back(&mut self, id: ClientId) {
+        let client = &mut self.entries[id as usize];
+        client.rooms -= 1;
+        self.forget_if_idle(id);
     }
 
     /// Addresses holding something.

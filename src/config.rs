@@ -438,7 +438,8 @@ pub static FLAGS: &[Flag] = &[
         long: "max-rooms",
         short: None,
         value: "N",
-        help: "rooms at once; past it, an unused room gives way, else 507",
+        help: "rooms at once; past it, an empty room gives way, else the idle room unused \
+               longest (history and all), else 507",
         default: Some("1000"),
         default_note: "",
         kind: Kind::Number(

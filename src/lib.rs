@@ -28,7 +28,8 @@
 //! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
 //!   bodies, validated by one set of rules.
 //! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame.
-//! - [`chat`] — rooms by name, created on first use up to a cap.
+//! - [`chat`] — rooms by name, created on first use up to a cap; [`recency`] — which
+//!   room was unused longest, to give way at the cap.
 //! - [`room`] — one room: its message history (shared, never copied), positions.
 //! - [`waitlist`] — the lists of connections waiting in a room.
 //! - [`presence`] — who is in a room by name, and when each name leaves.
@@ -67,6 +68,7 @@ pub mod outgoing;
 pub mod position;
 pub mod presence;
 pub mod random;
+pub mod recency;
 pub mod room;
 pub mod routes;
 pub mod server;

@@ -166,9 +166,14 @@ pub struct Room {
     /// With `--redis`: the highest sequence number announced, heard even while the copy
     /// was being read, so a read that ended short of it is followed by another.
     pub heard: u64,
-    /// With `--redis`: a post to this room went to Redis from here, so Redis may hold its
-    /// messages on this node's account, and the room keeps its place (`is_vacant`).
+    /// With `--redis`: a post to this room went to Redis from here, so Redis holds its
+    /// messages, and the room is not [vacant](Room::is_vacant): it gives way only as the
+    /// idle room unused longest.
     pub posted_here: bool,
+    /// The client (by [`crate::clients::ClientId`]) whose post gave the room its first
+    /// message and counts it against `--max-rooms-per-client`: given back when the room
+    /// gives way, so that the limit bounds the rooms an address holds now, not ever.
+    pub keeper: Option<u32>,
 }
 
 /// With `--redis`, a node keeps each room it serves as a copy of Redis's: its history, its
@@ -205,6 +210,7 @@ impl Room {
             everyone: BTreeSet::new(),
             heard: 0,
             posted_here: false,
+            keeper: None,
         }
     }
 
@@ -439,25 +445,31 @@ impl Room {
 
     // ----- giving its place up ---------------------------------------------------------
 
-    /// Whether this room may give its place to another: nobody waits, streams or is
-    /// present in it, and forgetting it loses nothing. Without Redis: no message was ever
-    /// posted to it (a room made only by reads, or typing, which then ended). With Redis:
-    /// no post went to Redis from here (each node's `--max-rooms` then bounds the rooms
-    /// it can make Redis hold, whatever an attacker posts), no read of Redis is on its
-    /// way, and a loaded copy holds no message (one that does keeps its place, or copies
-    /// giving way to each other would each be read back whole on the next request).
+    /// Whether this room gives its place to another first, before any room unused longer:
+    /// it is [idle](Room::is_idle) and forgetting it loses nothing. Without Redis: no
+    /// message was ever posted to it (a room made only by reads, or typing, which then
+    /// ended). With Redis: no post went to Redis from here, and a loaded copy holds no
+    /// message (one that does would be read back whole on its next use).
     pub fn is_vacant(&self) -> bool {
-        let idle = self.classic.is_empty()
-            && self.polls.is_empty()
-            && self.streams.is_empty()
-            && self.names.is_empty();
         let empty = match self.sync {
             Sync::Local => self.last_seq == 0,
             Sync::Unloaded => !self.posted_here,
             Sync::Loaded => !self.posted_here && self.last_seq == 0 && self.heard == 0,
             Sync::Loading | Sync::CatchingUp => false,
         };
-        idle && empty
+        self.is_idle() && empty
+    }
+
+    /// Whether nobody uses the room right now: no poll waits in it, no stream is open, no
+    /// name is present here, and no read of Redis is on its way. At the `--max-rooms` cap,
+    /// when no room is [`vacant`](Room::is_vacant), the idle room unused longest gives way,
+    /// history and all (with Redis its history stays there, and comes back on its next use).
+    pub fn is_idle(&self) -> bool {
+        self.classic.is_empty()
+            && self.polls.is_empty()
+            && self.streams.is_empty()
+            && self.names.is_empty()
+            && !matches!(self.sync, Sync::Loading | Sync::CatchingUp)
     }
 }
 

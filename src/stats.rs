@@ -36,6 +36,10 @@ pub struct Stats {
     pub dropped_idle: AtomicU64,
     /// Connections answered 408 for not finishing a request in time (slowloris).
     pub dropped_request_timeout: AtomicU64,
+    /// Rooms that gave their place to a new one at the `--max-rooms` cap.
+    pub rooms_given_way: AtomicU64,
+    /// Without Redis: rooms that gave way holding messages, which are gone with them.
+    pub dropped_room_history: AtomicU64,
     /// Connections refused with 503 because `max_conns` were open.
     pub refused_over_cap: AtomicU64,
     /// Connections refused because the process ran out of descriptors (EMFILE/ENFILE).

@@ -228,3 +228,84 @@ fn one_address_cannot_take_every_room() {
     // So a room is left for others to make, whatever one address did.
     assert_eq!(post("127.0.0.4", "f").status, 201);
 }
+
+/// Regression: with every place taken by rooms with history, a few addresses at their
+/// `--max-rooms-per-client` filled the cap for good. Now the idle room unused longest gives
+/// way to a calm client's new room, and a room that gave way no longer counts against its
+/// maker's limit.
+#[test]
+fn a_few_addresses_cannot_fill_the_room_cap_for_good() {
+    let server = start(Config {
+        max_rooms: 8, // the lobby and seven more
+        max_rooms_per_client: 3,
+        ..test_config()
+    });
+    let addr = server.addr;
+    let post = |source: &str, room: &str| {
+        post_form_from(
+            addr,
+            source,
+            &format!("/rooms/{room}/messages"),
+            "from=x&text=pin",
+        )
+    };
+    for (source, rooms) in [
+        ("127.0.0.2", ["a", "b", "c"]),
+        ("127.0.0.3", ["d", "e", "f"]),
+    ] {
+        for room in rooms {
+            assert_eq!(post(source, room).status, 201, "{source} {room}");
+        }
+    }
+    assert_eq!(post("127.0.0.9", "calm").status, 201, "the last free place");
+    assert_eq!(post("127.0.0.2", "g").status, 429, "127.0.0.2 holds three");
+    let calm = post("127.0.0.9", "calm-too");
+    assert_eq!(calm.status, 201, "{}", calm.text());
+    assert_eq!(
+        counter(&server, |s| &s.rooms_given_way),
+        1,
+        "a, unused longest"
+    );
+    // 127.0.0.2 holds two rooms now, so it may give one more its first message.
+    assert_eq!(post("127.0.0.2", "g").status, 201);
+    assert_eq!(post("127.0.0.9", "calm").status, 201, "still there");
+}
+
+/// The hostile bench's room case, small: more addresses than the cap has places each make
+/// as many rooms as they may, all within a minute. The rooms that give way are theirs (the
+/// rooms of whoever holds the most), so a calm client's idle rooms used in the last minute
+/// keep their history, and it can still make a new room and chat.
+#[test]
+fn a_burst_of_rooms_from_many_addresses_spares_a_calm_clients_rooms() {
+    let server = start(Config {
+        max_rooms: 20,
+        max_rooms_per_client: 5,
+        ..test_config()
+    });
+    let addr = server.addr;
+    let post = |source: &str, room: &str, text: &str| {
+        post_form_from(
+            addr,
+            source,
+            &format!("/rooms/{room}/messages"),
+            &format!("from=x&text={text}"),
+        )
+    };
+    for room in ["calm-1", "calm-2"] {
+        assert_eq!(post("127.0.0.9", room, "mine").status, 201);
+    }
+    for n in 0..8 {
+        let source = format!("127.0.1.{}", n + 1);
+        for room in 0..5 {
+            let reply = post(&source, &format!("a{n}-{room}"), "pin");
+            assert_eq!(reply.status, 201, "{source} {room}: {}", reply.text());
+        }
+    }
+    assert!(counter(&server, |s| &s.rooms_given_way) >= 20);
+    for room in ["calm-1", "calm-2"] {
+        let read = get(addr, &format!("/rooms/{room}/messages?since=0"));
+        assert_eq!(read.texts(), ["mine"], "{room}");
+    }
+    assert_eq!(post("127.0.0.9", "calm-3", "new").status, 201);
+    assert_eq!(get(addr, "/rooms/calm-3/messages?since=0").texts(), ["new"]);
+}

@@ -393,12 +393,16 @@ fn many_streams_get_one_encoded_event_each() {
     assert_eq!(counter(&server, |s| &s.deliveries), 50);
 }
 
+/// When every room is in use (someone waits in each), a new room is refused with a reason.
 #[test]
 fn the_room_cap_is_a_clear_error() {
     let mut config = test_config();
     config.max_rooms = 2; // the lobby and one more
     let server = start(config);
-    say(server.addr, "one", "x");
+    let head = say(server.addr, "one", "x");
+    let mut waiting = Client::connect(server.addr);
+    waiting.get(&format!("/rooms/one/messages?since={head}"));
+    wait_parked(&server, 1);
     let reply = post_form(server.addr, "/rooms/two/messages", "from=a&text=b");
     assert_eq!(reply.status, 507);
     assert!(reply.json()["error"]
@@ -415,7 +419,7 @@ fn the_room_cap_is_a_clear_error() {
 #[test]
 fn rooms_made_by_reads_alone_do_not_use_up_the_room_cap() {
     let mut config = test_config();
-    config.max_rooms = 3; // the lobby and two more
+    config.max_rooms = 4; // the lobby and three more
     let server = start(config);
     for n in 0..50 {
         assert_eq!(
@@ -429,15 +433,15 @@ fn rooms_made_by_reads_alone_do_not_use_up_the_room_cap() {
     wait_parked(&server, 1);
     let reply = post_form(server.addr, "/rooms/real/messages", "from=ann&text=hi");
     assert_eq!(reply.status, 201, "{}", reply.text());
-    // Now the cap is met by rooms in use: one with a message, one with a reader.
-    assert_eq!(get(server.addr, "/rooms/another/presence").status, 507);
-    let answered = post_form(server.addr, "/rooms/watched/messages", "from=bob&text=yo");
-    assert_eq!(answered.status, 201);
-    assert_eq!(waiting.read_reply().texts(), ["yo"]);
+    // A room made by a read gives way before the room with a message, however recent.
+    assert_eq!(get(server.addr, "/rooms/another/presence").status, 200);
     assert_eq!(
         get(server.addr, "/rooms/real/messages?since=0").texts(),
         ["hi"]
     );
+    let answered = post_form(server.addr, "/rooms/watched/messages", "from=bob&text=yo");
+    assert_eq!(answered.status, 201);
+    assert_eq!(waiting.read_reply().texts(), ["yo"]);
 }
 
 #[test]
@@ -571,4 +575,52 @@ fn form_line_breaks_and_tabs_arrive_the_same_by_every_way_in() {
         let reply = post_form(server.addr, "/chat", refused);
         assert_eq!(reply.status, 400, "{refused}: {}", reply.text());
     }
+}
+
+/// Regression: a room that ever had a message kept its place for good, so a few addresses
+/// filled `--max-rooms` and every new room was refused 507 until a restart. At the cap the
+/// idle room unused longest gives way, history and all (counted and logged); a room where
+/// someone waits keeps its place, and the lobby always does.
+#[test]
+fn at_the_room_cap_the_idle_room_unused_longest_gives_way() {
+    let mut config = test_config();
+    config.max_rooms = 4; // the lobby and three more
+    config.max_rooms_per_client = 0;
+    let server = start(config);
+    let head = say(server.addr, "watched", "w");
+    let mut waiting = Client::connect(server.addr);
+    waiting.get(&format!("/rooms/watched/messages?since={head}"));
+    wait_parked(&server, 1);
+    say(server.addr, "old", "o");
+    say(server.addr, "recent", "r");
+    say(server.addr, "lobby", "l");
+    // Full: the lobby, a room with a waiter, and two idle rooms with history.
+    say(server.addr, "new", "n");
+    // One room gave way, with its history: not recent, nor the waiter's, so old.
+    assert_eq!(counter(&server, |s| &s.rooms_given_way), 1);
+    assert_eq!(counter(&server, |s| &s.dropped_room_history), 1);
+    let stats = get(server.addr, "/stats").json();
+    assert_eq!(stats["drops"]["room_history"], 1);
+    assert_eq!(stats["rooms_given_way"], 1);
+    assert_eq!(
+        get(server.addr, "/rooms/recent/messages?since=0").texts(),
+        ["r"],
+        "the more recently used idle room stays"
+    );
+    assert_eq!(
+        get(server.addr, "/rooms/new/messages?since=0").texts(),
+        ["n"]
+    );
+    assert_eq!(
+        counter(&server, |s| &s.rooms_given_way),
+        1,
+        "reads of rooms here"
+    );
+    let answered = post_form(server.addr, "/rooms/watched/messages", "from=bob&text=yo");
+    assert_eq!(answered.status, 201, "the waiter's room kept its place");
+    assert_eq!(waiting.read_reply().texts(), ["yo"]);
+    assert_eq!(
+        get(server.addr, "/rooms/lobby/messages?since=0").texts(),
+        ["l"]
+    );
 }

@@ -189,6 +189,18 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Long polls answered with the timeout.",
         get(&s.timeouts),
     );
+    text.one(
+        "comet_chat_rooms_given_way_total",
+        "counter",
+        "Rooms that gave their place to a new one at the --max-rooms cap.",
+        get(&s.rooms_given_way),
+    );
+    text.one(
+        "comet_chat_room_histories_dropped_total",
+        "counter",
+        "Without Redis: rooms that gave way holding messages, which went with them.",
+        get(&s.dropped_room_history),
+    );
     text.labelled(
         "comet_chat_drops_total",
         "counter",

@@ -619,6 +619,10 @@ impl Server {
         let Some(room) = self.chat.find(room) else {
             return; // nobody here has asked for this room
         };
+        if let News::Message { .. } = &news {
+            let now = self.now_ms();
+            self.chat.used(room, now); // a post anywhere is a use, for the room cap's order
+        }
         let copy = self.chat.room(room);
         if let News::Message { message, .. } = &news {
             copy.heard = copy.heard.max(message.seq);

@@ -7,7 +7,7 @@ use super::fanout::StreamHolder;
 use super::Server;
 use crate::answer;
 use crate::api::NewMessage;
-use crate::chat::TooManyRooms;
+use crate::chat::{Places, TooManyRooms};
 use crate::event::Event;
 use crate::http::Status;
 use crate::outgoing::{Outgoing, Piece, Pieces, Response};
@@ -44,12 +44,39 @@ impl Server {
     }
 
     /// The id of room `name`, creating it on first use (see `Chat::room_id`). A room that
-    /// requests wait on to be loaded from Redis is held, vacant or not.
+    /// requests wait on to be loaded from Redis is held, idle or not.
     pub(super) fn room_named(&mut self, name: &str) -> Result<u32, TooManyRooms> {
         let now = self.now_ms();
-        let deferred = &self.deferred;
-        self.chat
-            .room_id(name, |room| deferred.contains_key(&room), now)
+        let (deferred, clients) = (&self.deferred, &self.clients);
+        let places = Places {
+            held: |room| deferred.contains_key(&room),
+            rooms_held: |keeper| clients.rooms(keeper),
+        };
+        let opened = self.chat.room_id(name, places, now)?;
+        if let Some(gone) = opened.gave_way {
+            self.gave_way(gone, name);
+        }
+        Ok(opened.id)
+    }
+
+    /// A room gave its place to `to` at the `--max-rooms` cap. Its keeper may give another
+    /// room its first message. Without Redis its history is gone, which is counted and
+    /// logged; with Redis, Redis keeps it and the room's next use reads it back.
+    fn gave_way(&mut self, gone: crate::room::Room, to: &str) {
+        if let Some(keeper) = gone.keeper {
+            self.clients.room_given_back(keeper);
+        }
+        stats::add(&self.stats.rooms_given_way, 1);
+        if !self.shared() && gone.stored() > 0 {
+            stats::add(&self.stats.dropped_room_history, 1);
+            log::info!(
+                "room {} gave its place to {to} (--max-rooms): its {} messages are gone",
+                gone.name,
+                gone.stored()
+            );
+        } else {
+            log::debug!("room {} gave its place to {to} (--max-rooms)", gone.name);
+        }
     }
 
     /// The room's id, creating it on first use; answers 507 past `--max-rooms`.
@@ -172,29 +199,30 @@ impl Server {
 
     /// `POST /rooms/{room}/messages`: 201 with the id, or 200 with the original id for a
     /// retry with the same `client_id`.
-    pub(super) fn room_post(&mut self, key: usize, room: &str, message: NewMessage, close: bool) {
-        let Some(room) = self.room_or_refuse(key, room, close) else {
-            return;
-        };
-        let keeps = self.would_keep_its_place(room);
+    pub(super) fn room_post(&mut self, key: usize, name: &str, message: NewMessage, close: bool) {
+        // Checked before the room is made, so a refused post makes no other room give way.
+        let keeps = self.would_keep_its_place(name);
         let client = self.conns[key].client;
         if keeps && self.clients.rooms(client) as usize >= self.config.max_rooms_per_client {
             let message = "room: your address has given as many rooms their first message as \
                            it may (--max-rooms-per-client); post in a room that has messages";
             return self.refuse(key, Status::TOO_MANY_REQUESTS, message, &[], close);
         }
+        let Some(room) = self.room_or_refuse(key, name, close) else {
+            return;
+        };
         let client_id = message.client_id.as_deref();
         if self.shared() {
             let message = (message.from.as_str(), message.text.as_str(), client_id);
             self.post_through_redis(key, room, message, false, close);
-            // Sent to Redis (not refused for Redis being down): the room keeps its place.
+            // Sent to Redis (not refused for Redis being down): the room counts as kept.
             if keeps && self.chat.room(room).posted_here {
-                self.clients.room_kept(client);
+                self.keep_room(room, client);
             }
             return;
         }
         if keeps {
-            self.clients.room_kept(client);
+            self.keep_room(room, client);
         }
         let (seq, duplicate) = match self.post(room, &message.from, &message.text, client_id) {
             Posted::New(seq) => (seq, false),
@@ -208,17 +236,28 @@ impl Server {
         self.reply(key, bytes, close);
     }
 
+    /// `client` gave `room` its first message: the room counts against its
+    /// `--max-rooms-per-client` until the room gives way.
+    fn keep_room(&mut self, room: u32, client: crate::clients::ClientId) {
+        self.clients.room_kept(client);
+        self.chat.room(room).keeper = Some(client);
+    }
+
     /// Whether a post to `room` would give it its first message (from this node), after
-    /// which the room keeps its place in `--max-rooms` for good (`Room::is_vacant`): such
-    /// posts count against the poster's `--max-rooms-per-client`, so that no one client can
-    /// take every place. Never the lobby, which always has its place; not with tokens,
-    /// whose site vouches for its users; not when the limit is off.
-    fn would_keep_its_place(&mut self, room: u32) -> bool {
+    /// which the room is no longer vacant (`Room::is_vacant`) and gives way only as the
+    /// idle room unused longest: such posts count against the poster's
+    /// `--max-rooms-per-client` while the room is here, so that no one client can take
+    /// every place. Never the lobby, which always has its place; not with tokens, whose
+    /// site vouches for its users; not when the limit is off.
+    fn would_keep_its_place(&mut self, name: &str) -> bool {
         let shared = self.shared();
         let counted = self.config.max_rooms_per_client > 0 && self.config.token_secret.is_none();
-        if room == self.chat.lobby() || !counted {
+        if name == crate::chat::LOBBY || !counted {
             return false;
         }
+        let Some(room) = self.chat.find(name) else {
+            return true; // a room not made yet
+        };
         let copy = self.chat.room(room);
         if shared {
             !copy.posted_here
