@@ -553,8 +553,8 @@ impl Server {
     }
 
     /// Redis's epoch, learned or checked. A different one means Redis lost its data: every
-    /// room starts again (clients resuming with old positions are told of the gap) and
-    /// reads what Redis has now. Returns false in that case.
+    /// room starts again (clients waiting in it, and clients resuming with old positions,
+    /// are told of the gap) and reads what Redis has now. Returns false in that case.
     fn learn_epoch(&mut self, epoch: u32) -> bool {
         if !self.epoch_known {
             self.epoch_known = true;
@@ -577,6 +577,7 @@ impl Server {
             if copy.sync == Sync::CatchingUp {
                 copy.sync = Sync::Loaded;
             }
+            self.tell_of_gap(room);
             self.catch_up(room);
         }
         false
