@@ -413,7 +413,7 @@ impl Server {
             id: room,
             name: name.clone(),
         });
-        match backplane.history(&name, 1, true, candidate, then) {
+        match backplane.history(&name, 1, true, NAMES_SWEPT_PER_PASS, candidate, then) {
             Ok(()) => {
                 self.chat.room(room).sync = Sync::Loading;
                 self.arm_redis_watchdog(Duration::from_secs(1));
@@ -448,7 +448,7 @@ impl Server {
             name: name.clone(),
         });
         if backplane
-            .history(&name, first, false, candidate, then)
+            .history(&name, first, false, 0, candidate, then)
             .is_ok()
         {
             self.chat.room(room).sync = Sync::CatchingUp;
@@ -533,6 +533,11 @@ impl Server {
         }
         copy.everyone = snapshot.names.into_iter().collect();
         copy.sync = Sync::Loaded;
+        if !copy.everyone.is_empty() {
+            // Names present elsewhere: when their node stops renewing them (it died),
+            // this node's sweep may be the one to announce that they left.
+            self.schedule_presence_sweep();
+        }
         self.catch_up_if_behind(room);
         let deferred = self.deferred.remove(&room).unwrap_or_default();
         for Deferred {
