@@ -420,6 +420,15 @@ pub fn poll_answer<'a>(
     response(Status::OK, JSON, headers, &body, false)
 }
 
+/// The answer to polls that were waiting when the store started a new epoch (with
+/// `--redis`, Redis lost its data): no messages, `gap: true`, and the room's head in the
+/// new epoch as `next`, from which the client carries on.
+pub fn poll_gap_answer(headers: &Headers, next: Position) -> Vec<u8> {
+    let mut body = b"{\"messages\":[".to_vec();
+    body.extend_from_slice(&poll_tail(next, true, &[]));
+    response(Status::OK, JSON, headers, &body, false)
+}
+
 /// A poll answer from history, as pieces: its own head, then the messages as slices of
 /// their stored frames (shared with the history, never copied), then its own tail.
 pub fn poll_page(headers: &Headers, messages: Vec<Piece>, next: Position, gap: bool) -> Vec<Piece> {

@@ -463,12 +463,16 @@ impl<T> Backplane<T> {
         Self::give_back(self.command(&args, Note::For(then, Expect::Posted)))
     }
 
-    /// Reads a room's stored messages from `first_seq` on (see [`scripts::HISTORY`]).
+    /// Reads a room's stored messages from `first_seq` on, and with `with_names` the
+    /// names present, sweeping at most `sweep_limit` expired ones (see
+    /// [`scripts::HISTORY`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn history(
         &mut self,
         room: &str,
         first_seq: u64,
         with_names: bool,
+        sweep_limit: usize,
         new_epoch: u32,
         then: T,
     ) -> Result<(), T> {
@@ -479,7 +483,8 @@ impl<T> Backplane<T> {
             keys::room(room, "names"),
         );
         let (epoch, first) = (format!("{new_epoch:08x}"), first_seq.to_string());
-        let args: [&[u8]; 10] = [
+        let (channel, limit) = (keys::channel(self.url.db, room), sweep_limit.to_string());
+        let args: [&[u8]; 12] = [
             b"EVALSHA",
             &sha,
             b"4",
@@ -490,6 +495,8 @@ impl<T> Backplane<T> {
             epoch.as_bytes(),
             first.as_bytes(),
             if with_names { b"1" } else { b"0" },
+            channel.as_bytes(),
+            limit.as_bytes(),
         ];
         Self::give_back(self.command(&args, Note::For(then, Expect::Snapshot)))
     }

@@ -150,7 +150,7 @@ pub struct Conn<S = TcpStream> {
 }
 
 /// Yes-or-no facts about a connection, one bit each, so that they cost one byte between
-/// them rather than one each: tens of thousands of connections sit parked, and six bools
+/// them rather than one each: tens of thousands of connections sit parked, and seven bools
 /// would grow every one of them by 8 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flags(u8);
@@ -172,6 +172,10 @@ impl Flags {
     /// `100 Continue` went out for the request now in `input`: it is sent once per
     /// request, and cleared when that request completes.
     pub const CONTINUE_SENT: Flags = Flags(1 << 5);
+    /// With `--redis`: the request waited while its room's copy read Redis past the
+    /// position it names, so a position still ahead of the copy is one Redis never issued
+    /// (refused, not waited for again). Set only while the request is handled again.
+    pub const CAUGHT_UP: Flags = Flags(1 << 6);
 
     /// Whether `flag` is set.
     pub fn has(self, flag: Flags) -> bool {

@@ -216,6 +216,16 @@ impl Outgoing {
         pieces.live_bytes
     }
 
+    /// A stream replaying a history the store has forgotten (a new epoch): its replay
+    /// goes on from the start of the new history instead.
+    pub fn restart_replay(&mut self) {
+        if let Response::Pieces(pieces) = &mut self.bytes {
+            if pieces.replay_after.is_some() {
+                pieces.replay_after = Some(0);
+            }
+        }
+    }
+
     /// True while a stream is still replaying history (live messages then come from the
     /// history in order, not from the broadcast).
     pub fn is_replaying(&self) -> bool {
@@ -398,5 +408,18 @@ mod tests {
         assert!(out.is_replaying());
         let mut socket = sink(100, 100);
         assert_eq!(out.write_to(&mut socket).unwrap(), (Flushed::Refill(64), 4));
+    }
+
+    /// A replay of a history the store forgot (a new epoch) goes on from the new start,
+    /// after what was already queued; a response that is no replay stays one.
+    #[test]
+    fn a_restarted_replay_asks_for_the_new_history_from_its_start() {
+        let mut out = Outgoing::replay(vec![Piece::Static(b"page")], Some(64));
+        out.restart_replay();
+        let mut socket = sink(100, 100);
+        assert_eq!(out.write_to(&mut socket).unwrap(), (Flushed::Refill(0), 4));
+        let mut done = Outgoing::replay(vec![Piece::Static(b"last")], None);
+        done.restart_replay();
+        assert!(!done.is_replaying());
     }
 }

@@ -107,6 +107,14 @@ impl Action {
             _ => None,
         }
     }
+
+    /// The position a read resumes from, if it names one.
+    pub fn since(&self) -> Option<Position> {
+        match self {
+            Action::RoomPoll { since, .. } | Action::Stream { since, .. } => *since,
+            _ => None,
+        }
+    }
 }
 
 /// What routing needs besides the request.

@@ -198,8 +198,12 @@ pub struct Server {
     incoming: Vec<Incoming<redis::Then>>,
     /// Frames from Redis were left for the next pass (at most so many a pass).
     backplane_more: bool,
-    /// Requests that wait for their room's copy to load, by room id.
+    /// Requests that wait for their room's copy to load, or to catch up past the position
+    /// they name, by room id.
     deferred: HashMap<u32, Vec<redis::Deferred>>,
+    /// Reads of a room's history sent to Redis so far: each read is numbered, so that a
+    /// request waits for a read sent after it came, not one already on its way.
+    reads_sent: u64,
     /// The epoch is known (always without Redis; with it, from Redis's first answer).
     epoch_known: bool,
     /// The Redis watchdog is on the wheel (at most once).

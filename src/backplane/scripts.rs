@@ -50,10 +50,12 @@ redis.call('PUBLISH', ARGV[9],
 return {epoch, seq, 0}
 "#;
 
-/// `history(KEYS: epoch, seq, log, names; ARGV: new_epoch, first_seq, with_names)` →
-/// `{epoch, seq, entries, names}`: the room's stored messages from `first_seq` on (its
-/// whole history when loading, what a node missed when catching up), and the names present
-/// (when asked).
+/// `history(KEYS: epoch, seq, log, names; ARGV: new_epoch, first_seq, with_names,
+/// channel, limit)` → `{epoch, seq, entries, names}`: the room's stored messages from
+/// `first_seq` on (its whole history when loading, what a node missed when catching up),
+/// and the names present (when asked). Asking for the names also sweeps, as [`SWEEP`]
+/// does, at most `limit` names whose time is up: a node that died left them, and if no
+/// node that showed them is left to sweep them, the node that finds them does.
 pub const HISTORY: &str = r#"
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -66,6 +68,13 @@ local names = {}
 if ARGV[3] == '1' then
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[5]))
+  for _, name in ipairs(gone) do
+    redis.call('ZREM', KEYS[4], name)
+  end
+  if #gone > 0 then
+    redis.call('PUBLISH', ARGV[4], 'l ' .. table.concat(gone, '\n'))
+  end
   names = redis.call('ZRANGEBYSCORE', KEYS[4], now, '+inf')
 end
 return {epoch, seq, entries, names}

@@ -166,6 +166,35 @@ impl Server {
         self.turn_deliveries += delivered;
     }
 
+    /// The store started a new epoch (with `--redis`, Redis lost its data) and the room's
+    /// copy starts again: everyone waiting in it is told of the gap now, as a fresh request
+    /// from their old position would be, before anything of the new epoch reaches them.
+    /// Parked JSON polls are answered `gap: true` with the new head; streams get a `gap`
+    /// event, and one still replaying the old history replays the new one from its start.
+    /// Classic polls carry no position, so there is nothing to tell them.
+    pub(super) fn tell_of_gap(&mut self, room: u32) {
+        let epoch = self.chat.epoch;
+        let head = self.chat.room(room).head(epoch);
+        let mut told = 0;
+        if !self.chat.room(room).polls.is_empty() {
+            let cors = answer::cors(self.config.cors_origin.as_deref());
+            let response: Rc<[u8]> = answer::poll_gap_answer(&cors, head).into();
+            told += self.answer_parked(room, ListKind::Poll, &response);
+        }
+        if !self.chat.room(room).streams.is_empty() {
+            let frame: Rc<[u8]> = sse::gap_frame(head).into_bytes().into();
+            told += self.send_to_streams(room, &frame, false);
+            for waiter in self.chat.room(room).streams.iter() {
+                let conn = self.conns.get_mut(waiter.key as usize);
+                let conn = conn.filter(|conn| conn.generation == waiter.generation);
+                if let Some(output) = conn.and_then(|conn| conn.output.as_mut()) {
+                    output.restart_replay();
+                }
+            }
+        }
+        self.turn_deliveries += told;
+    }
+
     /// Answers every poll parked in `room`'s `list` with `response`: encoded once, shared
     /// by all of them, one `write` each.
     ///

@@ -6,7 +6,10 @@
 //!   answered once Redis confirms, and everyone — the poster's own node included — gets
 //!   the message from the announcement, delivered exactly as a local post is.
 //! - A read of a room (a poll, a stream, presence) is answered from the node's copy of the
-//!   room; a room not copied yet is loaded first, and the request waits (`Awaiting`).
+//!   room; a room not copied yet is loaded first, and the request waits (`Awaiting`). So
+//!   does one whose position is ahead of the copy (another node gave it out, and this one
+//!   has not heard of it yet), while the copy reads what it missed: only a position still
+//!   ahead after that read is one Redis never issued, and refused.
 //! - A copy stays true by sequence numbers: an announcement that is not the next one
 //!   expected, or Redis coming back after an outage, makes the room read what it missed.
 //! - Redis down: posts are answered 503 at once, or after [`REPLY_WAIT`] without an answer;
@@ -18,7 +21,7 @@ use super::Server;
 use crate::answer;
 use crate::backplane::news::{News, Snapshot, Stored};
 use crate::backplane::{Answer, Incoming, Trim};
-use crate::conn::{Deadline, State};
+use crate::conn::{Deadline, Flags, State};
 use crate::event::Event;
 use crate::http::Status;
 use crate::outgoing::Response;
@@ -71,14 +74,22 @@ pub enum Then {
 pub struct RoomAt {
     id: u32,
     name: Box<str>,
+    /// Its number among the reads sent (`Server::reads_sent`).
+    read: u64,
 }
 
-/// A request that waits for its room's copy to be loaded.
+/// A request that waits for its room's copy to be loaded, or to catch up.
 pub struct Deferred {
     key: usize,
     generation: u32,
     action: Action,
     close: bool,
+    /// The number the first read of its room sent after it came has (or will have): that
+    /// read holds everything Redis issued before, so once it is back, a position still
+    /// ahead of the copy was never issued. A catch-up waiter goes on when that read is
+    /// back; every load waiter goes on with the load, and asks again if the load was
+    /// older than it.
+    after_read: u64,
 }
 
 impl Server {
@@ -275,8 +286,9 @@ impl Server {
         self.respond(key, Response::Owned(bytes), false);
     }
 
-    /// With `--redis`, a read of a room waits until the room's copy is loaded. Returns the
-    /// action when it can go ahead now; otherwise the request waits (or was answered).
+    /// With `--redis`, a read of a room waits until the room's copy is loaded, and, if it
+    /// names a position ahead of the copy, until the copy has read Redis past it. Returns
+    /// the action when it can go ahead now; otherwise the request waits (or was answered).
     pub(super) fn when_room_ready(
         &mut self,
         key: usize,
@@ -290,7 +302,8 @@ impl Server {
             Ok(room) => room,
             Err(_) => return Some(action), // the handler answers the room cap
         };
-        if self.chat.room(room).is_ready() {
+        let ready = self.chat.room(room).is_ready();
+        if ready && !self.ahead_of_copy(key, room, &action) {
             return Some(action);
         }
         if !self.backplane.as_ref().is_some_and(|b| b.is_up()) {
@@ -306,11 +319,29 @@ impl Server {
             generation,
             action,
             close,
+            after_read: self.reads_sent + 1,
         });
-        if self.chat.room(room).sync == Sync::Unloaded {
-            self.load(room);
+        match self.chat.room(room).sync {
+            Sync::Unloaded => self.load(room),
+            // Catching up already: that read may have left before the position was given
+            // out, so the next one is sent when it is back (`catch_up_if_behind`).
+            Sync::Loaded => self.catch_up(room),
+            _ => {}
         }
         None
+    }
+
+    /// Whether the request names a position of the current epoch beyond the newest
+    /// message of the room's copy: another node gave it out, and this one has not heard of
+    /// it yet. Once the copy has read Redis for it (`Flags::CAUGHT_UP`), no longer: a
+    /// position still ahead then is one Redis never issued, and the handler refuses it.
+    fn ahead_of_copy(&mut self, key: usize, room: u32, action: &Action) -> bool {
+        let caught_up = self.conns[key].flags.has(Flags::CAUGHT_UP);
+        let epoch = self.chat.epoch;
+        let last = self.chat.room(room).last_seq();
+        action
+            .since()
+            .is_some_and(|p| !caught_up && p.epoch == epoch && p.seq > last)
     }
 
     /// A post, stored and announced by Redis; the poster is answered when Redis confirms.
@@ -409,11 +440,13 @@ impl Server {
         let Some(backplane) = self.backplane.as_mut() else {
             return;
         };
+        self.reads_sent += 1;
         let then = Then::Load(RoomAt {
             id: room,
             name: name.clone(),
+            read: self.reads_sent,
         });
-        match backplane.history(&name, 1, true, candidate, then) {
+        match backplane.history(&name, 1, true, NAMES_SWEPT_PER_PASS, candidate, then) {
             Ok(()) => {
                 self.chat.room(room).sync = Sync::Loading;
                 self.arm_redis_watchdog(Duration::from_secs(1));
@@ -423,10 +456,12 @@ impl Server {
     }
 
     /// Announcements heard while a read was on its way were set aside (the read was
-    /// to bring them); if one went further than the read did, read again from there.
+    /// to bring them); if one went further than the read did, or requests still wait for
+    /// a read sent after they came, read again from there.
     fn catch_up_if_behind(&mut self, room: u32) {
+        let waiting = self.deferred.contains_key(&room);
         let copy = self.chat.room(room);
-        if copy.heard > copy.last_seq() {
+        if waiting || copy.heard > copy.last_seq() {
             self.catch_up(room);
         }
     }
@@ -446,11 +481,13 @@ impl Server {
         let then = Then::CatchUp(RoomAt {
             id: room,
             name: name.clone(),
+            read: self.reads_sent + 1,
         });
         if backplane
-            .history(&name, first, false, candidate, then)
+            .history(&name, first, false, 0, candidate, then)
             .is_ok()
         {
+            self.reads_sent += 1;
             self.chat.room(room).sync = Sync::CatchingUp;
             stats::add(&self.stats.redis_catch_ups, 1);
             self.arm_redis_watchdog(Duration::from_secs(1));
@@ -488,7 +525,7 @@ impl Server {
                 self.respond(key, Response::Owned(bytes), false);
             }
             (Then::Load(at) | Then::CatchUp(at), _) if !self.still_here(&at) => {}
-            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(at.id, snapshot),
+            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(&at, snapshot),
             (Then::Load(RoomAt { id: room, .. }), _) => {
                 self.chat.room(room).sync = Sync::Unloaded;
                 let deferred = self.deferred.remove(&room).unwrap_or_default();
@@ -498,16 +535,26 @@ impl Server {
                     }
                 }
             }
-            (Then::CatchUp(RoomAt { id: room, .. }), Ok(Answer::Snapshot(snapshot))) => {
+            (Then::CatchUp(at), Ok(Answer::Snapshot(snapshot))) => {
+                let room = at.id;
                 self.chat.room(room).sync = Sync::Loaded;
+                // A new epoch: every room reads again, and its waiters go on after that.
                 if self.learn_epoch(snapshot.epoch) {
                     for message in &snapshot.messages {
                         self.take(room, message, true);
                     }
+                    self.caught_up(room, at.read);
                     self.catch_up_if_behind(room);
                 }
             }
-            (Then::CatchUp(at), _) => self.chat.room(at.id).sync = Sync::Loaded,
+            (Then::CatchUp(at), _) => {
+                self.chat.room(at.id).sync = Sync::Loaded;
+                for waiting in self.waiting_for_read(at.id, at.read) {
+                    if self.is_awaiting(waiting.key, waiting.generation) {
+                        self.redis_unavailable(waiting.key);
+                    }
+                }
+            }
             (Then::Presence, _) => {}
         }
     }
@@ -519,7 +566,8 @@ impl Server {
 
     /// A room's copy is loaded: everything Redis has, then whatever was announced while
     /// the load was on its way, then the requests that waited for it.
-    fn on_loaded(&mut self, room: u32, snapshot: Snapshot) {
+    fn on_loaded(&mut self, at: &RoomAt, snapshot: Snapshot) {
+        let room = at.id;
         self.learn_epoch(snapshot.epoch);
         let (epoch, limits) = (self.chat.epoch, self.chat.history);
         let copy = self.chat.room(room);
@@ -533,28 +581,64 @@ impl Server {
         }
         copy.everyone = snapshot.names.into_iter().collect();
         copy.sync = Sync::Loaded;
-        self.catch_up_if_behind(room);
+        if !copy.everyone.is_empty() {
+            // Names present elsewhere: when their node stops renewing them (it died),
+            // this node's sweep may be the one to announce that they left.
+            self.schedule_presence_sweep();
+        }
         let deferred = self.deferred.remove(&room).unwrap_or_default();
-        for Deferred {
+        for waiting in deferred {
+            let caught_up = waiting.after_read <= at.read;
+            self.go_on(waiting, caught_up);
+        }
+        self.catch_up_if_behind(room);
+    }
+
+    /// A read of the room, numbered `read`, is back and its messages are in the copy: the
+    /// requests that waited for it go on, and a position still ahead of the copy now is
+    /// one Redis never issued.
+    fn caught_up(&mut self, room: u32, read: u64) {
+        for waiting in self.waiting_for_read(room, read) {
+            self.go_on(waiting, true);
+        }
+    }
+
+    /// Takes out the requests waiting in `room` for a read numbered `read` or earlier.
+    fn waiting_for_read(&mut self, room: u32, read: u64) -> Vec<Deferred> {
+        let Some(waiting) = self.deferred.remove(&room) else {
+            return Vec::new();
+        };
+        let (due, later): (Vec<Deferred>, Vec<Deferred>) =
+            waiting.into_iter().partition(|d| d.after_read <= read);
+        if !later.is_empty() {
+            self.deferred.insert(room, later);
+        }
+        due
+    }
+
+    /// A request that waited for Redis is handled again, now that its room is ready.
+    fn go_on(&mut self, waiting: Deferred, caught_up: bool) {
+        let Deferred {
             key,
             generation,
             action,
             close,
-        } in deferred
-        {
-            if !self.is_awaiting(key, generation) {
-                continue; // answered already (Redis was slow), or gone
-            }
-            self.conns[key].carry_on();
-            self.clear_timer(key);
-            self.apply(key, action, close);
-            self.after_carrying_on(key);
+            ..
+        } = waiting;
+        if !self.is_awaiting(key, generation) {
+            return; // answered already (Redis was slow), or gone
         }
+        self.conns[key].carry_on();
+        self.clear_timer(key);
+        self.conns[key].flags.set(Flags::CAUGHT_UP, caught_up);
+        self.apply(key, action, close);
+        self.conns[key].flags.set(Flags::CAUGHT_UP, false);
+        self.after_carrying_on(key);
     }
 
     /// Redis's epoch, learned or checked. A different one means Redis lost its data: every
-    /// room starts again (clients resuming with old positions are told of the gap) and
-    /// reads what Redis has now. Returns false in that case.
+    /// room starts again (clients waiting in it, and clients resuming with old positions,
+    /// are told of the gap) and reads what Redis has now. Returns false in that case.
     fn learn_epoch(&mut self, epoch: u32) -> bool {
         if !self.epoch_known {
             self.epoch_known = true;
@@ -577,6 +661,7 @@ impl Server {
             if copy.sync == Sync::CatchingUp {
                 copy.sync = Sync::Loaded;
             }
+            self.tell_of_gap(room);
             self.catch_up(room);
         }
         false

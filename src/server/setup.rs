@@ -139,6 +139,7 @@ impl Server {
             incoming: Vec::new(),
             backplane_more: false,
             deferred: HashMap::new(),
+            reads_sent: 0,
             epoch_known: !shared,
             redis_watchdog: false,
             redis_attempts: 0,
