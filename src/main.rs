@@ -99,7 +99,7 @@ fn run(mut config: Config, mut worker: Option<Worker>) -> std::io::Result<()> {
     config.worker = worker.as_ref().map(|worker| worker.index);
     let www = config.www.clone();
     let poll_timeout = config.poll_timeout;
-    let server = Server::bind(config)?;
+    let mut server = Server::bind(config)?;
     let (soft, hard) = sys::open_files_limit()?;
     let details = format!(
         "www: {}, {} files; poll timeout {:?}; open files {soft}/{hard}; max connections {}",
@@ -121,7 +121,9 @@ fn run(mut config: Config, mut worker: Option<Worker>) -> std::io::Result<()> {
                 server.local_addr(),
                 std::process::id()
             );
-            worker.listening()?;
+            if let Some(channel) = worker.listening()? {
+                server.answer_supervisor(channel)?;
+            }
         }
     }
     server.run()

@@ -30,14 +30,16 @@
 //! answering, writing, hanging up), `actions.rs` (what each request does), `rooms.rs` (the
 //! room API), `fanout.rs` (waiting clients and what reaches them), `timers.rs`
 //! (deadlines), `shutdown.rs`, `handle.rs` (running a server from other threads),
-//! `redis.rs` (with `--redis`: the rooms' copies kept true against Redis) and `admin.rs`
-//! (the admin listener's connections).
+//! `redis.rs` (with `--redis`: the rooms' copies kept true against Redis), `admin.rs`
+//! (the admin listener's connections) and `heartbeat.rs` (with `--workers`: answering the
+//! supervisor's pings).
 
 mod accept;
 mod actions;
 mod admin;
 mod fanout;
 mod handle;
+mod heartbeat;
 mod io;
 mod redis;
 mod rooms;
@@ -192,6 +194,8 @@ pub struct Server {
     metrics: LoopMetrics,
     /// With `--admin-addr`: the admin listener and its connections.
     admin: Option<admin::Admin>,
+    /// With `--workers`: the channel on which the supervisor pings this worker's loop.
+    supervisor: Option<mio::net::UnixStream>,
     /// With `--redis`: the two connections to Redis and what is in flight on them.
     backplane: Option<Backplane<redis::Then>>,
     /// Reused buffer for what the backplane hands over in one go.
@@ -257,6 +261,7 @@ impl Server {
                 SIGNALS => self.on_signal(),
                 REDIS_COMMANDS | REDIS_EVENTS => self.on_backplane_event(event.token()),
                 admin::ADMIN_LISTENER => self.accept_admin(),
+                heartbeat::SUPERVISOR => self.on_supervisor(),
                 Token(key) if key >= admin::ADMIN_BASE => {
                     self.on_admin_event(key - admin::ADMIN_BASE, event)
                 }

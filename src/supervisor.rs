@@ -12,12 +12,20 @@
 //! listeners (never to the supervisor's socket, which does not listen).
 //!
 //! After that the supervisor sleeps on one `mio::Poll` for three things: a worker writing
-//! its one byte to say it listens, a worker exiting (SIGCHLD, then `waitpid`), and
-//! SIGINT/SIGTERM, which it passes on to every worker. It logs `listening on` once, when
-//! every worker listens; restarts a worker that dies (at most once a second each); and exits
-//! when every worker has exited after a signal, with status 0 if each shut down cleanly.
-//! A worker that exits before every worker listens is a failed start: the supervisor stops
-//! the others and exits with the reason.
+//! on its channel (its one byte to say it listens, then its answers to pings), a worker
+//! exiting (SIGCHLD, then `waitpid`), and SIGINT/SIGTERM, which it passes on to every
+//! worker. It logs `listening on` once, when every worker listens; restarts a worker that
+//! dies (at most once a second each); and exits when every worker has exited after a
+//! signal, with status 0 if each shut down cleanly. A worker that exits before every worker
+//! listens is a failed start: the supervisor stops the others and exits with the reason.
+//!
+//! It also watches that each listening worker's loop still comes round: every
+//! [`PING_EVERY`] it writes a byte on the worker's channel, which the worker's loop answers
+//! (`src/server/heartbeat.rs`). A worker that has answered nothing for [`SILENCE_LIMIT`]
+//! (stopped by SIGSTOP, stuck in a pass) still holds its listener, and the kernel would go
+//! on handing it its share of new connections, to hang there: it is killed (SIGKILL) and
+//! restarted like any worker that dies. That is all it watches: not whether a worker
+//! answers HTTP, reaches Redis, or starts up in time (see docs/SCALING.md).
 //!
 //! Workers share nothing but the port: rooms are shared through Redis (`--redis`), which is
 //! why more than one worker needs it.
@@ -40,13 +48,23 @@ use std::time::{Duration, Instant};
 /// finds it set is a worker.
 pub const WORKER_ENV: &str = "COMET_CHAT_WORKER";
 
-/// Set by the supervisor in a worker's environment to the descriptor on which the worker
-/// writes one byte once it listens.
+/// Set by the supervisor in a worker's environment to the descriptor of its channel: the
+/// worker writes one byte on it once it listens, then answers the supervisor's pings.
 pub const READY_FD_ENV: &str = "COMET_CHAT_READY_FD";
 
 /// A worker that dies is started again no sooner than this after its previous start, so a
 /// worker that cannot stay up costs a fork a second rather than a busy loop.
 const RESTART_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the supervisor pings each listening worker's loop: one byte each way.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// A listening worker that has answered no ping for this long is killed and restarted. A
+/// working loop answers within a pass, and every pass does bounded work (milliseconds,
+/// even with tens of thousands of clients), so ten seconds of silence is a loop that has
+/// stopped, not a busy one; and it is short enough that the clients it strands (its share
+/// of new connections meanwhile) see a reset soon rather than wait for ever.
+const SILENCE_LIMIT: Duration = Duration::from_secs(10);
 
 /// The token of the SIGINT/SIGTERM/SIGCHLD pipe; a worker's readiness socket is its slot.
 const SIGNALS: Token = Token(usize::MAX);
@@ -65,17 +83,19 @@ pub enum Role {
 pub struct Worker {
     /// Which worker this is, 1 to N: in its log lines and its `/stats`.
     pub index: usize,
-    /// Where to say that it listens; `None` once said (or if no supervisor is waiting).
+    /// Its channel to the supervisor, until it has said that it listens (`None` if no
+    /// supervisor is waiting).
     ready: Option<UnixStream>,
 }
 
 impl Worker {
-    /// Tells the supervisor this worker listens: one byte, then the socket is closed. Said
-    /// after binding, so the supervisor's `listening on` is true when it is logged.
-    pub fn listening(&mut self) -> io::Result<()> {
+    /// Tells the supervisor this worker listens: one byte. Said after binding, so the
+    /// supervisor's `listening on` is true when it is logged. Returns the channel, on which
+    /// the supervisor then pings the worker's loop: give it to `Server::answer_supervisor`.
+    pub fn listening(&mut self) -> io::Result<Option<UnixStream>> {
         match self.ready.take() {
-            Some(mut ready) => ready.write_all(b"!"),
-            None => Ok(()),
+            Some(mut ready) => ready.write_all(b"!").map(|()| Some(ready)),
+            None => Ok(None),
         }
     }
 }
@@ -134,7 +154,7 @@ pub fn run(config: &Config, args: &[OsString]) -> io::Result<()> {
 
 /// The supervisor's state: its workers and what it waits on.
 struct Supervisor {
-    /// Readiness sockets and the signal pipe; nothing else.
+    /// The workers' channels and the signal pipe; nothing else.
     poll: Poll,
     /// SIGINT and SIGTERM (passed on), SIGCHLD (a worker exited).
     signals: Signals,
@@ -157,6 +177,8 @@ struct Supervisor {
     /// `listening on` was logged: every worker listened once. Until then, a worker that
     /// exits is a failed start rather than a crash to restart.
     announced: bool,
+    /// When the workers are pinged next.
+    next_ping: Instant,
 }
 
 /// One worker's place: the process filling it now, and its history.
@@ -164,10 +186,15 @@ struct Slot {
     /// The worker's process while it runs. Signals go only to a pid held here, which is
     /// not yet reaped, so the kernel cannot have given it to another process.
     pid: Option<libc::pid_t>,
-    /// Our end of its readiness socket, until it has said it listens (or exited).
-    ready: Option<mio::net::UnixStream>,
+    /// Our end of its channel while its current process runs: the byte that says it
+    /// listens, then its answers to pings. Dropped when it is killed for its silence, so
+    /// that it is pinged and killed once.
+    channel: Option<mio::net::UnixStream>,
     /// Its current process has said it listens.
     listening: bool,
+    /// When its current process last said anything on its channel: that it listens, or
+    /// an answer to a ping.
+    last_heard: Instant,
     /// When its current (or last) process was started: restarts are spaced from this.
     started: Instant,
     /// When to start it again after it died.
@@ -202,8 +229,9 @@ impl Supervisor {
         let slots = (0..config.workers)
             .map(|_| Slot {
                 pid: None,
-                ready: None,
+                channel: None,
                 listening: false,
+                last_heard: now,
                 started: now,
                 restart_at: None,
                 last_exit: None,
@@ -220,6 +248,7 @@ impl Supervisor {
             stopping: false,
             failure: None,
             announced: false,
+            next_ping: now + PING_EVERY,
         };
         log::info!(
             "supervisor (pid {}): starting {} workers on {addr}",
@@ -235,17 +264,18 @@ impl Supervisor {
         Ok(supervisor)
     }
 
-    /// The loop. One pass, in this order: sleep until an event or the next restart →
-    /// readiness bytes → signals (exits first, then SIGINT/SIGTERM) → restarts due →
-    /// `listening on`, the first time every worker listens. Checked before each pass (a
-    /// start can fail before any worker runs): stopping, and no worker left? Then exit.
+    /// The loop. One pass, in this order: sleep until an event, the next restart or the
+    /// next ping → channel bytes → signals (exits first, then SIGINT/SIGTERM) → restarts
+    /// due → pings due (and silent workers killed) → `listening on`, the first time every
+    /// worker listens. Checked before each pass (a start can fail before any worker runs):
+    /// stopping, and no worker left? Then exit.
     fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(self.slots.len() + 1);
         while !(self.stopping && self.slots.iter().all(|slot| slot.pid.is_none())) {
-            let timeout = self
-                .slots
-                .iter()
+            let pings = (!self.stopping).then_some(self.next_ping);
+            let timeout = (self.slots.iter())
                 .filter_map(|slot| slot.restart_at)
+                .chain(pings)
                 .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, timeout) {
@@ -257,20 +287,21 @@ impl Supervisor {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => signalled = true,
-                    Token(i) => self.read_ready(i),
+                    Token(i) => self.read_channel(i),
                 }
             }
             if signalled {
                 self.on_signals();
             }
             self.restart_due();
+            self.ping_due();
             self.announce();
         }
         self.outcome()
     }
 
     /// Starts worker `i + 1` in slot `i`: this binary again, with the worker's index and
-    /// its end of a new readiness socket in its environment.
+    /// its end of a new channel in its environment.
     fn spawn(&mut self, i: usize) -> io::Result<()> {
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_nonblocking(true)?;
@@ -308,43 +339,57 @@ impl Supervisor {
         let pid = child.id() as libc::pid_t;
         let slot = &mut self.slots[i];
         slot.pid = Some(pid);
-        slot.ready = Some(ours);
+        slot.channel = Some(ours);
         slot.listening = false;
         slot.started = Instant::now();
+        slot.last_heard = slot.started;
         slot.restart_at = None;
         log::debug!("worker {} started: pid {pid}", i + 1);
         Ok(())
     }
 
-    /// Reads worker `i + 1`'s readiness socket: a byte means it listens; the end of the
-    /// stream means it exited first (its exit, reaped separately, says how).
-    fn read_ready(&mut self, i: usize) {
+    /// Reads worker `i + 1`'s channel to `WouldBlock`: its first byte means it listens,
+    /// any later one answers a ping; the end of the stream means it exited (its exit,
+    /// reaped separately, says how).
+    fn read_channel(&mut self, i: usize) {
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
-        let Some(ready) = slot.ready.as_mut() else {
+        let Some(channel) = slot.channel.as_mut() else {
             return;
         };
-        let mut byte = [0u8; 1];
-        let said = loop {
-            match ready.read(&mut byte) {
-                Ok(n) => break n == 1,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        // A byte a second from our own child: a few bytes of work a pass.
+        let mut bytes = [0u8; 64];
+        let (mut heard, mut ended) = (false, false);
+        loop {
+            match channel.read(&mut bytes) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(_) => heard = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    log::warn!("worker {}: readiness socket: {e}", i + 1);
-                    break false;
+                    log::warn!("worker {}: channel: {e}", i + 1);
+                    ended = true;
+                    break;
                 }
             }
-        };
-        if let Some(mut ready) = slot.ready.take() {
-            let _ = self.poll.registry().deregister(&mut ready);
         }
-        if said {
-            slot.listening = true;
-            if self.announced {
-                let pid = slot.pid.unwrap_or_default();
-                log::info!("worker {} restarted: pid {pid} listens again", i + 1);
+        if ended {
+            if let Some(mut channel) = slot.channel.take() {
+                let _ = self.poll.registry().deregister(&mut channel);
+            }
+        }
+        if heard {
+            slot.last_heard = Instant::now();
+            if !slot.listening {
+                slot.listening = true;
+                if self.announced {
+                    let pid = slot.pid.unwrap_or_default();
+                    log::info!("worker {} restarted: pid {pid} listens again", i + 1);
+                }
             }
         }
     }
@@ -392,11 +437,11 @@ impl Supervisor {
     /// stopping, nothing; before every worker listened, a failed start; after, a restart.
     fn exited(&mut self, i: usize, pid: libc::pid_t, status: Option<ExitStatus>) {
         // A byte it wrote before exiting is still in the socket: read it first.
-        self.read_ready(i);
+        self.read_channel(i);
         let slot = &mut self.slots[i];
         slot.pid = None;
-        if let Some(mut ready) = slot.ready.take() {
-            let _ = self.poll.registry().deregister(&mut ready);
+        if let Some(mut channel) = slot.channel.take() {
+            let _ = self.poll.registry().deregister(&mut channel);
         }
         slot.last_exit = status;
         let how = status.map_or("status unknown".to_owned(), |status| status.to_string());
@@ -432,6 +477,43 @@ impl Supervisor {
                     self.slots[i].started = now;
                     self.slots[i].restart_at = Some(now + RESTART_INTERVAL);
                 }
+            }
+        }
+    }
+
+    /// Every [`PING_EVERY`], a byte to each listening worker; one that has answered nothing
+    /// for [`SILENCE_LIMIT`] is killed, and restarted when its exit is reaped, as any
+    /// worker that dies is. Not while stopping: a draining worker is left to finish.
+    fn ping_due(&mut self) {
+        let now = Instant::now();
+        if self.stopping || now < self.next_ping {
+            return;
+        }
+        self.next_ping = now + PING_EVERY;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let (Some(pid), true) = (slot.pid, slot.listening) else {
+                continue;
+            };
+            let Some(channel) = slot.channel.as_mut() else {
+                continue;
+            };
+            let silent = now.duration_since(slot.last_heard);
+            if silent < SILENCE_LIMIT {
+                // A full socket (nothing written) means it has not read the pings before:
+                // its silence is counted already.
+                let _ = channel.write(b"?");
+                continue;
+            }
+            log::warn!(
+                "worker {} (pid {pid}) has not answered for {} s; killing it",
+                i + 1,
+                silent.as_secs()
+            );
+            // SAFETY: kill takes no pointers. The pid is our child, not yet reaped, so it
+            // still names that process (see `Slot::pid`).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if let Some(mut channel) = slot.channel.take() {
+                let _ = self.poll.registry().deregister(&mut channel);
             }
         }
     }

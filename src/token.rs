@@ -122,8 +122,19 @@ impl Refusal {
 struct Header {
     alg: String,
     /// Extensions the token says must be understood (RFC 7515 §4.1.11): we understand
-    /// none, so a token that names any is refused.
+    /// none, so a header that has a `crit` at all is refused, whatever its value. `Some`
+    /// exactly when the key is there: a plain `Option` would read `"crit": null` as no
+    /// `crit`, and let it pass (see [`present`]).
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
+}
+
+/// Deserializes a field that is there as `Some`, even when its value is `null`; with
+/// `#[serde(default)]`, only a field that is not there at all is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    field: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(field).map(Some)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,10 +168,18 @@ pub fn verify(token: &str, secret: &Secret, now: u64) -> Result<Identity, Refusa
     if header.alg != "HS256" {
         return Err(Malformed("token: only HS256 tokens are accepted"));
     }
-    if header.crit.is_some() {
-        return Err(Malformed(
-            "token: crit names extensions this server does not know",
-        ));
+    match header.crit {
+        None => {}
+        Some(serde_json::Value::Array(names)) if !names.is_empty() => {
+            return Err(Malformed(
+                "token: crit names extensions this server does not know",
+            ));
+        }
+        Some(_) => {
+            return Err(Malformed(
+                "token: crit must be a non-empty list of extension names (RFC 7515)",
+            ));
+        }
     }
     let signature = decode(signature).ok_or(Malformed("token: the signature is not base64url"))?;
     let signed_len = token.len() - token.rsplit('.').next().map_or(0, str::len) - 1;
@@ -429,12 +448,25 @@ mod tests {
             verify(&none, &secret(), NOW),
             Err(Refusal::Malformed(_))
         ));
-        // An extension we would have to understand.
-        let crit = r#"{"alg":"HS256","crit":["b64"],"b64":false}"#;
-        assert!(matches!(
-            verify(&forge(crit, &claims, &key), &secret(), NOW),
-            Err(Refusal::Malformed(_))
-        ));
+        // An extension we would have to understand, and every other `crit`: RFC 7515
+        // §4.1.11 allows only a non-empty list of names, and we understand none, so
+        // whatever its value (`null`, which serde would read as "absent", included), a
+        // header that has a `crit` is refused.
+        for crit in [
+            r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":"b64"}"#,
+            r#"{"alg":"HS256","crit":[null]}"#,
+            r#"{"alg":"HS256","crit":{}}"#,
+            r#"{"alg":"HS256","crit":false}"#,
+        ] {
+            let refused = verify(&forge(crit, &claims, &key), &secret(), NOW);
+            assert!(
+                matches!(refused, Err(Refusal::Malformed(m)) if m.contains("crit")),
+                "{crit}: {refused:?}"
+            );
+        }
         // nbf within the leeway is fine.
         let soon = format!(
             r#"{{"sub":"ann","rooms":["*"],"exp":{},"nbf":{}}}"#,

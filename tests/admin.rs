@@ -239,6 +239,80 @@ fn viewers_cannot_lock_out_a_scrape_and_a_half_closed_request_is_answered() {
     }
 }
 
+/// Regression: 70 connections that sent nothing (or half a request) took every admin
+/// place, and every scrape behind them was answered 503 until they were swept. Past the
+/// cap, the oldest connection that has not sent a whole request gives way to the newcomer.
+#[test]
+fn idle_connections_cannot_lock_out_a_scrape() {
+    let server = start(Config {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        // Long enough that no timeout frees a place during the test: only the cap's
+        // policy can let the scrapes in.
+        idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(60),
+        ..test_config()
+    });
+    let admin = admin(&server);
+    let mut idle: Vec<Client> = (0..70).map(|_| Client::connect(admin)).collect();
+    for slowloris in idle.iter_mut().step_by(2) {
+        slowloris.send(b"GET /metr");
+    }
+    for scrape in 0..20 {
+        let reply = get(admin, "/metrics");
+        assert_eq!(reply.status, 200, "scrape {scrape}: {}", reply.text());
+    }
+    // Those that gave way were hung up on, not left hanging.
+    assert!(idle[0].closed_by_server(), "the oldest gave way");
+}
+
+/// Regression: a request over the admin port's 8 KiB was answered 431 and the socket
+/// closed at once, so the rest of the request, arriving after, met a reset: the client's
+/// send failed (broken pipe, connection reset) and it never read its 431. The server now
+/// hangs up as the public port does: shuts its side, reads and discards what still comes,
+/// and closes once the client has.
+#[test]
+fn a_request_too_large_reads_its_431() {
+    let server = with_admin();
+    let admin = admin(&server);
+    let pad = "x".repeat(20 * 1024);
+    let request = format!("GET /metrics HTTP/1.1\r\nX-Pad: {pad}\r\n\r\n");
+    for piece_bytes in [1024, 4096, 16 * 1024] {
+        let mut client = Client::connect(admin);
+        // In pieces, as a request that crosses a real network arrives: the server has
+        // answered before the last of it is sent.
+        for piece in request.as_bytes().chunks(piece_bytes) {
+            client.send(piece);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            client.read_reply().status,
+            431,
+            "in {piece_bytes}-byte pieces"
+        );
+        assert!(client.closed_by_server());
+    }
+    assert_eq!(get(admin, "/metrics").status, 200);
+}
+
+/// The admin port's connections are reaped as the public port's are: half a request gets
+/// 408 after `--request-timeout`, and one that says nothing is closed after
+/// `--idle-timeout`. (They were swept, silently, every 5 s whatever the flags said.)
+#[test]
+fn admin_connections_time_out_as_public_ones_do() {
+    let server = start(Config {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        request_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        ..test_config()
+    });
+    let admin = admin(&server);
+    let mut slow = Client::connect(admin);
+    let mut silent = Client::connect(admin);
+    slow.send(b"GET /metrics HTTP/1.1\r\nHost:");
+    assert_eq!(slow.read_reply().status, 408);
+    assert!(silent.closed_by_server());
+}
+
 #[test]
 fn prometheus_scrapes_it_and_promtool_accepts_it() {
     let server = with_admin();

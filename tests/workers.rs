@@ -211,6 +211,53 @@ fn a_killed_worker_is_restarted_and_the_port_keeps_serving() {
     assert_eq!(announced, 1, "a restart is not a new start: {lines:#?}");
 }
 
+/// Sends SIGCONT to a stopped process when dropped, so that a failing test leaves no
+/// stopped worker behind (a stopped process does not act on SIGTERM).
+struct Continue(i32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: kill takes no pointers; the pid is a worker our own child announced.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// Regression: a worker stopped with SIGSTOP still held its listener, so the kernel went
+/// on handing it its share of new connections, and they hung (13 of 30), while the
+/// supervisor, which watched only for exits, saw nothing wrong. It now pings each worker's
+/// loop, and kills and restarts one that has not answered for 10 s.
+#[test]
+fn a_stopped_worker_is_killed_and_restarted_and_no_connection_hangs() {
+    let supervised = Supervised::start(2, &[]);
+    let stopped = supervised.workers[0];
+    // SAFETY: kill takes no pointers; the pid is a worker our own child announced.
+    assert_eq!(unsafe { libc::kill(stopped, libc::SIGSTOP) }, 0);
+    let _continue = Continue(stopped);
+    let supervisor = supervised.pid();
+    wait_until(Duration::from_secs(20), "a new worker 1", || {
+        let children = children_of(supervisor);
+        children.len() == 2 && !children.contains(&stopped)
+    });
+    wait_until(Duration::from_secs(10), "the new worker to listen", || {
+        let lines = supervised.server.log_lines();
+        lines.iter().any(|l| l.contains("worker 1 restarted: pid"))
+    });
+    // Every new connection is answered (one that hung would fail the read), by both.
+    let mut workers = BTreeSet::new();
+    for _ in 0..30 {
+        let stats = request(
+            supervised.server.addr,
+            "GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        .json();
+        workers.insert(stats["worker"].as_u64().unwrap());
+    }
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let lines = supervised.server.log_lines();
+    let silent = format!("worker 1 (pid {stopped}) has not answered for 10 s; killing it");
+    assert!(lines.iter().any(|l| l.contains(&silent)), "{lines:#?}");
+}
+
 #[test]
 fn sigterm_drains_every_worker_and_the_supervisor_exits_0() {
     let mut supervised = Supervised::start(3, &["--shutdown-grace", "5"]);

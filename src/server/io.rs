@@ -392,6 +392,7 @@ impl Server {
             log::debug!("#{key} closed");
         }
         stats::set(&self.stats.client_addresses, self.clients.len() as u64);
+        self.reap_admin();
     }
 }
 

@@ -148,6 +148,7 @@ impl Server {
             redis_outage: None,
             metrics: LoopMetrics::default(),
             admin,
+            supervisor: None,
         };
         if shared {
             server.connect_redis();

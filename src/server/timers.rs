@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// How long a connection we are hanging up on may keep sending before we close it anyway.
-const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// What a wheel entry carries: 8 bytes, so that tens of thousands of parked polls cost
 /// little (see [`Due`] for what they mean).
@@ -46,7 +46,7 @@ pub enum Due {
     SweepLimiter,
     /// Send the X-ray's next frame to its viewers.
     XrayTick,
-    /// Close admin connections that sent no whole request in time.
+    /// Admin connections' deadlines: idle, request, write, linger.
     SweepAdmin,
 }
 
@@ -109,14 +109,15 @@ impl Server {
         self.fired = fired;
     }
 
-    /// Files one of the server's own deadlines, `after` from now.
-    pub(super) fn schedule(&mut self, due: Due, after: Duration) {
+    /// Files one of the server's own deadlines, `after` from now; the id cancels it until
+    /// it fires.
+    pub(super) fn schedule(&mut self, due: Due, after: Duration) -> timer::TimerId {
         debug_assert!(
             !matches!(due, Due::Conn { .. }),
             "connections use set_timer"
         );
         let at = self.deadline_after(after);
-        self.wheel.insert(at, due.pack());
+        self.wheel.insert(at, due.pack())
     }
 
     fn on_conn_timer(&mut self, key: usize, generation: u32) {
