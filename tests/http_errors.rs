@@ -151,7 +151,7 @@ fn classic_posts_obey_the_message_rules() {
         (format!("message={long}"), 413, "--max-message"),
         ("message=%20%20".into(), 400, "empty"),
         ("message=".into(), 400, "empty"),
-        ("message=line%0D%0Abreak".into(), 400, "control"),
+        ("message=bell%07here".into(), 400, "control"),
         ("message=esc%1B[31m".into(), 400, "control"),
         ("message=nul%00".into(), 400, "control"),
         ("message=hi&from=".into(), 400, "from"),
