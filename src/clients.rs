@@ -63,6 +63,18 @@ impl Clients {
         id
     }
 
+    /// A connection of `id` turned out to be `addr`'s (a trusted proxy said so): it counts
+    /// for `addr` from now on, and no longer for `id`. Returns `addr`'s entry.
+    pub fn moved(&mut self, id: ClientId, addr: IpAddr) -> ClientId {
+        if self.entries[id as usize].addr == crate::limits::client_key(addr) {
+            return id;
+        }
+        // Connected first: if `id` is `addr`'s entry under another spelling, it survives.
+        let to = self.connected(addr);
+        self.disconnected(id);
+        to
+    }
+
     /// A connection of `id` closed.
     pub fn disconnected(&mut self, id: ClientId) {
         let client = &mut self.entries[id as usize];
@@ -149,6 +161,16 @@ mod tests {
         clients.disconnected(other);
         assert_eq!(clients.len(), 1, "a room keeps its maker's entry");
         assert_eq!(clients.rooms(other), 1);
+        // A connection moves to the address a trusted proxy names; an entry left holding
+        // nothing goes.
+        let proxy: IpAddr = "127.0.0.9".parse().unwrap();
+        let via = clients.connected(proxy);
+        let named = clients.moved(via, "203.0.113.1".parse().unwrap());
+        assert_eq!(clients.moved(named, "203.0.113.1".parse().unwrap()), named);
+        assert_eq!(clients.connections_from(proxy), 0);
+        assert_eq!(clients.connections_from("203.0.113.1".parse().unwrap()), 1);
+        clients.disconnected(named);
+        assert_eq!(clients.len(), 1);
         // A freed entry starts from zero for whoever gets it next.
         let again = clients.connected(a);
         assert_eq!(clients.names(again), 0);
