@@ -69,7 +69,6 @@ impl Clients {
         if self.entries[id as usize].addr == crate::limits::client_key(addr) {
             return id;
         }
-        // Connected first: if `id` is `addr`'s entry under another spelling, it survives.
         let to = self.connected(addr);
         self.disconnected(id);
         to
