@@ -6,7 +6,9 @@
 //! An address has an entry while it holds a connection, a name or a room, and not a moment
 //! longer, so the table is bounded by the connections, names and rooms the server holds
 //! anyway. A
-//! connection keeps its entry's id (4 bytes) rather than its address (up to 16).
+//! connection keeps its entry's id (4 bytes) rather than its address (up to 16). Behind a
+//! trusted proxy a connection moves from the proxy's entry to the one of the client the
+//! proxy names ([`Clients::moved`]), and on to the next request's client.
 
 use slab::Slab;
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! count the client the proxy names, not the proxy. The proxy here is the test itself,
 //! speaking from 127.0.0.1 with raw `X-Forwarded-For` headers and raw PROXY headers (v1
 //! text, v2 binary), which is the point: what a proxy sends, byte for byte, including what a
-//! broken or forged one sends. (tests/nginx.rs puts a real nginx in front.)
+//! broken or forged one sends. (tests/deploy.rs puts a real nginx in front.)
 
 mod common;
 

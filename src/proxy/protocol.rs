@@ -30,8 +30,8 @@ pub const V1_MAX_BYTES: usize = 107;
 /// A v2 header's length at most, the 16 fixed bytes included. The format allows 64 KiB of
 /// TLVs; what proxies send (an SSL summary, a unique id, an authority) is well under 1 KiB.
 /// Past this the connection is closed rather than made to hold 64 KiB before its first
-/// request: a header is held whole before it is parsed. It is also below the smallest
-/// `--max-head`, so the connection's input cap never stops a header this size arriving.
+/// request: a header is held whole before it is parsed. It is also no more than the
+/// smallest `--max-head`, so the connection's input cap never stops such a header arriving.
 pub const V2_MAX_BYTES: usize = 1024;
 
 /// The v2 signature.

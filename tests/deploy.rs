@@ -1,8 +1,9 @@
-//! docs/DEPLOY.md's nginx site, run: Debian's nginx with that very block (taken from the
-//! doc, so the doc cannot drift from what is tested) in front of a server trusting it.
+//! docs/DEPLOY.md, run. Its nginx site: Debian's nginx with that very block (taken from
+//! the doc, so the doc cannot drift from what is tested) in front of a server trusting it.
 //! Two visitors behind it are two clients (one flooding gets 429, the other still posts),
 //! a long poll and an event stream pass through it as they happen, and upstream
-//! connections are kept alive and reused.
+//! connections are kept alive and reused. Its systemd unit: `systemd-analyze verify`
+//! knows every key and value in it.
 
 mod common;
 #[path = "common/nginx.rs"]
@@ -14,17 +15,26 @@ use common::*;
 use nginx::{free_port, Nginx};
 use std::time::Duration;
 
-/// The one ```nginx block of docs/DEPLOY.md that is a site (it has an `upstream`).
-fn deploy_site() -> String {
+/// The one block of docs/DEPLOY.md fenced as `language` that contains `marker`.
+fn deploy_block(language: &str, marker: &str) -> String {
     let doc = include_str!("../docs/DEPLOY.md");
-    let sites: Vec<&str> = doc
-        .split("```nginx\n")
+    let blocks: Vec<&str> = doc
+        .split(&format!("```{language}\n"))
         .skip(1)
         .filter_map(|rest| rest.split("```").next())
-        .filter(|block| block.contains("upstream "))
+        .filter(|block| block.contains(marker))
         .collect();
-    assert_eq!(sites.len(), 1, "DEPLOY.md has one nginx site");
-    sites[0].to_owned()
+    assert_eq!(
+        blocks.len(),
+        1,
+        "DEPLOY.md has one {language} block with {marker:?}"
+    );
+    blocks[0].to_owned()
+}
+
+/// The nginx site (the block with an `upstream`).
+fn deploy_site() -> String {
+    deploy_block("nginx", "upstream ")
 }
 
 /// `text` with `from` replaced by `to`, where `from` must occur exactly once: if the doc
@@ -130,4 +140,29 @@ fn behind_the_deploy_docs_nginx_visitors_are_told_apart_and_nothing_is_buffered(
     );
     let stats = get(server.addr, "/stats").json();
     assert_eq!(stats["limits"]["posts_refused"], 1, "{stats}");
+}
+
+/// The unit file parses, with every key and value known to systemd: `systemd-analyze
+/// verify` (Debian's `systemd` package) warns about any it would ignore, and a unit
+/// whose `KillMode` or `LimitNOFILE` is silently ignored is not the unit DEPLOY.md says.
+#[test]
+fn the_deploy_docs_systemd_unit_verifies() {
+    let unit = deploy_block("ini", "[Service]");
+    let binary = env!("CARGO_BIN_EXE_comet-chat");
+    let unit = replace_once(&unit, "/usr/local/bin/comet-chat ", &format!("{binary} "));
+    let dir = std::env::temp_dir().join(format!("comet-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("comet-chat.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect(
+            "systemd-analyze is not installed: apt-get install systemd (tests/run-all.sh does)",
+        );
+    let _ = std::fs::remove_dir_all(&dir);
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{complaints}");
+    assert!(complaints.trim().is_empty(), "{complaints}");
 }
