@@ -1,7 +1,7 @@
 //! One network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`, or a bare address, which is
-//! a network of one), and whether an address is in it. Twenty lines of bit arithmetic, so
-//! no crate: `ipnet` would do it too, but it brings serde and schemars features and a dozen
-//! types for what `--trusted-proxy` needs, which is parse and contains.
+//! a network of one), and whether an address is in it. A few lines of bit arithmetic, so
+//! no crate: `ipnet` would do it too, with a dozen types, iterators and subnet arithmetic
+//! around the two operations `--trusted-proxy` needs, parse and contains.
 
 use std::fmt;
 use std::net::IpAddr;
