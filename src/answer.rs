@@ -200,12 +200,23 @@ pub fn refusal() -> Vec<u8> {
 /// The `503` written straight to a client refused at accept because its address holds
 /// `--max-conns-per-client` connections already; closed like [`refusal`].
 pub fn refusal_per_client() -> Vec<u8> {
-    let message = "too many connections from your address (--max-conns-per-client); \
-                   close some, or try again later";
-    let headers = [("Retry-After", "5")];
-    let mut bytes = error(Status::SERVICE_UNAVAILABLE, &headers, message, false);
+    let mut bytes = too_many_connections();
     outgoing::insert_header_line(&mut bytes, b"Connection: close\r\n");
     bytes
+}
+
+/// The `503` for a client whose address holds `--max-conns-per-client` connections
+/// already: written at accept ([`refusal_per_client`]), or answered on the connection
+/// once its PROXY header named such a client (`--proxy-protocol`), before it is closed.
+pub fn too_many_connections() -> Vec<u8> {
+    let message = "too many connections from your address (--max-conns-per-client); \
+                   close some, or try again later";
+    error(
+        Status::SERVICE_UNAVAILABLE,
+        &[("Retry-After", "5")],
+        message,
+        false,
+    )
 }
 
 /// A file from `www/`, GET or HEAD.

@@ -6,7 +6,9 @@
 //! An address has an entry while it holds a connection, a name or a room, and not a moment
 //! longer, so the table is bounded by the connections, names and rooms the server holds
 //! anyway. A
-//! connection keeps its entry's id (4 bytes) rather than its address (up to 16).
+//! connection keeps its entry's id (4 bytes) rather than its address (up to 16). Behind a
+//! trusted proxy a connection moves from the proxy's entry to the one of the client the
+//! proxy names ([`Clients::moved`]), and on to the next request's client.
 
 use slab::Slab;
 use std::collections::HashMap;
@@ -62,6 +64,17 @@ impl Clients {
         };
         self.entries[id as usize].connections += 1;
         id
+    }
+
+    /// A connection of `id` turned out to be `addr`'s (a trusted proxy said so): it counts
+    /// for `addr` from now on, and no longer for `id`. Returns `addr`'s entry.
+    pub fn moved(&mut self, id: ClientId, addr: IpAddr) -> ClientId {
+        if self.entries[id as usize].addr == crate::limits::client_key(addr) {
+            return id;
+        }
+        let to = self.connected(addr);
+        self.disconnected(id);
+        to
     }
 
     /// A connection of `id` closed.
@@ -156,6 +169,16 @@ mod tests {
         clients.disconnected(other);
         assert_eq!(clients.len(), 1, "a room keeps its maker's entry");
         assert_eq!(clients.rooms(other), 1);
+        // A connection moves to the address a trusted proxy names; an entry left holding
+        // nothing goes.
+        let proxy: IpAddr = "127.0.0.9".parse().unwrap();
+        let via = clients.connected(proxy);
+        let named = clients.moved(via, "203.0.113.1".parse().unwrap());
+        assert_eq!(clients.moved(named, "203.0.113.1".parse().unwrap()), named);
+        assert_eq!(clients.connections_from(proxy), 0);
+        assert_eq!(clients.connections_from("203.0.113.1".parse().unwrap()), 1);
+        clients.disconnected(named);
+        assert_eq!(clients.len(), 1);
         // A freed entry starts from zero for whoever gets it next.
         let again = clients.connected(a);
         assert_eq!(clients.names(again), 0);

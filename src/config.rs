@@ -96,6 +96,14 @@ pub struct Config {
     /// `--max-conns-per-client`: connections one client address may hold at once; past
     /// it, 503 at accept. 0: unlimited (load benchmarks, whose clients share addresses).
     pub max_conns_per_client: usize,
+    /// `--trusted-proxy`: peers in these networks may say who the client is (see
+    /// [`crate::proxy`]); every per-client limit then counts that client. Empty: nobody's
+    /// word is taken, every client is the address it connects from.
+    pub trusted_proxies: crate::proxy::Trusted,
+    /// `--proxy-protocol`: a trusted peer starts each connection with a PROXY header
+    /// (v1 or v2), which names the client for the whole connection; its requests'
+    /// `X-Forwarded-For` is then not read. A trusted peer that sends none is closed.
+    pub proxy_protocol: bool,
     /// Which worker this process is (1 to `workers`), set only in a process the supervisor
     /// started, never by a flag. A worker binds with SO_REUSEPORT, so that its siblings can
     /// bind the same port, and says in `/stats` which worker answered.
@@ -141,6 +149,8 @@ impl Default for Config {
             post_burst: 20,
             typing_interval: Duration::from_secs(1),
             max_conns_per_client: 256,
+            trusted_proxies: crate::proxy::Trusted::default(),
+            proxy_protocol: false,
             worker: None,
         }
     }
@@ -556,6 +566,29 @@ pub static FLAGS: &[Flag] = &[
         ),
     },
     Flag {
+        long: "trusted-proxy",
+        short: None,
+        value: "CIDR",
+        help: "a reverse proxy at this address or network (repeatable): its X-Forwarded-For \
+               (or PROXY header) names the client every per-client limit counts",
+        default: None,
+        default_note: "none: every client is the address it connects from",
+        kind: Kind::Text(|config, text| {
+            config.trusted_proxies.add(text.parse()?);
+            Ok(())
+        }),
+    },
+    Flag {
+        long: "proxy-protocol",
+        short: None,
+        value: "",
+        help: "trusted proxies start each connection with a PROXY header (v1 or v2), as \
+               HAProxy's send-proxy and nginx's proxy_protocol do; one without it is closed",
+        default: None,
+        default_note: "",
+        kind: Kind::Switch(|config| config.proxy_protocol = true),
+    },
+    Flag {
         long: "post-rate",
         short: None,
         value: "N",
@@ -867,6 +900,13 @@ where
                 dir.display()
             ));
         }
+    }
+    if config.proxy_protocol && config.trusted_proxies.is_empty() {
+        return Err(
+            "--proxy-protocol: no --trusted-proxy is given, so no peer may send a \
+                    PROXY header; name the proxies' addresses with --trusted-proxy"
+                .to_owned(),
+        );
     }
     if config.workers > 1 && config.redis.is_none() {
         return Err(format!(
@@ -1302,8 +1342,8 @@ mod tests {
             }
             checked += 1;
         }
-        // All but --no-www, --help and the seven whose default is "unset".
-        assert_eq!(checked, FLAGS.len() - 9);
+        // All but --no-www, --proxy-protocol, --help and the eight whose default is "unset".
+        assert_eq!(checked, FLAGS.len() - 11);
     }
 
     /// Each range in the table is the one the parser enforces: both ends are accepted, one
@@ -1419,6 +1459,12 @@ mod tests {
             ("max-conns-per-client", Some("0"), |c| {
                 c.max_conns_per_client == 0
             }),
+            ("trusted-proxy", Some("10.0.0.0/8"), |c| {
+                let inside = c.trusted_proxies.contains([10, 1, 2, 3].into());
+                inside && !c.trusted_proxies.contains([127, 0, 0, 1].into())
+            }),
+            // Needs a --trusted-proxy (see the loop below).
+            ("proxy-protocol", None, |c| c.proxy_protocol),
             ("post-rate", Some("7"), |c| c.post_rate == 7),
             ("post-burst", Some("7"), |c| c.post_burst == 7),
             ("typing-interval", Some("1.5"), |c| {
@@ -1454,9 +1500,38 @@ mod tests {
                 // Private rooms need tokens, and tokens a secret.
                 args.extend(["--token-secret-file", secret_file()]);
             }
+            if name == "--proxy-protocol" {
+                args.extend(["--trusted-proxy", "127.0.0.1"]);
+            }
             let config = run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert!(check(&config), "{args:?} gave {config:#?}");
         }
+    }
+
+    /// `--trusted-proxy` adds up; a PROXY header needs someone trusted to send it.
+    #[test]
+    fn trusted_proxies_are_repeatable_and_checked() {
+        let config = run(&["--trusted-proxy", "10.0.0.0/8", "--trusted-proxy=::1"]).unwrap();
+        assert!(config.trusted_proxies.contains([10, 9, 9, 9].into()));
+        assert!(config
+            .trusted_proxies
+            .contains(std::net::Ipv6Addr::LOCALHOST.into()));
+        assert!(!config.proxy_protocol);
+        let err = run(&["--trusted-proxy", "10.0.0.1/8"]).unwrap_err();
+        assert!(
+            err.starts_with("--trusted-proxy: ") && err.contains("10.0.0.0/8"),
+            "{err}"
+        );
+        let err = run(&["--trusted-proxy", "nginx"]).unwrap_err();
+        assert!(
+            err.starts_with("--trusted-proxy: 'nginx' is not an address"),
+            "{err}"
+        );
+        let err = run(&["--proxy-protocol"]).unwrap_err();
+        assert!(
+            err.starts_with("--proxy-protocol: ") && err.contains("--trusted-proxy"),
+            "{err}"
+        );
     }
 
     /// The table is the whole command line: anything not in it is refused.

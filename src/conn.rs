@@ -133,7 +133,8 @@ pub struct Conn<S = TcpStream> {
     /// Distinguishes this client from earlier occupants of the same slab key.
     pub generation: u32,
     /// The client's address, as an entry in the server's table of addresses, for limits
-    /// that hold per client rather than per connection.
+    /// that hold per client rather than per connection. Behind a trusted proxy, the client
+    /// it named (see [`Flags::PROXIED`]), which may change from one request to the next.
     pub client: ClientId,
     /// Where the connection is in its life; changed only by `Conn::enter`.
     state: State,
@@ -150,10 +151,11 @@ pub struct Conn<S = TcpStream> {
 }
 
 /// Yes-or-no facts about a connection, one bit each, so that they cost one byte between
-/// them rather than one each: tens of thousands of connections sit parked, and seven bools
-/// would grow every one of them by 8 bytes.
+/// them rather than one each: tens of thousands of connections sit parked, and nine bools
+/// would grow every one of them by 16 bytes (two bytes of flags fit in padding the record
+/// has anyway: see `connection_record_stays_small`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Flags(u8);
+pub struct Flags(u16);
 
 impl Flags {
     /// Hang up once the current response is written (HTTP/1.0, `Connection: close`, errors).
@@ -172,10 +174,16 @@ impl Flags {
     /// `100 Continue` went out for the request now in `input`: it is sent once per
     /// request, and cleared when that request completes.
     pub const CONTINUE_SENT: Flags = Flags(1 << 5);
+    /// The peer is a trusted proxy (`--trusted-proxy`): `client` is whom it named, not the
+    /// peer. Without `--proxy-protocol` each request's `X-Forwarded-For` names it anew.
+    pub const PROXIED: Flags = Flags(1 << 6);
+    /// With `--proxy-protocol`, from a trusted peer: a PROXY header is due before the
+    /// first request, and nothing is parsed as HTTP until it is in.
+    pub const PROXY_HEADER_DUE: Flags = Flags(1 << 7);
     /// With `--redis`: the request waited while its room's copy read Redis past the
     /// position it names, so a position still ahead of the copy is one Redis never issued
     /// (refused, not waited for again). Set only while the request is handled again.
-    pub const CAUGHT_UP: Flags = Flags(1 << 6);
+    pub const CAUGHT_UP: Flags = Flags(1 << 8);
 
     /// Whether `flag` is set.
     pub fn has(self, flag: Flags) -> bool {

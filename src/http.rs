@@ -77,6 +77,10 @@ pub struct Request {
     pub last_event_id: Option<String>,
     /// The token of an `Authorization: Bearer <token>` header (with `--token-secret-file`).
     pub bearer: Option<String>,
+    /// Every `X-Forwarded-For` header's value, joined with commas in the order sent (one
+    /// list, as RFC 9110 §5.3 reads repeated headers). Read only when the connection comes
+    /// from a trusted proxy ([`crate::proxy`]); anyone else's is ignored.
+    pub forwarded_for: Option<String>,
     /// Whether the connection may carry another request after this one's response:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -209,6 +213,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         content_type: head.content_type,
         last_event_id: head.last_event_id,
         bearer: head.bearer,
+        forwarded_for: head.forwarded_for,
         keep_alive: head.keep_alive,
         http10: minor == 0,
         body: head_len..consumed,
@@ -271,6 +276,7 @@ struct Head {
     content_type: Option<String>,
     last_event_id: Option<String>,
     bearer: Option<String>,
+    forwarded_for: Option<String>,
     /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
     expect_continue: bool,
 }
@@ -283,6 +289,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     let mut content_type = None;
     let mut last_event_id = None;
     let mut bearer = None;
+    let mut forwarded_for: Option<String> = None;
     let mut expect_continue = false;
     let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
     for header in headers {
@@ -308,6 +315,16 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
                 if scheme.eq_ignore_ascii_case("bearer") {
                     bearer = Some(token.trim().to_owned());
                 }
+            }
+        } else if header.name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Bounded by the head cap, like every header; one string however many lines.
+            let value = String::from_utf8_lossy(header.value);
+            match forwarded_for.as_mut() {
+                Some(list) => {
+                    list.push(',');
+                    list.push_str(&value);
+                }
+                None => forwarded_for = Some(value.into_owned()),
             }
         } else if header.name.eq_ignore_ascii_case("expect") {
             // Any other expectation is ignored: RFC 9110 §10.1.1 allows answering 417, but
@@ -343,6 +360,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
         content_type,
         last_event_id,
         bearer,
+        forwarded_for,
         expect_continue,
     })
 }
@@ -429,6 +447,29 @@ mod tests {
 
     /// Raw request, method, path, query, keep-alive, body length.
     type CompleteCase<'a> = (&'a str, Method, &'a str, Option<&'a str>, bool, usize);
+
+    /// Repeated `X-Forwarded-For` lines are one list, in order (whether to believe it is
+    /// decided by who sent it, in `proxy`).
+    #[test]
+    fn forwarded_for_headers_are_one_list() {
+        let cases = [
+            ("GET / HTTP/1.1\r\n\r\n", None),
+            (
+                "GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+                Some("1.2.3.4"),
+            ),
+            (
+                "GET / HTTP/1.1\r\nx-forwarded-for: a, b\r\nHost: h\r\nX-FORWARDED-FOR: c\r\n\r\n",
+                Some("a, b,c"),
+            ),
+        ];
+        for (raw, list) in cases {
+            let Parse::Complete(request) = parse(raw) else {
+                panic!("{raw:?} is a request");
+            };
+            assert_eq!(request.forwarded_for.as_deref(), list, "{raw:?}");
+        }
+    }
 
     #[test]
     fn complete_requests() {

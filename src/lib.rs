@@ -35,6 +35,8 @@
 //! - [`presence`] — who is in a room by name, and when each name leaves.
 //! - [`event`] — typing, join and leave: ephemeral, never stored.
 //! - [`clients`] — what each client address holds, for limits per client.
+//! - [`proxy`] — who the client is behind a trusted reverse proxy: `X-Forwarded-For`, the
+//!   PROXY protocol, the networks trusted to send them.
 //! - [`limits`] — how fast each client may post and type (token buckets).
 //! - [`token`] — signed identities (`--token-secret-file`): HS256 tokens checked and made.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
@@ -67,6 +69,7 @@ pub mod metrics;
 pub mod outgoing;
 pub mod position;
 pub mod presence;
+pub mod proxy;
 pub mod random;
 pub mod recency;
 pub mod room;

@@ -161,6 +161,8 @@ pub enum Next {
         http10: bool,
         /// How many input bytes the request used.
         consumed: usize,
+        /// Its `X-Forwarded-For` headers, as one list (see [`Request::forwarded_for`]).
+        forwarded_for: Option<String>,
     },
 }
 
@@ -176,6 +178,7 @@ pub fn next(input: &[u8], limits: &Limits, context: &Context) -> Next {
             close: !request.keep_alive,
             http10: request.http10,
             consumed: request.consumed,
+            forwarded_for: request.forwarded_for,
         },
     }
 }

@@ -26,13 +26,13 @@
 //!
 //! This file is the loop and what it owns; each job has a file of its own under
 //! `src/server/`, in the order a request meets them: `setup.rs` (binding, limits),
-//! `accept.rs` (accepting and shedding load), `io.rs` (a connection's turn: reading,
-//! answering, writing, hanging up), `actions.rs` (what each request does), `rooms.rs` (the
-//! room API), `fanout.rs` (waiting clients and what reaches them), `timers.rs`
-//! (deadlines), `shutdown.rs`, `handle.rs` (running a server from other threads),
-//! `redis.rs` (with `--redis`: the rooms' copies kept true against Redis), `admin.rs`
-//! (the admin listener's connections) and `heartbeat.rs` (with `--workers`: answering the
-//! supervisor's pings).
+//! `accept.rs` (accepting and shedding load), `proxied.rs` (who the client is behind a
+//! trusted proxy), `io.rs` (a connection's turn: reading, answering, writing, hanging
+//! up), `actions.rs` (what each request does), `rooms.rs` (the room API), `fanout.rs`
+//! (waiting clients and what reaches them), `timers.rs` (deadlines), `shutdown.rs`,
+//! `handle.rs` (running a server from other threads), `redis.rs` (with `--redis`: the
+//! rooms' copies kept true against Redis), `admin.rs` (the admin listener's connections)
+//! and `heartbeat.rs` (with `--workers`: answering the supervisor's pings).
 
 mod accept;
 mod actions;
@@ -41,6 +41,7 @@ mod fanout;
 mod handle;
 mod heartbeat;
 mod io;
+mod proxied;
 mod redis;
 mod rooms;
 mod setup;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test comet-chat has: the unit and socket tests (cargo test) and the browser
 # test (headless Debian Chromium driven by playwright-core). Installs what is missing on a
-# fresh Debian machine: Chromium, redis-server and prometheus (the tests of --redis and
-# --admin-addr start their own, on free ports) through apt-get, a Node.js new enough for playwright-core, and
-# playwright-core through npm (it never downloads a browser of its own).
+# fresh Debian machine: Chromium, redis-server, nginx, systemd-analyze and prometheus (the
+# tests of --redis, docs/DEPLOY.md and --admin-addr start their own, on free ports) through
+# apt-get, a Node.js new enough for playwright-core, and playwright-core through npm (it
+# never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,11 @@ use_node() {
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# tests/deploy.rs runs docs/DEPLOY.md's site in a real nginx of its own (Debian's binary
+# is /usr/sbin/nginx, which is not on every user's PATH).
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+# ...and checks its systemd unit with systemd-analyze verify.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} with apt-get"
   apt_install "${missing[@]}"

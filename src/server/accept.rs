@@ -40,6 +40,8 @@ impl Server {
                         refuse(socket, &self.refusal);
                     } else if per_client > 0
                         && self.clients.connections_from(addr.ip()) as usize >= per_client
+                        // A trusted proxy's address is every visitor's: see proxied.rs.
+                        && !self.config.trusted_proxies.contains(addr.ip())
                     {
                         // Before any parsing: one lookup, one small write, one close.
                         stats::add(&self.stats.refused_per_client, 1);
@@ -130,6 +132,7 @@ impl Server {
     fn add_connection(&mut self, mut socket: TcpStream, addr: SocketAddr) {
         // Responses are written whole; Nagle would only delay the next one.
         let _ = socket.set_nodelay(true);
+        let flags = self.proxy_flags(addr.ip());
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         // Registered once for both directions, edge-triggered: a write that completes at
@@ -147,7 +150,9 @@ impl Server {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let client = self.clients.connected(addr.ip());
-        entry.insert(Conn::new(socket, generation, client));
+        let mut conn = Conn::new(socket, generation, client);
+        conn.flags = flags;
+        entry.insert(conn);
         stats::add(&self.stats.connections, 1);
         stats::add(&self.stats.accepted, 1);
         self.report.accepted += 1;

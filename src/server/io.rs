@@ -192,6 +192,10 @@ impl Server {
         if conn.state() != State::Reading || conn.input.is_empty() {
             return false;
         }
+        if conn.flags.has(Flags::PROXY_HEADER_DUE) && !self.take_proxy_header(key) {
+            return false;
+        }
+        let conn = &mut self.conns[key];
         // Taken out while its requests are answered (the handlers need all of `self`) and
         // put back once, minus what was answered: one move of the leftover bytes per turn,
         // not one per request.
@@ -235,7 +239,12 @@ impl Server {
                     break false;
                 }
                 Next::Reject(status) => {
-                    log::debug!("#{key} {} → {} {}", conn.peer(), status.code, status.reason);
+                    // Through a proxy, a request we cannot read names nobody: the proxy's.
+                    if conn.flags.has(Flags::PROXIED) && !self.config.proxy_protocol {
+                        self.forwarded(key, None);
+                    }
+                    let client = self.client_name(key);
+                    log::debug!("#{key} {client} → {} {}", status.code, status.reason);
                     used = input.len();
                     self.reject(key, status);
                     break false;
@@ -245,15 +254,22 @@ impl Server {
                     close,
                     http10,
                     consumed,
+                    forwarded_for,
                 } => {
                     stats::add(&self.stats.requests, 1);
+                    // Behind a trusted proxy, each request says whose it is.
+                    if conn.flags.has(Flags::PROXIED) && !self.config.proxy_protocol {
+                        self.forwarded(key, forwarded_for.as_deref());
+                    }
                     if log::log_enabled!(log::Level::Debug) {
                         let request = input[used..used + consumed].trim_ascii_start();
                         let line = request.split(|&b| b == b'\r').next();
                         let line = String::from_utf8_lossy(line.unwrap_or_default());
                         let tokens = self.config.token_secret.is_some();
-                        log::debug!("#{key} {}", loggable(&line, tokens));
+                        let client = self.client_name(key);
+                        log::debug!("#{key} {client} {}", loggable(&line, tokens));
                     }
+                    let conn = &mut self.conns[key];
                     used += consumed;
                     answered += 1;
                     conn.flags.set(Flags::CONTINUE_SENT, false);

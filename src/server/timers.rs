@@ -162,7 +162,10 @@ impl Server {
                 self.close(key);
             }
             (Deadline::Request, State::Reading) => {
-                log::debug!("#{key} {} sent no whole request in time", conn.peer());
+                log::debug!(
+                    "#{key} {} sent no whole request in time",
+                    self.client_name(key)
+                );
                 stats::add(&self.stats.dropped_request_timeout, 1);
                 self.reject(key, crate::http::Status::REQUEST_TIMEOUT);
             }
@@ -195,7 +198,7 @@ impl Server {
             stats::add(&self.stats.dropped_slow, 1);
             log::debug!(
                 "#{key} {} took nothing for {:?}; dropping",
-                self.conns[key].peer(),
+                self.client_name(key),
                 self.config.write_timeout
             );
             self.close(key);
