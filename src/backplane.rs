@@ -13,6 +13,7 @@
 pub mod keys;
 mod link;
 pub mod news;
+pub mod resp;
 pub mod scripts;
 pub mod url;
 
@@ -86,6 +87,8 @@ enum Phase {
 /// The two connections to Redis and what is in flight on them.
 pub struct Backplane<T> {
     url: RedisUrl,
+    /// What one reply may hold: see [`reply_caps`].
+    caps: resp::Caps,
     /// Tokens of the two connections in the server's poll.
     tokens: (mio::Token, mio::Token),
     commands: Option<Link>,
@@ -101,6 +104,30 @@ pub struct Backplane<T> {
     subscribed: bool,
 }
 
+/// Room in a reply beyond its messages, in bytes: the names present in a room, which a
+/// load reads with its history. Each is at most 40 characters (up to 160 bytes in UTF-8)
+/// plus its framing, under 180 bytes; 1,000 of them (`--max-names-per-room`) on each of 64
+/// nodes is 11 MiB. An error or a status line is nothing beside that.
+const REPLY_SLACK_BYTES: usize = 16 << 20;
+
+/// What one reply or announcement from Redis may hold, from the configuration. Nothing the
+/// backplane stores is bigger than a message (`--max-message`), and nothing it reads is
+/// bigger than a room's history: Redis trims it to `--history-bytes` by the weights the
+/// nodes count (each entry's framing is smaller than the 200 bytes its weight adds), and
+/// keeps the newest message even when it alone is heavier (one `--max-message` more). That
+/// is doubled, for entries weighed before weights were stored and for nodes that run with
+/// other caps for a while during a rolling change, and [`REPLY_SLACK_BYTES`] added for the
+/// names. With the defaults: 18 MiB, where Redis's own `proto-max-bulk-len` is 512 MB.
+pub fn reply_caps(config: &crate::Config) -> resp::Caps {
+    let messages = config
+        .history_bytes
+        .saturating_add(config.max_message_bytes);
+    resp::Caps {
+        frame_bytes: messages.saturating_mul(2).saturating_add(REPLY_SLACK_BYTES),
+        depth: resp::DEPTH_MAX,
+    }
+}
+
 /// Bytes in `--history-bytes` and messages in `--history` a room keeps, for the scripts.
 #[derive(Clone, Copy, Debug)]
 pub struct Trim {
@@ -111,10 +138,17 @@ pub struct Trim {
 }
 
 impl<T> Backplane<T> {
-    /// A backplane not yet connected: call [`Backplane::connect`].
-    pub fn new(url: RedisUrl, commands: mio::Token, events: mio::Token) -> Backplane<T> {
+    /// A backplane not yet connected: call [`Backplane::connect`]. `caps` bound each
+    /// reply and announcement ([`reply_caps`]).
+    pub fn new(
+        url: RedisUrl,
+        caps: resp::Caps,
+        commands: mio::Token,
+        events: mio::Token,
+    ) -> Backplane<T> {
         Backplane {
             url,
+            caps,
             tokens: (commands, events),
             commands: None,
             events: None,
@@ -156,9 +190,9 @@ impl<T> Backplane<T> {
     pub fn connect(&mut self, registry: &mio::Registry) -> Result<(), String> {
         let fail =
             |e: std::io::Error| format!("cannot connect to Redis at {}: {e}", self.url.shown);
-        let mut commands =
-            Link::connect(&self.url.target, registry, self.tokens.0).map_err(fail)?;
-        let mut events = Link::connect(&self.url.target, registry, self.tokens.1).map_err(fail)?;
+        let (target, caps) = (&self.url.target, self.caps);
+        let mut commands = Link::connect(target, registry, self.tokens.0, caps).map_err(fail)?;
+        let mut events = Link::connect(target, registry, self.tokens.1, caps).map_err(fail)?;
         let now = Instant::now();
         self.notes.clear();
         self.shas.clear();
@@ -268,7 +302,7 @@ impl<T> Backplane<T> {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return false,
                 Err(e) => {
-                    self.disconnect(e.to_string(), out);
+                    self.disconnect(format!("Redis at {}: {e}", self.url.shown), out);
                     return false;
                 }
             };
