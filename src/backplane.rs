@@ -73,6 +73,23 @@ enum Note<T> {
     Ignore,
 }
 
+/// What a command in flight was, kept until its reply comes: its name, for a log line, and
+/// for a script, what it takes to send it again should Redis have forgotten the script.
+struct Sent {
+    /// The script's name ([`scripts::NAMES`]) or the command's.
+    name: &'static str,
+    /// For `EVALSHA`: the script's index in [`scripts::ALL`] and the arguments after its
+    /// SHA1 (one copy of them, which lives as long as the command is in flight).
+    again: Option<(usize, Vec<Vec<u8>>)>,
+}
+
+impl Sent {
+    const SETUP: Sent = Sent {
+        name: "set-up",
+        again: None,
+    };
+}
+
 /// Where the connections stand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -94,8 +111,8 @@ pub struct Backplane<T> {
     commands: Option<Link>,
     events: Option<Link>,
     phase: Phase,
-    /// One note per command in flight, oldest first, with when it was sent.
-    notes: VecDeque<(Instant, Note<T>)>,
+    /// One note per command in flight, oldest first, with when it was sent and what it was.
+    notes: VecDeque<(Instant, Note<T>, Sent)>,
     /// The loaded scripts' SHA1s, in the order of [`scripts::ALL`].
     shas: Vec<String>,
     /// Setup replies still expected on the command connection.
@@ -182,7 +199,7 @@ impl<T> Backplane<T> {
 
     /// When the oldest command in flight was sent.
     pub fn oldest(&self) -> Option<Instant> {
-        self.notes.front().map(|(at, _)| *at)
+        self.notes.front().map(|(at, _, _)| *at)
     }
 
     /// Opens both connections and sends what sets them up (AUTH, SELECT, the scripts, the
@@ -202,7 +219,7 @@ impl<T> Backplane<T> {
             let sent = link.send(args);
             if let Some(note) = note {
                 self.setup_left += 1;
-                self.notes.push_back((now, note));
+                self.notes.push_back((now, note, Sent::SETUP));
             }
             sent
         };
@@ -251,7 +268,7 @@ impl<T> Backplane<T> {
     pub fn disconnect(&mut self, why: String, out: &mut Vec<Incoming<T>>) {
         self.commands = None; // closing the descriptors takes them out of the poll
         self.events = None;
-        for (_, note) in self.notes.drain(..) {
+        for (_, note, _) in self.notes.drain(..) {
             if let Note::For(then, _) = note {
                 out.push(Incoming::Reply(
                     then,
@@ -325,9 +342,16 @@ impl<T> Backplane<T> {
     }
 
     fn on_reply(&mut self, frame: OwnedFrame, out: &mut Vec<Incoming<T>>) -> Result<(), Malformed> {
-        let Some((_, note)) = self.notes.pop_front() else {
+        let Some((_, note, sent)) = self.notes.pop_front() else {
             return Err(Malformed("a reply nobody asked for"));
         };
+        if let (OwnedFrame::Error(e), Note::For(..) | Note::Ignore) = (&frame, &note) {
+            log::warn!("Redis at {} answered {}: {e}", self.url.shown, sent.name);
+            if let (true, Some((script, args))) = (e.starts_with("NOSCRIPT"), sent.again) {
+                self.send_again(script, &args, note, out);
+                return Ok(());
+            }
+        }
         match note {
             Note::Setup(script) => {
                 if let OwnedFrame::Error(e) = &frame {
@@ -419,8 +443,63 @@ impl<T> Backplane<T> {
             // The event for this connection reports the failure and drops it.
             return Err(note);
         }
-        self.notes.push_back((Instant::now(), note));
+        let sent = self.sent(args);
+        self.notes.push_back((Instant::now(), note, sent));
         Ok(())
+    }
+
+    /// What to remember of a command until its reply comes.
+    fn sent(&self, args: &[&[u8]]) -> Sent {
+        match args {
+            [b"EVALSHA", sha, rest @ ..] => {
+                match self.shas.iter().position(|s| s.as_bytes() == *sha) {
+                    Some(i) => Sent {
+                        name: scripts::NAMES[i],
+                        again: Some((i, rest.iter().map(|arg| arg.to_vec()).collect())),
+                    },
+                    None => Sent {
+                        name: "a script",
+                        again: None,
+                    },
+                }
+            }
+            [b"PUBLISH", ..] => Sent {
+                name: "PUBLISH",
+                again: None,
+            },
+            _ => Sent {
+                name: "a command",
+                again: None,
+            },
+        }
+    }
+
+    /// A script Redis had forgotten, sent once more with its text (`EVAL`, which also
+    /// caches it again); if that fails too, its reply says so like any other error.
+    fn send_again(
+        &mut self,
+        script: usize,
+        args: &[Vec<u8>],
+        note: Note<T>,
+        out: &mut Vec<Incoming<T>>,
+    ) {
+        let mut again: Vec<&[u8]> = vec![b"EVAL", scripts::ALL[script].as_bytes()];
+        again.extend(args.iter().map(Vec::as_slice));
+        let sent = self.commands.as_mut().map(|link| link.send(&again));
+        if !matches!(sent, Some(Ok(()))) {
+            if let Note::For(then, _) = note {
+                out.push(Incoming::Reply(
+                    then,
+                    Err("the connection to Redis was lost".into()),
+                ));
+            }
+            return;
+        }
+        let sent = Sent {
+            name: scripts::NAMES[script],
+            again: None,
+        };
+        self.notes.push_back((Instant::now(), note, sent));
     }
 
     fn script(&self, which: &str) -> Vec<u8> {

@@ -268,3 +268,47 @@ fn a_history_longer_than_one_pass_reads_loads_whole() {
         assert!(text.starts_with(&format!("{i}-")), "{}", &text[..8]);
     }
 }
+
+#[test]
+fn posts_and_loads_go_on_after_redis_forgets_its_scripts() {
+    let redis = RedisServer::start(&[]);
+    let node = ChildServer::start(&["--redis", &redis.url()]);
+    let post = |room: &str, text: &str| {
+        post_form(
+            node.addr,
+            &format!("/rooms/{room}/messages"),
+            &format!("from=ann&text={text}"),
+        )
+    };
+    wait_until(Duration::from_secs(10), "the node reaches Redis", || {
+        post("r", "before").status == 201
+    });
+    assert_eq!(redis.command(&["SCRIPT", "FLUSH"]).as_deref(), Some("+OK"));
+    let after = post("r", "after");
+    assert_eq!(after.status, 201, "{}", after.text());
+    // A room this node has not loaded: its load runs the history script, flushed too.
+    assert_eq!(redis.command(&["SCRIPT", "FLUSH"]).as_deref(), Some("+OK"));
+    let other = get(node.addr, "/rooms/elsewhere/presence");
+    assert_eq!(other.status, 200, "{}", other.text());
+    assert_eq!(
+        get(node.addr, "/rooms/r/messages").texts(),
+        ["before", "after"]
+    );
+
+    // An error Redis answers is logged with the command it answered.
+    assert_eq!(
+        redis
+            .command(&["CONFIG", "SET", "maxmemory", "1"])
+            .as_deref(),
+        Some("+OK")
+    );
+    let refused = post("r", "too-much");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let logged = node.log_lines();
+    assert!(
+        logged
+            .iter()
+            .any(|line| line.contains("WARN") && line.contains("post") && line.contains("OOM")),
+        "{logged:?}"
+    );
+}
