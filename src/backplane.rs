@@ -317,7 +317,8 @@ impl<T> Backplane<T> {
             };
             let frame = match link.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return false,
+                Ok(None) => return link.unread(), // partial: more may wait in the socket
+
                 Err(e) => {
                     self.disconnect(format!("Redis at {}: {e}", self.url.shown), out);
                     return false;

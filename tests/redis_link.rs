@@ -312,3 +312,58 @@ fn posts_and_loads_go_on_after_redis_forgets_its_scripts() {
         "{logged:?}"
     );
 }
+
+#[test]
+fn a_message_too_large_for_the_backplane_is_refused_at_start_up() {
+    // Redis's pub/sub output limit (32 MB at once, 8 MB for a minute) cuts every node's
+    // subscription for one announcement this large: the post was stored, yet its poster
+    // was told 503. With --redis, --max-message stops at 1 MiB, and says why.
+    let args = [
+        "--no-www",
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--max-body",
+        "67108864",
+        "--max-message",
+        "41943040",
+    ];
+    let (status, stderr) = run_to_exit(&args, Duration::from_secs(10)).expect("refused");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-message") && stderr.contains("--redis"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_largest_message_allowed_with_redis_reaches_every_node() {
+    let redis = RedisServer::start(&[]);
+    let url = redis.url();
+    let flags = [
+        "--redis",
+        &url,
+        "--max-body",
+        "2097152",
+        "--max-message",
+        "1048576",
+    ];
+    let (a, b) = (ChildServer::start(&flags), ChildServer::start(&flags));
+    let text = "z".repeat(1 << 20);
+    let body = format!("from=ann&text={text}");
+    let mut posted = post_form(a.addr, "/rooms/big/messages", &body);
+    for _ in 0..100 {
+        if posted.status != 503 {
+            break; // 503 until the node has reached Redis
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        posted = post_form(a.addr, "/rooms/big/messages", &body);
+    }
+    assert_eq!(posted.status, 201, "{}", posted.text());
+    // B loads the room (a history reply of 1 MiB), then hears the next one announced.
+    assert_eq!(get(b.addr, "/rooms/big/messages").texts(), [text.clone()]);
+    let mut poll = Client::connect(b.addr);
+    poll.get(&format!("/rooms/big/messages?since={}", posted.id()));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(post_form(a.addr, "/rooms/big/messages", &body).status, 201);
+    assert_eq!(poll.read_reply().texts(), [text]);
+}

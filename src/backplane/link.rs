@@ -138,6 +138,13 @@ impl Link {
     pub fn has_input(&self) -> bool {
         self.inbox.has_input()
     }
+
+    /// Whether the socket may hold more than was read: the last read stopped at
+    /// [`READ_BYTES_PER_PASS`], so no readiness edge will come for it, and the next pass
+    /// must read on even when what was read ends in a partial frame.
+    pub fn unread(&self) -> bool {
+        self.inbox.unread
+    }
 }
 
 /// Bytes received on one connection. Frames are taken from the front by moving an offset;
