@@ -121,6 +121,14 @@ pub struct Backplane<T> {
     subscribed: bool,
 }
 
+/// The longest `--max-message` allowed with `--redis`, in bytes. Every message is
+/// announced to every node through Redis's pub/sub, and Redis cuts a subscriber whose
+/// pending output passes its `client-output-buffer-limit` (by default 32 MB at once, or
+/// 8 MB for a minute): one 40 MB post was stored, then cut every node's subscription, and
+/// its poster was told 503. At 1 MiB a message stays far under both limits, and far above
+/// what a chat line needs (the default is 4096).
+pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+
 /// Room in a reply beyond its messages, in bytes: the names present in a room, which a
 /// load reads with its history. Each is at most 40 characters (up to 160 bytes in UTF-8)
 /// plus its framing, under 180 bytes; 1,000 of them (`--max-names-per-room`) on each of 64
