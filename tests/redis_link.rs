@@ -360,7 +360,10 @@ fn the_largest_message_allowed_with_redis_reaches_every_node() {
     }
     assert_eq!(posted.status, 201, "{}", posted.text());
     // B loads the room (a history reply of 1 MiB), then hears the next one announced.
-    assert_eq!(get(b.addr, "/rooms/big/messages").texts(), [text.clone()]);
+    assert_eq!(
+        get(b.addr, "/rooms/big/messages").texts(),
+        std::slice::from_ref(&text)
+    );
     let mut poll = Client::connect(b.addr);
     poll.get(&format!("/rooms/big/messages?since={}", posted.id()));
     std::thread::sleep(Duration::from_millis(100));
