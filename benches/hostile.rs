@@ -1,7 +1,7 @@
 //! # The hostile-client benchmark
 //!
 //! ```sh
-//! cargo bench --bench hostile                 # all three phases, a minute or two
+//! cargo bench --bench hostile                 # all four phases, a minute or two
 //! cargo bench --bench hostile -- --phase b    # one of them
 //! ```
 //!
@@ -19,6 +19,10 @@
 //! - **b, pipelining flood**: 20,000 tiny posts in one send into a room with 100 streams.
 //! - **c, replay hoarders**: 100 clients ask for 4 MiB of history each and never read;
 //!   the server's RSS is reported before, during and after `--write-timeout` drops them.
+//! - **d, announcement burst**: the server runs with `--redis` (a redis-server the bench
+//!   starts), and 100,000 typing announcements are `PUBLISH`ed into Redis on the channel
+//!   it subscribes to, as typists on many nodes would make them; the server's CPU time
+//!   for the burst is reported.
 //!
 //! It prints one row per window (baseline, attack, aftermath) with the client's round trip
 //! and delivery latency, p50 / p99 / max, and the target **p99 ≤ 50 ms** as PASS or MISS;
@@ -31,12 +35,14 @@
 //! Not a test: the target is printed, never asserted; the machine is shared and noisy.
 //! It only talks to loopback, every loop in it is bounded in count and in time (an attack
 //! that runs out of time is reported as such and the run moves on), and the servers are
-//! the only processes it starts besides `cargo build` and `date`, each stopped by its own
-//! PID through the launcher all benchmarks share (`benches/shared/server.rs`).
+//! the only processes it starts besides `cargo build`, `date` and phase d's redis-server,
+//! each stopped by its own PID (the servers through the launcher all benchmarks share,
+//! `benches/shared/server.rs`).
 //!
 //! ## A tour, in reading order
 //!
-//! - [`names`], [`posts`], [`hoard`] — the three phases, one attack each. Start here.
+//! - [`names`], [`posts`], [`hoard`], [`announce`] — the four phases, one attack each.
+//!   Start here.
 //! - [`stage`] — what every phase shares: a fresh server, the probes and the RSS sampler
 //!   running all along, named windows of time, and each window's figures.
 //! - [`probe`] — the well-behaved client: round trips and deliveries, on their schedule.
@@ -58,6 +64,8 @@ macro_rules! say {
 
 // The modules live in benches/hostile/ (and benches/shared/); a bench root looks for them
 // beside itself.
+#[path = "hostile/announce.rs"]
+mod announce;
 #[path = "hostile/args.rs"]
 mod args;
 #[path = "hostile/attacker.rs"]
@@ -155,6 +163,7 @@ fn run(options: &Options) -> Result<(), String> {
             Phase::Names => names::run(&ctx),
             Phase::Pipeline => posts::run(&ctx),
             Phase::Hoard => hoard::run(&ctx),
+            Phase::Announce => announce::run(&ctx),
         };
         phases.push(result.map_err(|e| {
             say!("phase {} failed: {e}", phase.letter());

@@ -13,6 +13,7 @@
 pub mod keys;
 mod link;
 pub mod news;
+pub mod resp;
 pub mod scripts;
 pub mod url;
 
@@ -72,6 +73,23 @@ enum Note<T> {
     Ignore,
 }
 
+/// What a command in flight was, kept until its reply comes: its name, for a log line, and
+/// for a script, what it takes to send it again should Redis have forgotten the script.
+struct Sent {
+    /// The script's name ([`scripts::NAMES`]) or the command's.
+    name: &'static str,
+    /// For `EVALSHA`: the script's index in [`scripts::ALL`] and the arguments after its
+    /// SHA1 (one copy of them, which lives as long as the command is in flight).
+    again: Option<(usize, Vec<Vec<u8>>)>,
+}
+
+impl Sent {
+    const SETUP: Sent = Sent {
+        name: "set-up",
+        again: None,
+    };
+}
+
 /// Where the connections stand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -86,19 +104,53 @@ enum Phase {
 /// The two connections to Redis and what is in flight on them.
 pub struct Backplane<T> {
     url: RedisUrl,
+    /// What one reply may hold: see [`reply_caps`].
+    caps: resp::Caps,
     /// Tokens of the two connections in the server's poll.
     tokens: (mio::Token, mio::Token),
     commands: Option<Link>,
     events: Option<Link>,
     phase: Phase,
-    /// One note per command in flight, oldest first, with when it was sent.
-    notes: VecDeque<(Instant, Note<T>)>,
+    /// One note per command in flight, oldest first, with when it was sent and what it was.
+    notes: VecDeque<(Instant, Note<T>, Sent)>,
     /// The loaded scripts' SHA1s, in the order of [`scripts::ALL`].
     shas: Vec<String>,
     /// Setup replies still expected on the command connection.
     setup_left: usize,
     /// The event connection's subscription is confirmed.
     subscribed: bool,
+}
+
+/// The longest `--max-message` allowed with `--redis`, in bytes. Every message is
+/// announced to every node through Redis's pub/sub, and Redis cuts a subscriber whose
+/// pending output passes its `client-output-buffer-limit` (by default 32 MB at once, or
+/// 8 MB for a minute): one 40 MB post was stored, then cut every node's subscription, and
+/// its poster was told 503. At 1 MiB a message stays far under both limits, and far above
+/// what a chat line needs (the default is 4096).
+pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
+
+/// Room in a reply beyond its messages, in bytes: the names present in a room, which a
+/// load reads with its history. Each is at most 40 characters (up to 160 bytes in UTF-8)
+/// plus its framing, under 180 bytes; 1,000 of them (`--max-names-per-room`) on each of 64
+/// nodes is 11 MiB. An error or a status line is nothing beside that.
+const REPLY_SLACK_BYTES: usize = 16 << 20;
+
+/// What one reply or announcement from Redis may hold, from the configuration. Nothing the
+/// backplane stores is bigger than a message (`--max-message`), and nothing it reads is
+/// bigger than a room's history: Redis trims it to `--history-bytes` by the weights the
+/// nodes count (each entry's framing is smaller than the 200 bytes its weight adds), and
+/// keeps the newest message even when it alone is heavier (one `--max-message` more). That
+/// is doubled, for entries weighed before weights were stored and for nodes that run with
+/// other caps for a while during a rolling change, and [`REPLY_SLACK_BYTES`] added for the
+/// names. With the defaults: 18 MiB, where Redis's own `proto-max-bulk-len` is 512 MB.
+pub fn reply_caps(config: &crate::Config) -> resp::Caps {
+    let messages = config
+        .history_bytes
+        .saturating_add(config.max_message_bytes);
+    resp::Caps {
+        frame_bytes: messages.saturating_mul(2).saturating_add(REPLY_SLACK_BYTES),
+        depth: resp::DEPTH_MAX,
+    }
 }
 
 /// Bytes in `--history-bytes` and messages in `--history` a room keeps, for the scripts.
@@ -111,10 +163,17 @@ pub struct Trim {
 }
 
 impl<T> Backplane<T> {
-    /// A backplane not yet connected: call [`Backplane::connect`].
-    pub fn new(url: RedisUrl, commands: mio::Token, events: mio::Token) -> Backplane<T> {
+    /// A backplane not yet connected: call [`Backplane::connect`]. `caps` bound each
+    /// reply and announcement ([`reply_caps`]).
+    pub fn new(
+        url: RedisUrl,
+        caps: resp::Caps,
+        commands: mio::Token,
+        events: mio::Token,
+    ) -> Backplane<T> {
         Backplane {
             url,
+            caps,
             tokens: (commands, events),
             commands: None,
             events: None,
@@ -148,7 +207,7 @@ impl<T> Backplane<T> {
 
     /// When the oldest command in flight was sent.
     pub fn oldest(&self) -> Option<Instant> {
-        self.notes.front().map(|(at, _)| *at)
+        self.notes.front().map(|(at, _, _)| *at)
     }
 
     /// Opens both connections and sends what sets them up (AUTH, SELECT, the scripts, the
@@ -156,9 +215,9 @@ impl<T> Backplane<T> {
     pub fn connect(&mut self, registry: &mio::Registry) -> Result<(), String> {
         let fail =
             |e: std::io::Error| format!("cannot connect to Redis at {}: {e}", self.url.shown);
-        let mut commands =
-            Link::connect(&self.url.target, registry, self.tokens.0).map_err(fail)?;
-        let mut events = Link::connect(&self.url.target, registry, self.tokens.1).map_err(fail)?;
+        let (target, caps) = (&self.url.target, self.caps);
+        let mut commands = Link::connect(target, registry, self.tokens.0, caps).map_err(fail)?;
+        let mut events = Link::connect(target, registry, self.tokens.1, caps).map_err(fail)?;
         let now = Instant::now();
         self.notes.clear();
         self.shas.clear();
@@ -168,7 +227,7 @@ impl<T> Backplane<T> {
             let sent = link.send(args);
             if let Some(note) = note {
                 self.setup_left += 1;
-                self.notes.push_back((now, note));
+                self.notes.push_back((now, note, Sent::SETUP));
             }
             sent
         };
@@ -217,7 +276,7 @@ impl<T> Backplane<T> {
     pub fn disconnect(&mut self, why: String, out: &mut Vec<Incoming<T>>) {
         self.commands = None; // closing the descriptors takes them out of the poll
         self.events = None;
-        for (_, note) in self.notes.drain(..) {
+        for (_, note, _) in self.notes.drain(..) {
             if let Note::For(then, _) = note {
                 out.push(Incoming::Reply(
                     then,
@@ -266,9 +325,10 @@ impl<T> Backplane<T> {
             };
             let frame = match link.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return false,
+                Ok(None) => return link.unread(), // partial: more may wait in the socket
+
                 Err(e) => {
-                    self.disconnect(e.to_string(), out);
+                    self.disconnect(format!("Redis at {}: {e}", self.url.shown), out);
                     return false;
                 }
             };
@@ -291,9 +351,16 @@ impl<T> Backplane<T> {
     }
 
     fn on_reply(&mut self, frame: OwnedFrame, out: &mut Vec<Incoming<T>>) -> Result<(), Malformed> {
-        let Some((_, note)) = self.notes.pop_front() else {
+        let Some((_, note, sent)) = self.notes.pop_front() else {
             return Err(Malformed("a reply nobody asked for"));
         };
+        if let (OwnedFrame::Error(e), Note::For(..) | Note::Ignore) = (&frame, &note) {
+            log::warn!("Redis at {} answered {}: {e}", self.url.shown, sent.name);
+            if let (true, Some((script, args))) = (e.starts_with("NOSCRIPT"), sent.again) {
+                self.send_again(script, &args, note, out);
+                return Ok(());
+            }
+        }
         match note {
             Note::Setup(script) => {
                 if let OwnedFrame::Error(e) = &frame {
@@ -385,8 +452,63 @@ impl<T> Backplane<T> {
             // The event for this connection reports the failure and drops it.
             return Err(note);
         }
-        self.notes.push_back((Instant::now(), note));
+        let sent = self.sent(args);
+        self.notes.push_back((Instant::now(), note, sent));
         Ok(())
+    }
+
+    /// What to remember of a command until its reply comes.
+    fn sent(&self, args: &[&[u8]]) -> Sent {
+        match args {
+            [b"EVALSHA", sha, rest @ ..] => {
+                match self.shas.iter().position(|s| s.as_bytes() == *sha) {
+                    Some(i) => Sent {
+                        name: scripts::NAMES[i],
+                        again: Some((i, rest.iter().map(|arg| arg.to_vec()).collect())),
+                    },
+                    None => Sent {
+                        name: "a script",
+                        again: None,
+                    },
+                }
+            }
+            [b"PUBLISH", ..] => Sent {
+                name: "PUBLISH",
+                again: None,
+            },
+            _ => Sent {
+                name: "a command",
+                again: None,
+            },
+        }
+    }
+
+    /// A script Redis had forgotten, sent once more with its text (`EVAL`, which also
+    /// caches it again); if that fails too, its reply says so like any other error.
+    fn send_again(
+        &mut self,
+        script: usize,
+        args: &[Vec<u8>],
+        note: Note<T>,
+        out: &mut Vec<Incoming<T>>,
+    ) {
+        let mut again: Vec<&[u8]> = vec![b"EVAL", scripts::ALL[script].as_bytes()];
+        again.extend(args.iter().map(Vec::as_slice));
+        let sent = self.commands.as_mut().map(|link| link.send(&again));
+        if !matches!(sent, Some(Ok(()))) {
+            if let Note::For(then, _) = note {
+                out.push(Incoming::Reply(
+                    then,
+                    Err("the connection to Redis was lost".into()),
+                ));
+            }
+            return;
+        }
+        let sent = Sent {
+            name: scripts::NAMES[script],
+            again: None,
+        };
+        self.notes.push_back((Instant::now(), note, sent));
     }
 
     fn script(&self, which: &str) -> Vec<u8> {

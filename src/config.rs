@@ -465,7 +465,8 @@ pub static FLAGS: &[Flag] = &[
         long: "max-message",
         short: None,
         value: "BYTES",
-        help: "longest message text, no longer than --max-body; past it: 413",
+        help: "longest message text, no longer than --max-body (nor 1 MiB with --redis); \
+               past it: 413",
         default: Some("4096"),
         default_note: "or --max-body if smaller",
         // Checked against --max-body once every flag is read, whatever their order: see
@@ -908,6 +909,15 @@ where
                 .to_owned(),
         );
     }
+    let backplane_cap = crate::backplane::MESSAGE_BYTES_MAX;
+    if config.redis.is_some() && config.max_message_bytes > backplane_cap {
+        return Err(format!(
+            "--max-message: {} is more than {backplane_cap} with --redis: every message is \
+             announced to every node through Redis's pub/sub, whose output limit (by default \
+             32 MB at once, 8 MB for a minute) would cut every node's subscription",
+            config.max_message_bytes
+        ));
+    }
     if config.workers > 1 && config.redis.is_none() {
         return Err(format!(
             "--workers: {} workers need --redis: each worker is its own process with its own \
@@ -1204,6 +1214,17 @@ mod tests {
                 "--max-message",
             ),
             (&["--max-message", "67108865"], "--max-message"),
+            (
+                &[
+                    "--max-body",
+                    "2097152",
+                    "--max-message",
+                    "1048577",
+                    "--redis",
+                    "redis://127.0.0.1:6379",
+                ],
+                "more than 1048576 with --redis",
+            ),
             (&["--history", "1000001"], "--history"),
             (&["--history-bytes", "1073741825"], "--history-bytes"),
             (&["--max-rooms", "1000001"], "--max-rooms"),
@@ -1216,6 +1237,10 @@ mod tests {
             let err = run(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+        let redis = "redis://127.0.0.1:6379";
+        let largest_with_redis = ["--max-body", "2097152", "--max-message", "1048576"];
+        let with_redis = run(&[&largest_with_redis[..], &["--redis", redis]].concat()).unwrap();
+        assert_eq!(with_redis.max_message_bytes, 1 << 20);
         let at_the_ceiling = run(&[
             "--max-body",
             "67108864",
@@ -1350,15 +1375,18 @@ mod tests {
     /// past either end is refused with the flag's name and the range.
     #[test]
     fn every_range_in_the_table_is_enforced() {
-        // --max-message must also fit in --max-body, and more than one worker needs Redis:
-        // give every flag the most room.
-        let room = [
-            "--max-body",
-            "67108864",
-            "--redis",
-            "redis://127.0.0.1:6379",
-        ];
+        // --max-message must also fit in --max-body (and stays under 1 MiB with Redis),
+        // and more than one worker needs Redis: give every flag the most room.
         for flag in FLAGS {
+            let room = match flag.long {
+                "workers" => [
+                    "--max-body",
+                    "67108864",
+                    "--redis",
+                    "redis://127.0.0.1:6379",
+                ],
+                _ => ["--max-body", "67108864", "--history", "1000"],
+            };
             let name = format!("--{}", flag.long);
             let (good, bad, range) = match flag.kind {
                 Kind::Number(bounds, _) => (

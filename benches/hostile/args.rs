@@ -20,9 +20,11 @@ Phases (each on a fresh server, each with a quiet baseline first):
      then the wait while the names expire and the server sweeps them
   b  pipelining flood: 20,000 tiny posts in one send into a room with 100 streams
   c  replay hoarders: 100 clients ask for 4 MiB of history and never read
+  d  announcement burst: 100,000 typing announcements PUBLISHed into the Redis a
+     --redis server subscribes to (needs redis-server; the bench starts its own)
 
 OPTIONS:
-  --phase a|b|c       run one phase                  [default: all three]
+  --phase a|b|c|d     run one phase                  [default: all four]
   --server-bin PATH   server binary to start         [default: cargo build --release]
   --no-pin            let the scheduler place the server (default: the server on the
                       first allowed CPU, the bench on the second)
@@ -32,7 +34,7 @@ OPTIONS:
 Results: DIR/hostile.json; the table is printed on stdout, progress on stderr.
 ";
 
-/// The three attacks.
+/// The four attacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Presence flood, then the sweep of every name it made.
@@ -41,11 +43,13 @@ pub enum Phase {
     Pipeline,
     /// Clients that ask for the whole history and never read it.
     Hoard,
+    /// A burst of announcements on the Redis channel a `--redis` server subscribes to.
+    Announce,
 }
 
 impl Phase {
     /// All of them, in the order a plain run takes them.
-    pub const ALL: [Phase; 3] = [Phase::Names, Phase::Pipeline, Phase::Hoard];
+    pub const ALL: [Phase; 4] = [Phase::Names, Phase::Pipeline, Phase::Hoard, Phase::Announce];
 
     /// The letter `--phase` takes and the table shows.
     pub fn letter(self) -> char {
@@ -53,6 +57,7 @@ impl Phase {
             Phase::Names => 'a',
             Phase::Pipeline => 'b',
             Phase::Hoard => 'c',
+            Phase::Announce => 'd',
         }
     }
 
@@ -62,6 +67,7 @@ impl Phase {
             Phase::Names => "presence flood",
             Phase::Pipeline => "pipelining flood",
             Phase::Hoard => "replay hoarders",
+            Phase::Announce => "announcement burst",
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct Sizes {
     /// Longest the bench waits for the server to drop the hoarders before closing them
     /// itself (phase c).
     pub hoard_cap: Duration,
+    /// Announcements published into Redis in one burst (phase d).
+    pub announcements: usize,
     /// Longest an attack may run before it is stopped and what is left counted.
     pub attack_cap: Duration,
 }
@@ -109,6 +117,7 @@ impl Sizes {
             history_text_bytes: 4_000,
             hoarders: 100,
             hoard_cap: Duration::from_secs(30),
+            announcements: 100_000,
             attack_cap: Duration::from_secs(90),
         }
     }
@@ -126,6 +135,7 @@ impl Sizes {
             "history_text_bytes": self.history_text_bytes,
             "hoarders": self.hoarders,
             "hoard_cap_seconds": self.hoard_cap.as_secs_f64(),
+            "announcements": self.announcements,
             "attack_cap_seconds": self.attack_cap.as_secs_f64(),
         })
     }
@@ -145,6 +155,7 @@ impl Sizes {
             history_text_bytes: 4_000,
             hoarders: 10,
             hoard_cap: Duration::from_secs(6),
+            announcements: 2_000,
             attack_cap: Duration::from_secs(20),
         }
     }
@@ -191,7 +202,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Option<Options
                 let phase = Phase::ALL
                     .into_iter()
                     .find(|p| value.len() == 1 && value.starts_with(p.letter()))
-                    .ok_or_else(|| format!("--phase: '{value}' is not a, b or c"))?;
+                    .ok_or_else(|| format!("--phase: '{value}' is not a, b, c or d"))?;
                 options.phases = vec![phase];
             }
             Long("server-bin") => {

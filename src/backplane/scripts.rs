@@ -3,7 +3,10 @@
 //! `client_id` and announced as one thing that either happened or did not; and two nodes
 //! sweeping the same room cannot announce the same leave twice.
 //!
-//! Each is loaded once per connection (`SCRIPT LOAD`) and then called by its SHA1.
+//! Each is loaded once per connection (`SCRIPT LOAD`) and then called by its SHA1. A Redis
+//! that forgot them (`SCRIPT FLUSH`, a failover to a replica that never loaded them) answers
+//! `NOSCRIPT`: the command is sent once more as `EVAL` with the script's text, which also
+//! puts the script back in Redis's cache for the next `EVALSHA`.
 
 /// `post(KEYS: epoch, seq, log, bytes, cid; ARGV: from, text, time, client_id,
 /// max_messages, max_bytes, cid_ttl, new_epoch, channel, overhead)` →
@@ -123,3 +126,6 @@ return #gone
 
 /// Every script, in the order they are loaded at each connection.
 pub const ALL: [&str; 4] = [POST, HISTORY, PRESENCE, SWEEP];
+
+/// Their names, in the same order, for log lines.
+pub const NAMES: [&str; 4] = ["post", "history", "presence", "sweep"];

@@ -29,10 +29,12 @@ pub enum Target {
     Unix(PathBuf),
 }
 
-/// Parses (and for TCP, resolves) a `--redis` value.
-pub fn parse(text: &str) -> Result<RedisUrl, String> {
+/// Parses (and for TCP, resolves) a `--redis` value. Every error quotes the value with
+/// its password masked ([`masked`]): start-up errors land in terminals and service logs.
+pub fn parse(raw: &str) -> Result<RedisUrl, String> {
+    let text = &masked(raw);
     let usage = "use redis://[user:password@]host:port[/db] or unix:///path/to/socket[?db=N]";
-    if let Some(rest) = text.strip_prefix("unix://") {
+    if let Some(rest) = raw.strip_prefix("unix://") {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         if !path.starts_with('/') {
             return Err(format!(
@@ -52,7 +54,7 @@ pub fn parse(text: &str) -> Result<RedisUrl, String> {
             shown: text.to_owned(),
         });
     }
-    let Some(rest) = text.strip_prefix("redis://") else {
+    let Some(rest) = raw.strip_prefix("redis://") else {
         return Err(format!("'{text}': {usage}"));
     };
     let (userinfo, hostpart) = match rest.rsplit_once('@') {
@@ -95,18 +97,30 @@ pub fn parse(text: &str) -> Result<RedisUrl, String> {
         .map_err(|e| format!("'{text}': cannot resolve {with_port}: {e}"))?
         .next()
         .ok_or_else(|| format!("'{text}': {with_port} resolves to no address"))?;
-    let shown = match (&user, &password) {
-        (_, None) => text.to_owned(),
-        (Some(user), Some(_)) => format!("redis://{user}:***@{hostpart}"),
-        (None, Some(_)) => format!("redis://***@{hostpart}"),
-    };
     Ok(RedisUrl {
         target: Target::Tcp(addr),
         user,
         password,
         db,
-        shown,
+        shown: text.to_owned(),
     })
+}
+
+/// `text` with whatever stands where a password would (`scheme://user:PASSWORD@` or
+/// `scheme://PASSWORD@`) replaced by `***`, for log lines and error messages. Done on the
+/// raw text, before anything is parsed, so that no error about any other part of the URL
+/// can quote the password. A `unix://` path carries none, and is left as it is.
+pub fn masked(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://").filter(|(s, _)| *s != "unix") else {
+        return text.to_owned();
+    };
+    let Some((userinfo, hostpart)) = rest.rsplit_once('@') else {
+        return text.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{hostpart}"),
+        None => format!("{scheme}://***@{hostpart}"),
+    }
 }
 
 fn parse_db(db: &str, text: &str) -> Result<u32, String> {
@@ -138,6 +152,19 @@ mod tests {
         let unix = parse("unix:///run/redis.sock?db=2").unwrap();
         assert_eq!(unix.target, Target::Unix("/run/redis.sock".into()));
         assert_eq!(unix.db, 2);
+
+        for (typed, shown) in [
+            ("redis://ann:s3cret@h:1/2", "redis://ann:***@h:1/2"),
+            ("redis://s3cret@h", "redis://***@h"),
+            ("redis://:s3cret@h", "redis://:***@h"),
+            ("redis://ann:p@ss:w0rd@h", "redis://ann:***@h"),
+            ("http://ann:s3cret@h", "http://ann:***@h"),
+            ("redis://h:6379", "redis://h:6379"),
+            ("unix:///run/a@b.sock", "unix:///run/a@b.sock"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(masked(typed), shown);
+        }
 
         for bad in [
             "",
