@@ -20,22 +20,23 @@ pub struct Opened {
 }
 
 /// What the chat asks of the world outside it when a room must give way: whether a room
-/// is held (requests wait on it), and how many rooms a keeper holds.
+/// is held (requests wait on it), and how much a keeper weighs.
 pub struct Places<H, K> {
     /// Whether the room with this id is held by something outside the chat.
     pub held: H,
-    /// How many rooms the client with this id keeps (`Room::keeper`).
-    pub rooms_held: K,
+    /// What the client with this id (`Room::keeper`) weighs in a burst, heaviest first:
+    /// how many rooms its requests pushed out at the cap, then how many rooms it keeps.
+    pub keeper_weight: K,
 }
 
 /// [`Places`] with nothing held and no keepers: the lobby's, and the tests'.
-pub type NoPlacesHeld = Places<fn(u32) -> bool, fn(u32) -> u32>;
+pub type NoPlacesHeld = Places<fn(u32) -> bool, fn(u32) -> (u32, u32)>;
 
 impl Default for NoPlacesHeld {
     fn default() -> Self {
         Places {
             held: |_| false,
-            rooms_held: |_| 0,
+            keeper_weight: |_| (0, 0),
         }
     }
 }
@@ -55,8 +56,9 @@ const VACANCY_SEARCH: usize = 1024;
 const NO_VACANCY_PAUSE_MS: u64 = 1000;
 
 /// An idle room used this recently gives way only if every idle room was (a burst of new
-/// rooms), and then the one whose keeper holds the most rooms goes first: a few addresses
-/// making rooms as fast as they may take each other's places, not everyone's.
+/// rooms), and then the keeper that pushed the most rooms out gives up its own first (then
+/// the one that holds the most): addresses making rooms as fast as they may take each
+/// other's places, not those of clients whose rooms were there before the burst.
 const RECENT_MS: u64 = 60_000;
 
 /// All rooms.
@@ -129,7 +131,7 @@ impl Chat {
     pub fn room_id(
         &mut self,
         name: &str,
-        places: Places<impl Fn(u32) -> bool, impl Fn(u32) -> u32>,
+        places: Places<impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
         now_ms: u64,
     ) -> Result<Opened, TooManyRooms> {
         if let Some(&id) = self.by_name.get(name) {
@@ -202,18 +204,18 @@ impl Chat {
 
     /// The idle room unused longest, walking no more than `VACANCY_SEARCH` rooms from the
     /// old end of the list; if it was used within `RECENT_MS`, the idle room walked past
-    /// whose keeper holds the most rooms (the oldest of those). A room found in use is in
+    /// whose keeper weighs the most (the oldest of those). A room found in use is in
     /// use now, so it moves to the new end: the next call does not walk past it again.
     fn least_recently_used(
         &mut self,
-        places: &Places<impl Fn(u32) -> bool, impl Fn(u32) -> u32>,
+        places: &Places<impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
         now_ms: u64,
     ) -> Option<u32> {
         if now_ms < self.no_room_until_ms {
             return None;
         }
         let others = self.rooms.len() - 1;
-        let mut heaviest: Option<(u32, u32)> = None; // (rooms its keeper holds, id)
+        let mut heaviest: Option<((u32, u32), u32)> = None; // (its keeper's weight, id)
         let mut walked = self.recency.oldest();
         for _ in 0..VACANCY_SEARCH.min(others) {
             let Some(id) = walked else { break };
@@ -229,7 +231,7 @@ impl Chat {
                 // Only the first idle room can get here: the ones after it are newer.
                 return Some(id);
             }
-            let weight = room.keeper.map_or(0, &places.rooms_held);
+            let weight = room.keeper.map_or((0, 0), &places.keeper_weight);
             if heaviest.is_none_or(|(most, _)| weight > most) {
                 heaviest = Some((weight, id));
             }
@@ -292,7 +294,7 @@ mod tests {
 
     const FREE: NoPlacesHeld = Places {
         held: |_| false,
-        rooms_held: |_| 0,
+        keeper_weight: |_| (0, 0),
     };
 
     const WAITER: Waiter = Waiter {
@@ -401,7 +403,7 @@ mod tests {
         post(&mut chat, id);
         let places = Places {
             held: |room| room == id,
-            rooms_held: |_| 0,
+            keeper_weight: |_| (0, 0),
         };
         let held = chat.room_id("new", places, 0);
         assert!(matches!(held, Err(TooManyRooms)));
@@ -483,37 +485,59 @@ mod tests {
         );
     }
 
-    /// When every idle room was used within `RECENT_MS` (a burst of new rooms), the one whose
-    /// keeper holds the most rooms gives way, the oldest of those: a few addresses making
-    /// rooms as fast as they may take each other's places, not those of a calm client.
+    /// When every idle room was used within `RECENT_MS` (a burst of new rooms), the rooms of
+    /// the keeper that pushed the most rooms out give way first, then of the one that holds
+    /// the most, the oldest of those: addresses making rooms as fast as they may take each
+    /// other's places, not those of a calm client that was there before, however many
+    /// rooms it keeps.
     #[test]
-    fn in_a_burst_the_rooms_of_whoever_holds_the_most_give_way() {
-        let mut chat = Chat::new(1, HISTORY, 6, false);
+    fn in_a_burst_the_rooms_of_whoever_pushes_the_most_out_give_way() {
+        let mut chat = Chat::new(1, HISTORY, 7, false);
         let keep = |chat: &mut Chat, name: &str, keeper: u32| {
             let id = open(chat, name, 1_000).unwrap();
             post(chat, id);
             chat.room(id).keeper = Some(keeper);
             id
         };
-        let calm = keep(&mut chat, "calm", 9);
-        let attacker: Vec<u32> = ["a1", "a2", "a3", "a4"]
+        let calm: Vec<u32> = ["c1", "c2", "c3"]
+            .iter()
+            .map(|name| keep(&mut chat, name, 9))
+            .collect();
+        let early = keep(&mut chat, "e1", 3); // an attacker that pushed nothing out yet
+        let late: Vec<u32> = ["l1", "l2"]
             .iter()
             .map(|name| keep(&mut chat, name, 2))
             .collect();
-        let held = |keeper: u32| if keeper == 2 { 4 } else { 1 };
-        let places = |held| Places {
-            held: |_| false,
-            rooms_held: held,
+        // (rooms pushed out, rooms held) of each keeper.
+        let weight = |keeper: u32| match keeper {
+            9 => (0, 3),
+            3 => (0, 1),
+            _ => (1, 2),
         };
-        let opened = chat.room_id("a5", places(held), 2_000).unwrap();
-        assert_eq!(opened.id, attacker[0], "the attacker's oldest, not calm");
+        let places = Places {
+            held: |_| false,
+            keeper_weight: weight,
+        };
+        let opened = chat.room_id("l3", places, 2_000).unwrap();
+        assert_eq!(opened.id, late[0], "the pusher's oldest, not calm's");
         post(&mut chat, opened.id);
-        assert!(chat.find("calm").is_some());
+        let nobody_pushed = |keeper: u32| if keeper == 9 { (0, 3) } else { (0, 1) };
+        let places = Places {
+            held: |_| false,
+            keeper_weight: nobody_pushed,
+        };
+        let opened = chat.room_id("x", places, 2_000).unwrap();
+        assert_eq!(opened.id, calm[0], "then whoever holds the most");
+        post(&mut chat, opened.id);
+        assert!(chat.find("e1").is_some());
         // A minute after its last use, the room unused longest gives way whoever keeps it.
-        let opened = chat
-            .room_id("new", places(held), 1_000 + RECENT_MS)
-            .unwrap();
-        assert_eq!(opened.id, calm);
+        let places = Places {
+            held: |_| false,
+            keeper_weight: weight,
+        };
+        let opened = chat.room_id("new", places, 1_000 + RECENT_MS).unwrap();
+        assert_eq!(opened.id, calm[1]);
+        assert_ne!(early, calm[1]);
     }
 
     /// Rooms in use at the old end are moved to the new end as they are found, so a flood

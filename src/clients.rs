@@ -28,6 +28,10 @@ struct Client {
     /// Rooms this address gave their first message that are still here (each names this
     /// entry as its keeper, so the entry stays while they do).
     rooms: u32,
+    /// Rooms with something in them that gave their places to rooms this address's
+    /// requests made at `--max-rooms`: in a burst, the rooms of whoever pushed the most out
+    /// give way first (`Chat::room_id`). Forgotten with the entry.
+    pushed_out: u32,
 }
 
 /// Every address that holds something.
@@ -57,6 +61,7 @@ impl Clients {
                     connections: 0,
                     names: 0,
                     rooms: 0,
+                    pushed_out: 0,
                 }) as ClientId;
                 self.by_addr.insert(addr, id);
                 id
@@ -121,6 +126,17 @@ impl Clients {
         let client = &mut self.entries[id as usize];
         client.rooms -= 1;
         self.forget_if_idle(id);
+    }
+
+    /// Rooms with something in them that gave way to rooms `id` made.
+    pub fn pushed_out(&self, id: ClientId) -> u32 {
+        self.entries[id as usize].pushed_out
+    }
+
+    /// A room `id` made took the place of a room that held something.
+    pub fn pushed_one_out(&mut self, id: ClientId) {
+        let client = &mut self.entries[id as usize];
+        client.pushed_out = client.pushed_out.saturating_add(1);
     }
 
     /// Addresses holding something.

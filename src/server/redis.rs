@@ -298,7 +298,7 @@ impl Server {
         let Some(name) = action.room_to_read() else {
             return Some(action); // a post or typing goes straight to Redis
         };
-        let room = match self.room_named(name) {
+        let room = match self.room_named(key, name) {
             Ok(room) => room,
             Err(_) => return Some(action), // the handler answers the room cap
         };

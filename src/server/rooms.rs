@@ -43,17 +43,22 @@ impl Server {
         self.reply(key, bytes, close);
     }
 
-    /// The id of room `name`, creating it on first use (see `Chat::room_id`). A room that
-    /// requests wait on to be loaded from Redis is held, idle or not.
-    pub(super) fn room_named(&mut self, name: &str) -> Result<u32, TooManyRooms> {
+    /// The id of room `name` for the request of connection `key`, creating it on first
+    /// use (see `Chat::room_id`). A room that requests wait on to be loaded from Redis is
+    /// held, idle or not.
+    pub(super) fn room_named(&mut self, key: usize, name: &str) -> Result<u32, TooManyRooms> {
         let now = self.now_ms();
         let (deferred, clients) = (&self.deferred, &self.clients);
         let places = Places {
             held: |room| deferred.contains_key(&room),
-            rooms_held: |keeper| clients.rooms(keeper),
+            keeper_weight: |keeper| (clients.pushed_out(keeper), clients.rooms(keeper)),
         };
         let opened = self.chat.room_id(name, places, now)?;
         if let Some(gone) = opened.gave_way {
+            if !gone.is_vacant() {
+                // A room that held something: this client pushes others out.
+                self.clients.pushed_one_out(self.conns[key].client);
+            }
             self.gave_way(gone, name);
         }
         Ok(opened.id)
@@ -81,7 +86,7 @@ impl Server {
 
     /// The room's id, creating it on first use; answers 507 past `--max-rooms`.
     fn room_or_refuse(&mut self, key: usize, room: &str, close: bool) -> Option<u32> {
-        match self.room_named(room) {
+        match self.room_named(key, room) {
             Ok(id) => {
                 let rooms = self.chat.room_count() as u64;
                 self.stats
