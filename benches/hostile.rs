@@ -1,7 +1,7 @@
 //! # The hostile-client benchmark
 //!
 //! ```sh
-//! cargo bench --bench hostile                 # all three phases, a minute or two
+//! cargo bench --bench hostile                 # every phase, two or three minutes
 //! cargo bench --bench hostile -- --phase b    # one of them
 //! ```
 //!
@@ -19,6 +19,9 @@
 //! - **b, pipelining flood**: 20,000 tiny posts in one send into a room with 100 streams.
 //! - **c, replay hoarders**: 100 clients ask for 4 MiB of history each and never read;
 //!   the server's RSS is reported before, during and after `--write-timeout` drops them.
+//! - **d, room-cap fillers**: 50 source addresses give 64 rooms each their first message at
+//!   once, past `--max-rooms`; then: do 20 calm rooms made just before still hold their
+//!   message, and can a calm client make a new room and chat in it?
 //!
 //! It prints one row per window (baseline, attack, aftermath) with the client's round trip
 //! and delivery latency, p50 / p99 / max, and the target **p99 ≤ 50 ms** as PASS or MISS;
@@ -36,7 +39,7 @@
 //!
 //! ## A tour, in reading order
 //!
-//! - [`names`], [`posts`], [`hoard`] — the three phases, one attack each. Start here.
+//! - [`names`], [`posts`], [`hoard`], [`rooms`] — the phases, one attack each. Start here.
 //! - [`stage`] — what every phase shares: a fresh server, the probes and the RSS sampler
 //!   running all along, named windows of time, and each window's figures.
 //! - [`probe`] — the well-behaved client: round trips and deliveries, on their schedule.
@@ -84,6 +87,8 @@ mod probe;
 mod procfs;
 #[path = "hostile/report.rs"]
 mod report;
+#[path = "hostile/rooms.rs"]
+mod rooms;
 #[path = "hostile/rss.rs"]
 mod rss;
 #[path = "shared/server.rs"]
@@ -155,6 +160,7 @@ fn run(options: &Options) -> Result<(), String> {
             Phase::Names => names::run(&ctx),
             Phase::Pipeline => posts::run(&ctx),
             Phase::Hoard => hoard::run(&ctx),
+            Phase::Rooms => rooms::run(&ctx),
         };
         phases.push(result.map_err(|e| {
             say!("phase {} failed: {e}", phase.letter());

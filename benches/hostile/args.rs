@@ -20,9 +20,12 @@ Phases (each on a fresh server, each with a quiet baseline first):
      then the wait while the names expire and the server sweeps them
   b  pipelining flood: 20,000 tiny posts in one send into a room with 100 streams
   c  replay hoarders: 100 clients ask for 4 MiB of history and never read
+  d  room-cap fillers: 50 source addresses (127.0.0.10-59) give 64 rooms each their
+     first message at once, past --max-rooms 1000; do 20 calm rooms made just before
+     keep their messages, and can a calm client still make a room and chat?
 
 OPTIONS:
-  --phase a|b|c       run one phase                  [default: all three]
+  --phase a|b|c|d     run one phase                  [default: all of them]
   --server-bin PATH   server binary to start         [default: cargo build --release]
   --no-pin            let the scheduler place the server (default: the server on the
                       first allowed CPU, the bench on the second)
@@ -32,7 +35,7 @@ OPTIONS:
 Results: DIR/hostile.json; the table is printed on stdout, progress on stderr.
 ";
 
-/// The three attacks.
+/// The attacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Presence flood, then the sweep of every name it made.
@@ -41,11 +44,13 @@ pub enum Phase {
     Pipeline,
     /// Clients that ask for the whole history and never read it.
     Hoard,
+    /// Many addresses give rooms their first message, past the room cap.
+    Rooms,
 }
 
 impl Phase {
     /// All of them, in the order a plain run takes them.
-    pub const ALL: [Phase; 3] = [Phase::Names, Phase::Pipeline, Phase::Hoard];
+    pub const ALL: [Phase; 4] = [Phase::Names, Phase::Pipeline, Phase::Hoard, Phase::Rooms];
 
     /// The letter `--phase` takes and the table shows.
     pub fn letter(self) -> char {
@@ -53,6 +58,7 @@ impl Phase {
             Phase::Names => 'a',
             Phase::Pipeline => 'b',
             Phase::Hoard => 'c',
+            Phase::Rooms => 'd',
         }
     }
 
@@ -62,6 +68,7 @@ impl Phase {
             Phase::Names => "presence flood",
             Phase::Pipeline => "pipelining flood",
             Phase::Hoard => "replay hoarders",
+            Phase::Rooms => "room-cap fillers",
         }
     }
 }
@@ -93,6 +100,17 @@ pub struct Sizes {
     pub hoard_cap: Duration,
     /// Longest an attack may run before it is stopped and what is left counted.
     pub attack_cap: Duration,
+    /// Rooms the calm client gives a message just before the room-cap attack, and counts
+    /// afterwards (phase d).
+    pub calm_rooms: usize,
+    /// Attacker source addresses, one connection each (phase d)...
+    pub room_sources: usize,
+    /// ...each giving this many rooms of its own their first message: the server's default
+    /// `--max-rooms-per-client`, so none of them is refused for that (phase d).
+    pub rooms_per_source: usize,
+    /// `--max-rooms` for phase d; `None`: the server's default (1000). Sources times rooms
+    /// per source must exceed it, or there is no attack.
+    pub max_rooms: Option<usize>,
 }
 
 impl Sizes {
@@ -110,6 +128,10 @@ impl Sizes {
             hoarders: 100,
             hoard_cap: Duration::from_secs(30),
             attack_cap: Duration::from_secs(90),
+            calm_rooms: 20,
+            room_sources: 50,
+            rooms_per_source: 64,
+            max_rooms: None,
         }
     }
 
@@ -127,6 +149,10 @@ impl Sizes {
             "hoarders": self.hoarders,
             "hoard_cap_seconds": self.hoard_cap.as_secs_f64(),
             "attack_cap_seconds": self.attack_cap.as_secs_f64(),
+            "calm_rooms": self.calm_rooms,
+            "room_sources": self.room_sources,
+            "rooms_per_source": self.rooms_per_source,
+            "max_rooms": self.max_rooms,
         })
     }
 
@@ -146,6 +172,11 @@ impl Sizes {
             hoarders: 10,
             hoard_cap: Duration::from_secs(6),
             attack_cap: Duration::from_secs(20),
+            calm_rooms: 20,
+            // 640 rooms against a cap of 200: still five times too many.
+            room_sources: 10,
+            rooms_per_source: 64,
+            max_rooms: Some(200),
         }
     }
 }
@@ -191,7 +222,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Option<Options
                 let phase = Phase::ALL
                     .into_iter()
                     .find(|p| value.len() == 1 && value.starts_with(p.letter()))
-                    .ok_or_else(|| format!("--phase: '{value}' is not a, b or c"))?;
+                    .ok_or_else(|| format!("--phase: '{value}' is not a, b, c or d"))?;
                 options.phases = vec![phase];
             }
             Long("server-bin") => {
