@@ -1,7 +1,7 @@
 //! # The hostile-client benchmark
 //!
 //! ```sh
-//! cargo bench --bench hostile                 # all four phases, a minute or two
+//! cargo bench --bench hostile                 # every phase, two or three minutes
 //! cargo bench --bench hostile -- --phase b    # one of them
 //! ```
 //!
@@ -23,6 +23,9 @@
 //!   starts), and 100,000 typing announcements are `PUBLISH`ed into Redis on the channel
 //!   it subscribes to, as typists on many nodes would make them; the server's CPU time
 //!   for the burst is reported.
+//! - **e, room-cap fillers**: 50 source addresses give 64 rooms each their first message at
+//!   once, past `--max-rooms`; then: do 20 calm rooms made just before still hold their
+//!   message, and can a calm client make a new room and chat in it?
 //!
 //! It prints one row per window (baseline, attack, aftermath) with the client's round trip
 //! and delivery latency, p50 / p99 / max, and the target **p99 ≤ 50 ms** as PASS or MISS;
@@ -41,8 +44,8 @@
 //!
 //! ## A tour, in reading order
 //!
-//! - [`names`], [`posts`], [`hoard`], [`announce`] — the four phases, one attack each.
-//!   Start here.
+//! - [`names`], [`posts`], [`hoard`], [`announce`], [`rooms`] — the phases, one attack
+//!   each. Start here.
 //! - [`stage`] — what every phase shares: a fresh server, the probes and the RSS sampler
 //!   running all along, named windows of time, and each window's figures.
 //! - [`probe`] — the well-behaved client: round trips and deliveries, on their schedule.
@@ -92,6 +95,8 @@ mod probe;
 mod procfs;
 #[path = "hostile/report.rs"]
 mod report;
+#[path = "hostile/rooms.rs"]
+mod rooms;
 #[path = "hostile/rss.rs"]
 mod rss;
 #[path = "shared/server.rs"]
@@ -164,6 +169,7 @@ fn run(options: &Options) -> Result<(), String> {
             Phase::Pipeline => posts::run(&ctx),
             Phase::Hoard => hoard::run(&ctx),
             Phase::Announce => announce::run(&ctx),
+            Phase::Rooms => rooms::run(&ctx),
         };
         phases.push(result.map_err(|e| {
             say!("phase {} failed: {e}", phase.letter());

@@ -23,8 +23,13 @@ Phases (each on a fresh server, each with a quiet baseline first):
   d  announcement burst: 100,000 typing announcements PUBLISHed into the Redis a
      --redis server subscribes to (needs redis-server; the bench starts its own)
 
+  e  room-cap fillers: 50 source addresses (127.0.0.10-59) give 64 rooms each their
+     first message at once, past --max-rooms 1000; do 20 calm rooms made just before
+     keep their messages, and can a calm client still make a room and chat?
+
+
 OPTIONS:
-  --phase a|b|c|d     run one phase                  [default: all four]
+  --phase a|b|c|d|e   run one phase                  [default: all of them]
   --server-bin PATH   server binary to start         [default: cargo build --release]
   --no-pin            let the scheduler place the server (default: the server on the
                       first allowed CPU, the bench on the second)
@@ -34,7 +39,7 @@ OPTIONS:
 Results: DIR/hostile.json; the table is printed on stdout, progress on stderr.
 ";
 
-/// The four attacks.
+/// The attacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Presence flood, then the sweep of every name it made.
@@ -45,11 +50,19 @@ pub enum Phase {
     Hoard,
     /// A burst of announcements on the Redis channel a `--redis` server subscribes to.
     Announce,
+    /// Many addresses give rooms their first message, past the room cap.
+    Rooms,
 }
 
 impl Phase {
     /// All of them, in the order a plain run takes them.
-    pub const ALL: [Phase; 4] = [Phase::Names, Phase::Pipeline, Phase::Hoard, Phase::Announce];
+    pub const ALL: [Phase; 5] = [
+        Phase::Names,
+        Phase::Pipeline,
+        Phase::Hoard,
+        Phase::Announce,
+        Phase::Rooms,
+    ];
 
     /// The letter `--phase` takes and the table shows.
     pub fn letter(self) -> char {
@@ -58,6 +71,7 @@ impl Phase {
             Phase::Pipeline => 'b',
             Phase::Hoard => 'c',
             Phase::Announce => 'd',
+            Phase::Rooms => 'e',
         }
     }
 
@@ -68,6 +82,7 @@ impl Phase {
             Phase::Pipeline => "pipelining flood",
             Phase::Hoard => "replay hoarders",
             Phase::Announce => "announcement burst",
+            Phase::Rooms => "room-cap fillers",
         }
     }
 }
@@ -101,6 +116,17 @@ pub struct Sizes {
     pub announcements: usize,
     /// Longest an attack may run before it is stopped and what is left counted.
     pub attack_cap: Duration,
+    /// Rooms the calm client gives a message just before the room-cap attack, and counts
+    /// afterwards (phase e).
+    pub calm_rooms: usize,
+    /// Attacker source addresses, one connection each (phase e)...
+    pub room_sources: usize,
+    /// ...each giving this many rooms of its own their first message: the server's default
+    /// `--max-rooms-per-client`, so none of them is refused for that (phase e).
+    pub rooms_per_source: usize,
+    /// `--max-rooms` for phase e; `None`: the server's default (1000). Sources times rooms
+    /// per source must exceed it, or there is no attack.
+    pub max_rooms: Option<usize>,
 }
 
 impl Sizes {
@@ -119,6 +145,10 @@ impl Sizes {
             hoard_cap: Duration::from_secs(30),
             announcements: 100_000,
             attack_cap: Duration::from_secs(90),
+            calm_rooms: 20,
+            room_sources: 50,
+            rooms_per_source: 64,
+            max_rooms: None,
         }
     }
 
@@ -137,6 +167,10 @@ impl Sizes {
             "hoard_cap_seconds": self.hoard_cap.as_secs_f64(),
             "announcements": self.announcements,
             "attack_cap_seconds": self.attack_cap.as_secs_f64(),
+            "calm_rooms": self.calm_rooms,
+            "room_sources": self.room_sources,
+            "rooms_per_source": self.rooms_per_source,
+            "max_rooms": self.max_rooms,
         })
     }
 
@@ -157,6 +191,11 @@ impl Sizes {
             hoard_cap: Duration::from_secs(6),
             announcements: 2_000,
             attack_cap: Duration::from_secs(20),
+            calm_rooms: 20,
+            // 640 rooms against a cap of 200: still five times too many.
+            room_sources: 10,
+            rooms_per_source: 64,
+            max_rooms: Some(200),
         }
     }
 }
@@ -202,7 +241,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Option<Options
                 let phase = Phase::ALL
                     .into_iter()
                     .find(|p| value.len() == 1 && value.starts_with(p.letter()))
-                    .ok_or_else(|| format!("--phase: '{value}' is not a, b, c or d"))?;
+                    .ok_or_else(|| format!("--phase: '{value}' is not a, b, c, d or e"))?;
                 options.phases = vec![phase];
             }
             Long("server-bin") => {

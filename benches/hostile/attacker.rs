@@ -1,14 +1,16 @@
 //! One attacker connection that pipelines: every request written at once (the kernel takes
 //! what fits, the rest follows as the server reads), every answer read as fast as it
-//! comes, statuses counted. Used by the presence flood (phase a) and the pipelining flood
-//! (phase b). Two threads — a writer and a reader on the same socket — both at a lower
+//! comes, statuses counted. Used by the presence flood (phase a), the pipelining flood
+//! (phase b) and the room-cap fillers (phase e, each from a source address of its own: the
+//! server counts rooms per client address). Two threads — a writer and a reader on the same socket — both at a lower
 //! priority than the probe, and both bounded by a deadline.
 
 use crate::host;
 use crate::http::{self, Frame, CONNECT_TIMEOUT};
+use socket2::{Domain, Socket, Type};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
@@ -84,7 +86,23 @@ pub fn run(
     count: usize,
     deadline: Instant,
 ) -> io::Result<Pipelined> {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    run_from(addr, None, requests, count, deadline)
+}
+
+/// [`run`], from `source` if given (bound before connecting, so the server sees that
+/// address; any 127.x.y.z reaches a loopback listener on Linux), else from whatever
+/// address the kernel picks.
+pub fn run_from(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    requests: Vec<u8>,
+    count: usize,
+    deadline: Instant,
+) -> io::Result<Pipelined> {
+    let stream = match source {
+        Some(source) => connect_from(source, addr)?,
+        None => TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?,
+    };
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(STEP))?;
     stream.set_read_timeout(Some(STEP))?;
@@ -127,6 +145,15 @@ pub fn run(
     result.bytes_sent = sent.load(Relaxed);
     result.started = Some(started);
     Ok(result)
+}
+
+/// A connection to `addr` from `source` (port chosen by the kernel), within
+/// [`CONNECT_TIMEOUT`].
+fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    Ok(socket.into())
 }
 
 /// Reads and frames answers until `count`, the deadline, or the end of the connection.

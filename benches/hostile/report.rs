@@ -165,6 +165,10 @@ pub fn table(run: &Run<'_>) -> String {
                 d.p99_ms
             );
         }
+        for (met, what) in &phase.targets {
+            let verdict = if *met { "PASS" } else { "MISS" };
+            let _ = writeln!(out, "  {verdict}  {} {what}", phase.phase.letter());
+        }
     }
     let _ = writeln!(out, "run took {:.0} s", run.seconds);
     out
@@ -187,6 +191,10 @@ pub fn json(run: &Run<'_>) -> Value {
                     v
                 }).collect::<Vec<_>>(),
                 "figures": p.figures,
+                "targets": p.targets.iter().map(|(met, what)| json!({
+                    "target": what,
+                    "verdict": if *met { "PASS" } else { "MISS" },
+                })).collect::<Vec<_>>(),
                 "notes": p.notes,
                 "server_log": p.server_log,
                 "server_exit": p.exit,

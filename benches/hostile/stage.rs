@@ -69,6 +69,8 @@ pub struct Stage {
     notes: Vec<String>,
     /// Figures for the JSON.
     figures: Map<String, Value>,
+    /// The phase's own targets beside the latency one: (met, what).
+    targets: Vec<(bool, String)>,
     /// The window end [`settle`](Stage::settle) last waited for.
     settled: Option<Instant>,
 }
@@ -97,6 +99,9 @@ pub struct PhaseResult {
     pub notes: Vec<String>,
     /// Figures for the JSON.
     pub figures: Map<String, Value>,
+    /// The phase's own targets beside the latency one: (met, what), shown with PASS or
+    /// MISS and never asserted.
+    pub targets: Vec<(bool, String)>,
     /// What the server logged.
     pub server_log: Vec<String>,
     /// How the server ended after SIGTERM.
@@ -147,6 +152,7 @@ impl Stage {
             windows: Vec::new(),
             notes: Vec::new(),
             figures: Map::new(),
+            targets: Vec::new(),
             settled: None,
         })
     }
@@ -182,6 +188,17 @@ impl Stage {
     /// A figure for the JSON.
     pub fn figure(&mut self, name: &str, value: Value) {
         self.figures.insert(name.to_owned(), value);
+    }
+
+    /// A target of the phase's own, met or not, for the table's targets (reported, never
+    /// asserted).
+    pub fn target(&mut self, met: bool, what: String) {
+        say!(
+            "phase {}: {} {what}",
+            self.phase.letter(),
+            if met { "PASS" } else { "MISS" }
+        );
+        self.targets.push((met, what));
     }
 
     /// The server's RSS over `from..to`.
@@ -256,6 +273,7 @@ impl Stage {
             windows,
             notes: self.notes,
             figures: self.figures,
+            targets: self.targets,
             server_log: self.server.log_lines(),
             exit,
         }
