@@ -1054,6 +1054,32 @@ fn check_origin(text: &str) -> Result<(), String> {
             return wrong("the port is not a number from 0 to 65535");
         }
     }
+    // Browsers serialize an origin in lower case and without the scheme's default port;
+    // any other spelling would start fine and then never match a page's `Origin`.
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => Some("80"),
+        "https" => Some("443"),
+        _ => None,
+    };
+    let host = host.to_ascii_lowercase();
+    let host = if rest.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let port = port
+        .filter(|port| Some(*port) != default_port)
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let browsers_send = format!("{scheme}://{host}{port}");
+    if browsers_send != text {
+        return Err(format!(
+            "'{text}' is not how a browser sends this origin: give '{browsers_send}' (lower \
+             case, no default port), since Access-Control-Allow-Origin must match the \
+             page's Origin byte for byte"
+        ));
+    }
     Ok(())
 }
 
@@ -1560,6 +1586,31 @@ mod tests {
             err.starts_with("--proxy-protocol: ") && err.contains("--trusted-proxy"),
             "{err}"
         );
+    }
+
+    /// A browser's `Origin` is lower case and leaves out the scheme's default port, and
+    /// `Access-Control-Allow-Origin` must match it byte for byte: an origin spelled any
+    /// other way would start fine and then never let a page in, so it is refused with the
+    /// spelling that works.
+    #[test]
+    fn a_cors_origin_is_refused_unless_spelled_as_browsers_send_it() {
+        for (origin, suggestion) in [
+            ("HTTPS://a.example", "https://a.example"),
+            ("https://Chat.Example", "https://chat.example"),
+            ("https://a.example:443", "https://a.example"),
+            ("http://a.example:80", "http://a.example"),
+            ("http://[::1]:80", "http://[::1]"),
+        ] {
+            let err = run(&["--cors-origin", origin]).unwrap_err();
+            assert!(
+                err.starts_with("--cors-origin: ") && err.contains(&format!("'{suggestion}'")),
+                "{origin}: {err}"
+            );
+        }
+        for origin in ["https://a.example:8443", "http://a.example:443"] {
+            let config = run(&["--cors-origin", origin]).unwrap();
+            assert_eq!(config.cors_origin.as_deref(), Some(origin));
+        }
     }
 
     /// The table is the whole command line: anything not in it is refused.
