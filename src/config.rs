@@ -884,13 +884,8 @@ where
                 .to_owned(),
         );
     }
-    if let (Some(admin), addr) = (config.admin_addr, config.addr) {
-        if admin == addr && addr.port() != 0 {
-            return Err(format!(
-                "--admin-addr: {admin} is --addr too; the admin listener needs an address \
-                 of its own (keep it private, e.g. 127.0.0.1:9080)"
-            ));
-        }
+    if let Some(admin) = config.admin_addr {
+        check_admin_ports(admin, config.addr, config.workers)?;
     }
     if let Some(dir) = &config.www {
         if let Err(e) = std::fs::read_dir(dir) {
@@ -927,6 +922,46 @@ where
         ));
     }
     Ok(Command::Run(Box::new(config)))
+}
+
+/// `--admin-addr` against `--addr`: with `--workers N` worker i takes the admin port + i - 1
+/// (`server::setup`), so every one of those ports must exist and none may be `--addr`'s, or
+/// a worker would fail to bind after the others had started.
+fn check_admin_ports(admin: SocketAddr, addr: SocketAddr, workers: usize) -> Result<(), String> {
+    if admin.port() == 0 {
+        // Each worker takes a free port of its own and logs it.
+        return Ok(());
+    }
+    let last = u16::try_from(workers.saturating_sub(1))
+        .ok()
+        .and_then(|offset| admin.port().checked_add(offset));
+    let Some(last) = last else {
+        return Err(format!(
+            "--admin-addr: worker {workers} would listen on port {} + {workers} - 1, past \
+             65535; give --admin-addr a lower port",
+            admin.port()
+        ));
+    };
+    // A wildcard address holds the port on every address of its family, so it meets them.
+    let wildcard = admin.ip().is_unspecified() || addr.ip().is_unspecified();
+    let same_host = admin.ip() == addr.ip() || (wildcard && admin.is_ipv4() == addr.is_ipv4());
+    if !same_host || !(admin.port()..=last).contains(&addr.port()) {
+        return Ok(());
+    }
+    if workers == 1 {
+        return Err(format!(
+            "--admin-addr: {admin} is --addr too; the admin listener needs an address \
+             of its own (keep it private, e.g. 127.0.0.1:9080)"
+        ));
+    }
+    let worker = addr.port() - admin.port() + 1;
+    Err(format!(
+        "--admin-addr: worker {worker} would listen for admin on port {}, which is --addr's \
+         ({addr}); with --workers {workers} the admin ports are {}..={last}, so give \
+         --admin-addr a port outside --addr's",
+        addr.port(),
+        admin.port()
+    ))
 }
 
 /// The value after a flag: lexopt's own error if there is none (it names the flag).
@@ -1611,6 +1646,38 @@ mod tests {
             let config = run(&["--cors-origin", origin]).unwrap();
             assert_eq!(config.cors_origin.as_deref(), Some(origin));
         }
+    }
+
+    /// With `--workers N` worker i listens for admin on port + i - 1: a range that runs
+    /// past 65535 or over `--addr` is refused at start-up, not by a worker failing to bind.
+    #[test]
+    fn worker_admin_ports_must_fit_and_miss_addr() {
+        let workers = ["--workers", "3", "--redis", "redis://127.0.0.1:6379"];
+        let with = |extra: &[&'static str]| {
+            let mut args = workers.to_vec();
+            args.extend_from_slice(extra);
+            run(&args)
+        };
+        let err =
+            with(&["--addr", "127.0.0.1:9082", "--admin-addr", "127.0.0.1:9080"]).unwrap_err();
+        assert!(
+            err.starts_with("--admin-addr: ") && err.contains("worker 3") && err.contains("--addr"),
+            "{err}"
+        );
+        let err = with(&["--addr", "127.0.0.1:9081", "--admin-addr", "0.0.0.0:9080"]).unwrap_err();
+        assert!(
+            err.starts_with("--admin-addr: ") && err.contains("worker 2"),
+            "{err}"
+        );
+        let err = with(&["--admin-addr", "127.0.0.1:65534"]).unwrap_err();
+        assert!(
+            err.starts_with("--admin-addr: ") && err.contains("65535"),
+            "{err}"
+        );
+        with(&["--addr", "127.0.0.1:9083", "--admin-addr", "127.0.0.1:9080"]).unwrap();
+        with(&["--addr", "127.0.0.2:9081", "--admin-addr", "127.0.0.1:9080"]).unwrap();
+        with(&["--admin-addr", "127.0.0.1:65533"]).unwrap();
+        with(&["--admin-addr", "127.0.0.1:0"]).unwrap();
     }
 
     /// The table is the whole command line: anything not in it is refused.
