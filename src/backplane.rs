@@ -104,8 +104,8 @@ enum Phase {
 /// The two connections to Redis and what is in flight on them.
 pub struct Backplane<T> {
     url: RedisUrl,
-    /// What one reply may hold: see [`reply_caps`].
-    caps: resp::Caps,
+    /// What one reply, and one announcement, may hold: see [`link_caps`].
+    caps: LinkCaps,
     /// Tokens of the two connections in the server's poll.
     tokens: (mio::Token, mio::Token),
     commands: Option<Link>,
@@ -135,20 +135,66 @@ pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 /// nodes is 11 MiB. An error or a status line is nothing beside that.
 const REPLY_SLACK_BYTES: usize = 16 << 20;
 
-/// What one reply or announcement from Redis may hold, from the configuration. Nothing the
-/// backplane stores is bigger than a message (`--max-message`), and nothing it reads is
-/// bigger than a room's history: Redis trims it to `--history-bytes` by the weights the
-/// nodes count (each entry's framing is smaller than the 200 bytes its weight adds), and
-/// keeps the newest message even when it alone is heavier (one `--max-message` more). That
-/// is doubled, for entries weighed before weights were stored and for nodes that run with
-/// other caps for a while during a rolling change, and [`REPLY_SLACK_BYTES`] added for the
-/// names. With the defaults: 18 MiB, where Redis's own `proto-max-bulk-len` is 512 MB.
+/// What one frame may hold on each of the two connections: a reply to a command, and an
+/// announcement on the subscription. Each connection buffers at most one frame within its
+/// cap (and a pass's reads), so these bound a node's memory for Redis, whatever answers at
+/// the `--redis` address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkCaps {
+    /// The command connection: [`reply_caps`].
+    pub replies: resp::Caps,
+    /// The subscription: [`announcement_caps`].
+    pub announcements: resp::Caps,
+}
+
+/// Both connections' caps, from the configuration.
+pub fn link_caps(config: &crate::Config) -> LinkCaps {
+    LinkCaps {
+        replies: reply_caps(config),
+        announcements: announcement_caps(config),
+    }
+}
+
+/// What one reply from Redis may hold, from the configuration. Nothing the backplane
+/// stores is bigger than a message (`--max-message`), and nothing it reads is bigger than a
+/// room's history: Redis trims it to `--history-bytes` by the weights the nodes count (each
+/// entry's framing is smaller than the 200 bytes its weight adds), and keeps the newest
+/// message even when it alone is heavier (one `--max-message` more). That is doubled, for
+/// entries weighed before weights were stored and for nodes that run with other caps for a
+/// while during a rolling change, and [`REPLY_SLACK_BYTES`] added for the names. With the
+/// defaults: 18 MiB, where Redis's own `proto-max-bulk-len` is 512 MB.
 pub fn reply_caps(config: &crate::Config) -> resp::Caps {
     let messages = config
         .history_bytes
         .saturating_add(config.max_message_bytes);
     resp::Caps {
         frame_bytes: messages.saturating_mul(2).saturating_add(REPLY_SLACK_BYTES),
+        depth: resp::DEPTH_MAX,
+    }
+}
+
+/// Bytes one name takes in an announcement, at most: 40 characters of up to 4 bytes, a
+/// separator, and room to spare.
+const ANNOUNCED_NAME_BYTES: usize = 180;
+
+/// Room in an announcement beyond its message or names: the `pmessage` framing, the
+/// channel, the sequence numbers and times. A few hundred bytes; this is generous.
+const ANNOUNCEMENT_SLACK_BYTES: usize = 64 * 1024;
+
+/// What one announcement on the subscription may hold: the largest is a message
+/// (`--max-message` and its name), or a batch of joins or leaves, at most a room's
+/// `--max-names-per-room` names. With the defaults about 240 KB: the subscription never
+/// needs the reply cap's megabytes, and a peer that sends a long frame there is cut off
+/// early.
+pub fn announcement_caps(config: &crate::Config) -> resp::Caps {
+    let names = config
+        .max_names_per_room
+        .saturating_mul(ANNOUNCED_NAME_BYTES);
+    resp::Caps {
+        frame_bytes: config
+            .max_message_bytes
+            .max(names)
+            .saturating_add(ANNOUNCEMENT_SLACK_BYTES),
         depth: resp::DEPTH_MAX,
     }
 }
@@ -164,10 +210,10 @@ pub struct Trim {
 
 impl<T> Backplane<T> {
     /// A backplane not yet connected: call [`Backplane::connect`]. `caps` bound each
-    /// reply and announcement ([`reply_caps`]).
+    /// reply and announcement ([`link_caps`]).
     pub fn new(
         url: RedisUrl,
-        caps: resp::Caps,
+        caps: LinkCaps,
         commands: mio::Token,
         events: mio::Token,
     ) -> Backplane<T> {
@@ -216,8 +262,10 @@ impl<T> Backplane<T> {
         let fail =
             |e: std::io::Error| format!("cannot connect to Redis at {}: {e}", self.url.shown);
         let (target, caps) = (&self.url.target, self.caps);
-        let mut commands = Link::connect(target, registry, self.tokens.0, caps).map_err(fail)?;
-        let mut events = Link::connect(target, registry, self.tokens.1, caps).map_err(fail)?;
+        let mut commands =
+            Link::connect(target, registry, self.tokens.0, caps.replies).map_err(fail)?;
+        let mut events =
+            Link::connect(target, registry, self.tokens.1, caps.announcements).map_err(fail)?;
         let now = Instant::now();
         self.notes.clear();
         self.shas.clear();

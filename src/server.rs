@@ -9,16 +9,18 @@
 //! 3. **ready**: a turn for each connection that was in line when the pass began
 //!    (requests pipelined behind a response, input beyond one turn's budget, a FIN to look
 //!    for after hanging up);
-//! 4. **expire**: every deadline that passed, the connections' (poll timeouts, idle, slow
-//!    and stalled clients, lingering, heartbeats) and the server's own (accepting again
-//!    after running out of descriptors, the presence sweep, the end of a shutdown's grace);
+//! 4. **expire**: the deadlines that passed, at most [`TIMERS_FIRED_PER_PASS`] (the rest
+//!    next pass, without sleeping): the connections' (poll timeouts, idle, slow and
+//!    stalled clients, lingering, heartbeats) and the server's own (accepting again after
+//!    running out of descriptors, the presence sweep, the end of a shutdown's grace);
 //! 5. **reap**: free the connections marked closed during this pass;
 //! 6. **exit?**: when stopped, or shutting down and done (or out of grace).
 //!
 //! Whatever one client sends, one pass does a bounded amount of work for it: a turn
 //! answers at most [`REQUESTS_PER_TURN`] requests and causes at most about
-//! [`DELIVERIES_PER_TURN`] deliveries to others (one broadcast always completes), and a
-//! presence sweep announces at most [`NAMES_SWEPT_PER_PASS`] names; the rest waits its turn.
+//! [`DELIVERIES_PER_TURN`] deliveries to others (one broadcast always completes), a
+//! presence sweep announces at most [`NAMES_SWEPT_PER_PASS`] names, and at most
+//! [`TIMERS_FIRED_PER_PASS`] deadlines fire; the rest waits its turn.
 //!
 //! Connections are marked closed and freed only in step 5, so that a slab key is never
 //! reused while this pass may still hold it (a later event in the same batch, a waiter
@@ -51,6 +53,7 @@ mod timers;
 pub use fanout::NAMES_SWEPT_PER_PASS;
 pub use handle::{spawn, Running, ServerHandle};
 pub use io::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
+pub use timers::TIMERS_FIRED_PER_PASS;
 
 use crate::assets::Assets;
 use crate::backplane::{Backplane, Incoming};

@@ -280,13 +280,24 @@ impl<T: Copy> TimerWheel<T> {
     /// Visits each slot between the old and new `now` once, at most one full turn; a slot's
     /// list is walked only if its bit is set.
     pub fn expire(&mut self, to: u64, fired: &mut Vec<T>) {
+        self.expire_at_most(to, usize::MAX, fired);
+    }
+
+    /// [`TimerWheel::expire`], firing no more than `budget` entries: when the budget runs
+    /// out, `now` stays on the last tick whose entries all fired, and the rest stay in the
+    /// wheel (still cancellable) for the next call. Returns true when everything due by `to`
+    /// fired. This is what bounds the work of one loop pass when thousands of deadlines
+    /// fall in one tick.
+    pub fn expire_at_most(&mut self, to: u64, budget: usize, fired: &mut Vec<T>) -> bool {
         if to <= self.now {
-            return;
+            return true;
         }
         let fired_before = fired.len();
+        let limit = fired_before.saturating_add(budget);
         let steps = (to - self.now).min(SLOT_COUNT as u64);
         let mut tick = self.now + 1;
         let mut remaining = steps;
+        let mut done = true;
         while remaining > 0 {
             let slot = slot_of(tick);
             let distance = match self.distance_to_occupied(slot) {
@@ -295,23 +306,35 @@ impl<T: Copy> TimerWheel<T> {
             };
             tick += distance;
             remaining -= distance;
-            self.fire_slot(slot_of(tick), to, fired);
+            if !self.fire_slot(slot_of(tick), to, fired, limit) {
+                done = false;
+                break;
+            }
             tick += 1;
             remaining -= 1;
         }
-        self.now = to;
-        if fired.len() > fired_before || self.next.is_some_and(|next| next <= to) {
+        // Stopped short: every tick before the unfinished slot's is done, not that one.
+        self.now = if done { to } else { tick - 1 };
+        if !done || fired.len() > fired_before || self.next.is_some_and(|next| next <= to) {
             self.next = None;
         }
+        debug_assert!(fired.len() <= limit);
+        done
     }
 
-    fn fire_slot(&mut self, slot: usize, to: u64, fired: &mut Vec<T>) {
+    /// Fires the slot's entries due by `to` until `fired` holds `limit`; true when the
+    /// whole list was walked.
+    fn fire_slot(&mut self, slot: usize, to: u64, fired: &mut Vec<T>, limit: usize) -> bool {
         let mut key = self.heads[slot];
         let mut soonest = u64::MAX;
         while key != NIL {
             let entry = &self.entries[key as usize];
             let next = entry.next;
             if entry.deadline <= to {
+                if fired.len() >= limit {
+                    // The slot's old soonest is still no later than what is left in it.
+                    return false;
+                }
                 let entry = self.entries.remove(key as usize);
                 self.unlink(slot, entry.prev, entry.next);
                 self.totals.fired += 1;
@@ -323,6 +346,7 @@ impl<T: Copy> TimerWheel<T> {
         }
         // The walk saw every entry left: the slot's soonest is exact again.
         self.soonest[slot] = soonest;
+        true
     }
 }
 
@@ -570,6 +594,27 @@ mod tests {
                 2 if !model.is_empty() => {
                     let (_, p, id) = model.swap_remove((next() % model.len() as u64) as usize);
                     assert_eq!(wheel.cancel(id), Some(p));
+                }
+                3 if next() % 3 == 0 => {
+                    // A budget: the earliest ticks fire first, and whatever is left over
+                    // was due after `now`, which stops on the last tick that fired whole.
+                    let to = wheel.now() + next() % 700;
+                    let budget = 1 + (next() % 40) as usize;
+                    let due = model.iter().filter(|(d, _, _)| *d <= to).count();
+                    let mut fired = Vec::new();
+                    let done = wheel.expire_at_most(to, budget, &mut fired);
+                    assert_eq!(fired.len(), due.min(budget));
+                    assert_eq!(done, due <= budget);
+                    assert_eq!(wheel.now() == to, done);
+                    for p in &fired {
+                        let at = model.iter().position(|(_, q, _)| q == p).unwrap();
+                        let (deadline, _, _) = model.swap_remove(at);
+                        assert!(deadline <= to);
+                    }
+                    assert!(
+                        model.iter().all(|(d, _, _)| *d > wheel.now()),
+                        "everything due by now fired"
+                    );
                 }
                 _ => {
                     let to = wheel.now() + next() % 700;

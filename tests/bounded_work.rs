@@ -10,7 +10,9 @@
 
 mod common;
 
-use comet_chat::server::{DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER_TURN};
+use comet_chat::server::{
+    DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER_TURN, TIMERS_FIRED_PER_PASS,
+};
 use comet_chat::stats::{self, Stats};
 use comet_chat::{Config, Server};
 use common::*;
@@ -246,4 +248,55 @@ fn names_are_capped_per_client_address_and_per_room() {
     assert_eq!(stream.read_reply().status, 507);
     // Without a name, everyone may still read.
     assert_eq!(get(server.addr, "/rooms/r/messages").status, 200);
+}
+
+/// Regression: a pass fired every timer that was due, so thousands of polls timing out in
+/// one tick (a crowd that came at once, or a loop that was stopped a while) each had its
+/// answer written before anyone else was served. Now a pass fires at most
+/// `TIMERS_FIRED_PER_PASS`, a calm client's request is answered in the first pass, and the
+/// rest of the timeouts follow in the passes after it, none lost. (2,548 polls rather than
+/// 20,000: this process holds both ends of every connection under a 20,000 open-files cap.)
+#[test]
+fn one_pass_fires_at_most_a_passes_worth_of_timers() {
+    let config = Config {
+        poll_timeout: Duration::from_millis(300),
+        ..without_client_limits(test_config())
+    };
+    let mut server = Server::bind(config).unwrap();
+    let polls = 2 * TIMERS_FIRED_PER_PASS + 500;
+    let mut clients: Vec<Client> = (0..polls)
+        .map(|_| {
+            let mut client = Client::connect(server.local_addr());
+            client.get("/chat");
+            client
+        })
+        .collect();
+    step_until(&mut server, "every poll parked", |server| {
+        count(server, |s| &s.pending_polls) == polls as u64
+    });
+    // Every poll's deadline passes while the loop is not running.
+    std::thread::sleep(Duration::from_millis(400));
+    let mut calm = Client::connect(server.local_addr());
+    calm.get("/rooms/calm/presence");
+    let mut per_pass = Vec::new();
+    let mut before = 0;
+    step_until(&mut server, "every poll timed out", |server| {
+        let now = count(server, |s| &s.timeouts);
+        if now > before {
+            per_pass.push(now - before);
+        }
+        before = now;
+        now == polls as u64
+    });
+    assert!(
+        per_pass
+            .iter()
+            .all(|&n| n as usize <= TIMERS_FIRED_PER_PASS),
+        "{per_pass:?}"
+    );
+    assert!(per_pass.len() >= 3, "{per_pass:?}");
+    assert_eq!(calm.read_reply().status, 200);
+    for client in clients.iter_mut().step_by(97) {
+        assert_eq!(client.read_reply().status, 200);
+    }
 }

@@ -192,6 +192,13 @@ fn the_limiter_forgets_clients_whose_buckets_refilled() {
     });
 }
 
+/// A post of `text` to `room` from the source address `source`: another client, as far as
+/// per-client limits go.
+fn pin(addr: std::net::SocketAddr, source: &str, room: &str, text: &str) -> Reply {
+    let body = format!("from=x&text={text}");
+    post_form_from(addr, source, &format!("/rooms/{room}/messages"), &body)
+}
+
 /// Regression: a room with a message keeps its place in `--max-rooms` for good, so one
 /// client posting once into enough made-up rooms took every place, and nobody could make a
 /// room again until a restart. One address may give at most `--max-rooms-per-client` rooms
@@ -204,14 +211,7 @@ fn one_address_cannot_take_every_room() {
         ..test_config()
     });
     let addr = server.addr;
-    let post = |source: &str, room: &str| {
-        post_form_from(
-            addr,
-            source,
-            &format!("/rooms/{room}/messages"),
-            "from=x&text=pin",
-        )
-    };
+    let post = |source: &str, room: &str| pin(addr, source, room, "pin");
     for room in ["a", "b", "c"] {
         assert_eq!(post("127.0.0.2", room).status, 201, "{room}");
     }
@@ -241,14 +241,7 @@ fn a_few_addresses_cannot_fill_the_room_cap_for_good() {
         ..test_config()
     });
     let addr = server.addr;
-    let post = |source: &str, room: &str| {
-        post_form_from(
-            addr,
-            source,
-            &format!("/rooms/{room}/messages"),
-            "from=x&text=pin",
-        )
-    };
+    let post = |source: &str, room: &str| pin(addr, source, room, "pin");
     for (source, rooms) in [
         ("127.0.0.2", ["a", "b", "c"]),
         ("127.0.0.3", ["d", "e", "f"]),
@@ -283,14 +276,7 @@ fn a_burst_of_rooms_from_many_addresses_spares_a_calm_clients_rooms() {
         ..test_config()
     });
     let addr = server.addr;
-    let post = |source: &str, room: &str, text: &str| {
-        post_form_from(
-            addr,
-            source,
-            &format!("/rooms/{room}/messages"),
-            &format!("from=x&text={text}"),
-        )
-    };
+    let post = |source: &str, room: &str, text: &str| pin(addr, source, room, text);
     for room in ["calm-1", "calm-2"] {
         assert_eq!(post("127.0.0.9", room, "mine").status, 201);
     }

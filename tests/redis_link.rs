@@ -226,7 +226,8 @@ fn a_reply_longer_than_any_the_node_asks_for_costs_a_reconnect() {
     }
     survives(
         Hostile {
-            head: b"*100000\r\n".to_vec(),
+            // Few enough elements that the count alone passes either connection's cap.
+            head: b"*1000\r\n".to_vec(),
             body,
         },
         "a reply longer than",

@@ -202,6 +202,7 @@ impl Inbox {
         self.unread = false;
         while read < READ_BYTES_PER_PASS {
             let at = self.buf.len();
+            self.grow_for(at + READ_CHUNK_BYTES);
             self.buf.resize(at + READ_CHUNK_BYTES, 0);
             let result = from.read(&mut self.buf[at..]);
             self.buf.truncate(at + *result.as_ref().unwrap_or(&0));
@@ -216,6 +217,22 @@ impl Inbox {
         }
         self.unread = true;
         Ok(())
+    }
+
+    /// Room for `wanted` bytes: doubling, as a `Vec` would, but never past what one frame
+    /// at its cap and a pass's reads can need, so a frame at the cap holds its cap once and
+    /// not up to twice (32 MiB of capacity for an 18 MiB reply).
+    fn grow_for(&mut self, wanted: usize) {
+        if wanted <= self.buf.capacity() {
+            return;
+        }
+        let most = self
+            .caps
+            .frame_bytes
+            .saturating_add(READ_BYTES_PER_PASS + READ_CHUNK_BYTES)
+            .max(wanted);
+        let grown = self.buf.capacity().saturating_mul(2).clamp(wanted, most);
+        self.buf.reserve_exact(grown - self.buf.len());
     }
 
     /// Moves what is not taken yet to the front (the scanner counts from the frame's start,

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::answer;
 use crate::assets::Assets;
-use crate::backplane::{reply_caps, Backplane};
+use crate::backplane::{link_caps, Backplane};
 use crate::chat::Chat;
 use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
@@ -89,7 +89,7 @@ impl Server {
         let backplane = config
             .redis
             .clone()
-            .map(|url| Backplane::new(url, reply_caps(&config), REDIS_COMMANDS, REDIS_EVENTS));
+            .map(|url| Backplane::new(url, link_caps(&config), REDIS_COMMANDS, REDIS_EVENTS));
         let shared = backplane.is_some();
         let mut server = Server {
             poll,
