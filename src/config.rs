@@ -836,6 +836,7 @@ where
 {
     let mut config = Config::default();
     let mut max_message_typed = false;
+    let mut www_typed = false;
     let mut parser = lexopt::Parser::from_iter(
         std::iter::once("comet-chat".into()).chain(args.into_iter().map(Into::into)),
     );
@@ -865,6 +866,7 @@ where
         }
         // The one rule between two flags, kept out of the table: see below.
         max_message_typed |= name == "max-message";
+        www_typed |= name == "www";
     }
     let body_bytes = config.limits.body_bytes;
     let max_message = config.max_message_bytes;
@@ -889,10 +891,14 @@ where
     }
     if let Some(dir) = &config.www {
         if let Err(e) = std::fs::read_dir(dir) {
+            let hint = if www_typed {
+                "give --www the page's directory, or --no-www to serve only the API"
+            } else {
+                "the page is served from ./www by default: run from the checkout, give --www \
+                 the page's directory, or --no-www to serve only the API"
+            };
             return Err(format!(
-                "--www: cannot read the directory {} ({e}); the page is served from ./www by \
-                 default, so run from the checkout, give --www the page's directory, or \
-                 --no-www to serve only the API",
+                "--www: cannot read the directory {} ({e}); {hint}",
                 dir.display()
             ));
         }
