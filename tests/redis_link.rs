@@ -241,6 +241,10 @@ fn a_history_longer_than_one_pass_reads_loads_whole() {
     let redis = RedisServer::start(&[]);
     let url = redis.url();
     let writer = ChildServer::start(&["--redis", &url, "--post-burst", "1000"]);
+    // A node listens before it reaches Redis, and answers posts 503 until it does.
+    wait_until(Duration::from_secs(10), "the writer reaches Redis", || {
+        get(writer.addr, "/stats").json()["redis"]["connected"] == true
+    });
     let text = "y".repeat(4000);
     for i in 0..100 {
         let reply = post_form(
@@ -360,6 +364,9 @@ fn the_largest_message_allowed_with_redis_reaches_every_node() {
         posted = post_form(a.addr, "/rooms/big/messages", &body);
     }
     assert_eq!(posted.status, 201, "{}", posted.text());
+    wait_until(Duration::from_secs(10), "B reaches Redis", || {
+        get(b.addr, "/stats").json()["redis"]["connected"] == true
+    });
     // B loads the room (a history reply of 1 MiB), then hears the next one announced.
     assert_eq!(
         get(b.addr, "/rooms/big/messages").texts(),
