@@ -26,6 +26,11 @@
 //! - **e, room-cap fillers**: 50 source addresses give 64 rooms each their first message at
 //!   once, past `--max-rooms`; then: do 20 calm rooms made just before still hold their
 //!   message, and can a calm client make a new room and chat in it?
+//! - **f, timeout wave**: 19,500 room polls from 127.0.0.2–11 park with a 10 s
+//!   `--poll-timeout`; the bench SIGSTOPs the server just before the first deadline and
+//!   SIGCONTs it just after the last, so all fall due in the same tick, as when a loop is
+//!   held up in production; the calm client's latency is measured from SIGCONT, and the
+//!   time until the last poll's answer reaches the bench is reported.
 //!
 //! It prints one row per window (baseline, attack, aftermath) with the client's round trip
 //! and delivery latency, p50 / p99 / max, and the target **p99 ≤ 50 ms** as PASS or MISS;
@@ -40,12 +45,12 @@
 //! that runs out of time is reported as such and the run moves on), and the servers are
 //! the only processes it starts besides `cargo build`, `date` and phase d's redis-server,
 //! each stopped by its own PID (the servers through the launcher all benchmarks share,
-//! `benches/shared/server.rs`).
+//! `benches/shared/server.rs`, which phase f also uses to SIGSTOP and SIGCONT its server).
 //!
 //! ## A tour, in reading order
 //!
-//! - [`names`], [`posts`], [`hoard`], [`announce`], [`rooms`] — the phases, one attack
-//!   each. Start here.
+//! - [`names`], [`posts`], [`hoard`], [`announce`], [`rooms`], [`wave`] — the phases, one
+//!   attack each. Start here.
 //! - [`stage`] — what every phase shares: a fresh server, the probes and the RSS sampler
 //!   running all along, named windows of time, and each window's figures.
 //! - [`probe`] — the well-behaved client: round trips and deliveries, on their schedule.
@@ -105,6 +110,8 @@ mod server;
 mod stage;
 #[path = "hostile/watchers.rs"]
 mod watchers;
+#[path = "hostile/wave.rs"]
+mod wave;
 
 use args::{Options, Phase};
 use stage::Ctx;
@@ -170,6 +177,7 @@ fn run(options: &Options) -> Result<(), String> {
             Phase::Hoard => hoard::run(&ctx),
             Phase::Announce => announce::run(&ctx),
             Phase::Rooms => rooms::run(&ctx),
+            Phase::Wave => wave::run(&ctx),
         };
         phases.push(result.map_err(|e| {
             say!("phase {} failed: {e}", phase.letter());

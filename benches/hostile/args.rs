@@ -26,10 +26,13 @@ Phases (each on a fresh server, each with a quiet baseline first):
   e  room-cap fillers: 50 source addresses (127.0.0.10-59) give 64 rooms each their
      first message at once, past --max-rooms 1000; do 20 calm rooms made just before
      keep their messages, and can a calm client still make a room and chat?
+  f  timeout wave: 19,500 room polls from 127.0.0.2-11 (--poll-timeout 10,
+     --max-conns-per-client 0) fall due in the same tick: the bench SIGSTOPs the
+     server before the first deadline and SIGCONTs it after the last
 
 
 OPTIONS:
-  --phase a|b|c|d|e   run one phase                  [default: all of them]
+  --phase a|b|c|d|e|f run one phase                  [default: all of them]
   --server-bin PATH   server binary to start         [default: cargo build --release]
   --no-pin            let the scheduler place the server (default: the server on the
                       first allowed CPU, the bench on the second)
@@ -52,16 +55,19 @@ pub enum Phase {
     Announce,
     /// Many addresses give rooms their first message, past the room cap.
     Rooms,
+    /// Thousands of long polls time out in the same tick.
+    Wave,
 }
 
 impl Phase {
     /// All of them, in the order a plain run takes them.
-    pub const ALL: [Phase; 5] = [
+    pub const ALL: [Phase; 6] = [
         Phase::Names,
         Phase::Pipeline,
         Phase::Hoard,
         Phase::Announce,
         Phase::Rooms,
+        Phase::Wave,
     ];
 
     /// The letter `--phase` takes and the table shows.
@@ -72,6 +78,7 @@ impl Phase {
             Phase::Hoard => 'c',
             Phase::Announce => 'd',
             Phase::Rooms => 'e',
+            Phase::Wave => 'f',
         }
     }
 
@@ -83,6 +90,7 @@ impl Phase {
             Phase::Hoard => "replay hoarders",
             Phase::Announce => "announcement burst",
             Phase::Rooms => "room-cap fillers",
+            Phase::Wave => "timeout wave",
         }
     }
 }
@@ -127,6 +135,16 @@ pub struct Sizes {
     /// `--max-rooms` for phase e; `None`: the server's default (1000). Sources times rooms
     /// per source must exceed it, or there is no attack.
     pub max_rooms: Option<usize>,
+    /// Long polls that time out in the same tick (phase f)...
+    pub wave_polls: usize,
+    /// ...this many from each source address, 127.0.0.2 onwards, so that no address runs
+    /// out of ephemeral ports (phase f).
+    pub wave_polls_per_source: usize,
+    /// `--poll-timeout` for phase f: long enough that every poll parks before the first
+    /// one falls due.
+    pub wave_poll_timeout: Duration,
+    /// The window from SIGCONT in which the wave is answered (phase f).
+    pub wave_window: Duration,
 }
 
 impl Sizes {
@@ -149,6 +167,10 @@ impl Sizes {
             room_sources: 50,
             rooms_per_source: 64,
             max_rooms: None,
+            wave_polls: 19_500,
+            wave_polls_per_source: 2_000,
+            wave_poll_timeout: Duration::from_secs(10),
+            wave_window: Duration::from_secs(2),
         }
     }
 
@@ -171,6 +193,10 @@ impl Sizes {
             "room_sources": self.room_sources,
             "rooms_per_source": self.rooms_per_source,
             "max_rooms": self.max_rooms,
+            "wave_polls": self.wave_polls,
+            "wave_polls_per_source": self.wave_polls_per_source,
+            "wave_poll_timeout_seconds": self.wave_poll_timeout.as_secs_f64(),
+            "wave_window_seconds": self.wave_window.as_secs_f64(),
         })
     }
 
@@ -196,6 +222,11 @@ impl Sizes {
             room_sources: 10,
             rooms_per_source: 64,
             max_rooms: Some(200),
+            // Still several source addresses, so that path runs too.
+            wave_polls: 2_000,
+            wave_polls_per_source: 500,
+            wave_poll_timeout: Duration::from_secs(3),
+            wave_window: Duration::from_secs(1),
         }
     }
 }
@@ -241,7 +272,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Option<Options
                 let phase = Phase::ALL
                     .into_iter()
                     .find(|p| value.len() == 1 && value.starts_with(p.letter()))
-                    .ok_or_else(|| format!("--phase: '{value}' is not a, b, c, d or e"))?;
+                    .ok_or_else(|| format!("--phase: '{value}' is not a, b, c, d, e or f"))?;
                 options.phases = vec![phase];
             }
             Long("server-bin") => {

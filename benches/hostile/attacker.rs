@@ -2,8 +2,9 @@
 //! what fits, the rest follows as the server reads), every answer read as fast as it
 //! comes, statuses counted. Used by the presence flood (phase a), the pipelining flood
 //! (phase b) and the room-cap fillers (phase e, each from a source address of its own: the
-//! server counts rooms per client address). Two threads — a writer and a reader on the same socket — both at a lower
-//! priority than the probe, and both bounded by a deadline.
+//! server counts rooms per client address). Two threads — a writer and a reader on the
+//! same socket — both at a lower priority than the probe, and both bounded by a deadline.
+//! Phase f's polls connect through [`connect_from`] too, spread over source addresses.
 
 use crate::host;
 use crate::http::{self, Frame, CONNECT_TIMEOUT};
@@ -149,7 +150,7 @@ pub fn run_from(
 
 /// A connection to `addr` from `source` (port chosen by the kernel), within
 /// [`CONNECT_TIMEOUT`].
-fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
     socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;

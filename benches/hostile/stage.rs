@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The server's `--poll-timeout` in every phase: short, so that names made by polls
-/// expire within the run (the presence window is this plus the server's 5 s grace).
+/// expire within the run (the presence window is this plus the server's 5 s grace). A
+/// phase that needs longer (f) passes its own after it: the server takes the last of a
+/// repeated flag.
 pub const POLL_TIMEOUT_SECS: u64 = 2;
 
 /// Flags every phase's server gets (then `--poll-timeout`, then the phase's own).
@@ -199,6 +201,12 @@ impl Stage {
             if met { "PASS" } else { "MISS" }
         );
         self.targets.push((met, what));
+    }
+
+    /// What the probes saw of requests sent in `from..to` so far (all of it once
+    /// [`settle`](Stage::settle) has waited past `to`).
+    pub fn seen(&self, from: Instant, to: Instant) -> Seen {
+        self.probes.seen(from, to)
     }
 
     /// The server's RSS over `from..to`.

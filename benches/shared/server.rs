@@ -237,6 +237,20 @@ impl Server {
         None
     }
 
+    /// Sends `signal` (e.g. SIGSTOP, SIGCONT) to its PID and nothing else; refused once it
+    /// has exited, since its PID may then belong to another process.
+    pub fn signal(&mut self, signal: libc::c_int) -> io::Result<()> {
+        if let Some(status) = self.exited() {
+            return Err(io::Error::other(format!("the server has exited: {status}")));
+        }
+        // SAFETY: kill has no memory effects; the PID is our own child, not yet reaped (so
+        // it cannot have been reused by another process).
+        if unsafe { libc::kill(self.pid() as libc::pid_t, signal) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The lines kept from its output (none unless collected).
     pub fn log_lines(&self) -> Vec<String> {
         self.log.kept.lock().map(|l| l.clone()).unwrap_or_default()
