@@ -85,8 +85,10 @@ impl Due {
 
 /// Timers one pass fires, at most. Thousands of polls can fall due in one 10 ms tick (a
 /// crowd that arrived together, or a loop that was stopped for a while), and each costs
-/// an answer encoded and written: about 2-5 µs, so a pass spends at most a few
-/// milliseconds on them before the other clients' events get their turn.
+/// an answer encoded and written: about 10 µs for a room poll on this project's 2-vCPU
+/// machine, so such a pass takes 10-25 ms before the other clients' events get their turn
+/// (hostile bench phase f: a calm client's p99 12 ms through 19,500 timeouts at once,
+/// against 135 ms with no budget).
 pub const TIMERS_FIRED_PER_PASS: usize = 1024;
 
 impl Server {
