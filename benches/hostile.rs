@@ -198,6 +198,17 @@ fn run(options: &Options) -> Result<(), String> {
         "wrote {}/hostile.json",
         options.out_dir.display().to_string()
     );
+    // A phase that could not run is reported in the table; the exit status says so too,
+    // so that `cargo test --benches` (the smoke sizes) fails when a phase breaks.
+    let failed: Vec<String> = run
+        .phases
+        .iter()
+        .filter_map(|phase| phase.as_ref().err())
+        .map(|(letter, e)| format!("phase {letter}: {e}"))
+        .collect();
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
     Ok(())
 }
 
