@@ -57,9 +57,14 @@ const NO_VACANCY_PAUSE_MS: u64 = 1000;
 
 /// An idle room used this recently gives way only if every idle room was (a burst of new
 /// rooms), and then the keeper that pushed the most rooms out gives up its own first (then
-/// the one that holds the most): addresses making rooms as fast as they may take each
-/// other's places, not those of clients whose rooms were there before the burst.
+/// the one that holds the most; among equals, the room made last): addresses making rooms
+/// as fast as they may take each other's places, not those of clients whose rooms were
+/// there before the burst.
 const RECENT_MS: u64 = 60_000;
+
+/// What an idle room weighs in a burst, heaviest first: its keeper's weight
+/// ([`Places::keeper_weight`]), then when it was made (`Chat::made`).
+type Weight = ((u32, u32), u64);
 
 /// All rooms.
 pub struct Chat {
@@ -87,6 +92,13 @@ pub struct Chat {
     recency: Recency,
     /// When each room (by id) was last used, in the loop's milliseconds.
     used_at_ms: Vec<u64>,
+    /// When each room (by id) was made, counted in rooms made: in a burst, of rooms whose
+    /// keepers weigh the same, the one made last gives way. Not the one used longest ago:
+    /// that is a room made before the burst (a calm client's), and a read of it makes it
+    /// look new, so neither order of use protects it; nobody can make a room older.
+    made: Vec<u64>,
+    /// Rooms made so far, the lobby included: the next room's `made`.
+    rooms_made: u64,
     /// Rooms taken from the old end of `recency` and found in use, since one was last
     /// found idle.
     in_use_in_vain: usize,
@@ -109,6 +121,8 @@ impl Chat {
             no_search_until_ms: 0,
             recency: Recency::default(),
             used_at_ms: Vec::new(),
+            made: Vec::new(),
+            rooms_made: 0,
             in_use_in_vain: 0,
             no_room_until_ms: 0,
         };
@@ -152,6 +166,7 @@ impl Chat {
             (id, Some(old))
         };
         self.by_name.insert(name.into(), id);
+        self.made_now(id);
         self.used(id, now_ms);
         Ok(Opened { id, gave_way })
     }
@@ -168,6 +183,16 @@ impl Chat {
             self.used_at_ms.resize(at + 1, 0);
         }
         self.used_at_ms[at] = now_ms;
+    }
+
+    /// Room `id` was just made (or made again in another's place).
+    fn made_now(&mut self, id: u32) {
+        let at = id as usize;
+        if at >= self.made.len() {
+            self.made.resize(at + 1, 0);
+        }
+        self.made[at] = self.rooms_made;
+        self.rooms_made += 1;
     }
 
     fn new_room(&self, name: &str) -> Room {
@@ -204,7 +229,7 @@ impl Chat {
 
     /// The idle room unused longest, walking no more than `VACANCY_SEARCH` rooms from the
     /// old end of the list; if it was used within `RECENT_MS`, the idle room walked past
-    /// whose keeper weighs the most (the oldest of those). A room found in use is in
+    /// whose keeper weighs the most (of those, the one made last). A room found in use is in
     /// use now, so it moves to the new end: the next call does not walk past it again.
     fn least_recently_used(
         &mut self,
@@ -215,7 +240,7 @@ impl Chat {
             return None;
         }
         let others = self.rooms.len() - 1;
-        let mut heaviest: Option<((u32, u32), u32)> = None; // (its keeper's weight, id)
+        let mut heaviest: Option<(Weight, u32)> = None; // (what it weighs, id)
         let mut walked = self.recency.oldest();
         for _ in 0..VACANCY_SEARCH.min(others) {
             let Some(id) = walked else { break };
@@ -232,6 +257,7 @@ impl Chat {
                 return Some(id);
             }
             let weight = room.keeper.map_or((0, 0), &places.keeper_weight);
+            let weight = (weight, self.made[id as usize]);
             if heaviest.is_none_or(|(most, _)| weight > most) {
                 heaviest = Some((weight, id));
             }
@@ -346,10 +372,13 @@ mod tests {
         assert_eq!(chat.find("new"), Some(2));
         assert_eq!(chat.room(2).stored(), 0, "the new room starts empty");
         post(&mut chat, 2);
-        // Then c, then a, then new: the order they were used in. Never the lobby.
+        // Then c, then a, then new: the order they were used in (each a minute after the
+        // last, so no burst; each posted to, so none is vacant). Never the lobby.
         let later = 3 * RECENT_MS;
-        for (name, place) in [("d", 3), ("e", 1), ("f", 2), ("g", 3)] {
-            assert_eq!(open(&mut chat, name, later), Ok(place), "{name}");
+        for (minute, (name, place)) in [("d", 3), ("e", 1), ("f", 2), ("g", 3)].iter().enumerate() {
+            let now = later + minute as u64 * RECENT_MS;
+            assert_eq!(open(&mut chat, name, now), Ok(*place), "{name}");
+            post(&mut chat, *place);
         }
         assert_eq!(chat.find(LOBBY), Some(0));
     }
@@ -477,9 +506,14 @@ mod tests {
                 post(&mut chat, id); // all but the last hold a message
             }
         }
-        assert_eq!(open(&mut chat, "new", 0), Ok(1), "r0, unused longest");
+        // A minute on, so the room unused longest gives way (not a burst's rule).
         assert_eq!(
-            open(&mut chat, "newer", 0),
+            open(&mut chat, "new", RECENT_MS),
+            Ok(1),
+            "r0, unused longest"
+        );
+        assert_eq!(
+            open(&mut chat, "newer", RECENT_MS),
             Ok(rooms as u32),
             "the vacant one"
         );
@@ -487,7 +521,7 @@ mod tests {
 
     /// When every idle room was used within `RECENT_MS` (a burst of new rooms), the rooms of
     /// the keeper that pushed the most rooms out give way first, then of the one that holds
-    /// the most, the oldest of those: addresses making rooms as fast as they may take each
+    /// the most, the one made last of those: addresses making rooms as fast as they may take each
     /// other's places, not those of a calm client that was there before, however many
     /// rooms it keeps.
     #[test]
@@ -519,7 +553,7 @@ mod tests {
             keeper_weight: weight,
         };
         let opened = chat.room_id("l3", places, 2_000).unwrap();
-        assert_eq!(opened.id, late[0], "the pusher's oldest, not calm's");
+        assert_eq!(opened.id, late[1], "the pusher's, not calm's");
         post(&mut chat, opened.id);
         let nobody_pushed = |keeper: u32| if keeper == 9 { (0, 3) } else { (0, 1) };
         let places = Places {
@@ -527,7 +561,7 @@ mod tests {
             keeper_weight: nobody_pushed,
         };
         let opened = chat.room_id("x", places, 2_000).unwrap();
-        assert_eq!(opened.id, calm[0], "then whoever holds the most");
+        assert_eq!(opened.id, calm[2], "then whoever holds the most");
         post(&mut chat, opened.id);
         assert!(chat.find("e1").is_some());
         // A minute after its last use, the room unused longest gives way whoever keeps it.
@@ -536,8 +570,34 @@ mod tests {
             keeper_weight: weight,
         };
         let opened = chat.room_id("new", places, 1_000 + RECENT_MS).unwrap();
-        assert_eq!(opened.id, calm[1]);
-        assert_ne!(early, calm[1]);
+        assert_eq!(opened.id, calm[0]);
+        assert_ne!(early, calm[0]);
+    }
+
+    /// Regression: in a burst, of rooms whose keepers weigh the same the one used longest
+    /// ago gave way, which is the room made before the burst; now the one made last does,
+    /// and reading the older room (which makes it the newest used) changes nothing.
+    #[test]
+    fn in_a_burst_among_equals_the_room_made_last_gives_way() {
+        let mut chat = Chat::new(1, HISTORY, 4, false);
+        let mut keep = |name: &str, keeper: u32| {
+            let id = open(&mut chat, name, 1_000).unwrap();
+            post(&mut chat, id);
+            chat.room(id).keeper = Some(keeper);
+            id
+        };
+        let calm = keep("calm", 9);
+        let fillers = [keep("f1", 1), keep("f2", 2)];
+        let equals = || Places {
+            held: |_| false,
+            keeper_weight: |_| (0, 1),
+        };
+        let opened = chat.room_id("new", equals(), 2_000).unwrap();
+        assert_eq!(opened.id, fillers[1], "the room made last, not calm");
+        open(&mut chat, "calm", 3_000).unwrap(); // read: calm is the newest used
+        let opened = chat.room_id("newer", equals(), 3_000).unwrap();
+        assert_ne!(opened.id, calm, "calm still has its place");
+        assert_eq!(chat.find("calm"), Some(calm));
     }
 
     /// Rooms in use at the old end are moved to the new end as they are found, so a flood
