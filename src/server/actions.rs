@@ -116,6 +116,13 @@ impl Server {
             ),
         };
         stats::add(counter, 1);
+        self.too_many(key, refused, message, close);
+        false
+    }
+
+    /// Answers 429 with `message` and, in `Retry-After`, when the limiter will let the
+    /// client in again.
+    pub(super) fn too_many(&mut self, key: usize, refused: Refused, message: &str, close: bool) {
         let retry_after = match refused {
             Refused::Flooding(wait) => wait.as_secs_f64().ceil().max(1.0) as u64,
             Refused::Crowded => 1,
@@ -125,11 +132,10 @@ impl Server {
         headers.push(("Retry-After", &retry_after));
         let bytes = answer::error(Status::TOO_MANY_REQUESTS, &headers, message, false);
         self.respond(key, Response::Owned(bytes), close);
-        false
     }
 
     /// Puts the rate limiter's sweep on the wheel, unless it is there.
-    fn schedule_limiter_sweep(&mut self) {
+    pub(super) fn schedule_limiter_sweep(&mut self) {
         if !self.limiter_sweep_scheduled {
             self.limiter_sweep_scheduled = true;
             self.schedule(Due::SweepLimiter, LIMITER_SWEEP);
