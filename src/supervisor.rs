@@ -20,7 +20,8 @@
 //! listens is a failed start: the supervisor stops the others and exits with the reason.
 //!
 //! It also watches that each listening worker's loop still comes round: every
-//! [`PING_EVERY`] it writes a byte on the worker's channel, which the worker's loop answers
+//! [`PING_EVERY`] it writes a byte on the channel of each worker it does not see asleep in
+//! `/proc` (an idle worker is not woken), which the worker's loop answers
 //! (`src/server/heartbeat.rs`). A worker that has answered nothing for [`SILENCE_LIMIT`]
 //! (stopped by SIGSTOP, stuck in a pass) still holds its listener, and the kernel would go
 //! on handing it its share of new connections, to hang there: it is killed (SIGKILL) and
@@ -192,8 +193,8 @@ struct Slot {
     channel: Option<mio::net::UnixStream>,
     /// Its current process has said it listens.
     listening: bool,
-    /// When its current process last said anything on its channel: that it listens, or
-    /// an answer to a ping.
+    /// When its current process last said anything on its channel (that it listens, or an
+    /// answer to a ping), or was last seen asleep.
     last_heard: Instant,
     /// When its current (or last) process was started: restarts are spaced from this.
     started: Instant,
@@ -484,6 +485,13 @@ impl Supervisor {
     /// Every [`PING_EVERY`], a byte to each listening worker; one that has answered nothing
     /// for [`SILENCE_LIMIT`] is killed, and restarted when its exit is reaped, as any
     /// worker that dies is. Not while stopping: a draining worker is left to finish.
+    ///
+    /// A worker asleep (`S` in /proc: its loop waits in `epoll_wait`) is not pinged: its
+    /// loop is waiting for work, which is healthy, and a ping would wake it (idle workers
+    /// are meant not to wake at all: the million bench counts their wake-ups). So only a
+    /// worker seen running (`R`) or stopped (`T`) is asked to answer. One blocked for good
+    /// in a syscall while asleep would be taken for idle; the loop makes no blocking calls
+    /// but its log writes.
     fn ping_due(&mut self) {
         let now = Instant::now();
         if self.stopping || now < self.next_ping {
@@ -497,6 +505,10 @@ impl Supervisor {
             let Some(channel) = slot.channel.as_mut() else {
                 continue;
             };
+            if crate::sys::process_state(pid) == Some('S') {
+                slot.last_heard = now;
+                continue;
+            }
             let silent = now.duration_since(slot.last_heard);
             if silent < SILENCE_LIMIT {
                 // A full socket (nothing written) means it has not read the pings before:

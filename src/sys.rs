@@ -42,6 +42,18 @@ pub fn set_open_files_limit(soft: u64) -> io::Result<(u64, u64)> {
     Ok((before, open_files_limit()?.0))
 }
 
+/// A process's state letter from `/proc/PID/stat` (`S` asleep, `R` running, `T` stopped,
+/// ...). `None` where there is no such process or no /proc.
+pub fn process_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: the state follows it.
+    stat.get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
 /// Resident set size of this process in bytes, from /proc/self/statm (0 where unavailable).
 pub fn rss_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
@@ -60,6 +72,26 @@ pub fn rss_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process's state and CPU time, read the way the supervisor reads its workers': a
+    /// child asleep in `sleep` is `S`, stopped it is `T`, and gone once reaped.
+    #[test]
+    fn process_states_are_read_from_proc() {
+        use std::process::Command;
+        let me = std::process::id() as libc::pid_t;
+        assert!(process_state(me).is_some(), "our own /proc entry");
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(process_state(pid), Some('S'));
+        // SAFETY: kill takes no pointers; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(process_state(pid), Some('T'));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(process_state(pid), None, "reaped");
+    }
 
     #[test]
     fn limits_are_readable_and_ordered() {
