@@ -1,8 +1,8 @@
 //! With `--workers`: the worker's end of its channel to the supervisor, answered from the
 //! loop. Each second the supervisor writes a byte to every worker it does not see asleep
-//! in `/proc` and wants one back; a worker whose loop
-//! has stopped coming round (stopped by SIGSTOP, or stuck in a pass) answers nothing, and
-//! is killed and started again (see `supervisor.rs`). The answer comes from the loop, not
+//! in `/proc` and wants one back; a worker whose loop has stopped coming round (stopped by
+//! SIGSTOP, or stuck in a pass) answers nothing, and is killed and started again (see
+//! `supervisor.rs`). The answer comes from the loop, not
 //! from a thread of its own, because that is what it has to prove: that the loop runs.
 
 use super::Server;
