@@ -224,3 +224,19 @@ fn transient(e: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
 }
+
+/// `n` loopback source addresses, 127.0.0.`first` onwards, one each: spread over many
+/// addresses, client sockets never run out of ephemeral ports, and each address is a
+/// client of its own to the server's per-address limits.
+pub fn loopback_sources(first: u8, n: usize) -> Result<Vec<IpAddr>, String> {
+    (0..n)
+        .map(|i| {
+            u8::try_from(i)
+                .ok()
+                .and_then(|i| first.checked_add(i))
+                .filter(|&last| last < 255)
+                .map(|last| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last)))
+                .ok_or_else(|| format!("{n} source addresses do not fit in 127.0.0.{first}-254"))
+        })
+        .collect()
+}

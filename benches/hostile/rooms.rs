@@ -22,7 +22,7 @@ use crate::http::{self, counter, Conn, ONE_OFF_TIMEOUT};
 use crate::stage::{Ctx, PhaseResult, Stage};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// The last octet of the first attacker's source address (127.0.0.`FIRST_SOURCE`): clear
@@ -236,18 +236,7 @@ pub fn run(ctx: &Ctx) -> Result<PhaseResult, String> {
 
 /// The attackers' source addresses: 127.0.0.10 onwards, one per attacker.
 fn sources(n: usize) -> Result<Vec<IpAddr>, String> {
-    (0..n)
-        .map(|i| {
-            u8::try_from(i)
-                .ok()
-                .and_then(|i| FIRST_SOURCE.checked_add(i))
-                .filter(|&last| last < 255)
-                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-                .ok_or_else(|| {
-                    format!("{n} source addresses do not fit in 127.0.0.{FIRST_SOURCE}-254")
-                })
-        })
-        .collect()
+    attacker::loopback_sources(FIRST_SOURCE, n)
 }
 
 /// What the calm client posts to calm room `i`.

@@ -25,7 +25,7 @@
 //! the passes of the loop and how long the longest of them took.
 
 use crate::args::Phase;
-use crate::attacker::connect_from;
+use crate::attacker::{self, connect_from};
 use crate::host;
 use crate::http::{self, counter, frame, Conn, Frame, ONE_OFF_TIMEOUT};
 use crate::report::TARGET_P99_MS;
@@ -35,7 +35,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -295,19 +295,7 @@ pub fn run(ctx: &Ctx) -> Result<PhaseResult, String> {
 
 /// The pollers' source addresses: 127.0.0.2 onwards, one per `per_source` polls.
 fn sources(polls: usize, per_source: usize) -> Result<Vec<IpAddr>, String> {
-    let n = polls.div_ceil(per_source.max(1));
-    (0..n)
-        .map(|i| {
-            u8::try_from(i)
-                .ok()
-                .and_then(|i| FIRST_SOURCE.checked_add(i))
-                .filter(|&last| last < 255)
-                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
-                .ok_or_else(|| {
-                    format!("{n} source addresses do not fit in 127.0.0.{FIRST_SOURCE}-254")
-                })
-        })
-        .collect()
+    attacker::loopback_sources(FIRST_SOURCE, polls.div_ceil(per_source.max(1)))
 }
 
 /// A loopback address whose port was free a moment ago, for the admin listener.
