@@ -63,8 +63,20 @@ const NO_VACANCY_PAUSE_MS: u64 = 1000;
 const RECENT_MS: u64 = 60_000;
 
 /// What an idle room weighs in a burst, heaviest first: its keeper's weight
-/// ([`Places::keeper_weight`]), then when it was made (`Chat::made`).
+/// ([`Places::keeper_weight`]), then when it was made (`Age::made`).
 type Weight = ((u32, u32), u64);
+
+/// When a room was made and last used: the order in which rooms give way.
+#[derive(Clone, Copy, Debug, Default)]
+struct Age {
+    /// Counted in rooms made: in a burst, of rooms whose keepers weigh the same, the one
+    /// made last gives way. Not the one used longest ago: that is a room made before the
+    /// burst (a calm client's), and a read of it makes it look new, so neither order of
+    /// use protects it; nobody can make a room older.
+    made: u64,
+    /// The loop's milliseconds.
+    used_ms: u64,
+}
 
 /// All rooms.
 pub struct Chat {
@@ -90,14 +102,9 @@ pub struct Chat {
     no_search_until_ms: u64,
     /// Rooms but the lobby, least recently used first: who gives way when none is vacant.
     recency: Recency,
-    /// When each room (by id) was last used, in the loop's milliseconds.
-    used_at_ms: Vec<u64>,
-    /// When each room (by id) was made, counted in rooms made: in a burst, of rooms whose
-    /// keepers weigh the same, the one made last gives way. Not the one used longest ago:
-    /// that is a room made before the burst (a calm client's), and a read of it makes it
-    /// look new, so neither order of use protects it; nobody can make a room older.
-    made: Vec<u64>,
-    /// Rooms made so far, the lobby included: the next room's `made`.
+    /// Each room's age, by id: it grows with `rooms`.
+    ages: Vec<Age>,
+    /// Rooms made so far, the lobby included: the next room's `Age::made`.
     rooms_made: u64,
     /// Rooms taken from the old end of `recency` and found in use, since one was last
     /// found idle.
@@ -120,8 +127,7 @@ impl Chat {
             looked_in_vain: 0,
             no_search_until_ms: 0,
             recency: Recency::default(),
-            used_at_ms: Vec::new(),
-            made: Vec::new(),
+            ages: Vec::new(),
             rooms_made: 0,
             in_use_in_vain: 0,
             no_room_until_ms: 0,
@@ -139,8 +145,9 @@ impl Chat {
     /// Room `name`, created on first use; the name must already be valid. Every call counts
     /// as a use of the room. At the cap a room gives its place and its id to the new one:
     /// a vacant room, else the idle room unused longest, history and all, unless every
-    /// idle room was used within `RECENT_MS`; then the one whose keeper holds the most
-    /// rooms. Never the lobby, nor a room `places` says is held. `now_ms` is the loop's
+    /// idle room was used within `RECENT_MS`; then the one whose keeper weighs the most
+    /// (`Places::keeper_weight`), of those the one made last. Never the lobby, nor a room
+    /// `places` says is held. `now_ms` is the loop's
     /// clock.
     pub fn room_id(
         &mut self,
@@ -154,6 +161,7 @@ impl Chat {
         }
         let (id, gave_way) = if self.rooms.len() < self.max_rooms {
             self.rooms.push(self.new_room(name));
+            self.ages.push(Age::default());
             (self.rooms.len() as u32 - 1, None)
         } else {
             let id = self
@@ -166,7 +174,8 @@ impl Chat {
             (id, Some(old))
         };
         self.by_name.insert(name.into(), id);
-        self.made_now(id);
+        self.ages[id as usize].made = self.rooms_made;
+        self.rooms_made += 1;
         self.used(id, now_ms);
         Ok(Opened { id, gave_way })
     }
@@ -174,25 +183,10 @@ impl Chat {
     /// Room `id` was used at `now_ms` (a request, or a message another node announced).
     /// O(1).
     pub fn used(&mut self, id: u32, now_ms: u64) {
-        if id == self.lobby() {
-            return;
+        self.ages[id as usize].used_ms = now_ms;
+        if id != self.lobby() {
+            self.recency.use_now(id);
         }
-        self.recency.use_now(id);
-        let at = id as usize;
-        if at >= self.used_at_ms.len() {
-            self.used_at_ms.resize(at + 1, 0);
-        }
-        self.used_at_ms[at] = now_ms;
-    }
-
-    /// Room `id` was just made (or made again in another's place).
-    fn made_now(&mut self, id: u32) {
-        let at = id as usize;
-        if at >= self.made.len() {
-            self.made.resize(at + 1, 0);
-        }
-        self.made[at] = self.rooms_made;
-        self.rooms_made += 1;
     }
 
     fn new_room(&self, name: &str) -> Room {
@@ -252,12 +246,13 @@ impl Chat {
                 continue;
             }
             self.in_use_in_vain = 0;
-            if now_ms.saturating_sub(self.used_at_ms[id as usize]) >= RECENT_MS {
+            let age = self.ages[id as usize];
+            if now_ms.saturating_sub(age.used_ms) >= RECENT_MS {
                 // Only the first idle room can get here: the ones after it are newer.
                 return Some(id);
             }
             let weight = room.keeper.map_or((0, 0), &places.keeper_weight);
-            let weight = (weight, self.made[id as usize]);
+            let weight = (weight, age.made);
             if heaviest.is_none_or(|(most, _)| weight > most) {
                 heaviest = Some((weight, id));
             }
