@@ -933,15 +933,22 @@ where
 /// `--admin-addr` against `--addr`: with `--workers N` worker i takes the admin port + i - 1
 /// (`server::setup`), so every one of those ports must exist and none may be `--addr`'s, or
 /// a worker would fail to bind after the others had started.
+/// The admin port of worker `worker` (counted from 1) of `--workers`: `--admin-addr`'s
+/// port plus `worker - 1`, so that every worker's figures can be scraped; `None` past
+/// 65535. Start-up checks the last worker's against `--addr` and 65535; each worker binds
+/// its own.
+pub fn worker_admin_port(port: u16, worker: usize) -> Option<u16> {
+    u16::try_from(worker.checked_sub(1)?)
+        .ok()
+        .and_then(|offset| port.checked_add(offset))
+}
+
 fn check_admin_ports(admin: SocketAddr, addr: SocketAddr, workers: usize) -> Result<(), String> {
     if admin.port() == 0 {
         // Each worker takes a free port of its own and logs it.
         return Ok(());
     }
-    let last = u16::try_from(workers.saturating_sub(1))
-        .ok()
-        .and_then(|offset| admin.port().checked_add(offset));
-    let Some(last) = last else {
+    let Some(last) = worker_admin_port(admin.port(), workers) else {
         return Err(format!(
             "--admin-addr: worker {workers} would listen on port {} + {workers} - 1, past \
              65535; give --admin-addr a lower port",

@@ -192,14 +192,11 @@ fn admin_addr(config: &Config) -> std::io::Result<Option<SocketAddr>> {
     };
     if let (Some(worker), port) = (config.worker, addr.port()) {
         if port != 0 {
-            let port = u16::try_from(worker - 1)
-                .ok()
-                .and_then(|offset| port.checked_add(offset))
-                .ok_or_else(|| {
-                    std::io::Error::other(format!(
-                        "--admin-addr: port {port} + worker {worker} - 1 is past 65535"
-                    ))
-                })?;
+            let port = crate::config::worker_admin_port(port, worker).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "--admin-addr: port {port} + worker {worker} - 1 is past 65535"
+                ))
+            })?;
             addr.set_port(port);
         }
     }
