@@ -31,7 +31,7 @@ pub enum Response {
 }
 
 /// A run of bytes in a multi-piece response.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Piece {
     /// Built for this response alone: a head, the end of a JSON answer.
     Owned(Vec<u8>),
@@ -90,7 +90,7 @@ impl Piece {
 }
 
 /// The queue of a multi-piece response.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Pieces {
     /// What is left to write, front first; the front may be partly written.
     queue: VecDeque<Piece>,

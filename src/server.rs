@@ -37,42 +37,34 @@
 //! and `heartbeat.rs` (with `--workers`: answering the supervisor's pings).
 
 mod accept;
-mod actions;
 mod admin;
-mod fanout;
+mod effects;
 mod handle;
 mod heartbeat;
 mod io;
 mod proxied;
 mod redis;
-mod rooms;
 mod setup;
 mod shutdown;
 mod timers;
 
-pub use fanout::NAMES_SWEPT_PER_PASS;
+pub use crate::chat::NAMES_SWEPT_PER_PASS;
 pub use handle::{spawn, Running, ServerHandle};
 pub use io::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
 pub use timers::TIMERS_FIRED_PER_PASS;
 
 use crate::assets::Assets;
-use crate::backplane::{Backplane, Incoming};
 use crate::chat::Chat;
-use crate::clients::Clients;
 use crate::config::Config;
 use crate::conn::Conn;
-use crate::limits::Limiter;
 use crate::metrics::LoopMetrics;
-use crate::random::Random;
 use crate::stats::Stats;
 use crate::timer::{self, TimerWheel};
 use mio::net::TcpListener;
 use mio::{Events, Poll, Token, Waker};
 use slab::Slab;
-use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,7 +117,8 @@ pub struct Server {
     wheel: TimerWheel<timers::Payload>,
     /// Tick 0 of the timer wheel, and the clock presence and rate limits read.
     started: Instant,
-    /// The rooms: history, waiting lists, presence.
+    /// The chat's state and decisions: rooms, history, waiting lists, presence, limits,
+    /// identities. It touches no socket; what it decides comes back as effects.
     chat: Chat,
     /// `www/`, in memory.
     assets: Assets,
@@ -154,10 +147,6 @@ pub struct Server {
     draining: bool,
     /// The shutdown's grace is over: exit with whatever is still open.
     grace_over: bool,
-    /// The presence sweep is on the wheel (at most once).
-    sweep_scheduled: bool,
-    /// Picks the epoch and each client's retry delay after shutdown.
-    random: Random,
     /// Shared landing area for reads (see [`io::READ_CHUNK_BYTES`]).
     read_chunk: Box<[u8]>,
     /// Handed out to each accepted connection, then incremented (wrapping is fine: a slab
@@ -170,24 +159,8 @@ pub struct Server {
     ready: Vec<(u32, u32)>,
     /// The line as it stood when this pass began: served in step 3 of this pass.
     ready_batch: Vec<(u32, u32)>,
-    /// Deliveries caused by the requests of the connection whose turn it is.
-    turn_deliveries: u64,
-    /// What each client address holds, for limits per client.
-    clients: Clients,
-    /// How fast each client may post and type.
-    limiter: Limiter,
-    /// The rate limiter's sweep is on the wheel (at most once).
-    limiter_sweep_scheduled: bool,
     /// Reused buffer for the timers one expire step fires.
     fired: Vec<timers::Payload>,
-    /// The classic `{"error":"timeout"}`, encoded once and shared by every poll that
-    /// times out.
-    classic_timeout: Rc<[u8]>,
-    /// `: keep-alive`, shared by every stream's heartbeat.
-    heartbeat_frame: Rc<[u8]>,
-    /// Who holds each event stream opened with a name or a token, by connection key: the
-    /// name, for presence, and when the token runs out. Streams with neither have no entry.
-    stream_holders: HashMap<usize, fanout::StreamHolder>,
     /// The 503 written to clients refused at accept (over `max_conns`, out of descriptors).
     refusal: Vec<u8>,
     /// The 503 written to clients refused at accept for `--max-conns-per-client`.
@@ -200,30 +173,8 @@ pub struct Server {
     admin: Option<admin::Admin>,
     /// With `--workers`: the channel on which the supervisor pings this worker's loop.
     supervisor: Option<mio::net::UnixStream>,
-    /// With `--redis`: the two connections to Redis and what is in flight on them.
-    backplane: Option<Backplane<redis::Then>>,
-    /// Reused buffer for what the backplane hands over in one go.
-    incoming: Vec<Incoming<redis::Then>>,
-    /// Frames from Redis were left for the next pass (at most so many a pass).
-    backplane_more: bool,
-    /// Requests that wait for their room's copy to load, or to catch up past the position
-    /// they name, by room id.
-    deferred: HashMap<u32, Vec<redis::Deferred>>,
-    /// Reads of a room's history sent to Redis so far: each read is numbered, so that a
-    /// request waits for a read sent after it came, not one already on its way.
-    reads_sent: u64,
-    /// The epoch is known (always without Redis; with it, from Redis's first answer).
-    epoch_known: bool,
-    /// The Redis watchdog is on the wheel (at most once).
-    redis_watchdog: bool,
-    /// Failed attempts to reach Redis in the current outage (0: up, or never tried).
-    redis_attempts: u32,
-    /// Redis was up at least once, so a connection now is a reconnection.
-    redis_was_up: bool,
-    /// When the current attempt to connect began.
-    redis_starting: Option<Instant>,
-    /// When the current outage began (`None` while Redis is up).
-    redis_outage: Option<Instant>,
+    /// With `--redis`: the two connections to Redis and how they stand.
+    redis: Option<redis::RedisLink>,
 }
 
 impl Server {
@@ -287,7 +238,8 @@ impl Server {
     /// How long poll may sleep: until the wheel's next deadline, rounded up to a whole
     /// millisecond; forever when nothing is scheduled; not at all when work is in line.
     fn poll_timeout(&mut self) -> Option<Duration> {
-        if !self.ready.is_empty() || self.backplane_more {
+        let redis_more = self.redis.as_ref().is_some_and(|link| link.more);
+        if !self.ready.is_empty() || redis_more {
             return Some(Duration::ZERO);
         }
         let tick = self.wheel.next_deadline()?;
@@ -335,20 +287,5 @@ impl Server {
                 self.poll_timeout(),
             );
         }
-    }
-
-    /// Milliseconds since start: the clock presence and rate limits read.
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    /// A wall-clock time (seconds since 1970, as tokens say) on the loop's clock: now if it
-    /// has passed. The loop's clock never jumps; the wall clock is read once, here.
-    fn loop_ms_at(&self, unix_secs: u64) -> u64 {
-        let now_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let ahead = unix_secs.saturating_mul(1000).saturating_sub(now_unix_ms);
-        self.now_ms().saturating_add(ahead)
     }
 }

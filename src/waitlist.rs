@@ -6,7 +6,7 @@
 ///
 /// The generation guards against slab reuse: if the connection at `key` closed and a new
 /// one took its place, the generations differ and the entry is ignored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Waiter {
     /// The connection's slab key (also its mio token).
     pub key: u32,

@@ -39,7 +39,7 @@ impl Server {
                         self.metrics.syscalls.write += 1;
                         refuse(socket, &self.refusal);
                     } else if per_client > 0
-                        && self.clients.connections_from(addr.ip()) as usize >= per_client
+                        && self.chat.clients().connections_from(addr.ip()) as usize >= per_client
                         // A trusted proxy's address is every visitor's: see proxied.rs.
                         && !self.config.trusted_proxies.contains(addr.ip())
                     {
@@ -149,7 +149,7 @@ impl Server {
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let client = self.clients.connected(addr.ip());
+        let client = self.chat.clients_mut().connected(addr.ip());
         let mut conn = Conn::new(socket, generation, client);
         conn.flags = flags;
         entry.insert(conn);

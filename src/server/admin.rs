@@ -568,7 +568,7 @@ impl Server {
             states,
             rss_bytes: sys::rss_bytes(),
             worker: self.config.worker,
-            redis: self.shared(),
+            redis: self.chat.is_shared(),
         })
     }
 
@@ -586,7 +586,7 @@ impl Server {
         let per_s = |now: u64, before: u64| now.saturating_sub(before) * 1000 / elapsed_ms;
         let passes = m.passes - previous.passes;
         let frame = xray::Frame {
-            t_ms: self.now_ms(),
+            t_ms: self.now().ms,
             interval_ms: elapsed_ms,
             connections: stats::get(&self.stats.connections),
             polls: stats::get(&self.stats.pending_polls),
@@ -614,7 +614,7 @@ impl Server {
                     room: b.room.to_string(),
                     fanout: b.fanout,
                     micros: b.micros,
-                    ago_ms: self.now_ms().saturating_sub(b.at_ms),
+                    ago_ms: self.now().ms.saturating_sub(b.at_ms),
                 })
                 .collect(),
         };

@@ -8,8 +8,10 @@ use crate::answer;
 use crate::conn::{AfterResponse, Deadline, Flags, State};
 use crate::http::Status;
 use crate::outgoing::{Flushed, Response};
-use crate::routes::{self, Next};
+use crate::routes::{self, Action, Next};
 use crate::stats;
+use crate::sys;
+use crate::waitlist::Waiter;
 use mio::event::Event;
 use std::io::{self, Read};
 use std::net::Shutdown;
@@ -73,18 +75,8 @@ impl Server {
         }
     }
 
-    /// A request that waited for Redis was handled: if more input waits behind it, the
-    /// connection goes in line for its next turn.
-    pub(super) fn after_carrying_on(&mut self, key: usize) {
-        let conn = &self.conns[key];
-        let waiting = !conn.input.is_empty() || conn.flags.has(Flags::INPUT_PAUSED);
-        if conn.state() == State::Reading && waiting {
-            self.queue_ready(key);
-        }
-    }
-
     /// Puts a connection in the ready queue, once.
-    fn queue_ready(&mut self, key: usize) {
+    pub(super) fn queue_ready(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         if !conn.flags.has(Flags::READY) {
             conn.flags.set(Flags::READY, true);
@@ -202,9 +194,9 @@ impl Server {
         let input = std::mem::take(&mut conn.input);
         let mut used = 0;
         let mut answered = 0;
-        self.turn_deliveries = 0;
+        let mut delivered = 0;
         let out_of_budget = loop {
-            if answered == REQUESTS_PER_TURN || self.turn_deliveries >= DELIVERIES_PER_TURN {
+            if answered == REQUESTS_PER_TURN || delivered >= DELIVERIES_PER_TURN {
                 break used < input.len();
             }
             let conn = &mut self.conns[key]; // closing only marks it; it is freed in step 5
@@ -276,7 +268,8 @@ impl Server {
                     conn.flags.set(Flags::HTTP10, http10);
                     // While shutting down every response is the connection's last.
                     let close = close || self.draining;
-                    self.apply(key, action, close);
+                    self.hand_to_chat(key, action, close);
+                    delivered += self.chat.take_deliveries();
                 }
             }
         };
@@ -294,6 +287,26 @@ impl Server {
             conn.input = input;
         }
         out_of_budget
+    }
+
+    /// A request routing has read: `/stats` is answered here (it reads the process's
+    /// memory); everything else is the chat's to decide, and its effects are carried out
+    /// before the next request is read.
+    fn hand_to_chat(&mut self, key: usize, action: Action, close: bool) {
+        if let Action::Stats { head_only } = action {
+            let (worker, redis) = (self.config.worker, self.chat.is_shared());
+            let rss = sys::rss_bytes();
+            let bytes = answer::stats(&self.stats, rss, worker, redis, head_only);
+            return self.respond(key, Response::Owned(bytes), close);
+        }
+        let conn = &self.conns[key];
+        let asker = Waiter {
+            key: key as u32,
+            generation: conn.generation,
+        };
+        let now = self.now();
+        self.chat.request(now, asker, conn.client, action, close);
+        self.carry_out();
     }
 
     /// Answers an invalid request and hangs up: what follows it cannot be trusted to start
@@ -402,12 +415,13 @@ impl Server {
             let conn = self.conns.remove(key);
             debug_assert_eq!(conn.state(), State::Closed);
             debug_assert!(conn.timer.is_none());
-            self.clients.disconnected(conn.client);
+            self.chat.clients_mut().disconnected(conn.client);
             stats::sub(&self.stats.connections, 1);
             self.report.closed += 1;
             log::debug!("#{key} closed");
         }
-        stats::set(&self.stats.client_addresses, self.clients.len() as u64);
+        let addresses = self.chat.clients().len() as u64;
+        stats::set(&self.stats.client_addresses, addresses);
         self.reap_admin();
     }
 }

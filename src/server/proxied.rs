@@ -59,14 +59,14 @@ impl Server {
             return true;
         };
         let per_client = self.config.max_conns_per_client;
-        if per_client > 0 && self.clients.connections_from(source) as usize >= per_client {
+        if per_client > 0 && self.chat.clients().connections_from(source) as usize >= per_client {
             stats::add(&self.stats.refused_per_client, 1);
             log::debug!("#{key} refusing {source}: it holds {per_client} connections");
             let response = Response::Owned(answer::too_many_connections());
             self.respond(key, response, true);
             return false;
         }
-        conn.client = self.clients.moved(conn.client, source);
+        conn.client = self.chat.clients_mut().moved(conn.client, source);
         true
     }
 
@@ -83,7 +83,7 @@ impl Server {
         else {
             return; // gone: the connection is about to close anyway
         };
-        conn.client = self.clients.moved(conn.client, addr);
+        conn.client = self.chat.clients_mut().moved(conn.client, addr);
     }
 
     /// The client's address for log lines: the one a trusted proxy named (an IPv6 client
@@ -92,7 +92,7 @@ impl Server {
     pub(super) fn client_name(&self, key: usize) -> String {
         let conn = &self.conns[key];
         match conn.flags.has(Flags::PROXIED) {
-            true => self.clients.address(conn.client).to_string(),
+            true => self.chat.clients().address(conn.client).to_string(),
             false => conn.peer(),
         }
     }

@@ -3,6 +3,7 @@
 //! until `Server::run`.
 
 use super::admin;
+use super::redis::RedisLink;
 use super::{
     accept, io, PassReport, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS,
     SIGNALS, WAKER,
@@ -11,21 +12,15 @@ use crate::answer;
 use crate::assets::Assets;
 use crate::backplane::{link_caps, Backplane};
 use crate::chat::Chat;
-use crate::clients::Clients;
 use crate::config::{Config, RESERVED_DESCRIPTORS};
-use crate::limits::Limiter;
 use crate::metrics::LoopMetrics;
 use crate::random::Random;
-use crate::room::HistoryLimits;
-use crate::sse;
 use crate::stats::Stats;
 use crate::sys;
 use crate::timer::TimerWheel;
 use mio::{Events, Interest, Poll, Waker};
 use slab::Slab;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -80,17 +75,12 @@ impl Server {
         stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
         stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
         stats.rooms.store(1, Ordering::Relaxed);
-        let mut random = Random::from_clock();
-        let history = HistoryLimits {
-            messages: config.history_messages,
-            bytes: config.history_bytes,
-        };
-        let limiter = Limiter::new(config.post_rate, config.post_burst, config.typing_interval);
-        let backplane = config
-            .redis
-            .clone()
-            .map(|url| Backplane::new(url, link_caps(&config), REDIS_COMMANDS, REDIS_EVENTS));
-        let shared = backplane.is_some();
+        let redis = config.redis.clone().map(|url| {
+            let caps = link_caps(&config);
+            RedisLink::new(Backplane::new(url, caps, REDIS_COMMANDS, REDIS_EVENTS))
+        });
+        let shared = redis.is_some();
+        let chat = Chat::new(&config, Arc::clone(&stats), Random::from_clock());
         let mut server = Server {
             poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
@@ -99,12 +89,7 @@ impl Server {
             conns: Slab::new(),
             wheel: TimerWheel::new(),
             started: Instant::now(),
-            chat: Chat::new(
-                random.next_u64() as u32,
-                history,
-                config.max_rooms,
-                config.redis.is_some(),
-            ),
+            chat,
             assets,
             config,
             stats,
@@ -117,38 +102,19 @@ impl Server {
             out_of_descriptors: false,
             draining: false,
             grace_over: false,
-            sweep_scheduled: false,
-            random,
             read_chunk: vec![0; io::READ_CHUNK_BYTES].into_boxed_slice(),
             next_generation: 1,
             closing: Vec::new(),
             ready: Vec::new(),
             ready_batch: Vec::new(),
-            turn_deliveries: 0,
-            clients: Clients::default(),
-            limiter,
-            limiter_sweep_scheduled: false,
             fired: Vec::new(),
-            classic_timeout: answer::classic_timeout(),
-            heartbeat_frame: Rc::from(sse::HEARTBEAT),
-            stream_holders: HashMap::new(),
             refusal: answer::refusal(),
             refusal_per_client: answer::refusal_per_client(),
             report: PassReport::default(),
-            backplane,
-            incoming: Vec::new(),
-            backplane_more: false,
-            deferred: HashMap::new(),
-            reads_sent: 0,
-            epoch_known: !shared,
-            redis_watchdog: false,
-            redis_attempts: 0,
-            redis_was_up: false,
-            redis_starting: None,
-            redis_outage: None,
             metrics: LoopMetrics::default(),
             admin,
             supervisor: None,
+            redis,
         };
         if shared {
             server.connect_redis();

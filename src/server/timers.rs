@@ -4,12 +4,11 @@
 //! purpose ([`Deadline`]) follows its state; the server has a few of its own ([`Due`]).
 
 use super::Server;
+use crate::chat::Sweep;
 use crate::conn::{Deadline, State, Timer};
-use crate::outgoing::Response;
 use crate::stats;
 use crate::timer;
-use crate::waitlist::ListKind;
-use std::rc::Rc;
+use crate::waitlist::Waiter;
 use std::time::Duration;
 
 /// How long a connection we are hanging up on may keep sending before we close it anyway.
@@ -36,14 +35,12 @@ pub enum Due {
     },
     /// Out of descriptors, the listener paused: listen again.
     ResumeAccepting,
-    /// Tell rooms which names left.
-    SweepPresence,
+    /// One of the chat's sweeps (presence, the rate limiter's buckets).
+    Sweep(Sweep),
     /// A shutdown's grace is over: exit with whatever is still open.
     GraceOver,
     /// With `--redis`: reconnect, or check that Redis still answers.
     RedisWatchdog,
-    /// Free the rate limiter's full buckets.
-    SweepLimiter,
     /// Send the X-ray's next frame to its viewers.
     XrayTick,
     /// Admin connections' deadlines: idle, request, write, linger.
@@ -56,10 +53,10 @@ impl Due {
         match self {
             Due::Conn { key, generation } => (key as u32, generation),
             Due::ResumeAccepting => (SERVER_KEY, 0),
-            Due::SweepPresence => (SERVER_KEY, 1),
+            Due::Sweep(Sweep::Presence) => (SERVER_KEY, 1),
             Due::GraceOver => (SERVER_KEY, 2),
             Due::RedisWatchdog => (SERVER_KEY, 3),
-            Due::SweepLimiter => (SERVER_KEY, 4),
+            Due::Sweep(Sweep::Limiter) => (SERVER_KEY, 4),
             Due::XrayTick => (SERVER_KEY, 5),
             Due::SweepAdmin => (SERVER_KEY, 6),
         }
@@ -69,10 +66,10 @@ impl Due {
     fn unpack((key, generation): Payload) -> Due {
         match (key, generation) {
             (SERVER_KEY, 0) => Due::ResumeAccepting,
-            (SERVER_KEY, 1) => Due::SweepPresence,
+            (SERVER_KEY, 1) => Due::Sweep(Sweep::Presence),
             (SERVER_KEY, 2) => Due::GraceOver,
             (SERVER_KEY, 3) => Due::RedisWatchdog,
-            (SERVER_KEY, 4) => Due::SweepLimiter,
+            (SERVER_KEY, 4) => Due::Sweep(Sweep::Limiter),
             (SERVER_KEY, 5) => Due::XrayTick,
             (SERVER_KEY, 6) => Due::SweepAdmin,
             (key, generation) => Due::Conn {
@@ -105,13 +102,13 @@ impl Server {
             match Due::unpack(payload) {
                 Due::Conn { key, generation } => self.on_conn_timer(key, generation),
                 Due::ResumeAccepting => self.resume_accepting(),
-                Due::SweepPresence => {
-                    self.sweep_scheduled = false;
-                    self.sweep_presence();
+                Due::Sweep(sweep) => {
+                    let now = self.now();
+                    self.chat.sweep(now, sweep);
+                    self.carry_out();
                 }
                 Due::GraceOver => self.grace_over = true,
                 Due::RedisWatchdog => self.on_redis_watchdog(),
-                Due::SweepLimiter => self.sweep_limiter(),
                 Due::XrayTick => self.xray_tick(),
                 Due::SweepAdmin => self.sweep_admin(),
             }
@@ -146,27 +143,27 @@ impl Server {
 
     fn on_deadline(&mut self, key: usize, deadline: Deadline) {
         let conn = &self.conns[key];
+        let waiter = Waiter {
+            key: key as u32,
+            generation: conn.generation,
+        };
+        let now = self.now();
         match (deadline, conn.state()) {
-            (Deadline::Poll, State::Parked(membership)) => {
-                self.unpark(key);
-                stats::add(&self.stats.timeouts, 1);
-                let response = match membership.list {
-                    ListKind::Classic => Response::Shared(Rc::clone(&self.classic_timeout)),
-                    _ => Response::Owned(self.poll_timeout_answer(membership.room)),
-                };
-                self.respond(key, response, false);
-            }
-            (Deadline::Heartbeat, State::Streaming(_)) if self.stream_expired(key) => {
-                self.expire_stream(key);
+            (Deadline::Poll, State::Parked(at)) => {
+                self.chat.poll_timed_out(waiter, at);
+                self.carry_out();
             }
             (Deadline::Heartbeat, State::Streaming(_)) => {
-                let frame = Rc::clone(&self.heartbeat_frame);
-                self.stream_send(key, &frame, false);
+                self.chat.stream_due(now, waiter, false);
+                self.carry_out();
             }
-            (Deadline::Write, State::Streaming(_)) if self.stream_expired(key) => {
-                self.expire_stream(key);
+            (Deadline::Write, State::Streaming(_)) => {
+                if !self.chat.stream_due(now, waiter, true) {
+                    self.write_or_drop(key);
+                }
+                self.carry_out();
             }
-            (Deadline::Write, State::Writing | State::Streaming(_)) => self.write_or_drop(key),
+            (Deadline::Write, State::Writing) => self.write_or_drop(key),
             (Deadline::Idle, State::Reading) => {
                 stats::add(&self.stats.dropped_idle, 1);
                 log::debug!("#{key} idle for {:?}; closing", self.config.idle_timeout);
@@ -183,7 +180,8 @@ impl Server {
             (Deadline::Linger, _) => self.close(key),
             (Deadline::Backplane, State::Awaiting) => {
                 log::debug!("#{key} Redis did not answer in time");
-                self.redis_unavailable(key);
+                self.chat.redis_wait_over(waiter);
+                self.carry_out();
             }
             (deadline, state) => {
                 debug_assert!(false, "#{key}: {deadline:?} timer fired in {state:?}");
@@ -224,23 +222,17 @@ impl Server {
             Deadline::Request => self.config.request_timeout,
             Deadline::Poll => self.config.poll_timeout,
             // A stream behind on its writes still ends when its token does.
-            Deadline::Write => match self.stream_expiry_ms(key) {
-                Some(expiry) => {
-                    let left = Duration::from_millis(expiry.saturating_sub(self.now_ms()));
-                    self.config.write_timeout.min(left)
-                }
+            Deadline::Write => match self.chat.stream_ends_in_ms(self.now(), key as u32) {
+                Some(left) => self.config.write_timeout.min(Duration::from_millis(left)),
                 None => self.config.write_timeout,
             },
             Deadline::Linger => LINGER,
             // A quiet stream's next heartbeat, or the end of its token if that comes first.
-            Deadline::Heartbeat => match self.stream_expiry_ms(key) {
-                Some(expiry) => {
-                    let left = Duration::from_millis(expiry.saturating_sub(self.now_ms()));
-                    self.config.heartbeat.min(left)
-                }
+            Deadline::Heartbeat => match self.chat.stream_ends_in_ms(self.now(), key as u32) {
+                Some(left) => self.config.heartbeat.min(Duration::from_millis(left)),
                 None => self.config.heartbeat,
             },
-            Deadline::Backplane => super::redis::REPLY_WAIT,
+            Deadline::Backplane => crate::chat::REPLY_WAIT,
         };
         self.clear_timer(key);
         let at = self.deadline_after(after);
@@ -302,10 +294,10 @@ mod tests {
                 generation: u32::MAX,
             },
             Due::ResumeAccepting,
-            Due::SweepPresence,
+            Due::Sweep(Sweep::Presence),
             Due::GraceOver,
             Due::RedisWatchdog,
-            Due::SweepLimiter,
+            Due::Sweep(Sweep::Limiter),
             Due::XrayTick,
             Due::SweepAdmin,
         ];

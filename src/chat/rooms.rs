@@ -79,7 +79,7 @@ struct Age {
 }
 
 /// All rooms.
-pub struct Chat {
+pub struct Rooms {
     /// Changes every start, so positions from an earlier run are recognised. With
     /// `--redis` it is Redis's, the same on every node, and changes only if Redis lost its
     /// data.
@@ -113,10 +113,10 @@ pub struct Chat {
     no_room_until_ms: u64,
 }
 
-impl Chat {
+impl Rooms {
     /// A chat with only the lobby. `shared`: with `--redis`.
-    pub fn new(epoch: u32, history: HistoryLimits, max_rooms: usize, shared: bool) -> Chat {
-        let mut chat = Chat {
+    pub fn new(epoch: u32, history: HistoryLimits, max_rooms: usize, shared: bool) -> Rooms {
+        let mut chat = Rooms {
             epoch,
             shared,
             history,
@@ -324,18 +324,18 @@ mod tests {
     };
 
     /// The id `room_id` gives, whether or not a room gave way for it.
-    fn open(chat: &mut Chat, name: &str, now_ms: u64) -> Result<u32, TooManyRooms> {
+    fn open(chat: &mut Rooms, name: &str, now_ms: u64) -> Result<u32, TooManyRooms> {
         chat.room_id(name, FREE, now_ms).map(|opened| opened.id)
     }
 
-    fn post(chat: &mut Chat, id: u32) {
+    fn post(chat: &mut Rooms, id: u32) {
         let room = chat.room(id);
         room.post(1, "ann", "hi", None, 0, &HISTORY);
     }
 
     #[test]
     fn rooms_are_created_on_first_use_up_to_the_cap() {
-        let mut chat = Chat::new(1, HISTORY, 3, false);
+        let mut chat = Rooms::new(1, HISTORY, 3, false);
         assert_eq!(open(&mut chat, LOBBY, 0), Ok(0));
         for name in ["a", "b"] {
             let id = open(&mut chat, name, 0).unwrap();
@@ -353,7 +353,7 @@ mod tests {
     /// room unused longest gives way, history and all. The lobby never does.
     #[test]
     fn at_the_cap_the_idle_room_unused_longest_gives_way_history_and_all() {
-        let mut chat = Chat::new(1, HISTORY, 4, false);
+        let mut chat = Rooms::new(1, HISTORY, 4, false);
         for name in ["a", "b", "c"] {
             let id = open(&mut chat, name, 0).unwrap();
             post(&mut chat, id);
@@ -382,7 +382,7 @@ mod tests {
     /// holds messages: reads of made-up rooms cannot push history out.
     #[test]
     fn a_room_that_holds_nothing_gives_way_before_one_with_history() {
-        let mut chat = Chat::new(1, HISTORY, 3, false);
+        let mut chat = Rooms::new(1, HISTORY, 3, false);
         let posted = open(&mut chat, "posted", 0).unwrap();
         post(&mut chat, posted);
         let read_only = open(&mut chat, "read-only", 0).unwrap();
@@ -412,7 +412,7 @@ mod tests {
         ];
         for with_history in [false, true] {
             for occupy in occupy {
-                let mut chat = Chat::new(1, HISTORY, 2, false);
+                let mut chat = Rooms::new(1, HISTORY, 2, false);
                 let id = open(&mut chat, "busy", 0).unwrap();
                 if with_history {
                     post(&mut chat, id);
@@ -422,7 +422,7 @@ mod tests {
                 assert_eq!(chat.find("busy"), Some(id));
             }
         }
-        let mut chat = Chat::new(1, HISTORY, 2, false);
+        let mut chat = Rooms::new(1, HISTORY, 2, false);
         let id = open(&mut chat, "held", 0).unwrap();
         post(&mut chat, id);
         let places = Places {
@@ -456,7 +456,7 @@ mod tests {
             ),
         ];
         for (n, (make, vacant)) in cases.into_iter().enumerate() {
-            let mut chat = Chat::new(1, HISTORY, 2, true);
+            let mut chat = Rooms::new(1, HISTORY, 2, true);
             let id = open(&mut chat, "copy", 0).unwrap();
             assert_eq!(chat.room(id).sync, Sync::Unloaded);
             make(chat.room(id));
@@ -474,7 +474,7 @@ mod tests {
     /// that was let go meanwhile is found.
     #[test]
     fn a_fruitless_round_pauses_the_search_for_a_moment() {
-        let mut chat = Chat::new(1, HISTORY, 3, false);
+        let mut chat = Rooms::new(1, HISTORY, 3, false);
         for name in ["a", "b"] {
             let id = open(&mut chat, name, 0).unwrap();
             chat.room(id).polls.join(Waiter {
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn the_search_for_a_vacant_room_is_bounded_and_goes_round() {
         let rooms = VACANCY_SEARCH + 100;
-        let mut chat = Chat::new(1, HISTORY, rooms + 1, false);
+        let mut chat = Rooms::new(1, HISTORY, rooms + 1, false);
         for n in 0..rooms {
             let id = open(&mut chat, &format!("r{n}"), 0).unwrap();
             if id as usize != rooms {
@@ -521,8 +521,8 @@ mod tests {
     /// rooms it keeps.
     #[test]
     fn in_a_burst_the_rooms_of_whoever_pushes_the_most_out_give_way() {
-        let mut chat = Chat::new(1, HISTORY, 7, false);
-        let keep = |chat: &mut Chat, name: &str, keeper: u32| {
+        let mut chat = Rooms::new(1, HISTORY, 7, false);
+        let keep = |chat: &mut Rooms, name: &str, keeper: u32| {
             let id = open(chat, name, 1_000).unwrap();
             post(chat, id);
             chat.room(id).keeper = Some(keeper);
@@ -574,7 +574,7 @@ mod tests {
     /// and reading the older room (which makes it the newest used) changes nothing.
     #[test]
     fn in_a_burst_among_equals_the_room_made_last_gives_way() {
-        let mut chat = Chat::new(1, HISTORY, 4, false);
+        let mut chat = Rooms::new(1, HISTORY, 4, false);
         let mut keep = |name: &str, keeper: u32| {
             let id = open(&mut chat, name, 1_000).unwrap();
             post(&mut chat, id);
@@ -599,7 +599,7 @@ mod tests {
     /// of new rooms takes each idle room in turn and looks at each busy one once a round.
     #[test]
     fn busy_rooms_are_passed_over_once_and_idle_ones_give_way_in_turn() {
-        let mut chat = Chat::new(1, HISTORY, 11, false);
+        let mut chat = Rooms::new(1, HISTORY, 11, false);
         for n in 0..10 {
             let id = open(&mut chat, &format!("r{n}"), 0).unwrap();
             post(&mut chat, id);

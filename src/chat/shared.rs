@@ -1,0 +1,761 @@
+//! With `--redis`: rooms as copies of Redis's, and the requests that wait for Redis. The
+//! chat sends commands as effects ([`Command`]) and hears back through
+//! [`Chat::redis`]; the connections to Redis are the shell's (`src/server/redis.rs`).
+//!
+//! - A post goes to Redis (one script stores, trims and announces it); the poster is
+//!   answered once Redis confirms, and everyone — the poster's own node included — gets
+//!   the message from the announcement, delivered exactly as a local post is.
+//! - A read of a room (a poll, a stream, presence) is answered from the node's copy of the
+//!   room; a room not copied yet is loaded first, and the request waits. So does one whose
+//!   position is ahead of the copy (another node gave it out, and this one has not heard of
+//!   it yet), while the copy reads what it missed: only a position still ahead after that
+//!   read is one Redis never issued, and refused.
+//! - A copy stays true by sequence numbers: an announcement that is not the next one
+//!   expected, or Redis coming back after an outage, makes the room read what it missed.
+//! - Redis down: posts are answered 503 at once, or after [`REPLY_WAIT`] without an answer
+//!   (the shell's timer); waiting polls and open streams stay.
+
+use super::requests::Asked;
+use super::{cors, Chat, Effect, Now, NAMES_SWEPT_PER_PASS};
+use crate::answer;
+use crate::backplane::news::{News, Snapshot, Stored};
+use crate::backplane::{Answer, Incoming, Trim};
+use crate::event::Event;
+use crate::http::Status;
+use crate::limits::Act;
+use crate::position::Position;
+use crate::room::Sync;
+use crate::routes::Action;
+use crate::stats;
+use crate::waitlist::Waiter;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How long a request waits for Redis before it is told to come back: "posts answer 503
+/// within a second, never hang until Redis returns".
+pub const REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// What a command's reply is for.
+#[derive(Debug)]
+pub enum Then {
+    /// A post by `conn`: answer it.
+    Post {
+        /// The poster.
+        conn: Waiter,
+        /// The classic `POST /chat`, answered `{"ok":"posted"}`.
+        classic: bool,
+    },
+    /// Loading this room.
+    Load(RoomAt),
+    /// Catching this room up.
+    CatchUp(RoomAt),
+    /// Renewing or sweeping names: the announcements are what matters.
+    Presence,
+}
+
+/// The room a read of Redis is for: its id, and its name, to tell it from a room that took
+/// the id over while the read was on its way (a room that holds nothing gives its place to
+/// a new one: `Rooms::room_id`). A reply for a room no longer here is dropped.
+#[derive(Debug)]
+pub struct RoomAt {
+    id: u32,
+    name: Box<str>,
+    /// Its number among the reads sent (`Shared::reads_sent`).
+    read: u64,
+}
+
+/// A command for Redis, carried out by the shell's backplane (`crate::backplane`). One
+/// the shell cannot send comes back as a failed reply.
+#[derive(Debug)]
+pub enum Command {
+    /// Store and announce a message (see `Backplane::post`).
+    Post {
+        /// The room.
+        room: Box<str>,
+        /// Who.
+        from: String,
+        /// What.
+        text: String,
+        /// When, milliseconds since 1970.
+        time_ms: u64,
+        /// The poster's idempotency id.
+        client_id: Option<String>,
+        /// The history caps Redis trims to.
+        trim: Trim,
+        /// The epoch to start if Redis has none.
+        new_epoch: u32,
+        /// What the reply is for.
+        then: Then,
+    },
+    /// Read a room's messages from `first_seq` on (see `Backplane::history`).
+    History {
+        /// The room.
+        room: Box<str>,
+        /// The first message wanted.
+        first_seq: u64,
+        /// With the names present (a load).
+        with_names: bool,
+        /// Expired names swept on the way, at most.
+        sweep_limit: usize,
+        /// The epoch to start if Redis has none.
+        new_epoch: u32,
+        /// What the reply is for.
+        then: Then,
+    },
+    /// Renew or announce names present here (see `Backplane::presence`).
+    Presence {
+        /// The room.
+        room: Box<str>,
+        /// Each name with how much longer it is present, in ms.
+        names: Vec<(String, u64)>,
+    },
+    /// Announce names whose time is up, at most `limit` (see `Backplane::sweep`).
+    Sweep {
+        /// The room.
+        room: Box<str>,
+        /// How many at most.
+        limit: usize,
+    },
+    /// Announce that `from` is typing.
+    Typing {
+        /// The room.
+        room: Box<str>,
+        /// Who.
+        from: String,
+    },
+}
+
+#[cfg(test)]
+impl RoomAt {
+    /// The read numbered `read` of room `name` at `id`, as the chat would have sent it.
+    pub(super) fn for_tests(id: u32, name: &str, read: u64) -> RoomAt {
+        RoomAt {
+            id,
+            name: name.into(),
+            read,
+        }
+    }
+}
+
+/// A request that waits for its room's copy to be loaded, or to catch up.
+struct Deferred {
+    asked: Asked,
+    action: Action,
+    /// The number the first read of its room sent after it came has (or will have): that
+    /// read holds everything Redis issued before, so once it is back, a position still
+    /// ahead of the copy was never issued. A catch-up waiter goes on when that read is
+    /// back; every load waiter goes on with the load, and asks again if the load was
+    /// older than it.
+    after_read: u64,
+}
+
+/// The chat's side of Redis.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// Both connections are ready: commands go out, announcements come in.
+    up: bool,
+    /// The epoch is known (from Redis's first answer).
+    epoch_known: bool,
+    /// Requests waiting for their room's copy, by room id.
+    deferred: HashMap<u32, Vec<Deferred>>,
+    /// Every connection waiting for Redis (a post's reply, or a room's copy): one the shell
+    /// answered meanwhile (Redis was slow) or lost is taken out, so a late reply finds
+    /// nobody to answer.
+    awaiting: HashSet<Waiter>,
+    /// Reads of a room's history sent so far: each read is numbered, so that a request
+    /// waits for a read sent after it came, not one already on its way.
+    reads_sent: u64,
+}
+
+impl Shared {
+    /// Whether requests wait on room `id` (so it may not give its place away).
+    pub(super) fn holds(&self, id: u32) -> bool {
+        self.deferred.contains_key(&id)
+    }
+
+    /// `conn` no longer waits (answered by the shell, or gone).
+    pub(super) fn forget(&mut self, conn: Waiter) {
+        self.awaiting.remove(&conn);
+    }
+}
+
+impl Chat {
+    /// The shared state; only called where rooms are shared.
+    fn shared(&mut self) -> &mut Shared {
+        self.shared.as_mut().expect("called with --redis only")
+    }
+
+    /// Whether Redis is up now.
+    fn redis_up(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| s.up)
+    }
+
+    /// Something came from Redis: a reply, an announcement, or the connections coming up
+    /// or going down.
+    pub fn redis(&mut self, now: Now, incoming: Incoming<Then>) {
+        match incoming {
+            Incoming::Up => self.on_redis_up(),
+            Incoming::Down(_) => self.on_redis_down(),
+            Incoming::Reply(then, answer) => self.on_reply(now, then, answer),
+            Incoming::News { room, news } => self.on_news(now, &room, news),
+        }
+    }
+
+    /// Connection `conn` waited for Redis for [`REPLY_WAIT`]: it is told to come back.
+    pub fn redis_wait_over(&mut self, conn: Waiter) {
+        if let Some(shared) = self.shared.as_mut() {
+            shared.forget(conn);
+        }
+        self.redis_unavailable(conn, false);
+    }
+
+    /// `503` with `Retry-After: 1`: Redis cannot be reached just now. A client that retries
+    /// a post with the same `client_id` is never stored twice.
+    pub(super) fn redis_unavailable(&mut self, conn: Waiter, close: bool) {
+        let mut headers = cors(&self.config);
+        headers.push(("Retry-After", "1"));
+        let message = "the message store (Redis) cannot be reached just now; try again";
+        let bytes = answer::error(Status::SERVICE_UNAVAILABLE, &headers, message, false);
+        self.answer(conn, bytes, close);
+    }
+
+    /// `asked` waits for Redis.
+    fn wait_for_redis(&mut self, asked: Asked) {
+        self.shared().awaiting.insert(asked.conn);
+        self.effects.push(Effect::Await {
+            to: asked.conn,
+            close: asked.close,
+        });
+    }
+
+    fn on_redis_up(&mut self) {
+        self.shared().up = true;
+        let lobby = self.rooms.lobby();
+        for room in self.rooms.room_ids() {
+            let sync = self.rooms.room(room).sync;
+            match sync {
+                Sync::Loaded | Sync::CatchingUp => {
+                    self.rooms.room(room).sync = Sync::Loaded;
+                    self.catch_up(room);
+                }
+                Sync::Unloaded if room == lobby || self.shared().holds(room) => self.load(room),
+                _ => {}
+            }
+        }
+        self.schedule_presence_sweep();
+    }
+
+    fn on_redis_down(&mut self) {
+        self.shared().up = false;
+        for room in self.rooms.room_ids() {
+            let room = self.rooms.room(room);
+            room.sync = match room.sync {
+                Sync::Loading => Sync::Unloaded,
+                Sync::CatchingUp => Sync::Loaded,
+                other => other,
+            };
+        }
+        // Requests that waited for a room to load: it will not, now.
+        let deferred: Vec<Deferred> = self
+            .shared()
+            .deferred
+            .drain()
+            .flat_map(|(_, d)| d)
+            .collect();
+        for waiting in deferred {
+            if self.shared().awaiting.remove(&waiting.asked.conn) {
+                self.redis_unavailable(waiting.asked.conn, false);
+            }
+        }
+    }
+
+    /// A read of a room waits until the room's copy is loaded, and, if it names a position
+    /// ahead of the copy, until the copy has read Redis past it. Returns the action when
+    /// it can go ahead now; otherwise the request waits (or was answered).
+    pub(super) fn when_room_ready(
+        &mut self,
+        now: Now,
+        asked: Asked,
+        action: Action,
+    ) -> Option<Action> {
+        let Some(name) = action.room_to_read() else {
+            return Some(action); // a post or typing goes straight to Redis
+        };
+        let room = match self.room_named(now, asked, name) {
+            Ok(room) => room,
+            Err(_) => return Some(action), // the handler answers the room cap
+        };
+        let ready = self.rooms.room(room).is_ready();
+        let ahead = ready && self.ahead_of_copy(asked, room, &action);
+        if ready && !ahead {
+            return Some(action);
+        }
+        if !self.redis_up() {
+            self.redis_unavailable(asked.conn, asked.close);
+            return None;
+        }
+        if ahead && !self.may_read_for(now, asked) {
+            return None;
+        }
+        self.wait_for_redis(asked);
+        let after_read = self.shared().reads_sent + 1;
+        let waiting = Deferred {
+            asked,
+            action,
+            after_read,
+        };
+        self.shared()
+            .deferred
+            .entry(room)
+            .or_default()
+            .push(waiting);
+        match self.rooms.room(room).sync {
+            Sync::Unloaded => self.load(room),
+            // Catching up already: that read may have left before the position was given
+            // out, so the next one is sent when it is back (`catch_up_if_behind`).
+            Sync::Loaded => self.catch_up(room),
+            _ => {}
+        }
+        None
+    }
+
+    /// Whether the client may have the room's copy read from Redis for a position ahead
+    /// of it; if not, answers 429. Each such read costs Redis a command, as a post does, so
+    /// it is charged to the client's `--post-rate`: nothing else bounded how often a client
+    /// could ask (one client's 247,520 requests with made-up positions in 5 s made the
+    /// node read Redis 66,254 times). A client whose node only lags asks a few times.
+    fn may_read_for(&mut self, now: Now, asked: Asked) -> bool {
+        let address = self.clients.address(asked.client);
+        match self.limiter.allow(Act::Post, address, ("", false), now.ms) {
+            Ok(()) => {
+                self.schedule_limiter_sweep();
+                true
+            }
+            Err(refused) => {
+                let message = "since: this position is ahead of what this node has seen, and \
+                               your address has had Redis read for such positions as often as \
+                               --post-rate allows; try again after Retry-After";
+                self.too_many(asked, refused, message);
+                false
+            }
+        }
+    }
+
+    /// Whether the request names a position of the current epoch beyond the newest
+    /// message of the room's copy: another node gave it out, and this one has not heard of
+    /// it yet. Once the copy has read Redis for it (`Asked::caught_up`), no longer: a
+    /// position still ahead then is one Redis never issued, and the handler refuses it.
+    fn ahead_of_copy(&mut self, asked: Asked, room: u32, action: &Action) -> bool {
+        let epoch = self.rooms.epoch;
+        let last = self.rooms.room(room).last_seq();
+        action
+            .since()
+            .is_some_and(|p| !asked.caught_up && p.epoch == epoch && p.seq > last)
+    }
+
+    /// A post, stored and announced by Redis; the poster is answered when Redis confirms.
+    /// Returns false when Redis is down (answered 503 at once).
+    pub(super) fn post_through_redis(
+        &mut self,
+        now: Now,
+        asked: Asked,
+        room: u32,
+        (from, text, client_id): (&str, &str, Option<&str>),
+        classic: bool,
+    ) -> bool {
+        if !self.redis_up() {
+            self.redis_unavailable(asked.conn, asked.close);
+            return false;
+        }
+        let copy = self.rooms.room(room);
+        copy.posted_here = true;
+        let command = Command::Post {
+            room: copy.name.clone(),
+            from: from.to_owned(),
+            text: text.to_owned(),
+            time_ms: now.unix_ms,
+            client_id: client_id.map(str::to_owned),
+            trim: Trim {
+                messages: self.config.history_messages,
+                bytes: self.config.history_bytes,
+            },
+            new_epoch: self.random.next_u64() as u32,
+            then: Then::Post {
+                conn: asked.conn,
+                classic,
+            },
+        };
+        self.wait_for_redis(asked);
+        self.effects.push(Effect::Redis(command));
+        true
+    }
+
+    /// A typing event, announced through Redis; false when Redis is down.
+    pub(super) fn typing_through_redis(&mut self, room: u32, from: &str) -> bool {
+        if !self.redis_up() {
+            return false;
+        }
+        let room = self.rooms.room(room).name.clone();
+        let from = from.to_owned();
+        self.effects
+            .push(Effect::Redis(Command::Typing { room, from }));
+        true
+    }
+
+    /// A name that just became present here: tell every node (it announces the join
+    /// if the name was not present anywhere). Down: the renewal after reconnecting does.
+    pub(super) fn announce_name(&mut self, room: u32, name: &str) {
+        if !self.redis_up() {
+            return;
+        }
+        let window = self.presence_window_ms();
+        let room = self.rooms.room(room).name.clone();
+        let names = vec![(name.to_owned(), window)];
+        self.effects
+            .push(Effect::Redis(Command::Presence { room, names }));
+    }
+
+    /// The presence sweep's part with Redis: renew every name held here (so it stays while
+    /// this node lives) and announce the names whose time is up everywhere.
+    pub(super) fn sweep_shared_presence(&mut self, now: Now) -> bool {
+        if self.shared.is_none() {
+            return false;
+        }
+        if !self.redis_up() {
+            return true;
+        }
+        let window = self.presence_window_ms();
+        let mut still_named = false;
+        for room in self.rooms.room_ids() {
+            let room = self.rooms.room(room);
+            if !room.is_ready() {
+                continue;
+            }
+            let held = room.names.held(now.ms, window);
+            let held: Vec<(String, u64)> =
+                held.into_iter().map(|(n, ms)| (n.to_owned(), ms)).collect();
+            still_named |= !held.is_empty() || !room.everyone.is_empty();
+            let name = room.name.clone();
+            if !room.everyone.is_empty() {
+                let limit = NAMES_SWEPT_PER_PASS;
+                let sweep = Command::Sweep {
+                    room: name.clone(),
+                    limit,
+                };
+                if !held.is_empty() {
+                    let renew = Command::Presence {
+                        room: name,
+                        names: held,
+                    };
+                    self.effects.push(Effect::Redis(renew));
+                }
+                self.effects.push(Effect::Redis(sweep));
+            } else if !held.is_empty() {
+                let renew = Command::Presence {
+                    room: name,
+                    names: held,
+                };
+                self.effects.push(Effect::Redis(renew));
+            }
+        }
+        still_named
+    }
+
+    // ----- keeping the copies true --------------------------------------------------------
+
+    fn load(&mut self, room: u32) {
+        let name = self.rooms.room(room).name.clone();
+        let new_epoch = self.random.next_u64() as u32;
+        let shared = self.shared();
+        shared.reads_sent += 1;
+        let then = Then::Load(RoomAt {
+            id: room,
+            name: name.clone(),
+            read: shared.reads_sent,
+        });
+        self.rooms.room(room).sync = Sync::Loading;
+        self.effects.push(Effect::Redis(Command::History {
+            room: name,
+            first_seq: 1,
+            with_names: true,
+            sweep_limit: NAMES_SWEPT_PER_PASS,
+            new_epoch,
+            then,
+        }));
+    }
+
+    /// Announcements heard while a read was on its way were set aside (the read was
+    /// to bring them); if one went further than the read did, or requests still wait for
+    /// a read sent after they came, read again from there.
+    fn catch_up_if_behind(&mut self, room: u32) {
+        let waiting = self.shared().holds(room);
+        let copy = self.rooms.room(room);
+        if waiting || copy.heard > copy.last_seq() {
+            self.catch_up(room);
+        }
+    }
+
+    fn catch_up(&mut self, room: u32) {
+        let copy = self.rooms.room(room);
+        if copy.sync != Sync::Loaded || !self.redis_up() {
+            return; // loading, or already catching up: that read includes what is missing
+        }
+        let copy = self.rooms.room(room);
+        let (name, first_seq) = (copy.name.clone(), copy.last_seq() + 1);
+        copy.sync = Sync::CatchingUp;
+        let new_epoch = self.random.next_u64() as u32;
+        let shared = self.shared();
+        shared.reads_sent += 1;
+        let then = Then::CatchUp(RoomAt {
+            id: room,
+            name: name.clone(),
+            read: shared.reads_sent,
+        });
+        stats::add(&self.stats.redis_catch_ups, 1);
+        self.effects.push(Effect::Redis(Command::History {
+            room: name,
+            first_seq,
+            with_names: false,
+            sweep_limit: 0,
+            new_epoch,
+            then,
+        }));
+    }
+
+    fn on_reply(&mut self, now: Now, then: Then, answer: Result<Answer, String>) {
+        match (then, answer) {
+            (Then::Post { conn, classic }, answer) => {
+                if !self.shared().awaiting.remove(&conn) {
+                    return; // answered 503 already (Redis was slow), or gone
+                }
+                let posted = match answer {
+                    Ok(Answer::Posted(posted)) => posted,
+                    Ok(_) | Err(_) => return self.redis_unavailable(conn, false),
+                };
+                self.learn_epoch(posted.epoch);
+                let bytes = if classic {
+                    answer::classic_posted()
+                } else {
+                    let id = Position {
+                        epoch: posted.epoch,
+                        seq: posted.seq,
+                    };
+                    answer::posted(&cors(&self.config), id, posted.duplicate)
+                };
+                self.answer(conn, bytes, false);
+            }
+            (Then::Load(at) | Then::CatchUp(at), _) if !self.still_here(&at) => {}
+            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(now, &at, snapshot),
+            (Then::Load(RoomAt { id: room, .. }), _) => {
+                self.rooms.room(room).sync = Sync::Unloaded;
+                let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
+                for waiting in deferred {
+                    if self.shared().awaiting.remove(&waiting.asked.conn) {
+                        self.redis_unavailable(waiting.asked.conn, false);
+                    }
+                }
+            }
+            (Then::CatchUp(at), Ok(Answer::Snapshot(snapshot))) => {
+                let room = at.id;
+                self.rooms.room(room).sync = Sync::Loaded;
+                // A new epoch: every room reads again, and its waiters go on after that.
+                if self.learn_epoch(snapshot.epoch) {
+                    for message in &snapshot.messages {
+                        self.take(now, room, message, true);
+                    }
+                    self.caught_up(now, room, at.read);
+                    self.catch_up_if_behind(room);
+                }
+            }
+            (Then::CatchUp(at), _) => {
+                self.rooms.room(at.id).sync = Sync::Loaded;
+                for waiting in self.waiting_for_read(at.id, at.read) {
+                    if self.shared().awaiting.remove(&waiting.asked.conn) {
+                        self.redis_unavailable(waiting.asked.conn, false);
+                    }
+                }
+            }
+            (Then::Presence, _) => {}
+        }
+    }
+
+    /// Whether the room a read was for still has its id.
+    fn still_here(&mut self, at: &RoomAt) -> bool {
+        self.rooms.room(at.id).name == at.name
+    }
+
+    /// A room's copy is loaded: everything Redis has, then whatever was announced while
+    /// the load was on its way, then the requests that waited for it.
+    fn on_loaded(&mut self, now: Now, at: &RoomAt, snapshot: Snapshot) {
+        let room = at.id;
+        self.learn_epoch(snapshot.epoch);
+        let (epoch, limits) = (self.rooms.epoch, self.rooms.history);
+        let copy = self.rooms.room(room);
+        let first = snapshot
+            .messages
+            .first()
+            .map_or(snapshot.seq, |m| m.seq - 1);
+        copy.restart_after(first);
+        for m in &snapshot.messages {
+            copy.append(epoch, m.seq, &m.from, &m.text, m.time_ms, &limits);
+        }
+        copy.everyone = snapshot.names.into_iter().collect();
+        copy.sync = Sync::Loaded;
+        if !copy.everyone.is_empty() {
+            // Names present elsewhere: when their node stops renewing them (it died),
+            // this node's sweep may be the one to announce that they left.
+            self.schedule_presence_sweep();
+        }
+        let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
+        for waiting in deferred {
+            let caught_up = waiting.after_read <= at.read;
+            self.go_on(now, waiting, caught_up);
+        }
+        self.catch_up_if_behind(room);
+    }
+
+    /// A read of the room, numbered `read`, is back and its messages are in the copy: the
+    /// requests that waited for it go on, and a position still ahead of the copy now is
+    /// one Redis never issued.
+    fn caught_up(&mut self, now: Now, room: u32, read: u64) {
+        for waiting in self.waiting_for_read(room, read) {
+            self.go_on(now, waiting, true);
+        }
+    }
+
+    /// Takes out the requests waiting in `room` for a read numbered `read` or earlier.
+    fn waiting_for_read(&mut self, room: u32, read: u64) -> Vec<Deferred> {
+        let shared = self.shared();
+        let Some(waiting) = shared.deferred.remove(&room) else {
+            return Vec::new();
+        };
+        let (due, later): (Vec<Deferred>, Vec<Deferred>) =
+            waiting.into_iter().partition(|d| d.after_read <= read);
+        if !later.is_empty() {
+            shared.deferred.insert(room, later);
+        }
+        due
+    }
+
+    /// A request that waited for Redis is handled again, now that its room is ready.
+    fn go_on(&mut self, now: Now, waiting: Deferred, caught_up: bool) {
+        let Deferred { asked, action, .. } = waiting;
+        if !self.shared().awaiting.remove(&asked.conn) {
+            return; // answered already (Redis was slow), or gone
+        }
+        self.effects.push(Effect::CarryOn { to: asked.conn });
+        let asked = Asked { caught_up, ..asked };
+        self.handle(now, asked, action);
+    }
+
+    /// Redis's epoch, learned or checked. A different one means Redis lost its data: every
+    /// room starts again (clients waiting in it, and clients resuming with old positions,
+    /// are told of the gap) and reads what Redis has now. Returns false in that case.
+    fn learn_epoch(&mut self, epoch: u32) -> bool {
+        if !self.shared().epoch_known {
+            self.shared().epoch_known = true;
+            self.rooms.epoch = epoch;
+            return true;
+        }
+        if self.rooms.epoch == epoch {
+            return true;
+        }
+        log::warn!(
+            "Redis lost its data (epoch {:08x} is now {epoch:08x}): every room starts again",
+            self.rooms.epoch
+        );
+        self.rooms.epoch = epoch;
+        for room in self.rooms.room_ids() {
+            let copy = self.rooms.room(room);
+            copy.restart_after(0);
+            copy.heard = 0;
+            copy.everyone.clear();
+            if copy.sync == Sync::CatchingUp {
+                copy.sync = Sync::Loaded;
+            }
+            self.tell_of_gap(room);
+            self.catch_up(room);
+        }
+        false
+    }
+
+    /// One stored message for a room's copy, announced (`read` false) or read from Redis
+    /// (`read` true): the next one expected is kept and delivered; one already had is
+    /// ignored. One further on means some are missing: an announcement makes the room read
+    /// them (unless a read is on its way, which brings them); a read that skipped ahead
+    /// means what lies between is gone from Redis too, so the copy starts again from this
+    /// one, and clients resuming from before it are told of the gap.
+    fn take(&mut self, now: Now, room: u32, message: &Stored, read: bool) {
+        let (epoch, limits) = (self.rooms.epoch, self.rooms.history);
+        let copy = self.rooms.room(room);
+        let last = copy.last_seq();
+        if message.seq <= last {
+            return;
+        }
+        if message.seq > last + 1 {
+            if read {
+                copy.restart_after(message.seq - 1);
+            } else {
+                self.catch_up(room);
+                return;
+            }
+        }
+        let copy = self.rooms.room(room);
+        copy.append(
+            epoch,
+            message.seq,
+            &message.from,
+            &message.text,
+            message.time_ms,
+            &limits,
+        );
+        self.deliver(now, room, message.seq, &message.text);
+    }
+
+    fn on_news(&mut self, now: Now, room: &str, news: News) {
+        let Some(room) = self.rooms.find(room) else {
+            return; // nobody here has asked for this room
+        };
+        if let News::Message { .. } = &news {
+            self.rooms.used(room, now.ms); // a post anywhere is a use, for the room cap's order
+        }
+        let copy = self.rooms.room(room);
+        if let News::Message { message, .. } = &news {
+            copy.heard = copy.heard.max(message.seq);
+        }
+        if !copy.is_ready() {
+            return; // its load (or the catch-up after it) brings this
+        }
+        match news {
+            News::Message { epoch, message } => {
+                if self.learn_epoch(epoch) {
+                    self.take(now, room, &message, false);
+                }
+            }
+            News::Typing(from) => self.broadcast_events(room, &[Event::Typing { from }]),
+            News::Joined(names) => {
+                let copy = self.rooms.room(room);
+                let events: Vec<Event> = names
+                    .into_iter()
+                    .filter(|name| copy.everyone.insert(name.clone()))
+                    .map(|name| Event::Join { name })
+                    .collect();
+                if !events.is_empty() {
+                    self.broadcast_events(room, &events);
+                    self.schedule_presence_sweep();
+                }
+            }
+            News::Left(names) => {
+                let copy = self.rooms.room(room);
+                let events: Vec<Event> = names
+                    .into_iter()
+                    .filter(|name| copy.everyone.remove(name))
+                    .map(|name| Event::Leave { name })
+                    .collect();
+                if !events.is_empty() {
+                    self.broadcast_events(room, &events);
+                }
+            }
+        }
+    }
+}
