@@ -82,431 +82,314 @@ pub const SECONDS: std::ops::RangeInclusive<f64> = 0.01..=86_400.0;
 /// never be told to buffer more than that (plus its head).
 const BODY_BYTES_MAX: usize = 64 << 20;
 
+/// The table's shorthand: one constructor per [`Kind`], so an entry says only what is
+/// particular to its flag. The value's name follows from the kind where it can (`SECS`,
+/// `BYTES`, `N`, none for a switch), and a flag has no one-letter alias, no default shown
+/// and no note unless [`Flag::default`] or [`Flag::note`] adds one.
+impl Flag {
+    /// A flag with everything `--help` may show left out; the constructors below start here.
+    const fn new(long: &'static str, value: &'static str, help: &'static str, kind: Kind) -> Flag {
+        Flag {
+            long,
+            short: None,
+            value,
+            help,
+            default: None,
+            default_note: "",
+            kind,
+        }
+    }
+
+    /// A flag that takes no value: `--no-www`.
+    const fn switch(long: &'static str, help: &'static str, set: fn(&mut Config)) -> Flag {
+        Flag::new(long, "", help, Kind::Switch(set))
+    }
+
+    /// A time in seconds within [`SECONDS`]: `--poll-timeout SECS`.
+    const fn seconds(
+        long: &'static str,
+        help: &'static str,
+        set: fn(&mut Config, Duration),
+    ) -> Flag {
+        Flag::new(long, "SECS", help, Kind::Seconds(set))
+    }
+
+    /// A whole number within `bounds`: `--max-body BYTES` when it counts bytes, else
+    /// `--history N`.
+    const fn number(
+        long: &'static str,
+        help: &'static str,
+        bounds: Bounds,
+        set: fn(&mut Config, usize),
+    ) -> Flag {
+        let value = match bounds.unit {
+            Unit::Bytes => "BYTES",
+            Unit::Count(_) => "N",
+        };
+        Flag::new(long, value, help, Kind::Number(bounds, set))
+    }
+
+    /// Any other value, named by `value` (`ADDR`, `URL`), which `set` parses.
+    const fn text(
+        long: &'static str,
+        value: &'static str,
+        help: &'static str,
+        set: fn(&mut Config, &str) -> Result<(), String>,
+    ) -> Flag {
+        Flag::new(long, value, help, Kind::Text(set))
+    }
+
+    /// Shows `value` as the default: what typing it gives is `Config::default()`'s (a
+    /// test checks).
+    const fn default(self, value: &'static str) -> Flag {
+        Flag {
+            default: Some(value),
+            ..self
+        }
+    }
+
+    /// Says `note` after the default, or instead of it when there is none.
+    const fn note(self, note: &'static str) -> Flag {
+        Flag {
+            default_note: note,
+            ..self
+        }
+    }
+}
+
 /// Every flag the command line accepts, in `--help` order.
 pub static FLAGS: &[Flag] = &[
-    Flag {
-        long: "addr",
-        short: None,
-        value: "ADDR",
-        help: "listen address",
-        default: Some("127.0.0.1:8080"),
-        default_note: "",
-        kind: Kind::Text(|config, text| {
-            config.addr = text
-                .parse()
-                .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080"))?;
-            Ok(())
-        }),
-    },
-    Flag {
-        long: "admin-addr",
-        short: None,
-        value: "ADDR",
-        help: "also listen here for /metrics (Prometheus) and /loop (the live X-ray); \
-               keep it private (e.g. 127.0.0.1:9080); with --workers, worker i takes port + i - 1",
-        default: None,
-        default_note: "none: no admin listener",
-        kind: Kind::Text(|config, text| {
+    Flag::text("addr", "ADDR", "listen address", |config, text| {
+        config.addr = text
+            .parse()
+            .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080"))?;
+        Ok(())
+    })
+    .default("127.0.0.1:8080"),
+    Flag::text(
+        "admin-addr",
+        "ADDR",
+        "also listen here for /metrics (Prometheus) and /loop (the live X-ray); \
+         keep it private (e.g. 127.0.0.1:9080); with --workers, worker i takes port + i - 1",
+        |config, text| {
             config.admin_addr = Some(
                 text.parse()
                     .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:9080"))?,
             );
             Ok(())
-        }),
-    },
-    Flag {
-        long: "www",
-        short: None,
-        value: "DIR",
-        help: "static files to serve",
-        default: Some("www"),
-        default_note: "",
-        kind: Kind::Text(|config, text| {
-            config.www = Some(PathBuf::from(text));
-            Ok(())
-        }),
-    },
-    Flag {
-        long: "no-www",
-        short: None,
-        value: "",
-        help: "serve only the API",
-        default: None,
-        default_note: "",
-        kind: Kind::Switch(|config| config.www = None),
-    },
-    Flag {
-        long: "poll-timeout",
-        short: None,
-        value: "SECS",
-        help: "how long GET /chat waits",
-        default: Some("20"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.poll_timeout = time),
-    },
-    Flag {
-        long: "max-body",
-        short: None,
-        value: "BYTES",
-        help: "largest request body; past it: 413",
-        default: Some("65536"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: BODY_BYTES_MAX,
-                unit: Unit::Bytes,
-            },
-            |config, n| config.limits.body_bytes = n,
-        ),
-    },
-    Flag {
-        long: "max-head",
-        short: None,
-        value: "BYTES",
-        help: "largest request head; past it: 431",
-        default: Some("8192"),
-        default_note: "",
-        // Below 1 KiB a browser's ordinary headers do not fit; above 1 MiB is no longer a
-        // request head but a way to make us buffer.
-        kind: Kind::Number(
-            Bounds {
-                min: 1 << 10,
-                max: 1 << 20,
-                unit: Unit::Bytes,
-            },
-            |config, n| config.limits.head_bytes = n,
-        ),
-    },
-    Flag {
-        long: "backlog",
-        short: None,
-        value: "N",
-        help: "listen backlog",
-        default: Some("65535"),
-        default_note: "capped by somaxconn",
-        // `listen(2)` takes an `int`.
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: i32::MAX as usize,
-                unit: Unit::Count("connections"),
-            },
-            // The ceiling is i32::MAX, so this cannot fail.
-            |config, n| config.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX),
-        ),
-    },
-    Flag {
-        long: "max-conns",
-        short: None,
-        value: "N",
-        help: "connections held at once; past it: 503",
-        default: None,
-        // RESERVED_DESCRIPTORS (a test checks).
-        default_note: "open files - 32",
-        // Well past what one loop can serve.
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 10_000_000,
-                unit: Unit::Count("connections"),
-            },
-            |config, n| config.max_conns = Some(n),
-        ),
-    },
-    Flag {
-        long: "open-files",
-        short: None,
-        value: "N",
-        help: "set the soft open-files limit",
-        default: None,
-        default_note: "raise to the hard limit",
-        // Linux's own ceiling (`fs.nr_open`) defaults to 1048576.
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 10_000_000,
-                unit: Unit::Count("descriptors"),
-            },
-            |config, n| config.open_files = Some(n as u64),
-        ),
-    },
-    Flag {
-        long: "request-timeout",
-        short: None,
-        value: "SECS",
-        help: "time to send a whole request, else 408",
-        default: Some("10"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.request_timeout = time),
-    },
-    Flag {
-        long: "idle-timeout",
-        short: None,
-        value: "SECS",
-        help: "idle keep-alive connections close",
-        default: Some("30"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.idle_timeout = time),
-    },
-    Flag {
-        long: "write-timeout",
-        short: None,
-        value: "SECS",
-        help: "a client slower than this to read a response is dropped",
-        default: Some("10"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.write_timeout = time),
-    },
-    Flag {
-        long: "shutdown-grace",
-        short: None,
-        value: "SECS",
-        help: "on SIGINT/SIGTERM, time to flush before exit",
-        default: Some("5"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.shutdown_grace = time),
-    },
-    Flag {
-        long: "history",
-        short: None,
-        value: "N",
-        help: "messages each room keeps for resuming clients",
-        default: Some("1000"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1_000_000,
-                unit: Unit::Count("messages"),
-            },
-            |config, n| config.history_messages = n,
-        ),
-    },
-    Flag {
-        long: "history-bytes",
-        short: None,
-        value: "BYTES",
-        help: "bytes each room's history may hold",
-        default: Some("1048576"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1 << 30,
-                unit: Unit::Bytes,
-            },
-            |config, n| config.history_bytes = n,
-        ),
-    },
-    Flag {
-        long: "max-rooms",
-        short: None,
-        value: "N",
-        help: "rooms at once; past it, an empty room gives way, else the idle room unused \
-               longest (history and all), else 507",
-        default: Some("1000"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1_000_000,
-                unit: Unit::Count("rooms"),
-            },
-            |config, n| config.max_rooms = n,
-        ),
-    },
-    Flag {
-        long: "max-message",
-        short: None,
-        value: "BYTES",
-        help: "longest message text, no longer than --max-body (nor 1 MiB with --redis); \
-               past it: 413",
-        default: Some("4096"),
-        default_note: "or --max-body if smaller",
-        // Checked against --max-body once every flag is read, whatever their order: see
-        // `parse_args`.
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: BODY_BYTES_MAX,
-                unit: Unit::Bytes,
-            },
-            |config, n| config.max_message_bytes = n,
-        ),
-    },
-    Flag {
-        long: "cors-origin",
-        short: None,
-        value: "ORIGIN",
-        help: "allow this origin (scheme://host[:port], as browsers send it) to use the room API",
-        default: None,
-        default_note: "none",
-        kind: Kind::Text(|config, text| {
+        },
+    )
+    .note("none: no admin listener"),
+    Flag::text("www", "DIR", "static files to serve", |config, text| {
+        config.www = Some(PathBuf::from(text));
+        Ok(())
+    })
+    .default("www"),
+    Flag::switch("no-www", "serve only the API", |config| config.www = None),
+    Flag::seconds(
+        "poll-timeout",
+        "how long GET /chat waits",
+        |config, time| config.poll_timeout = time,
+    )
+    .default("20"),
+    Flag::number(
+        "max-body",
+        "largest request body; past it: 413",
+        Bounds::bytes(1, BODY_BYTES_MAX),
+        |config, n| config.limits.body_bytes = n,
+    )
+    .default("65536"),
+    // Below 1 KiB a browser's ordinary headers do not fit; above 1 MiB is no longer a
+    // request head but a way to make us buffer.
+    Flag::number(
+        "max-head",
+        "largest request head; past it: 431",
+        Bounds::bytes(1 << 10, 1 << 20),
+        |config, n| config.limits.head_bytes = n,
+    )
+    .default("8192"),
+    // `listen(2)` takes an `int`; with i32::MAX as the ceiling, the setter cannot fail.
+    Flag::number(
+        "backlog",
+        "listen backlog",
+        Bounds::count(1, i32::MAX as usize, "connections"),
+        |config, n| config.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX),
+    )
+    .default("65535")
+    .note("capped by somaxconn"),
+    // The ceiling is well past what one loop can serve. The note's 32 is
+    // RESERVED_DESCRIPTORS (a test checks).
+    Flag::number(
+        "max-conns",
+        "connections held at once; past it: 503",
+        Bounds::count(1, 10_000_000, "connections"),
+        |config, n| config.max_conns = Some(n),
+    )
+    .note("open files - 32"),
+    // Linux's own ceiling (`fs.nr_open`) defaults to 1048576.
+    Flag::number(
+        "open-files",
+        "set the soft open-files limit",
+        Bounds::count(1, 10_000_000, "descriptors"),
+        |config, n| config.open_files = Some(n as u64),
+    )
+    .note("raise to the hard limit"),
+    Flag::seconds(
+        "request-timeout",
+        "time to send a whole request, else 408",
+        |config, time| config.request_timeout = time,
+    )
+    .default("10"),
+    Flag::seconds(
+        "idle-timeout",
+        "idle keep-alive connections close",
+        |config, time| config.idle_timeout = time,
+    )
+    .default("30"),
+    Flag::seconds(
+        "write-timeout",
+        "a client slower than this to read a response is dropped",
+        |config, time| config.write_timeout = time,
+    )
+    .default("10"),
+    Flag::seconds(
+        "shutdown-grace",
+        "on SIGINT/SIGTERM, time to flush before exit",
+        |config, time| config.shutdown_grace = time,
+    )
+    .default("5"),
+    Flag::number(
+        "history",
+        "messages each room keeps for resuming clients",
+        Bounds::count(1, 1_000_000, "messages"),
+        |config, n| config.history_messages = n,
+    )
+    .default("1000"),
+    Flag::number(
+        "history-bytes",
+        "bytes each room's history may hold",
+        Bounds::bytes(1, 1 << 30),
+        |config, n| config.history_bytes = n,
+    )
+    .default("1048576"),
+    Flag::number(
+        "max-rooms",
+        "rooms at once; past it, an empty room gives way, else the idle room unused \
+         longest (history and all), else 507",
+        Bounds::count(1, 1_000_000, "rooms"),
+        |config, n| config.max_rooms = n,
+    )
+    .default("1000"),
+    // Checked against --max-body (and the Redis cap) once every flag is read, whatever
+    // their order: see `check`.
+    Flag::number(
+        "max-message",
+        "longest message text, no longer than --max-body (nor 1 MiB with --redis); \
+         past it: 413",
+        Bounds::bytes(1, BODY_BYTES_MAX),
+        |config, n| config.max_message_bytes = n,
+    )
+    .default("4096")
+    .note("or --max-body if smaller"),
+    Flag::text(
+        "cors-origin",
+        "ORIGIN",
+        "allow this origin (scheme://host[:port], as browsers send it) to use the room API",
+        |config, text| {
             check_origin(text)?;
             config.cors_origin = Some(text.to_owned());
             Ok(())
-        }),
-    },
-    Flag {
-        long: "heartbeat",
-        short: None,
-        value: "SECS",
-        help: "comment line on idle event streams",
-        default: Some("15"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.heartbeat = time),
-    },
-    Flag {
-        long: "max-names-per-room",
-        short: None,
-        value: "N",
-        help: "names present in one room; past it: 507",
-        default: Some("1000"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1_000_000,
-                unit: Unit::Count("names"),
-            },
-            |config, n| config.max_names_per_room = n,
-        ),
-    },
-    Flag {
-        long: "max-names-per-client",
-        short: None,
-        value: "N",
-        help: "names one client address may have present; past it: 429",
-        default: Some("32"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1_000_000,
-                unit: Unit::Count("names"),
-            },
-            |config, n| config.max_names_per_client = n,
-        ),
-    },
-    Flag {
-        long: "max-rooms-per-client",
-        short: None,
-        value: "N",
-        help: "rooms one client address may give their first message; past it: 429; 0: no limit",
-        default: Some("64"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 0,
-                max: 1_000_000,
-                unit: Unit::Count("rooms"),
-            },
-            |config, n| config.max_rooms_per_client = n,
-        ),
-    },
-    Flag {
-        long: "max-conns-per-client",
-        short: None,
-        value: "N",
-        help: "connections one client address may hold at once; past it: 503; 0: no limit",
-        default: Some("256"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 0,
-                max: 10_000_000,
-                unit: Unit::Count("connections"),
-            },
-            |config, n| config.max_conns_per_client = n,
-        ),
-    },
-    Flag {
-        long: "trusted-proxy",
-        short: None,
-        value: "CIDR",
-        help: "a reverse proxy at this address or network (repeatable): its X-Forwarded-For \
-               (or PROXY header) names the client every per-client limit counts",
-        default: None,
-        default_note: "none: every client is the address it connects from",
-        kind: Kind::Text(|config, text| {
+        },
+    )
+    .note("none"),
+    Flag::seconds(
+        "heartbeat",
+        "comment line on idle event streams",
+        |config, time| config.heartbeat = time,
+    )
+    .default("15"),
+    Flag::number(
+        "max-names-per-room",
+        "names present in one room; past it: 507",
+        Bounds::count(1, 1_000_000, "names"),
+        |config, n| config.max_names_per_room = n,
+    )
+    .default("1000"),
+    Flag::number(
+        "max-names-per-client",
+        "names one client address may have present; past it: 429",
+        Bounds::count(1, 1_000_000, "names"),
+        |config, n| config.max_names_per_client = n,
+    )
+    .default("32"),
+    Flag::number(
+        "max-rooms-per-client",
+        "rooms one client address may give their first message; past it: 429; 0: no limit",
+        Bounds::count(0, 1_000_000, "rooms"),
+        |config, n| config.max_rooms_per_client = n,
+    )
+    .default("64"),
+    Flag::number(
+        "max-conns-per-client",
+        "connections one client address may hold at once; past it: 503; 0: no limit",
+        Bounds::count(0, 10_000_000, "connections"),
+        |config, n| config.max_conns_per_client = n,
+    )
+    .default("256"),
+    Flag::text(
+        "trusted-proxy",
+        "CIDR",
+        "a reverse proxy at this address or network (repeatable): its X-Forwarded-For \
+         (or PROXY header) names the client every per-client limit counts",
+        |config, text| {
             config.trusted_proxies.add(text.parse()?);
             Ok(())
-        }),
-    },
-    Flag {
-        long: "proxy-protocol",
-        short: None,
-        value: "",
-        help: "trusted proxies start each connection with a PROXY header (v1 or v2), as \
-               HAProxy's send-proxy and nginx's proxy_protocol do; one without it is closed",
-        default: None,
-        default_note: "",
-        kind: Kind::Switch(|config| config.proxy_protocol = true),
-    },
-    Flag {
-        long: "post-rate",
-        short: None,
-        value: "N",
-        help: "posts per second one client may make, on average; past it: 429",
-        default: Some("10"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1_000_000,
-                unit: Unit::Count("posts"),
-            },
-            |config, n| config.post_rate = n,
-        ),
-    },
-    Flag {
-        long: "post-burst",
-        short: None,
-        value: "N",
-        help: "posts one client may make at once before --post-rate applies",
-        default: Some("20"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 1_000_000,
-                unit: Unit::Count("posts"),
-            },
-            |config, n| config.post_burst = n,
-        ),
-    },
-    Flag {
-        long: "typing-interval",
-        short: None,
-        value: "SECS",
-        help: "one typing event per client per this long; more: 429",
-        default: Some("1"),
-        default_note: "",
-        kind: Kind::Seconds(|config, time| config.typing_interval = time),
-    },
-    Flag {
-        long: "token-secret-file",
-        short: None,
-        value: "PATH",
-        help: "require HS256 tokens signed with the secret in this file (see comet-chat token)",
-        default: None,
-        default_note: "none: no tokens, anyone may post under any name",
-        kind: Kind::Text(|config, text| {
+        },
+    )
+    .note("none: every client is the address it connects from"),
+    Flag::switch(
+        "proxy-protocol",
+        "trusted proxies start each connection with a PROXY header (v1 or v2), as \
+         HAProxy's send-proxy and nginx's proxy_protocol do; one without it is closed",
+        |config| config.proxy_protocol = true,
+    ),
+    Flag::number(
+        "post-rate",
+        "posts per second one client may make, on average; past it: 429",
+        Bounds::count(1, 1_000_000, "posts"),
+        |config, n| config.post_rate = n,
+    )
+    .default("10"),
+    Flag::number(
+        "post-burst",
+        "posts one client may make at once before --post-rate applies",
+        Bounds::count(1, 1_000_000, "posts"),
+        |config, n| config.post_burst = n,
+    )
+    .default("20"),
+    Flag::seconds(
+        "typing-interval",
+        "one typing event per client per this long; more: 429",
+        |config, time| config.typing_interval = time,
+    )
+    .default("1"),
+    Flag::text(
+        "token-secret-file",
+        "PATH",
+        "require HS256 tokens signed with the secret in this file (see comet-chat token)",
+        |config, text| {
             let secret = crate::token::Secret::load(std::path::Path::new(text))?;
             config.token_secret = Some(std::sync::Arc::new(secret));
             Ok(())
-        }),
-    },
-    Flag {
-        long: "private-rooms",
-        short: None,
-        value: "PREFIX",
-        help: "rooms named with this prefix need a token naming them; * never covers them; \
-               needs --token-secret-file",
-        default: None,
-        default_note: "none",
-        kind: Kind::Text(|config, text| {
+        },
+    )
+    .note("none: no tokens, anyone may post under any name"),
+    Flag::text(
+        "private-rooms",
+        "PREFIX",
+        "rooms named with this prefix need a token naming them; * never covers them; \
+         needs --token-secret-file",
+        |config, text| {
             if !crate::api::valid_room(text) {
                 return Err(format!(
                     "'{text}' is not the start of a room name (A-Z a-z 0-9 _ -)"
@@ -514,63 +397,64 @@ pub static FLAGS: &[Flag] = &[
             }
             config.private_rooms = Some(text.to_owned());
             Ok(())
-        }),
-    },
-    Flag {
-        long: "redis",
-        short: None,
-        value: "URL",
-        help: "share rooms through this Redis: redis://[user:pass@]host:port[/db] or \
-               unix:///path",
-        default: None,
-        default_note: "none: rooms live in this process",
-        kind: Kind::Text(|config, text| {
+        },
+    )
+    .note("none"),
+    Flag::text(
+        "redis",
+        "URL",
+        "share rooms through this Redis: redis://[user:pass@]host:port[/db] or \
+         unix:///path",
+        |config, text| {
             config.redis = Some(url::parse(text)?);
             Ok(())
-        }),
-    },
-    Flag {
-        long: "workers",
-        short: None,
-        value: "N",
-        help: "worker processes on one port, each one loop; above 1 needs --redis",
-        default: Some("1"),
-        default_note: "",
-        kind: Kind::Number(
-            Bounds {
-                min: 1,
-                max: 64,
-                unit: Unit::Count("workers"),
-            },
-            |config, n| config.workers = n,
-        ),
-    },
-    Flag {
-        long: "log-level",
-        short: None,
-        value: "LEVEL",
-        help: "off|error|warn|info|debug|trace",
-        default: Some("info"),
-        default_note: "",
-        kind: Kind::Text(|config, text| {
+        },
+    )
+    .note("none: rooms live in this process"),
+    Flag::number(
+        "workers",
+        "worker processes on one port, each one loop; above 1 needs --redis",
+        Bounds::count(1, 64, "workers"),
+        |config, n| config.workers = n,
+    )
+    .default("1"),
+    Flag::text(
+        "log-level",
+        "LEVEL",
+        "off|error|warn|info|debug|trace",
+        |config, text| {
             config.log_level = text
                 .parse()
                 .map_err(|_| format!("'{text}' is not off|error|warn|info|debug|trace"))?;
             Ok(())
-        }),
-    },
+        },
+    )
+    .default("info"),
     Flag {
-        long: "help",
         short: Some('h'),
-        value: "",
-        help: "print this help",
-        default: None,
-        default_note: "",
-        kind: Kind::Help,
+        ..Flag::new("help", "", "print this help", Kind::Help)
     },
 ];
 
 impl Bounds {
+    /// A number of bytes from `min` to `max`.
+    const fn bytes(min: usize, max: usize) -> Bounds {
+        Bounds {
+            min,
+            max,
+            unit: Unit::Bytes,
+        }
+    }
+
+    /// A number of `unit` (plural: `rooms`) from `min` to `max`.
+    const fn count(min: usize, max: usize, unit: &'static str) -> Bounds {
+        Bounds {
+            min,
+            max,
+            unit: Unit::Count(unit),
+        }
+    }
+
     /// `at most 64 MiB` or `1 KiB to 1 MiB`: the range as `--help` shows it.
     pub fn shown(&self) -> String {
         let show = |n| match self.unit {
