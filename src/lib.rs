@@ -84,4 +84,5 @@ pub mod token;
 pub mod waitlist;
 
 pub use config::Config;
-pub use server::{spawn, Flow, Running, Server, ServerHandle};
+pub use server::handle::{spawn, Running, ServerHandle};
+pub use server::{Flow, Server};

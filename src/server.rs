@@ -38,8 +38,9 @@
 
 mod accept;
 mod admin;
+mod budget;
 mod effects;
-mod handle;
+pub mod handle;
 mod heartbeat;
 mod io;
 mod proxied;
@@ -49,9 +50,7 @@ mod shutdown;
 mod timers;
 
 pub use crate::chat::NAMES_SWEPT_PER_PASS;
-pub use handle::{spawn, Running, ServerHandle};
-pub use io::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
-pub use timers::TIMERS_FIRED_PER_PASS;
+pub use budget::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN, TIMERS_FIRED_PER_PASS};
 
 use crate::assets::Assets;
 use crate::chat::Chat;

@@ -3,7 +3,7 @@
 //! The chat itself touches no socket, wheel or clock: it says "these bytes to k", "k waits
 //! here", "this command to Redis", and the shell does it.
 
-use super::shared::Command;
+use super::pending::Command;
 use crate::conn::Membership;
 use crate::outgoing::{Outgoing, Response};
 use crate::waitlist::Waiter;

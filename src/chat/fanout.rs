@@ -4,7 +4,8 @@
 //! to each socket, no copy and no allocation per client. Events (typing, join, leave) go
 //! the same way; the presence sweep is here too, since what it does is tell rooms who left.
 
-use super::{cors, Chat, Effect, Now, Sweep};
+use super::effect::{Effect, Now, Sweep};
+use super::state::{cors, Chat};
 use crate::answer;
 use crate::event::Event;
 use crate::room::Posted;

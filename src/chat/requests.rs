@@ -4,7 +4,10 @@
 //! history live in `room.rs` and `presence.rs`, the bytes in `answer.rs` and `sse.rs`;
 //! these functions decide which of them applies.
 
-use super::{cors, Chat, Effect, Now};
+use super::asked::Asked;
+use super::effect::{Effect, Now, Sweep};
+use super::rooms::{Places, TooManyRooms, LOBBY};
+use super::state::{cors, Chat, StreamHolder};
 use crate::answer;
 use crate::api::NewMessage;
 use crate::clients::ClientId;
@@ -24,20 +27,6 @@ use std::time::Duration;
 /// How often the rate limiter forgets clients whose buckets are full again, while it
 /// holds any.
 const LIMITER_SWEEP: Duration = Duration::from_secs(1);
-
-/// Who asked: the connection, its client, and how the answer ends.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Asked {
-    /// The connection, as the shell names it.
-    pub conn: Waiter,
-    /// The client it speaks for (its address's entry in the table of clients).
-    pub client: ClientId,
-    /// Hang up after the answer.
-    pub close: bool,
-    /// With `--redis`: the request waited while its room's copy read Redis past the
-    /// position it names, so a position still ahead is one Redis never issued.
-    pub caught_up: bool,
-}
 
 impl Chat {
     /// Carries out what routing decided for one request.
@@ -165,7 +154,7 @@ impl Chat {
         if !self.limiter_sweep_due {
             self.limiter_sweep_due = true;
             self.effects.push(Effect::Schedule {
-                sweep: super::Sweep::Limiter,
+                sweep: Sweep::Limiter,
                 after: LIMITER_SWEEP,
             });
         }
@@ -234,9 +223,9 @@ impl Chat {
         now: Now,
         asked: Asked,
         name: &str,
-    ) -> Result<u32, super::TooManyRooms> {
+    ) -> Result<u32, TooManyRooms> {
         let (shared, clients) = (&self.shared, &self.clients);
-        let places = super::Places {
+        let places = Places {
             held: |room| shared.as_ref().is_some_and(|s| s.holds(room)),
             keeper_weight: |keeper| (clients.pushed_out(keeper), clients.rooms(keeper)),
         };
@@ -278,7 +267,7 @@ impl Chat {
                 stats::set(&self.stats.rooms, self.rooms.room_count() as u64);
                 Some(id)
             }
-            Err(super::TooManyRooms) => {
+            Err(TooManyRooms) => {
                 let message = "room limit reached (--max-rooms)";
                 self.refuse(asked, Status::INSUFFICIENT_STORAGE, message, &[]);
                 None
@@ -438,7 +427,7 @@ impl Chat {
     /// site vouches for its users; not when the limit is off.
     fn would_keep_its_place(&mut self, name: &str) -> bool {
         let counted = self.config.max_rooms_per_client > 0 && self.config.token_secret.is_none();
-        if name == super::LOBBY || !counted {
+        if name == LOBBY || !counted {
             return false;
         }
         let Some(room) = self.rooms.find(name) else {
@@ -531,7 +520,7 @@ impl Chat {
             // ends then, never before a reconnect with the same token would be refused.
             let ends = |exp: u64| exp.saturating_add(crate::token::LEEWAY_SECS);
             let expires_ms = expires.map(|exp| now.loop_ms_at(ends(exp)));
-            let holder = super::StreamHolder {
+            let holder = StreamHolder {
                 name: name.clone(),
                 expires_ms,
             };

@@ -6,9 +6,17 @@ use super::*;
 use crate::api::NewMessage;
 use crate::backplane::news::{News, Posted as Stored, Snapshot, Stored as Message};
 use crate::backplane::{Answer, Incoming};
+use crate::config::Config;
+use crate::conn::Membership;
 use crate::outgoing::{Outgoing, Response};
 use crate::position::Position;
+use crate::random::Random;
+use crate::routes::Action;
+use crate::stats::Stats;
+use crate::waitlist::{ListKind, Waiter};
 use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A chat and the connections that talk to it.
@@ -638,7 +646,7 @@ fn with_redis_an_announcement_out_of_order_makes_the_room_read_what_it_missed() 
         messages: vec![],
         names: vec![],
     };
-    let load = Then::Load(shared::RoomAt::for_tests(0, LOBBY, 1));
+    let load = Then::Load(pending::RoomAt::for_tests(0, LOBBY, 1));
     bench.chat.redis(
         bench.now,
         Incoming::Reply(load, Ok(Answer::Snapshot(loaded))),
@@ -656,7 +664,7 @@ fn with_redis_an_announcement_out_of_order_makes_the_room_read_what_it_missed() 
 #[test]
 fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
     let mut bench = shared();
-    let load = Then::Load(shared::RoomAt::for_tests(0, LOBBY, 1));
+    let load = Then::Load(pending::RoomAt::for_tests(0, LOBBY, 1));
     let loaded = |epoch| Snapshot {
         epoch,
         seq: 0,

@@ -5,7 +5,7 @@
 //! flag so that the order flags are typed in never changes the answer. Each refusal names
 //! the flag at fault and what to type instead, because it stops start-up.
 
-use super::Config;
+use super::settings::Config;
 use std::net::SocketAddr;
 
 /// Which flags were typed rather than left at their default: two rules answer differently
@@ -133,7 +133,7 @@ fn check_admin_ports(admin: SocketAddr, addr: SocketAddr, workers: usize) -> Res
 
 #[cfg(test)]
 mod tests {
-    use crate::config::run;
+    use crate::config::parse::run;
 
     /// `--trusted-proxy` adds up; a PROXY header needs someone trusted to send it.
     #[test]

@@ -6,7 +6,7 @@
 //! default, its range is the one enforced, it sets its own field).
 
 use super::origin::check_origin;
-use super::Config;
+use super::settings::Config;
 use crate::backplane::url;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -495,7 +495,7 @@ fn binary_size(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::run;
+    use crate::config::parse::run;
 
     /// `Config` has no `PartialEq` (nor has `http::Limits`); its `Debug` shows every field.
     fn same(a: &Config, b: &Config) -> bool {

@@ -84,7 +84,7 @@ pub(super) fn check_origin(text: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::run;
+    use crate::config::parse::run;
 
     /// A browser's `Origin` is lower case and leaves out the scheme's default port, and
     /// `Access-Control-Allow-Origin` must match it byte for byte: an origin spelled any

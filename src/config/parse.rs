@@ -6,7 +6,7 @@
 
 use super::check::{between_flags, Typed};
 use super::flags::{Bounds, Kind, FLAGS, SECONDS};
-use super::Config;
+use super::settings::Config;
 use std::time::Duration;
 
 /// What the command line asked for.
@@ -110,9 +110,19 @@ fn parse_number(bounds: Bounds, text: &str) -> Result<usize, String> {
     }
 }
 
+/// The command line as the binary reads it, for the tests of every module here: a
+/// configuration, or the error text; `--help` comes back as the error `help`.
+#[cfg(test)]
+pub(super) fn run(args: &[&str]) -> Result<Config, String> {
+    match parse_args(args.iter().copied())? {
+        Command::Run(config) => Ok(*config),
+        Command::Help => Err("help".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::config::run;
+    use crate::config::parse::run;
     use std::path::PathBuf;
     use std::time::Duration;
 

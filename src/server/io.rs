@@ -3,6 +3,7 @@
 //! calls back up: a connection with more to do after its turn goes in line (the ready
 //! queue), and the loop gives it its next turn in step 3 of the next pass.
 
+use super::budget::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
 use super::Server;
 use crate::answer;
 use crate::conn::{AfterResponse, Deadline, Flags, State};
@@ -19,15 +20,6 @@ use std::net::Shutdown;
 /// One read's worth of bytes. Reads land in one buffer shared by every connection, so idle
 /// connections own no read buffer.
 pub(super) const READ_CHUNK_BYTES: usize = 16 * 1024;
-
-/// Requests one connection may have answered in one turn. A client that pipelines more
-/// (20,000 tiny posts in one send froze everyone else for seconds) goes back in line.
-pub const REQUESTS_PER_TURN: usize = 16;
-
-/// Deliveries to other clients that one connection's requests may cause in one turn. A
-/// post to a room of thousands ends its poster's turn at once; a broadcast is never cut
-/// short, because "everyone waiting gets it in one pass" is the point of the server.
-pub const DELIVERIES_PER_TURN: u64 = 1024;
 
 /// Bytes read per turn, only to be discarded, from a stream or a connection we are hanging
 /// up on: a client sending as fast as loopback allows cannot keep the loop reading.

@@ -3,6 +3,7 @@
 //! sleeps exactly until the next of them. A connection has one timer at a time, whose
 //! purpose ([`Deadline`]) follows its state; the server has a few of its own ([`Due`]).
 
+use super::budget::TIMERS_FIRED_PER_PASS;
 use super::Server;
 use crate::chat::Sweep;
 use crate::conn::{Deadline, State, Timer};
@@ -79,14 +80,6 @@ impl Due {
         }
     }
 }
-
-/// Timers one pass fires, at most. Thousands of polls can fall due in one 10 ms tick (a
-/// crowd that arrived together, or a loop that was stopped for a while), and each costs
-/// an answer encoded and written: about 10 µs for a room poll on this project's 2-vCPU
-/// machine, so such a pass takes 10-25 ms before the other clients' events get their turn
-/// (hostile bench phase f: a calm client's p99 12 ms through 19,500 timeouts at once,
-/// against 135 ms with no budget).
-pub const TIMERS_FIRED_PER_PASS: usize = 1024;
 
 impl Server {
     /// Step 4: fires the timers whose deadline passed, at most [`TIMERS_FIRED_PER_PASS`];

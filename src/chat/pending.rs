@@ -1,0 +1,159 @@
+//! What is on its way to Redis and who waits for it (`--redis`): the commands the chat
+//! asks the shell to send ([`Command`]), what each reply is for ([`Then`]), and the
+//! requests waiting for a reply or a room's copy ([`Shared`]). What the chat does with
+//! replies is in `shared.rs`.
+
+use super::asked::Asked;
+use crate::backplane::Trim;
+use crate::routes::Action;
+use crate::waitlist::Waiter;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How long a request waits for Redis before it is told to come back: "posts answer 503
+/// within a second, never hang until Redis returns".
+pub const REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// What a command's reply is for.
+#[derive(Debug)]
+pub enum Then {
+    /// A post by `conn`: answer it.
+    Post {
+        /// The poster.
+        conn: Waiter,
+        /// The classic `POST /chat`, answered `{"ok":"posted"}`.
+        classic: bool,
+    },
+    /// Loading this room.
+    Load(RoomAt),
+    /// Catching this room up.
+    CatchUp(RoomAt),
+    /// Renewing or sweeping names: the announcements are what matters.
+    Presence,
+}
+
+/// The room a read of Redis is for: its id, and its name, to tell it from a room that took
+/// the id over while the read was on its way (a room that holds nothing gives its place to
+/// a new one: `Rooms::room_id`). A reply for a room no longer here is dropped.
+#[derive(Debug)]
+pub struct RoomAt {
+    pub(super) id: u32,
+    pub(super) name: Box<str>,
+    /// Its number among the reads sent (`Shared::reads_sent`).
+    pub(super) read: u64,
+}
+
+/// A command for Redis, carried out by the shell's backplane (`crate::backplane`). One
+/// the shell cannot send comes back as a failed reply.
+#[derive(Debug)]
+pub enum Command {
+    /// Store and announce a message (see `Backplane::post`).
+    Post {
+        /// The room.
+        room: Box<str>,
+        /// Who.
+        from: String,
+        /// What.
+        text: String,
+        /// When, milliseconds since 1970.
+        time_ms: u64,
+        /// The poster's idempotency id.
+        client_id: Option<String>,
+        /// The history caps Redis trims to.
+        trim: Trim,
+        /// The epoch to start if Redis has none.
+        new_epoch: u32,
+        /// What the reply is for.
+        then: Then,
+    },
+    /// Read a room's messages from `first_seq` on (see `Backplane::history`).
+    History {
+        /// The room.
+        room: Box<str>,
+        /// The first message wanted.
+        first_seq: u64,
+        /// With the names present (a load).
+        with_names: bool,
+        /// Expired names swept on the way, at most.
+        sweep_limit: usize,
+        /// The epoch to start if Redis has none.
+        new_epoch: u32,
+        /// What the reply is for.
+        then: Then,
+    },
+    /// Renew or announce names present here (see `Backplane::presence`).
+    Presence {
+        /// The room.
+        room: Box<str>,
+        /// Each name with how much longer it is present, in ms.
+        names: Vec<(String, u64)>,
+    },
+    /// Announce names whose time is up, at most `limit` (see `Backplane::sweep`).
+    Sweep {
+        /// The room.
+        room: Box<str>,
+        /// How many at most.
+        limit: usize,
+    },
+    /// Announce that `from` is typing.
+    Typing {
+        /// The room.
+        room: Box<str>,
+        /// Who.
+        from: String,
+    },
+}
+
+#[cfg(test)]
+impl RoomAt {
+    /// The read numbered `read` of room `name` at `id`, as the chat would have sent it.
+    pub(super) fn for_tests(id: u32, name: &str, read: u64) -> RoomAt {
+        RoomAt {
+            id,
+            name: name.into(),
+            read,
+        }
+    }
+}
+
+/// A request that waits for its room's copy to be loaded, or to catch up.
+pub(super) struct Deferred {
+    pub asked: Asked,
+    pub action: Action,
+    /// The number the first read of its room sent after it came has (or will have): that
+    /// read holds everything Redis issued before, so once it is back, a position still
+    /// ahead of the copy was never issued. A catch-up waiter goes on when that read is
+    /// back; every load waiter goes on with the load, and asks again if the load was
+    /// older than it.
+    pub after_read: u64,
+}
+
+/// The chat's side of Redis.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// Both connections are ready: commands go out, announcements come in.
+    pub(super) up: bool,
+    /// The epoch is known (from Redis's first answer).
+    pub(super) epoch_known: bool,
+    /// Requests waiting for their room's copy, by room id.
+    pub(super) deferred: HashMap<u32, Vec<Deferred>>,
+    /// Every connection waiting for Redis (a post's reply, or a room's copy): one the shell
+    /// answered meanwhile (Redis was slow) or lost is taken out, so a late reply finds
+    /// nobody to answer.
+    pub(super) awaiting: HashSet<Waiter>,
+    /// Reads of a room's history sent so far: each read is numbered, so that a request
+    /// waits for a read sent after it came, not one already on its way.
+    pub(super) reads_sent: u64,
+}
+
+impl Shared {
+    /// Whether requests wait on room `id` (so it may not give its place away).
+    pub(super) fn holds(&self, id: u32) -> bool {
+        self.deferred.contains_key(&id)
+    }
+
+    /// `conn` no longer waits (answered by the shell, or gone).
+    pub(super) fn forget(&mut self, conn: Waiter) {
+        self.awaiting.remove(&conn);
+    }
+}
