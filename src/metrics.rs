@@ -92,6 +92,23 @@ pub struct LoopMetrics {
     pub fanout_seconds: Histogram,
     /// The last [`RECENT_BROADCASTS`] broadcasts, newest last.
     pub broadcasts: VecDeque<Broadcast>,
+    /// What the pass under way has done so far, for the trace log.
+    pub report: PassReport,
+}
+
+/// Counts of what one loop pass did, for the trace log a learner reads.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// Readiness events.
+    pub events: usize,
+    /// Connections accepted.
+    pub accepted: usize,
+    /// Deadlines that fired.
+    pub timers_fired: usize,
+    /// Bytes written to clients.
+    pub bytes_written: usize,
+    /// Connections freed.
+    pub closed: usize,
 }
 
 impl LoopMetrics {

@@ -58,13 +58,10 @@ use crate::config::Config;
 use crate::conn::Conn;
 use crate::metrics::LoopMetrics;
 use crate::stats::Stats;
-use crate::timer::{self, TimerWheel};
-use mio::net::TcpListener;
-use mio::{Events, Poll, Token, Waker};
+use crate::timer;
+use mio::{Events, Poll, Token};
 use slab::Slab;
-use std::fs::File;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,32 +87,29 @@ pub enum Flow {
     Exit,
 }
 
-/// Counts of what one loop pass did, for the trace log a learner reads.
-#[derive(Default)]
-struct PassReport {
-    events: usize,
-    accepted: usize,
-    timers_fired: usize,
-    bytes_written: usize,
-    closed: usize,
-}
-
-/// The server: listener, connections, timers and rooms, driven by one loop.
+/// The server: the shell around the chat. It owns the poll, the sockets, the wheel and
+/// the bytes on their way out; the chat ([`Chat`]) decides, and what it decides is
+/// carried out in one place (`effects.rs`).
 pub struct Server {
     /// The kernel's readiness queue; every socket is registered once, for its whole life.
     poll: Poll,
     /// The kernel's events, reused by every poll.
     events: Events,
-    /// `None` once shutdown began: new clients are refused by the kernel from then on.
-    listener: Option<TcpListener>,
-    /// What `listener` is bound to (port 0 becomes a real port).
-    local_addr: SocketAddr,
+    /// The listener, and how clients are refused when the server cannot hold more.
+    accepting: accept::Accepting,
     /// Every live connection; the key is the connection's mio token.
     conns: Slab<Conn>,
-    /// Every deadline, the connections' and the server's own, in ticks since `started`.
-    wheel: TimerWheel<timers::Payload>,
-    /// Tick 0 of the timer wheel, and the clock presence and rate limits read.
-    started: Instant,
+    /// Handed out to each accepted connection, then incremented (wrapping is fine: a slab
+    /// key would have to be reused 2^32 times while one stale timer waits).
+    next_generation: u32,
+    /// Connections owed something later in this pass or the next: the ready queue, and
+    /// those marked closed, freed in the reap step.
+    line: io::Line,
+    /// Shared landing area for reads (see [`io::READ_CHUNK_BYTES`]), so idle connections
+    /// own no read buffer.
+    read_chunk: Box<[u8]>,
+    /// Every deadline, the connections' and the server's own, and the clock they count.
+    timers: timers::Timers,
     /// The chat's state and decisions: rooms, history, waiting lists, presence, limits,
     /// identities. It touches no socket; what it decides comes back as effects.
     chat: Chat,
@@ -125,53 +119,13 @@ pub struct Server {
     config: Config,
     /// Counters for `/stats`, shared with other threads (tests, benchmarks).
     stats: Arc<Stats>,
-    /// Set by another thread: stop at the end of this pass.
-    stop: Arc<AtomicBool>,
-    /// Set by another thread: begin a graceful shutdown.
-    drain: Arc<AtomicBool>,
-    /// How other threads wake the loop to see `stop` or `drain`.
-    waker: Arc<Waker>,
-    /// SIGINT/SIGTERM as events, when `config.handle_signals`.
-    signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// Connections held at most; past it, new ones are refused with 503.
-    max_conns: usize,
-    /// A descriptor held in reserve: when accept fails with EMFILE we close it, accept the
-    /// waiting client, answer 503 and close that, then take the spare back. Without it the
-    /// client would stay in the kernel's queue and the edge-triggered listener would never
-    /// report it again (or, level-triggered, report it forever: the classic 100% CPU spin).
-    spare_descriptor: Option<File>,
-    /// True from the first EMFILE until an accept succeeds: log once per episode.
-    out_of_descriptors: bool,
-    /// Shutting down: no new clients; every response is a connection's last.
-    draining: bool,
-    /// The shutdown's grace is over: exit with whatever is still open.
-    grace_over: bool,
-    /// Shared landing area for reads (see [`io::READ_CHUNK_BYTES`]).
-    read_chunk: Box<[u8]>,
-    /// Handed out to each accepted connection, then incremented (wrapping is fine: a slab
-    /// key would have to be reused 2^32 times while one stale timer waits).
-    next_generation: u32,
-    /// Connections marked closed this pass, freed in the reap step.
-    closing: Vec<usize>,
-    /// Connections with work left when their turn ended, served in step 3 of the next
-    /// pass (each at most once: `Conn::ready`), as (key, generation).
-    ready: Vec<(u32, u32)>,
-    /// The line as it stood when this pass began: served in step 3 of this pass.
-    ready_batch: Vec<(u32, u32)>,
-    /// Reused buffer for the timers one expire step fires.
-    fired: Vec<timers::Payload>,
-    /// The 503 written to clients refused at accept (over `max_conns`, out of descriptors).
-    refusal: Vec<u8>,
-    /// The 503 written to clients refused at accept for `--max-conns-per-client`.
-    refusal_per_client: Vec<u8>,
-    /// What this pass did, for the trace log.
-    report: PassReport,
-    /// What the loop records about itself, for `/metrics` and the X-ray.
+    /// What the loop records about itself, for `/metrics`, the X-ray and the trace log.
     metrics: LoopMetrics,
+    /// How the world outside tells the loop to stop: other threads, signals, the
+    /// supervisor; and how far a shutdown has got.
+    control: shutdown::Control,
     /// With `--admin-addr`: the admin listener and its connections.
     admin: Option<admin::Admin>,
-    /// With `--workers`: the channel on which the supervisor pings this worker's loop.
-    supervisor: Option<mio::net::UnixStream>,
     /// With `--redis`: the two connections to Redis and how they stand.
     redis: Option<redis::RedisLink>,
 }
@@ -204,11 +158,11 @@ impl Server {
         let awake = Instant::now();
         // Those in line now are served in step 3; whoever joins the line during this pass
         // waits for the next, so no connection gets two turns in one pass.
-        debug_assert!(self.ready_batch.is_empty());
-        std::mem::swap(&mut self.ready, &mut self.ready_batch);
+        debug_assert!(self.line.ready_batch.is_empty());
+        std::mem::swap(&mut self.line.ready, &mut self.line.ready_batch);
         // 2. dispatch.
         for event in events.iter() {
-            self.report.events += 1;
+            self.metrics.report.events += 1;
             match event.token() {
                 LISTENER => self.accept_all(),
                 WAKER => self.on_wake(),
@@ -228,7 +182,8 @@ impl Server {
         self.serve_backplane();
         self.expire_timers();
         self.reap_closed();
-        self.metrics.pass_done(self.report.events, awake.elapsed());
+        self.metrics
+            .pass_done(self.metrics.report.events, awake.elapsed());
         self.trace_pass();
         // 6. exit?
         Ok(self.flow())
@@ -238,12 +193,12 @@ impl Server {
     /// millisecond; forever when nothing is scheduled; not at all when work is in line.
     fn poll_timeout(&mut self) -> Option<Duration> {
         let redis_more = self.redis.as_ref().is_some_and(|link| link.more);
-        if !self.ready.is_empty() || redis_more {
+        if !self.line.ready.is_empty() || redis_more {
             return Some(Duration::ZERO);
         }
-        let tick = self.wheel.next_deadline()?;
+        let tick = self.timers.wheel.next_deadline()?;
         let deadline = Duration::from_nanos(tick * timer::TICK.as_nanos() as u64);
-        let wait = deadline.saturating_sub(self.started.elapsed());
+        let wait = deadline.saturating_sub(self.timers.started.elapsed());
         Some(Duration::from_millis(
             wait.as_nanos().div_ceil(1_000_000) as u64
         ))
@@ -251,15 +206,15 @@ impl Server {
 
     /// Step 6: whether the loop goes on.
     fn flow(&self) -> Flow {
-        if self.stop.load(Ordering::Acquire) {
+        if self.control.stop.load(Ordering::Acquire) {
             log::info!("stopping with {} connections open", self.conns.len());
             return Flow::Exit;
         }
-        if self.draining && self.conns.is_empty() {
+        if self.control.draining && self.conns.is_empty() {
             log::info!("shutdown complete: every client answered");
             return Flow::Exit;
         }
-        if self.grace_over {
+        if self.control.grace_over {
             log::warn!(
                 "shutdown grace over with {} connections still open; closing them",
                 self.conns.len()
@@ -270,7 +225,7 @@ impl Server {
     }
 
     fn trace_pass(&mut self) {
-        let report = std::mem::take(&mut self.report);
+        let report = std::mem::take(&mut self.metrics.report);
         if log::log_enabled!(log::Level::Trace) {
             log::trace!(
                 "pass: {} events, {} accepted, {} timers fired, {} bytes written, {} closed; \
@@ -282,7 +237,7 @@ impl Server {
                 report.closed,
                 self.conns.len(),
                 self.chat.waiting(),
-                self.ready.len(),
+                self.line.ready.len(),
                 self.poll_timeout(),
             );
         }

@@ -17,27 +17,48 @@ use std::time::Duration;
 /// listener is taken out of the poll set for this long instead of failing again at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The listener, and how clients are refused when the server cannot hold more.
+pub(super) struct Accepting {
+    /// `None` once shutdown began: new clients are refused by the kernel from then on.
+    pub listener: Option<TcpListener>,
+    /// What `listener` is bound to (port 0 becomes a real port).
+    pub local_addr: SocketAddr,
+    /// Connections held at most; past it, new ones are refused with 503.
+    pub max_conns: usize,
+    /// A descriptor held in reserve: when accept fails with EMFILE we close it, accept the
+    /// waiting client, answer 503 and close that, then take the spare back. Without it the
+    /// client would stay in the kernel's queue and the edge-triggered listener would never
+    /// report it again (or, level-triggered, report it forever: the classic 100% CPU spin).
+    pub spare_descriptor: Option<File>,
+    /// True from the first EMFILE until an accept succeeds: log once per episode.
+    pub out_of_descriptors: bool,
+    /// The 503 written to clients refused at accept (over `max_conns`, out of descriptors).
+    pub refusal: Vec<u8>,
+    /// The 503 written to clients refused at accept for `--max-conns-per-client`.
+    pub refusal_per_client: Vec<u8>,
+}
+
 impl Server {
     /// Accepts until the kernel's queue is empty: the listener is edge-triggered, so a
     /// connection left in the queue would not be reported again.
     pub(super) fn accept_all(&mut self) {
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let Some(listener) = self.accepting.listener.as_ref() else {
                 return;
             };
             self.metrics.syscalls.accept += 1;
             match listener.accept() {
                 Ok((socket, addr)) => {
-                    if self.out_of_descriptors {
-                        self.out_of_descriptors = false;
+                    if self.accepting.out_of_descriptors {
+                        self.accepting.out_of_descriptors = false;
                         log::info!("descriptors available again; accepting");
                     }
                     let per_client = self.config.max_conns_per_client;
-                    if self.conns.len() >= self.max_conns {
+                    if self.conns.len() >= self.accepting.max_conns {
                         stats::add(&self.stats.refused_over_cap, 1);
                         log::debug!("refusing {addr}: {} connections open", self.conns.len());
                         self.metrics.syscalls.write += 1;
-                        refuse(socket, &self.refusal);
+                        refuse(socket, &self.accepting.refusal);
                     } else if per_client > 0
                         && self.chat.clients().connections_from(addr.ip()) as usize >= per_client
                         // A trusted proxy's address is every visitor's: see proxied.rs.
@@ -47,7 +68,7 @@ impl Server {
                         stats::add(&self.stats.refused_per_client, 1);
                         log::debug!("refusing {addr}: it holds {per_client} connections");
                         self.metrics.syscalls.write += 1;
-                        refuse(socket, &self.refusal_per_client);
+                        refuse(socket, &self.accepting.refusal_per_client);
                     } else {
                         self.add_connection(socket, addr);
                     }
@@ -74,35 +95,35 @@ impl Server {
     /// accepts one client, answers it 503 and closes it, then takes the spare back. Returns
     /// whether accepting may go on (false: the queue is empty, or we had to pause).
     fn shed_one_client(&mut self, error: &io::Error) -> bool {
-        if !self.out_of_descriptors {
-            self.out_of_descriptors = true;
+        if !self.accepting.out_of_descriptors {
+            self.accepting.out_of_descriptors = true;
             log::warn!(
                 "out of file descriptors ({error}; limit {}): answering new clients 503 until some close",
                 stats::get(&self.stats.open_files_limit)
             );
         }
-        let Some(listener) = self.listener.as_ref() else {
+        let Some(listener) = self.accepting.listener.as_ref() else {
             return false;
         };
-        if let Some(spare) = self.spare_descriptor.take() {
+        if let Some(spare) = self.accepting.spare_descriptor.take() {
             drop(spare);
             self.metrics.syscalls.accept += 1;
             let shed = match listener.accept() {
                 Ok((socket, _)) => {
                     stats::add(&self.stats.refused_emfile, 1);
                     self.metrics.syscalls.write += 1;
-                    refuse(socket, &self.refusal);
+                    refuse(socket, &self.accepting.refusal);
                     true
                 }
                 Err(_) => false,
             };
-            self.spare_descriptor = open_spare_descriptor();
-            if self.spare_descriptor.is_some() {
+            self.accepting.spare_descriptor = open_spare_descriptor();
+            if self.accepting.spare_descriptor.is_some() {
                 return shed;
             }
         }
         // No spare to shed load with: stop listening for a moment rather than spin.
-        if let Some(listener) = self.listener.as_mut() {
+        if let Some(listener) = self.accepting.listener.as_mut() {
             let _ = self.poll.registry().deregister(listener);
         }
         self.schedule(Due::ResumeAccepting, ACCEPT_BACKOFF);
@@ -113,8 +134,12 @@ impl Server {
     /// The pause after running out of descriptors is over: listen again, and accept what
     /// queued meanwhile.
     pub(super) fn resume_accepting(&mut self) {
-        self.spare_descriptor = self.spare_descriptor.take().or_else(open_spare_descriptor);
-        let Some(listener) = self.listener.as_mut() else {
+        self.accepting.spare_descriptor = self
+            .accepting
+            .spare_descriptor
+            .take()
+            .or_else(open_spare_descriptor);
+        let Some(listener) = self.accepting.listener.as_mut() else {
             return; // shut down meanwhile
         };
         if let Err(e) = self
@@ -155,7 +180,7 @@ impl Server {
         entry.insert(conn);
         stats::add(&self.stats.connections, 1);
         stats::add(&self.stats.accepted, 1);
-        self.report.accepted += 1;
+        self.metrics.report.accepted += 1;
         self.set_timer(key, Deadline::Idle);
         log::debug!("#{key} accepted from {addr}");
     }

@@ -443,7 +443,7 @@ impl Server {
             return;
         }
         if let Some((id, _)) = admin.sweep.take() {
-            self.wheel.cancel(id);
+            self.timers.wheel.cancel(id);
         }
         let id = self.schedule(
             Due::SweepAdmin,
@@ -564,7 +564,7 @@ impl Server {
         exposition::render(&Snapshot {
             stats: &self.stats,
             metrics: &self.metrics,
-            timers: (self.wheel.totals(), self.wheel.len()),
+            timers: (self.timers.wheel.totals(), self.timers.wheel.len()),
             states,
             rss_bytes: sys::rss_bytes(),
             worker: self.config.worker,
@@ -638,15 +638,15 @@ impl Server {
 
     /// The wheel as arcs of [`xray::SLOTS_PER_ARC`] slots, from `TimerWheel::slot_counts()`.
     fn wheel_picture(&self) -> xray::Wheel {
-        let counts = self.wheel.slot_counts();
+        let counts = self.timers.wheel.slot_counts();
         xray::Wheel {
             slots: counts.len(),
-            cursor: timer::slot_of(self.wheel.now() + 1),
+            cursor: timer::slot_of(self.timers.wheel.now() + 1),
             arcs: counts
                 .chunks(xray::SLOTS_PER_ARC)
                 .map(|arc| arc.iter().sum())
                 .collect(),
-            timers: self.wheel.len(),
+            timers: self.timers.wheel.len(),
         }
     }
 

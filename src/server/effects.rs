@@ -99,7 +99,7 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         Now {
-            ms: self.started.elapsed().as_millis() as u64,
+            ms: self.timers.started.elapsed().as_millis() as u64,
             unix_ms,
         }
     }

@@ -48,9 +48,9 @@ impl Server {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             stats: Arc::clone(&self.stats),
-            stop: Arc::clone(&self.stop),
-            drain: Arc::clone(&self.drain),
-            waker: Arc::clone(&self.waker),
+            stop: Arc::clone(&self.control.stop),
+            drain: Arc::clone(&self.control.drain),
+            waker: Arc::clone(&self.control.waker),
         }
     }
 }

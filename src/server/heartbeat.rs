@@ -28,7 +28,7 @@ impl Server {
         self.poll
             .registry()
             .register(&mut channel, SUPERVISOR, Interest::READABLE)?;
-        self.supervisor = Some(channel);
+        self.control.supervisor = Some(channel);
         Ok(())
     }
 
@@ -37,7 +37,7 @@ impl Server {
     /// dropped and the worker carries on; a worker whose supervisor dies gets SIGTERM
     /// anyway.
     pub(super) fn on_supervisor(&mut self) {
-        let Some(channel) = self.supervisor.as_mut() else {
+        let Some(channel) = self.control.supervisor.as_mut() else {
             return;
         };
         let mut pings = [0u8; PINGS_READ_BYTES];
@@ -45,7 +45,7 @@ impl Server {
         loop {
             match channel.read(&mut pings) {
                 Ok(0) => {
-                    self.supervisor = None;
+                    self.control.supervisor = None;
                     return;
                 }
                 Ok(_) => heard = true,
@@ -53,7 +53,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::warn!("the supervisor's channel: {e}; no longer answering pings");
-                    self.supervisor = None;
+                    self.control.supervisor = None;
                     return;
                 }
             }

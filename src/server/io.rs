@@ -25,6 +25,20 @@ pub(super) const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// up on: a client sending as fast as loopback allows cannot keep the loop reading.
 const DISCARD_BYTES_PER_TURN: usize = 64 * 1024;
 
+/// Connections owed a step later: a turn in step 3 (each at most once: `Flags::READY`), or
+/// freeing in step 5.
+#[derive(Default)]
+pub(super) struct Line {
+    /// Connections with work left when their turn ended, served in step 3 of the next
+    /// pass, as (key, generation).
+    pub ready: Vec<(u32, u32)>,
+    /// The line as it stood when this pass began: served in step 3 of this pass.
+    pub ready_batch: Vec<(u32, u32)>,
+    /// Connections marked closed this pass, freed in the reap step, so that no key is
+    /// reused while this pass may still hold it.
+    pub closing: Vec<usize>,
+}
+
 impl Server {
     /// Step 2 for a connection's token.
     pub(super) fn on_conn_event(&mut self, key: usize, event: &Event) {
@@ -72,14 +86,14 @@ impl Server {
         let conn = &mut self.conns[key];
         if !conn.flags.has(Flags::READY) {
             conn.flags.set(Flags::READY, true);
-            self.ready.push((key as u32, conn.generation));
+            self.line.ready.push((key as u32, conn.generation));
         }
     }
 
     /// Step 3: a turn for each connection that was in line when this pass began; those
     /// that still have work go back in line for the next pass, after everyone's events.
     pub(super) fn serve_ready(&mut self) {
-        let mut batch = std::mem::take(&mut self.ready_batch);
+        let mut batch = std::mem::take(&mut self.line.ready_batch);
         for &(key, generation) in &batch {
             let key = key as usize;
             match self.conns.get_mut(key) {
@@ -91,7 +105,7 @@ impl Server {
             self.turn(key);
         }
         batch.clear();
-        self.ready_batch = batch;
+        self.line.ready_batch = batch;
     }
 
     /// Reads what the socket holds into the connection's input, until `WouldBlock` or the
@@ -259,7 +273,7 @@ impl Server {
                     conn.flags.set(Flags::CONTINUE_SENT, false);
                     conn.flags.set(Flags::HTTP10, http10);
                     // While shutting down every response is the connection's last.
-                    let close = close || self.draining;
+                    let close = close || self.control.draining;
                     self.hand_to_chat(key, action, close);
                     delivered += self.chat.take_deliveries();
                 }
@@ -322,7 +336,7 @@ impl Server {
             match self.conns[key].flush(&mut self.metrics.syscalls.write) {
                 Ok((flushed, sent)) => {
                     stats::add(&self.stats.bytes_out, sent as u64);
-                    self.report.bytes_written += sent;
+                    self.metrics.report.bytes_written += sent;
                     match flushed {
                         // The WRITABLE edge will bring us back here. The write deadline
                         // bounds how long a client may go without taking a byte: any
@@ -397,19 +411,19 @@ impl Server {
         self.unpark(key);
         self.clear_timer(key);
         self.conns[key].close();
-        self.closing.push(key);
+        self.line.closing.push(key);
     }
 
     /// Step 5. Dropping the socket closes the descriptor, which also removes it from the
     /// epoll set, so no `deregister` call is needed.
     pub(super) fn reap_closed(&mut self) {
-        for key in self.closing.drain(..) {
+        for key in self.line.closing.drain(..) {
             let conn = self.conns.remove(key);
             debug_assert_eq!(conn.state(), State::Closed);
             debug_assert!(conn.timer.is_none());
             self.chat.clients_mut().disconnected(conn.client);
             stats::sub(&self.stats.connections, 1);
-            self.report.closed += 1;
+            self.metrics.report.closed += 1;
             log::debug!("#{key} closed");
         }
         let addresses = self.chat.clients().len() as u64;

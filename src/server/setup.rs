@@ -2,11 +2,14 @@
 //! signal pipe, and working out the connection cap from the open-files limit. Nothing runs
 //! until `Server::run`.
 
+use super::accept::Accepting;
 use super::admin;
+use super::io::Line;
 use super::redis::RedisLink;
+use super::shutdown::Control;
+use super::timers::Timers;
 use super::{
-    accept, io, PassReport, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS,
-    SIGNALS, WAKER,
+    accept, io, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS, SIGNALS, WAKER,
 };
 use crate::answer;
 use crate::assets::Assets;
@@ -84,36 +87,39 @@ impl Server {
         let mut server = Server {
             poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
-            listener: Some(listener),
-            local_addr,
+            accepting: Accepting {
+                listener: Some(listener),
+                local_addr,
+                max_conns,
+                spare_descriptor: accept::open_spare_descriptor(),
+                out_of_descriptors: false,
+                refusal: answer::refusal(),
+                refusal_per_client: answer::refusal_per_client(),
+            },
             conns: Slab::new(),
-            wheel: TimerWheel::new(),
-            started: Instant::now(),
+            next_generation: 1,
+            line: Line::default(),
+            read_chunk: vec![0; io::READ_CHUNK_BYTES].into_boxed_slice(),
+            timers: Timers {
+                wheel: TimerWheel::new(),
+                started: Instant::now(),
+                fired: Vec::new(),
+            },
             chat,
             assets,
             config,
             stats,
-            stop: Arc::new(AtomicBool::new(false)),
-            drain: Arc::new(AtomicBool::new(false)),
-            waker,
-            signals,
-            max_conns,
-            spare_descriptor: accept::open_spare_descriptor(),
-            out_of_descriptors: false,
-            draining: false,
-            grace_over: false,
-            read_chunk: vec![0; io::READ_CHUNK_BYTES].into_boxed_slice(),
-            next_generation: 1,
-            closing: Vec::new(),
-            ready: Vec::new(),
-            ready_batch: Vec::new(),
-            fired: Vec::new(),
-            refusal: answer::refusal(),
-            refusal_per_client: answer::refusal_per_client(),
-            report: PassReport::default(),
             metrics: LoopMetrics::default(),
+            control: Control {
+                stop: Arc::new(AtomicBool::new(false)),
+                drain: Arc::new(AtomicBool::new(false)),
+                waker,
+                signals,
+                supervisor: None,
+                draining: false,
+                grace_over: false,
+            },
             admin,
-            supervisor: None,
             redis,
         };
         if shared {
@@ -124,7 +130,7 @@ impl Server {
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.accepting.local_addr
     }
 
     /// With `--admin-addr`: where the admin listener listens (port 0 becomes a real port).
@@ -134,7 +140,7 @@ impl Server {
 
     /// The connection cap in force.
     pub fn max_conns(&self) -> usize {
-        self.max_conns
+        self.accepting.max_conns
     }
 
     /// Number of static paths loaded from the www directory.

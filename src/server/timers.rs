@@ -8,9 +8,9 @@ use super::Server;
 use crate::chat::Sweep;
 use crate::conn::{Deadline, State, Timer};
 use crate::stats;
-use crate::timer;
+use crate::timer::{self, TimerWheel};
 use crate::waitlist::Waiter;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a connection we are hanging up on may keep sending before we close it anyway.
 pub(super) const LINGER: Duration = Duration::from_secs(2);
@@ -81,16 +81,27 @@ impl Due {
     }
 }
 
+/// Every deadline, the connections' and the server's own, and the clock they count.
+pub(super) struct Timers {
+    /// The wheel, in ticks since `started`.
+    pub wheel: TimerWheel<Payload>,
+    /// Tick 0 of the wheel: the loop's clock, which the chat is given as `Now`.
+    pub started: Instant,
+    /// Reused buffer for the timers one expire step fires.
+    pub fired: Vec<Payload>,
+}
+
 impl Server {
     /// Step 4: fires the timers whose deadline passed, at most [`TIMERS_FIRED_PER_PASS`];
     /// the rest stay in the wheel, due, so the next poll does not sleep and the next pass
     /// goes on with them after everyone else's events.
     pub(super) fn expire_timers(&mut self) {
-        let now = timer::ticks_floor(self.started.elapsed());
-        let mut fired = std::mem::take(&mut self.fired);
-        self.wheel
+        let now = timer::ticks_floor(self.timers.started.elapsed());
+        let mut fired = std::mem::take(&mut self.timers.fired);
+        self.timers
+            .wheel
             .expire_at_most(now, TIMERS_FIRED_PER_PASS, &mut fired);
-        self.report.timers_fired += fired.len();
+        self.metrics.report.timers_fired += fired.len();
         for &payload in &fired {
             match Due::unpack(payload) {
                 Due::Conn { key, generation } => self.on_conn_timer(key, generation),
@@ -100,14 +111,14 @@ impl Server {
                     self.chat.sweep(now, sweep);
                     self.carry_out();
                 }
-                Due::GraceOver => self.grace_over = true,
+                Due::GraceOver => self.control.grace_over = true,
                 Due::RedisWatchdog => self.on_redis_watchdog(),
                 Due::XrayTick => self.xray_tick(),
                 Due::SweepAdmin => self.sweep_admin(),
             }
         }
         fired.clear();
-        self.fired = fired;
+        self.timers.fired = fired;
     }
 
     /// Files one of the server's own deadlines, `after` from now; the id cancels it until
@@ -118,7 +129,7 @@ impl Server {
             "connections use set_timer"
         );
         let at = self.deadline_after(after);
-        self.wheel.insert(at, due.pack())
+        self.timers.wheel.insert(at, due.pack())
     }
 
     fn on_conn_timer(&mut self, key: usize, generation: u32) {
@@ -234,14 +245,14 @@ impl Server {
             key,
             generation: conn.generation,
         };
-        let id = self.wheel.insert(at, due.pack());
+        let id = self.timers.wheel.insert(at, due.pack());
         conn.timer = Some(Timer { id, deadline });
     }
 
     /// Cancels the connection's timer, if it has one.
     pub(super) fn clear_timer(&mut self, key: usize) {
         if let Some(timer) = self.conns[key].timer.take() {
-            self.wheel.cancel(timer.id);
+            self.timers.wheel.cancel(timer.id);
         }
     }
 
@@ -267,7 +278,7 @@ impl Server {
 
     /// The tick a deadline `after` from now falls in, rounded up so it is never early.
     fn deadline_after(&self, after: Duration) -> u64 {
-        timer::ticks_ceil(self.started.elapsed() + after)
+        timer::ticks_ceil(self.timers.started.elapsed() + after)
     }
 }
 

@@ -1,0 +1,191 @@
+//! The chat with `--redis`: the commands it sends, and what Redis's replies and
+//! announcements make of the rooms and the requests waiting on them.
+
+use super::*;
+
+fn shared() -> Bench {
+    let mut bench = Bench::new(Config {
+        redis: Some(crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()),
+        ..Config::default()
+    });
+    bench.chat.redis(bench.now, Incoming::Up);
+    bench.chat.effects.clear();
+    bench
+}
+
+fn command(effects: &[Effect]) -> Option<&Command> {
+    effects.iter().find_map(|effect| match effect {
+        Effect::Redis(command) => Some(command),
+        _ => None,
+    })
+}
+
+#[test]
+fn with_redis_down_a_post_is_told_to_come_back_at_once() {
+    let mut bench = shared();
+    bench.chat.redis(bench.now, Incoming::Down("gone".into()));
+    let answer = bench.answer(post("r", "ann", "hi", None));
+    assert_eq!(status(&answer), 503);
+    assert!(answer.contains("Retry-After: 1\r\n"));
+}
+
+#[test]
+fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let effects = bench.ask(conn, post("r", "ann", "hi", Some("c1")));
+    let waits = effects
+        .iter()
+        .any(|e| matches!(e, Effect::Await { to, .. } if *to == conn));
+    assert!(waits, "{effects:?}");
+    let Some(Command::Post {
+        then: Then::Post { .. },
+        client_id,
+        ..
+    }) = command(&effects)
+    else {
+        panic!("a post for Redis: {effects:?}");
+    };
+    assert_eq!(client_id.as_deref(), Some("c1"));
+    let stored = Stored {
+        epoch: 0xabcd,
+        seq: 4,
+        duplicate: false,
+    };
+    let reply = |conn| {
+        Incoming::Reply(
+            Then::Post {
+                conn,
+                classic: false,
+            },
+            Ok(Answer::Posted(stored)),
+        )
+    };
+    bench.chat.redis(bench.now, reply(conn));
+    let answer = answer_to(conn, &bench.chat.effects).unwrap();
+    assert_eq!(body(&answer)["id"], "0000abcd-4");
+    // A post Redis answers too late was told to come back already; nobody hears twice.
+    bench.chat.effects.clear();
+    let slow = bench.conn();
+    bench.ask(slow, post("r", "ann", "slow", None));
+    bench.chat.redis_wait_over(slow);
+    assert_eq!(status(&answer_to(slow, &bench.chat.effects).unwrap()), 503);
+    bench.chat.effects.clear();
+    bench.chat.redis(bench.now, reply(slow));
+    assert!(bench.chat.effects.is_empty(), "{:?}", bench.chat.effects);
+}
+
+#[test]
+fn with_redis_a_read_waits_for_its_room_to_load_then_goes_on() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let effects = bench.ask(conn, poll("r", None, None));
+    assert!(matches!(effects[0], Effect::Await { .. }), "{effects:?}");
+    let Some(Command::History {
+        then: Then::Load(_),
+        ..
+    }) = command(&effects)
+    else {
+        panic!("a load: {effects:?}");
+    };
+    let Some(Effect::Redis(Command::History { then, .. })) =
+        effects.into_iter().find(|e| matches!(e, Effect::Redis(_)))
+    else {
+        unreachable!()
+    };
+    let snapshot = Snapshot {
+        epoch: 7,
+        seq: 2,
+        messages: vec![Message {
+            seq: 2,
+            time_ms: 1,
+            from: "ann".into(),
+            text: "stored".into(),
+        }],
+        names: vec![],
+    };
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(then, Ok(Answer::Snapshot(snapshot))),
+    );
+    let effects = std::mem::take(&mut bench.chat.effects);
+    assert!(matches!(effects[0], Effect::CarryOn { to } if to == conn));
+    let answer = body(&answer_to(conn, &effects).expect("answered from the copy"));
+    assert_eq!(answer["messages"][0]["id"], "00000007-2");
+}
+
+#[test]
+fn with_redis_an_announcement_out_of_order_makes_the_room_read_what_it_missed() {
+    let mut bench = shared();
+    let announce = |seq| Incoming::News {
+        room: LOBBY.into(),
+        news: News::Message {
+            epoch: 7,
+            message: Message {
+                seq,
+                time_ms: 1,
+                from: "ann".into(),
+                text: format!("{seq}"),
+            },
+        },
+    };
+    // The lobby was loaded at Up; answer that load first.
+    bench.chat.effects.clear();
+    let loaded = Snapshot {
+        epoch: 7,
+        seq: 1,
+        messages: vec![],
+        names: vec![],
+    };
+    let load = Then::Load(pending::RoomAt::for_tests(0, LOBBY, 1));
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(load, Ok(Answer::Snapshot(loaded))),
+    );
+    bench.chat.effects.clear();
+    bench.chat.redis(bench.now, announce(3));
+    let read = command(&bench.chat.effects);
+    assert!(
+        matches!(read, Some(Command::History { first_seq: 2, .. })),
+        "{:?}",
+        bench.chat.effects
+    );
+}
+
+#[test]
+fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
+    let mut bench = shared();
+    let load = Then::Load(pending::RoomAt::for_tests(0, LOBBY, 1));
+    let loaded = |epoch| Snapshot {
+        epoch,
+        seq: 0,
+        messages: vec![],
+        names: vec![],
+    };
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(load, Ok(Answer::Snapshot(loaded(7)))),
+    );
+    let conn = bench.conn();
+    assert!(parked(&bench.ask(conn, poll(LOBBY, None, None))).is_some());
+    let stored = Stored {
+        epoch: 8,
+        seq: 1,
+        duplicate: false,
+    };
+    let other = bench.conn();
+    bench.ask(other, post(LOBBY, "ann", "x", None));
+    bench.chat.effects.clear();
+    let reply = Incoming::Reply(
+        Then::Post {
+            conn: other,
+            classic: false,
+        },
+        Ok(Answer::Posted(stored)),
+    );
+    bench.chat.redis(bench.now, reply);
+    let gap = body(&answer_to(conn, &bench.chat.effects).expect("told at once"));
+    assert_eq!(gap["gap"], true);
+    assert_eq!(gap["next"], "00000008-0");
+    let _ = Duration::ZERO;
+}
