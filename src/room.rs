@@ -14,7 +14,7 @@ use crate::position::Position;
 use crate::presence::Names;
 use crate::sse;
 use crate::waitlist::WaitList;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 /// How much history a room keeps.
@@ -159,38 +159,10 @@ pub struct Room {
     pub streams: WaitList,
     /// Who is in the room by name (`?name=`).
     pub names: Names,
-    /// With `--redis`: how this copy of the room stands against Redis's.
-    pub sync: Sync,
-    /// With `--redis`: every name present in the room on any node, as announced.
-    pub everyone: BTreeSet<String>,
-    /// With `--redis`: the highest sequence number announced, heard even while the copy
-    /// was being read, so a read that ended short of it is followed by another.
-    pub heard: u64,
-    /// With `--redis`: a post to this room went to Redis from here, so Redis holds its
-    /// messages, and the room is not [vacant](Room::is_vacant): it gives way only as the
-    /// idle room unused longest.
-    pub posted_here: bool,
     /// The client (by [`crate::clients::ClientId`]) whose post gave the room its first
     /// message and counts it against `--max-rooms-per-client`: given back when the room
     /// gives way, so that the limit bounds the rooms an address holds now, not ever.
     pub keeper: Option<u32>,
-}
-
-/// With `--redis`, a node keeps each room it serves as a copy of Redis's: its history, its
-/// head, who is present. This says how far that copy can be trusted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sync {
-    /// No Redis: this is the room itself.
-    Local,
-    /// Not loaded: requests that need it wait while it is.
-    Unloaded,
-    /// Its history is being read from Redis.
-    Loading,
-    /// A faithful copy, kept so by the announcements.
-    Loaded,
-    /// Loaded, and reading what it missed (an announcement came out of order, or Redis
-    /// came back); announcements meanwhile are caught up by that read.
-    CatchingUp,
 }
 
 impl Room {
@@ -206,17 +178,8 @@ impl Room {
             polls: WaitList::default(),
             streams: WaitList::default(),
             names: Names::default(),
-            sync: Sync::Local,
-            everyone: BTreeSet::new(),
-            heard: 0,
-            posted_here: false,
             keeper: None,
         }
-    }
-
-    /// Whether requests can be answered from this copy now.
-    pub fn is_ready(&self) -> bool {
-        matches!(self.sync, Sync::Local | Sync::Loaded | Sync::CatchingUp)
     }
 
     /// The newest sequence number this copy has.
@@ -446,30 +409,22 @@ impl Room {
     // ----- giving its place up ---------------------------------------------------------
 
     /// Whether this room gives its place to another first, before any room unused longer:
-    /// it is [idle](Room::is_idle) and forgetting it loses nothing. Without Redis: no
-    /// message was ever posted to it (a room made only by reads, or typing, which then
-    /// ended). With Redis: no post went to Redis from here, and a loaded copy holds no
-    /// message (one that does would be read back whole on its next use).
+    /// it is [idle](Room::is_idle) and no message was ever posted to it (a room made only
+    /// by reads, or typing, which then ended), so forgetting it loses nothing. With
+    /// `--redis` the store also has its say (`Places::stored`).
     pub fn is_vacant(&self) -> bool {
-        let empty = match self.sync {
-            Sync::Local => self.last_seq == 0,
-            Sync::Unloaded => !self.posted_here,
-            Sync::Loaded => !self.posted_here && self.last_seq == 0 && self.heard == 0,
-            Sync::Loading | Sync::CatchingUp => false,
-        };
-        self.is_idle() && empty
+        self.is_idle() && self.last_seq == 0
     }
 
-    /// Whether nobody uses the room right now: no poll waits in it, no stream is open, no
-    /// name is present here, and no read of Redis is on its way. At the `--max-rooms` cap,
-    /// when no room is [`vacant`](Room::is_vacant), the idle room unused longest gives way,
-    /// history and all (with Redis its history stays there, and comes back on its next use).
+    /// Whether nobody uses the room right now: no poll waits in it, no stream is open and
+    /// no name is present here. At the `--max-rooms` cap, when no room is
+    /// [`vacant`](Room::is_vacant), the idle room unused longest gives way, history and all
+    /// (with Redis its history stays there, and comes back on its next use).
     pub fn is_idle(&self) -> bool {
         self.classic.is_empty()
             && self.polls.is_empty()
             && self.streams.is_empty()
             && self.names.is_empty()
-            && !matches!(self.sync, Sync::Loading | Sync::CatchingUp)
     }
 }
 

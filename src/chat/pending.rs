@@ -7,7 +7,7 @@ use super::asked::Asked;
 use crate::backplane::Trim;
 use crate::routes::Action;
 use crate::waitlist::Waiter;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 /// How long a request waits for Redis before it is told to come back: "posts answer 503
@@ -128,6 +128,55 @@ pub(super) struct Deferred {
     pub after_read: u64,
 }
 
+/// With `--redis`, a node keeps each room it serves as a copy of Redis's: its history, its
+/// head, who is present. This says how far that copy can be trusted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Sync {
+    /// Not loaded: requests that need it wait while it is.
+    #[default]
+    Unloaded,
+    /// Its history is being read from Redis.
+    Loading,
+    /// A faithful copy, kept so by the announcements.
+    Loaded,
+    /// Loaded, and reading what it missed (an announcement came out of order, or Redis
+    /// came back); announcements meanwhile are caught up by that read.
+    CatchingUp,
+}
+
+/// How one room's copy stands against Redis's: what the room itself (`crate::room::Room`,
+/// the same with or without Redis) does not hold.
+#[derive(Debug, Default)]
+pub(super) struct Copy {
+    /// How far the copy can be trusted.
+    pub sync: Sync,
+    /// Every name present in the room on any node, as announced.
+    pub everyone: BTreeSet<String>,
+    /// The highest sequence number announced, heard even while the copy was being read,
+    /// so a read that ended short of it is followed by another.
+    pub heard: u64,
+    /// A post to this room went to Redis from here, so Redis holds its messages.
+    pub posted_here: bool,
+}
+
+impl Copy {
+    /// Whether requests can be answered from this copy now.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.sync, Sync::Loaded | Sync::CatchingUp)
+    }
+
+    /// A read of Redis for it is on its way: it keeps its place until the read is back.
+    pub fn being_read(&self) -> bool {
+        matches!(self.sync, Sync::Loading | Sync::CatchingUp)
+    }
+
+    /// Redis holds messages of this room that this node knows of: a copy that gives way
+    /// then is read back on its next use, so it is not vacant (`Places::stored`).
+    pub fn stored(&self) -> bool {
+        self.posted_here || self.heard > 0
+    }
+}
+
 /// The chat's side of Redis.
 #[derive(Default)]
 pub(super) struct Shared {
@@ -144,12 +193,34 @@ pub(super) struct Shared {
     /// Reads of a room's history sent so far: each read is numbered, so that a request
     /// waits for a read sent after it came, not one already on its way.
     pub(super) reads_sent: u64,
+    /// Each room's copy, by room id (grown as rooms are made; a room made in another's
+    /// place starts a fresh copy).
+    pub(super) copies: Vec<Copy>,
 }
 
 impl Shared {
     /// Whether requests wait on room `id` (so it may not give its place away).
     pub(super) fn holds(&self, id: u32) -> bool {
         self.deferred.contains_key(&id)
+    }
+
+    /// Room `id`'s copy.
+    pub(super) fn copy(&mut self, id: u32) -> &mut Copy {
+        let at = id as usize;
+        if self.copies.len() <= at {
+            self.copies.resize_with(at + 1, Copy::default);
+        }
+        &mut self.copies[at]
+    }
+
+    /// Room `id`'s copy, if it was ever looked at (a copy never looked at is unloaded).
+    pub(super) fn peek(&self, id: u32) -> Option<&Copy> {
+        self.copies.get(id as usize)
+    }
+
+    /// A room was made at `id`: its copy starts unloaded.
+    pub(super) fn made(&mut self, id: u32) {
+        *self.copy(id) = Copy::default();
     }
 
     /// `conn` no longer waits (answered by the shell, or gone).

@@ -225,17 +225,28 @@ impl Chat {
         name: &str,
     ) -> Result<u32, TooManyRooms> {
         let (shared, clients) = (&self.shared, &self.clients);
+        let copy = |room| shared.as_ref().and_then(|s| s.peek(room));
         let places = Places {
-            held: |room| shared.as_ref().is_some_and(|s| s.holds(room)),
+            held: |room| {
+                let waited_on = shared.as_ref().is_some_and(|s| s.holds(room));
+                waited_on || copy(room).is_some_and(|c| c.being_read())
+            },
+            stored: |room| copy(room).is_some_and(|c| c.stored()),
             keeper_weight: |keeper| (clients.pushed_out(keeper), clients.rooms(keeper)),
         };
         let opened = self.rooms.room_id(name, places, now.ms)?;
         if let Some(gone) = opened.gave_way {
-            if !gone.is_vacant() {
+            let stored = copy(opened.id).is_some_and(|c| c.stored());
+            if !gone.is_vacant() || stored {
                 // A room that held something: this client pushes others out.
                 self.clients.pushed_one_out(asked.client);
             }
             self.gave_way(gone, name);
+        }
+        if opened.made {
+            if let Some(shared) = self.shared.as_mut() {
+                shared.made(opened.id);
+            }
         }
         Ok(opened.id)
     }
@@ -279,14 +290,15 @@ impl Chat {
     /// always may; a new one only under `--max-names-per-room` and the client's
     /// `--max-names-per-client`. Otherwise answers why not, and returns false.
     fn admit_name(&mut self, asked: Asked, room: u32, name: &str) -> bool {
-        let shared = self.shared.is_some();
-        let copy = self.rooms.room(room);
-        let everyone = shared.then_some(&copy.everyone);
-        if copy.names.contains(name) || everyone.is_some_and(|all| all.contains(name)) {
+        let everyone = self.everyone(room);
+        let anywhere = everyone.is_some_and(|all| all.contains(name));
+        // With --redis the room's names are everyone's, on every node.
+        let elsewhere = everyone.map_or(0, |all| all.len());
+        let names = &self.rooms.room(room).names;
+        if names.contains(name) || anywhere {
             return true;
         }
-        // With --redis the room's names are everyone's, on every node.
-        let present = copy.names.len().max(everyone.map_or(0, |all| all.len()));
+        let present = names.len().max(elsewhere);
         if present >= self.config.max_names_per_room {
             let message = "name: this room has as many names present as it may hold \
                            (--max-names-per-room); come back without a name, or later";
@@ -433,10 +445,9 @@ impl Chat {
         let Some(room) = self.rooms.find(name) else {
             return true; // a room not made yet
         };
-        let copy = self.rooms.room(room);
-        match self.shared.is_some() {
-            true => !copy.posted_here,
-            false => copy.last_seq() == 0,
+        match self.shared.as_mut() {
+            Some(shared) => !shared.copy(room).posted_here,
+            None => self.rooms.room(room).last_seq() == 0,
         }
     }
 
@@ -459,13 +470,10 @@ impl Chat {
         let Some(id) = self.room_or_refuse(now, asked, room) else {
             return;
         };
-        let shared = self.shared.is_some();
-        let copy = self.rooms.room(id);
-        let everyone = shared.then_some(&copy.everyone);
-        let present: Vec<&str> = match everyone {
+        let present: Vec<&str> = match self.everyone(id) {
             // With --redis: everyone present on any node, as announced (sorted).
             Some(all) => all.iter().map(String::as_str).collect(),
-            None => copy.names.present(),
+            None => self.rooms.room(id).names.present(),
         };
         let bytes = answer::presence(&cors(&self.config), room, &present);
         self.answer(asked.conn, bytes, asked.close);

@@ -2,7 +2,7 @@
 //! gives its place to a new one, or else the idle room unused longest. Knows no sockets.
 
 use crate::recency::Recency;
-use crate::room::{HistoryLimits, Room, Sync};
+use crate::room::{HistoryLimits, Room};
 use crate::waitlist::{ListKind, WaitList};
 use std::collections::HashMap;
 
@@ -17,29 +17,41 @@ pub struct Opened {
     /// The room that gave its place (and id) to it, if the cap made one give way: its
     /// history is gone from this process, and its keeper gets its place back.
     pub gave_way: Option<Room>,
+    /// The room was made by this call (new, or in the place of one that gave way).
+    pub made: bool,
 }
 
-/// What the chat asks of the world outside it when a room must give way: whether a room
-/// is held (requests wait on it), and how much a keeper weighs.
-pub struct Places<H, K> {
-    /// Whether the room with this id is held by something outside the chat.
+/// What the chat asks of the world outside the rooms when one must give way: whether a
+/// room is held, whether a store keeps messages of it, and how much a keeper weighs.
+pub struct Places<H, S, K> {
+    /// Whether the room with this id is held by something outside: requests wait on it,
+    /// or (with `--redis`) a read of it is on its way. A held room never gives way.
     pub held: H,
+    /// Whether a store outside holds messages of the room with this id (with `--redis`:
+    /// a post went to Redis from here, or one was announced): then it is not vacant, and
+    /// gives way only as the idle room unused longest.
+    pub stored: S,
     /// What the client with this id (`Room::keeper`) weighs in a burst, heaviest first:
     /// how many rooms its requests pushed out at the cap, then how many rooms it keeps.
     pub keeper_weight: K,
 }
 
-/// [`Places`] with nothing held and no keepers: the lobby's, and the tests'.
-pub type NoPlacesHeld = Places<fn(u32) -> bool, fn(u32) -> (u32, u32)>;
+/// [`Places`] with nothing held, nothing stored outside and no keepers: the lobby's, and
+/// the tests'.
+pub type NoPlacesHeld = Places<fn(u32) -> bool, fn(u32) -> bool, fn(u32) -> (u32, u32)>;
 
 impl Default for NoPlacesHeld {
     fn default() -> Self {
         Places {
             held: |_| false,
+            stored: |_| false,
             keeper_weight: |_| (0, 0),
         }
     }
 }
+
+/// The closures a [`Places`] is made of, as `room_id` takes them.
+type Asked<'a, H, S, K> = &'a Places<H, S, K>;
 
 /// The name `/chat` answers to.
 pub const LOBBY: &str = "lobby";
@@ -84,8 +96,6 @@ pub struct Rooms {
     /// `--redis` it is Redis's, the same on every node, and changes only if Redis lost its
     /// data.
     pub epoch: u32,
-    /// With `--redis`: rooms are copies of Redis's, created unloaded.
-    shared: bool,
     /// History caps for every room.
     pub history: HistoryLimits,
     max_rooms: usize,
@@ -115,10 +125,9 @@ pub struct Rooms {
 
 impl Rooms {
     /// A chat with only the lobby. `shared`: with `--redis`.
-    pub fn new(epoch: u32, history: HistoryLimits, max_rooms: usize, shared: bool) -> Rooms {
+    pub fn new(epoch: u32, history: HistoryLimits, max_rooms: usize) -> Rooms {
         let mut chat = Rooms {
             epoch,
-            shared,
             history,
             max_rooms: max_rooms.max(1),
             rooms: Vec::new(),
@@ -152,23 +161,27 @@ impl Rooms {
     pub fn room_id(
         &mut self,
         name: &str,
-        places: Places<impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
+        places: Places<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
         now_ms: u64,
     ) -> Result<Opened, TooManyRooms> {
         if let Some(&id) = self.by_name.get(name) {
             self.used(id, now_ms);
-            return Ok(Opened { id, gave_way: None });
+            return Ok(Opened {
+                id,
+                gave_way: None,
+                made: false,
+            });
         }
         let (id, gave_way) = if self.rooms.len() < self.max_rooms {
-            self.rooms.push(self.new_room(name));
+            self.rooms.push(Room::new(name));
             self.ages.push(Age::default());
             (self.rooms.len() as u32 - 1, None)
         } else {
             let id = self
-                .find_vacant(&places.held, now_ms)
+                .find_vacant(&places, now_ms)
                 .or_else(|| self.least_recently_used(&places, now_ms))
                 .ok_or(TooManyRooms)?;
-            let room = self.new_room(name);
+            let room = Room::new(name);
             let old = std::mem::replace(&mut self.rooms[id as usize], room);
             self.by_name.remove(&old.name);
             (id, Some(old))
@@ -177,7 +190,11 @@ impl Rooms {
         self.ages[id as usize].made = self.rooms_made;
         self.rooms_made += 1;
         self.used(id, now_ms);
-        Ok(Opened { id, gave_way })
+        Ok(Opened {
+            id,
+            gave_way,
+            made: true,
+        })
     }
 
     /// Room `id` was used at `now_ms` (a request, or a message another node announced).
@@ -189,18 +206,14 @@ impl Rooms {
         }
     }
 
-    fn new_room(&self, name: &str) -> Room {
-        let mut room = Room::new(name);
-        if self.shared {
-            room.sync = Sync::Unloaded;
-        }
-        room
-    }
-
     /// A vacant room's id, looking at no more than `VACANCY_SEARCH` rooms. With more rooms
     /// than that, a call may miss a vacant room further on (the next call goes on from
     /// there), and the idle room unused longest gives way instead.
-    fn find_vacant(&mut self, held: &impl Fn(u32) -> bool, now_ms: u64) -> Option<u32> {
+    fn find_vacant(
+        &mut self,
+        places: Asked<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
+        now_ms: u64,
+    ) -> Option<u32> {
         if now_ms < self.no_search_until_ms {
             return None;
         }
@@ -208,7 +221,8 @@ impl Rooms {
         for _ in 0..VACANCY_SEARCH.min(others) {
             let id = self.search_from;
             self.search_from = if id as usize >= others { 1 } else { id + 1 };
-            if self.rooms[id as usize].is_vacant() && !held(id) {
+            let vacant = self.rooms[id as usize].is_vacant();
+            if vacant && !(places.held)(id) && !(places.stored)(id) {
                 self.looked_in_vain = 0;
                 return Some(id);
             }
@@ -227,7 +241,7 @@ impl Rooms {
     /// use now, so it moves to the new end: the next call does not walk past it again.
     fn least_recently_used(
         &mut self,
-        places: &Places<impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
+        places: Asked<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
         now_ms: u64,
     ) -> Option<u32> {
         if now_ms < self.no_room_until_ms {
@@ -315,6 +329,7 @@ mod tests {
 
     const FREE: NoPlacesHeld = Places {
         held: |_| false,
+        stored: |_| false,
         keeper_weight: |_| (0, 0),
     };
 
@@ -335,7 +350,7 @@ mod tests {
 
     #[test]
     fn rooms_are_created_on_first_use_up_to_the_cap() {
-        let mut chat = Rooms::new(1, HISTORY, 3, false);
+        let mut chat = Rooms::new(1, HISTORY, 3);
         assert_eq!(open(&mut chat, LOBBY, 0), Ok(0));
         for name in ["a", "b"] {
             let id = open(&mut chat, name, 0).unwrap();
@@ -353,7 +368,7 @@ mod tests {
     /// room unused longest gives way, history and all. The lobby never does.
     #[test]
     fn at_the_cap_the_idle_room_unused_longest_gives_way_history_and_all() {
-        let mut chat = Rooms::new(1, HISTORY, 4, false);
+        let mut chat = Rooms::new(1, HISTORY, 4);
         for name in ["a", "b", "c"] {
             let id = open(&mut chat, name, 0).unwrap();
             post(&mut chat, id);
@@ -382,7 +397,7 @@ mod tests {
     /// holds messages: reads of made-up rooms cannot push history out.
     #[test]
     fn a_room_that_holds_nothing_gives_way_before_one_with_history() {
-        let mut chat = Rooms::new(1, HISTORY, 3, false);
+        let mut chat = Rooms::new(1, HISTORY, 3);
         let posted = open(&mut chat, "posted", 0).unwrap();
         post(&mut chat, posted);
         let read_only = open(&mut chat, "read-only", 0).unwrap();
@@ -412,7 +427,7 @@ mod tests {
         ];
         for with_history in [false, true] {
             for occupy in occupy {
-                let mut chat = Rooms::new(1, HISTORY, 2, false);
+                let mut chat = Rooms::new(1, HISTORY, 2);
                 let id = open(&mut chat, "busy", 0).unwrap();
                 if with_history {
                     post(&mut chat, id);
@@ -422,11 +437,12 @@ mod tests {
                 assert_eq!(chat.find("busy"), Some(id));
             }
         }
-        let mut chat = Rooms::new(1, HISTORY, 2, false);
+        let mut chat = Rooms::new(1, HISTORY, 2);
         let id = open(&mut chat, "held", 0).unwrap();
         post(&mut chat, id);
         let places = Places {
             held: |room| room == id,
+            stored: |_| false,
             keeper_weight: |_| (0, 0),
         };
         let held = chat.room_id("new", places, 0);
@@ -435,46 +451,46 @@ mod tests {
         assert_eq!(open(&mut chat, "new", 1000), Ok(id), "once let go");
     }
 
-    /// With Redis, a copy that holds nothing of Redis's gives way first; one posted to from
-    /// here, or loaded with messages, gives way as the idle room unused longest (Redis keeps
-    /// its history, read back on its next use); one being read from Redis never does.
+    /// With Redis, a copy that holds nothing of Redis's gives way first; one Redis holds
+    /// messages of (posted to from here, announced, or loaded with messages) gives way as
+    /// the idle room unused longest (Redis keeps its history, read back on its next use);
+    /// one being read from Redis (held) never does.
     #[test]
     fn with_redis_a_copy_gives_way_unless_it_is_being_read() {
-        type Make = fn(&mut Room);
-        let cases: [(Make, Option<bool>); 6] = [
-            (|_| {}, Some(true)), // made by typing, or by a read while Redis was down
-            (|room| room.sync = Sync::Loading, None),
-            (|room| room.sync = Sync::CatchingUp, None),
-            (|room| room.sync = Sync::Loaded, Some(true)), // read, and empty
-            (|room| room.posted_here = true, Some(false)),
-            (
-                |room| {
-                    room.sync = Sync::Loaded;
-                    room.post(1, "ann", "hi", None, 0, &HISTORY);
-                },
-                Some(false),
-            ),
+        // (being read, stored in Redis, a message in the copy) -> vacant, or gives way at all
+        let cases = [
+            ((false, false, false), Some(true)), // made by typing, or read while Redis was down
+            ((true, false, false), None),
+            ((false, true, false), Some(false)),
+            ((false, false, true), Some(false)),
         ];
-        for (n, (make, vacant)) in cases.into_iter().enumerate() {
-            let mut chat = Rooms::new(1, HISTORY, 2, true);
+        for (n, ((being_read, stored, message), vacant)) in cases.into_iter().enumerate() {
+            let mut chat = Rooms::new(1, HISTORY, 2);
             let id = open(&mut chat, "copy", 0).unwrap();
-            assert_eq!(chat.room(id).sync, Sync::Unloaded);
-            make(chat.room(id));
-            assert_eq!(chat.room(id).is_vacant(), vacant == Some(true), "case {n}");
-            assert_eq!(
-                open(&mut chat, "new", 0).is_ok(),
-                vacant.is_some(),
-                "case {n}"
-            );
+            if message {
+                chat.room(id).post(1, "ann", "hi", None, 0, &HISTORY);
+            }
+            let places = Places {
+                held: move |room| being_read && room == id,
+                stored: move |room| stored && room == id,
+                keeper_weight: |_| (0, 0),
+            };
+            let opened = chat.room_id("new", places, 0);
+            assert_eq!(opened.is_ok(), vacant.is_some(), "case {n}");
+            if let Ok(opened) = opened {
+                let gone = opened.gave_way.expect("the copy gave way");
+                assert_eq!(
+                    gone.is_vacant() && !stored,
+                    vacant == Some(true),
+                    "case {n}"
+                );
+            }
         }
     }
 
-    /// Once every room was found in use, new names are refused for a moment without a
-    /// search (a flood of new names at a full server costs a lookup each), and then a room
-    /// that was let go meanwhile is found.
     #[test]
     fn a_fruitless_round_pauses_the_search_for_a_moment() {
-        let mut chat = Rooms::new(1, HISTORY, 3, false);
+        let mut chat = Rooms::new(1, HISTORY, 3);
         for name in ["a", "b"] {
             let id = open(&mut chat, name, 0).unwrap();
             chat.room(id).polls.join(Waiter {
@@ -494,7 +510,7 @@ mod tests {
     #[test]
     fn the_search_for_a_vacant_room_is_bounded_and_goes_round() {
         let rooms = VACANCY_SEARCH + 100;
-        let mut chat = Rooms::new(1, HISTORY, rooms + 1, false);
+        let mut chat = Rooms::new(1, HISTORY, rooms + 1);
         for n in 0..rooms {
             let id = open(&mut chat, &format!("r{n}"), 0).unwrap();
             if id as usize != rooms {
@@ -521,7 +537,7 @@ mod tests {
     /// rooms it keeps.
     #[test]
     fn in_a_burst_the_rooms_of_whoever_pushes_the_most_out_give_way() {
-        let mut chat = Rooms::new(1, HISTORY, 7, false);
+        let mut chat = Rooms::new(1, HISTORY, 7);
         let keep = |chat: &mut Rooms, name: &str, keeper: u32| {
             let id = open(chat, name, 1_000).unwrap();
             post(chat, id);
@@ -545,6 +561,7 @@ mod tests {
         };
         let places = Places {
             held: |_| false,
+            stored: |_| false,
             keeper_weight: weight,
         };
         let opened = chat.room_id("l3", places, 2_000).unwrap();
@@ -553,6 +570,7 @@ mod tests {
         let nobody_pushed = |keeper: u32| if keeper == 9 { (0, 3) } else { (0, 1) };
         let places = Places {
             held: |_| false,
+            stored: |_| false,
             keeper_weight: nobody_pushed,
         };
         let opened = chat.room_id("x", places, 2_000).unwrap();
@@ -562,6 +580,7 @@ mod tests {
         // A minute after its last use, the room unused longest gives way whoever keeps it.
         let places = Places {
             held: |_| false,
+            stored: |_| false,
             keeper_weight: weight,
         };
         let opened = chat.room_id("new", places, 1_000 + RECENT_MS).unwrap();
@@ -574,7 +593,7 @@ mod tests {
     /// and reading the older room (which makes it the newest used) changes nothing.
     #[test]
     fn in_a_burst_among_equals_the_room_made_last_gives_way() {
-        let mut chat = Rooms::new(1, HISTORY, 4, false);
+        let mut chat = Rooms::new(1, HISTORY, 4);
         let mut keep = |name: &str, keeper: u32| {
             let id = open(&mut chat, name, 1_000).unwrap();
             post(&mut chat, id);
@@ -585,6 +604,7 @@ mod tests {
         let fillers = [keep("f1", 1), keep("f2", 2)];
         let equals = || Places {
             held: |_| false,
+            stored: |_| false,
             keeper_weight: |_| (0, 1),
         };
         let opened = chat.room_id("new", equals(), 2_000).unwrap();
@@ -599,7 +619,7 @@ mod tests {
     /// of new rooms takes each idle room in turn and looks at each busy one once a round.
     #[test]
     fn busy_rooms_are_passed_over_once_and_idle_ones_give_way_in_turn() {
-        let mut chat = Rooms::new(1, HISTORY, 11, false);
+        let mut chat = Rooms::new(1, HISTORY, 11);
         for n in 0..10 {
             let id = open(&mut chat, &format!("r{n}"), 0).unwrap();
             post(&mut chat, id);

@@ -18,7 +18,7 @@
 use super::asked::Asked;
 use super::effect::{Effect, Now};
 use super::fanout::NAMES_SWEPT_PER_PASS;
-use super::pending::{Command, Deferred, RoomAt, Shared, Then};
+use super::pending::{Command, Copy, Deferred, RoomAt, Shared, Sync, Then};
 use super::state::{cors, Chat};
 use crate::answer;
 use crate::backplane::news::{News, Snapshot, Stored};
@@ -27,7 +27,6 @@ use crate::event::Event;
 use crate::http::Status;
 use crate::limits::Act;
 use crate::position::Position;
-use crate::room::Sync;
 use crate::routes::Action;
 use crate::stats;
 use crate::waitlist::Waiter;
@@ -36,6 +35,11 @@ impl Chat {
     /// The shared state; only called where rooms are shared.
     fn shared(&mut self) -> &mut Shared {
         self.shared.as_mut().expect("called with --redis only")
+    }
+
+    /// Room `room`'s copy.
+    fn copy(&mut self, room: u32) -> &mut Copy {
+        self.shared().copy(room)
     }
 
     /// Whether Redis is up now.
@@ -85,10 +89,10 @@ impl Chat {
         self.shared().up = true;
         let lobby = self.rooms.lobby();
         for room in self.rooms.room_ids() {
-            let sync = self.rooms.room(room).sync;
+            let sync = self.copy(room).sync;
             match sync {
                 Sync::Loaded | Sync::CatchingUp => {
-                    self.rooms.room(room).sync = Sync::Loaded;
+                    self.copy(room).sync = Sync::Loaded;
                     self.catch_up(room);
                 }
                 Sync::Unloaded if room == lobby || self.shared().holds(room) => self.load(room),
@@ -101,7 +105,7 @@ impl Chat {
     fn on_redis_down(&mut self) {
         self.shared().up = false;
         for room in self.rooms.room_ids() {
-            let room = self.rooms.room(room);
+            let room = self.copy(room);
             room.sync = match room.sync {
                 Sync::Loading => Sync::Unloaded,
                 Sync::CatchingUp => Sync::Loaded,
@@ -138,7 +142,7 @@ impl Chat {
             Ok(room) => room,
             Err(_) => return Some(action), // the handler answers the room cap
         };
-        let ready = self.rooms.room(room).is_ready();
+        let ready = self.is_ready(room);
         let ahead = ready && self.ahead_of_copy(asked, room, &action);
         if ready && !ahead {
             return Some(action);
@@ -162,7 +166,7 @@ impl Chat {
             .entry(room)
             .or_default()
             .push(waiting);
-        match self.rooms.room(room).sync {
+        match self.copy(room).sync {
             Sync::Unloaded => self.load(room),
             // Catching up already: that read may have left before the position was given
             // out, so the next one is sent when it is back (`catch_up_if_behind`).
@@ -220,10 +224,9 @@ impl Chat {
             self.redis_unavailable(asked.conn, asked.close);
             return false;
         }
-        let copy = self.rooms.room(room);
-        copy.posted_here = true;
+        self.copy(room).posted_here = true;
         let command = Command::Post {
-            room: copy.name.clone(),
+            room: self.rooms.room(room).name.clone(),
             from: from.to_owned(),
             text: text.to_owned(),
             time_ms: now.unix_ms,
@@ -279,36 +282,29 @@ impl Chat {
         }
         let window = self.presence_window_ms();
         let mut still_named = false;
-        for room in self.rooms.room_ids() {
-            let room = self.rooms.room(room);
-            if !room.is_ready() {
+        for id in self.rooms.room_ids() {
+            if !self.is_ready(id) {
                 continue;
             }
-            let held = room.names.held(now.ms, window);
-            let held: Vec<(String, u64)> =
-                held.into_iter().map(|(n, ms)| (n.to_owned(), ms)).collect();
-            still_named |= !held.is_empty() || !room.everyone.is_empty();
+            let others = !self.copy(id).everyone.is_empty();
+            let room = self.rooms.room(id);
             let name = room.name.clone();
-            if !room.everyone.is_empty() {
-                let limit = NAMES_SWEPT_PER_PASS;
-                let sweep = Command::Sweep {
-                    room: name.clone(),
-                    limit,
-                };
-                if !held.is_empty() {
-                    let renew = Command::Presence {
-                        room: name,
-                        names: held,
-                    };
-                    self.effects.push(Effect::Redis(renew));
-                }
-                self.effects.push(Effect::Redis(sweep));
-            } else if !held.is_empty() {
+            let held: Vec<(String, u64)> = (room.names.held(now.ms, window).into_iter())
+                .map(|(name, ms)| (name.to_owned(), ms))
+                .collect();
+            still_named |= !held.is_empty() || others;
+            // Renew what is held here, then announce what left everywhere.
+            if !held.is_empty() {
                 let renew = Command::Presence {
-                    room: name,
+                    room: name.clone(),
                     names: held,
                 };
                 self.effects.push(Effect::Redis(renew));
+            }
+            if others {
+                let limit = NAMES_SWEPT_PER_PASS;
+                let sweep = Command::Sweep { room: name, limit };
+                self.effects.push(Effect::Redis(sweep));
             }
         }
         still_named
@@ -326,7 +322,7 @@ impl Chat {
             name: name.clone(),
             read: shared.reads_sent,
         });
-        self.rooms.room(room).sync = Sync::Loading;
+        self.copy(room).sync = Sync::Loading;
         self.effects.push(Effect::Redis(Command::History {
             room: name,
             first_seq: 1,
@@ -342,20 +338,19 @@ impl Chat {
     /// a read sent after they came, read again from there.
     fn catch_up_if_behind(&mut self, room: u32) {
         let waiting = self.shared().holds(room);
-        let copy = self.rooms.room(room);
-        if waiting || copy.heard > copy.last_seq() {
+        let last = self.rooms.room(room).last_seq();
+        if waiting || self.copy(room).heard > last {
             self.catch_up(room);
         }
     }
 
     fn catch_up(&mut self, room: u32) {
-        let copy = self.rooms.room(room);
-        if copy.sync != Sync::Loaded || !self.redis_up() {
+        if self.copy(room).sync != Sync::Loaded || !self.redis_up() {
             return; // loading, or already catching up: that read includes what is missing
         }
+        self.copy(room).sync = Sync::CatchingUp;
         let copy = self.rooms.room(room);
         let (name, first_seq) = (copy.name.clone(), copy.last_seq() + 1);
-        copy.sync = Sync::CatchingUp;
         let new_epoch = self.random.next_u64() as u32;
         let shared = self.shared();
         shared.reads_sent += 1;
@@ -400,7 +395,7 @@ impl Chat {
             (Then::Load(at) | Then::CatchUp(at), _) if !self.still_here(&at) => {}
             (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(now, &at, snapshot),
             (Then::Load(RoomAt { id: room, .. }), _) => {
-                self.rooms.room(room).sync = Sync::Unloaded;
+                self.copy(room).sync = Sync::Unloaded;
                 let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
                 for waiting in deferred {
                     if self.shared().awaiting.remove(&waiting.asked.conn) {
@@ -410,7 +405,7 @@ impl Chat {
             }
             (Then::CatchUp(at), Ok(Answer::Snapshot(snapshot))) => {
                 let room = at.id;
-                self.rooms.room(room).sync = Sync::Loaded;
+                self.copy(room).sync = Sync::Loaded;
                 // A new epoch: every room reads again, and its waiters go on after that.
                 if self.learn_epoch(snapshot.epoch) {
                     for message in &snapshot.messages {
@@ -421,7 +416,7 @@ impl Chat {
                 }
             }
             (Then::CatchUp(at), _) => {
-                self.rooms.room(at.id).sync = Sync::Loaded;
+                self.copy(at.id).sync = Sync::Loaded;
                 for waiting in self.waiting_for_read(at.id, at.read) {
                     if self.shared().awaiting.remove(&waiting.asked.conn) {
                         self.redis_unavailable(waiting.asked.conn, false);
@@ -452,6 +447,7 @@ impl Chat {
         for m in &snapshot.messages {
             copy.append(epoch, m.seq, &m.from, &m.text, m.time_ms, &limits);
         }
+        let copy = self.copy(room);
         copy.everyone = snapshot.names.into_iter().collect();
         copy.sync = Sync::Loaded;
         if !copy.everyone.is_empty() {
@@ -519,8 +515,8 @@ impl Chat {
         );
         self.rooms.epoch = epoch;
         for room in self.rooms.room_ids() {
-            let copy = self.rooms.room(room);
-            copy.restart_after(0);
+            self.rooms.room(room).restart_after(0);
+            let copy = self.copy(room);
             copy.heard = 0;
             copy.everyone.clear();
             if copy.sync == Sync::CatchingUp {
@@ -572,7 +568,7 @@ impl Chat {
         if let News::Message { .. } = &news {
             self.rooms.used(room, now.ms); // a post anywhere is a use, for the room cap's order
         }
-        let copy = self.rooms.room(room);
+        let copy = self.copy(room);
         if let News::Message { message, .. } = &news {
             copy.heard = copy.heard.max(message.seq);
         }
@@ -587,7 +583,7 @@ impl Chat {
             }
             News::Typing(from) => self.broadcast_events(room, &[Event::Typing { from }]),
             News::Joined(names) => {
-                let copy = self.rooms.room(room);
+                let copy = self.copy(room);
                 let events: Vec<Event> = names
                     .into_iter()
                     .filter(|name| copy.everyone.insert(name.clone()))
@@ -599,7 +595,7 @@ impl Chat {
                 }
             }
             News::Left(names) => {
-                let copy = self.rooms.room(room);
+                let copy = self.copy(room);
                 let events: Vec<Event> = names
                     .into_iter()
                     .filter(|name| copy.everyone.remove(name))

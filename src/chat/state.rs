@@ -82,7 +82,7 @@ impl Chat {
         let shared = config.redis.is_some();
         let epoch = random.next_u64() as u32;
         Chat {
-            rooms: Rooms::new(epoch, history, config.max_rooms, shared),
+            rooms: Rooms::new(epoch, history, config.max_rooms),
             clients: Clients::default(),
             limiter: Limiter::new(config.post_rate, config.post_burst, config.typing_interval),
             holders: HashMap::new(),
@@ -261,6 +261,22 @@ impl Chat {
     /// Rooms held now.
     pub fn room_count(&self) -> usize {
         self.rooms.room_count()
+    }
+
+    /// Whether room `id` can be answered from here now: always without Redis; with it,
+    /// once its copy is loaded.
+    pub(super) fn is_ready(&self, id: u32) -> bool {
+        match &self.shared {
+            None => true,
+            Some(shared) => shared.peek(id).is_some_and(|copy| copy.is_ready()),
+        }
+    }
+
+    /// With `--redis`: every name present in room `id` on any node, as announced.
+    pub(super) fn everyone(&self, id: u32) -> Option<&std::collections::BTreeSet<String>> {
+        let shared = self.shared.as_ref()?;
+        static NOBODY: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        Some(shared.peek(id).map_or(&NOBODY, |copy| &copy.everyone))
     }
 
     /// Whether rooms are shared through Redis.
