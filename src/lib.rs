@@ -17,9 +17,18 @@
 //!
 //! ## A tour, in reading order
 //!
-//! - [`server`] — the poll loop: sleep → dispatch → ready → expire → reap → exit?. Start
-//!   here; each of its jobs has a file under `src/server/` (setup, accept, io, actions,
-//!   rooms, fanout, timers, shutdown, handle).
+//! - [`server`] — the shell: the poll loop, sleep → dispatch → ready → expire → reap →
+//!   exit?. Start here; each of its jobs has a file under `src/server/` (setup, accept,
+//!   proxied, io, effects, budget, timers, shutdown, handle, redis, admin, heartbeat). It
+//!   gives the chat its inputs and carries out its effects in one place,
+//!   `Server::carry_out()`.
+//! - [`chat`] — the core, sans-I/O: every decision about rooms, messages and the clients
+//!   waiting for them, with no socket, clock or Redis connection. Inputs in
+//!   (`Chat::request()`, `Chat::left()`, `Chat::poll_timed_out()`, `Chat::redis()`, …),
+//!   `Effect`s out. Its files: `state` (the `Chat` and its inputs), `requests`
+//!   (each request: limits, names, room caps), `fanout` (store once, deliver to every
+//!   waiter, presence), `shared` (`--redis`: rooms as copies of Redis's), `pending`,
+//!   `effect`, `asked`, `rooms` (rooms by name, up to a cap).
 //! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Streaming /
 //!   Writing / Lingering / Closed), changed only by its own methods.
 //! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).
@@ -28,8 +37,7 @@
 //! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
 //!   bodies, validated by one set of rules.
 //! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame.
-//! - [`chat`] — rooms by name, created on first use up to a cap; [`recency`] — which
-//!   room was unused longest, to give way at the cap.
+//! - [`recency`] — which room was unused longest, to give way at the cap.
 //! - [`room`] — one room: its message history (shared, never copied), positions.
 //! - [`waitlist`] — the lists of connections waiting in a room.
 //! - [`presence`] — who is in a room by name, and when each name leaves.
@@ -48,8 +56,9 @@
 //! - [`supervisor`] — `--workers N`: N processes of this same loop on one port, and the
 //!   process that starts, restarts and stops them.
 //!
-//! `docs/ARCHITECTURE.md` walks one long poll, one broadcast and one event stream through
-//! these functions, in order; a test keeps every name it cites pointing at real code.
+//! `docs/ARCHITECTURE.md` walks a post to every waiting poll and a poll's timeout hop by
+//! hop through these functions, then a long poll, an event stream and a post through
+//! Redis; a test keeps every name it cites pointing at real code.
 
 #![deny(missing_docs)]
 
