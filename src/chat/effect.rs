@@ -6,7 +6,7 @@
 use super::pending::Command;
 use crate::conn::Membership;
 use crate::outgoing::{Outgoing, Response};
-use crate::waitlist::Waiter;
+use crate::waitlist::{ListKind, Waiter};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -59,6 +59,9 @@ pub enum Effect {
         to: Vec<Waiter>,
         /// The one encoding they all get.
         response: Rc<[u8]>,
+        /// The room and list they were taken from: the shell gives the list back
+        /// ([`super::Chat::recycle`]), so its allocation serves the next broadcast.
+        from: (u32, ListKind),
     },
     /// `to` waits in a room's list, at `at`, for a message, an event or its timeout.
     Park {

@@ -126,6 +126,7 @@ impl Chat {
         self.effects.push(Effect::AnswerAll {
             to: waiters,
             response,
+            from: (room, list),
         });
         answered
     }
@@ -200,10 +201,8 @@ impl Chat {
                     name: gone.name.to_string(),
                 });
             }
-            // With --redis a name that left this node may be present on another: what
-            // leaves everywhere is announced by Redis (see `sweep_shared_presence`).
-            if !events.is_empty() && self.shared.is_none() {
-                self.broadcast_events(room, &events);
+            if !events.is_empty() {
+                self.announce(room, events);
             }
             still_named |= self.rooms.room(room).has_presence();
         }

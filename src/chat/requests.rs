@@ -8,6 +8,7 @@ use super::asked::Asked;
 use super::effect::{Effect, Now, Sweep};
 use super::rooms::{Places, TooManyRooms, LOBBY};
 use super::state::{cors, Chat, StreamHolder};
+use super::store::Outside;
 use crate::answer;
 use crate::api::NewMessage;
 use crate::clients::ClientId;
@@ -17,7 +18,7 @@ use crate::http::Status;
 use crate::limits::{Act, Refused};
 use crate::outgoing::{Outgoing, Piece, Pieces, Response};
 use crate::position::Position;
-use crate::room::{Posted, Since, SinceError};
+use crate::room::{Since, SinceError};
 use crate::routes::{Action, Denial};
 use crate::sse;
 use crate::stats;
@@ -35,12 +36,8 @@ impl Chat {
             return;
         }
         // With --redis, a read waits for its room's copy to be loaded.
-        let action = match self.shared.is_some() {
-            true => match self.when_room_ready(now, asked, action) {
-                Some(action) => action,
-                None => return,
-            },
-            false => action,
+        let Some(action) = self.when_ready(now, asked, action) else {
+            return;
         };
         let close = asked.close;
         match action {
@@ -72,14 +69,9 @@ impl Chat {
                 let lobby = self.rooms.lobby();
                 self.park(asked, lobby, ListKind::Classic);
             }
-            Action::Broadcast { from, message } if self.shared.is_some() => {
-                let lobby = self.rooms.lobby();
-                self.post_through_redis(now, asked, lobby, (&from, &message, None), true);
-            }
             Action::Broadcast { from, message } => {
                 let lobby = self.rooms.lobby();
-                self.post(now, lobby, &from, &message, None);
-                self.answer(asked.conn, answer::classic_posted(), close);
+                self.store_post(now, asked, lobby, (&from, &message, None), true);
             }
             // Answered by the shell, which reads the process's memory for it.
             Action::Stats { .. } => debug_assert!(false, "the shell answers /stats"),
@@ -224,29 +216,23 @@ impl Chat {
         asked: Asked,
         name: &str,
     ) -> Result<u32, TooManyRooms> {
-        let (shared, clients) = (&self.shared, &self.clients);
-        let copy = |room| shared.as_ref().and_then(|s| s.peek(room));
+        let clients = &self.clients;
+        let store = Outside(&self.shared);
         let places = Places {
-            held: |room| {
-                let waited_on = shared.as_ref().is_some_and(|s| s.holds(room));
-                waited_on || copy(room).is_some_and(|c| c.being_read())
-            },
-            stored: |room| copy(room).is_some_and(|c| c.stored()),
+            held: |room| store.holds(room),
+            stored: |room| store.stored(room),
             keeper_weight: |keeper| (clients.pushed_out(keeper), clients.rooms(keeper)),
         };
         let opened = self.rooms.room_id(name, places, now.ms)?;
         if let Some(gone) = opened.gave_way {
-            let stored = copy(opened.id).is_some_and(|c| c.stored());
-            if !gone.is_vacant() || stored {
+            if !gone.is_vacant() || store.stored(opened.id) {
                 // A room that held something: this client pushes others out.
                 self.clients.pushed_one_out(asked.client);
             }
             self.gave_way(gone, name);
         }
         if opened.made {
-            if let Some(shared) = self.shared.as_mut() {
-                shared.made(opened.id);
-            }
+            self.room_made(opened.id);
         }
         Ok(opened.id)
     }
@@ -259,7 +245,7 @@ impl Chat {
             self.clients.room_given_back(keeper);
         }
         stats::add(&self.stats.rooms_given_way, 1);
-        if self.shared.is_none() && gone.stored() > 0 {
+        if !self.history_kept_elsewhere() && gone.stored() > 0 {
             stats::add(&self.stats.dropped_room_history, 1);
             log::info!(
                 "room {} gave its place to {to} (--max-rooms): its {} messages are gone",
@@ -335,11 +321,7 @@ impl Chat {
     /// A name that just became present here is announced: at once to this room's waiters,
     /// or, with `--redis`, through Redis to every node's (if it is new there too).
     fn joined(&mut self, room: u32, name: String) {
-        if self.shared.is_some() {
-            self.announce_name(room, &name);
-        } else {
-            self.broadcast_events(room, &[Event::Join { name }]);
-        }
+        self.announce(room, vec![Event::Join { name }]);
     }
 
     /// `GET /rooms/{room}/messages?since=…`: answer from history at once, or park.
@@ -399,29 +381,15 @@ impl Chat {
         let Some(room) = self.room_or_refuse(now, asked, name) else {
             return;
         };
-        let client_id = message.client_id.as_deref();
-        if self.shared.is_some() {
-            let message = (message.from.as_str(), message.text.as_str(), client_id);
-            let sent = self.post_through_redis(now, asked, room, message, false);
-            // Sent to Redis (not refused for Redis being down): the room counts as kept.
-            if keeps && sent {
-                self.keep_room(room, client);
-            }
-            return;
-        }
-        if keeps {
+        let post = (
+            message.from.as_str(),
+            message.text.as_str(),
+            message.client_id.as_deref(),
+        );
+        // Taken (not refused for Redis being down): the room counts as kept.
+        if self.store_post(now, asked, room, post, false) && keeps {
             self.keep_room(room, client);
         }
-        let (seq, duplicate) = match self.post(now, room, &message.from, &message.text, client_id) {
-            Posted::New(seq) => (seq, false),
-            Posted::Duplicate(seq) => (seq, true),
-        };
-        let id = Position {
-            epoch: self.rooms.epoch,
-            seq,
-        };
-        let bytes = answer::posted(&cors(&self.config), id, duplicate);
-        self.answer(asked.conn, bytes, asked.close);
     }
 
     /// `client` gave `room` its first message: the room counts against its
@@ -445,10 +413,7 @@ impl Chat {
         let Some(room) = self.rooms.find(name) else {
             return true; // a room not made yet
         };
-        match self.shared.as_mut() {
-            Some(shared) => !shared.copy(room).posted_here,
-            None => self.rooms.room(room).last_seq() == 0,
-        }
+        self.first_post_here(room)
     }
 
     /// `POST /rooms/{room}/typing` (within `--typing-interval`, checked before): 202.
@@ -456,9 +421,7 @@ impl Chat {
         let Some(room) = self.room_or_refuse(now, asked, room) else {
             return;
         };
-        if self.shared.is_none() {
-            self.broadcast_events(room, &[Event::Typing { from }]);
-        } else if !self.typing_through_redis(room, &from) {
+        if !self.announce(room, vec![Event::Typing { from }]) {
             return self.redis_unavailable(asked.conn, asked.close);
         }
         let bytes = answer::accepted(&cors(&self.config));

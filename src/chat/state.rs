@@ -217,6 +217,13 @@ impl Chat {
         self.effects.push(Effect::EndStream { to: conn, frame });
     }
 
+    /// The shell answered every poll of a list the chat emptied (`Effect::AnswerAll`): the
+    /// list comes back, so that its allocation serves the room's next broadcast and a
+    /// broadcast allocates nothing but its one answer.
+    pub fn recycle(&mut self, (room, list): (u32, ListKind), waiters: Vec<Waiter>) {
+        self.rooms.list(room, list).recycle(waiters);
+    }
+
     /// A stream's page of replayed history is out: the next page after message `after`.
     pub fn stream_refill(&mut self, room: u32, after: u64) -> StreamPage {
         let epoch = self.rooms.epoch;
@@ -261,22 +268,6 @@ impl Chat {
     /// Rooms held now.
     pub fn room_count(&self) -> usize {
         self.rooms.room_count()
-    }
-
-    /// Whether room `id` can be answered from here now: always without Redis; with it,
-    /// once its copy is loaded.
-    pub(super) fn is_ready(&self, id: u32) -> bool {
-        match &self.shared {
-            None => true,
-            Some(shared) => shared.peek(id).is_some_and(|copy| copy.is_ready()),
-        }
-    }
-
-    /// With `--redis`: every name present in room `id` on any node, as announced.
-    pub(super) fn everyone(&self, id: u32) -> Option<&std::collections::BTreeSet<String>> {
-        let shared = self.shared.as_ref()?;
-        static NOBODY: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        Some(shared.peek(id).map_or(&NOBODY, |copy| &copy.everyone))
     }
 
     /// Whether rooms are shared through Redis.

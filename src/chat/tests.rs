@@ -108,7 +108,7 @@ fn bytes(response: Response) -> String {
 fn answer_to(conn: Waiter, effects: &[Effect]) -> Option<String> {
     effects.iter().find_map(|effect| match effect {
         Effect::Answer { to, response, .. } if *to == conn => Some(bytes(clone(response))),
-        Effect::AnswerAll { to, response } if to.contains(&conn) => {
+        Effect::AnswerAll { to, response, .. } if to.contains(&conn) => {
             Some(String::from_utf8_lossy(response).into_owned())
         }
         _ => None,
@@ -173,7 +173,7 @@ fn a_post_reaches_every_waiting_poll_with_one_encoding() {
     let poster = bench.conn();
     let effects = bench.ask(poster, post("a", "cat", "hello", None));
     let everyone = effects.iter().find_map(|effect| match effect {
-        Effect::AnswerAll { to, response } => Some((to.clone(), Rc::clone(response))),
+        Effect::AnswerAll { to, response, .. } => Some((to.clone(), Rc::clone(response))),
         _ => None,
     });
     let (to, response) = everyone.expect("one answer for all");

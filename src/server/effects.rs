@@ -35,9 +35,10 @@ impl Server {
                         response,
                         close,
                     } => self.answer(to, response, close),
-                    Effect::AnswerAll { to, response } => {
+                    Effect::AnswerAll { to, response, from } => {
                         fanout_began.get_or_insert_with(Instant::now);
                         self.answer_all(&to, &response);
+                        self.chat.recycle(from, to);
                     }
                     Effect::Park { to, at, close } => self.park(to, at, close),
                     Effect::Stream { to, at, output } => self.start_stream(to, at, output),
