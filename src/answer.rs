@@ -10,11 +10,12 @@
 //!
 //! No response says anything about its connection when it is built, so one encoding can be
 //! shared by every connection it goes to; the line a connection needs is added where the
-//! response meets it ([`connection_line`], used by `Conn::respond`).
+//! response meets it ([`for_connection`], used by `Conn::respond`). The room API's answers
+//! are built through [`Replies`], which holds the `--cors-origin` once.
 
 use crate::event::Event;
 use crate::http::Status;
-use crate::outgoing::{self, Piece};
+use crate::outgoing::{Piece, Pieces, Response};
 use crate::position::Position;
 use crate::stats::{self, Stats};
 use serde::Serialize;
@@ -90,11 +91,58 @@ pub fn stream_head(headers: &Headers) -> Vec<u8> {
     head.into_bytes()
 }
 
+/// `response` as it goes out on one connection: with the line that connection needs
+/// ([`connection_line`]) at the end of its head. Responses are built saying nothing about
+/// their connection, so one encoding can be shared by every connection it goes to; this is
+/// the one place that line is written. A shared response is not copied: it goes out as its
+/// head, the line, and its body, three pieces of one `writev`.
+pub fn for_connection(response: Response, close: bool, http10: bool) -> Response {
+    let Some(line) = connection_line(close, http10) else {
+        return response; // HTTP/1.1 keep-alive, the common case: nothing to add
+    };
+    match response {
+        Response::Owned(mut bytes) => {
+            insert_header_line(&mut bytes, line);
+            Response::Owned(bytes)
+        }
+        Response::Shared(bytes) => {
+            let at = head_end(&bytes).unwrap_or(bytes.len());
+            Response::Pieces(Box::new(Pieces::new([
+                Piece::slice(&bytes, 0..at),
+                Piece::Static(line),
+                Piece::slice(&bytes, at..bytes.len()),
+            ])))
+        }
+        Response::Pieces(mut pieces) => {
+            // Multi-piece answers start with a head of their own.
+            if let Some(Piece::Owned(head)) = pieces.front_mut() {
+                insert_header_line(head, line);
+            }
+            Response::Pieces(pieces)
+        }
+    }
+}
+
+/// Where a response's head ends, before its blank line: a header line inserted here is the
+/// head's last.
+fn head_end(response: &[u8]) -> Option<usize> {
+    response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 2)
+}
+
+/// Adds a header line at the end of an encoded response's head.
+fn insert_header_line(response: &mut Vec<u8>, line: &[u8]) {
+    let at = head_end(response).unwrap_or(response.len());
+    response.splice(at..at, line.iter().copied());
+}
+
 /// The line a response must carry about its connection, if any: `Connection: close` when
 /// the server hangs up after it, `Connection: keep-alive` for an HTTP/1.0 client that asked
 /// to keep it (HTTP/1.0 closes by default, so saying nothing would end it), nothing for
 /// HTTP/1.1 keep-alive, the common case.
-pub fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
+fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
     match (close, http10) {
         (true, _) => Some(b"Connection: close\r\n"),
         (false, true) => Some(b"Connection: keep-alive\r\n"),
@@ -103,7 +151,7 @@ pub fn connection_line(close: bool, http10: bool) -> Option<&'static [u8]> {
 }
 
 /// The headers of every room-API response for a `--cors-origin` (none without one).
-pub fn cors(origin: Option<&str>) -> Vec<(&str, &str)> {
+fn cors(origin: Option<&str>) -> Vec<(&str, &str)> {
     match origin {
         // Expose-Headers: a page on another origin may read when to retry (429, 503)
         // and why its token was refused (401, 403); browsers hide both otherwise.
@@ -119,8 +167,111 @@ pub fn cors(origin: Option<&str>) -> Vec<(&str, &str)> {
     }
 }
 
+/// What an answer of the room API says besides its body, spelled here: when to come back
+/// (`Retry-After`, seconds), or which token would do (`WWW-Authenticate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Also<'a> {
+    /// Nothing more.
+    Nothing,
+    /// `Retry-After: <seconds>`.
+    RetryAfter(u64),
+    /// `WWW-Authenticate: <challenge>`.
+    Challenge(&'a str),
+    /// `Allow: <methods>` (a 405).
+    Allow(&'a str),
+}
+
+/// How this server answers the room API: the CORS headers of its `--cors-origin`, held
+/// once, so that a handler says what to answer and never passes a header (habit 15).
+/// Every room-API response is built by one of these methods.
+#[derive(Clone, Debug, Default)]
+pub struct Replies {
+    /// `--cors-origin`, if any.
+    origin: Option<Box<str>>,
+}
+
+impl Replies {
+    /// Answers for a server with this `--cors-origin` (none: no CORS headers).
+    pub fn new(origin: Option<&str>) -> Replies {
+        Replies {
+            origin: origin.map(Into::into),
+        }
+    }
+
+    /// The CORS headers, and what `also` adds.
+    fn headers<'a>(&'a self, also: Also<'a>, seconds: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut headers = cors(self.origin.as_deref());
+        match also {
+            Also::Nothing => {}
+            Also::RetryAfter(_) => headers.push(("Retry-After", seconds)),
+            Also::Challenge(challenge) => headers.push(("WWW-Authenticate", challenge)),
+            Also::Allow(methods) => headers.push(("Allow", methods)),
+        }
+        headers
+    }
+
+    /// `{"error":"<message>"}` with `status`, and what `also` says.
+    pub fn error(&self, status: Status, message: &str, also: Also, head_only: bool) -> Vec<u8> {
+        let seconds = match also {
+            Also::RetryAfter(secs) => secs.to_string(),
+            _ => String::new(),
+        };
+        error(status, &self.headers(also, &seconds), message, head_only)
+    }
+
+    /// See [`posted`].
+    pub fn posted(&self, id: Position, duplicate: bool) -> Vec<u8> {
+        posted(&self.headers(Also::Nothing, ""), id, duplicate)
+    }
+
+    /// See [`accepted`].
+    pub fn accepted(&self) -> Vec<u8> {
+        accepted(&self.headers(Also::Nothing, ""))
+    }
+
+    /// See [`presence`].
+    pub fn presence(&self, room: &str, present: &[&str]) -> Vec<u8> {
+        presence(&self.headers(Also::Nothing, ""), room, present)
+    }
+
+    /// See [`poll_answer`].
+    pub fn poll_answer<'a>(
+        &self,
+        messages: impl Iterator<Item = &'a [u8]>,
+        next: Position,
+        events: &[Event],
+    ) -> Vec<u8> {
+        poll_answer(&self.headers(Also::Nothing, ""), messages, next, events)
+    }
+
+    /// See [`poll_gap_answer`].
+    pub fn poll_gap_answer(&self, next: Position) -> Vec<u8> {
+        poll_gap_answer(&self.headers(Also::Nothing, ""), next)
+    }
+
+    /// See [`poll_page`].
+    pub fn poll_page(&self, messages: Vec<Piece>, next: Position, gap: bool) -> Vec<Piece> {
+        poll_page(&self.headers(Also::Nothing, ""), messages, next, gap)
+    }
+
+    /// See [`stream_head`].
+    pub fn stream_head(&self) -> Vec<u8> {
+        stream_head(&self.headers(Also::Nothing, ""))
+    }
+
+    /// See [`retry_later`].
+    pub fn retry_later(&self, delay_ms: u64) -> Vec<u8> {
+        retry_later(delay_ms, &self.headers(Also::Nothing, ""))
+    }
+
+    /// What a CORS preflight is answered (only with an origin).
+    pub fn preflight(&self) -> Option<Vec<u8>> {
+        self.origin.as_deref().map(|origin| preflight(Some(origin)))
+    }
+}
+
 /// What a CORS preflight is answered: 204, the methods and headers the room API takes.
-pub fn preflight(origin: Option<&str>) -> Vec<u8> {
+fn preflight(origin: Option<&str>) -> Vec<u8> {
     let mut headers = cors(origin);
     headers.extend_from_slice(&[
         ("Access-Control-Allow-Methods", "GET, POST"),
@@ -172,7 +323,7 @@ pub fn status_error(status: Status, headers: &Headers, head_only: bool) -> Vec<u
 /// `503` for a client that cannot be served because the server is stopping: come back
 /// after `delay_ms` (random per client, so they do not all return at once), in the
 /// `Retry-After` header and, to the millisecond, in the body.
-pub fn retry_later(delay_ms: u64, headers: &Headers) -> Vec<u8> {
+fn retry_later(delay_ms: u64, headers: &Headers) -> Vec<u8> {
     #[derive(Serialize)]
     struct ComeBack {
         error: &'static str,
@@ -193,7 +344,7 @@ pub fn retry_later(delay_ms: u64, headers: &Headers) -> Vec<u8> {
 /// itself, because it never goes through a connection.
 pub fn refusal() -> Vec<u8> {
     let mut bytes = status_error(Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")], false);
-    outgoing::insert_header_line(&mut bytes, b"Connection: close\r\n");
+    insert_header_line(&mut bytes, b"Connection: close\r\n");
     bytes
 }
 
@@ -201,7 +352,7 @@ pub fn refusal() -> Vec<u8> {
 /// `--max-conns-per-client` connections already; closed like [`refusal`].
 pub fn refusal_per_client() -> Vec<u8> {
     let mut bytes = too_many_connections();
-    outgoing::insert_header_line(&mut bytes, b"Connection: close\r\n");
+    insert_header_line(&mut bytes, b"Connection: close\r\n");
     bytes
 }
 
@@ -380,7 +531,7 @@ pub fn event_json(event: &Event) -> String {
 
 /// `201 {"id":…}` for a stored post, or `200 {"id":…,"duplicate":true}` for a retry with a
 /// `client_id` already stored.
-pub fn posted(headers: &Headers, id: Position, duplicate: bool) -> Vec<u8> {
+fn posted(headers: &Headers, id: Position, duplicate: bool) -> Vec<u8> {
     #[derive(Serialize)]
     struct Posted {
         id: Position,
@@ -396,12 +547,12 @@ pub fn posted(headers: &Headers, id: Position, duplicate: bool) -> Vec<u8> {
 }
 
 /// `202 {"ok":true}`: a typing event went out.
-pub fn accepted(headers: &Headers) -> Vec<u8> {
+fn accepted(headers: &Headers) -> Vec<u8> {
     json(Status::ACCEPTED, headers, "{\"ok\":true}", false)
 }
 
 /// `{"room":…,"present":[names]}`.
-pub fn presence(headers: &Headers, room: &str, present: &[&str]) -> Vec<u8> {
+fn presence(headers: &Headers, room: &str, present: &[&str]) -> Vec<u8> {
     #[derive(Serialize)]
     struct Presence<'a> {
         room: &'a str,
@@ -413,7 +564,7 @@ pub fn presence(headers: &Headers, room: &str, present: &[&str]) -> Vec<u8> {
 
 /// The answer to polls waiting at a room's head, shared by all of them: `messages` (JSON
 /// already, at most the one just posted), the head as `next`, and ephemeral `events`.
-pub fn poll_answer<'a>(
+fn poll_answer<'a>(
     headers: &Headers,
     messages: impl Iterator<Item = &'a [u8]>,
     next: Position,
@@ -434,7 +585,7 @@ pub fn poll_answer<'a>(
 /// The answer to polls that were waiting when the store started a new epoch (with
 /// `--redis`, Redis lost its data): no messages, `gap: true`, and the room's head in the
 /// new epoch as `next`, from which the client carries on.
-pub fn poll_gap_answer(headers: &Headers, next: Position) -> Vec<u8> {
+fn poll_gap_answer(headers: &Headers, next: Position) -> Vec<u8> {
     let mut body = b"{\"messages\":[".to_vec();
     body.extend_from_slice(&poll_tail(next, true, &[]));
     response(Status::OK, JSON, headers, &body, false)
@@ -442,7 +593,7 @@ pub fn poll_gap_answer(headers: &Headers, next: Position) -> Vec<u8> {
 
 /// A poll answer from history, as pieces: its own head, then the messages as slices of
 /// their stored frames (shared with the history, never copied), then its own tail.
-pub fn poll_page(headers: &Headers, messages: Vec<Piece>, next: Position, gap: bool) -> Vec<Piece> {
+fn poll_page(headers: &Headers, messages: Vec<Piece>, next: Position, gap: bool) -> Vec<Piece> {
     let mut pieces = Vec::with_capacity(2 * messages.len() + 3);
     pieces.push(Piece::Static(b"{\"messages\":["));
     for (i, message) in messages.into_iter().enumerate() {
@@ -585,7 +736,7 @@ mod tests {
     #[test]
     fn a_header_line_goes_at_the_end_of_the_head() {
         let mut out = json(Status::OK, &[], "{\"a\":\"\\r\\n\\r\\n\"}", false);
-        outgoing::insert_header_line(&mut out, b"Connection: close\r\n");
+        insert_header_line(&mut out, b"Connection: close\r\n");
         assert!(text(&out).contains("nosniff\r\nConnection: close\r\n\r\n{"));
     }
 }

@@ -275,10 +275,7 @@ impl<S> Conn<S> {
             self.flags.set(Flags::CLOSE_AFTER_WRITE, true);
         }
         let closing = self.flags.has(Flags::CLOSE_AFTER_WRITE);
-        let response = match answer::connection_line(closing, self.flags.has(Flags::HTTP10)) {
-            Some(line) => response.with_header_line(line),
-            None => response,
-        };
+        let response = answer::for_connection(response, closing, self.flags.has(Flags::HTTP10));
         self.output = Some(Outgoing::new(response));
         self.enter(State::Writing);
     }

@@ -120,6 +120,11 @@ impl Pieces {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+
+    /// The first piece, nothing of it written yet: a response's own head.
+    pub fn front_mut(&mut self) -> Option<&mut Piece> {
+        self.queue.front_mut()
+    }
 }
 
 /// The response being written to a connection, and how far it got.
@@ -141,35 +146,6 @@ pub enum Flushed {
     Refill(u64),
     /// The socket buffer is full; wait for a WRITABLE event.
     Blocked,
-}
-
-impl Response {
-    /// The same response with one more header line at the end of its head (the
-    /// `Connection` line a connection needs). A shared response is not copied: it becomes
-    /// its head, the line, and its body, as three pieces.
-    pub fn with_header_line(self, line: &'static [u8]) -> Response {
-        match self {
-            Response::Owned(mut bytes) => {
-                insert_header_line(&mut bytes, line);
-                Response::Owned(bytes)
-            }
-            Response::Shared(bytes) => {
-                let at = head_end(&bytes).unwrap_or(bytes.len());
-                Response::Pieces(Box::new(Pieces::new([
-                    Piece::slice(&bytes, 0..at),
-                    Piece::Static(line),
-                    Piece::slice(&bytes, at..bytes.len()),
-                ])))
-            }
-            Response::Pieces(mut pieces) => {
-                // Multi-piece answers start with a head of their own.
-                if let Some(Piece::Owned(head)) = pieces.queue.front_mut() {
-                    insert_header_line(head, line);
-                }
-                Response::Pieces(pieces)
-            }
-        }
-    }
 }
 
 impl Outgoing {
@@ -315,21 +291,6 @@ impl Outgoing {
             _ => Flushed::Done,
         }
     }
-}
-
-/// Where a response's head ends, before its blank line: a header line inserted here is the
-/// head's last.
-pub fn head_end(response: &[u8]) -> Option<usize> {
-    response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 2)
-}
-
-/// Adds a header line at the end of an encoded response's head.
-pub fn insert_header_line(response: &mut Vec<u8>, line: &[u8]) {
-    let at = head_end(response).unwrap_or(response.len());
-    response.splice(at..at, line.iter().copied());
 }
 
 #[cfg(test)]

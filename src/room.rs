@@ -507,7 +507,7 @@ mod tests {
         let Ok(Since::Answer(page)) = since else {
             panic!("expected an answer, got {since:?}")
         };
-        let pieces = answer::poll_page(&[], page.messages, page.next, page.gap);
+        let pieces = answer::Replies::default().poll_page(page.messages, page.next, page.gap);
         let bytes: Vec<u8> = pieces.iter().flat_map(|p| p.as_bytes()).copied().collect();
         let response = String::from_utf8(bytes).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap();

@@ -1,7 +1,7 @@
 //! Routing: a parsed request becomes one [`Action`] — reply now, park until a message comes,
 //! or broadcast. Knows no sockets and changes no state; the server carries the action out.
 
-use crate::answer;
+use crate::answer::{self, Also, Replies};
 use crate::api::{self, ApiError, NewMessage};
 use crate::assets::Assets;
 use crate::http::{self, Limits, Method, Parse, Request, Status};
@@ -123,8 +123,8 @@ pub struct Context<'a> {
     pub assets: &'a Assets,
     /// `--max-message`.
     pub max_message_bytes: usize,
-    /// `--cors-origin`.
-    pub cors_origin: Option<&'a str>,
+    /// How room-API answers are spelled (CORS for `--cors-origin`).
+    pub replies: &'a Replies,
     /// With `--token-secret-file`: every request into a room needs a token.
     pub auth: Option<Auth<'a>>,
 }
@@ -200,7 +200,9 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
     }
     match (request.path.as_str(), request.method) {
         ("/chat", Method::Get | Method::Post) => {
-            let who = match authenticate(request, crate::chat::LOBBY, context, &[]) {
+            // The classic protocol is same-origin: its refusals carry no CORS headers.
+            let who = match authenticate(request, crate::chat::LOBBY, context, &Replies::default())
+            {
                 Ok(who) => who,
                 Err(denied) => return denied,
             };
@@ -233,11 +235,11 @@ pub fn route(request: &Request, body: &[u8], context: &Context) -> Action {
 /// `/rooms/{room}/{what}`. Every answer here carries the API headers (CORS).
 fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> Action {
     let close = !request.keep_alive;
-    let fail = |error: ApiError, extra: &[(&str, &str)]| {
+    let fail = |error: ApiError, also: Also| {
         let head_only = request.method == Method::Head;
-        let mut headers = answer::cors(context.cors_origin);
-        headers.extend_from_slice(extra);
-        let bytes = answer::error(error.status, &headers, error.message, head_only);
+        let bytes = context
+            .replies
+            .error(error.status, error.message, also, head_only);
         reply(Response::Owned(bytes), close)
     };
     let not_found = ApiError {
@@ -245,7 +247,7 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
         message: "no such endpoint: use /rooms/{room}/messages, /events, /typing or /presence",
     };
     let Some((room, what)) = rest.split_once('/') else {
-        return fail(not_found, &[]);
+        return fail(not_found, Also::Nothing);
     };
     if !api::valid_room(room) {
         return fail(
@@ -253,14 +255,14 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
                 status: Status::BAD_REQUEST,
                 message: "room names are 1 to 64 of A-Z a-z 0-9 _ -",
             },
-            &[],
+            Also::Nothing,
         );
     }
     let query = request.query.as_deref();
     let who = match request.method {
         // A preflight carries no credentials (the browser asks before it sends them).
         Method::Options => None,
-        _ => match authenticate(request, room, context, &answer::cors(context.cors_origin)) {
+        _ => match authenticate(request, room, context, context.replies) {
             Ok(who) => who,
             Err(denied) => return denied,
         },
@@ -278,8 +280,8 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
     };
     let result: Result<Action, (ApiError, &str)> = match (what, request.method) {
         // A CORS preflight, for clients that send JSON or custom headers cross-origin.
-        (_, Method::Options) if context.cors_origin.is_some() => {
-            let bytes = answer::preflight(context.cors_origin);
+        (_, Method::Options) if context.replies.preflight().is_some() => {
+            let bytes = context.replies.preflight().unwrap_or_default();
             return reply(Response::Owned(bytes), close);
         }
         ("messages", Method::Get) => (|| {
@@ -321,20 +323,20 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
     };
     match result {
         Ok(action) => action,
-        Err((error, "")) => fail(error, &[]),
-        Err((error, methods)) => fail(error, &[("Allow", methods)]),
+        Err((error, "")) => fail(error, Also::Nothing),
+        Err((error, methods)) => fail(error, Also::Allow(methods)),
     }
 }
 
 /// With tokens on, who sent `request` into `room`: `Ok(None)` when tokens are off, the
-/// refusal (401 or 403, with `headers`) when the token is missing, bad, or does not grant
+/// refusal (401 or 403, spelled by `replies`) when the token is missing, bad, or does not grant
 /// the room. The token comes from `Authorization: Bearer`, or from `?token=` for clients
 /// that cannot set headers (EventSource).
 fn authenticate(
     request: &Request,
     room: &str,
     context: &Context,
-    headers: &[(&str, &str)],
+    replies: &Replies,
 ) -> Result<Option<Identity>, Action> {
     let Some(auth) = context.auth else {
         return Ok(None);
@@ -353,9 +355,8 @@ fn authenticate(
     let close = !request.keep_alive;
     let head_only = request.method == Method::Head;
     let deny = |status: Status, challenge: &str, message: &str, denial: Denial| {
-        let mut headers = headers.to_vec();
-        headers.push(("WWW-Authenticate", challenge));
-        let bytes = answer::error(status, &headers, message, head_only);
+        let also = Also::Challenge(challenge);
+        let bytes = replies.error(status, message, also, head_only);
         Action::Denied {
             response: Response::Owned(bytes),
             close,
@@ -414,7 +415,7 @@ mod tests {
         let context = Context {
             assets: &assets,
             max_message_bytes: 4096,
-            cors_origin: Some("https://example.org"),
+            replies: &Replies::new(Some("https://example.org")),
             auth: None,
         };
         route(&req, &raw.as_bytes()[req.body.clone()], &context)

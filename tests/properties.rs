@@ -172,7 +172,7 @@ mod tokens {
         let context = routes::Context {
             assets: &assets,
             max_message_bytes: 4096,
-            cors_origin: None,
+            replies: &comet_chat::answer::Replies::default(),
             auth: Some(routes::Auth {
                 secret,
                 private_prefix: None,

@@ -5,7 +5,7 @@
 //! the same way; the presence sweep is here too, since what it does is tell rooms who left.
 
 use super::effect::{Effect, Now, Sweep};
-use super::state::{cors, Chat};
+use super::state::Chat;
 use crate::answer;
 use crate::event::Event;
 use crate::room::Posted;
@@ -56,10 +56,9 @@ impl Chat {
             delivered += self.answer_parked(room, ListKind::Classic, response);
         }
         if !self.rooms.room(room).polls.is_empty() {
-            let headers = cors(&self.config);
             let r = self.rooms.room(room);
             let (messages, head) = (r.messages_after(seq - 1), r.head(epoch));
-            let response: Rc<[u8]> = answer::poll_answer(&headers, messages, head, &[]).into();
+            let response: Rc<[u8]> = self.replies.poll_answer(messages, head, &[]).into();
             delivered += self.answer_parked(room, ListKind::Poll, response);
         }
         if !self.rooms.room(room).streams.is_empty() {
@@ -84,8 +83,7 @@ impl Chat {
         let mut delivered = 0;
         if !self.rooms.room(room).polls.is_empty() {
             let head = self.rooms.room(room).head(epoch);
-            let headers = cors(&self.config);
-            let response = answer::poll_answer(&headers, std::iter::empty(), head, events);
+            let response = self.replies.poll_answer(std::iter::empty(), head, events);
             delivered += self.answer_parked(room, ListKind::Poll, response.into());
         }
         if !self.rooms.room(room).streams.is_empty() {
@@ -106,7 +104,7 @@ impl Chat {
         let head = self.rooms.room(room).head(epoch);
         let mut told = 0;
         if !self.rooms.room(room).polls.is_empty() {
-            let response = answer::poll_gap_answer(&cors(&self.config), head);
+            let response = self.replies.poll_gap_answer(head);
             told += self.answer_parked(room, ListKind::Poll, response.into());
         }
         if !self.rooms.room(room).streams.is_empty() {

@@ -7,9 +7,9 @@
 use super::asked::Asked;
 use super::effect::{Effect, Now, Sweep};
 use super::rooms::{Places, TooManyRooms, LOBBY};
-use super::state::{cors, Chat, StreamHolder};
+use super::state::{Chat, StreamHolder};
 use super::store::Outside;
-use crate::answer;
+use crate::answer::Also;
 use crate::api::NewMessage;
 use crate::clients::ClientId;
 use crate::conn::Membership;
@@ -132,13 +132,8 @@ impl Chat {
             Refused::Flooding(wait) => wait.as_secs_f64().ceil().max(1.0) as u64,
             Refused::Crowded => 1,
         };
-        let retry_after = retry_after.to_string();
-        self.refuse(
-            asked,
-            Status::TOO_MANY_REQUESTS,
-            message,
-            &[("Retry-After", &retry_after)],
-        );
+        let also = Also::RetryAfter(retry_after);
+        self.refuse(asked, Status::TOO_MANY_REQUESTS, message, also);
     }
 
     /// Puts the rate limiter's sweep on the wheel, unless it is there.
@@ -163,17 +158,9 @@ impl Chat {
         stats::set(&self.stats.limiter_entries, self.limiter.entries() as u64);
     }
 
-    /// Answers `{"error":…}` with CORS and `extra` headers.
-    pub(super) fn refuse(
-        &mut self,
-        asked: Asked,
-        status: Status,
-        message: &str,
-        extra: &[(&str, &str)],
-    ) {
-        let mut headers = cors(&self.config);
-        headers.extend_from_slice(extra);
-        let bytes = answer::error(status, &headers, message, false);
+    /// Answers `{"error":…}`, and what `also` says.
+    pub(super) fn refuse(&mut self, asked: Asked, status: Status, message: &str, also: Also) {
+        let bytes = self.replies.error(status, message, also, false);
         self.answer(asked.conn, bytes, asked.close);
     }
 
@@ -266,7 +253,7 @@ impl Chat {
             }
             Err(TooManyRooms) => {
                 let message = "room limit reached (--max-rooms)";
-                self.refuse(asked, Status::INSUFFICIENT_STORAGE, message, &[]);
+                self.refuse(asked, Status::INSUFFICIENT_STORAGE, message, Also::Nothing);
                 None
             }
         }
@@ -288,7 +275,7 @@ impl Chat {
         if present >= self.config.max_names_per_room {
             let message = "name: this room has as many names present as it may hold \
                            (--max-names-per-room); come back without a name, or later";
-            self.refuse(asked, Status::INSUFFICIENT_STORAGE, message, &[]);
+            self.refuse(asked, Status::INSUFFICIENT_STORAGE, message, Also::Nothing);
             return false;
         }
         // With tokens every name is a token's sub, which nobody can invent: the cap on
@@ -297,11 +284,11 @@ impl Chat {
         let signed = self.config.token_secret.is_some();
         let held = self.clients.names(asked.client) as usize;
         if !signed && held >= self.config.max_names_per_client {
-            let retry_after = self.presence_window_ms().div_ceil(1000).to_string();
+            let retry_after = self.presence_window_ms().div_ceil(1000);
             let message = "name: your address has as many names present as it may \
                            (--max-names-per-client); reuse one of them, or wait for one to leave";
-            let extra = [("Retry-After", retry_after.as_str())];
-            self.refuse(asked, Status::TOO_MANY_REQUESTS, message, &extra);
+            let also = Also::RetryAfter(retry_after);
+            self.refuse(asked, Status::TOO_MANY_REQUESTS, message, also);
             return false;
         }
         true
@@ -343,7 +330,7 @@ impl Chat {
             Err(SinceError::Ahead) => {
                 let message =
                     "since: this position is ahead of the room; poll without since to start again";
-                return self.refuse(asked, Status::BAD_REQUEST, message, &[]);
+                return self.refuse(asked, Status::BAD_REQUEST, message, Also::Nothing);
             }
         };
         if let Some(name) = name {
@@ -355,8 +342,7 @@ impl Chat {
         match since {
             Since::Answer(page) => {
                 // Its own head, then the messages as pieces shared with the history.
-                let headers = cors(&self.config);
-                let pieces = answer::poll_page(&headers, page.messages, page.next, page.gap);
+                let pieces = self.replies.poll_page(page.messages, page.next, page.gap);
                 self.effects.push(Effect::Answer {
                     to: asked.conn,
                     response: Response::Pieces(Box::new(Pieces::new(pieces))),
@@ -376,7 +362,7 @@ impl Chat {
         if keeps && self.clients.rooms(client) as usize >= self.config.max_rooms_per_client {
             let message = "room: your address has given as many rooms their first message as \
                            it may (--max-rooms-per-client); post in a room that has messages";
-            return self.refuse(asked, Status::TOO_MANY_REQUESTS, message, &[]);
+            return self.refuse(asked, Status::TOO_MANY_REQUESTS, message, Also::Nothing);
         }
         let Some(room) = self.room_or_refuse(now, asked, name) else {
             return;
@@ -424,7 +410,7 @@ impl Chat {
         if !self.announce(room, vec![Event::Typing { from }]) {
             return self.redis_unavailable(asked.conn, asked.close);
         }
-        let bytes = answer::accepted(&cors(&self.config));
+        let bytes = self.replies.accepted();
         self.answer(asked.conn, bytes, asked.close);
     }
 
@@ -438,7 +424,7 @@ impl Chat {
             Some(all) => all.iter().map(String::as_str).collect(),
             None => self.rooms.room(id).names.present(),
         };
-        let bytes = answer::presence(&cors(&self.config), room, &present);
+        let bytes = self.replies.presence(room, &present);
         self.answer(asked.conn, bytes, asked.close);
     }
 
@@ -469,10 +455,10 @@ impl Chat {
             Ok(replay) => replay,
             Err(SinceError::Ahead) => {
                 let message = "since: this position is ahead of the room; reconnect without it";
-                return self.refuse(asked, Status::BAD_REQUEST, message, &[]);
+                return self.refuse(asked, Status::BAD_REQUEST, message, Also::Nothing);
             }
         };
-        let mut head = answer::stream_head(&cors(&self.config));
+        let mut head = self.replies.stream_head();
         head.extend_from_slice(sse::RETRY_HINT);
         let pieces = std::iter::once(Piece::Owned(head))
             .chain(replay.pieces)

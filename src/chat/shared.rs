@@ -19,8 +19,8 @@ use super::asked::Asked;
 use super::effect::{Effect, Now};
 use super::fanout::NAMES_SWEPT_PER_PASS;
 use super::pending::{Command, Copy, Deferred, RoomAt, Shared, Sync, Then};
-use super::state::{cors, Chat};
-use crate::answer;
+use super::state::Chat;
+use crate::answer::{self, Also};
 use crate::backplane::news::{News, Snapshot, Stored};
 use crate::backplane::{Answer, Incoming, Trim};
 use crate::event::Event;
@@ -69,10 +69,11 @@ impl Chat {
     /// `503` with `Retry-After: 1`: Redis cannot be reached just now. A client that retries
     /// a post with the same `client_id` is never stored twice.
     pub(super) fn redis_unavailable(&mut self, conn: Waiter, close: bool) {
-        let mut headers = cors(&self.config);
-        headers.push(("Retry-After", "1"));
         let message = "the message store (Redis) cannot be reached just now; try again";
-        let bytes = answer::error(Status::SERVICE_UNAVAILABLE, &headers, message, false);
+        let also = Also::RetryAfter(1);
+        let bytes = self
+            .replies
+            .error(Status::SERVICE_UNAVAILABLE, message, also, false);
         self.answer(conn, bytes, close);
     }
 
@@ -388,7 +389,7 @@ impl Chat {
                         epoch: posted.epoch,
                         seq: posted.seq,
                     };
-                    answer::posted(&cors(&self.config), id, posted.duplicate)
+                    self.replies.posted(id, posted.duplicate)
                 };
                 self.answer(conn, bytes, false);
             }

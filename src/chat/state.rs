@@ -6,7 +6,7 @@ use super::asked::Asked;
 use super::effect::{Effect, Now, Sweep};
 use super::pending::Shared;
 use super::rooms::Rooms;
-use crate::answer;
+use crate::answer::{self, Replies};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::conn::Membership;
@@ -53,6 +53,8 @@ pub struct Chat {
     pub(super) stats: Arc<Stats>,
     /// Picks each client's retry delay after shutdown, and epochs offered to Redis.
     pub(super) random: Random,
+    /// How the room API's answers are spelled (CORS for `--cors-origin`, held once).
+    pub(super) replies: Replies,
     /// The classic `{"error":"timeout"}`, encoded once and shared by every classic poll
     /// that times out.
     pub(super) classic_timeout: Rc<[u8]>,
@@ -90,6 +92,7 @@ impl Chat {
             config: config.clone(),
             stats,
             random,
+            replies: Replies::new(config.cors_origin.as_deref()),
             classic_timeout: answer::classic_timeout(),
             heartbeat: Rc::from(sse::HEARTBEAT),
             draining: false,
@@ -154,7 +157,7 @@ impl Chat {
             _ => {
                 let epoch = self.rooms.epoch;
                 let head = self.rooms.room(at.room).head(epoch);
-                let bytes = answer::poll_answer(&cors(&self.config), std::iter::empty(), head, &[]);
+                let bytes = self.replies.poll_answer(std::iter::empty(), head, &[]);
                 crate::outgoing::Response::Owned(bytes)
             }
         };
@@ -201,7 +204,7 @@ impl Chat {
     /// of its list as it carries the answer out).
     pub fn come_back_later(&mut self, conn: Waiter) {
         let delay_ms = self.random.in_range(RETRY_DELAY_MS);
-        let bytes = answer::retry_later(delay_ms, &cors(&self.config));
+        let bytes = self.replies.retry_later(delay_ms);
         self.effects.push(Effect::Answer {
             to: conn,
             response: crate::outgoing::Response::Owned(bytes),
@@ -242,6 +245,11 @@ impl Chat {
     }
 
     // ----- what the shell reads -----------------------------------------------------------
+
+    /// How the room API's answers are spelled: routing refuses with the same words.
+    pub fn replies(&self) -> &Replies {
+        &self.replies
+    }
 
     /// The table of client addresses.
     pub fn clients(&self) -> &Clients {
@@ -314,9 +322,4 @@ impl Chat {
             close,
         });
     }
-}
-
-/// The CORS headers every room-API answer carries (none without `--cors-origin`).
-pub(super) fn cors(config: &Config) -> Vec<(&str, &str)> {
-    answer::cors(config.cors_origin.as_deref())
 }

@@ -16,7 +16,7 @@
 use super::asked::Asked;
 use super::effect::Now;
 use super::pending::Shared;
-use super::state::{cors, Chat};
+use super::state::Chat;
 use crate::answer;
 use crate::event::Event;
 use crate::position::Position;
@@ -86,7 +86,7 @@ impl Chat {
                     epoch: self.rooms.epoch,
                     seq,
                 };
-                answer::posted(&cors(&self.config), id, duplicate)
+                self.replies.posted(id, duplicate)
             }
         };
         self.answer(asked.conn, bytes, asked.close);

@@ -212,7 +212,7 @@ impl Server {
             let context = routes::Context {
                 assets: &self.assets,
                 max_message_bytes: self.config.max_message_bytes,
-                cors_origin: self.config.cors_origin.as_deref(),
+                replies: self.chat.replies(),
                 auth: self
                     .config
                     .token_secret

@@ -31,7 +31,7 @@ pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
     let context = routes::Context {
         assets: &assets,
         max_message_bytes: 4096,
-        cors_origin: Some("https://example.org"),
+        replies: &comet_chat::answer::Replies::new(Some("https://example.org")),
         auth: None,
     };
     let mut input: Vec<u8> = Vec::new();
