@@ -1,12 +1,13 @@
 //! Whatever one client sends, one pass of the loop does a bounded amount of work for it,
 //! and what one client may make the server hold is capped. These tests assert the bounds
 //! themselves (how many requests a pass answers for one connection, how many names a
-//! sweep takes, how many names a client may make), never a time: the machine is shared,
-//! and the latency other clients see meanwhile is what `cargo bench --bench hostile`
-//! measures.
+//! sweep takes, how many timeouts a pass fires, how many names a client may make), never
+//! a time: the machine is shared, and the latency other clients see meanwhile is what
+//! `cargo bench --bench hostile` measures.
 //!
 //! Most of them step the loop one pass at a time (`Server::pass`) on the test's own
-//! thread, so they can look at the server between two passes.
+//! thread, so they can look at the server between two passes. They run one at a time
+//! ([`alone`]): the timeout wave holds nearly every descriptor a process may have.
 
 mod common;
 
@@ -16,7 +17,12 @@ use comet_chat::server::{
 use comet_chat::stats::{self, Stats};
 use comet_chat::{Config, Server};
 use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One pass, never sleeping long.
@@ -70,6 +76,7 @@ fn post_request(room: &str, text: &str) -> String {
 /// serving anyone else (20,000 pipelined posts blocked every other client for 5-7 s).
 #[test]
 fn one_turn_answers_at_most_a_turns_worth_of_pipelined_requests() {
+    let _alone = alone();
     let mut server = Server::bind(test_config()).unwrap();
     let mut client = Client::connect(server.local_addr());
     let burst: String = (0..100)
@@ -104,6 +111,7 @@ fn one_turn_answers_at_most_a_turns_worth_of_pipelined_requests() {
 /// next pipelined post waits for the next pass, after everyone else's events.
 #[test]
 fn a_post_to_a_big_room_ends_its_posters_turn() {
+    let _alone = alone();
     // More listeners than one address may hold by default: they all come from 127.0.0.1.
     let config = Config {
         max_conns_per_client: 0,
@@ -151,6 +159,7 @@ fn a_post_to_a_big_room_ends_its_posters_turn() {
 /// events written to every stream froze the loop for 18-20 s).
 #[test]
 fn a_sweep_announces_at_most_a_passs_worth_of_leaves() {
+    let _alone = alone();
     let config = Config {
         poll_timeout: Duration::from_millis(200),
         presence_grace: Duration::from_millis(100),
@@ -206,6 +215,7 @@ fn named_poll(client: &mut Client, room: &str, name: &str) -> Reply {
 /// Regression: names per room were unbounded, each one small GET away.
 #[test]
 fn names_are_capped_per_client_address_and_per_room() {
+    let _alone = alone();
     let config = Config {
         max_names_per_room: 5,
         max_names_per_client: 3,
@@ -250,53 +260,274 @@ fn names_are_capped_per_client_address_and_per_room() {
     assert_eq!(get(server.addr, "/rooms/r/messages").status, 200);
 }
 
-/// Regression: a pass fired every timer that was due, so thousands of polls timing out in
-/// one tick (a crowd that came at once, or a loop that was stopped a while) each had its
-/// answer written before anyone else was served. Now a pass fires at most
-/// `TIMERS_FIRED_PER_PASS`, a calm client's request is answered in the first pass, and the
-/// rest of the timeouts follow in the passes after it, none lost. (2,548 polls rather than
-/// 20,000: this process holds both ends of every connection under a 20,000 open-files cap.)
+/// Room polls in the timeout wave. Not 20,000: a process may hold 20,000 descriptors, and
+/// the server's process holds more than its clients' sockets (its listener, epoll
+/// instance, waker and spare descriptor, stdio, the calm client's two ends, the pipes to
+/// the client process). 19,900 leaves 100 of them for that, and the wave still takes
+/// ceil(19,900 / 1024) = 20 passes, as 20,000 would.
+const WAVE_POLLS: usize = 19_900;
+
+/// Descriptors each of the two processes needs beside the wave's sockets (see above).
+const WAVE_OTHER_DESCRIPTORS: u64 = 100;
+
+/// Polls per source address (127.0.0.2, 127.0.0.3, ...): well inside one address's
+/// ephemeral ports, whatever earlier tests left in TIME_WAIT.
+const WAVE_POLLS_PER_SOURCE: usize = 1000;
+
+/// The wave's poll timeout: longer than parking every poll takes, even on a busy machine
+/// (if one times out before all are parked, the test says so rather than measure a wave
+/// that never came).
+const WAVE_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long parking every poll may take before the test gives up.
+const WAVE_PARKING_CAP: Duration = Duration::from_secs(30);
+
+/// How long the client process lives at most, whatever becomes of the test.
+const WAVE_CLIENTS_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How long the test waits for one of the client process's reports.
+const WAVE_REPORT_WAIT: Duration = Duration::from_secs(30);
+
+/// Set in the client process's environment: the server's address, and what each poll asks.
+const WAVE_SERVER_ENV: &str = "COMET_CHAT_WAVE_SERVER";
+const WAVE_PATH_ENV: &str = "COMET_CHAT_WAVE_PATH";
+
+/// What the client process's reports start with: libtest writes its own lines around them.
+const WAVE_REPORT: &str = "wave-report:";
+
+/// The tests of this file, one at a time: the wave needs nearly every descriptor this
+/// process may hold, and cargo runs the tests of one binary in parallel.
+fn alone() -> MutexGuard<'static, ()> {
+    static DESCRIPTORS: Mutex<()> = Mutex::new(());
+    // A failed test must not fail the others too.
+    DESCRIPTORS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The clients of the wave: this test binary again, in a child process running
+/// [`wave_clients`], killed by its PID when this is dropped (the test passed or failed).
+struct WaveClients {
+    child: Child,
+    /// A line here tells the clients to read their answers; closing it ends the process.
+    go: ChildStdin,
+    /// The process's reports, as they come.
+    reports: Receiver<String>,
+}
+
+impl WaveClients {
+    fn start(server: SocketAddr, path: &str) -> WaveClients {
+        let mut child = Command::new(std::env::current_exe().expect("this test binary"))
+            .args([
+                "wave_clients",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WAVE_SERVER_ENV, server.to_string())
+            .env(WAVE_PATH_ENV, path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the client process");
+        let go = child.stdin.take().expect("a pipe to the clients");
+        let stdout = child.stdout.take().expect("a pipe from the clients");
+        let (sender, reports) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, report)) = line.split_once(WAVE_REPORT) {
+                    if sender.send(report.trim().to_owned()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        WaveClients { child, go, reports }
+    }
+
+    /// Fails the test if the client process has ended.
+    fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the client process ended early ({status}); its stderr is above");
+        }
+    }
+
+    /// The number in the next report, which must be `what`.
+    fn report(&self, what: &str) -> usize {
+        let report = self
+            .reports
+            .recv_timeout(WAVE_REPORT_WAIT)
+            .unwrap_or_else(|_| panic!("no `{what}` report from the client process"));
+        report
+            .strip_prefix(what)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("expected `{what} N` from the clients, got {report:?}"))
+    }
+
+    /// Tells the clients to read their answers, and returns how many were 200.
+    fn answered(&mut self) -> usize {
+        writeln!(self.go, "read").expect("tell the clients to read");
+        self.report("answered")
+    }
+}
+
+impl Drop for WaveClients {
+    fn drop(&mut self) {
+        // Already gone when the test passed; either way, reaped here.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client side of [`a_wave_of_timeouts_is_fired_a_passs_worth_at_a_time`], run by it
+/// in a child process so that each side of the wave's 19,900 connections has a process's
+/// descriptors to itself. Opens the polls, reports `sent N`, waits for a line on stdin,
+/// reads every answer and reports `answered N` (the 200s). Does nothing run by hand.
 #[test]
-fn one_pass_fires_at_most_a_passes_worth_of_timers() {
-    let config = Config {
-        poll_timeout: Duration::from_millis(300),
-        ..without_client_limits(test_config())
+#[ignore = "the client side of a_wave_of_timeouts_is_fired_a_passs_worth_at_a_time"]
+fn wave_clients() {
+    let (Ok(server), Ok(path)) = (std::env::var(WAVE_SERVER_ENV), std::env::var(WAVE_PATH_ENV))
+    else {
+        return;
     };
-    let mut server = Server::bind(config).unwrap();
-    let polls = 2 * TIMERS_FIRED_PER_PASS + 500;
-    let mut clients: Vec<Client> = (0..polls)
-        .map(|_| {
-            let mut client = Client::connect(server.local_addr());
-            client.get("/chat");
+    std::thread::spawn(|| {
+        std::thread::sleep(WAVE_CLIENTS_LIFETIME);
+        eprintln!("wave_clients: still running after {WAVE_CLIENTS_LIFETIME:?}; exiting");
+        std::process::exit(3);
+    });
+    comet_chat::sys::raise_open_files_limit().expect("the open-files limit");
+    let server: SocketAddr = server.parse().expect("the server's address");
+    let mut clients: Vec<Client> = (0..WAVE_POLLS)
+        .map(|i| {
+            // Bound before connecting, so each address has its own ephemeral ports.
+            let source = format!("127.0.0.{}", 2 + i / WAVE_POLLS_PER_SOURCE);
+            let mut client = Client::connect_from(server, &source);
+            client.get(&path);
             client
         })
         .collect();
-    step_until(&mut server, "every poll parked", |server| {
-        count(server, |s| &s.pending_polls) == polls as u64
-    });
-    // Every poll's deadline passes while the loop is not running.
-    std::thread::sleep(Duration::from_millis(400));
-    let mut calm = Client::connect(server.local_addr());
-    calm.get("/rooms/calm/presence");
-    let mut per_pass = Vec::new();
-    let mut before = 0;
-    step_until(&mut server, "every poll timed out", |server| {
-        let now = count(server, |s| &s.timeouts);
-        if now > before {
-            per_pass.push(now - before);
-        }
-        before = now;
-        now == polls as u64
-    });
+    println!("{WAVE_REPORT} sent {}", clients.len());
+    let mut go = String::new();
+    if std::io::stdin().read_line(&mut go).unwrap_or(0) == 0 {
+        // The test ended without the wave.
+        std::process::exit(2);
+    }
+    let answered = clients
+        .iter_mut()
+        .filter_map(Client::try_read_reply)
+        .filter(|reply| reply.status == 200)
+        .count();
+    println!("{WAVE_REPORT} answered {answered}");
+}
+
+/// Regression: a pass fired every timer that was due, so thousands of polls timing out in
+/// one tick (a crowd that came at once, or a loop that was stopped a while) each had its
+/// answer encoded and written before anyone else was served. Now a pass fires at most
+/// `TIMERS_FIRED_PER_PASS`, a calm client's request is answered in the wave's first
+/// passes, and the rest of the timeouts follow in the passes after it, none lost.
+///
+/// The server is this process's, stepped one pass at a time; the 19,900 polls (see
+/// [`WAVE_POLLS`]) are held by a child process ([`wave_clients`]).
+#[test]
+fn a_wave_of_timeouts_is_fired_a_passs_worth_at_a_time() {
+    let _alone = alone();
+    let (_, soft) = comet_chat::sys::raise_open_files_limit().expect("the open-files limit");
     assert!(
-        per_pass
+        soft >= WAVE_POLLS as u64 + WAVE_OTHER_DESCRIPTORS,
+        "this test needs {} open files per process; the limit is {soft}",
+        WAVE_POLLS as u64 + WAVE_OTHER_DESCRIPTORS
+    );
+    let config = Config {
+        poll_timeout: WAVE_POLL_TIMEOUT,
+        ..without_client_limits(test_config())
+    };
+    let mut server = Server::bind(config).unwrap();
+    let addr = server.local_addr();
+
+    // The room's one message: every poll waits for the one after it, and each timeout is
+    // a JSON answer of its own.
+    let mut poster = Client::connect(addr);
+    poster.send(post_request("wave", "head").as_bytes());
+    step_until(&mut server, "the head message", |s| {
+        count(s, |s| &s.messages) == 1
+    });
+    let head = poster.read_reply().id();
+    drop(poster);
+
+    let mut clients = WaveClients::start(addr, &format!("/rooms/wave/messages?since={head}"));
+    let parking = Instant::now();
+    while count(&server, |s| &s.pending_polls) < WAVE_POLLS as u64 {
+        assert!(
+            parking.elapsed() < WAVE_PARKING_CAP,
+            "{} of {WAVE_POLLS} polls parked after {WAVE_PARKING_CAP:?}",
+            count(&server, |s| &s.pending_polls)
+        );
+        clients.check_alive();
+        step(&mut server);
+    }
+    let parked_at = Instant::now();
+    assert_eq!(
+        count(&server, |s| &s.timeouts),
+        0,
+        "a poll timed out before all were parked (parking took {:?}, the poll timeout is \
+         {WAVE_POLL_TIMEOUT:?}): their deadlines would not fall due together",
+        parking.elapsed()
+    );
+    assert_eq!(clients.report("sent"), WAVE_POLLS);
+
+    // Every deadline (parked + poll timeout, rounded up to a tick) passes while the loop
+    // is not running: the next pass finds all of them due.
+    let all_due = parked_at + WAVE_POLL_TIMEOUT + Duration::from_millis(300);
+    std::thread::sleep(all_due.saturating_duration_since(Instant::now()));
+    let mut calm = Client::connect(addr);
+    calm.get("/rooms/calm/presence");
+    let mut calm_got = String::new();
+    // (pass, timeouts fired by then) when the calm client's answer had arrived.
+    let mut calm_answered = None;
+    let mut fired_per_pass = Vec::new();
+    let mut fired = 0;
+    let wave = Instant::now();
+    while fired < WAVE_POLLS as u64 {
+        assert!(
+            wave.elapsed() < Duration::from_secs(10),
+            "the wave is not over: {fired_per_pass:?}"
+        );
+        step(&mut server);
+        let now = count(&server, |s| &s.timeouts);
+        fired_per_pass.push(now - fired);
+        fired = now;
+        if calm_answered.is_none() {
+            calm_got.push_str(&drain_now(&mut calm.stream));
+            if calm_got.contains("\r\n\r\n") {
+                calm_answered = Some((fired_per_pass.len(), now));
+            }
+        }
+    }
+    assert!(
+        fired_per_pass
             .iter()
             .all(|&n| n as usize <= TIMERS_FIRED_PER_PASS),
-        "{per_pass:?}"
+        "timeouts fired per pass: {fired_per_pass:?}"
     );
-    assert!(per_pass.len() >= 3, "{per_pass:?}");
-    assert_eq!(calm.read_reply().status, 200);
-    for client in clients.iter_mut().step_by(97) {
-        assert_eq!(client.read_reply().status, 200);
-    }
+    let carrying = fired_per_pass.iter().filter(|&&n| n > 0).count();
+    assert!(
+        carrying >= WAVE_POLLS.div_ceil(TIMERS_FIRED_PER_PASS),
+        "timeouts fired per pass: {fired_per_pass:?}"
+    );
+    let (pass, fired_before_calm) = calm_answered.unwrap_or_else(|| {
+        panic!("the calm client was not answered during the wave: {fired_per_pass:?}")
+    });
+    assert!(
+        WAVE_POLLS as u64 - fired_before_calm > 15_000,
+        "the calm client was answered in pass {pass}, with only {} of the wave's timeouts \
+         still to come: {fired_per_pass:?}",
+        WAVE_POLLS as u64 - fired_before_calm
+    );
+    assert!(calm_got.starts_with("HTTP/1.1 200"), "{calm_got}");
+    assert_eq!(count(&server, |s| &s.pending_polls), 0);
+    assert_eq!(
+        clients.answered(),
+        WAVE_POLLS,
+        "every poll gets its answer, a 200"
+    );
 }
