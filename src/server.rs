@@ -8,7 +8,9 @@
 //!    one; give every readable one its turn (read, parse, answer);
 //! 3. **ready**: a turn for each connection that was in line when the pass began
 //!    (requests pipelined behind a response, input beyond one turn's budget, a FIN to look
-//!    for after hanging up);
+//!    for after hanging up); with `--redis`, frames left from an earlier pass, and at most
+//!    [`REQUESTS_RESUMED_PER_PASS`] requests whose room's copy became ready; while a
+//!    shutdown tells every connection, [`SHUTDOWN_SLOTS_PER_PASS`] more of them;
 //! 4. **expire**: the deadlines that passed, at most [`TIMERS_FIRED_PER_PASS`] (the rest
 //!    next pass, without sleeping): the connections' (poll timeouts, idle, slow and
 //!    stalled clients, lingering, heartbeats) and the server's own (accepting again after
@@ -50,7 +52,10 @@ mod shutdown;
 mod timers;
 
 pub use crate::chat::NAMES_SWEPT_PER_PASS;
-pub use budget::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN, TIMERS_FIRED_PER_PASS};
+pub use budget::{
+    DELIVERIES_PER_TURN, REQUESTS_PER_TURN, REQUESTS_RESUMED_PER_PASS, SHUTDOWN_SLOTS_PER_PASS,
+    TIMERS_FIRED_PER_PASS,
+};
 
 use crate::assets::Assets;
 use crate::chat::Chat;
@@ -180,6 +185,8 @@ impl Server {
         // 3. ready, 4. expire, 5. reap.
         self.serve_ready();
         self.serve_backplane();
+        self.resume_waiting();
+        self.tell_of_shutdown();
         self.expire_timers();
         self.reap_closed();
         self.metrics
@@ -193,7 +200,8 @@ impl Server {
     /// millisecond; forever when nothing is scheduled; not at all when work is in line.
     fn poll_timeout(&mut self) -> Option<Duration> {
         let redis_more = self.redis.as_ref().is_some_and(|link| link.more);
-        if !self.line.ready.is_empty() || redis_more {
+        let shutting = self.control.told_up_to.is_some();
+        if !self.line.ready.is_empty() || redis_more || self.chat.is_resuming() || shutting {
             return Some(Duration::ZERO);
         }
         let tick = self.timers.wheel.next_deadline()?;

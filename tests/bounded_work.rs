@@ -12,7 +12,8 @@
 mod common;
 
 use comet_chat::server::{
-    DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER_TURN, TIMERS_FIRED_PER_PASS,
+    DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER_TURN, SHUTDOWN_SLOTS_PER_PASS,
+    TIMERS_FIRED_PER_PASS,
 };
 use comet_chat::stats::{self, Stats};
 use comet_chat::{Config, Server};
@@ -297,6 +298,61 @@ const WAVE_REPORT: &str = "wave-report:";
 
 /// The tests of this file, one at a time: the wave needs nearly every descriptor this
 /// process may hold, and cargo runs the tests of one binary in parallel.
+/// Regression: a shutdown told every connection in one pass (each parked poll its own
+/// 503, each stream its last frame), so 19,500 waiting clients held the loop for one long
+/// pass. Now a pass goes through at most `SHUTDOWN_SLOTS_PER_PASS` slots of the slab, a
+/// calm client's request is answered between them, and every poll is still told.
+#[test]
+fn a_shutdown_tells_a_passs_worth_of_connections_at_a_time() {
+    let _alone = alone();
+    let config = Config {
+        shutdown_grace: Duration::from_secs(30),
+        ..without_client_limits(test_config())
+    };
+    let mut server = Server::bind(config).unwrap();
+    let polls = 2 * SHUTDOWN_SLOTS_PER_PASS + 300;
+    let mut clients: Vec<Client> = (0..polls)
+        .map(|_| {
+            let mut client = Client::connect(server.local_addr());
+            client.get("/chat");
+            client
+        })
+        .collect();
+    step_until(&mut server, "every poll parked", |server| {
+        count(server, |s| &s.pending_polls) == polls as u64
+    });
+    let mut calm = Client::connect(server.local_addr());
+    step(&mut server); // accepted before the listener goes
+    server.handle().shutdown();
+    let mut told_per_pass = Vec::new();
+    let mut before = polls as u64;
+    let mut calm_asked = false;
+    step_until(&mut server, "every poll told", |server| {
+        let waiting = count(server, |s| &s.pending_polls);
+        if waiting < before {
+            told_per_pass.push(before - waiting);
+            if !calm_asked {
+                // Asked while the shutdown is under way: answered (503, come back) at once.
+                calm.get("/chat");
+                calm_asked = true;
+            }
+        }
+        before = waiting;
+        waiting == 0
+    });
+    assert!(
+        told_per_pass
+            .iter()
+            .all(|&n| n as usize <= SHUTDOWN_SLOTS_PER_PASS),
+        "{told_per_pass:?}"
+    );
+    assert!(told_per_pass.len() >= 3, "{told_per_pass:?}");
+    assert_eq!(calm.read_reply().status, 503);
+    for client in clients.iter_mut().step_by(97) {
+        assert_eq!(client.read_reply().status, 503, "told to come back later");
+    }
+}
+
 fn alone() -> MutexGuard<'static, ()> {
     static DESCRIPTORS: Mutex<()> = Mutex::new(());
     // A failed test must not fail the others too.

@@ -7,7 +7,7 @@ use super::asked::Asked;
 use crate::backplane::Trim;
 use crate::routes::Action;
 use crate::waitlist::Waiter;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// How long a request waits for Redis before it is told to come back: "posts answer 503
@@ -196,6 +196,10 @@ pub(super) struct Shared {
     /// Each room's copy, by room id (grown as rooms are made; a room made in another's
     /// place starts a fresh copy).
     pub(super) copies: Vec<Copy>,
+    /// Requests whose room is ready now, each with whether its copy read Redis for it
+    /// (`Asked::caught_up`), handled a pass's worth at a time (`Chat::resume`): one load
+    /// can release every request that waited on a room, thousands of them.
+    pub(super) resuming: VecDeque<(Deferred, bool)>,
 }
 
 impl Shared {

@@ -487,15 +487,38 @@ impl Chat {
         due
     }
 
-    /// A request that waited for Redis is handled again, now that its room is ready.
-    fn go_on(&mut self, now: Now, waiting: Deferred, caught_up: bool) {
-        let Deferred { asked, action, .. } = waiting;
-        if !self.shared().awaiting.remove(&asked.conn) {
-            return; // answered already (Redis was slow), or gone
+    /// A request that waited for Redis goes in line to be handled again, now that its room
+    /// is ready (`Chat::resume`).
+    fn go_on(&mut self, _now: Now, waiting: Deferred, caught_up: bool) {
+        self.shared().resuming.push_back((waiting, caught_up));
+    }
+
+    /// Handles again at most `at_most` of the requests whose room became ready, in the
+    /// order they came; returns whether more are in line (the shell calls again next
+    /// pass, without sleeping). Each costs what its request costs when first made: an
+    /// answer from the copy, or a wait in the room's list.
+    pub fn resume(&mut self, now: Now, at_most: usize) -> bool {
+        for _ in 0..at_most {
+            let Some(shared) = self.shared.as_mut() else {
+                return false;
+            };
+            let Some((waiting, caught_up)) = shared.resuming.pop_front() else {
+                return false;
+            };
+            let Deferred { asked, action, .. } = waiting;
+            if !shared.awaiting.remove(&asked.conn) {
+                continue; // answered already (Redis was slow), or gone
+            }
+            self.effects.push(Effect::CarryOn { to: asked.conn });
+            let asked = Asked { caught_up, ..asked };
+            self.handle(now, asked, action);
         }
-        self.effects.push(Effect::CarryOn { to: asked.conn });
-        let asked = Asked { caught_up, ..asked };
-        self.handle(now, asked, action);
+        self.is_resuming()
+    }
+
+    /// Whether requests are in line to be handled again (`Chat::resume`).
+    pub fn is_resuming(&self) -> bool {
+        self.shared.as_ref().is_some_and(|s| !s.resuming.is_empty())
     }
 
     /// Redis's epoch, learned or checked. A different one means Redis lost its data: every

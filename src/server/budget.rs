@@ -19,3 +19,17 @@ pub const DELIVERIES_PER_TURN: u64 = 1024;
 /// (hostile bench phase f: a calm client's p99 12 ms through 19,500 timeouts at once,
 /// against 135 ms with no budget).
 pub const TIMERS_FIRED_PER_PASS: usize = 1024;
+
+/// Requests that waited for their room's copy (with `--redis`) handled again per pass, at
+/// most. One load can release every request that waited on a room; each is handled as
+/// when it first came (an answer from the copy, or a wait in the room's list), a few
+/// microseconds each, so a pass's worth takes a few milliseconds and the rest follow in
+/// the next passes, after everyone else's turn.
+pub const REQUESTS_RESUMED_PER_PASS: usize = 1024;
+
+/// Slots of the connection slab a shutdown goes through per pass, telling each connection
+/// it meets (a parked poll when to come back, a stream likewise, an idle one is closed),
+/// at most. That is one answer or one frame each, about 10 µs, so a pass's worth takes
+/// about 10 ms; 19,500 waiting clients are told in 20 passes, and the server keeps
+/// serving the others in between.
+pub const SHUTDOWN_SLOTS_PER_PASS: usize = 1024;

@@ -4,6 +4,7 @@
 //! the rooms is the chat's to decide (`src/chat/shared.rs`); this file only carries
 //! frames both ways. Without `--redis` none of this runs.
 
+use super::budget::REQUESTS_RESUMED_PER_PASS;
 use super::timers::Due;
 use super::Server;
 use crate::backplane::{Backplane, Incoming};
@@ -85,6 +86,17 @@ impl Server {
         more |= link.backplane.drain(false, &mut incoming, FRAMES_PER_PASS);
         link.more = more;
         self.take_incoming(&mut incoming);
+    }
+
+    /// Step 3 too: requests whose room became ready are handled again, at most
+    /// [`REQUESTS_RESUMED_PER_PASS`] a pass; the rest in the next passes.
+    pub(super) fn resume_waiting(&mut self) {
+        if !self.chat.is_resuming() {
+            return;
+        }
+        let now = self.now();
+        self.chat.resume(now, REQUESTS_RESUMED_PER_PASS);
+        self.carry_out();
     }
 
     /// Hands what came from Redis to the chat, one item at a time, carrying out each

@@ -118,6 +118,7 @@ impl Server {
                 supervisor: None,
                 draining: false,
                 grace_over: false,
+                told_up_to: None,
             },
             admin,
             redis,

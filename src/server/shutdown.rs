@@ -3,6 +3,7 @@
 //! not return in one wave), let responses in flight finish, and exit when every client is
 //! answered or the grace period (`--shutdown-grace`) is over. A second signal exits at once.
 
+use super::budget::SHUTDOWN_SLOTS_PER_PASS;
 use super::timers::Due;
 use super::Server;
 use crate::conn::{Flags, State};
@@ -27,6 +28,8 @@ pub(super) struct Control {
     pub draining: bool,
     /// The shutdown's grace is over: exit with whatever is still open.
     pub grace_over: bool,
+    /// Shutting down, and the connections from this slab key on are still to be told.
+    pub told_up_to: Option<usize>,
 }
 
 impl Server {
@@ -70,23 +73,41 @@ impl Server {
         if let Some(mut listener) = self.accepting.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        for key in keys {
+        // Every connection is told in step 3, a pass's worth at a time, from this one on.
+        self.control.told_up_to = Some(0);
+    }
+
+    /// Goes on telling the connections of the shutdown, from where the last pass stopped,
+    /// at most [`SHUTDOWN_SLOTS_PER_PASS`] slots of the slab a pass (the rest next pass,
+    /// without sleeping): a parked poll is told when to come back, a stream ends with
+    /// that, an idle keep-alive connection closes, and one with a response in flight
+    /// closes once it is out. No connection is accepted meanwhile, and none can start
+    /// waiting (the chat tells such a request to come back later), so one sweep reaches
+    /// every connection.
+    pub(super) fn tell_of_shutdown(&mut self) {
+        let Some(from) = self.control.told_up_to else {
+            return;
+        };
+        let to = (from + SHUTDOWN_SLOTS_PER_PASS).min(self.conns.capacity());
+        for key in from..to {
+            let Some(conn) = self.conns.get(key) else {
+                continue;
+            };
             let waiter = Waiter {
                 key: key as u32,
-                generation: self.conns[key].generation,
+                generation: conn.generation,
             };
-            match self.conns[key].state() {
+            match conn.state() {
                 State::Parked(_) => self.chat.come_back_later(waiter),
                 State::Streaming(_) => self.chat.end_stream_for_shutdown(waiter),
-                State::Reading if self.conns[key].input.is_empty() => self.close(key),
+                State::Reading if conn.input.is_empty() => self.close(key),
                 State::Reading | State::Writing | State::Awaiting => {
                     self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
                 }
                 State::Lingering | State::Closed => {}
             }
-            // Bounded by the connections held, once per shutdown.
             self.carry_out();
         }
+        self.control.told_up_to = (to < self.conns.capacity()).then_some(to);
     }
 }

@@ -108,6 +108,9 @@ fn with_redis_a_read_waits_for_its_room_to_load_then_goes_on() {
         bench.now,
         Incoming::Reply(then, Ok(Answer::Snapshot(snapshot))),
     );
+    assert!(bench.chat.is_resuming(), "in line to be handled again");
+    bench.chat.effects.clear();
+    assert!(!bench.chat.resume(bench.now, 8), "nothing more in line");
     let effects = std::mem::take(&mut bench.chat.effects);
     assert!(matches!(effects[0], Effect::CarryOn { to } if to == conn));
     let answer = body(&answer_to(conn, &effects).expect("answered from the copy"));
@@ -188,4 +191,45 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
     assert_eq!(gap["gap"], true);
     assert_eq!(gap["next"], "00000008-0");
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn requests_released_by_a_load_are_handled_a_budget_at_a_time() {
+    let mut bench = shared();
+    let waiting: Vec<Waiter> = (0..5).map(|_| bench.conn()).collect();
+    let mut load = None;
+    for &conn in &waiting {
+        let effects = bench.ask(conn, poll("r", None, None));
+        for effect in effects {
+            if let Effect::Redis(Command::History { then, .. }) = effect {
+                load = Some(then);
+            }
+        }
+    }
+    let snapshot = Snapshot {
+        epoch: 7,
+        seq: 0,
+        messages: vec![],
+        names: vec![],
+    };
+    let load = load.expect("one load for the room");
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(load, Ok(Answer::Snapshot(snapshot))),
+    );
+    bench.chat.effects.clear();
+    let parked = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Park { .. }))
+            .count()
+    };
+    assert!(bench.chat.resume(bench.now, 2), "three still in line");
+    assert_eq!(parked(&std::mem::take(&mut bench.chat.effects)), 2);
+    assert!(!bench.chat.resume(bench.now, 8));
+    assert_eq!(
+        parked(&std::mem::take(&mut bench.chat.effects)),
+        3,
+        "in the order they came"
+    );
 }
