@@ -13,7 +13,7 @@
 //!
 //! Not async (no runtime, no futures), not multi-threaded, not an HTTP framework: it speaks
 //! just enough HTTP/1.1 to serve its page and its API correctly, and refuses the rest with a
-//! clear status. Everything is in memory; a restart forgets the chat.
+//! clear status. Without `--redis` everything is in memory, and a restart forgets the chat.
 //!
 //! ## A tour, in reading order
 //!
@@ -27,8 +27,9 @@
 //!   (`Chat::request()`, `Chat::left()`, `Chat::poll_timed_out()`, `Chat::redis()`, …),
 //!   `Effect`s out. Its files: `state` (the `Chat` and its inputs), `requests`
 //!   (each request: limits, names, room caps), `fanout` (store once, deliver to every
-//!   waiter, presence), `shared` (`--redis`: rooms as copies of Redis's), `pending`,
-//!   `effect`, `asked`, `rooms` (rooms by name, up to a cap).
+//!   waiter, presence), `store` (the one place that asks whether rooms live here or in
+//!   Redis), `shared` (`--redis`: rooms as copies of Redis's), `pending` (what is on its
+//!   way to Redis), `effect`, `asked`, `rooms` (rooms by name, up to a cap).
 //! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Streaming /
 //!   Writing / Lingering / Closed), changed only by its own methods.
 //! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).
