@@ -72,6 +72,10 @@ impl Server {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            // The admin port is no client's: it answers until the loop exits.
+            if self.conns[key].flags.has(Flags::ADMIN) {
+                continue;
+            }
             let waiter = Waiter {
                 key: key as u32,
                 generation: self.conns[key].generation,
@@ -83,7 +87,7 @@ impl Server {
                 State::Reading | State::Writing | State::Awaiting => {
                     self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
                 }
-                State::Lingering | State::Closed => {}
+                State::Lingering | State::Viewing | State::Closed => {}
             }
             // Bounded by the connections held, once per shutdown.
             self.carry_out();
