@@ -388,8 +388,15 @@ fn the_admin_port_and_the_public_port_are_capped_apart() {
         503,
         "the public port is full"
     );
+    let before = metrics(&server);
     let idle: Vec<Client> = (0..10).map(|_| Client::connect(admin)).collect();
     let scrape = metrics(&server);
+    // Watching the loop does not move what it shows: the admin port's own accepts,
+    // reads and writes are not the client path's.
+    for kind in ["accept", "read", "write"] {
+        let name = format!("comet_chat_syscalls_total{{kind=\"{kind}\"}}");
+        assert_eq!(sample(&scrape, &name), sample(&before, &name), "{kind}");
+    }
     assert_eq!(
         sample(&scrape, "comet_chat_connections{state=\"parked\"}"),
         3.0

@@ -23,7 +23,8 @@
 //!
 //! It is built to cost nothing while nobody looks: no timer runs for it unless an admin
 //! connection is open, the X-ray's frames are computed only while a viewer is connected,
-//! and a scrape reads counters the loop keeps anyway. No proxy is trusted on this port.
+//! and a scrape reads counters the loop keeps anyway, which leave the admin port's own
+//! system calls and bytes out. No proxy is trusted on this port.
 
 use super::timers::Due;
 use super::Server;
@@ -130,14 +131,12 @@ impl Server {
             let Some(admin) = self.admin.as_mut() else {
                 return;
             };
-            self.metrics.syscalls.accept += 1;
             let mut socket = match admin.listener.accept() {
                 Ok((socket, _)) => socket,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return, // WouldBlock, or nothing we can do now
             };
             if self.admin_live().count() >= MAX_ADMIN_CONNS && !self.make_room() {
-                self.metrics.syscalls.write += 1;
                 let _ = socket.write(&admin::refusal());
                 continue;
             }
