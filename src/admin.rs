@@ -50,7 +50,10 @@ pub fn route(request: &Request) -> Result<Route, Status> {
 }
 
 /// Every admin answer closes its connection (a scrape every few seconds gains nothing from
-/// keep-alive, and the admin side then needs no request loop of its own).
+/// keep-alive, and the admin side then needs no request loop of its own). The answers
+/// below leave the `Connection: close` line out: the connection adds it as it sends them,
+/// as it does every response's (`Conn::respond`); only [`refusal`], written straight to a
+/// socket never taken in, carries it itself.
 const CLOSE: (&str, &str) = ("Connection", "close");
 
 /// The answer to a static route, or to a refusal.
@@ -59,28 +62,30 @@ pub fn answer(route: Result<Route, Status>) -> Vec<u8> {
         Ok(Route::Page) => answer::response(
             Status::OK,
             "text/html; charset=utf-8",
-            &[CLOSE],
+            &[],
             PAGE_HTML.as_bytes(),
             false,
         ),
         Ok(Route::Script) => answer::response(
             Status::OK,
             "text/javascript; charset=utf-8",
-            &[CLOSE],
+            &[],
             PAGE_JS.as_bytes(),
             false,
         ),
         Ok(Route::Metrics) => unreachable!("/metrics is answered from a snapshot: metrics()"),
         Ok(Route::Feed) => answer::stream_head(&[]),
-        Err(status) => {
-            let allow = [CLOSE, ("Allow", "GET")];
-            let headers: &[(&str, &str)] = match status {
-                Status::METHOD_NOT_ALLOWED => &allow,
-                _ => &allow[..1],
-            };
-            answer::status_error(status, headers, false)
+        Err(Status::METHOD_NOT_ALLOWED) => {
+            answer::status_error(Status::METHOD_NOT_ALLOWED, &[("Allow", "GET")], false)
         }
+        Err(status) => answer::status_error(status, &[], false),
     }
+}
+
+/// The `503` for a connection past the admin port's cap, written to it as it is accepted
+/// and closed at once.
+pub fn refusal() -> Vec<u8> {
+    answer::status_error(Status::SERVICE_UNAVAILABLE, &[CLOSE], false)
 }
 
 /// `/metrics`: the exposition text as a response.
@@ -88,7 +93,7 @@ pub fn metrics(text: &str) -> Vec<u8> {
     answer::response(
         Status::OK,
         exposition::CONTENT_TYPE,
-        &[CLOSE],
+        &[],
         text.as_bytes(),
         false,
     )
@@ -135,7 +140,9 @@ mod tests {
         );
         let refused = String::from_utf8(answer(Err(Status::METHOD_NOT_ALLOWED))).unwrap();
         assert!(refused.contains("\r\nAllow: GET\r\n"), "{refused}");
-        assert!(refused.contains("\r\nConnection: close\r\n"), "{refused}");
+        let full = String::from_utf8(refusal()).unwrap();
+        assert!(full.starts_with("HTTP/1.1 503 "), "{full}");
+        assert!(full.contains("\r\nConnection: close\r\n"), "{full}");
         let page = String::from_utf8(answer(Ok(Route::Page))).unwrap();
         assert!(page.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/html"));
     }

@@ -17,7 +17,8 @@
 //!   |        +-------------------- any other request --------------+  |
 //!   |        |                                                     |  |
 //!   |        +-- GET /rooms/{room}/events --> Streaming -----------+  |
-//!   |                                          ended for shutdown     |
+//!   |        |                                 ended for shutdown     |
+//!   |        +-- (admin port) GET /loop/events --> Viewing            |
 //!   +------------------------------ keep-alive -----------------------+
 //!                                                                     | close / HTTP/1.0
 //!                                                                     v
@@ -66,6 +67,10 @@ pub enum State {
     /// client closes or a short timer fires: closing with unread input would make the kernel
     /// send RST, which can destroy the response before the client reads it.
     Lingering,
+    /// Admin port only: an X-ray viewer, sent a frame every tick until it leaves, falls
+    /// too far behind, or takes nothing for the write timeout. Like `Streaming`, but in no
+    /// room's list: nothing of the chat's reaches it.
+    Viewing,
     /// Freed at the end of this loop pass; events still naming it are ignored.
     Closed,
 }
@@ -76,8 +81,10 @@ impl State {
         use State::*;
         matches!(
             (self, next),
-            (Reading, Parked(_) | Streaming(_) | Writing | Awaiting)
-                | (Parked(_) | Streaming(_) | Awaiting, Writing)
+            (
+                Reading,
+                Parked(_) | Streaming(_) | Viewing | Writing | Awaiting
+            ) | (Parked(_) | Streaming(_) | Awaiting, Writing)
                 | (Awaiting, Reading)
                 | (Writing, Reading | Lingering)
         ) || (next == Closed && self != Closed)
@@ -144,14 +151,15 @@ pub struct Conn<S = TcpStream> {
     pub input: Vec<u8>,
     /// The response being written, if any.
     pub output: Option<Outgoing>,
-    /// The connection's one pending timer; every state but `Closed` has one (see [`Deadline`]).
+    /// The connection's one pending timer; every state but `Closed` has one (see
+    /// [`Deadline`]), save a viewer that is not behind.
     pub timer: Option<Timer>,
-    /// Yes-or-no facts about the connection (see [`Flags`]), one byte between them.
+    /// Yes-or-no facts about the connection (see [`Flags`]), two bytes between them.
     pub flags: Flags,
 }
 
-/// Yes-or-no facts about a connection, one bit each, so that they cost one byte between
-/// them rather than one each: tens of thousands of connections sit parked, and nine bools
+/// Yes-or-no facts about a connection, one bit each, so that they cost two bytes between
+/// them rather than one each: tens of thousands of connections sit parked, and ten bools
 /// would grow every one of them by 16 bytes (two bytes of flags fit in padding the record
 /// has anyway: see `connection_record_stays_small`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -184,6 +192,11 @@ impl Flags {
     /// position it names, so a position still ahead of the copy is one Redis never issued
     /// (refused, not waited for again). Set only while the request is handled again.
     pub const CAUGHT_UP: Flags = Flags(1 << 8);
+    /// Accepted on the admin listener (`--admin-addr`): its requests go to the admin
+    /// routes, never to the chat, and it counts against the admin port's cap alone, not
+    /// `--max-conns`. Everything else about it (reading, writing, timers, closing,
+    /// reaping) is every connection's.
+    pub const ADMIN: Flags = Flags(1 << 9);
 
     /// Whether `flag` is set.
     pub fn has(self, flag: Flags) -> bool {
@@ -244,6 +257,17 @@ impl<S> Conn<S> {
         self.flags.set(Flags::CLOSE_AFTER_WRITE, false);
         self.output = Some(output);
         self.enter(State::Streaming(membership));
+    }
+
+    /// Reading → Viewing (admin port): an X-ray viewer, whose first bytes (the stream's
+    /// head) are `output`; frames follow every tick, never a request.
+    pub fn start_viewing(&mut self, output: Outgoing) {
+        debug_assert!(self.output.is_none(), "one response at a time");
+        debug_assert!(self.flags.has(Flags::ADMIN), "viewers are the admin port's");
+        self.flags.set(Flags::CLOSE_AFTER_WRITE, false);
+        self.input = Vec::new();
+        self.output = Some(output);
+        self.enter(State::Viewing);
     }
 
     /// Reading → Awaiting: the request waits for Redis.
@@ -483,7 +507,12 @@ mod tests {
         lingering.output = None;
         assert_eq!(lingering.response_done(), AfterResponse::HangUp);
         lingering.linger();
-        for mut c in [reading, parked, streaming, awaiting, writing, lingering] {
+        let mut viewing = conn();
+        viewing.flags.set(Flags::ADMIN, true);
+        viewing.start_viewing(Outgoing::new(Response::Owned(b"head".to_vec())));
+        for mut c in [
+            reading, parked, streaming, viewing, awaiting, writing, lingering,
+        ] {
             let from = c.state();
             c.close();
             assert_eq!(c.state(), State::Closed, "from {from:?}");
@@ -499,6 +528,7 @@ mod tests {
         let allowed = [
             (Reading, parked),
             (Reading, streaming),
+            (Reading, Viewing),
             (Reading, Writing),
             (Reading, Awaiting),
             (parked, Writing),
@@ -509,7 +539,7 @@ mod tests {
             (Writing, Lingering),
         ];
         let all = [
-            Reading, parked, streaming, Awaiting, Writing, Lingering, Closed,
+            Reading, parked, streaming, Viewing, Awaiting, Writing, Lingering, Closed,
         ];
         for from in all {
             for to in all {

@@ -35,8 +35,9 @@
 //! up), `actions.rs` (what each request does), `rooms.rs` (the room API), `fanout.rs`
 //! (waiting clients and what reaches them), `timers.rs` (deadlines), `shutdown.rs`,
 //! `handle.rs` (running a server from other threads), `redis.rs` (with `--redis`: the
-//! rooms' copies kept true against Redis), `admin.rs` (the admin listener's connections)
-//! and `heartbeat.rs` (with `--workers`: answering the supervisor's pings).
+//! rooms' copies kept true against Redis), `admin.rs` (the admin listener and what it
+//! answers; its connections are ordinary ones, flagged `Flags::ADMIN`) and `heartbeat.rs`
+//! (with `--workers`: answering the supervisor's pings).
 
 mod accept;
 mod admin;
@@ -102,7 +103,8 @@ pub struct Server {
     events: Events,
     /// The listener, and how clients are refused when the server cannot hold more.
     accepting: accept::Accepting,
-    /// Every live connection; the key is the connection's mio token.
+    /// Every live connection, the admin port's too (`Flags::ADMIN`); the key is the
+    /// connection's mio token.
     conns: Slab<Conn>,
     /// Handed out to each accepted connection, then incremented (wrapping is fine: a slab
     /// key would have to be reused 2^32 times while one stale timer waits).
@@ -129,7 +131,7 @@ pub struct Server {
     /// How the world outside tells the loop to stop: other threads, signals, the
     /// supervisor; and how far a shutdown has got.
     control: shutdown::Control,
-    /// With `--admin-addr`: the admin listener and its connections.
+    /// With `--admin-addr`: the admin listener, and which connections it accepted.
     admin: Option<admin::Admin>,
     /// With `--redis`: the two connections to Redis and how they stand.
     redis: Option<redis::RedisLink>,
@@ -175,9 +177,6 @@ impl Server {
                 REDIS_COMMANDS | REDIS_EVENTS => self.on_backplane_event(event.token()),
                 admin::ADMIN_LISTENER => self.accept_admin(),
                 heartbeat::SUPERVISOR => self.on_supervisor(),
-                Token(key) if key >= admin::ADMIN_BASE => {
-                    self.on_admin_event(key - admin::ADMIN_BASE, event)
-                }
                 Token(key) => self.on_conn_event(key, event),
             }
         }
@@ -218,7 +217,7 @@ impl Server {
             log::info!("stopping with {} connections open", self.conns.len());
             return Flow::Exit;
         }
-        if self.control.draining && self.conns.is_empty() {
+        if self.control.draining && self.public_conns() == 0 {
             log::info!("shutdown complete: every client answered");
             return Flow::Exit;
         }

@@ -366,3 +366,52 @@ impl OutputWithStdin for std::process::Command {
         child.wait_with_output().unwrap()
     }
 }
+
+/// The two ports' caps are their own, now that admin connections share the slab with the
+/// public ones: `--max-conns` full of parked polls does not lock out a scrape, and admin
+/// connections held open neither count against `--max-conns` nor keep a client out.
+#[test]
+fn the_admin_port_and_the_public_port_are_capped_apart() {
+    let server = start(Config {
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        max_conns: Some(3),
+        ..without_client_limits(test_config())
+    });
+    let admin = admin(&server);
+    let mut polls: Vec<Client> = (0..3).map(|_| Client::connect(server.addr)).collect();
+    for poll in polls.iter_mut() {
+        poll.get("/chat");
+    }
+    wait_parked(&server, 3);
+    assert_eq!(
+        get(server.addr, "/stats").status,
+        503,
+        "the public port is full"
+    );
+    let before = metrics(&server);
+    let idle: Vec<Client> = (0..10).map(|_| Client::connect(admin)).collect();
+    let scrape = metrics(&server);
+    // Watching the loop does not move what it shows: the admin port's own accepts,
+    // reads and writes are not the client path's.
+    for kind in ["accept", "read", "write"] {
+        let name = format!("comet_chat_syscalls_total{{kind=\"{kind}\"}}");
+        assert_eq!(sample(&scrape, &name), sample(&before, &name), "{kind}");
+    }
+    assert_eq!(
+        sample(&scrape, "comet_chat_connections{state=\"parked\"}"),
+        3.0
+    );
+    assert_eq!(
+        sample(&scrape, "comet_chat_connections{state=\"reading\"}"),
+        0.0,
+        "the admin port's connections are not the public port's"
+    );
+    // A parked poll leaves: its place is a client's again, whatever the admin port holds.
+    let gone = polls.pop().unwrap();
+    gone.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    wait_parked(&server, 2);
+    wait_until(Duration::from_secs(5), "a public place", || {
+        get(server.addr, "/stats").status == 200
+    });
+    drop(idle);
+}

@@ -240,3 +240,26 @@ fn head_of_stats_is_its_head_without_the_body() {
     assert_eq!(get.status, 200);
     assert!(get.text().starts_with('{'), "{}", get.text());
 }
+
+/// Regression: a client that sends its request and then closes its sending side (a
+/// half-close, as `printf … | nc -N` or a script's `shutdown(SHUT_WR)` does) still reads
+/// the answer (RFC 9112 §9.6: a server reads until the client's close, then answers what
+/// it asked). The public port hung up on it unanswered when the request and the FIN came
+/// in one read; the admin port answered it. One connection engine serves both now.
+#[test]
+fn a_half_closed_request_is_answered() {
+    let server = start_default();
+    for _ in 0..5 {
+        let mut client = Client::connect(server.addr);
+        client.send(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n");
+        client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let reply = client.try_read_reply().expect("an answer, not a hang-up");
+        assert_eq!(reply.status, 200);
+        assert!(client.closed_by_server());
+    }
+    // Half a request and a FIN is never going to be whole: closed, unanswered.
+    let mut half = Client::connect(server.addr);
+    half.send(b"GET /stats HTTP/1.1\r\nHo");
+    half.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(half.closed_by_server());
+}

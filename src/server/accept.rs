@@ -4,7 +4,8 @@
 
 use super::timers::Due;
 use super::{Server, LISTENER};
-use crate::conn::{Conn, Deadline};
+use crate::clients::ClientId;
+use crate::conn::{Conn, Deadline, Flags};
 use crate::stats;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
@@ -54,9 +55,10 @@ impl Server {
                         log::info!("descriptors available again; accepting");
                     }
                     let per_client = self.config.max_conns_per_client;
-                    if self.conns.len() >= self.accepting.max_conns {
+                    let open = self.public_conns();
+                    if open >= self.accepting.max_conns {
                         stats::add(&self.stats.refused_over_cap, 1);
-                        log::debug!("refusing {addr}: {} connections open", self.conns.len());
+                        log::debug!("refusing {addr}: {open} connections open");
                         self.metrics.syscalls.write += 1;
                         refuse(socket, &self.accepting.refusal);
                     } else if per_client > 0
@@ -154,10 +156,35 @@ impl Server {
         self.accept_all();
     }
 
-    fn add_connection(&mut self, mut socket: TcpStream, addr: SocketAddr) {
+    /// The public port's connections held (open, or closed this pass and not yet freed):
+    /// what `--max-conns` caps. The admin port's are capped on their own.
+    pub(super) fn public_conns(&self) -> usize {
+        self.conns.len() - self.admin.as_ref().map_or(0, |admin| admin.held())
+    }
+
+    fn add_connection(&mut self, socket: TcpStream, addr: SocketAddr) {
+        let flags = self.proxy_flags(addr.ip());
+        let client = self.chat.clients_mut().connected(addr.ip());
+        let Some(key) = self.insert_conn(socket, flags, client) else {
+            self.chat.clients_mut().disconnected(client);
+            return;
+        };
+        stats::add(&self.stats.connections, 1);
+        stats::add(&self.stats.accepted, 1);
+        log::debug!("#{key} accepted from {addr}");
+    }
+
+    /// Puts an accepted socket in the slab, registered with the poll, waiting for its first
+    /// request under the idle timer: the one way in for every connection, the admin
+    /// port's too. `None` when the poll would not take it (the socket is then dropped).
+    pub(super) fn insert_conn(
+        &mut self,
+        mut socket: TcpStream,
+        flags: Flags,
+        client: ClientId,
+    ) -> Option<usize> {
         // Responses are written whole; Nagle would only delay the next one.
         let _ = socket.set_nodelay(true);
-        let flags = self.proxy_flags(addr.ip());
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         // Registered once for both directions, edge-triggered: a write that completes at
@@ -169,20 +196,17 @@ impl Server {
             .registry()
             .register(&mut socket, Token(key), interest)
         {
-            log::warn!("cannot register {addr}: {e}");
-            return;
+            log::warn!("cannot register a connection: {e}");
+            return None;
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
-        let client = self.chat.clients_mut().connected(addr.ip());
         let mut conn = Conn::new(socket, generation, client);
         conn.flags = flags;
         entry.insert(conn);
-        stats::add(&self.stats.connections, 1);
-        stats::add(&self.stats.accepted, 1);
         self.metrics.report.accepted += 1;
         self.set_timer(key, Deadline::Idle);
-        log::debug!("#{key} accepted from {addr}");
+        Some(key)
     }
 }
 

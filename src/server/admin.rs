@@ -1,53 +1,53 @@
-//! The admin listener in the loop (`--admin-addr`): a second listening socket and a handful
-//! of connections of its own, registered with the same `Poll`, answered from the same
-//! pass. What it says is spelled in `src/admin.rs`; this file owns the sockets, the
+//! The admin listener in the loop (`--admin-addr`): a second listening socket, registered
+//! with the same `Poll`, whose connections are ordinary [`Conn`](crate::conn::Conn)s in the
+//! same slab, flagged [`Flags::ADMIN`]. They are read, written, timed, closed and reaped by
+//! the same code as the public port's (`io.rs`, `timers.rs`): `--idle-timeout` until the
+//! first byte, `--request-timeout` for the rest (408), `--write-timeout` for the answer, a
+//! hang-up that lingers, and a closed connection freed only in the reap step. What differs
+//! is what their requests are answered with: [`Server::answer_admin`] instead of the chat.
+//! What it says is spelled in `src/admin.rs`; this file owns the listener, the cap, the
 //! snapshot each scrape reads, and the X-ray's frames.
 //!
-//! An admin connection lives a short life, each step in [`Phase`]: one request (read under
-//! `--idle-timeout` until its first byte, then `--request-timeout`, as on the public port),
-//! its answer (under `--write-timeout`), and the hang-up (our side shut, what the client
-//! still sends read and discarded, for at most [`LINGER`]); or, for an X-ray viewer,
-//! frames for as long as it watches. It is the public port's life without keep-alive,
-//! kept here rather than in `Conn` because these few connections need none of a chat
-//! client's machinery.
+//! Each admin connection gets one request (`Connection: close` on every answer), or, for
+//! an X-ray viewer, frames for as long as it watches ([`State::Viewing`]), pushed by
+//! [`Server::xray_tick`] through the same path as an event stream's, dropped when too far
+//! behind.
 //!
-//! At most [`MAX_ADMIN_CONNS`] are open at once. Past that a newcomer does not wait behind
-//! connections that say nothing: the oldest one that has had its answer (lingering) or has
-//! not sent a whole request gives way, and only when every place holds a viewer or an
-//! answer being written is the newcomer refused (503). So a scrape gets in however many
-//! idle connections sit there, and viewers ([`MAX_VIEWERS`]) cannot take every place.
-//!
-//! A closed connection is only marked so, and freed in the loop's reap step (step 5), so
-//! that no later event of the same pass can reach a newcomer given the same key.
+//! At most [`MAX_ADMIN_CONNS`] are open at once, counted apart from `--max-conns`: the
+//! public port cannot fill the admin port, nor the admin port the public one. Past the cap
+//! a newcomer does not wait behind connections that say nothing: the oldest one that has
+//! had its answer (lingering) or has not sent a whole request gives way, and only when
+//! every place holds a viewer or an answer being written is the newcomer refused (503). So
+//! a scrape gets in however many idle connections sit there, and viewers
+//! ([`MAX_VIEWERS`]) cannot take every place.
 //!
 //! It is built to cost nothing while nobody looks: no timer runs for it unless an admin
 //! connection is open, the X-ray's frames are computed only while a viewer is connected,
-//! and a scrape reads counters the loop keeps anyway.
+//! and a scrape reads counters the loop keeps anyway, which leave the admin port's own
+//! system calls and bytes out. No proxy is trusted on this port.
 
-use super::timers::{Due, LINGER};
+use super::timers::Due;
 use super::Server;
 use crate::admin::exposition::{self, Snapshot, States};
 use crate::admin::{self, xray, Route};
-use crate::conn::State;
+use crate::clients::ClientId;
+use crate::conn::{Flags, State};
 use crate::http::{self, Limits, Parse, Status};
 use crate::metrics::Syscalls;
+use crate::outgoing::{Outgoing, Response};
 use crate::stats;
 use crate::sys;
-use crate::timer::{self, TimerId};
-use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use crate::timer;
+use crate::waitlist::Waiter;
+use mio::net::TcpListener;
 use mio::{Interest, Token};
-use slab::Slab;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// The admin listener's token.
+/// The admin listener's token; its connections' tokens are slab keys, like everyone's.
 pub(super) const ADMIN_LISTENER: Token = Token(usize::MAX - 5);
-
-/// Admin connections' tokens are this plus their key: far above any client's slab key, far
-/// below the server's own tokens.
-pub(super) const ADMIN_BASE: usize = 1 << 40;
 
 /// Admin connections open at once at most. A scraper needs one at a time and a viewer one
 /// each, so 32 leaves room for a few scrapers and every viewer; past it the oldest idle one
@@ -59,76 +59,28 @@ const MAX_ADMIN_CONNS: usize = 32;
 /// and lock a scraper out; one more is answered 503.
 const MAX_VIEWERS: usize = 8;
 
-/// An admin request longer than this is refused (431).
-const ADMIN_REQUEST_BYTES: usize = 8 * 1024;
+/// An admin request longer than this is refused (431): its input cap, in place of the
+/// public port's `Limits::request_bytes()`. Its routes take no body.
+pub(super) const ADMIN_REQUEST_BYTES: usize = 8 * 1024;
 
-/// What one read takes from an admin socket; a request needs at most three.
-const ADMIN_READ_BYTES: usize = 4096;
+/// Admin connections are nobody's in the table of client addresses: the per-address
+/// limits are the public port's. Never looked up: no proxy is trusted on the admin port
+/// (so log lines name the peer), nothing of theirs reaches the chat, and the reap step
+/// does not hand it back.
+const ADMIN_CLIENT: ClientId = ClientId::MAX;
 
-/// Bytes read and discarded, in one event, from a connection whose answer is decided (being
-/// written, or lingering): enough for the rest of any request a client sent in one go, so
-/// that it reads its answer rather than a reset. One that sends more is closed: the loop
-/// does not read without end for a client that keeps sending after its answer.
-const ADMIN_DISCARD_BYTES: usize = 64 * 1024;
-
-/// A viewer this far behind on frames (about 15 s of them) is dropped; reloading the page
-/// starts it afresh.
-const VIEWER_BACKLOG_BYTES: usize = 256 * 1024;
-
-/// The listener, its connections, and what the X-ray needs between frames.
+/// The listener, which connections are its, and what the X-ray needs between frames.
 pub(super) struct Admin {
     listener: TcpListener,
     addr: SocketAddr,
-    /// Every open admin connection, and those closed this pass until the reap step; the
-    /// key (plus [`ADMIN_BASE`]) is the connection's token.
-    conns: Slab<AdminConn>,
-    /// Keys marked closed this pass: freed in the reap step, never earlier, so that a key
-    /// is not handed to a newcomer while an event of this pass may still name it.
-    closing: Vec<usize>,
+    /// The admin connections in the slab, oldest first, as (key, generation): open ones
+    /// and those closed this pass, until the reap step frees them (`forget_admin`). At
+    /// most [`MAX_ADMIN_CONNS`] open, plus what one pass closed.
+    conns: Vec<Waiter>,
     /// The X-ray's tick is on the wheel (at most once).
     ticking: bool,
-    /// The one sweep of admin deadlines on the wheel, and when it falls: never later than
-    /// the earliest connection's deadline. Forgotten the moment it fires (the wheel reuses
-    /// the id), and `None` while no connection has a deadline.
-    sweep: Option<(TimerId, Instant)>,
     /// The counters as the previous frame saw them, for rates.
     previous: Option<Previous>,
-}
-
-/// Where an admin connection is in its life; see the module docs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for (the rest of) its one request: idle until its first byte, then under
-    /// the request timeout.
-    Reading,
-    /// Its answer is being written; then it hangs up.
-    Writing,
-    /// The answer is out and our side is shut. What the client still sends is read and
-    /// discarded until it closes: closing with unread input would make the kernel send a
-    /// reset, which can destroy the answer before the client reads it.
-    Lingering,
-    /// Watching the X-ray: a frame every tick, never hung up on by us unless too far behind.
-    Viewing,
-    /// Freed in the reap step; events still naming it are ignored.
-    Closed,
-}
-
-struct AdminConn {
-    socket: TcpStream,
-    /// The request so far; never longer than [`ADMIN_REQUEST_BYTES`] plus one read.
-    input: Vec<u8>,
-    /// What is owed: the answer, or a viewer's frames not yet taken by the socket.
-    output: Vec<u8>,
-    /// How much of `output` is out.
-    written: usize,
-    phase: Phase,
-    /// When it was accepted: past the cap, the oldest idle connection gives way.
-    opened: Instant,
-    /// When its phase ends badly (idle, no whole request, answer not taken, lingered
-    /// enough); `None` for a viewer and a closed connection.
-    deadline: Option<Instant>,
-    /// The client has sent all it will (read returned 0).
-    peer_closed: bool,
 }
 
 /// Counters at the previous frame.
@@ -150,10 +102,8 @@ impl Admin {
         Ok(Admin {
             listener,
             addr,
-            conns: Slab::new(),
-            closing: Vec::new(),
+            conns: Vec::new(),
             ticking: false,
-            sweep: None,
             previous: None,
         })
     }
@@ -168,24 +118,68 @@ impl Admin {
         registry.register(&mut self.listener, ADMIN_LISTENER, Interest::READABLE)
     }
 
-    /// The connection at `key`, unless it is gone or closed (never trust a token).
-    fn live(&mut self, key: usize) -> Option<&mut AdminConn> {
-        self.conns.get_mut(key).filter(|c| c.phase != Phase::Closed)
+    /// Slab entries that are the admin port's, closed ones not yet freed included.
+    pub(super) fn held(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+impl Server {
+    /// Accepts every admin connection waiting, into the common slab.
+    pub(super) fn accept_admin(&mut self) {
+        loop {
+            let Some(admin) = self.admin.as_mut() else {
+                return;
+            };
+            let mut socket = match admin.listener.accept() {
+                Ok((socket, _)) => socket,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return, // WouldBlock, or nothing we can do now
+            };
+            if self.admin_live().count() >= MAX_ADMIN_CONNS && !self.make_room() {
+                let _ = socket.write(&admin::refusal());
+                continue;
+            }
+            let mut flags = Flags::default();
+            flags.set(Flags::ADMIN, true);
+            if let Some(key) = self.insert_conn(socket, flags, ADMIN_CLIENT) {
+                let generation = self.conns[key].generation;
+                let waiter = Waiter {
+                    key: key as u32,
+                    generation,
+                };
+                if let Some(admin) = self.admin.as_mut() {
+                    admin.conns.push(waiter);
+                }
+                log::debug!("#{key} accepted on the admin port");
+            }
+        }
     }
 
-    /// Makes room for one more connection: closes the one that loses least by it, the
-    /// oldest lingering one (its answer is out), else the oldest that has not sent a whole
-    /// request. False when every place holds a viewer or an answer being written. O(n) in
-    /// admin connections, which are at most [`MAX_ADMIN_CONNS`].
+    /// The admin connections not closed, oldest first, as (key, state). O(n) in admin
+    /// connections, which are at most [`MAX_ADMIN_CONNS`] and this pass's closed ones.
+    fn admin_live(&self) -> impl Iterator<Item = (usize, State)> + '_ {
+        let admin = self.admin.as_ref().map_or(&[][..], |a| &a.conns[..]);
+        admin
+            .iter()
+            .filter_map(|&conn| self.live(conn))
+            .map(|key| (key, self.conns[key].state()))
+    }
+
+    /// Makes room for one more admin connection: closes the one that loses least by it,
+    /// the oldest lingering one (its answer is out), else the oldest that has not sent a
+    /// whole request. False when every place holds a viewer or an answer being written.
+    /// Its slot is freed in the reap step, like any closed connection's.
     fn make_room(&mut self) -> bool {
         let victim = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Lingering | Phase::Reading))
-            .min_by_key(|(_, c)| (c.phase == Phase::Reading, c.opened))
-            .map(|(key, _)| key);
+            .admin_live()
+            .enumerate()
+            .filter(|(_, (_, state))| matches!(state, State::Lingering | State::Reading))
+            .min_by_key(|&(age, (_, state))| (state == State::Reading, age))
+            .map(|(_, (key, _))| key);
         match victim {
             Some(key) => {
+                log::debug!("#{key} gives way to a newer admin connection");
                 self.close(key);
                 true
             }
@@ -193,324 +187,57 @@ impl Admin {
         }
     }
 
-    /// Marks a connection closed; its slot is freed in the reap step.
-    fn close(&mut self, key: usize) {
-        let Some(conn) = self.live(key) else {
-            return;
-        };
-        conn.phase = Phase::Closed;
-        conn.deadline = None;
-        conn.input = Vec::new();
-        conn.output = Vec::new();
-        self.closing.push(key);
-    }
-}
-
-impl Server {
-    /// Accepts every admin connection waiting.
-    pub(super) fn accept_admin(&mut self) {
-        let Some(admin) = self.admin.as_mut() else {
-            return;
-        };
-        let idle_until = Instant::now() + self.config.idle_timeout;
-        let mut accepted = false;
-        loop {
-            let (mut socket, _) = match admin.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // WouldBlock, or nothing we can do now
-            };
-            let open = admin.conns.len() - admin.closing.len();
-            if open >= MAX_ADMIN_CONNS && !admin.make_room() {
-                let bytes = admin::answer(Err(Status::SERVICE_UNAVAILABLE));
-                let _ = socket.write(&bytes);
-                continue;
-            }
-            let entry = admin.conns.vacant_entry();
-            let token = Token(ADMIN_BASE + entry.key());
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            if self
-                .poll
-                .registry()
-                .register(&mut socket, token, interest)
-                .is_err()
-            {
-                continue;
-            }
-            entry.insert(AdminConn {
-                socket,
-                input: Vec::new(),
-                output: Vec::new(),
-                written: 0,
-                phase: Phase::Reading,
-                opened: Instant::now(),
-                deadline: Some(idle_until),
-                peer_closed: false,
-            });
-            accepted = true;
-        }
-        if accepted {
-            self.admin_sweep_by(idle_until);
+    /// The reap step freed admin connection `key`.
+    pub(super) fn forget_admin(&mut self, key: usize) {
+        if let Some(admin) = self.admin.as_mut() {
+            admin.conns.retain(|conn| conn.key as usize != key);
         }
     }
 
-    /// An admin connection is readable or writable.
-    pub(super) fn on_admin_event(&mut self, key: usize, event: &Event) {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.admin_read(key);
-        }
-        if event.is_writable() {
-            self.admin_write(key);
-        }
-    }
-
-    /// Reads until `WouldBlock`: a request, answered once it is whole; or, from a connection
-    /// whose answer is decided, bytes to discard (at most [`ADMIN_DISCARD_BYTES`]) and the
-    /// client's FIN. Reading always to the end means no edge of the socket is lost.
-    fn admin_read(&mut self, key: usize) {
-        let mut chunk = [0u8; ADMIN_READ_BYTES];
-        let mut discarded = 0;
-        let request_until = Instant::now() + self.config.request_timeout;
-        loop {
-            let Some(conn) = self.admin.as_mut().and_then(|a| a.live(key)) else {
-                return;
-            };
-            match conn.socket.read(&mut chunk) {
-                // The client has sent all it will (a half-close): answer what it asked, if
-                // it asked something whole, then close.
-                Ok(0) => {
-                    conn.peer_closed = true;
-                    break;
-                }
-                // A viewer has nothing more to say (EventSource never does): one that sends
-                // anything is hung up on, rather than read and discarded without end, which
-                // would hold the loop for as long as the viewer cares to send.
-                Ok(_) if conn.phase == Phase::Viewing => return self.admin_close(key),
-                Ok(n) if conn.phase == Phase::Reading => {
-                    if conn.input.is_empty() {
-                        // The request timer runs from the first byte, and later bytes do
-                        // not reset it: trickling a byte at a time buys nothing.
-                        conn.deadline = Some(request_until);
-                        self.admin_sweep_by(request_until);
-                    }
-                    let conn = self.admin_conn(key);
-                    conn.input.extend_from_slice(&chunk[..n]);
-                    if conn.input.len() > ADMIN_REQUEST_BYTES {
-                        // Answered now; the rest of the request is read and discarded by
-                        // the next rounds of this loop, so the client can read the 431.
-                        self.admin_send(key, admin::answer(Err(Status::HEADERS_TOO_LARGE)));
-                    }
-                }
-                // Writing or lingering: what the client still sends is not a request.
-                Ok(n) => {
-                    discarded += n;
-                    if discarded > ADMIN_DISCARD_BYTES {
-                        return self.admin_close(key);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.admin_close(key),
-            }
-        }
-        let conn = self.admin_conn(key);
-        match conn.phase {
-            Phase::Reading => {}
-            // A viewer that hangs up is done, and so is a client we were hanging up on.
-            Phase::Viewing | Phase::Lingering if conn.peer_closed => return self.admin_close(key),
-            // An answer being written is finished first (then we hang up at once, since
-            // the client closed its side).
-            _ => return,
-        }
-        let peer_closed = conn.peer_closed;
+    /// Answers the one request of admin connection `key` (its turn's `process_input`):
+    /// the route's answer, then the hang-up every admin answer ends with; or, for the
+    /// X-ray's feed, frames from the next tick on.
+    pub(super) fn answer_admin(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let peer_closed = conn.flags.has(Flags::PEER_CLOSED);
         let route = match http::parse_request(&conn.input, &Limits::default()) {
-            // Half a request is normal flow: more comes, or the request timer fires.
-            Parse::Partial { .. } if peer_closed => return self.admin_close(key),
-            Parse::Partial { .. } => return,
+            // Half a request is normal flow: more comes, or the request timer fires (or,
+            // if the client has closed its side, the turn closes it).
+            Parse::Partial { .. } if conn.input.len() < ADMIN_REQUEST_BYTES => return,
+            Parse::Partial { .. } => Err(Status::HEADERS_TOO_LARGE),
             Parse::Invalid(status) => Err(status),
             Parse::Complete(request) => admin::route(&request),
         };
+        // One request per connection: what follows it is not read as another.
+        conn.input = Vec::new();
         let bytes = match route {
             Ok(Route::Metrics) => admin::metrics(&self.metrics_text()),
             Ok(Route::Feed) if self.viewers() >= MAX_VIEWERS => {
                 admin::answer(Err(Status::SERVICE_UNAVAILABLE))
             }
-            Ok(Route::Feed) if !peer_closed => {
-                self.start_viewing(key);
-                admin::answer(route)
-            }
+            Ok(Route::Feed) if !peer_closed => return self.start_viewing(key),
             route => admin::answer(route),
         };
-        self.admin_send(key, bytes);
-    }
-
-    /// The live connection at `key`, which the caller has just seen live in this call.
-    fn admin_conn(&mut self, key: usize) -> &mut AdminConn {
-        self.admin
-            .as_mut()
-            .and_then(|a| a.live(key))
-            .expect("a connection seen live in this call")
-    }
-
-    /// Queues `bytes` on an admin connection and writes what the socket takes. A request's
-    /// answer starts the write timer; a viewer's frames do not (its backlog cap drops it).
-    fn admin_send(&mut self, key: usize, bytes: Vec<u8>) {
-        let write_until = Instant::now() + self.config.write_timeout;
-        let Some(conn) = self.admin.as_mut().and_then(|a| a.live(key)) else {
-            return;
-        };
-        conn.output.extend_from_slice(&bytes);
-        if conn.phase == Phase::Reading {
-            conn.phase = Phase::Writing;
-            conn.input = Vec::new();
-            conn.deadline = Some(write_until);
-            self.admin_sweep_by(write_until);
-        }
-        self.admin_write(key);
-    }
-
-    /// Writes what is owed; a finished answer hangs up, a viewer stays.
-    fn admin_write(&mut self, key: usize) {
-        let Some(conn) = self.admin.as_mut().and_then(|a| a.live(key)) else {
-            return;
-        };
-        let before = conn.written;
-        while conn.written < conn.output.len() {
-            match conn.socket.write(&conn.output[conn.written..]) {
-                Ok(n) => conn.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A client that takes its answer, however slowly, is not stalled.
-                    if conn.phase == Phase::Writing && conn.written > before {
-                        conn.deadline = Some(Instant::now() + self.config.write_timeout);
-                    }
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.admin_close(key),
-            }
-        }
-        if conn.output.is_empty() {
-            return; // nothing was owed: an early WRITABLE edge
-        }
-        conn.output.clear();
-        conn.written = 0;
-        if conn.phase == Phase::Writing {
-            self.admin_hang_up(key);
-        }
-    }
-
-    /// The answer is all out: shut our side and linger, as the public port does (see
-    /// [`Phase::Lingering`]); at once closed if the client has closed already. The client's
-    /// FIN, or what it still sends, comes as a new readable edge: every read so far went
-    /// to `WouldBlock` or the end.
-    fn admin_hang_up(&mut self, key: usize) {
-        let linger_until = Instant::now() + LINGER;
-        let Some(conn) = self.admin.as_mut().and_then(|a| a.live(key)) else {
-            return;
-        };
-        if conn.peer_closed || conn.socket.shutdown(Shutdown::Write).is_err() {
-            return self.admin_close(key);
-        }
-        conn.phase = Phase::Lingering;
-        conn.deadline = Some(linger_until);
-        self.admin_sweep_by(linger_until);
-    }
-
-    fn admin_close(&mut self, key: usize) {
-        if let Some(admin) = self.admin.as_mut() {
-            admin.close(key);
-        }
-    }
-
-    /// Step 5 for admin connections: frees those marked closed this pass. Dropping the
-    /// socket closes it, which takes it out of the poll set.
-    pub(super) fn reap_admin(&mut self) {
-        if let Some(admin) = self.admin.as_mut() {
-            for key in admin.closing.drain(..) {
-                admin.conns.remove(key);
-            }
-        }
-    }
-
-    /// Makes sure the sweep comes no later than `at`: the one sweep on the wheel is moved
-    /// earlier if need be, never later (a sweep that comes early finds nothing due and
-    /// files the next).
-    fn admin_sweep_by(&mut self, at: Instant) {
-        let Some(admin) = self.admin.as_mut() else {
-            return;
-        };
-        if admin.sweep.is_some_and(|(_, when)| when <= at) {
-            return;
-        }
-        if let Some((id, _)) = admin.sweep.take() {
-            self.timers.wheel.cancel(id);
-        }
-        let id = self.schedule(
-            Due::SweepAdmin,
-            at.saturating_duration_since(Instant::now()),
-        );
-        if let Some(admin) = self.admin.as_mut() {
-            admin.sweep = Some((id, at));
-        }
-    }
-
-    /// The sweep is due: each admin connection whose deadline passed meets the end its
-    /// phase gives it, as on the public port: idle, closed quietly; half a request, 408;
-    /// an answer not taken, or lingered long enough, closed. Then the next sweep is filed
-    /// for the earliest deadline left. O(n) in admin connections (at most
-    /// [`MAX_ADMIN_CONNS`] and this pass's closed ones), which costs less to read than a
-    /// timer each with generations to check.
-    pub(super) fn sweep_admin(&mut self) {
-        let Some(admin) = self.admin.as_mut() else {
-            return;
-        };
-        admin.sweep = None; // it fired: the wheel may hand its id out again
-        let now = Instant::now();
-        let due: Vec<(usize, Phase, bool)> = admin
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|at| at <= now))
-            .map(|(key, c)| (key, c.phase, c.input.is_empty()))
-            .collect();
-        for (key, phase, idle) in due {
-            match phase {
-                Phase::Reading if !idle => {
-                    log::debug!("admin #{key} sent no whole request in time");
-                    self.admin_send(key, admin::answer(Err(Status::REQUEST_TIMEOUT)));
-                }
-                _ => self.admin_close(key),
-            }
-        }
-        let next = self
-            .admin
-            .as_ref()
-            .and_then(|a| a.conns.iter().filter_map(|(_, c)| c.deadline).min());
-        if let Some(next) = next {
-            self.admin_sweep_by(next);
-        }
+        self.respond(key, Response::Owned(bytes), true);
     }
 
     /// Connections watching the X-ray.
     fn viewers(&self) -> usize {
-        self.admin.as_ref().map_or(0, |a| {
-            a.conns
-                .iter()
-                .filter(|(_, c)| c.phase == Phase::Viewing)
-                .count()
-        })
+        self.admin_live()
+            .filter(|&(_, state)| state == State::Viewing)
+            .count()
     }
 
-    /// A connection asked for the X-ray's feed: it gets frames from the next tick on.
+    /// A connection asked for the X-ray's feed: the stream's head now, and frames from the
+    /// next tick on.
     fn start_viewing(&mut self, key: usize) {
+        let head = admin::answer(Ok(Route::Feed));
+        self.conns[key].start_viewing(Outgoing::new(Response::Owned(head)));
+        self.clear_timer(key);
+        self.write_output(key);
         let Some(admin) = self.admin.as_mut() else {
             return;
         };
-        let Some(conn) = admin.live(key) else {
-            return;
-        };
-        conn.phase = Phase::Viewing;
-        conn.deadline = None;
-        conn.input = Vec::new();
         if !admin.ticking {
             admin.ticking = true;
             admin.previous = None;
@@ -518,30 +245,28 @@ impl Server {
         }
     }
 
-    /// Four times a second while anyone watches: one frame, written to every viewer.
+    /// Four times a second while anyone watches: one frame, shared by every viewer and
+    /// sent as an event stream's frames are (queued behind a full socket, the viewer
+    /// dropped once too far behind).
     pub(super) fn xray_tick(&mut self) {
-        let viewers: Vec<usize> = match self.admin.as_ref() {
-            Some(admin) => admin
-                .conns
-                .iter()
-                .filter(|(_, c)| c.phase == Phase::Viewing)
-                .map(|(k, _)| k)
-                .collect(),
-            None => return,
+        let viewers: Vec<Waiter> = self
+            .admin_live()
+            .filter(|&(_, state)| state == State::Viewing)
+            .map(|(key, _)| Waiter {
+                key: key as u32,
+                generation: self.conns[key].generation,
+            })
+            .collect();
+        let Some(admin) = self.admin.as_mut() else {
+            return;
         };
-        let admin = self.admin.as_mut().expect("checked above");
         if viewers.is_empty() {
             admin.ticking = false;
             return;
         }
-        let bytes = xray::event(&self.xray_frame());
-        for key in viewers {
-            let behind = self.admin.as_ref().map_or(0, |a| a.conns[key].output.len());
-            if behind > VIEWER_BACKLOG_BYTES {
-                self.admin_close(key);
-                continue;
-            }
-            self.admin_send(key, bytes.clone());
+        let frame: Rc<[u8]> = xray::event(&self.xray_frame()).into();
+        for viewer in viewers {
+            self.stream_send(viewer, &frame, false, false);
         }
         self.schedule(Due::XrayTick, Duration::from_millis(xray::FRAME_EVERY_MS));
     }
@@ -550,6 +275,10 @@ impl Server {
     fn metrics_text(&self) -> String {
         let mut states = States::default();
         for (_, conn) in &self.conns {
+            // The public port's connections: the admin port's are not what it watches.
+            if conn.flags.has(Flags::ADMIN) {
+                continue;
+            }
             let count = match conn.state() {
                 State::Reading => &mut states.reading,
                 State::Parked(_) => &mut states.parked,
@@ -557,7 +286,7 @@ impl Server {
                 State::Writing => &mut states.writing,
                 State::Lingering => &mut states.lingering,
                 State::Awaiting => &mut states.awaiting,
-                State::Closed => continue,
+                State::Viewing | State::Closed => continue,
             };
             *count += 1;
         }
@@ -659,7 +388,8 @@ impl Server {
             None | Some(State::Closed) => b'.',
             Some(State::Reading) => b'r',
             Some(State::Parked(_)) => b'p',
-            Some(State::Streaming(_)) => b's',
+            // A viewer is the admin port's stream.
+            Some(State::Streaming(_) | State::Viewing) => b's',
             Some(State::Writing) => b'w',
             Some(State::Lingering) => b'l',
             Some(State::Awaiting) => b'a',

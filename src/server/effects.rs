@@ -8,13 +8,13 @@ use super::Server;
 use crate::chat::{Effect, Now};
 use crate::conn::{Deadline, Membership, State};
 use crate::outgoing::{Outgoing, Response};
-use crate::stats;
 use crate::waitlist::Waiter;
 use std::rc::Rc;
 use std::time::Instant;
 
 /// Bytes of frames that may queue behind a stream's socket before the stream is dropped as
-/// too slow: a reader this far behind would only fall further behind.
+/// too slow: a reader this far behind would only fall further behind. (An X-ray viewer
+/// too: about 15 s of frames; reloading the page starts it afresh.)
 const STREAM_BACKLOG_BYTES: usize = 256 * 1024;
 
 impl Server {
@@ -175,14 +175,24 @@ impl Server {
         }
     }
 
-    /// Queues one frame on a stream and writes what the socket takes. `message`: a stored
-    /// message, which a stream still replaying history reaches there, in order.
-    /// `replay_again`: the history started over; a replay in progress starts over with it.
-    fn stream_send(&mut self, to: Waiter, frame: &Rc<[u8]>, message: bool, replay_again: bool) {
+    /// Queues one frame on a stream (or an X-ray viewer: `Server::xray_tick`) and writes
+    /// what the socket takes. `message`: a stored message, which a stream still replaying
+    /// history reaches there, in order. `replay_again`: the history started over; a replay
+    /// in progress starts over with it.
+    pub(super) fn stream_send(
+        &mut self,
+        to: Waiter,
+        frame: &Rc<[u8]>,
+        message: bool,
+        replay_again: bool,
+    ) {
         let Some(key) = self.live(to) else {
             return;
         };
-        if !matches!(self.conns[key].state(), State::Streaming(_)) {
+        if !matches!(
+            self.conns[key].state(),
+            State::Streaming(_) | State::Viewing
+        ) {
             return;
         }
         let conn = &mut self.conns[key];
@@ -195,7 +205,7 @@ impl Server {
                 output.restart_replay();
             }
             if queued > STREAM_BACKLOG_BYTES {
-                stats::add(&self.stats.dropped_slow, 1);
+                self.count_drop(key, &self.stats.dropped_slow);
                 log::debug!("#{key} stream fell {queued} bytes behind; dropping");
                 self.close(key);
             }

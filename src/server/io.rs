@@ -2,6 +2,9 @@
 //! requests), writing what it is owed, and its end (linger, close, reap). Nothing here
 //! calls back up: a connection with more to do after its turn goes in line (the ready
 //! queue), and the loop gives it its next turn in step 3 of the next pass.
+//!
+//! The admin listener's connections (`Flags::ADMIN`) go the same way; only what their
+//! requests are answered with differs (`Server::answer_admin`, in `admin.rs`).
 
 use super::budget::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
 use super::Server;
@@ -67,13 +70,24 @@ impl Server {
     fn turn(&mut self, key: usize) {
         let more_to_read = self.read_input(key);
         let more_to_answer = self.process_input(key);
-        self.arm_reading_timer(key);
         let Some(conn) = self.conns.get(key) else {
             return;
         };
+        let (state, peer_closed) = (conn.state(), conn.flags.has(Flags::PEER_CLOSED));
+        // The client has sent all it will and what it asked is answered, or can never be
+        // whole: nothing is left to wait for. (A poll or a stream is for a client that
+        // still listens; one that has closed its side is dropped, as on its FIN later.)
+        let waits = matches!(
+            state,
+            State::Reading | State::Parked(_) | State::Streaming(_) | State::Viewing
+        );
+        if peer_closed && waits && !more_to_answer {
+            return self.close(key);
+        }
+        self.arm_reading_timer(key);
         // Writing or parked: the response's end puts it back in line (`response_done`).
         let can_go_on = matches!(
-            conn.state(),
+            state,
             State::Reading | State::Lingering | State::Streaming(_)
         );
         if can_go_on && (more_to_read || more_to_answer) {
@@ -112,11 +126,15 @@ impl Server {
     /// input cap (then more may wait in the kernel: returns true). Streams and lingering
     /// connections read only to discard, at most [`DISCARD_BYTES_PER_TURN`] a turn.
     fn read_input(&mut self, key: usize) -> bool {
-        let cap = self.config.limits.request_bytes();
         let mut discarded = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return false;
+            };
+            let admin = conn.flags.has(Flags::ADMIN);
+            let cap = match admin {
+                true => super::admin::ADMIN_REQUEST_BYTES,
+                false => self.config.limits.request_bytes(),
             };
             // Nothing a stream sends is a request (its response never ends), and we are
             // hanging up on a lingering client: read only to see the FIN.
@@ -132,7 +150,9 @@ impl Server {
                 }
                 _ => {}
             }
-            self.metrics.syscalls.read += 1;
+            // `/metrics` counts the client path's system calls and bytes: the admin
+            // port's own are left out, so that watching the loop does not move it.
+            self.metrics.syscalls.read += u64::from(!admin);
             match conn.socket.read(&mut self.read_chunk) {
                 Ok(0) => {
                     conn.flags.set(Flags::PEER_CLOSED, true);
@@ -140,12 +160,18 @@ impl Server {
                     self.on_peer_closed(key);
                     return false;
                 }
+                // A viewer has nothing more to say (EventSource never does): one that sends
+                // anything is hung up on, rather than read without end.
+                Ok(_) if conn.state() == State::Viewing => {
+                    self.close(key);
+                    return false;
+                }
                 Ok(n) if discarding => {
-                    self.metrics.bytes_in += n as u64;
+                    self.metrics.bytes_in += if admin { 0 } else { n as u64 };
                     discarded += n;
                 }
                 Ok(n) => {
-                    self.metrics.bytes_in += n as u64;
+                    self.metrics.bytes_in += if admin { 0 } else { n as u64 };
                     conn.input.extend_from_slice(&self.read_chunk[..n]);
                     // We stop reading at the cap, so one chunk over it is the most a
                     // client can make us hold.
@@ -166,17 +192,23 @@ impl Server {
     }
 
     /// The client will send nothing more. A parked poll whose client left is dropped at once
-    /// (this is how a vanished browser frees its slot); a response in flight is finished.
+    /// (this is how a vanished browser frees its slot); a response in flight is finished,
+    /// and so are the requests it sent before its FIN (a half-close: `printf … | nc -N`):
+    /// the turn answers what is whole, then hangs up.
     fn on_peer_closed(&mut self, key: usize) {
-        match self.conns[key].state() {
+        let conn = &mut self.conns[key];
+        match conn.state() {
             // A response is on its way (or Redis's answer is): finish it, then hang up.
-            State::Writing | State::Awaiting => {
-                self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
+            State::Writing | State::Awaiting => conn.flags.set(Flags::CLOSE_AFTER_WRITE, true),
+            State::Reading if !conn.input.is_empty() => {
+                conn.flags.set(Flags::CLOSE_AFTER_WRITE, true)
             }
             State::Closed => {}
-            State::Reading | State::Parked(_) | State::Streaming(_) | State::Lingering => {
-                self.close(key)
-            }
+            State::Reading
+            | State::Parked(_)
+            | State::Streaming(_)
+            | State::Viewing
+            | State::Lingering => self.close(key),
         }
     }
 
@@ -188,6 +220,11 @@ impl Server {
             return false;
         };
         if conn.state() != State::Reading || conn.input.is_empty() {
+            return false;
+        }
+        if conn.flags.has(Flags::ADMIN) {
+            // One request per connection, answered from the admin routes.
+            self.answer_admin(key);
             return false;
         }
         if conn.flags.has(Flags::PROXY_HEADER_DUE) && !self.take_proxy_header(key) {
@@ -331,11 +368,21 @@ impl Server {
     }
 
     /// Writes what the connection is owed until it is all out or the socket is full.
-    pub(super) fn write_output(&mut self, key: usize) {
+    /// Returns the bytes the kernel took: any at all is progress for a slow client.
+    pub(super) fn write_output(&mut self, key: usize) -> usize {
+        let mut progress = 0;
+        // `/stats` and `/metrics` count the public port's writes and bytes.
+        let admin = self.conns[key].flags.has(Flags::ADMIN);
         loop {
-            match self.conns[key].flush(&mut self.metrics.syscalls.write) {
+            let mut writes = 0;
+            let flushed = self.conns[key].flush(&mut writes);
+            self.metrics.syscalls.write += if admin { 0 } else { writes };
+            match flushed {
                 Ok((flushed, sent)) => {
-                    stats::add(&self.stats.bytes_out, sent as u64);
+                    progress += sent;
+                    if !admin {
+                        stats::add(&self.stats.bytes_out, sent as u64);
+                    }
                     self.metrics.report.bytes_written += sent;
                     match flushed {
                         // The WRITABLE edge will bring us back here. The write deadline
@@ -346,7 +393,7 @@ impl Server {
                             if sent > 0 || self.conns[key].timer.is_none() {
                                 self.set_timer(key, Deadline::Write);
                             }
-                            return;
+                            return progress;
                         }
                         // A stream replaying history: its page is out, queue the next.
                         Flushed::Refill(after) => {
@@ -355,18 +402,23 @@ impl Server {
                         }
                         Flushed::Done if matches!(self.conns[key].state(), State::Streaming(_)) => {
                             self.set_timer(key, Deadline::Heartbeat);
-                            return;
+                            return progress;
+                        }
+                        // A viewer caught up: its next frame comes with the next tick.
+                        Flushed::Done if self.conns[key].state() == State::Viewing => {
+                            self.clear_timer(key);
+                            return progress;
                         }
                         Flushed::Done => {
                             self.response_done(key);
-                            return;
+                            return progress;
                         }
                     }
                 }
                 Err(e) => {
                     log::debug!("#{key} write error: {e}");
                     self.close(key);
-                    return;
+                    return progress;
                 }
             }
         }
@@ -417,18 +469,23 @@ impl Server {
     /// Step 5. Dropping the socket closes the descriptor, which also removes it from the
     /// epoll set, so no `deregister` call is needed.
     pub(super) fn reap_closed(&mut self) {
-        for key in self.line.closing.drain(..) {
+        let mut closing = std::mem::take(&mut self.line.closing);
+        for key in closing.drain(..) {
             let conn = self.conns.remove(key);
             debug_assert_eq!(conn.state(), State::Closed);
             debug_assert!(conn.timer.is_none());
-            self.chat.clients_mut().disconnected(conn.client);
-            stats::sub(&self.stats.connections, 1);
+            if conn.flags.has(Flags::ADMIN) {
+                self.forget_admin(key);
+            } else {
+                self.chat.clients_mut().disconnected(conn.client);
+                stats::sub(&self.stats.connections, 1);
+            }
             self.metrics.report.closed += 1;
             log::debug!("#{key} closed");
         }
+        self.line.closing = closing;
         let addresses = self.chat.clients().len() as u64;
         stats::set(&self.stats.client_addresses, addresses);
-        self.reap_admin();
     }
 }
 

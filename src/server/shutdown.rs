@@ -93,6 +93,10 @@ impl Server {
             let Some(conn) = self.conns.get(key) else {
                 continue;
             };
+            // The admin port is no client's: it answers until the loop exits.
+            if conn.flags.has(Flags::ADMIN) {
+                continue;
+            }
             let waiter = Waiter {
                 key: key as u32,
                 generation: conn.generation,
@@ -104,7 +108,7 @@ impl Server {
                 State::Reading | State::Writing | State::Awaiting => {
                     self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)
                 }
-                State::Lingering | State::Closed => {}
+                State::Lingering | State::Viewing | State::Closed => {}
             }
             self.carry_out();
         }

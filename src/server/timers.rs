@@ -6,7 +6,7 @@
 use super::budget::TIMERS_FIRED_PER_PASS;
 use super::Server;
 use crate::chat::Sweep;
-use crate::conn::{Deadline, State, Timer};
+use crate::conn::{Deadline, Flags, State, Timer};
 use crate::stats;
 use crate::timer::{self, TimerWheel};
 use crate::waitlist::Waiter;
@@ -44,8 +44,6 @@ pub enum Due {
     RedisWatchdog,
     /// Send the X-ray's next frame to its viewers.
     XrayTick,
-    /// Admin connections' deadlines: idle, request, write, linger.
-    SweepAdmin,
 }
 
 impl Due {
@@ -59,7 +57,6 @@ impl Due {
             Due::RedisWatchdog => (SERVER_KEY, 3),
             Due::Sweep(Sweep::Limiter) => (SERVER_KEY, 4),
             Due::XrayTick => (SERVER_KEY, 5),
-            Due::SweepAdmin => (SERVER_KEY, 6),
         }
     }
 
@@ -72,7 +69,6 @@ impl Due {
             (SERVER_KEY, 3) => Due::RedisWatchdog,
             (SERVER_KEY, 4) => Due::Sweep(Sweep::Limiter),
             (SERVER_KEY, 5) => Due::XrayTick,
-            (SERVER_KEY, 6) => Due::SweepAdmin,
             (key, generation) => Due::Conn {
                 key: key as usize,
                 generation,
@@ -114,7 +110,6 @@ impl Server {
                 Due::GraceOver => self.control.grace_over = true,
                 Due::RedisWatchdog => self.on_redis_watchdog(),
                 Due::XrayTick => self.xray_tick(),
-                Due::SweepAdmin => self.sweep_admin(),
             }
         }
         fired.clear();
@@ -167,9 +162,9 @@ impl Server {
                 }
                 self.carry_out();
             }
-            (Deadline::Write, State::Writing) => self.write_or_drop(key),
+            (Deadline::Write, State::Writing | State::Viewing) => self.write_or_drop(key),
             (Deadline::Idle, State::Reading) => {
-                stats::add(&self.stats.dropped_idle, 1);
+                self.count_drop(key, &self.stats.dropped_idle);
                 log::debug!("#{key} idle for {:?}; closing", self.config.idle_timeout);
                 self.close(key);
             }
@@ -178,7 +173,7 @@ impl Server {
                     "#{key} {} sent no whole request in time",
                     self.client_name(key)
                 );
-                stats::add(&self.stats.dropped_request_timeout, 1);
+                self.count_drop(key, &self.stats.dropped_request_timeout);
                 self.reject(key, crate::http::Status::REQUEST_TIMEOUT);
             }
             (Deadline::Linger, _) => self.close(key),
@@ -199,16 +194,14 @@ impl Server {
     /// reader may take longer than the timeout to free. So try a write: any progress starts
     /// the deadline over; none at all, and the client is dropped as too slow.
     fn write_or_drop(&mut self, key: usize) {
-        let before = stats::get(&self.stats.bytes_out);
-        self.write_output(key);
-        let stalled = stats::get(&self.stats.bytes_out) == before;
+        let stalled = self.write_output(key) == 0;
         if stalled
             && matches!(
                 self.conns[key].state(),
-                State::Writing | State::Streaming(_)
+                State::Writing | State::Streaming(_) | State::Viewing
             )
         {
-            stats::add(&self.stats.dropped_slow, 1);
+            self.count_drop(key, &self.stats.dropped_slow);
             log::debug!(
                 "#{key} {} took nothing for {:?}; dropping",
                 self.client_name(key),
@@ -218,18 +211,30 @@ impl Server {
         }
     }
 
+    /// Counts a client dropped for `why` (idle, too slow, …) in `/stats`, which counts the
+    /// public port's clients: an admin connection is not one.
+    pub(super) fn count_drop(&self, key: usize, why: &std::sync::atomic::AtomicU64) {
+        if !self.conns[key].flags.has(Flags::ADMIN) {
+            stats::add(why, 1);
+        }
+    }
+
     /// Replaces the connection's timer with one for `deadline`, due after its configured
     /// duration.
     pub(super) fn set_timer(&mut self, key: usize, deadline: Deadline) {
+        let streaming = matches!(self.conns[key].state(), State::Streaming(_));
         let after = match deadline {
             Deadline::Idle => self.config.idle_timeout,
             Deadline::Request => self.config.request_timeout,
             Deadline::Poll => self.config.poll_timeout,
             // A stream behind on its writes still ends when its token does.
-            Deadline::Write => match self.chat.stream_ends_in_ms(self.now(), key as u32) {
-                Some(left) => self.config.write_timeout.min(Duration::from_millis(left)),
-                None => self.config.write_timeout,
-            },
+            Deadline::Write if streaming => {
+                match self.chat.stream_ends_in_ms(self.now(), key as u32) {
+                    Some(left) => self.config.write_timeout.min(Duration::from_millis(left)),
+                    None => self.config.write_timeout,
+                }
+            }
+            Deadline::Write => self.config.write_timeout,
             Deadline::Linger => LINGER,
             // A quiet stream's next heartbeat, or the end of its token if that comes first.
             Deadline::Heartbeat => match self.chat.stream_ends_in_ms(self.now(), key as u32) {
@@ -303,7 +308,6 @@ mod tests {
             Due::RedisWatchdog,
             Due::Sweep(Sweep::Limiter),
             Due::XrayTick,
-            Due::SweepAdmin,
         ];
         for due in cases {
             assert_eq!(Due::unpack(due.pack()), due);
