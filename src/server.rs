@@ -4,11 +4,12 @@
 //!
 //! 1. **sleep**: poll until the timer wheel's next deadline, rounded up so the loop never
 //!    wakes a hair early and spins; not at all while connections wait in the ready queue;
-//! 2. **dispatch**: accept every pending connection; continue writes on every writable
+//! 2. **dispatch**: accept pending connections; continue writes on every writable
 //!    one; give every readable one its turn (read, parse, answer);
 //! 3. **ready**: a turn for each connection that was in line when the pass began
 //!    (requests pipelined behind a response, input beyond one turn's budget, a FIN to look
-//!    for after hanging up); with `--redis`, frames left from an earlier pass, and at most
+//!    for after hanging up); clients left in a listener's queue by the last accept (at most
+//!    [`ACCEPTS_PER_PASS`] a pass); with `--redis`, frames left from an earlier pass, and at most
 //!    [`REQUESTS_RESUMED_PER_PASS`] requests whose room's copy became ready; while a
 //!    shutdown tells every connection, [`SHUTDOWN_SLOTS_PER_PASS`] more of them;
 //! 4. **expire**: the deadlines that passed, at most [`TIMERS_FIRED_PER_PASS`] (the rest
@@ -54,8 +55,8 @@ mod timers;
 
 pub use crate::chat::NAMES_SWEPT_PER_PASS;
 pub use budget::{
-    DELIVERIES_PER_TURN, REQUESTS_PER_TURN, REQUESTS_RESUMED_PER_PASS, SHUTDOWN_SLOTS_PER_PASS,
-    TIMERS_FIRED_PER_PASS,
+    ACCEPTS_PER_PASS, DELIVERIES_PER_TURN, REQUESTS_PER_TURN, REQUESTS_RESUMED_PER_PASS,
+    SHUTDOWN_SLOTS_PER_PASS, TIMERS_FIRED_PER_PASS,
 };
 
 use crate::assets::Assets;
@@ -163,6 +164,7 @@ impl Server {
             Err(e) => return Err(e),
         }
         let awake = Instant::now();
+        self.accepting.new_pass();
         // Those in line now are served in step 3; whoever joins the line during this pass
         // waits for the next, so no connection gets two turns in one pass.
         debug_assert!(self.line.ready_batch.is_empty());
@@ -183,6 +185,7 @@ impl Server {
         self.events = events;
         // 3. ready, 4. expire, 5. reap.
         self.serve_ready();
+        self.accept_more();
         self.serve_backplane();
         self.resume_waiting();
         self.tell_of_shutdown();
@@ -200,7 +203,8 @@ impl Server {
     fn poll_timeout(&mut self) -> Option<Duration> {
         let redis_more = self.redis.as_ref().is_some_and(|link| link.more);
         let shutting = self.control.told_up_to.is_some();
-        if !self.line.ready.is_empty() || redis_more || self.chat.is_resuming() || shutting {
+        let more = redis_more || self.chat.is_resuming() || shutting || self.more_to_accept();
+        if !self.line.ready.is_empty() || more {
             return Some(Duration::ZERO);
         }
         let tick = self.timers.wheel.next_deadline()?;

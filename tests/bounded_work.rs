@@ -12,8 +12,8 @@
 mod common;
 
 use comet_chat::server::{
-    DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER_TURN, SHUTDOWN_SLOTS_PER_PASS,
-    TIMERS_FIRED_PER_PASS,
+    ACCEPTS_PER_PASS, DELIVERIES_PER_TURN, NAMES_SWEPT_PER_PASS, REQUESTS_PER_TURN,
+    SHUTDOWN_SLOTS_PER_PASS, TIMERS_FIRED_PER_PASS,
 };
 use comet_chat::stats::{self, Stats};
 use comet_chat::{Config, Server};
@@ -351,6 +351,38 @@ fn a_shutdown_tells_a_passs_worth_of_connections_at_a_time() {
     for client in clients.iter_mut().step_by(97) {
         assert_eq!(client.read_reply().status, 503, "told to come back later");
     }
+}
+
+/// Regression: the listener was drained to the last client in one pass, so a crowd
+/// arriving at once (a benchmark's 19,500, a reconnect storm) was accepted, registered and
+/// timed before anyone already connected got a turn. Now a pass takes at most
+/// `ACCEPTS_PER_PASS`, and the rest follow in the next passes without a new event.
+#[test]
+fn a_crowd_is_accepted_a_passs_worth_at_a_time() {
+    let _alone = alone();
+    let mut server = Server::bind(without_client_limits(test_config())).unwrap();
+    step(&mut server);
+    // Connected by the kernel (the listen queue), not accepted yet: the loop is not running.
+    let crowd = 2 * ACCEPTS_PER_PASS + 300;
+    let clients: Vec<std::net::TcpStream> = (0..crowd)
+        .map(|_| std::net::TcpStream::connect(server.local_addr()).unwrap())
+        .collect();
+    let mut per_pass = Vec::new();
+    let mut before = 0;
+    step_until(&mut server, "every client accepted", |server| {
+        let now = count(server, |s| &s.accepted);
+        if now > before {
+            per_pass.push(now - before);
+        }
+        before = now;
+        now == crowd as u64
+    });
+    assert!(
+        per_pass.iter().all(|&n| n as usize <= ACCEPTS_PER_PASS),
+        "{per_pass:?}"
+    );
+    assert!(per_pass.len() >= 3, "{per_pass:?}");
+    drop(clients);
 }
 
 fn alone() -> MutexGuard<'static, ()> {

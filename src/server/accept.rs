@@ -2,6 +2,7 @@
 //! connection cap, or out of file descriptors. A refused client gets a `503` and is closed
 //! at once, before any parsing, so refusing costs one accept and one small write.
 
+use super::budget::ACCEPTS_PER_PASS;
 use super::timers::Due;
 use super::{Server, LISTENER};
 use crate::clients::ClientId;
@@ -37,13 +38,29 @@ pub(super) struct Accepting {
     pub refusal: Vec<u8>,
     /// The 503 written to clients refused at accept for `--max-conns-per-client`.
     pub refusal_per_client: Vec<u8>,
+    /// The last accept stopped at [`ACCEPTS_PER_PASS`] with clients maybe still in the
+    /// kernel's queue: accept again without waiting for an event.
+    pub more: bool,
+    /// Accepts tried this pass, on the public listener and on the admin one: each stops at
+    /// [`ACCEPTS_PER_PASS`] however many events or steps ask it to accept.
+    pub taken: (usize, usize),
+}
+
+impl Accepting {
+    /// A new pass: each listener may take a pass's worth again.
+    pub fn new_pass(&mut self) {
+        self.taken = (0, 0);
+    }
 }
 
 impl Server {
-    /// Accepts until the kernel's queue is empty: the listener is edge-triggered, so a
-    /// connection left in the queue would not be reported again.
+    /// Accepts until the kernel's queue is empty, or [`ACCEPTS_PER_PASS`] clients were
+    /// taken this pass (then `Accepting::more`: step 3 of the next pass goes on, since the
+    /// edge-triggered listener would not report the rest again).
     pub(super) fn accept_all(&mut self) {
-        loop {
+        self.accepting.more = false;
+        while self.accepting.taken.0 < ACCEPTS_PER_PASS {
+            self.accepting.taken.0 += 1;
             let Some(listener) = self.accepting.listener.as_ref() else {
                 return;
             };
@@ -91,6 +108,24 @@ impl Server {
                 }
             }
         }
+        // A pass's worth taken: the rest of the queue in step 3, and in the next passes
+        // (the listener is edge-triggered, so nobody would report them again).
+        self.accepting.more = true;
+    }
+
+    /// Step 3: a listener whose last accept stopped at [`ACCEPTS_PER_PASS`] goes on.
+    pub(super) fn accept_more(&mut self) {
+        if self.accepting.more {
+            self.accept_all();
+        }
+        if self.admin.as_ref().is_some_and(|admin| admin.more) {
+            self.accept_admin();
+        }
+    }
+
+    /// Whether a listener has clients left from its last accept.
+    pub(super) fn more_to_accept(&self) -> bool {
+        self.accepting.more || self.admin.as_ref().is_some_and(|admin| admin.more)
     }
 
     /// Out of descriptors with clients waiting in the kernel's queue. Frees the spare,

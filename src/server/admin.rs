@@ -26,6 +26,7 @@
 //! and a scrape reads counters the loop keeps anyway, which leave the admin port's own
 //! system calls and bytes out. No proxy is trusted on this port.
 
+use super::budget::ACCEPTS_PER_PASS;
 use super::timers::Due;
 use super::Server;
 use crate::admin::exposition::{self, Snapshot, States};
@@ -79,6 +80,8 @@ pub(super) struct Admin {
     conns: Vec<Waiter>,
     /// The X-ray's tick is on the wheel (at most once).
     ticking: bool,
+    /// The last accept stopped at [`ACCEPTS_PER_PASS`]: accept again without an event.
+    pub more: bool,
     /// The counters as the previous frame saw them, for rates.
     previous: Option<Previous>,
 }
@@ -104,6 +107,7 @@ impl Admin {
             addr,
             conns: Vec::new(),
             ticking: false,
+            more: false,
             previous: None,
         })
     }
@@ -125,9 +129,15 @@ impl Admin {
 }
 
 impl Server {
-    /// Accepts every admin connection waiting, into the common slab.
+    /// Accepts the admin connections waiting, into the common slab: at most
+    /// [`ACCEPTS_PER_PASS`] a pass (then `Admin::more`, and step 3 goes on), since each one
+    /// past the cap may close another to make room.
     pub(super) fn accept_admin(&mut self) {
-        loop {
+        if let Some(admin) = self.admin.as_mut() {
+            admin.more = false;
+        }
+        while self.accepting.taken.1 < ACCEPTS_PER_PASS {
+            self.accepting.taken.1 += 1;
             let Some(admin) = self.admin.as_mut() else {
                 return;
             };
@@ -153,6 +163,9 @@ impl Server {
                 }
                 log::debug!("#{key} accepted on the admin port");
             }
+        }
+        if let Some(admin) = self.admin.as_mut() {
+            admin.more = true;
         }
     }
 

@@ -33,3 +33,10 @@ pub const REQUESTS_RESUMED_PER_PASS: usize = 1024;
 /// about 10 ms; 19,500 waiting clients are told in 20 passes, and the server keeps
 /// serving the others in between.
 pub const SHUTDOWN_SLOTS_PER_PASS: usize = 1024;
+
+/// Clients accepted per listener per pass, at most (refused ones included). Each costs an
+/// `accept`, an `epoll_ctl` and a few small writes to the slab and the wheel, a few
+/// microseconds; a crowd arriving at once (a benchmark's 19,500, a reconnect storm) is
+/// taken a pass's worth at a time, so the clients already here keep their turns
+/// (nginx's `multi_accept off` takes one per event; this takes a thousand).
+pub const ACCEPTS_PER_PASS: usize = 1024;

@@ -95,6 +95,8 @@ impl Server {
                 out_of_descriptors: false,
                 refusal: answer::refusal(),
                 refusal_per_client: answer::refusal_per_client(),
+                more: false,
+                taken: (0, 0),
             },
             conns: Slab::new(),
             next_generation: 1,
