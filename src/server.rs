@@ -29,16 +29,17 @@
 //! reused while this pass may still hold it (a later event in the same batch, a waiter
 //! list being broadcast to).
 //!
-//! This file is the loop and what it owns; each job has a file of its own under
-//! `src/server/`, in the order a request meets them: `setup.rs` (binding, limits),
-//! `accept.rs` (accepting and shedding load), `proxied.rs` (who the client is behind a
-//! trusted proxy), `io.rs` (a connection's turn: reading, answering, writing, hanging
-//! up), `actions.rs` (what each request does), `rooms.rs` (the room API), `fanout.rs`
-//! (waiting clients and what reaches them), `timers.rs` (deadlines), `shutdown.rs`,
-//! `handle.rs` (running a server from other threads), `redis.rs` (with `--redis`: the
-//! rooms' copies kept true against Redis), `admin.rs` (the admin listener and what it
-//! answers; its connections are ordinary ones, flagged `Flags::ADMIN`) and `heartbeat.rs`
-//! (with `--workers`: answering the supervisor's pings).
+//! This file is the loop and what it owns: the shell around the chat ([`crate::chat`]),
+//! which makes every decision and touches no socket. Each of the shell's jobs has a file
+//! of its own under `src/server/`, in the order a request meets them: `setup.rs`
+//! (binding, limits), `accept.rs` (accepting and shedding load), `proxied.rs` (who the
+//! client is behind a trusted proxy), `io.rs` (a connection's turn: reading, handing each
+//! request to the chat, writing, hanging up), `effects.rs` (the one place the chat's
+//! effects meet the sockets), `budget.rs` (what one pass may do for any one cause),
+//! `timers.rs` (deadlines), `shutdown.rs`, `handle.rs` (running a server from other
+//! threads), `redis.rs` (with `--redis`: the connections to Redis), `admin.rs` (the admin
+//! listener and what it answers; its connections are ordinary ones, flagged
+//! `Flags::ADMIN`) and `heartbeat.rs` (with `--workers`: answering the supervisor's pings).
 
 mod accept;
 mod admin;
