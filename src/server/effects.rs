@@ -27,8 +27,8 @@ impl Server {
         // loop's metrics: from the first of them to the `Delivered` that ends it.
         let mut fanout_began: Option<Instant> = None;
         while !self.chat.effects.is_empty() {
-            let effects = std::mem::take(&mut self.chat.effects);
-            for effect in effects {
+            let mut effects = std::mem::take(&mut self.chat.effects);
+            for effect in effects.drain(..) {
                 match effect {
                     Effect::Answer {
                         to,
@@ -80,6 +80,11 @@ impl Server {
                         self.metrics.broadcast_done(&room, delivered, took, at_ms);
                     }
                 }
+            }
+            // The queue's allocation goes back to the chat (unless the effects just carried
+            // out queued more), so an input costs no allocation for its effects.
+            if self.chat.effects.is_empty() {
+                self.chat.effects = effects;
             }
         }
     }
