@@ -156,6 +156,66 @@ fn a_post_to_a_big_room_ends_its_posters_turn() {
     drop(streams.drain(..));
 }
 
+/// Regression: deliveries no turn caused (here a presence sweep's leave, fired by the
+/// wheel, reaching more than a turn's worth of streams) were charged to the next
+/// connection to get a turn, which then had one request answered instead of a turn's
+/// worth. (With `--redis`, every announced post did the same to whoever came next.)
+#[test]
+fn deliveries_outside_a_turn_are_not_charged_to_the_next_one() {
+    let _alone = alone();
+    let config = Config {
+        max_conns_per_client: 0,
+        poll_timeout: Duration::from_millis(200),
+        presence_grace: Duration::from_millis(100),
+        ..test_config()
+    };
+    let mut server = Server::bind(config).unwrap();
+    let addr = server.local_addr();
+    let listeners = DELIVERIES_PER_TURN as usize + 50;
+    let mut streams: Vec<_> = (0..listeners)
+        .map(|_| {
+            let mut stream = Client::connect(addr);
+            stream.get("/rooms/big/events");
+            stream
+        })
+        .collect();
+    step_until(&mut server, "the streams", |s| {
+        count(s, |s| &s.streams) == listeners as u64
+    });
+    // A name joins, then its client goes: the sweep announces its leave to every stream.
+    let mut namer = Client::connect(addr);
+    namer.send(b"GET /rooms/big/messages?name=ann HTTP/1.1\r\n\r\n");
+    step_until(&mut server, "the named poll", |s| {
+        count(s, |s| &s.pending_polls) == 1
+    });
+    drop(namer);
+    step_until(&mut server, "the leave, through the sweep", |_| {
+        drain_now(&mut streams[0].stream).contains("event: leave")
+    });
+    let mut client = Client::connect(addr);
+    let burst: String = (0..3 * REQUESTS_PER_TURN)
+        .map(|_| "GET /rooms/r/presence HTTP/1.1\r\n\r\n")
+        .collect();
+    client.send(burst.as_bytes());
+    let mut per_pass = Vec::new();
+    let mut before = count(&server, |s| &s.requests);
+    let wanted = before + 3 * REQUESTS_PER_TURN as u64;
+    step_until(&mut server, "every answer", |server| {
+        let now = count(server, |s| &s.requests);
+        if now > before {
+            per_pass.push(now - before);
+        }
+        before = now;
+        now == wanted
+    });
+    assert_eq!(
+        per_pass,
+        vec![REQUESTS_PER_TURN as u64; 3],
+        "requests answered per pass: a turn's worth each time"
+    );
+    drop(streams.drain(..));
+}
+
 /// Regression: names expiring together were all announced in one pass (60,000 leave
 /// events written to every stream froze the loop for 18-20 s).
 #[test]
