@@ -262,8 +262,9 @@ impl Chat {
         &mut self.clients
     }
 
-    /// Deliveries made since the last call: what the requests of the connection whose
-    /// turn it is cost everyone else.
+    /// Deliveries made since the last call, whatever caused them. The shell calls it as a
+    /// turn begins (to drop what no turn caused) and after each request of the turn, so
+    /// that it learns what that connection's requests cost everyone else.
     pub fn take_deliveries(&mut self) -> u64 {
         std::mem::take(&mut self.deliveries)
     }

@@ -238,6 +238,9 @@ impl Server {
         let mut used = 0;
         let mut answered = 0;
         let mut delivered = 0;
+        // Deliveries that no turn caused (a sweep, a Redis announcement, requests resumed
+        // after a load) are counted too; they are not this connection's to pay for.
+        self.chat.take_deliveries();
         let out_of_budget = loop {
             if answered == REQUESTS_PER_TURN || delivered >= DELIVERIES_PER_TURN {
                 break used < input.len();
