@@ -1,4 +1,4 @@
-//! The chat: rooms by name, created on first use up to a cap, past which a vacant room
+//! Rooms by name ([`Rooms`]), created on first use up to a cap, past which a vacant room
 //! gives its place to a new one, or else the idle room unused longest. Knows no sockets.
 
 use crate::recency::Recency;
@@ -51,7 +51,7 @@ impl Default for NoPlacesHeld {
 }
 
 /// The closures a [`Places`] is made of, as `room_id` takes them.
-type Asked<'a, H, S, K> = &'a Places<H, S, K>;
+type PlacesRef<'a, H, S, K> = &'a Places<H, S, K>;
 
 /// The name `/chat` answers to.
 pub const LOBBY: &str = "lobby";
@@ -211,7 +211,7 @@ impl Rooms {
     /// there), and the idle room unused longest gives way instead.
     fn find_vacant(
         &mut self,
-        places: Asked<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
+        places: PlacesRef<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
         now_ms: u64,
     ) -> Option<u32> {
         if now_ms < self.no_search_until_ms {
@@ -241,7 +241,7 @@ impl Rooms {
     /// use now, so it moves to the new end: the next call does not walk past it again.
     fn least_recently_used(
         &mut self,
-        places: Asked<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
+        places: PlacesRef<impl Fn(u32) -> bool, impl Fn(u32) -> bool, impl Fn(u32) -> (u32, u32)>,
         now_ms: u64,
     ) -> Option<u32> {
         if now_ms < self.no_room_until_ms {

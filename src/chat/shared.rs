@@ -394,7 +394,7 @@ impl Chat {
                 self.answer(conn, bytes, false);
             }
             (Then::Load(at) | Then::CatchUp(at), _) if !self.still_here(&at) => {}
-            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(now, &at, snapshot),
+            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(&at, snapshot),
             (Then::Load(RoomAt { id: room, .. }), _) => {
                 self.copy(room).sync = Sync::Unloaded;
                 let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
@@ -412,7 +412,7 @@ impl Chat {
                     for message in &snapshot.messages {
                         self.take(now, room, message, true);
                     }
-                    self.caught_up(now, room, at.read);
+                    self.caught_up(room, at.read);
                     self.catch_up_if_behind(room);
                 }
             }
@@ -435,7 +435,7 @@ impl Chat {
 
     /// A room's copy is loaded: everything Redis has, then whatever was announced while
     /// the load was on its way, then the requests that waited for it.
-    fn on_loaded(&mut self, now: Now, at: &RoomAt, snapshot: Snapshot) {
+    fn on_loaded(&mut self, at: &RoomAt, snapshot: Snapshot) {
         let room = at.id;
         self.learn_epoch(snapshot.epoch);
         let (epoch, limits) = (self.rooms.epoch, self.rooms.history);
@@ -459,7 +459,7 @@ impl Chat {
         let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
         for waiting in deferred {
             let caught_up = waiting.after_read <= at.read;
-            self.go_on(now, waiting, caught_up);
+            self.go_on(waiting, caught_up);
         }
         self.catch_up_if_behind(room);
     }
@@ -467,9 +467,9 @@ impl Chat {
     /// A read of the room, numbered `read`, is back and its messages are in the copy: the
     /// requests that waited for it go on, and a position still ahead of the copy now is
     /// one Redis never issued.
-    fn caught_up(&mut self, now: Now, room: u32, read: u64) {
+    fn caught_up(&mut self, room: u32, read: u64) {
         for waiting in self.waiting_for_read(room, read) {
-            self.go_on(now, waiting, true);
+            self.go_on(waiting, true);
         }
     }
 
@@ -489,7 +489,7 @@ impl Chat {
 
     /// A request that waited for Redis goes in line to be handled again, now that its room
     /// is ready (`Chat::resume`).
-    fn go_on(&mut self, _now: Now, waiting: Deferred, caught_up: bool) {
+    fn go_on(&mut self, waiting: Deferred, caught_up: bool) {
         self.shared().resuming.push_back((waiting, caught_up));
     }
 
