@@ -159,7 +159,7 @@ pub struct Conn<S = TcpStream> {
 }
 
 /// Yes-or-no facts about a connection, one bit each, so that they cost two bytes between
-/// them rather than one each: tens of thousands of connections sit parked, and ten bools
+/// them rather than one each: tens of thousands of connections sit parked, and nine bools
 /// would grow every one of them by 16 bytes (two bytes of flags fit in padding the record
 /// has anyway: see `connection_record_stays_small`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -188,15 +188,11 @@ impl Flags {
     /// With `--proxy-protocol`, from a trusted peer: a PROXY header is due before the
     /// first request, and nothing is parsed as HTTP until it is in.
     pub const PROXY_HEADER_DUE: Flags = Flags(1 << 7);
-    /// With `--redis`: the request waited while its room's copy read Redis past the
-    /// position it names, so a position still ahead of the copy is one Redis never issued
-    /// (refused, not waited for again). Set only while the request is handled again.
-    pub const CAUGHT_UP: Flags = Flags(1 << 8);
     /// Accepted on the admin listener (`--admin-addr`): its requests go to the admin
     /// routes, never to the chat, and it counts against the admin port's cap alone, not
     /// `--max-conns`. Everything else about it (reading, writing, timers, closing,
     /// reaping) is every connection's.
-    pub const ADMIN: Flags = Flags(1 << 9);
+    pub const ADMIN: Flags = Flags(1 << 8);
 
     /// Whether `flag` is set.
     pub fn has(self, flag: Flags) -> bool {
