@@ -115,8 +115,9 @@ pub fn for_connection(response: Response, close: bool, http10: bool) -> Response
         }
         Response::Pieces(mut pieces) => {
             // Multi-piece answers start with a head of their own.
-            if let Some(Piece::Owned(head)) = pieces.front_mut() {
-                insert_header_line(head, line);
+            match pieces.front_mut() {
+                Some(Piece::Owned(head)) => insert_header_line(head, line),
+                _ => debug_assert!(false, "a multi-piece answer without a head of its own"),
             }
             Response::Pieces(pieces)
         }

@@ -179,7 +179,8 @@ impl Chat {
     /// one event batch. At most [`NAMES_SWEPT_PER_PASS`] names per sweep: 60,000 names
     /// expiring together once froze the loop for 18 s writing leave events; now the rest
     /// wait for the next sweep, one tick later. Nothing at all happens while nobody uses
-    /// names.
+    /// names; while someone does, finding the rooms with names is a walk of every room
+    /// (O(`--max-rooms`), a flag test each: 1,000 by default) once a second.
     pub(super) fn sweep_presence(&mut self, now: Now) {
         let mut budget = NAMES_SWEPT_PER_PASS;
         let mut still_named = false;

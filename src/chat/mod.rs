@@ -42,5 +42,5 @@ mod tests;
 pub use effect::{Effect, Now, Sweep};
 pub use fanout::NAMES_SWEPT_PER_PASS;
 pub use pending::{Command, Then, REPLY_WAIT};
-pub use rooms::{NoPlacesHeld, Opened, Places, Rooms, TooManyRooms, LOBBY};
+pub use rooms::LOBBY;
 pub use state::Chat;

@@ -86,6 +86,10 @@ impl Chat {
         });
     }
 
+    /// Redis is up (again): every room copied here reads what it missed, and the rooms
+    /// requests wait on are loaded. O(rooms here), one small command each, once per
+    /// (re)connection: with the default `--max-rooms` of 1,000 a few milliseconds; Redis
+    /// answers them in order and the replies are taken `FRAMES_PER_PASS` a pass.
     fn on_redis_up(&mut self) {
         self.shared().up = true;
         let lobby = self.rooms.lobby();
@@ -103,6 +107,9 @@ impl Chat {
         self.schedule_presence_sweep();
     }
 
+    /// Redis is gone: copies being read stay as they were, and every request that waited
+    /// for a room is told to come back (503), all at once: O(requests waiting), each one
+    /// small answer, once per outage, and bounded by the connections held.
     fn on_redis_down(&mut self) {
         self.shared().up = false;
         for room in self.rooms.room_ids() {
@@ -273,7 +280,9 @@ impl Chat {
     }
 
     /// The presence sweep's part with Redis: renew every name held here (so it stays while
-    /// this node lives) and announce the names whose time is up everywhere.
+    /// this node lives) and announce the names whose time is up everywhere. Once a second
+    /// while anyone is named: O(rooms here) to find the named ones, one command per named
+    /// room (its names in it), like the local sweep's walk in `fanout.rs`.
     pub(super) fn sweep_shared_presence(&mut self, now: Now) -> bool {
         if self.shared.is_none() {
             return false;
@@ -313,22 +322,34 @@ impl Chat {
 
     // ----- keeping the copies true --------------------------------------------------------
 
+    /// Reads room `room`'s copy from Redis whole, names present included.
     fn load(&mut self, room: u32) {
+        self.copy(room).sync = Sync::Loading;
+        self.read_history(room, 1, true);
+    }
+
+    /// Sends a read of room `room`'s history from `first_seq` on: a load (`whole`, with the
+    /// names present and a sweep of expired ones) or a catch-up. Each read is numbered
+    /// (`Shared::reads_sent`), so a request waits for a read sent after it came.
+    fn read_history(&mut self, room: u32, first_seq: u64, whole: bool) {
         let name = self.rooms.room(room).name.clone();
         let new_epoch = self.random.next_u64() as u32;
         let shared = self.shared();
         shared.reads_sent += 1;
-        let then = Then::Load(RoomAt {
+        let at = RoomAt {
             id: room,
             name: name.clone(),
             read: shared.reads_sent,
-        });
-        self.copy(room).sync = Sync::Loading;
+        };
+        let (then, sweep_limit) = match whole {
+            true => (Then::Load(at), NAMES_SWEPT_PER_PASS),
+            false => (Then::CatchUp(at), 0),
+        };
         self.effects.push(Effect::Redis(Command::History {
             room: name,
-            first_seq: 1,
-            with_names: true,
-            sweep_limit: NAMES_SWEPT_PER_PASS,
+            first_seq,
+            with_names: whole,
+            sweep_limit,
             new_epoch,
             then,
         }));
@@ -345,30 +366,15 @@ impl Chat {
         }
     }
 
+    /// Reads what room `room`'s loaded copy missed, unless a read is on its way already.
     fn catch_up(&mut self, room: u32) {
         if self.copy(room).sync != Sync::Loaded || !self.redis_up() {
             return; // loading, or already catching up: that read includes what is missing
         }
         self.copy(room).sync = Sync::CatchingUp;
-        let copy = self.rooms.room(room);
-        let (name, first_seq) = (copy.name.clone(), copy.last_seq() + 1);
-        let new_epoch = self.random.next_u64() as u32;
-        let shared = self.shared();
-        shared.reads_sent += 1;
-        let then = Then::CatchUp(RoomAt {
-            id: room,
-            name: name.clone(),
-            read: shared.reads_sent,
-        });
         stats::add(&self.stats.redis_catch_ups, 1);
-        self.effects.push(Effect::Redis(Command::History {
-            room: name,
-            first_seq,
-            with_names: false,
-            sweep_limit: 0,
-            new_epoch,
-            then,
-        }));
+        let first_seq = self.rooms.room(room).last_seq() + 1;
+        self.read_history(room, first_seq, false);
     }
 
     fn on_reply(&mut self, now: Now, then: Then, answer: Result<Answer, String>) {
@@ -523,7 +529,9 @@ impl Chat {
 
     /// Redis's epoch, learned or checked. A different one means Redis lost its data: every
     /// room starts again (clients waiting in it, and clients resuming with old positions,
-    /// are told of the gap) and reads what Redis has now. Returns false in that case.
+    /// are told of the gap) and reads what Redis has now. Returns false in that case. That
+    /// is O(rooms here) answers and commands in one go, once per loss of Redis's data,
+    /// which is rare and must reach every waiting client before anything of the new epoch.
     fn learn_epoch(&mut self, epoch: u32) -> bool {
         if !self.shared().epoch_known {
             self.shared().epoch_known = true;

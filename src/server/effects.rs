@@ -22,6 +22,11 @@ impl Server {
     /// may lead to another input, such as a stream dropped as too slow leaving its list:
     /// those effects join the queue and are carried out in the same call, never by
     /// calling back into this one).
+    ///
+    /// What must stay true: the chat queues `Effect::Park` or `Effect::Stream` in the same
+    /// call that puts the connection in a list, before anything that could make the shell
+    /// take another waiter out of that list (`Chat::left()` moves the last waiter into
+    /// the hole, and that connection must already know its place to be told the new one).
     pub(super) fn carry_out(&mut self) {
         // A broadcast's effects (one per kind of waiter) are timed together, for the
         // loop's metrics: from the first of them to the `Delivered` that ends it.
@@ -127,8 +132,12 @@ impl Server {
             let Some(key) = self.live(poll) else {
                 continue;
             };
-            // The chat took it out of its list: nothing to leave.
-            debug_assert!(matches!(self.conns[key].state(), State::Parked(_)));
+            // The chat took it out of its list: nothing to leave. One that is not parked
+            // would be a bug; skip it rather than overwrite an answer on its way.
+            if !matches!(self.conns[key].state(), State::Parked(_)) {
+                debug_assert!(false, "#{key} answered while not parked");
+                continue;
+            }
             self.respond(key, Response::Shared(Rc::clone(response)), false);
         }
     }
