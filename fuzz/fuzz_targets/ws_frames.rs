@@ -8,6 +8,8 @@
 //! Input layout: the first byte says how many split points follow (up to 15); each split
 //! point is one byte, a chunk length. The next two bytes pick the message cap (0 to 65535
 //! bytes), so the fuzzer explores tiny caps too. The rest is what the client sent.
+//! `ws-seeds/` holds a few such inputs (no split points, a 256-byte cap, valid frames):
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run ws_frames corpus/ws_frames ws-seeds`.
 
 #![no_main]
 

@@ -86,7 +86,8 @@ impl Assembler {
     /// The most bytes a connection ever needs to buffer before [`Assembler::read()`]
     /// decides: [`Step::Partial`] is only ever returned below this.
     pub fn input_bytes_cap(&self) -> usize {
-        MAX_HEADER_BYTES + self.max_message_bytes.max(MAX_CONTROL_PAYLOAD_BYTES)
+        // Saturating: a cap of usize::MAX means "no cap", never a wrapped, tiny one.
+        MAX_HEADER_BYTES.saturating_add(self.max_message_bytes.max(MAX_CONTROL_PAYLOAD_BYTES))
     }
 
     /// Whether a fragmented message is under way (for the transport's own bookkeeping).

@@ -399,3 +399,11 @@ fn unmasked_client_frames_are_refused() {
     // Even its first two bytes are enough to say so.
     assert_eq!(run(1 << 10, &[FIN | 1, 100]), closed(vec![], 1002));
 }
+
+/// A cap of `usize::MAX` ("no cap") neither overflows nor refuses what it should take.
+#[test]
+fn a_cap_of_usize_max_does_not_overflow() {
+    assert_eq!(Assembler::new(usize::MAX).input_bytes_cap(), usize::MAX);
+    let input = [frame(1, b"ab"), frame(FIN, b"c")].concat();
+    assert_eq!(run(usize::MAX, &input), clean(vec![text("abc")]));
+}
