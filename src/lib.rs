@@ -37,6 +37,7 @@
 //! - [`routes`] — a parsed request → an action (reply, park, post, stream, …).
 //! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
 //!   bodies, validated by one set of rules.
+//! - [`ws`] — WebSocket (RFC 6455) bytes ↔ frames ↔ messages, handshake key; no socket.
 //! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame.
 //! - [`recency`] — which room was unused longest, to give way at the cap.
 //! - [`room`] — one room: its message history (shared, never copied), positions.
@@ -92,6 +93,7 @@ pub mod sys;
 pub mod timer;
 pub mod token;
 pub mod waitlist;
+pub mod ws;
 
 pub use config::Config;
 pub use server::handle::{spawn, Running, ServerHandle};
