@@ -77,13 +77,14 @@ impl Chat {
         self.answer(conn, bytes, close);
     }
 
-    /// `asked` waits for Redis.
-    fn wait_for_redis(&mut self, asked: Asked) {
-        self.shared().awaiting.insert(asked.conn);
+    /// `asked` waits for Redis: the wait's number.
+    fn wait_for_redis(&mut self, asked: Asked) -> u64 {
+        let wait = self.shared().begin_wait(asked.conn);
         self.effects.push(Effect::Await {
             to: asked.conn,
             close: asked.close,
         });
+        wait
     }
 
     fn on_redis_up(&mut self) {
@@ -121,7 +122,7 @@ impl Chat {
             .flat_map(|(_, d)| d)
             .collect();
         for waiting in deferred {
-            if self.shared().awaiting.remove(&waiting.asked.conn) {
+            if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
                 self.redis_unavailable(waiting.asked.conn, false);
             }
         }
@@ -155,11 +156,12 @@ impl Chat {
         if ahead && !self.may_read_for(now, asked) {
             return None;
         }
-        self.wait_for_redis(asked);
+        let wait = self.wait_for_redis(asked);
         let after_read = self.shared().reads_sent + 1;
         let waiting = Deferred {
             asked,
             action,
+            wait,
             after_read,
         };
         self.shared()
@@ -226,6 +228,7 @@ impl Chat {
             return false;
         }
         self.copy(room).posted_here = true;
+        let wait = self.wait_for_redis(asked);
         let command = Command::Post {
             room: self.rooms.room(room).name.clone(),
             from: from.to_owned(),
@@ -239,10 +242,10 @@ impl Chat {
             new_epoch: self.random.next_u64() as u32,
             then: Then::Post {
                 conn: asked.conn,
+                wait,
                 classic,
             },
         };
-        self.wait_for_redis(asked);
         self.effects.push(Effect::Redis(command));
         true
     }
@@ -373,8 +376,15 @@ impl Chat {
 
     fn on_reply(&mut self, now: Now, then: Then, answer: Result<Answer, String>) {
         match (then, answer) {
-            (Then::Post { conn, classic }, answer) => {
-                if !self.shared().awaiting.remove(&conn) {
+            (
+                Then::Post {
+                    conn,
+                    wait,
+                    classic,
+                },
+                answer,
+            ) => {
+                if !self.shared().end_wait(conn, wait) {
                     return; // answered 503 already (Redis was slow), or gone
                 }
                 let posted = match answer {
@@ -399,7 +409,7 @@ impl Chat {
                 self.copy(room).sync = Sync::Unloaded;
                 let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
                 for waiting in deferred {
-                    if self.shared().awaiting.remove(&waiting.asked.conn) {
+                    if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
                         self.redis_unavailable(waiting.asked.conn, false);
                     }
                 }
@@ -419,7 +429,7 @@ impl Chat {
             (Then::CatchUp(at), _) => {
                 self.copy(at.id).sync = Sync::Loaded;
                 for waiting in self.waiting_for_read(at.id, at.read) {
-                    if self.shared().awaiting.remove(&waiting.asked.conn) {
+                    if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
                         self.redis_unavailable(waiting.asked.conn, false);
                     }
                 }
@@ -505,8 +515,13 @@ impl Chat {
             let Some((waiting, caught_up)) = shared.resuming.pop_front() else {
                 return false;
             };
-            let Deferred { asked, action, .. } = waiting;
-            if !shared.awaiting.remove(&asked.conn) {
+            let Deferred {
+                asked,
+                action,
+                wait,
+                ..
+            } = waiting;
+            if !shared.end_wait(asked.conn, wait) {
                 continue; // answered already (Redis was slow), or gone
             }
             self.effects.push(Effect::CarryOn { to: asked.conn });

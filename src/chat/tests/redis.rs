@@ -38,13 +38,13 @@ fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
         .iter()
         .any(|e| matches!(e, Effect::Await { to, .. } if *to == conn));
     assert!(waits, "{effects:?}");
-    let Some(Command::Post {
-        then: Then::Post { .. },
+    let Command::Post {
+        then: then @ Then::Post { .. },
         client_id,
         ..
-    }) = command(&effects)
+    } = take_command(effects)
     else {
-        panic!("a post for Redis: {effects:?}");
+        panic!("a post for Redis");
     };
     assert_eq!(client_id.as_deref(), Some("c1"));
     let stored = Stored {
@@ -52,26 +52,21 @@ fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
         seq: 4,
         duplicate: false,
     };
-    let reply = |conn| {
-        Incoming::Reply(
-            Then::Post {
-                conn,
-                classic: false,
-            },
-            Ok(Answer::Posted(stored)),
-        )
-    };
-    bench.chat.redis(bench.now, reply(conn));
+    let reply = |then| Incoming::Reply(then, Ok(Answer::Posted(stored)));
+    bench.chat.redis(bench.now, reply(then));
     let answer = answer_to(conn, &bench.chat.effects).unwrap();
     assert_eq!(body(&answer)["id"], "0000abcd-4");
     // A post Redis answers too late was told to come back already; nobody hears twice.
     bench.chat.effects.clear();
     let slow = bench.conn();
-    bench.ask(slow, post("r", "ann", "slow", None));
+    let slow_post = take_command(bench.ask(slow, post("r", "ann", "slow", None)));
+    let Command::Post { then, .. } = slow_post else {
+        panic!("a post for Redis");
+    };
     bench.chat.redis_wait_over(slow);
     assert_eq!(status(&answer_to(slow, &bench.chat.effects).unwrap()), 503);
     bench.chat.effects.clear();
-    bench.chat.redis(bench.now, reply(slow));
+    bench.chat.redis(bench.now, reply(then));
     assert!(bench.chat.effects.is_empty(), "{:?}", bench.chat.effects);
 }
 
@@ -177,15 +172,12 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
         duplicate: false,
     };
     let other = bench.conn();
-    bench.ask(other, post(LOBBY, "ann", "x", None));
+    let Command::Post { then, .. } = take_command(bench.ask(other, post(LOBBY, "ann", "x", None)))
+    else {
+        panic!("a post for Redis");
+    };
     bench.chat.effects.clear();
-    let reply = Incoming::Reply(
-        Then::Post {
-            conn: other,
-            classic: false,
-        },
-        Ok(Answer::Posted(stored)),
-    );
+    let reply = Incoming::Reply(then, Ok(Answer::Posted(stored)));
     bench.chat.redis(bench.now, reply);
     let gap = body(&answer_to(conn, &bench.chat.effects).expect("told at once"));
     assert_eq!(gap["gap"], true);
@@ -232,4 +224,108 @@ fn requests_released_by_a_load_are_handled_a_budget_at_a_time() {
         3,
         "in the order they came"
     );
+}
+
+/// The command for Redis among `effects`, taken out of them.
+fn take_command(effects: Vec<Effect>) -> Command {
+    effects
+        .into_iter()
+        .find_map(|effect| match effect {
+            Effect::Redis(command) => Some(command),
+            _ => None,
+        })
+        .expect("a command for Redis")
+}
+
+/// A room's load, answered with one stored message `text`.
+fn loaded_with(then: Then, text: &str) -> Incoming<Then> {
+    let snapshot = Snapshot {
+        epoch: 7,
+        seq: 1,
+        messages: vec![Message {
+            seq: 1,
+            time_ms: 1,
+            from: "ann".into(),
+            text: text.into(),
+        }],
+        names: vec![],
+    };
+    Incoming::Reply(then, Ok(Answer::Snapshot(snapshot)))
+}
+
+#[test]
+fn a_read_told_to_come_back_never_answers_the_next_request_on_its_connection() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let Command::History { then: load_a, .. } =
+        take_command(bench.ask(conn, poll("a", None, None)))
+    else {
+        panic!("a load of room a");
+    };
+    // Redis was slow: the poll of room a is told to come back, and the same keep-alive
+    // connection asks for room b, which waits for its own load.
+    bench.chat.redis_wait_over(conn);
+    assert_eq!(status(&answer_to(conn, &bench.chat.effects).unwrap()), 503);
+    bench.chat.effects.clear();
+    let Command::History { then: load_b, .. } =
+        take_command(bench.ask(conn, poll("b", None, None)))
+    else {
+        panic!("a load of room b");
+    };
+    // Room a's load comes back late: nobody asks for room a any more.
+    bench
+        .chat
+        .redis(bench.now, loaded_with(load_a, "only in a"));
+    while bench.chat.resume(bench.now, 8) {}
+    let effects = std::mem::take(&mut bench.chat.effects);
+    assert!(
+        answer_to(conn, &effects).is_none() && parked(&effects).is_none(),
+        "room a's answer went to a request for room b: {effects:?}"
+    );
+    bench
+        .chat
+        .redis(bench.now, loaded_with(load_b, "only in b"));
+    while bench.chat.resume(bench.now, 8) {}
+    let effects = std::mem::take(&mut bench.chat.effects);
+    let answer = body(&answer_to(conn, &effects).expect("room b's answer"));
+    assert_eq!(answer["messages"][0]["text"], "only in b");
+}
+
+#[test]
+fn a_post_told_to_come_back_never_answers_the_next_post_on_its_connection() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let Command::Post { then: first, .. } =
+        take_command(bench.ask(conn, post("r", "ann", "one", None)))
+    else {
+        panic!("a post for Redis");
+    };
+    bench.chat.redis_wait_over(conn);
+    bench.chat.effects.clear();
+    let Command::Post { then: second, .. } =
+        take_command(bench.ask(conn, post("r", "ann", "two", None)))
+    else {
+        panic!("a post for Redis");
+    };
+    let stored = |seq| {
+        Ok(Answer::Posted(Stored {
+            epoch: 0xabcd,
+            seq,
+            duplicate: false,
+        }))
+    };
+    // The first post's late reply is for an answer already given (503).
+    bench
+        .chat
+        .redis(bench.now, Incoming::Reply(first, stored(1)));
+    let effects = std::mem::take(&mut bench.chat.effects);
+    assert!(
+        answer_to(conn, &effects).is_none(),
+        "the second post was answered with the first one's id: {effects:?}"
+    );
+    bench
+        .chat
+        .redis(bench.now, Incoming::Reply(second, stored(2)));
+    let answer = answer_to(conn, &bench.chat.effects).expect("the second post's answer");
+    assert_eq!(body(&answer)["id"], "0000abcd-2");
 }
