@@ -206,7 +206,7 @@ pub(super) struct Shared {
     /// place starts a fresh copy).
     pub(super) copies: Vec<Copy>,
     /// Requests whose room is ready now, each with whether its copy read Redis for it
-    /// (`Asked::caught_up`), handled a pass's worth at a time (`Chat::resume`): one load
+    /// (`Asked::caught_up`), handled a pass's worth at a time (`Chat::resume_next`): one load
     /// can release every request that waited on a room, thousands of them.
     pub(super) resuming: VecDeque<(Deferred, bool)>,
 }

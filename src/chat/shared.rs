@@ -498,40 +498,44 @@ impl Chat {
     }
 
     /// A request that waited for Redis goes in line to be handled again, now that its room
-    /// is ready (`Chat::resume`).
+    /// is ready (`Chat::resume_next`).
     fn go_on(&mut self, _now: Now, waiting: Deferred, caught_up: bool) {
         self.shared().resuming.push_back((waiting, caught_up));
     }
 
-    /// Handles again at most `at_most` of the requests whose room became ready, in the
-    /// order they came; returns whether more are in line (the shell calls again next
-    /// pass, without sleeping). Each costs what its request costs when first made: an
-    /// answer from the copy, or a wait in the room's list.
-    pub fn resume(&mut self, now: Now, at_most: usize) -> bool {
-        for _ in 0..at_most {
-            let Some(shared) = self.shared.as_mut() else {
-                return false;
-            };
-            let Some((waiting, caught_up)) = shared.resuming.pop_front() else {
-                return false;
-            };
-            let Deferred {
-                asked,
-                action,
-                wait,
-                ..
-            } = waiting;
-            if !shared.end_wait(asked.conn, wait) {
-                continue; // answered already (Redis was slow), or gone
-            }
+    /// Handles again the first of the requests whose room became ready, in the order they
+    /// came (one that was answered meanwhile, or whose connection is gone, is dropped
+    /// instead); returns whether more are in line (the shell calls again, at most
+    /// `REQUESTS_RESUMED_PER_PASS` times a pass). It costs what the request cost when
+    /// first made: an answer from the copy, or a wait in the room's list.
+    ///
+    /// One request per call, because its effects must be carried out before the next
+    /// request is handled, as for any input: a `Park` or `Stream` names a place in a
+    /// room's list that holds only until the list changes. Handling a batch first let a
+    /// stream of the batch leave (its client gone, its write failing) while a later one
+    /// had joined but not started, so that one was moved without knowing where to.
+    pub fn resume_next(&mut self, now: Now) -> bool {
+        let Some(shared) = self.shared.as_mut() else {
+            return false;
+        };
+        let Some((waiting, caught_up)) = shared.resuming.pop_front() else {
+            return false;
+        };
+        let Deferred {
+            asked,
+            action,
+            wait,
+            ..
+        } = waiting;
+        if shared.end_wait(asked.conn, wait) {
             self.effects.push(Effect::CarryOn { to: asked.conn });
             let asked = Asked { caught_up, ..asked };
             self.handle(now, asked, action);
-        }
+        } // else answered already (Redis was slow), or gone
         self.is_resuming()
     }
 
-    /// Whether requests are in line to be handled again (`Chat::resume`).
+    /// Whether requests are in line to be handled again (`Chat::resume_next`).
     pub fn is_resuming(&self) -> bool {
         self.shared.as_ref().is_some_and(|s| !s.resuming.is_empty())
     }

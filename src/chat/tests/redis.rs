@@ -105,7 +105,7 @@ fn with_redis_a_read_waits_for_its_room_to_load_then_goes_on() {
     );
     assert!(bench.chat.is_resuming(), "in line to be handled again");
     bench.chat.effects.clear();
-    assert!(!bench.chat.resume(bench.now, 8), "nothing more in line");
+    assert!(!bench.chat.resume_next(bench.now), "nothing more in line");
     let effects = std::mem::take(&mut bench.chat.effects);
     assert!(matches!(effects[0], Effect::CarryOn { to } if to == conn));
     let answer = body(&answer_to(conn, &effects).expect("answered from the copy"));
@@ -186,7 +186,7 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
 }
 
 #[test]
-fn requests_released_by_a_load_are_handled_a_budget_at_a_time() {
+fn requests_released_by_a_load_are_handled_one_at_a_time_in_the_order_they_came() {
     let mut bench = shared();
     let waiting: Vec<Waiter> = (0..5).map(|_| bench.conn()).collect();
     let mut load = None;
@@ -210,20 +210,26 @@ fn requests_released_by_a_load_are_handled_a_budget_at_a_time() {
         Incoming::Reply(load, Ok(Answer::Snapshot(snapshot))),
     );
     bench.chat.effects.clear();
-    let parked = |effects: &[Effect]| {
-        effects
+    // Each call handles one, whose effects the shell carries out before the next call.
+    let mut parked = Vec::new();
+    for left in (0..5).rev() {
+        assert_eq!(
+            bench.chat.resume_next(bench.now),
+            left > 0,
+            "{left} in line"
+        );
+        let effects = std::mem::take(&mut bench.chat.effects);
+        let to: Vec<Waiter> = effects
             .iter()
-            .filter(|e| matches!(e, Effect::Park { .. }))
-            .count()
-    };
-    assert!(bench.chat.resume(bench.now, 2), "three still in line");
-    assert_eq!(parked(&std::mem::take(&mut bench.chat.effects)), 2);
-    assert!(!bench.chat.resume(bench.now, 8));
-    assert_eq!(
-        parked(&std::mem::take(&mut bench.chat.effects)),
-        3,
-        "in the order they came"
-    );
+            .filter_map(|e| match e {
+                Effect::Park { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to.len(), 1, "one request per call: {effects:?}");
+        parked.extend(to);
+    }
+    assert_eq!(parked, waiting, "in the order they came");
 }
 
 /// The command for Redis among `effects`, taken out of them.
@@ -276,7 +282,7 @@ fn a_read_told_to_come_back_never_answers_the_next_request_on_its_connection() {
     bench
         .chat
         .redis(bench.now, loaded_with(load_a, "only in a"));
-    while bench.chat.resume(bench.now, 8) {}
+    while bench.chat.resume_next(bench.now) {}
     let effects = std::mem::take(&mut bench.chat.effects);
     assert!(
         answer_to(conn, &effects).is_none() && parked(&effects).is_none(),
@@ -285,7 +291,7 @@ fn a_read_told_to_come_back_never_answers_the_next_request_on_its_connection() {
     bench
         .chat
         .redis(bench.now, loaded_with(load_b, "only in b"));
-    while bench.chat.resume(bench.now, 8) {}
+    while bench.chat.resume_next(bench.now) {}
     let effects = std::mem::take(&mut bench.chat.effects);
     let answer = body(&answer_to(conn, &effects).expect("room b's answer"));
     assert_eq!(answer["messages"][0]["text"], "only in b");
