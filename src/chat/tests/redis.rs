@@ -335,3 +335,76 @@ fn a_post_told_to_come_back_never_answers_the_next_post_on_its_connection() {
     let answer = answer_to(conn, &bench.chat.effects).expect("the second post's answer");
     assert_eq!(body(&answer)["id"], "0000abcd-2");
 }
+
+/// Regression: a stream whose token ran out is ended by the first message it may not
+/// have, and stays in its room's list until the shell carries the end out. A catch-up
+/// that brought several messages in one reply found it expired at each of them: it was
+/// told to end, and counted in `/stats` `streams_expired`, once per message.
+#[test]
+fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages() {
+    let mut bench = Bench::new(Config {
+        redis: Some(crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()),
+        token_secret: Some(Arc::new(crate::token::Secret::from_bytes(
+            b"0123456789abcdef0123456789abcdef",
+        ))),
+        ..Config::default()
+    });
+    bench.chat.redis(bench.now, Incoming::Up);
+    bench.chat.effects.clear();
+    let conn = bench.conn();
+    let stream = Action::Stream {
+        room: "r".into(),
+        since: None,
+        name: None,
+        expires: Some(bench.now.unix_ms / 1000 + 10),
+    };
+    let Command::History { then: load, .. } = take_command(bench.ask(conn, stream)) else {
+        panic!("a load of room r");
+    };
+    let empty = Snapshot {
+        epoch: 7,
+        seq: 0,
+        messages: vec![],
+        names: vec![],
+    };
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(load, Ok(Answer::Snapshot(empty))),
+    );
+    while bench.chat.resume_next(bench.now) {}
+    bench.chat.effects.clear();
+    bench.later(11_000 + crate::token::LEEWAY_SECS * 1000);
+    // Message 3 announced before 1 and 2: the copy reads what it missed, all three at once.
+    let message = |seq| Message {
+        seq,
+        time_ms: 1,
+        from: "bob".into(),
+        text: format!("m{seq}"),
+    };
+    let news = Incoming::News {
+        room: "r".into(),
+        news: News::Message {
+            epoch: 7,
+            message: message(3),
+        },
+    };
+    bench.chat.redis(bench.now, news);
+    let effects = std::mem::take(&mut bench.chat.effects);
+    let Command::History { then: catch_up, .. } = take_command(effects) else {
+        panic!("a catch-up of room r");
+    };
+    let missed = Snapshot {
+        epoch: 7,
+        seq: 3,
+        messages: (1..=3).map(message).collect(),
+        names: vec![],
+    };
+    let reply = Incoming::Reply(catch_up, Ok(Answer::Snapshot(missed)));
+    bench.chat.redis(bench.now, reply);
+    let ended = (bench.chat.effects.iter())
+        .filter(|e| matches!(e, Effect::EndStream { to, .. } if *to == conn))
+        .count();
+    assert_eq!(ended, 1, "{:?}", bench.chat.effects);
+    let stats = &bench.chat.stats;
+    assert_eq!(crate::stats::get(&stats.streams_expired), 1);
+}
