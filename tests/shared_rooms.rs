@@ -455,3 +455,46 @@ fn one_address_cannot_take_every_room_with_redis() {
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert_eq!(post(&node, "a", "from=ann&text=again").status, 201);
 }
+
+/// Regression: the requests one load releases are handled a budget at a time, and their
+/// effects were carried out only after the whole batch had been decided. A stream in the
+/// batch whose client had gone (its replay's second page failing to write) left the
+/// room's list at once, and the last stream in the list, which the batch had joined but
+/// not started yet, was moved into its place without knowing it: the node's loop panicked
+/// then (debug), or when that stream left (`swap_remove` past the end, release), or took
+/// another stream out of the list so that it heard nothing more.
+#[test]
+fn a_stream_gone_while_its_room_loads_leaves_the_others_in_the_batch_listening() {
+    let redis = RedisServer::start(&[]);
+    let a = start(without_client_limits(node_config(&redis)));
+    wait_connected(&a);
+    // Three pages of history (`PAGE_MESSAGES` is 64) that node b has never read.
+    for i in 0..150 {
+        let reply = post(&a, "r", &format!("from=ann&text=old{i}"));
+        assert_eq!(reply.status, 201);
+    }
+    let b = node(&redis);
+    wait_connected(&b);
+    redis.pause();
+    let mut gone = Client::connect(b.addr);
+    gone.get("/rooms/r/events?since=0");
+    std::thread::sleep(Duration::from_millis(50));
+    drop(gone);
+    let mut stays = Client::connect(b.addr);
+    stays.get("/rooms/r/events");
+    // Both wait for the room's load (each at most `REPLY_WAIT`, a second).
+    std::thread::sleep(Duration::from_millis(200));
+    redis.resume();
+    assert_eq!(stays.read_stream_head().status, 200);
+    post(&a, "r", "from=ann&text=fresh");
+    stays.read_until("fresh");
+    drop(stays);
+    wait_until(Duration::from_secs(10), "both streams to be gone", || {
+        counter(&b, |s| &s.streams) == 0
+    });
+    let mut third = Client::connect(b.addr);
+    third.get("/rooms/r/events");
+    assert_eq!(third.read_stream_head().status, 200);
+    post(&a, "r", "from=ann&text=later");
+    third.read_until("later");
+}

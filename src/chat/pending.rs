@@ -7,7 +7,7 @@ use super::asked::Asked;
 use crate::backplane::Trim;
 use crate::routes::Action;
 use crate::waitlist::Waiter;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 /// How long a request waits for Redis before it is told to come back: "posts answer 503
@@ -21,6 +21,8 @@ pub enum Then {
     Post {
         /// The poster.
         conn: Waiter,
+        /// Which of the poster's waits this is (`Shared::awaiting`).
+        wait: u64,
         /// The classic `POST /chat`, answered `{"ok":"posted"}`.
         classic: bool,
     },
@@ -120,6 +122,8 @@ impl RoomAt {
 pub(super) struct Deferred {
     pub asked: Asked,
     pub action: Action,
+    /// Which of its connection's waits this is (`Shared::awaiting`).
+    pub wait: u64,
     /// The number the first read of its room sent after it came has (or will have): that
     /// read holds everything Redis issued before, so once it is back, a position still
     /// ahead of the copy was never issued. A catch-up waiter goes on when that read is
@@ -186,10 +190,15 @@ pub(super) struct Shared {
     pub(super) epoch_known: bool,
     /// Requests waiting for their room's copy, by room id.
     pub(super) deferred: HashMap<u32, Vec<Deferred>>,
-    /// Every connection waiting for Redis (a post's reply, or a room's copy): one the shell
-    /// answered meanwhile (Redis was slow) or lost is taken out, so a late reply finds
-    /// nobody to answer.
-    pub(super) awaiting: HashSet<Waiter>,
+    /// Every connection waiting for Redis (a post's reply, or a room's copy), with the
+    /// number of its wait: one the shell answered meanwhile (Redis was slow) or lost is
+    /// taken out, so a late reply finds nobody to answer. The number, because a keep-alive
+    /// connection told to come back may ask again and wait again: a late reply for its
+    /// first request must not answer its second (a poll of one room answered with
+    /// another room's messages, a post with another post's id).
+    pub(super) awaiting: HashMap<Waiter, u64>,
+    /// Waits begun so far: each wait's number.
+    pub(super) waits: u64,
     /// Reads of a room's history sent so far: each read is numbered, so that a request
     /// waits for a read sent after it came, not one already on its way.
     pub(super) reads_sent: u64,
@@ -197,7 +206,7 @@ pub(super) struct Shared {
     /// place starts a fresh copy).
     pub(super) copies: Vec<Copy>,
     /// Requests whose room is ready now, each with whether its copy read Redis for it
-    /// (`Asked::caught_up`), handled a pass's worth at a time (`Chat::resume`): one load
+    /// (`Asked::caught_up`), handled a pass's worth at a time (`Chat::resume_next`): one load
     /// can release every request that waited on a room, thousands of them.
     pub(super) resuming: VecDeque<(Deferred, bool)>,
 }
@@ -230,5 +239,21 @@ impl Shared {
     /// `conn` no longer waits (answered by the shell, or gone).
     pub(super) fn forget(&mut self, conn: Waiter) {
         self.awaiting.remove(&conn);
+    }
+
+    /// `conn` begins to wait: the wait's number.
+    pub(super) fn begin_wait(&mut self, conn: Waiter) -> u64 {
+        self.waits += 1;
+        self.awaiting.insert(conn, self.waits);
+        self.waits
+    }
+
+    /// Whether `conn` still waits in wait number `wait`; if so, it waits no more.
+    pub(super) fn end_wait(&mut self, conn: Waiter, wait: u64) -> bool {
+        let current = self.awaiting.get(&conn) == Some(&wait);
+        if current {
+            self.awaiting.remove(&conn);
+        }
+        current
     }
 }

@@ -480,6 +480,7 @@ impl Chat {
             let holder = StreamHolder {
                 name: name.clone(),
                 expires_ms,
+                ended: false,
             };
             self.holders.insert(asked.conn.key, holder);
         }

@@ -77,13 +77,14 @@ impl Chat {
         self.answer(conn, bytes, close);
     }
 
-    /// `asked` waits for Redis.
-    fn wait_for_redis(&mut self, asked: Asked) {
-        self.shared().awaiting.insert(asked.conn);
+    /// `asked` waits for Redis: the wait's number.
+    fn wait_for_redis(&mut self, asked: Asked) -> u64 {
+        let wait = self.shared().begin_wait(asked.conn);
         self.effects.push(Effect::Await {
             to: asked.conn,
             close: asked.close,
         });
+        wait
     }
 
     /// Redis is up (again): every room copied here reads what it missed, and the rooms
@@ -128,7 +129,7 @@ impl Chat {
             .flat_map(|(_, d)| d)
             .collect();
         for waiting in deferred {
-            if self.shared().awaiting.remove(&waiting.asked.conn) {
+            if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
                 self.redis_unavailable(waiting.asked.conn, false);
             }
         }
@@ -162,11 +163,12 @@ impl Chat {
         if ahead && !self.may_read_for(now, asked) {
             return None;
         }
-        self.wait_for_redis(asked);
+        let wait = self.wait_for_redis(asked);
         let after_read = self.shared().reads_sent + 1;
         let waiting = Deferred {
             asked,
             action,
+            wait,
             after_read,
         };
         self.shared()
@@ -233,6 +235,7 @@ impl Chat {
             return false;
         }
         self.copy(room).posted_here = true;
+        let wait = self.wait_for_redis(asked);
         let command = Command::Post {
             room: self.rooms.room(room).name.clone(),
             from: from.to_owned(),
@@ -246,10 +249,10 @@ impl Chat {
             new_epoch: self.random.next_u64() as u32,
             then: Then::Post {
                 conn: asked.conn,
+                wait,
                 classic,
             },
         };
-        self.wait_for_redis(asked);
         self.effects.push(Effect::Redis(command));
         true
     }
@@ -379,8 +382,15 @@ impl Chat {
 
     fn on_reply(&mut self, now: Now, then: Then, answer: Result<Answer, String>) {
         match (then, answer) {
-            (Then::Post { conn, classic }, answer) => {
-                if !self.shared().awaiting.remove(&conn) {
+            (
+                Then::Post {
+                    conn,
+                    wait,
+                    classic,
+                },
+                answer,
+            ) => {
+                if !self.shared().end_wait(conn, wait) {
                     return; // answered 503 already (Redis was slow), or gone
                 }
                 let posted = match answer {
@@ -405,7 +415,7 @@ impl Chat {
                 self.copy(room).sync = Sync::Unloaded;
                 let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
                 for waiting in deferred {
-                    if self.shared().awaiting.remove(&waiting.asked.conn) {
+                    if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
                         self.redis_unavailable(waiting.asked.conn, false);
                     }
                 }
@@ -425,7 +435,7 @@ impl Chat {
             (Then::CatchUp(at), _) => {
                 self.copy(at.id).sync = Sync::Loaded;
                 for waiting in self.waiting_for_read(at.id, at.read) {
-                    if self.shared().awaiting.remove(&waiting.asked.conn) {
+                    if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
                         self.redis_unavailable(waiting.asked.conn, false);
                     }
                 }
@@ -494,35 +504,44 @@ impl Chat {
     }
 
     /// A request that waited for Redis goes in line to be handled again, now that its room
-    /// is ready (`Chat::resume`).
+    /// is ready (`Chat::resume_next`).
     fn go_on(&mut self, waiting: Deferred, caught_up: bool) {
         self.shared().resuming.push_back((waiting, caught_up));
     }
 
-    /// Handles again at most `at_most` of the requests whose room became ready, in the
-    /// order they came; returns whether more are in line (the shell calls again next
-    /// pass, without sleeping). Each costs what its request costs when first made: an
-    /// answer from the copy, or a wait in the room's list.
-    pub fn resume(&mut self, now: Now, at_most: usize) -> bool {
-        for _ in 0..at_most {
-            let Some(shared) = self.shared.as_mut() else {
-                return false;
-            };
-            let Some((waiting, caught_up)) = shared.resuming.pop_front() else {
-                return false;
-            };
-            let Deferred { asked, action, .. } = waiting;
-            if !shared.awaiting.remove(&asked.conn) {
-                continue; // answered already (Redis was slow), or gone
-            }
+    /// Handles again the first of the requests whose room became ready, in the order they
+    /// came (one that was answered meanwhile, or whose connection is gone, is dropped
+    /// instead); returns whether more are in line (the shell calls again, at most
+    /// `REQUESTS_RESUMED_PER_PASS` times a pass). It costs what the request cost when
+    /// first made: an answer from the copy, or a wait in the room's list.
+    ///
+    /// One request per call, because its effects must be carried out before the next
+    /// request is handled, as for any input: a `Park` or `Stream` names a place in a
+    /// room's list that holds only until the list changes. Handling a batch first let a
+    /// stream of the batch leave (its client gone, its write failing) while a later one
+    /// had joined but not started, so that one was moved without knowing where to.
+    pub fn resume_next(&mut self, now: Now) -> bool {
+        let Some(shared) = self.shared.as_mut() else {
+            return false;
+        };
+        let Some((waiting, caught_up)) = shared.resuming.pop_front() else {
+            return false;
+        };
+        let Deferred {
+            asked,
+            action,
+            wait,
+            ..
+        } = waiting;
+        if shared.end_wait(asked.conn, wait) {
             self.effects.push(Effect::CarryOn { to: asked.conn });
             let asked = Asked { caught_up, ..asked };
             self.handle(now, asked, action);
-        }
+        } // else answered already (Redis was slow), or gone
         self.is_resuming()
     }
 
-    /// Whether requests are in line to be handled again (`Chat::resume`).
+    /// Whether requests are in line to be handled again (`Chat::resume_next`).
     pub fn is_resuming(&self) -> bool {
         self.shared.as_ref().is_some_and(|s| !s.resuming.is_empty())
     }

@@ -31,6 +31,10 @@ pub(super) struct StreamHolder {
     pub name: Option<String>,
     /// When the token it was opened with runs out, in the loop's milliseconds.
     pub expires_ms: Option<u64>,
+    /// Told to end (its token ran out): it stays in its room's list until the shell has
+    /// carried the end out, and a later message of the same input (a catch-up brings
+    /// several) must not end it, or count it, again.
+    pub ended: bool,
 }
 
 /// The chat's whole state, and the queue of what it asks the shell to do.
@@ -307,6 +311,10 @@ impl Chat {
     /// The token a stream was opened with has run out: tell its page, which fetches a new
     /// token and reconnects, and close. Until then it heard everything it was entitled to.
     pub(super) fn expire_stream(&mut self, conn: Waiter) {
+        match self.holders.get_mut(&conn.key) {
+            Some(holder) if !holder.ended => holder.ended = true,
+            _ => return, // ended already
+        }
         stats::add(&self.stats.streams_expired, 1);
         log::debug!("#{} stream's token expired; closing", conn.key);
         self.effects.push(Effect::EndStream {

@@ -94,9 +94,16 @@ impl Server {
         if !self.chat.is_resuming() {
             return;
         }
-        let now = self.now();
-        self.chat.resume(now, REQUESTS_RESUMED_PER_PASS);
-        self.carry_out();
+        // One request at a time, each one's effects carried out before the next is handled
+        // (see `Chat::resume_next`).
+        for _ in 0..REQUESTS_RESUMED_PER_PASS {
+            let now = self.now();
+            let more = self.chat.resume_next(now);
+            self.carry_out();
+            if !more {
+                return;
+            }
+        }
     }
 
     /// Hands what came from Redis to the chat, one item at a time, carrying out each

@@ -77,6 +77,23 @@ impl RedisServer {
         }
     }
 
+    /// Stops it where it stands (SIGSTOP to its PID): connections stay open, nothing is
+    /// answered until [`resume`](Self::resume). A Redis that is slow for a moment.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets it go on after [`pause`](Self::pause) (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("redis-server running").id() as i32;
+        // SAFETY: kill(2) on the PID of the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
     /// Starts it again on the same port with the same directory (and so, with
     /// `--appendonly yes`, the same data).
     pub fn restart(&mut self) {

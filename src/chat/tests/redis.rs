@@ -38,13 +38,13 @@ fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
         .iter()
         .any(|e| matches!(e, Effect::Await { to, .. } if *to == conn));
     assert!(waits, "{effects:?}");
-    let Some(Command::Post {
-        then: Then::Post { .. },
+    let Command::Post {
+        then: then @ Then::Post { .. },
         client_id,
         ..
-    }) = command(&effects)
+    } = take_command(effects)
     else {
-        panic!("a post for Redis: {effects:?}");
+        panic!("a post for Redis");
     };
     assert_eq!(client_id.as_deref(), Some("c1"));
     let stored = Stored {
@@ -52,26 +52,21 @@ fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
         seq: 4,
         duplicate: false,
     };
-    let reply = |conn| {
-        Incoming::Reply(
-            Then::Post {
-                conn,
-                classic: false,
-            },
-            Ok(Answer::Posted(stored)),
-        )
-    };
-    bench.chat.redis(bench.now, reply(conn));
+    let reply = |then| Incoming::Reply(then, Ok(Answer::Posted(stored)));
+    bench.chat.redis(bench.now, reply(then));
     let answer = answer_to(conn, &bench.chat.effects).unwrap();
     assert_eq!(body(&answer)["id"], "0000abcd-4");
     // A post Redis answers too late was told to come back already; nobody hears twice.
     bench.chat.effects.clear();
     let slow = bench.conn();
-    bench.ask(slow, post("r", "ann", "slow", None));
+    let slow_post = take_command(bench.ask(slow, post("r", "ann", "slow", None)));
+    let Command::Post { then, .. } = slow_post else {
+        panic!("a post for Redis");
+    };
     bench.chat.redis_wait_over(slow);
     assert_eq!(status(&answer_to(slow, &bench.chat.effects).unwrap()), 503);
     bench.chat.effects.clear();
-    bench.chat.redis(bench.now, reply(slow));
+    bench.chat.redis(bench.now, reply(then));
     assert!(bench.chat.effects.is_empty(), "{:?}", bench.chat.effects);
 }
 
@@ -110,7 +105,7 @@ fn with_redis_a_read_waits_for_its_room_to_load_then_goes_on() {
     );
     assert!(bench.chat.is_resuming(), "in line to be handled again");
     bench.chat.effects.clear();
-    assert!(!bench.chat.resume(bench.now, 8), "nothing more in line");
+    assert!(!bench.chat.resume_next(bench.now), "nothing more in line");
     let effects = std::mem::take(&mut bench.chat.effects);
     assert!(matches!(effects[0], Effect::CarryOn { to } if to == conn));
     let answer = body(&answer_to(conn, &effects).expect("answered from the copy"));
@@ -177,15 +172,12 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
         duplicate: false,
     };
     let other = bench.conn();
-    bench.ask(other, post(LOBBY, "ann", "x", None));
+    let Command::Post { then, .. } = take_command(bench.ask(other, post(LOBBY, "ann", "x", None)))
+    else {
+        panic!("a post for Redis");
+    };
     bench.chat.effects.clear();
-    let reply = Incoming::Reply(
-        Then::Post {
-            conn: other,
-            classic: false,
-        },
-        Ok(Answer::Posted(stored)),
-    );
+    let reply = Incoming::Reply(then, Ok(Answer::Posted(stored)));
     bench.chat.redis(bench.now, reply);
     let gap = body(&answer_to(conn, &bench.chat.effects).expect("told at once"));
     assert_eq!(gap["gap"], true);
@@ -194,7 +186,7 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
 }
 
 #[test]
-fn requests_released_by_a_load_are_handled_a_budget_at_a_time() {
+fn requests_released_by_a_load_are_handled_one_at_a_time_in_the_order_they_came() {
     let mut bench = shared();
     let waiting: Vec<Waiter> = (0..5).map(|_| bench.conn()).collect();
     let mut load = None;
@@ -218,18 +210,201 @@ fn requests_released_by_a_load_are_handled_a_budget_at_a_time() {
         Incoming::Reply(load, Ok(Answer::Snapshot(snapshot))),
     );
     bench.chat.effects.clear();
-    let parked = |effects: &[Effect]| {
-        effects
+    // Each call handles one, whose effects the shell carries out before the next call.
+    let mut parked = Vec::new();
+    for left in (0..5).rev() {
+        assert_eq!(
+            bench.chat.resume_next(bench.now),
+            left > 0,
+            "{left} in line"
+        );
+        let effects = std::mem::take(&mut bench.chat.effects);
+        let to: Vec<Waiter> = effects
             .iter()
-            .filter(|e| matches!(e, Effect::Park { .. }))
-            .count()
+            .filter_map(|e| match e {
+                Effect::Park { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to.len(), 1, "one request per call: {effects:?}");
+        parked.extend(to);
+    }
+    assert_eq!(parked, waiting, "in the order they came");
+}
+
+/// The command for Redis among `effects`, taken out of them.
+fn take_command(effects: Vec<Effect>) -> Command {
+    effects
+        .into_iter()
+        .find_map(|effect| match effect {
+            Effect::Redis(command) => Some(command),
+            _ => None,
+        })
+        .expect("a command for Redis")
+}
+
+/// A room's load, answered with one stored message `text`.
+fn loaded_with(then: Then, text: &str) -> Incoming<Then> {
+    let snapshot = Snapshot {
+        epoch: 7,
+        seq: 1,
+        messages: vec![Message {
+            seq: 1,
+            time_ms: 1,
+            from: "ann".into(),
+            text: text.into(),
+        }],
+        names: vec![],
     };
-    assert!(bench.chat.resume(bench.now, 2), "three still in line");
-    assert_eq!(parked(&std::mem::take(&mut bench.chat.effects)), 2);
-    assert!(!bench.chat.resume(bench.now, 8));
-    assert_eq!(
-        parked(&std::mem::take(&mut bench.chat.effects)),
-        3,
-        "in the order they came"
+    Incoming::Reply(then, Ok(Answer::Snapshot(snapshot)))
+}
+
+#[test]
+fn a_read_told_to_come_back_never_answers_the_next_request_on_its_connection() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let Command::History { then: load_a, .. } =
+        take_command(bench.ask(conn, poll("a", None, None)))
+    else {
+        panic!("a load of room a");
+    };
+    // Redis was slow: the poll of room a is told to come back, and the same keep-alive
+    // connection asks for room b, which waits for its own load.
+    bench.chat.redis_wait_over(conn);
+    assert_eq!(status(&answer_to(conn, &bench.chat.effects).unwrap()), 503);
+    bench.chat.effects.clear();
+    let Command::History { then: load_b, .. } =
+        take_command(bench.ask(conn, poll("b", None, None)))
+    else {
+        panic!("a load of room b");
+    };
+    // Room a's load comes back late: nobody asks for room a any more.
+    bench
+        .chat
+        .redis(bench.now, loaded_with(load_a, "only in a"));
+    while bench.chat.resume_next(bench.now) {}
+    let effects = std::mem::take(&mut bench.chat.effects);
+    assert!(
+        answer_to(conn, &effects).is_none() && parked(&effects).is_none(),
+        "room a's answer went to a request for room b: {effects:?}"
     );
+    bench
+        .chat
+        .redis(bench.now, loaded_with(load_b, "only in b"));
+    while bench.chat.resume_next(bench.now) {}
+    let effects = std::mem::take(&mut bench.chat.effects);
+    let answer = body(&answer_to(conn, &effects).expect("room b's answer"));
+    assert_eq!(answer["messages"][0]["text"], "only in b");
+}
+
+#[test]
+fn a_post_told_to_come_back_never_answers_the_next_post_on_its_connection() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let Command::Post { then: first, .. } =
+        take_command(bench.ask(conn, post("r", "ann", "one", None)))
+    else {
+        panic!("a post for Redis");
+    };
+    bench.chat.redis_wait_over(conn);
+    bench.chat.effects.clear();
+    let Command::Post { then: second, .. } =
+        take_command(bench.ask(conn, post("r", "ann", "two", None)))
+    else {
+        panic!("a post for Redis");
+    };
+    let stored = |seq| {
+        Ok(Answer::Posted(Stored {
+            epoch: 0xabcd,
+            seq,
+            duplicate: false,
+        }))
+    };
+    // The first post's late reply is for an answer already given (503).
+    bench
+        .chat
+        .redis(bench.now, Incoming::Reply(first, stored(1)));
+    let effects = std::mem::take(&mut bench.chat.effects);
+    assert!(
+        answer_to(conn, &effects).is_none(),
+        "the second post was answered with the first one's id: {effects:?}"
+    );
+    bench
+        .chat
+        .redis(bench.now, Incoming::Reply(second, stored(2)));
+    let answer = answer_to(conn, &bench.chat.effects).expect("the second post's answer");
+    assert_eq!(body(&answer)["id"], "0000abcd-2");
+}
+
+/// Regression: a stream whose token ran out is ended by the first message it may not
+/// have, and stays in its room's list until the shell carries the end out. A catch-up
+/// that brought several messages in one reply found it expired at each of them: it was
+/// told to end, and counted in `/stats` `streams_expired`, once per message.
+#[test]
+fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages() {
+    let mut bench = Bench::new(Config {
+        redis: Some(crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()),
+        token_secret: Some(Arc::new(crate::token::Secret::from_bytes(
+            b"0123456789abcdef0123456789abcdef",
+        ))),
+        ..Config::default()
+    });
+    bench.chat.redis(bench.now, Incoming::Up);
+    bench.chat.effects.clear();
+    let conn = bench.conn();
+    let stream = Action::Stream {
+        room: "r".into(),
+        since: None,
+        name: None,
+        expires: Some(bench.now.unix_ms / 1000 + 10),
+    };
+    let Command::History { then: load, .. } = take_command(bench.ask(conn, stream)) else {
+        panic!("a load of room r");
+    };
+    let empty = Snapshot {
+        epoch: 7,
+        seq: 0,
+        messages: vec![],
+        names: vec![],
+    };
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(load, Ok(Answer::Snapshot(empty))),
+    );
+    while bench.chat.resume_next(bench.now) {}
+    bench.chat.effects.clear();
+    bench.later(11_000 + crate::token::LEEWAY_SECS * 1000);
+    // Message 3 announced before 1 and 2: the copy reads what it missed, all three at once.
+    let message = |seq| Message {
+        seq,
+        time_ms: 1,
+        from: "bob".into(),
+        text: format!("m{seq}"),
+    };
+    let news = Incoming::News {
+        room: "r".into(),
+        news: News::Message {
+            epoch: 7,
+            message: message(3),
+        },
+    };
+    bench.chat.redis(bench.now, news);
+    let effects = std::mem::take(&mut bench.chat.effects);
+    let Command::History { then: catch_up, .. } = take_command(effects) else {
+        panic!("a catch-up of room r");
+    };
+    let missed = Snapshot {
+        epoch: 7,
+        seq: 3,
+        messages: (1..=3).map(message).collect(),
+        names: vec![],
+    };
+    let reply = Incoming::Reply(catch_up, Ok(Answer::Snapshot(missed)));
+    bench.chat.redis(bench.now, reply);
+    let ended = (bench.chat.effects.iter())
+        .filter(|e| matches!(e, Effect::EndStream { to, .. } if *to == conn))
+        .count();
+    assert_eq!(ended, 1, "{:?}", bench.chat.effects);
+    let stats = &bench.chat.stats;
+    assert_eq!(crate::stats::get(&stats.streams_expired), 1);
 }
