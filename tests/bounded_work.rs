@@ -108,6 +108,23 @@ fn one_turn_answers_at_most_a_turns_worth_of_pipelined_requests() {
     }
 }
 
+/// `n` event streams open in `room`, each on its own connection, every one of them
+/// streaming when this returns.
+fn open_streams(server: &mut Server, room: &str, n: usize) -> Vec<Client> {
+    let addr = server.local_addr();
+    let streams = (0..n)
+        .map(|_| {
+            let mut stream = Client::connect(addr);
+            stream.get(&format!("/rooms/{room}/events"));
+            stream
+        })
+        .collect();
+    step_until(server, "the streams", |s| {
+        count(s, |s| &s.streams) == n as u64
+    });
+    streams
+}
+
 /// A post that reaches more than a turn's worth of clients ends its poster's turn: the
 /// next pipelined post waits for the next pass, after everyone else's events.
 #[test]
@@ -121,16 +138,7 @@ fn a_post_to_a_big_room_ends_its_posters_turn() {
     let mut server = Server::bind(config).unwrap();
     let addr = server.local_addr();
     let listeners = DELIVERIES_PER_TURN as usize + 50;
-    let mut streams: Vec<_> = (0..listeners)
-        .map(|_| {
-            let mut stream = Client::connect(addr);
-            stream.get("/rooms/big/events");
-            stream
-        })
-        .collect();
-    step_until(&mut server, "the streams", |s| {
-        count(s, |s| &s.streams) == listeners as u64
-    });
+    let mut streams = open_streams(&mut server, "big", listeners);
     let mut poster = Client::connect(addr);
     let burst: String = (0..5)
         .map(|i| post_request("big", &format!("m{i}")))
@@ -172,16 +180,7 @@ fn deliveries_outside_a_turn_are_not_charged_to_the_next_one() {
     let mut server = Server::bind(config).unwrap();
     let addr = server.local_addr();
     let listeners = DELIVERIES_PER_TURN as usize + 50;
-    let mut streams: Vec<_> = (0..listeners)
-        .map(|_| {
-            let mut stream = Client::connect(addr);
-            stream.get("/rooms/big/events");
-            stream
-        })
-        .collect();
-    step_until(&mut server, "the streams", |s| {
-        count(s, |s| &s.streams) == listeners as u64
-    });
+    let mut streams = open_streams(&mut server, "big", listeners);
     // A name joins, then its client goes: the sweep announces its leave to every stream.
     let mut namer = Client::connect(addr);
     namer.send(b"GET /rooms/big/messages?name=ann HTTP/1.1\r\n\r\n");
