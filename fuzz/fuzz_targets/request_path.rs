@@ -15,28 +15,17 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../tests/common/request_path.rs"]
 mod request_path;
 
+#[path = "../split.rs"]
+mod split;
+
 fuzz_target!(|data: &[u8]| {
-    let Some((&count, rest)) = data.split_first() else {
+    let Some(input) = split::split(data) else {
         return;
     };
-    let count = (count % 16) as usize;
-    if rest.len() < count + 2 {
-        return;
-    }
-    let (lengths, rest) = rest.split_at(count);
     let limits = Limits {
-        head_bytes: 32 + rest[0] as usize * 32,
-        body_bytes: 1 + rest[1] as usize * 16,
+        head_bytes: 32 + input.params[0] as usize * 32,
+        body_bytes: 1 + input.params[1] as usize * 16,
         ..Limits::default()
     };
-    let mut payload = &rest[2..];
-    let mut chunks = Vec::new();
-    for &length in lengths {
-        let take = (length as usize).min(payload.len());
-        let (chunk, tail) = payload.split_at(take);
-        chunks.push(chunk);
-        payload = tail;
-    }
-    chunks.push(payload);
-    request_path::run(&chunks, &limits);
+    request_path::run(&input.chunks, &limits);
 });

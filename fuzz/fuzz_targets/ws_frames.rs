@@ -16,6 +16,9 @@
 use comet_chat::ws::{Assembler, Event, Step};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../split.rs"]
+mod split;
+
 /// Reads `chunks` one after another as a connection would; returns the events and the
 /// close code, if the stream was refused, or the bytes still buffered.
 fn read(cap: usize, chunks: &[&[u8]]) -> (Vec<Event>, Result<usize, u16>) {
@@ -49,24 +52,10 @@ fn read(cap: usize, chunks: &[&[u8]]) -> (Vec<Event>, Result<usize, u16>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&count, rest)) = data.split_first() else {
+    let Some(input) = split::split(data) else {
         return;
     };
-    let count = (count % 16) as usize;
-    if rest.len() < count + 2 {
-        return;
-    }
-    let (lengths, rest) = rest.split_at(count);
-    let cap = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-    let mut payload = &rest[2..];
-    let mut chunks = Vec::new();
-    for &length in lengths {
-        let take = (length as usize).min(payload.len());
-        let (chunk, tail) = payload.split_at(take);
-        chunks.push(chunk);
-        payload = tail;
-    }
-    chunks.push(payload);
-    let whole: Vec<u8> = chunks.concat();
-    assert_eq!(read(cap, &chunks), read(cap, &[&whole]));
+    let cap = usize::from(u16::from_be_bytes(input.params));
+    let whole: Vec<u8> = input.chunks.concat();
+    assert_eq!(read(cap, &input.chunks), read(cap, &[&whole]));
 });
