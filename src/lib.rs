@@ -28,8 +28,9 @@
 //!   `Effect`s out. Its files: `state` (the `Chat` and its inputs), `requests`
 //!   (each request: limits, names, room caps), `fanout` (store once, deliver to every
 //!   waiter, presence), `store` (the one place that asks whether rooms live here or in
-//!   Redis), `shared` (`--redis`: rooms as copies of Redis's), `pending` (what is on its
-//!   way to Redis), `effect`, `asked`, `rooms` (rooms by name, up to a cap).
+//!   Redis), `shared` (`--redis`: requests that wait for Redis), `copies` (rooms' copies
+//!   kept true to Redis's), `pending` (what is on its way to Redis), `effect`, `asked`,
+//!   `rooms` (rooms by name, up to a cap).
 //! - [`conn`] — one client: socket, buffers, and its state (Reading / Parked / Streaming /
 //!   Writing / Lingering / Closed), changed only by its own methods.
 //! - [`outgoing`] — the bytes owed to a client: one buffer, or shared pieces (`writev`).

@@ -19,15 +19,17 @@
 //! The files, in the order a request meets them: `state.rs` (the chat's state and its
 //! inputs), `requests.rs` (what each request does: limits, names, rooms, answers),
 //! `fanout.rs` (storing a message and everything that reaches waiting clients, presence),
-//! `shared.rs` (with `--redis`: rooms as copies of Redis's, kept true) and `pending.rs`
+//! `shared.rs` (with `--redis`: the requests that wait for Redis), `copies.rs` (keeping
+//! each room's copy true to Redis's) and `pending.rs`
 //! (what is on its way to Redis, and who waits for it), `store.rs` (the one place that
 //! asks whether rooms live here or in Redis), `rooms.rs` (rooms by name, up to a cap),
 //! `effect.rs` (what the shell is asked to do), `asked.rs` (who asked). `requests.rs`,
-//! `fanout.rs`, `shared.rs` and `store.rs` each add methods to `Chat` and so import
+//! `fanout.rs`, `shared.rs`, `copies.rs` and `store.rs` each add methods to `Chat` and so import
 //! `state.rs`, which imports none of them; no file imports `mod.rs`: the module has no
 //! import circle.
 
 mod asked;
+mod copies;
 mod effect;
 mod fanout;
 mod pending;

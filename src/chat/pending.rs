@@ -1,7 +1,7 @@
 //! What is on its way to Redis and who waits for it (`--redis`): the commands the chat
 //! asks the shell to send ([`Command`]), what each reply is for ([`Then`]), and the
 //! requests waiting for a reply or a room's copy ([`Shared`]). What the chat does with
-//! replies is in `shared.rs`.
+//! replies is in `shared.rs` and `copies.rs`.
 
 use super::asked::Asked;
 use crate::backplane::Trim;

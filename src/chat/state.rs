@@ -1,6 +1,6 @@
 //! The chat's whole state, and the inputs the shell gives it: one method per kind of
 //! input, each queuing effects. What each request does is in `requests.rs`, what reaches
-//! waiting clients in `fanout.rs`, Redis's side in `shared.rs`.
+//! waiting clients in `fanout.rs`, Redis's side in `shared.rs` and `copies.rs`.
 
 use super::asked::Asked;
 use super::effect::{Effect, Now, Sweep};
