@@ -1,4 +1,4 @@
-//! Counters the loop keeps for `/stats` (spelled in [`crate::answer::stats`]), for tests (through [`crate::ServerHandle`]) and for
+//! Counters the loop keeps for `/stats` (spelled in [`crate::answer::counters::stats`]), for tests (through [`crate::ServerHandle`]) and for
 //! the benchmark, which waits on them instead of sleeping and hoping.
 //!
 //! They are atomics only because a test or benchmark thread reads them while the loop runs;

@@ -342,7 +342,7 @@ impl Server {
         if let Action::Stats { head_only } = action {
             let (worker, redis) = (self.config.worker, self.chat.is_shared());
             let rss = sys::rss_bytes();
-            let bytes = answer::stats(&self.stats, rss, worker, redis, head_only);
+            let bytes = answer::counters::stats(&self.stats, rss, worker, redis, head_only);
             return self.respond(key, Response::Owned(bytes), close);
         }
         let conn = &self.conns[key];
