@@ -23,9 +23,9 @@ pub const TIMERS_FIRED_PER_PASS: usize = 1024;
 /// Requests that waited for their room's copy (with `--redis`) handled again per pass, at
 /// most. One load can release every request that waited on a room; each is handled as
 /// when it first came (an answer from the copy, or a wait in the room's list), about the
-/// work of one poll's timeout answer (measured above: `TIMERS_FIRED_PER_PASS`), so a pass's worth is of the same
-/// order as a pass of timeouts, and the rest follow in the next passes, after everyone
-/// else's turn. Not measured on its own.
+/// work of one poll's timeout answer (measured above, `TIMERS_FIRED_PER_PASS`), so a
+/// pass's worth is of the same order as a pass of timeouts, and the rest follow in the
+/// next passes, after everyone else's turn. Not measured on its own.
 pub const REQUESTS_RESUMED_PER_PASS: usize = 1024;
 
 /// Slots of the connection slab a shutdown goes through per pass, telling each connection
@@ -37,8 +37,8 @@ pub const REQUESTS_RESUMED_PER_PASS: usize = 1024;
 pub const SHUTDOWN_SLOTS_PER_PASS: usize = 1024;
 
 /// Clients accepted per listener per pass, at most (refused ones included). Each costs an
-/// `accept`, an `epoll_ctl` and a few small writes to the slab and the wheel (not timed
-/// on their own; the load bench's connect figures are for a whole crowd); a crowd arriving at once (a benchmark's 19,500, a reconnect storm) is
-/// taken a pass's worth at a time, so the clients already here keep their turns
-/// (nginx's `multi_accept off` takes one per event; this takes a thousand).
+/// `accept`, an `epoll_ctl` and a few small writes to the slab and the wheel (not timed on
+/// their own); a crowd arriving at once (a benchmark's 19,500, a reconnect storm) is taken
+/// a pass's worth at a time, so the clients already here keep their turns (nginx's
+/// `multi_accept off` takes one per event; this takes a thousand).
 pub const ACCEPTS_PER_PASS: usize = 1024;
