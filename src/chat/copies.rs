@@ -19,7 +19,9 @@ use crate::stats;
 impl Chat {
     /// Reads room `room`'s copy from Redis whole, names present included.
     pub(super) fn load(&mut self, room: u32) {
-        self.copy(room).sync = Sync::Loading;
+        let copy = self.copy(room);
+        copy.sync = Sync::Loading;
+        copy.while_loading = Default::default(); // what an earlier, failed load heard
         self.read_history(room, 1, true);
     }
 
@@ -158,6 +160,9 @@ impl Chat {
         }
         let copy = self.copy(room);
         copy.everyone = snapshot.names.into_iter().collect();
+        let (joined, left) = std::mem::take(&mut copy.while_loading);
+        copy.everyone.extend(joined);
+        copy.everyone.retain(|name| !left.contains(name));
         copy.sync = Sync::Loaded;
         if !copy.everyone.is_empty() {
             // Names present elsewhere: when their node stops renewing them (it died),
@@ -314,6 +319,22 @@ impl Chat {
         let copy = self.copy(room);
         if let News::Message { message, .. } = &news {
             copy.heard = copy.heard.max(message.seq);
+        }
+        if copy.sync == Sync::Loading {
+            // The load may have been read before this was announced: keep who came and
+            // went, to apply over what the load brings (`Chat::on_loaded`).
+            let (joined, left) = &mut copy.while_loading;
+            match &news {
+                News::Joined(names) => names.iter().for_each(|name| {
+                    left.remove(name);
+                    joined.insert(name.clone());
+                }),
+                News::Left(names) => names.iter().for_each(|name| {
+                    joined.remove(name);
+                    left.insert(name.clone());
+                }),
+                _ => {}
+            }
         }
         if !copy.is_ready() {
             return; // its load (or the catch-up after it) brings this

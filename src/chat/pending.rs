@@ -161,6 +161,11 @@ pub(super) struct Copy {
     pub heard: u64,
     /// A post to this room went to Redis from here, so Redis holds its messages.
     pub posted_here: bool,
+    /// While the copy loads: names announced as joined, and as left, since the load was
+    /// sent. The load may have been read before them, so they are applied over what it
+    /// brings (a name both joined and left counts as its last announcement says).
+    /// Bounded by the names the room can hold.
+    pub while_loading: (BTreeSet<String>, BTreeSet<String>),
 }
 
 impl Copy {

@@ -408,3 +408,42 @@ fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages(
     let stats = &bench.chat.stats;
     assert_eq!(crate::stats::get(&stats.streams_expired), 1);
 }
+
+/// Regression (the two-node browser test failed about one run in ten, before this
+/// issue's work too): a name announced while a room's copy was being loaded was dropped
+/// (the copy was not ready), and the load, read before the name was there, did not bring
+/// it: the node never knew that name was present until it left and came back.
+#[test]
+fn names_announced_while_a_room_loads_are_kept_after_the_load() {
+    let mut bench = shared();
+    let conn = bench.conn();
+    let effects = bench.ask(conn, poll("r", None, None));
+    let Some(Effect::Redis(Command::History { then, .. })) =
+        effects.into_iter().find(|e| matches!(e, Effect::Redis(_)))
+    else {
+        panic!("a load");
+    };
+    let news = |news| Incoming::News {
+        room: "r".into(),
+        news,
+    };
+    bench.chat.redis(
+        bench.now,
+        news(News::Joined(vec!["bob".into(), "cat".into()])),
+    );
+    bench
+        .chat
+        .redis(bench.now, news(News::Left(vec!["cat".into()])));
+    let snapshot = Snapshot {
+        epoch: 7,
+        seq: 0,
+        messages: vec![],
+        names: vec!["ann".into(), "cat".into()],
+    };
+    bench.chat.redis(
+        bench.now,
+        Incoming::Reply(then, Ok(Answer::Snapshot(snapshot))),
+    );
+    let present = body(&bench.answer(Action::Presence { room: "r".into() }));
+    assert_eq!(present["present"], serde_json::json!(["ann", "bob"]));
+}
