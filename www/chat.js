@@ -185,8 +185,8 @@
       case "position": break;
       case "status": setStatus(item.state, item.text); break;
       case "typing": startTyping(item.from); break;
-      case "join": present.add(item.name); renderPresence(); break;
-      case "leave": present.delete(item.name); renderPresence(); break;
+      case "join": present.add(item.name); noteAsked(item.name, true); renderPresence(); break;
+      case "leave": present.delete(item.name); noteAsked(item.name, false); renderPresence(); break;
       case "presence": present = new Set(item.names); renderPresence(); break;
     }
     if (item.next) position = item.next;
@@ -209,11 +209,33 @@
     return wait;
   }
 
+  // Joins and leaves heard while a presence request is out, one record per request. The
+  // answer may have been made before them (with --redis a node hears its own page's join
+  // back from Redis), so they are applied over it rather than wiped out by it.
+  var asked = [];
+  function noteAsked(name, joined) {
+    asked.forEach(function (changes) {
+      changes.set(name, joined);
+    });
+  }
+
   function refreshPresence() {
+    var changes = new Map();
+    asked.push(changes);
+    var done = function () { asked = asked.filter(function (c) { return c !== changes; }); };
     return call(api("presence"), { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (answer) { if (answer) deliver({ kind: "presence", names: answer.present }); })
-      .catch(function () {});
+      .then(function (answer) {
+        done();
+        if (!answer) return;
+        var names = new Set(answer.present);
+        changes.forEach(function (joined, name) {
+          if (joined) names.add(name);
+          else names.delete(name);
+        });
+        deliver({ kind: "presence", names: Array.from(names) });
+      })
+      .catch(done);
   }
 
   // The server refused the token (401, 403) or ended the stream it was good for: stop
