@@ -51,10 +51,13 @@ async function waitForText(page, text) {
 
 test("two pages on two nodes chat", async () => {
   assert.notEqual(nodeA.url, nodeB.url, "two servers");
+  // A page shows a message when it comes back through its own stream, its own included,
+  // so each page is waited for: the poster's node may hear Redis's announcement after the
+  // other node does.
   await send(ann, "hello from node A");
-  await waitForText(bob, "hello from node A");
+  for (const page of [ann, bob]) await waitForText(page, "hello from node A");
   await send(bob, "and back from node B");
-  await waitForText(ann, "and back from node B");
+  for (const page of [ann, bob]) await waitForText(page, "and back from node B");
   for (const page of [ann, bob]) {
     assert.deepEqual(await shownTexts(page), ["hello from node A", "and back from node B"]);
   }
