@@ -214,6 +214,9 @@ fn a_socket_resumes_from_since_or_its_first_frame() {
     assert_eq!(ahead.closed_with(), 1008);
 }
 
+/// What a test client does to break the protocol.
+type Breaks = Box<dyn Fn(&mut Ws)>;
+
 #[test]
 fn protocol_errors_close_with_their_codes() {
     let server = start(Config {
@@ -221,7 +224,7 @@ fn protocol_errors_close_with_their_codes() {
         ..test_config()
     });
     let addr = server.addr;
-    let cases: [(&str, Box<dyn Fn(&mut Ws)>, u16); 6] = [
+    let cases: [(&str, Breaks, u16); 6] = [
         (
             "unmasked",
             Box::new(|w| w.send_raw(true, 0, TEXT, b"{}", false)),
