@@ -420,7 +420,10 @@ fn over_redis_a_socket_post_is_acked_once_redis_has_it() {
     let ack = here.until("ack");
     assert_eq!(ack["status"], 201, "{ack}");
     let heard = there.until("message");
-    assert_eq!((&heard["id"], &heard["text"]), (&ack["id"], &json!("via redis")));
+    assert_eq!(
+        (&heard["id"], &heard["text"]),
+        (&ack["id"], &json!("via redis"))
+    );
     redis.pause();
     here.send_json(json!({"type":"post","text":"while paused","client_id":"r-2"}));
     let refused = here.until("ack");
@@ -430,7 +433,14 @@ fn over_redis_a_socket_post_is_acked_once_redis_has_it() {
     // The retry with its client_id is stored once.
     here.send_json(json!({"type":"post","text":"while paused","client_id":"r-2"}));
     let retried = here.until("ack");
-    assert!(matches!(retried["status"].as_u64(), Some(200 | 201)), "{retried}");
+    assert!(
+        matches!(retried["status"].as_u64(), Some(200 | 201)),
+        "{retried}"
+    );
     let texts = get(b.addr, "/rooms/r/messages?since=0").texts();
-    assert_eq!(texts.iter().filter(|t| *t == "while paused").count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| *t == "while paused").count(),
+        1,
+        "{texts:?}"
+    );
 }
