@@ -370,7 +370,7 @@ fn a_socket_that_does_not_read_is_dropped_past_the_backlog() {
         socket.connect(&addr.into()).unwrap();
         std::net::TcpStream::from(socket)
     };
-    let (slow, opened) = ws::handshake_on(slow, addr, "/rooms/r/ws?since=0", "");
+    let (slow, opened) = ws::handshake_on(slow, &addr.to_string(), "/rooms/r/ws?since=0", "");
     assert_eq!(opened.status, 101);
     let mut fast = ws::open(addr, "/rooms/r/ws?since=0");
     let text = "w".repeat(1 << 20);
