@@ -444,3 +444,29 @@ fn over_redis_a_socket_post_is_acked_once_redis_has_it() {
         "{texts:?}"
     );
 }
+
+/// A client may send frames right behind its upgrade request, in the same packet: they are
+/// the socket's first frames, acted on at once, not when the client next sends something.
+#[test]
+fn frames_sent_with_the_upgrade_are_read_at_once() {
+    let server = start(test_config());
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    let text = br#"{"type":"typing"}"#;
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 1, 2, 3, 4];
+    frame.extend(
+        text.iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    let request = format!(
+        "GET /rooms/r/ws?name=ann&since=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(&frame);
+    std::io::Write::write_all(&mut stream, &bytes).unwrap();
+    let (mut socket, opened) = ws::read_opening(stream);
+    assert_eq!(opened.status, 101);
+    assert_eq!(socket.until("ack")["status"], 202);
+}

@@ -69,6 +69,14 @@ pub fn handshake_on(mut stream: TcpStream, host: &str, path: &str, extra: &str) 
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).unwrap();
+    read_opening(stream)
+}
+
+/// The server's answer to an opening handshake already sent on `stream`.
+pub fn read_opening(stream: TcpStream) -> (Ws, Opened) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut ws = Ws {
         stream,
         buf: Vec::new(),
