@@ -19,6 +19,9 @@
 //!
 //! - [`ladder`] — one rung of N connections: open, park, idle, fan-out rounds, floor.
 //!   Start here.
+//! - [`transport`] — `--transport poll|sse|ws|all`: what each kind of client sends and
+//!   how what it reads is framed (HTTP answers, SSE events, WebSocket frames); `all`
+//!   runs the three one after another at each N, each on a fresh server, into one table.
 //! - [`single`] — post → delivery latency with one parked client.
 //! - [`workers`] — `--workers W`: W worker processes and Redis beside one process, run
 //!   through [`scale`]'s steps with a [`fleet`] of load-generator processes, against a
@@ -40,7 +43,8 @@
 //! ## Running it
 //!
 //! The default ladder (1,000 to 19,500 connections, 5 rounds each) takes under a minute
-//! on two cores; `--budget` caps the whole run. With two or more CPUs the server and the
+//! on two cores; `--transport all` (19,500 of each transport) about two; `--budget` caps
+//! the whole run. With two or more CPUs the server and the
 //! floor writer run on one and the load generator on another (see `place_processes`).
 //! Results land in `bench-results/`: `table.txt` (what is printed), `load.json`,
 //! `rss.svg` (server RSS against polls held) and `fanout.svg` (latency CDF per N).
@@ -86,6 +90,8 @@ mod single;
 mod svg;
 #[path = "load/target.rs"]
 mod target;
+#[path = "load/transport.rs"]
+mod transport;
 #[path = "load/wire.rs"]
 mod wire;
 #[path = "load/workers.rs"]
@@ -201,22 +207,26 @@ fn run(options: Options) -> Result<(), String> {
     let mut rungs = Vec::new();
     let mut notes = Vec::new();
     for &n in &ladder {
-        // A rung needs time to open, idle, fan out and run the floor; starting one that
-        // cannot finish would only produce a row of timeouts.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let needed = ladder::time_needed(&options, n);
-        if left < needed {
-            let note = format!(
-                "N={n} skipped: {:.0} s of the {} s budget left, about {:.0} s needed",
-                left.as_secs_f64(),
-                options.budget.as_secs(),
-                needed.as_secs_f64()
-            );
-            say!("{note}");
-            notes.push(note);
-            continue;
+        // The transports of one N back to back, so they share the machine's mood.
+        for &transport in &options.transports {
+            // A rung needs time to open, idle, fan out and run the floor; starting one
+            // that cannot finish would only produce a row of timeouts.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let needed = ladder::time_needed(&options, n);
+            if left < needed {
+                let note = format!(
+                    "N={n} {} skipped: {:.0} s of the {} s budget left, about {:.0} s needed",
+                    transport.name(),
+                    left.as_secs_f64(),
+                    options.budget.as_secs(),
+                    needed.as_secs_f64()
+                );
+                say!("{note}");
+                notes.push(note);
+                continue;
+            }
+            rungs.push(ladder::run_rung(&mut ctx, n, transport));
         }
-        rungs.push(ladder::run_rung(&mut ctx, n));
     }
 
     let steal_pct = host::steal_ticks()
