@@ -87,6 +87,8 @@ pub enum ListKind {
     Poll,
     /// `GET /rooms/{room}/events`.
     Stream,
+    /// `GET /rooms/{room}/ws`.
+    Socket,
 }
 
 #[cfg(test)]
