@@ -34,6 +34,9 @@ pub struct Stats {
     pub timeouts: u64,
     /// Event streams open right now (SSE).
     pub streams: u64,
+    /// WebSockets open right now (`transports.ws.open`; `None` from a server without
+    /// the transport).
+    pub websockets: Option<u64>,
     /// The server's soft open-files limit.
     pub open_files_limit: u64,
     /// Which worker answered (`--workers`); `None` from a lone process.
@@ -139,6 +142,9 @@ impl HttpConn {
             pending_polls: field("pending_polls")?,
             timeouts: field("timeouts")?,
             streams: field("streams")?,
+            websockets: json
+                .pointer("/transports/ws/open")
+                .and_then(serde_json::Value::as_u64),
             open_files_limit: field("open_files_limit")?,
             worker: json.get("worker").and_then(serde_json::Value::as_u64),
         })

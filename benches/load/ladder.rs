@@ -8,7 +8,8 @@
 //!    rate from the server's `accepted` counter.
 //! 3. **park**: polls: wait until `/stats` says `pending_polls` grew by every open
 //!    connection; streams: until every client has read its stream's head (which the
-//!    server writes once the stream is in the room), and SSE's `streams` counter agrees.
+//!    server writes once the stream is in the room), and the server's own count agrees
+//!    (`streams`, `transports.ws.open`).
 //! 4. **hold**: RSS with N waiting; then idle for `--idle` seconds and sample the server's
 //!    CPU, which should be nothing.
 //! 5. **floor**: start the kernel floor for N sockets ([`crate::floor`]), writing what
@@ -362,17 +363,20 @@ fn hold_and_fan_out(
                 rung.held
             ));
         }
-        if t == Transport::Sse {
-            let held = rung.held;
-            let deadline = ctx.phase_deadline(PARK_CAP);
-            let (stats, _, counted) =
-                target.wait_until(deadline, |s| s.streams >= base.streams + held)?;
-            if !counted {
-                rung.notes.push(format!(
-                    "the server counts {} streams, the clients {held}",
-                    stats.streams.saturating_sub(base.streams)
-                ));
-            }
+        // The server's own count should agree with the clients'.
+        let open = move |s: &Stats| match t {
+            Transport::Ws => s.websockets.unwrap_or(0),
+            _ => s.streams,
+        };
+        let (held, before) = (rung.held, open(&base));
+        let deadline = ctx.phase_deadline(PARK_CAP);
+        let (stats, _, counted) = target.wait_until(deadline, |s| open(s) >= before + held)?;
+        if !counted {
+            rung.notes.push(format!(
+                "the server counts {} {} clients, the clients {held}",
+                open(&stats).saturating_sub(before),
+                t.name()
+            ));
         }
     }
 

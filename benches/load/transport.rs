@@ -250,7 +250,7 @@ fn ws_frame(buf: &[u8]) -> Unit {
 /// floor to write the same: encoded by the server's own functions, with a position, name
 /// and time of the lengths a fresh server's first messages have.
 pub fn broadcast_bytes(transport: Transport, text: &str) -> Vec<u8> {
-    use comet_chat::{answer, position::Position, sse, ws};
+    use comet_chat::{answer, position::Position, sse, websocket};
     let id = Position {
         epoch: 0x5f3a_09c2,
         seq: 1,
@@ -260,11 +260,7 @@ pub fn broadcast_bytes(transport: Transport, text: &str) -> Vec<u8> {
     match transport {
         Transport::Poll => answer::classic_message(text).to_vec(),
         Transport::Sse => sse::message_frame(id, &json).0.into_bytes(),
-        Transport::Ws => {
-            // The spec's message frame: the SSE event's data with "type" first.
-            let typed = format!("{{\"type\":\"message\",{}", &json[1..]);
-            ws::encode(ws::Opcode::Text, typed.as_bytes())
-        }
+        Transport::Ws => websocket::message(json.as_bytes()).to_vec(),
     }
 }
 
