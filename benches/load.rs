@@ -254,7 +254,37 @@ fn run(options: Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)
+    report::write_files(&run, &table, &options.out_dir)?;
+    if options.smoke {
+        smoke_verdict(&run.rungs, run.ladder.len() * options.transports.len())?;
+    }
+    Ok(())
+}
+
+/// A smoke run is a test of the benchmark itself: every rung asked for must have run,
+/// held every client and seen no error, or the run fails.
+fn smoke_verdict(rungs: &[ladder::RungResult], expected: usize) -> Result<(), String> {
+    let mut failed: Vec<String> = rungs
+        .iter()
+        .filter(|r| r.errors.total() > 0 || r.held < r.n as u64 || r.fanout.is_none())
+        .map(|r| {
+            format!(
+                "N={} {}: {} held, {} errors",
+                r.n,
+                r.transport.name(),
+                r.held,
+                r.errors.total()
+            )
+        })
+        .collect();
+    if rungs.len() < expected {
+        failed.push(format!("{} of {expected} rungs ran", rungs.len()));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("smoke run: {}", failed.join("; ")))
+    }
 }
 
 /// Pins the load generator (and later the floor reader) to the second allowed CPU and returns (server CPU, load

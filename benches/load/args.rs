@@ -28,7 +28,8 @@ load: connection and fan-out load benchmark for comet-chat
 USAGE: cargo bench --bench load [-- OPTIONS]
 
 Without --bench (cargo test --benches) the defaults shrink to a smoke run:
-ladder 200, 2 rounds, idle 1 s, results in $TMPDIR/comet-chat-load-smoke.
+ladder 200, 2 rounds, idle 1 s, all three transports, results in
+$TMPDIR/comet-chat-load-smoke; a rung with any error then fails the run.
 
 OPTIONS:
   --ladder N,N,...        connection counts to hold      [default: 1000,5000,10000,19500;
@@ -93,6 +94,8 @@ pub struct Options {
     pub transports: Vec<Transport>,
     /// `--admin`: the started server has its admin listener on (and nobody looking).
     pub admin: bool,
+    /// A smoke run (no `--bench`): small, and a test: any rung's error fails it.
+    pub smoke: bool,
 }
 
 /// Settings of the hidden child modes: the floor's writer and reader ([`crate::floor`])
@@ -158,6 +161,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         ladder_given: false,
         admin: false,
         transports: vec![Transport::Poll],
+        smoke,
     };
     if smoke {
         options.ladder = vec![200];
@@ -166,6 +170,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         options.idle = Duration::from_secs(1);
         options.budget = Duration::from_secs(60);
         options.out_dir = std::env::temp_dir().join("comet-chat-load-smoke");
+        // Every kind of client the bench speaks, so a test run exercises them all.
+        options.transports = Transport::ALL.to_vec();
     }
     let mut addr: Option<SocketAddr> = None;
     let mut pid: Option<u32> = None;
