@@ -38,6 +38,8 @@ OPTIONS:
                           answer), sse (GET /rooms/lobby/events), ws (WebSocket,
                           GET /rooms/lobby/ws), or all: the three one after another
                           at each N, in one run and one table  [default: poll]
+                          (a server it starts has --heartbeat 600; give an attached
+                          one as long, or its pings drop the silent ws clients)
   --rounds R              fan-out rounds per rung        [default: 5]
   --single-rounds R       one-subscriber rounds          [default: 200]
   --idle SECS             idle CPU window per rung       [default: 5]
