@@ -19,6 +19,9 @@
 //!
 //! - [`ladder`] — one rung of N connections: open, park, idle, fan-out rounds, floor.
 //!   Start here.
+//! - [`transport`] — `--transport poll|sse|ws|all`: what each kind of client sends and
+//!   how what it reads is framed (HTTP answers, SSE events, WebSocket frames); `all`
+//!   runs the three one after another at each N, each on a fresh server, into one table.
 //! - [`single`] — post → delivery latency with one parked client.
 //! - [`workers`] — `--workers W`: W worker processes and Redis beside one process, run
 //!   through [`scale`]'s steps with a [`fleet`] of load-generator processes, against a
@@ -40,7 +43,8 @@
 //! ## Running it
 //!
 //! The default ladder (1,000 to 19,500 connections, 5 rounds each) takes under a minute
-//! on two cores; `--budget` caps the whole run. With two or more CPUs the server and the
+//! on two cores; `--transport all` (19,500 of each transport) about two; `--budget` caps
+//! the whole run. With two or more CPUs the server and the
 //! floor writer run on one and the load generator on another (see `place_processes`).
 //! Results land in `bench-results/`: `table.txt` (what is printed), `load.json`,
 //! `rss.svg` (server RSS against polls held) and `fanout.svg` (latency CDF per N).
@@ -86,6 +90,8 @@ mod single;
 mod svg;
 #[path = "load/target.rs"]
 mod target;
+#[path = "load/transport.rs"]
+mod transport;
 #[path = "load/wire.rs"]
 mod wire;
 #[path = "load/workers.rs"]
@@ -201,22 +207,26 @@ fn run(options: Options) -> Result<(), String> {
     let mut rungs = Vec::new();
     let mut notes = Vec::new();
     for &n in &ladder {
-        // A rung needs time to open, idle, fan out and run the floor; starting one that
-        // cannot finish would only produce a row of timeouts.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let needed = ladder::time_needed(&options, n);
-        if left < needed {
-            let note = format!(
-                "N={n} skipped: {:.0} s of the {} s budget left, about {:.0} s needed",
-                left.as_secs_f64(),
-                options.budget.as_secs(),
-                needed.as_secs_f64()
-            );
-            say!("{note}");
-            notes.push(note);
-            continue;
+        // The transports of one N back to back, so they share the machine's mood.
+        for &transport in &options.transports {
+            // A rung needs time to open, idle, fan out and run the floor; starting one
+            // that cannot finish would only produce a row of timeouts.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let needed = ladder::time_needed(&options, n);
+            if left < needed {
+                let note = format!(
+                    "N={n} {} skipped: {:.0} s of the {} s budget left, about {:.0} s needed",
+                    transport.name(),
+                    left.as_secs_f64(),
+                    options.budget.as_secs(),
+                    needed.as_secs_f64()
+                );
+                say!("{note}");
+                notes.push(note);
+                continue;
+            }
+            rungs.push(ladder::run_rung(&mut ctx, n, transport));
         }
-        rungs.push(ladder::run_rung(&mut ctx, n));
     }
 
     let steal_pct = host::steal_ticks()
@@ -244,7 +254,37 @@ fn run(options: Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)
+    report::write_files(&run, &table, &options.out_dir)?;
+    if options.smoke {
+        smoke_verdict(&run.rungs, run.ladder.len() * options.transports.len())?;
+    }
+    Ok(())
+}
+
+/// A smoke run is a test of the benchmark itself: every rung asked for must have run,
+/// held every client and seen no error, or the run fails.
+fn smoke_verdict(rungs: &[ladder::RungResult], expected: usize) -> Result<(), String> {
+    let mut failed: Vec<String> = rungs
+        .iter()
+        .filter(|r| r.errors.total() > 0 || r.held < r.n as u64 || r.fanout.is_none())
+        .map(|r| {
+            format!(
+                "N={} {}: {} held, {} errors",
+                r.n,
+                r.transport.name(),
+                r.held,
+                r.errors.total()
+            )
+        })
+        .collect();
+    if rungs.len() < expected {
+        failed.push(format!("{} of {expected} rungs ran", rungs.len()));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("smoke run: {}", failed.join("; ")))
+    }
 }
 
 /// Pins the load generator (and later the floor reader) to the second allowed CPU and returns (server CPU, load

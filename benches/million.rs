@@ -76,6 +76,9 @@ mod svg;
 #[path = "million/sysctl.rs"]
 mod sysctl;
 #[allow(dead_code)]
+#[path = "load/transport.rs"]
+mod transport;
+#[allow(dead_code)]
 #[path = "load/wire.rs"]
 mod wire;
 

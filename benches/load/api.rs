@@ -32,6 +32,11 @@ pub struct Stats {
     pub pending_polls: u64,
     /// Poll answers that timed out, since start.
     pub timeouts: u64,
+    /// Event streams open right now (SSE).
+    pub streams: u64,
+    /// WebSockets open right now (`transports.ws.open`; `None` from a server without
+    /// the transport).
+    pub websockets: Option<u64>,
     /// The server's soft open-files limit.
     pub open_files_limit: u64,
     /// Which worker answered (`--workers`); `None` from a lone process.
@@ -136,9 +141,32 @@ impl HttpConn {
             accepted: field("accepted")?,
             pending_polls: field("pending_polls")?,
             timeouts: field("timeouts")?,
+            streams: field("streams")?,
+            websockets: json
+                .pointer("/transports/ws/open")
+                .and_then(serde_json::Value::as_u64),
             open_files_limit: field("open_files_limit")?,
             worker: json.get("worker").and_then(serde_json::Value::as_u64),
         })
+    }
+
+    /// The newest position of `room`: what a stream client resumes after so that nothing
+    /// is replayed to it. Asked with a position of another epoch, which the server
+    /// answers at once (with a gap) whatever the room holds.
+    pub fn head(&mut self, room: &str) -> io::Result<String> {
+        let request =
+            format!("GET /rooms/{room}/messages?since=00000000-0 HTTP/1.1\r\nHost: bench\r\n\r\n");
+        self.send(request.as_bytes())?;
+        let (status, body) = self.read_answer()?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| io::Error::other(format!("room answer is not JSON: {e}")))?;
+        match (status, json.get("next").and_then(serde_json::Value::as_str)) {
+            (200, Some(next)) => Ok(next.to_owned()),
+            _ => Err(io::Error::other(format!(
+                "GET /rooms/{room}/messages answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ))),
+        }
     }
 
     /// Polls `/stats` until `done` holds or `deadline` passes. Returns the last counters,

@@ -2,6 +2,7 @@
 //! `cargo bench --bench load` runs with, and the hidden mode in which the benchmark's own
 //! binary becomes the floor writer (see [`crate::floor`]).
 
+use crate::transport::Transport;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,10 @@ use std::time::Duration;
 /// Connection counts run when `--ladder` is not given. The top rung is the target:
 /// a 20,000 open-files limit less [`FD_HEADROOM`].
 pub const DEFAULT_LADDER: [usize; 4] = [1_000, 5_000, 10_000, 19_500];
+
+/// The ladder of a run of more than one transport without `--ladder`: the one
+/// figure per transport, at the top rung.
+pub const SIDE_BY_SIDE_LADDER: [usize; 1] = [19_500];
 
 /// Descriptors kept free below the open-files limit in each process: listener, epoll,
 /// eventfd, the stats and poster sockets, stdio, the floor's control socket, with room to
@@ -23,10 +28,18 @@ load: connection and fan-out load benchmark for comet-chat
 USAGE: cargo bench --bench load [-- OPTIONS]
 
 Without --bench (cargo test --benches) the defaults shrink to a smoke run:
-ladder 200, 2 rounds, idle 1 s, results in $TMPDIR/comet-chat-load-smoke.
+ladder 200, 2 rounds, idle 1 s, all three transports, results in
+$TMPDIR/comet-chat-load-smoke; a rung with any error then fails the run.
 
 OPTIONS:
-  --ladder N,N,...        connection counts to hold      [default: 1000,5000,10000,19500]
+  --ladder N,N,...        connection counts to hold      [default: 1000,5000,10000,19500;
+                          19500 with --transport all]
+  --transport T           how the clients wait: poll (GET /chat, again after each
+                          answer), sse (GET /rooms/lobby/events), ws (WebSocket,
+                          GET /rooms/lobby/ws), or all: the three one after another
+                          at each N, in one run and one table  [default: poll]
+                          (a server it starts has --heartbeat 600; give an attached
+                          one as long, or its pings drop the silent ws clients)
   --rounds R              fan-out rounds per rung        [default: 5]
   --single-rounds R       one-subscriber rounds          [default: 200]
   --idle SECS             idle CPU window per rung       [default: 5]
@@ -79,8 +92,12 @@ pub struct Options {
     pub workers: usize,
     /// Whether `--ladder` was given (the workers scenario has a default of its own).
     pub ladder_given: bool,
+    /// The transports measured at each rung, in order (`--transport`; one unless `all`).
+    pub transports: Vec<Transport>,
     /// `--admin`: the started server has its admin listener on (and nobody looking).
     pub admin: bool,
+    /// A smoke run (no `--bench`): small, and a test: any rung's error fails it.
+    pub smoke: bool,
 }
 
 /// Settings of the hidden child modes: the floor's writer and reader ([`crate::floor`])
@@ -101,6 +118,8 @@ pub struct FloorArgs {
     pub message_bytes: usize,
     /// The writer exits by itself after this long, whatever its parent does.
     pub budget: Duration,
+    /// How the floor's reader waits, so what the writer writes (floor only).
+    pub transport: Transport,
 }
 
 /// What the command line asked for.
@@ -143,6 +162,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         workers: 0,
         ladder_given: false,
         admin: false,
+        transports: vec![Transport::Poll],
+        smoke,
     };
     if smoke {
         options.ladder = vec![200];
@@ -151,6 +172,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         options.idle = Duration::from_secs(1);
         options.budget = Duration::from_secs(60);
         options.out_dir = std::env::temp_dir().join("comet-chat-load-smoke");
+        // Every kind of client the bench speaks, so a test run exercises them all.
+        options.transports = Transport::ALL.to_vec();
     }
     let mut addr: Option<SocketAddr> = None;
     let mut pid: Option<u32> = None;
@@ -194,6 +217,15 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             Long("out") => options.out_dir = text(&mut parser, "--out")?.into(),
             Long("no-pin") => options.pin = false,
             Long("admin") => options.admin = true,
+            Long("transport") => {
+                let value = text(&mut parser, "--transport")?;
+                options.transports = match value.as_str() {
+                    "all" => Transport::ALL.to_vec(),
+                    one => vec![Transport::parse(one).ok_or_else(|| {
+                        format!("--transport: '{one}' is not poll, sse, ws or all")
+                    })?],
+                };
+            }
             Long("floor-writer") => floor_mode = Some("writer"),
             Long("floor-reader") => floor_mode = Some("reader"),
             Long("generator") => floor_mode = Some("generator"),
@@ -215,6 +247,10 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         return Err("--rounds and --per-source must be at least 1".into());
     }
     if let Some(mode) = floor_mode {
+        // A child is one writer or reader: one transport.
+        let [transport] = options.transports[..] else {
+            return Err("--transport: a floor child takes one transport".into());
+        };
         let floor = FloorArgs {
             count,
             port,
@@ -223,12 +259,19 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             connect_budget: Duration::from_secs(connect_secs),
             message_bytes: options.message_bytes,
             budget: options.budget,
+            transport,
         };
         return Ok(match mode {
             "writer" => Mode::FloorWriter(floor),
             "generator" => Mode::Generator(floor),
             _ => Mode::FloorReader(floor),
         });
+    }
+    if options.transports.len() > 1 && !options.ladder_given && !smoke {
+        options.ladder = SIDE_BY_SIDE_LADDER.to_vec();
+    }
+    if options.transports != [Transport::Poll] && options.workers > 0 {
+        return Err("--transport: the workers scenario measures polls only".into());
     }
     options.attach = match (addr, pid) {
         (Some(addr), Some(pid)) => Some((addr, pid)),

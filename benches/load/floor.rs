@@ -13,15 +13,17 @@
 //! ```text
 //!   bench → writer:  spawn; writer listens on 127.0.0.1:0, prints "port P"
 //!   bench → reader:  spawn with P; reader connects a control socket, then N sockets,
-//!                    each sending the GET /chat it sends the server
-//!   writer:          accepts control, then N; sends "ready" to the reader
+//!                    each sending the request it sends the server (--transport)
+//!   writer:          accepts control, then N; writes a stream's head to each (SSE, WS);
+//!                    sends "ready" to the reader; the reader reads the heads
 //!   reader → bench:  "ready <connected> <failed>"
 //!   per round:
 //!     bench → reader: "round R <ms left>"
 //!     reader → writer: "g" (time zero)
-//!     writer:          writes the answer to each socket; "<loop ns> <errors>" to reader
-//!     reader:          reads N answers, sends GET /chat on each again (as after a
-//!                      broadcast), replies "done <errors> <loop ns> <time zero>"
+//!     writer:          writes the answer (poll), event (SSE) or frame (WS) to each
+//!                      socket; "<loop ns> <errors>" to reader
+//!     reader:          reads N answers; a poll sends GET /chat on each again (as after
+//!                      a broadcast); replies "done <errors> <loop ns> <time zero>"
 //!                      (CLOCK_MONOTONIC ns), a line of latencies (ns after time zero)
 //!                      and a line with the first error
 //!   bench closes the reader's stdin; the reader closes control; the writer exits.
@@ -32,13 +34,16 @@
 //! its first segments at once (quick-ACK mode), while one that answers what it received
 //! lets the ACK wait and ride on its next request. On loopback an immediate ACK is
 //! processed in the writer's own `write` call, so without the requests the floor's loop
-//! pays for N extra ACKs the server never sees, and the floor flatters the server.
+//! pays for N extra ACKs the server never sees, and the floor flatters the server. Stream
+//! clients (SSE, WebSocket) send nothing after their first request, to the server or to
+//! the floor, so both sides see the same ACKs there too.
 
 use crate::args::FloorArgs;
 use crate::child::Child;
 use crate::dist::Dist;
 use crate::host;
 use crate::pool::{Pool, Sources};
+use crate::transport::{self, Transport};
 use crate::wire;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -113,11 +118,13 @@ pub struct PairRound {
 
 impl Floor {
     /// Starts the writer (on `writer_cpu`) and the reader (on `reader_cpu`) and connects
-    /// `n` sockets between them by `connect_deadline`; both children exit by themselves
-    /// after `run_deadline`. The reader takes `n` source addresses from `sources`.
+    /// `n` sockets between them by `connect_deadline`, read as clients of `transport`
+    /// read; both children exit by themselves after `run_deadline`. The reader takes `n`
+    /// source addresses from `sources`.
     pub fn start(
         exe: &Path,
         (writer_cpu, reader_cpu): (Option<usize>, Option<usize>),
+        transport: Transport,
         n: usize,
         message_bytes: usize,
         sources: &mut Sources,
@@ -133,6 +140,8 @@ impl Floor {
                 .arg(n.to_string())
                 .arg("--message-bytes")
                 .arg(message_bytes.to_string())
+                .arg("--transport")
+                .arg(transport.name())
                 .arg("--budget")
                 .arg(&budget)
                 .stdin(Stdio::piped())
@@ -343,6 +352,7 @@ impl FloorSet {
             floors.push(Floor::start(
                 exe,
                 (None, None),
+                Transport::Poll,
                 count,
                 message_bytes,
                 sources,
@@ -474,6 +484,13 @@ fn write_rounds(args: &FloorArgs) -> io::Result<()> {
         socket.set_nodelay(true)?;
         sockets.push(socket);
     }
+    // A stream's head goes out before any round, as the server's does.
+    let opening = transport::stream_opening(args.transport);
+    if !opening.is_empty() {
+        for socket in &mut sockets {
+            socket.write_all(&opening)?;
+        }
+    }
     control.write_all(b"ready\n")?;
     let mut go = [0u8; 1];
     for round in 0.. {
@@ -483,9 +500,11 @@ fn write_rounds(args: &FloorArgs) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        // Encoded by the server's own function, so the bytes match a broadcast exactly.
-        let answer =
-            comet_chat::answer::classic_message(&wire::message(&token(round), args.message_bytes));
+        // Encoded by the server's own functions, so the bytes match a broadcast's.
+        let answer = transport::broadcast_bytes(
+            args.transport,
+            &wire::message(&token(round), args.message_bytes),
+        );
         let mut errors = 0;
         let start = Instant::now();
         for socket in &mut sockets {
@@ -510,20 +529,25 @@ fn read_rounds(args: &FloorArgs) -> io::Result<()> {
     let mut from_writer = BufReader::new(control.try_clone()?);
     let mut to_writer = control;
     let mut sources = Sources::starting_at(args.source_start, args.per_source);
-    let (mut pool, opened) = Pool::open(
+    // The writer never reads the request; any position will do.
+    let request = args.transport.request("0");
+    let (mut pool, mut opened) = Pool::open_as(
+        args.transport,
         args.count,
         addr,
         &mut sources,
-        Some(wire::GET_CHAT),
+        &request,
         deadline,
     )?;
     if opened.failed == 0 {
-        // The writer says ready once it has accepted all N.
+        // The writer says ready once it has accepted all N (and written their heads).
         let mut ready = String::new();
         from_writer.read_line(&mut ready)?;
         if ready.trim() != "ready" {
             return Err(io::Error::other(format!("writer said {ready:?}")));
         }
+        let heads = pool.await_heads(deadline);
+        opened.failed += heads.errors();
     }
     let mut out = io::stdout().lock();
     writeln!(out, "ready {} {}", opened.open, opened.failed)?;
@@ -552,8 +576,12 @@ fn read_rounds(args: &FloorArgs) -> io::Result<()> {
         let (Some(Ok(loop_ns)), Some(Ok(write_errors))) = (report.next(), report.next()) else {
             return Err(io::Error::other("writer report is not '<ns> <errors>'"));
         };
-        // As after a broadcast: every client polls again.
-        let repoll_errors = pool.send_all(wire::GET_CHAT);
+        // As after a broadcast: every poll asks again; a stream just goes on.
+        let repoll_errors = if args.transport.repolls() {
+            pool.send_all(&request)
+        } else {
+            0
+        };
         let errors = got.errors() + write_errors as usize + repoll_errors;
         writeln!(out, "done {errors} {loop_ns} {}", host::mono_ns(go))?;
         let latencies: Vec<String> = got

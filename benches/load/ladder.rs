@@ -1,16 +1,23 @@
-//! One rung of the ladder: hold N parked polls and measure what they cost and how fast a
+//! One rung of the ladder: hold N waiting clients of one transport (parked polls, event
+//! streams or WebSockets: [`crate::transport`]) and measure what they cost and how fast a
 //! message reaches them. In order:
 //!
 //! 1. **start**: a fresh server (or the attached one); read its idle RSS.
-//! 2. **open**: N connections in one burst, each sending `GET /chat` as it connects;
-//!    connect latency per socket; accept rate from the server's `accepted` counter.
-//! 3. **park**: wait until `/stats` says `pending_polls` grew by every open connection.
-//! 4. **hold**: RSS with N parked; then idle for `--idle` seconds and sample the server's
+//! 2. **open**: N connections in one burst, each sending its request (`GET /chat`, or a
+//!    stream's from the lobby's head) as it connects; connect latency per socket; accept
+//!    rate from the server's `accepted` counter.
+//! 3. **park**: polls: wait until `/stats` says `pending_polls` grew by every open
+//!    connection; streams: until every client has read its stream's head (which the
+//!    server writes once the stream is in the room), and the server's own count agrees
+//!    (`streams`, `transports.ws.open`).
+//! 4. **hold**: RSS with N waiting; then idle for `--idle` seconds and sample the server's
 //!    CPU, which should be nothing.
-//! 5. **floor**: start the kernel floor for N sockets ([`crate::floor`]).
-//! 6. **fan-out**, R rounds: post a token, time post → each delivery; then every client
-//!    polls again, and the cycle ends when `pending_polls` is back at N. After each
-//!    server round, one floor round.
+//! 5. **floor**: start the kernel floor for N sockets ([`crate::floor`]), writing what
+//!    this transport's clients are sent.
+//! 6. **fan-out**, R rounds: post a token, time post → each delivery; then every poll
+//!    asks again, and the cycle ends when `pending_polls` is back at N (a stream is ready
+//!    for the next message as soon as it has this one: its cycle ends at the last
+//!    delivery). After each server round, one floor round.
 //! 7. **close**: reset every connection, read the server's RSS once it has let go of
 //!    them, stop the server and the floor.
 //!
@@ -28,6 +35,7 @@ use crate::floor::{Floor, FloorResult};
 use crate::host;
 use crate::pool::{Pool, Sources};
 use crate::target::Target;
+use crate::transport::{self, Transport};
 use crate::wire;
 use std::io;
 use std::path::PathBuf;
@@ -175,7 +183,10 @@ pub struct Fanout {
 pub struct RungResult {
     /// Connections asked for.
     pub n: usize,
-    /// Polls the server reported parked (over its count before the rung).
+    /// How the clients waited.
+    pub transport: Transport,
+    /// Clients waiting: polls the server reported parked (over its count before the
+    /// rung), or streams whose head the client read.
     pub held: u64,
     /// Errors by phase.
     pub errors: Errors,
@@ -232,10 +243,12 @@ impl RungResult {
 
 pub use crate::scale::median;
 
-/// Runs one rung; never fails as a whole, but records what went wrong.
-pub fn run_rung(ctx: &mut Ctx<'_>, n: usize) -> RungResult {
+/// Runs one rung of `transport` clients; never fails as a whole, but records what went
+/// wrong.
+pub fn run_rung(ctx: &mut Ctx<'_>, n: usize, transport: Transport) -> RungResult {
     let mut rung = RungResult {
         n,
+        transport,
         held: 0,
         errors: Errors::default(),
         rss_before: None,
@@ -248,7 +261,7 @@ pub fn run_rung(ctx: &mut Ctx<'_>, n: usize) -> RungResult {
         floor: None,
         notes: Vec::new(),
     };
-    say!("N={n}: {}", ctx.server_verb());
+    say!("N={n} {}: {}", transport.name(), ctx.server_verb());
     match ctx.target() {
         Ok(mut target) => {
             if let Err(e) = hold_and_fan_out(ctx, &mut target, &mut rung) {
@@ -278,16 +291,20 @@ fn hold_and_fan_out(
     rung.rss_before = target.rss().ok();
     rung.rss_anon_before = host::rss_anon_bytes(target.pid).ok();
 
-    // 2. open
-    say!("N={n}: opening {n} connections, GET /chat on each");
+    // 2. open; a stream starts at the lobby's head, so nothing is replayed to it.
+    let t = rung.transport;
+    let since = match t.head_status() {
+        Some(_) => target.head(transport::ROOM)?,
+        None => String::new(),
+    };
+    let request = t.request(&since);
+    say!(
+        "N={n}: opening {n} connections, {} on each",
+        String::from_utf8_lossy(request.split(|&b| b == b'\r').next().unwrap_or_default())
+    );
     let deadline = ctx.phase_deadline(OPEN_CAP);
-    let (mut pool, opened) = Pool::open(
-        n,
-        target.addr,
-        &mut ctx.sources,
-        Some(wire::GET_CHAT),
-        deadline,
-    )?;
+    let (mut pool, opened) =
+        Pool::open_as(t, n, target.addr, &mut ctx.sources, &request, deadline)?;
     rung.errors.connect = opened.failed;
     if let Some(e) = &opened.first_error {
         rung.notes
@@ -324,34 +341,68 @@ fn hold_and_fan_out(
     rung.open = Some(open);
 
     // 3. park
-    let parked = |s: &Stats| s.pending_polls >= base.pending_polls + expected;
-    let deadline = ctx.phase_deadline(PARK_CAP);
-    let (stats, _, all_parked) = target.wait_until(deadline, parked)?;
-    rung.held = stats.pending_polls.saturating_sub(base.pending_polls);
-    if !all_parked {
-        rung.errors.park = expected.saturating_sub(rung.held) as usize;
-        rung.notes.push(format!(
-            "only {} of {expected} polls parked within {PARK_CAP:?}",
-            rung.held
-        ));
+    if t.repolls() {
+        let parked = |s: &Stats| s.pending_polls >= base.pending_polls + expected;
+        let deadline = ctx.phase_deadline(PARK_CAP);
+        let (stats, _, all_parked) = target.wait_until(deadline, parked)?;
+        rung.held = stats.pending_polls.saturating_sub(base.pending_polls);
+        if !all_parked {
+            rung.errors.park = expected.saturating_sub(rung.held) as usize;
+            rung.notes.push(format!(
+                "only {} of {expected} polls parked within {PARK_CAP:?}",
+                rung.held
+            ));
+        }
+    } else {
+        let heads = pool.await_heads(ctx.phase_deadline(PARK_CAP));
+        rung.held = heads.times.len() as u64;
+        rung.errors.park = heads.errors();
+        if let Some(e) = &heads.first_error {
+            rung.notes.push(format!(
+                "only {} of {expected} streams opened within {PARK_CAP:?}: {e}",
+                rung.held
+            ));
+        }
+        // The server's own count should agree with the clients'.
+        let open = move |s: &Stats| match t {
+            Transport::Ws => s.websockets.unwrap_or(0),
+            _ => s.streams,
+        };
+        let (held, before) = (rung.held, open(&base));
+        let deadline = ctx.phase_deadline(PARK_CAP);
+        let (stats, _, counted) = target.wait_until(deadline, |s| open(s) >= before + held)?;
+        if !counted {
+            rung.notes.push(format!(
+                "the server counts {} {} clients, the clients {held}",
+                open(&stats).saturating_sub(before),
+                t.name()
+            ));
+        }
     }
 
     // 4. hold: memory now, then CPU while nothing happens.
     rung.rss_held = target.rss().ok();
     say!(
-        "N={n}: {} polls held; RSS {:.2} → {:.2} MiB; idle for {} s",
+        "N={n}: {} {} clients held; RSS {:.2} → {:.2} MiB; idle for {} s",
         rung.held,
+        t.name(),
         mib(rung.rss_before),
         mib(rung.rss_held),
         ctx.options.idle.as_secs()
     );
     rung.idle = measure_idle(target.pid, ctx.options.idle.min(left(ctx)));
     let stats = target.stats()?;
-    if stats.pending_polls < base.pending_polls + rung.held {
+    if t.repolls() && stats.pending_polls < base.pending_polls + rung.held {
         rung.notes.push(format!(
             "{} polls left while idle ({} timeouts)",
             base.pending_polls + rung.held - stats.pending_polls,
             stats.timeouts.saturating_sub(base.timeouts)
+        ));
+    }
+    if !t.repolls() && stats.connections < base.connections + rung.held {
+        rung.notes.push(format!(
+            "{} connections closed while idle",
+            base.connections + rung.held - stats.connections
         ));
     }
 
@@ -361,6 +412,7 @@ fn hold_and_fan_out(
     let mut floor = match Floor::start(
         &ctx.exe,
         (ctx.server_cpu, ctx.client_cpu),
+        t,
         n,
         ctx.options.message_bytes,
         &mut ctx.sources,
@@ -375,7 +427,14 @@ fn hold_and_fan_out(
     };
 
     // 6. fan-out rounds, floor rounds between them
-    let fanout = fan_out(ctx, target, &mut pool, floor.as_mut(), rung, &base);
+    let fanout = fan_out(
+        ctx,
+        target,
+        (&mut pool, &request),
+        floor.as_mut(),
+        rung,
+        &base,
+    );
     rung.floor = floor.map(Floor::finish);
     if let Some(floor) = &rung.floor {
         if let Some(e) = &floor.first_error {
@@ -416,11 +475,11 @@ fn measure_idle(pid: u32, window: Duration) -> Option<Idle> {
     })
 }
 
-/// Step 5: R broadcasts and re-parks.
+/// Step 6: R broadcasts, and the polls' re-parks (`request` is what a poll sends again).
 fn fan_out(
     ctx: &mut Ctx<'_>,
     target: &mut Target,
-    pool: &mut Pool,
+    (pool, request): (&mut Pool, &[u8]),
     mut floor: Option<&mut Floor>,
     rung: &mut RungResult,
     base: &Stats,
@@ -486,23 +545,35 @@ fn fan_out(
             client_cpu = add_cpu(client_cpu, client_before, client_after);
         }
 
-        // The cycle: everyone polls again (also after a round that went wrong, or the next
-        // round has no one to deliver to); it ends when the server has them all parked.
-        rung.errors.repark += pool.send_all(wire::GET_CHAT);
-        let parked_again = pool.open_count() as u64;
-        let deadline = ctx.phase_deadline(ROUND_CAP);
-        let (stats, parked_at, ok) = target.wait_until(deadline, |s| {
-            s.pending_polls >= base.pending_polls + parked_again
-        })?;
-        let cycle = if ok {
-            fanout.cycles.push(parked_at - posted);
-            format!("{:.2} ms", (parked_at - posted).as_secs_f64() * 1e3)
+        // The cycle: every poll asks again (also after a round that went wrong, or the next
+        // round has no one to deliver to); it ends when the server has them all parked. A
+        // stream is ready for the next message once it has this one: its cycle ends at the
+        // last delivery, if every client got one.
+        let cycle = if !rung.transport.repolls() {
+            match timing {
+                Some((_, &last)) if delivered_now == expected => {
+                    fanout.cycles.push(last - posted);
+                    format!("{:.2} ms", (last - posted).as_secs_f64() * 1e3)
+                }
+                _ => "not complete".into(),
+            }
         } else {
-            let short = (base.pending_polls + parked_again).saturating_sub(stats.pending_polls);
-            rung.errors.repark += short as usize;
-            rung.notes
-                .push(format!("round {round}: {short} polls not parked again"));
-            "not complete".into()
+            rung.errors.repark += pool.send_all(request);
+            let parked_again = pool.open_count() as u64;
+            let deadline = ctx.phase_deadline(ROUND_CAP);
+            let (stats, parked_at, ok) = target.wait_until(deadline, |s| {
+                s.pending_polls >= base.pending_polls + parked_again
+            })?;
+            if ok {
+                fanout.cycles.push(parked_at - posted);
+                format!("{:.2} ms", (parked_at - posted).as_secs_f64() * 1e3)
+            } else {
+                let short = (base.pending_polls + parked_again).saturating_sub(stats.pending_polls);
+                rung.errors.repark += short as usize;
+                rung.notes
+                    .push(format!("round {round}: {short} polls not parked again"));
+                "not complete".into()
+            }
         };
         let (post_to_last, span) = timing.map_or((0.0, 0.0), |(&first, &last)| {
             (

@@ -9,9 +9,12 @@
 //! Every socket has SO_LINGER 0: dropping a pool resets its connections at once, so no
 //! TIME_WAIT is left holding ports into the next rung.
 //!
-//! The same code reads the server's broadcast and the floor writer's bytes, so whatever the
-//! client itself costs is the same on both sides of the server/floor ratio.
+//! A pool speaks one [`Transport`]: polls get one answer per request, stream clients (SSE,
+//! WebSocket) read their head once ([`Pool::await_heads`]) and then an event or frame per
+//! broadcast. The same code reads the server's broadcast and the floor writer's bytes, so
+//! whatever the client itself costs is the same on both sides of the server/floor ratio.
 
+use crate::transport::{self, Transport, Unit};
 use crate::wire::{self, Frame};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -107,6 +110,9 @@ struct Client {
     input: Vec<u8>,
     /// Whether this round's answer (or failure) has been counted.
     answered: bool,
+    /// Whether a stream client has read its stream's head; what follows it is events or
+    /// frames, not HTTP. Never set for a poll.
+    head_seen: bool,
 }
 
 /// What opening a pool found.
@@ -162,17 +168,36 @@ pub struct Pool {
     clients: Vec<Client>,
     /// Shared landing area for reads.
     chunk: Box<[u8]>,
+    /// How every client of this pool waits, so how its input is framed.
+    transport: Transport,
 }
 
 impl Pool {
-    /// An empty pool, with room for `capacity` clients.
+    /// An empty pool of polls, with room for `capacity` clients.
     pub fn new(capacity: usize) -> io::Result<Pool> {
         Ok(Pool {
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS_PER_POLL),
             clients: Vec::with_capacity(capacity),
             chunk: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+            transport: Transport::Poll,
         })
+    }
+
+    /// Opens `n` clients of `transport` as [`open`](Pool::open) does, each sending
+    /// `request`; a stream client's head is then read by [`await_heads`](Pool::await_heads).
+    pub fn open_as(
+        transport: Transport,
+        n: usize,
+        dst: SocketAddr,
+        sources: &mut Sources,
+        request: &[u8],
+        deadline: Instant,
+    ) -> io::Result<(Pool, Opened)> {
+        let mut pool = Pool::new(n)?;
+        pool.transport = transport;
+        let opened = pool.grow(n, dst, sources, Some(request), deadline)?;
+        Ok((pool, opened))
     }
 
     /// Opens `n` connections to `dst` in one burst, sending `first_request` on each as
@@ -321,6 +346,7 @@ impl Pool {
             started,
             input: Vec::new(),
             answered: false,
+            head_seen: false,
         });
         Ok(())
     }
@@ -348,17 +374,45 @@ impl Pool {
     }
 
     /// Waits for one answer on every open client until `deadline`. An answer is expected
-    /// if its status is 200 and its body contains `needle`.
+    /// if its status is 200 and its body contains `needle`. A stream's head, retry hint,
+    /// comments and pings are read past.
     pub fn receive(&mut self, needle: &[u8], deadline: Instant) -> Received {
+        self.wait(Some(needle), deadline)
+    }
+
+    /// Waits until every open stream client has read its stream's head (`200` for SSE,
+    /// `101` for WebSocket) or `deadline` passes; the time each head completed is in
+    /// `times`. A poll pool has no heads: nothing to wait for.
+    ///
+    /// Starts by reading every client once: the heads arrive while [`grow`](Pool::grow)
+    /// is still connecting, and the edge that announced one may have been taken there.
+    pub fn await_heads(&mut self, deadline: Instant) -> Received {
+        if self.transport.head_status().is_none() {
+            return Received::default();
+        }
+        self.wait(None, deadline)
+    }
+
+    /// [`receive`](Pool::receive) with a needle; [`await_heads`](Pool::await_heads)
+    /// without one.
+    fn wait(&mut self, needle: Option<&[u8]>, deadline: Instant) -> Received {
         let mut got = Received::default();
         let mut waiting = 0;
         for client in &mut self.clients {
-            client.answered = client.phase != Phase::Open;
+            client.answered = client.phase != Phase::Open || (needle.is_none() && client.head_seen);
             if !client.answered {
                 waiting += 1;
             }
         }
         got.times.reserve(waiting);
+        if needle.is_none() {
+            for client in &mut self.clients {
+                if !client.answered {
+                    waiting -=
+                        on_readable(client, &mut self.chunk, self.transport, needle, &mut got);
+                }
+            }
+        }
         while waiting > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -379,12 +433,17 @@ impl Pool {
                 if client.phase != Phase::Open {
                     continue;
                 }
-                waiting -= read_answers(client, &mut self.chunk, needle, &mut got);
+                waiting -= on_readable(client, &mut self.chunk, self.transport, needle, &mut got);
             }
         }
         got.missing = waiting;
         if waiting > 0 {
-            got.note(format!("{waiting} answers missing at the deadline"));
+            let what = if needle.is_some() {
+                "answers"
+            } else {
+                "stream heads"
+            };
+            got.note(format!("{waiting} {what} missing at the deadline"));
         }
         got
     }
@@ -483,80 +542,114 @@ fn churn_client(client: &mut Client, chunk: &mut [u8], churned: &mut Churned) {
     }
 }
 
-/// Reads what `client` has and counts the answers in it. Returns 1 if this client's answer
-/// for the round (or its failure) was counted now, else 0.
+/// Reads what `client` has and takes the whole units off its input. Returns 1 if this
+/// client's answer for the round (with `needle`) or its head (without), or its failure, was
+/// counted now, else 0.
 ///
 /// Stops at a short read instead of reading again for `WouldBlock`: with edge-triggered
 /// epoll on Linux, bytes arriving after a read that left the socket empty raise a new
 /// edge, so the extra `read` per socket (19,500 syscalls per round) buys nothing. nginx's
 /// `ngx_unix_recv` relies on the same rule.
-fn read_answers(client: &mut Client, chunk: &mut [u8], needle: &[u8], got: &mut Received) -> usize {
-    let mut counted = 0;
+fn on_readable(
+    client: &mut Client,
+    chunk: &mut [u8],
+    transport: Transport,
+    needle: Option<&[u8]>,
+    got: &mut Received,
+) -> usize {
+    let settled_before = client.answered;
+    let settled_now = |client: &Client| usize::from(!settled_before && client.answered);
     loop {
         match client.stream.read(chunk) {
             Ok(0) => {
                 got.note("server closed a connection".into());
-                return counted + fail(client, got);
+                fail(client, got);
+                return settled_now(client);
             }
             Ok(n) => {
                 let at = Instant::now();
                 client.input.extend_from_slice(&chunk[..n]);
-                loop {
-                    match wire::frame(&client.input) {
-                        // Normal flow: the rest of the answer is still on its way.
-                        Frame::Partial => break,
-                        Frame::Invalid => {
-                            got.note("unframeable answer".into());
-                            return counted + fail(client, got);
-                        }
-                        Frame::Complete { len, status } => {
-                            let body = wire::body(&client.input[..len]);
-                            let expected = status == 200 && wire::contains(body, needle);
-                            if client.answered {
-                                got.unexpected += 1;
-                                got.note("more than one answer in a round".into());
-                            } else {
-                                client.answered = true;
-                                counted += 1;
-                                if expected {
-                                    got.times.push(at);
-                                } else {
-                                    got.unexpected += 1;
-                                    got.note(format!(
-                                        "unexpected answer (status {status}): {:?}",
-                                        String::from_utf8_lossy(&body[..body.len().min(120)])
-                                    ));
-                                }
-                            }
-                            client.input.drain(..len);
-                        }
-                    }
+                if let Err(e) = take_units(client, transport, needle, at, got) {
+                    got.note(e);
+                    fail(client, got);
+                    return settled_now(client);
                 }
                 if n < chunk.len() {
-                    return counted;
+                    return settled_now(client);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return counted,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return settled_now(client),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 got.note(format!("read: {e}"));
-                return counted + fail(client, got);
+                fail(client, got);
+                return settled_now(client);
             }
         }
     }
 }
 
-/// Marks `client` failed; returns 1 if that settles its answer for the round.
-fn fail(client: &mut Client, got: &mut Received) -> usize {
+/// Takes every whole unit off the front of `client.input` (read at `at`) and counts it;
+/// an error means the client cannot go on.
+fn take_units(
+    client: &mut Client,
+    transport: Transport,
+    needle: Option<&[u8]>,
+    at: Instant,
+    got: &mut Received,
+) -> Result<(), String> {
+    loop {
+        let len = match transport::unit(transport, client.head_seen, &client.input) {
+            // Normal flow: the rest of the unit is still on its way.
+            Unit::Partial => return Ok(()),
+            Unit::Invalid(why) => return Err(why.into()),
+            Unit::Closed => return Err("server closed the stream".into()),
+            Unit::Skip { len } => len,
+            Unit::Head { len, status } => {
+                if Some(status) != transport.head_status() {
+                    return Err(format!("stream refused with status {status}"));
+                }
+                client.head_seen = true;
+                if needle.is_none() && !client.answered {
+                    client.answered = true;
+                    got.times.push(at);
+                }
+                len
+            }
+            Unit::Item { len, status, body } => {
+                let body = &client.input[body];
+                let expected = needle.is_some_and(|n| status == 200 && wire::contains(body, n));
+                if client.answered || needle.is_none() {
+                    got.unexpected += 1;
+                    got.note(format!(
+                        "more than one answer in a round, or one before any post: {:?}",
+                        String::from_utf8_lossy(&body[..body.len().min(120)])
+                    ));
+                } else {
+                    client.answered = true;
+                    if expected {
+                        got.times.push(at);
+                    } else {
+                        got.unexpected += 1;
+                        got.note(format!(
+                            "unexpected answer (status {status}): {:?}",
+                            String::from_utf8_lossy(&body[..body.len().min(120)])
+                        ));
+                    }
+                }
+                len
+            }
+        };
+        client.input.drain(..len);
+    }
+}
+
+/// Marks `client` failed, which settles its answer for the round.
+fn fail(client: &mut Client, got: &mut Received) {
     client.phase = Phase::Failed;
     client.input = Vec::new();
     got.failed += 1;
-    if client.answered {
-        0
-    } else {
-        client.answered = true;
-        1
-    }
+    client.answered = true;
 }
 
 /// Sets IP_BIND_ADDRESS_NO_PORT, so that binding the source address leaves the port to

@@ -9,6 +9,7 @@ use crate::host::{Limits, Machine};
 use crate::ladder::{median, RungResult};
 use crate::single::Single;
 use crate::svg::{self, Axis, Series};
+use crate::transport::{self, Transport};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,6 +24,8 @@ const TARGET_IDLE_CPU_PCT: f64 = 0.5;
 const TARGET_FLOOR_RATIO: f64 = 1.15;
 const TARGET_CONNECT_P99_US: f64 = 20_000.0;
 const TARGET_SINGLE_P50_US: f64 = 100.0;
+/// Issue 18: what a WebSocket client may cost the server, as a poll may.
+const TARGET_WS_RSS_PER_CLIENT_BYTES: f64 = 256.0;
 
 /// Points kept per CDF in the JSON and the plot.
 const CDF_POINTS: usize = 200;
@@ -62,8 +65,34 @@ pub struct Run<'a> {
     pub elapsed: Duration,
 }
 
+/// The transport the ladder's targets are judged on: the poll when it ran (the issue's
+/// targets were set for it), else the one transport asked for.
+fn primary(run: &Run<'_>) -> Transport {
+    let ran = &run.options.transports;
+    if ran.contains(&Transport::Poll) {
+        Transport::Poll
+    } else {
+        ran.first().copied().unwrap_or(Transport::Poll)
+    }
+}
+
+/// What one of `transport`'s clients is called in the report.
+fn client_word(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Poll => "waiting poll",
+        Transport::Sse => "SSE stream",
+        Transport::Ws => "WebSocket",
+    }
+}
+
 fn checks(run: &Run<'_>) -> Vec<Check> {
-    let top = run.rungs.iter().max_by_key(|r| r.n);
+    let main = primary(run);
+    let word = client_word(main);
+    let top = run
+        .rungs
+        .iter()
+        .filter(|r| r.transport == main)
+        .max_by_key(|r| r.n);
     let top_n = top.map_or(0, |r| r.n);
     let mut out = Vec::new();
 
@@ -73,12 +102,18 @@ fn checks(run: &Run<'_>) -> Vec<Check> {
         .any(|&n| n as u64 >= TARGET_HELD);
     out.push(match top {
         Some(r) if asked_top => Check {
-            goal: format!("{} polls held with 0 errors", thousands(TARGET_HELD as f64)),
+            goal: format!(
+                "{} {word}s held with 0 errors",
+                thousands(TARGET_HELD as f64)
+            ),
             value: format!("{} held, {} errors (N={})", r.held, r.errors.total(), r.n),
             pass: Some(r.held >= TARGET_HELD && r.errors.total() == 0),
         },
         _ => Check {
-            goal: format!("{} polls held with 0 errors", thousands(TARGET_HELD as f64)),
+            goal: format!(
+                "{} {word}s held with 0 errors",
+                thousands(TARGET_HELD as f64)
+            ),
             value: format!("not measured: top rung N={top_n}"),
             pass: None,
         },
@@ -86,7 +121,7 @@ fn checks(run: &Run<'_>) -> Vec<Check> {
 
     let per_poll = top.and_then(RungResult::rss_per_poll);
     out.push(Check {
-        goal: format!("RSS per waiting poll <= {TARGET_RSS_PER_POLL_BYTES} B"),
+        goal: format!("RSS per {word} <= {TARGET_RSS_PER_POLL_BYTES} B"),
         value: per_poll.map_or("not measured".into(), |b| format!("{b:.0} B (N={top_n})")),
         pass: per_poll.map(|b| b <= TARGET_RSS_PER_POLL_BYTES),
     });
@@ -158,7 +193,134 @@ fn checks(run: &Run<'_>) -> Vec<Check> {
         }),
         pass: single.map(|us| us <= TARGET_SINGLE_P50_US),
     });
+    out.extend(ws_checks(run));
     out
+}
+
+/// Issue 18's targets for the WebSocket transport, at the top N it ran: its RSS per
+/// client, and its deliveries per second against the poll's in the same run.
+fn ws_checks(run: &Run<'_>) -> Vec<Check> {
+    let at = |t: Transport, n: usize| run.rungs.iter().find(|r| r.transport == t && r.n == n);
+    let Some(ws) = run
+        .rungs
+        .iter()
+        .filter(|r| r.transport == Transport::Ws)
+        .max_by_key(|r| r.n)
+    else {
+        return Vec::new();
+    };
+    let n = ws.n;
+    let mut out = Vec::new();
+    if primary(run) != Transport::Ws {
+        let per_client = ws.rss_per_poll();
+        out.push(Check {
+            goal: format!("RSS per WebSocket <= {TARGET_WS_RSS_PER_CLIENT_BYTES} B"),
+            value: per_client.map_or("not measured".into(), |b| format!("{b:.0} B (N={n})")),
+            pass: per_client.map(|b| b <= TARGET_WS_RSS_PER_CLIENT_BYTES),
+        });
+    }
+    let rate = |r: Option<&RungResult>| {
+        r.and_then(|r| r.fanout.as_ref())
+            .map(|f| f.deliveries_per_sec)
+            .filter(|&d| d > 0.0)
+    };
+    let (ws_rate, poll_rate) = (rate(Some(ws)), rate(at(Transport::Poll, n)));
+    out.push(Check {
+        goal: "ws deliveries/s >= poll's (same run)".into(),
+        value: match (ws_rate, poll_rate) {
+            (Some(w), Some(p)) => format!(
+                "{} vs {} ({:.2}x, N={n})",
+                thousands(w),
+                thousands(p),
+                w / p
+            ),
+            _ => "not measured: needs ws and poll at the same N (--transport all)".into(),
+        },
+        pass: ws_rate.zip(poll_rate).map(|(w, p)| w >= p),
+    });
+    out
+}
+
+/// The transports that ran at `n`, side by side: one column each, the issue's figures as
+/// rows. Empty unless more than one transport ran at `n`.
+fn side_by_side(run: &Run<'_>, n: usize) -> String {
+    let rungs: Vec<&RungResult> = run.rungs.iter().filter(|r| r.n == n).collect();
+    if rungs.len() < 2 {
+        return String::new();
+    }
+    let o = run.options;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\nTransports side by side at N={n} (one run; each on a fresh server, one after another)"
+    );
+    let mut row = |label: &str, cell: &dyn Fn(&RungResult) -> String| {
+        let _ = write!(t, "{label:<46}");
+        for r in &rungs {
+            let _ = write!(t, " {:>20}", cell(r));
+        }
+        t.push('\n');
+    };
+    row("figure", &|r| r.transport.name().to_owned());
+    row("bytes written per delivery", &|r| {
+        let text = crate::wire::message("n19500-r0-1234567", o.message_bytes);
+        transport::broadcast_bytes(r.transport, &text)
+            .len()
+            .to_string()
+    });
+    row("held, errors", &|r| {
+        format!("{}, {}", r.held, r.errors.total())
+    });
+    row("server RSS holding them", &|r| mib(r.rss_held));
+    row("RSS per client", &|r| {
+        r.rss_per_poll().map_or("-".into(), |b| format!("{b:.0} B"))
+    });
+    row(&format!("idle CPU ({} s)", o.idle.as_secs()), &|r| {
+        r.idle.as_ref().map_or("-".into(), |i| {
+            format!("{:.2}%", i.cpu_pct.unwrap_or(i.cpu_pct_ticks))
+        })
+    });
+    row("fan-out post -> every client, p50 / p99", &|r| {
+        r.fanout
+            .as_ref()
+            .filter(|f| f.latency.count > 0)
+            .map_or("-".into(), |f| {
+                format!("{} / {} ms", ms(f.latency.p50_us), ms(f.latency.p99_us))
+            })
+    });
+    row("fan-out time / kernel floor (median span)", &|r| {
+        ratio(r.floor_ratio())
+    });
+    row("  best span / best floor span", &|r| {
+        ratio(r.best_floor_ratio())
+    });
+    row("deliveries/s (post -> last delivery)", &|r| {
+        r.fanout
+            .as_ref()
+            .map_or("-".into(), |f| thousands(f.deliveries_per_sec))
+    });
+    row("deliveries/s sustained (N / full cycle)", &|r| {
+        r.fanout
+            .as_ref()
+            .and_then(|f| median(&f.cycles))
+            .map_or("-".into(), |c| thousands(r.held as f64 / c.as_secs_f64()))
+    });
+    row("server CPU per delivery (floor: per write)", &|r| {
+        let server = r.fanout.as_ref().and_then(|f| f.server_cpu_per_delivery);
+        let floor = r.floor.as_ref().and_then(|f| f.writer_cpu_per_write);
+        match (server, floor) {
+            (Some(s), Some(f)) => format!("{:.1} us ({:.1})", dist::us(s), dist::us(f)),
+            (Some(s), None) => format!("{:.1} us", dist::us(s)),
+            _ => "-".into(),
+        }
+    });
+    let _ = writeln!(
+        t,
+        "The floor is the same bytes per transport written by a plain loop to N bare sockets.\n\
+         A full cycle: post -> every client ready for the next message; a poll must ask again\n\
+         and be parked (pending_polls back at N), a stream is ready once it has the message."
+    );
+    t
 }
 
 /// The human-readable report.
@@ -216,16 +378,30 @@ pub fn table(run: &Run<'_>) -> String {
         run.elapsed.as_secs_f64()
     );
 
-    let _ = writeln!(t, "\nHolding N parked polls");
     let _ = writeln!(
         t,
-        "{:>6} {:>6} {:>6} {:>9} {:>9} {:>7} {:>10} {:>8} {:>10} {:>17}",
+        "transports: {}",
+        o.transports
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let _ = writeln!(
+        t,
+        "\nHolding N waiting clients (poll: parked GET /chat; sse, ws: open streams)"
+    );
+    let _ = writeln!(
+        t,
+        "{:>6} {:>4} {:>6} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>10} {:>17}",
         "N",
+        "via",
         "held",
         "errors",
         "RSS idle",
         "RSS held",
-        "B/poll",
+        "B/client",
         "RSS closed",
         "idle CPU",
         "accepts/s",
@@ -241,8 +417,9 @@ pub fn table(run: &Run<'_>) -> String {
         };
         let _ = writeln!(
             t,
-            "{:>6} {:>6} {:>6} {:>9} {:>9} {:>7} {:>10} {:>8} {:>10} {:>17}",
+            "{:>6} {:>4} {:>6} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>10} {:>17}",
             r.n,
+            r.transport.name(),
             r.held,
             r.errors.total(),
             mib(r.rss_before),
@@ -262,19 +439,20 @@ pub fn table(run: &Run<'_>) -> String {
         t,
         "accepts/s = N / (first connect -> /stats counts all accepted); one client thread issues\n\
          the connects one by one, so this is a floor on the server's accept rate, not a ceiling.\n\
-         B/poll = (RSS held - RSS idle) / held; RSS closed = after every connection was reset.\n\
+         B/client = (RSS held - RSS idle) / held; RSS closed = after every connection was reset.\n\
          RSS is VmRSS: it counts the shared pages of the binary and libc that the server maps."
     );
 
     let _ = writeln!(
         t,
-        "\nFan-out: post -> every parked poll answered ({} rounds, latencies pooled)",
+        "\nFan-out: post -> every waiting client has it ({} rounds, latencies pooled)",
         o.rounds
     );
     let _ = writeln!(
         t,
-        "{:>6} {:>7} {:>7} {:>7} {:>12} {:>8} {:>10} {:>6} {:>9} {:>8} {:>8} {:>9}",
+        "{:>6} {:>4} {:>7} {:>7} {:>7} {:>12} {:>8} {:>10} {:>6} {:>9} {:>8} {:>8} {:>9}",
         "N",
+        "via",
         "p50 ms",
         "p99 ms",
         "max ms",
@@ -289,14 +467,20 @@ pub fn table(run: &Run<'_>) -> String {
     );
     for r in &run.rungs {
         let Some(f) = &r.fanout else {
-            let _ = writeln!(t, "{:>6} (no fan-out: see notes)", r.n);
+            let _ = writeln!(
+                t,
+                "{:>6} {:>4} (no fan-out: see notes)",
+                r.n,
+                r.transport.name()
+            );
             continue;
         };
         let floor_span = r.floor.as_ref().and_then(|fl| median(&fl.spans));
         let _ = writeln!(
             t,
-            "{:>6} {:>7} {:>7} {:>7} {:>12} {:>8} {:>10} {:>6} {:>9} {:>8} {:>8} {:>9}",
+            "{:>6} {:>4} {:>7} {:>7} {:>7} {:>12} {:>8} {:>10} {:>6} {:>9} {:>8} {:>8} {:>9}",
             r.n,
+            r.transport.name(),
             ms(f.latency.p50_us),
             ms(f.latency.p99_us),
             ms(f.latency.max_us),
@@ -315,7 +499,8 @@ pub fn table(run: &Run<'_>) -> String {
         t,
         "span = first -> last delivery, median of rounds; floor span = the same bytes written to N\n\
          sockets by a plain loop in another process (no HTTP, no event loop); ratio = span / floor span.\n\
-         cycle = post -> every client answered, polling again and parked (pending_polls back at N).\n\
+         cycle = post -> every client ready for the next message: a poll answered, polling again\n\
+         and parked (pending_polls back at N); a stream once it has the message.\n\
          CPU = share of one core over the post -> last delivery windows; srv/deliv = server CPU per delivery.\n\
          A pinned writer (server or floor) well under 100% at large N was sharing its CPU with\n\
          something else: this machine is shared, so compare the best ratio too."
@@ -327,8 +512,9 @@ pub fn table(run: &Run<'_>) -> String {
     );
     let _ = writeln!(
         t,
-        "{:>6} {:>7} {:>7} {:>9} {:>11} {:>10} {:>12} {:>9} {:>9} {:>10} {:>6}",
+        "{:>6} {:>4} {:>7} {:>7} {:>9} {:>11} {:>10} {:>12} {:>9} {:>9} {:>10} {:>6}",
         "N",
+        "via",
         "p50 ms",
         "p99 ms",
         "go->last",
@@ -342,14 +528,20 @@ pub fn table(run: &Run<'_>) -> String {
     );
     for r in &run.rungs {
         let Some(f) = &r.floor else {
-            let _ = writeln!(t, "{:>6} (no floor: see notes)", r.n);
+            let _ = writeln!(
+                t,
+                "{:>6} {:>4} (no floor: see notes)",
+                r.n,
+                r.transport.name()
+            );
             continue;
         };
         let server_cpu = r.fanout.as_ref().and_then(|f| f.server_cpu_per_delivery);
         let _ = writeln!(
             t,
-            "{:>6} {:>7} {:>7} {:>9} {:>11} {:>10} {:>12} {:>9} {:>9} {:>10} {:>6}",
+            "{:>6} {:>4} {:>7} {:>7} {:>9} {:>11} {:>10} {:>12} {:>9} {:>9} {:>10} {:>6}",
             r.n,
+            r.transport.name(),
             ms(f.latency.p50_us),
             ms(f.latency.p99_us),
             median(&f.lasts).map_or("-".into(), |d| ms(dist::us(d))),
@@ -369,7 +561,11 @@ pub fn table(run: &Run<'_>) -> String {
          fastest server round / fastest floor round."
     );
 
-    let _ = writeln!(t, "\nOne subscriber: post -> delivery");
+    for &n in &run.ladder {
+        t.push_str(&side_by_side(run, n));
+    }
+
+    let _ = writeln!(t, "\nOne subscriber (a long poll): post -> delivery");
     let placed = if run.placement.is_some() {
         "pinned to separate CPUs"
     } else {
@@ -401,7 +597,11 @@ pub fn table(run: &Run<'_>) -> String {
         notes.push(format!("one subscriber: {e}"));
     }
     for r in &run.rungs {
-        notes.extend(r.notes.iter().map(|n| format!("N={}: {n}", r.n)));
+        notes.extend(
+            r.notes
+                .iter()
+                .map(|n| format!("N={} {}: {n}", r.n, r.transport.name())),
+        );
     }
     if !notes.is_empty() {
         let _ = writeln!(t, "\nNotes");
@@ -436,6 +636,7 @@ fn to_json(run: &Run<'_>) -> Value {
             "single_rounds": o.single_rounds,
             "idle_secs": o.idle.as_secs(),
             "message_bytes": o.message_bytes,
+            "transports": o.transports.iter().map(|t| t.name()).collect::<Vec<_>>(),
             "sockets_per_source_address": o.sockets_per_source,
             "pinned_cpus": run.placement.map(|(server, client)| json!({
                 "server_and_floor_writer": server,
@@ -481,6 +682,7 @@ fn rung_json(r: &RungResult) -> Value {
     };
     json!({
         "n": r.n,
+        "transport": r.transport.name(),
         "held": r.held,
         "errors": {
             "connect": r.errors.connect,
@@ -494,7 +696,7 @@ fn rung_json(r: &RungResult) -> Value {
             "before_anon_bytes": r.rss_anon_before,
             "held_bytes": r.rss_held,
             "closed_bytes": r.rss_closed,
-            "per_poll_bytes": r.rss_per_poll().map(dist::round2),
+            "per_client_bytes": r.rss_per_poll().map(dist::round2),
         },
         "open": r.open.as_ref().map(|o| json!({
             "opened": o.opened,
@@ -516,6 +718,8 @@ fn rung_json(r: &RungResult) -> Value {
             "deliveries_per_sec": f.deliveries_per_sec.round(),
             "cycle_ms": millis(&f.cycles),
             "cycles_per_sec": median(&f.cycles).map(|c| dist::round2(1.0 / c.as_secs_f64())),
+            "sustained_deliveries_per_sec":
+                median(&f.cycles).map(|c| (r.held as f64 / c.as_secs_f64()).round()),
             "server_cpu_pct": f.server_cpu_pct.map(dist::round2),
             "server_cpu_ns_per_delivery": f.server_cpu_per_delivery.map(|d| d.as_nanos() as u64),
             "client_cpu_pct": f.client_cpu_pct.map(dist::round2),
@@ -558,12 +762,22 @@ pub fn write_files(run: &Run<'_>, table: &str, dir: &Path) -> Result<(), String>
 fn rss_plot(run: &Run<'_>) -> String {
     let mb = |b: u64| b as f64 / 1_048_576.0;
     let idle = run.rungs.iter().find_map(|r| r.rss_before).map_or(0.0, mb);
-    let mut held: Vec<(f64, f64)> = vec![(0.0, idle)];
-    held.extend(
-        run.rungs
-            .iter()
-            .filter_map(|r| Some((r.held as f64, mb(r.rss_held?)))),
-    );
+    // One line per transport, each from the idle server.
+    let held: Vec<(Transport, Vec<(f64, f64)>)> = run
+        .options
+        .transports
+        .iter()
+        .map(|&t| {
+            let mut points = vec![(0.0, idle)];
+            points.extend(
+                run.rungs
+                    .iter()
+                    .filter(|r| r.transport == t)
+                    .filter_map(|r| Some((r.held as f64, mb(r.rss_held?)))),
+            );
+            (t, points)
+        })
+        .collect();
     let closed: Vec<(f64, f64)> = run
         .rungs
         .iter()
@@ -579,18 +793,23 @@ fn rss_plot(run: &Run<'_>) -> String {
     ];
     let max_y = held
         .iter()
+        .flat_map(|(_, points)| points)
         .chain(&closed)
         .chain(&target)
         .map(|p| p.1)
         .fold(1.0, f64::max);
-    let series = [
-        Series {
-            label: "holding N parked polls".into(),
-            color: svg::PALETTE[0],
+    let mut series: Vec<Series> = held
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, points))| Series {
+            label: format!("holding N clients ({})", t.name()),
+            color: [svg::PALETTE[0], svg::PALETTE[3], svg::PALETTE[4]][i % 3],
             dashed: false,
             markers: true,
-            points: held,
-        },
+            points,
+        })
+        .collect();
+    series.extend([
         Series {
             label: "after closing them (at x = N)".into(),
             color: svg::PALETTE[2],
@@ -599,17 +818,20 @@ fn rss_plot(run: &Run<'_>) -> String {
             points: closed,
         },
         Series {
-            label: "target: idle + 256 B/poll".into(),
+            label: "target: idle + 256 B/client".into(),
             color: "#888888",
             dashed: true,
             markers: false,
             points: target,
         },
-    ];
+    ]);
     svg::chart(
-        &format!("comet-chat server RSS vs polls held ({})", run.machine.date),
+        &format!(
+            "comet-chat server RSS vs clients held ({})",
+            run.machine.date
+        ),
         &Axis {
-            label: "connections held (parked GET /chat)".into(),
+            label: "connections held (waiting clients)".into(),
             min: 0.0,
             max: max_n * 1.05,
             log: false,
@@ -639,7 +861,7 @@ fn fanout_plot(run: &Run<'_>) -> String {
         let color = svg::PALETTE[i % svg::PALETTE.len()];
         if let Some(f) = r.fanout.as_ref().filter(|f| !f.sorted.is_empty()) {
             series.push(Series {
-                label: format!("server N={}", r.n),
+                label: format!("server N={} {}", r.n, r.transport.name()),
                 color,
                 dashed: false,
                 markers: false,
@@ -648,7 +870,7 @@ fn fanout_plot(run: &Run<'_>) -> String {
         }
         if let Some(f) = r.floor.as_ref().filter(|f| !f.sorted.is_empty()) {
             series.push(Series {
-                label: format!("floor N={}", r.n),
+                label: format!("floor N={} {}", r.n, r.transport.name()),
                 color,
                 dashed: true,
                 markers: false,

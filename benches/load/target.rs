@@ -18,6 +18,11 @@ use std::time::Instant;
 /// benchmark holds it and every answer a client gets is a broadcast.
 const POLL_TIMEOUT_SECS: u64 = 600;
 
+/// The server's heartbeat, for the same reason: no SSE comment or WebSocket ping lands in
+/// an idle window or a round, and no WebSocket client (which never answers a ping) is
+/// dropped for silence, so the three transports are measured doing the same work.
+const HEARTBEAT_SECS: u64 = 600;
+
 /// A server being measured.
 pub struct Target {
     /// Where it listens (loopback).
@@ -38,10 +43,13 @@ impl Target {
     /// `admin`: with its admin listener on a free port (and nobody looking).
     pub fn start(bin: &Path, cpu: Option<usize>, admin: bool) -> io::Result<Target> {
         let poll_timeout = POLL_TIMEOUT_SECS.to_string();
+        let heartbeat = HEARTBEAT_SECS.to_string();
         let mut args = vec![
             "--no-www",
             "--poll-timeout",
             &poll_timeout,
+            "--heartbeat",
+            &heartbeat,
             "--log-level",
             "warn",
         ];
@@ -101,6 +109,11 @@ impl Target {
         done: impl Fn(&Stats) -> bool,
     ) -> io::Result<(Stats, Instant, bool)> {
         self.stats.wait_until(deadline, done)
+    }
+
+    /// The newest position of `room` (see [`HttpConn::head`]).
+    pub fn head(&mut self, room: &str) -> io::Result<String> {
+        self.stats.head(room)
     }
 
     /// The server's resident memory now.
