@@ -182,6 +182,9 @@ pub enum Also<'a> {
     Challenge(&'a str),
     /// `Allow: <methods>` (a 405).
     Allow(&'a str),
+    /// `Upgrade: websocket` and `Sec-WebSocket-Version: 13` (a 426 from the WebSocket
+    /// endpoint: what to send instead).
+    Upgrade,
 }
 
 /// How this server answers the room API: the CORS headers of its `--cors-origin`, held
@@ -209,6 +212,10 @@ impl Replies {
             Also::RetryAfter(_) => headers.push(("Retry-After", seconds)),
             Also::Challenge(challenge) => headers.push(("WWW-Authenticate", challenge)),
             Also::Allow(methods) => headers.push(("Allow", methods)),
+            Also::Upgrade => {
+                headers.push(("Upgrade", "websocket"));
+                headers.push(("Sec-WebSocket-Version", crate::ws::VERSION));
+            }
         }
         headers
     }

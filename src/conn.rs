@@ -106,8 +106,12 @@ pub enum Deadline {
     Linger,
     /// Streaming, nothing to send: write a comment line so proxies keep the stream open.
     Heartbeat,
-    /// Awaiting: Redis did not answer in time; tell the client to come back.
+    /// Awaiting (or a WebSocket whose post waits): Redis did not answer in time; tell the
+    /// client to come back.
     Backplane,
+    /// A WebSocket opened without `?since=` has not said where to resume: replay from the
+    /// start ([`crate::chat::RESUME_WAIT`]).
+    Resume,
 }
 
 /// A connection's pending timer.
@@ -193,6 +197,12 @@ impl Flags {
     /// `--max-conns`. Everything else about it (reading, writing, timers, closing,
     /// reaping) is every connection's.
     pub const ADMIN: Flags = Flags(1 << 8);
+    /// A WebSocket whose post waits for Redis: nothing more of its input is acted on
+    /// until the answer, as with an HTTP request in `Awaiting`.
+    pub const SOCKET_WAITS: Flags = Flags(1 << 9);
+    /// A WebSocket sent a ping for being quiet and has said nothing since: if its next
+    /// heartbeat finds it still so, it is dropped.
+    pub const UNHEARD: Flags = Flags(1 << 10);
 
     /// Whether `flag` is set.
     pub fn has(self, flag: Flags) -> bool {

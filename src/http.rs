@@ -81,6 +81,9 @@ pub struct Request {
     /// list, as RFC 9110 §5.3 reads repeated headers). Read only when the connection comes
     /// from a trusted proxy ([`crate::proxy`]); anyone else's is ignored.
     pub forwarded_for: Option<String>,
+    /// What the request says about becoming a WebSocket: `None` without
+    /// `Upgrade: websocket` (boxed: most requests have none, and stay small).
+    pub upgrade: Option<Box<Upgrade>>,
     /// Whether the connection may carry another request after this one's response:
     /// HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -90,6 +93,24 @@ pub struct Request {
     pub body: Range<usize>,
     /// How many bytes of the buffer this request used; the next request starts here.
     pub consumed: usize,
+}
+
+/// The headers of a WebSocket opening handshake (RFC 6455 §4.1), as sent: routing judges
+/// them (`routes.rs`), the codec checks the key and version (`ws::accept`).
+#[derive(Debug, Default)]
+pub struct Upgrade {
+    /// `Upgrade: websocket` (the token, in any case, among others).
+    pub websocket: bool,
+    /// `Connection: Upgrade` (the token, among others such as `keep-alive`).
+    pub connection: bool,
+    /// `Sec-WebSocket-Key`.
+    pub key: Option<String>,
+    /// `Sec-WebSocket-Version`.
+    pub version: Option<String>,
+    /// `Origin`: the page that opened it, for the cross-site check.
+    pub origin: Option<String>,
+    /// `Host`: the server's own origin is `http://` + this.
+    pub host: Option<String>,
 }
 
 /// The outcome of parsing what a connection has buffered.
@@ -142,6 +163,7 @@ statuses! {
     LENGTH_REQUIRED = 411 "Length Required";
     PAYLOAD_TOO_LARGE = 413 "Payload Too Large";
     URI_TOO_LONG = 414 "URI Too Long";
+    UPGRADE_REQUIRED = 426 "Upgrade Required";
     TOO_MANY_REQUESTS = 429 "Too Many Requests";
     HEADERS_TOO_LARGE = 431 "Request Header Fields Too Large";
     SERVICE_UNAVAILABLE = 503 "Service Unavailable";
@@ -214,6 +236,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parse {
         last_event_id: head.last_event_id,
         bearer: head.bearer,
         forwarded_for: head.forwarded_for,
+        upgrade: head.upgrade,
         keep_alive: head.keep_alive,
         http10: minor == 0,
         body: head_len..consumed,
@@ -277,6 +300,7 @@ struct Head {
     last_event_id: Option<String>,
     bearer: Option<String>,
     forwarded_for: Option<String>,
+    upgrade: Option<Box<Upgrade>>,
     /// `Expect: 100-continue`: the client waits for `100 Continue` before its body.
     expect_continue: bool,
 }
@@ -291,6 +315,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
     let mut bearer = None;
     let mut forwarded_for: Option<String> = None;
     let mut expect_continue = false;
+    let mut upgrade = Upgrade::default();
     let text = |value: &[u8]| String::from_utf8_lossy(value).trim().to_owned();
     for header in headers {
         if header.name.eq_ignore_ascii_case("content-length") {
@@ -338,7 +363,21 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                upgrade.connection |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if header.name.eq_ignore_ascii_case("upgrade") {
+            let tokens = header.value.split(|&b| b == b',');
+            upgrade.websocket |= tokens
+                .map(<[u8]>::trim_ascii)
+                .any(|token| token.eq_ignore_ascii_case(b"websocket"));
+        } else if header.name.eq_ignore_ascii_case("sec-websocket-key") {
+            upgrade.key = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("sec-websocket-version") {
+            upgrade.version = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("origin") {
+            upgrade.origin = Some(text(header.value));
+        } else if header.name.eq_ignore_ascii_case("host") {
+            upgrade.host = Some(text(header.value));
         }
     }
     if transfer_encoding {
@@ -361,6 +400,7 @@ fn read_headers(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<H
         last_event_id,
         bearer,
         forwarded_for,
+        upgrade: upgrade.websocket.then(|| Box::new(upgrade)),
         expect_continue,
     })
 }

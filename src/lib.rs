@@ -39,7 +39,8 @@
 //! - [`api`] — every way into a room (room API and classic posts): names, texts, positions,
 //!   bodies, validated by one set of rules.
 //! - [`ws`] — WebSocket (RFC 6455) bytes ↔ frames ↔ messages, handshake key; no socket.
-//! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame.
+//! - [`answer`] — every HTTP response, spelled in one place; [`sse`] — every SSE frame;
+//!   [`websocket`] — every frame the chat writes over WebSocket (the same events, and acks).
 //! - [`recency`] — which room was unused longest, to give way at the cap.
 //! - [`room`] — one room: its message history (shared, never copied), positions.
 //! - [`waitlist`] — the lists of connections waiting in a room.
@@ -94,6 +95,7 @@ pub mod sys;
 pub mod timer;
 pub mod token;
 pub mod waitlist;
+pub mod websocket;
 pub mod ws;
 
 pub use config::Config;

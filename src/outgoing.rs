@@ -192,6 +192,14 @@ impl Outgoing {
         pieces.live_bytes
     }
 
+    /// A replay that starts behind what is queued (a WebSocket that said where from):
+    /// `pieces` after the rest, then the history paged on after message `after`.
+    pub fn append_replay(&mut self, pieces: Vec<Piece>, after: Option<u64>) {
+        let queue = self.pieces();
+        queue.queue.extend(pieces);
+        queue.replay_after = after;
+    }
+
     /// A stream replaying a history the store has forgotten (a new epoch): its replay
     /// goes on from the start of the new history instead.
     pub fn restart_replay(&mut self) {

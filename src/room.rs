@@ -14,6 +14,7 @@ use crate::position::Position;
 use crate::presence::Names;
 use crate::sse;
 use crate::waitlist::WaitList;
+use crate::websocket;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
@@ -116,6 +117,15 @@ pub struct StreamPage {
     pub more_after: Option<u64>,
 }
 
+/// How a stream's frames are spelled: Server-Sent Events or WebSocket text frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `GET /rooms/{room}/events` ([`crate::sse`]).
+    Sse,
+    /// `GET /rooms/{room}/ws` ([`crate::websocket`]).
+    WebSocket,
+}
+
 /// The result of a post.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Posted {
@@ -157,6 +167,8 @@ pub struct Room {
     pub polls: WaitList,
     /// `GET /rooms/{room}/events` streams.
     pub streams: WaitList,
+    /// `GET /rooms/{room}/ws` WebSockets.
+    pub sockets: WaitList,
     /// Who is in the room by name (`?name=`).
     pub names: Names,
     /// The client (by [`crate::clients::ClientId`]) whose post gave the room its first
@@ -177,6 +189,7 @@ impl Room {
             classic: WaitList::default(),
             polls: WaitList::default(),
             streams: WaitList::default(),
+            sockets: WaitList::default(),
             names: Names::default(),
             keeper: None,
         }
@@ -361,28 +374,35 @@ impl Room {
         &self,
         epoch: u32,
         since: Option<Position>,
+        framing: Framing,
     ) -> Result<StreamPage, SinceError> {
         let (after, gap) = self.resume_point(epoch, since)?;
-        Ok(self.stream_page(epoch, after, gap))
+        Ok(self.stream_page(epoch, after, gap, framing))
     }
 
     /// The next page of a stream's replay, after message `after`. Messages it has not
     /// been sent yet may have been evicted meanwhile: then it gets a `gap` first.
-    pub fn stream_refill(&self, epoch: u32, after: u64) -> StreamPage {
+    pub fn stream_refill(&self, epoch: u32, after: u64, framing: Framing) -> StreamPage {
         let first_kept = self.history.front().map_or(self.last_seq + 1, |m| m.seq);
         let evicted = after + 1 < first_kept;
-        self.stream_page(epoch, after, evicted)
+        self.stream_page(epoch, after, evicted, framing)
     }
 
-    fn stream_page(&self, epoch: u32, after: u64, gap: bool) -> StreamPage {
+    fn stream_page(&self, epoch: u32, after: u64, gap: bool, framing: Framing) -> StreamPage {
         let mut pieces = Vec::new();
         if gap {
-            let frame = sse::gap_frame(self.head(epoch));
-            pieces.push(Piece::Owned(frame.into_bytes()));
+            let frame = match framing {
+                Framing::Sse => sse::gap_frame(self.head(epoch)).into_bytes(),
+                Framing::WebSocket => websocket::gap(self.head(epoch)),
+            };
+            pieces.push(Piece::Owned(frame));
         }
         let mut last = after;
         for message in self.stored_after(after).take(PAGE_MESSAGES) {
-            pieces.push(Piece::shared(&message.frame));
+            match framing {
+                Framing::Sse => pieces.push(Piece::shared(&message.frame)),
+                Framing::WebSocket => pieces.extend(websocket::message_pieces(message.json())),
+            }
             last = message.seq;
         }
         StreamPage {
@@ -424,6 +444,7 @@ impl Room {
         self.classic.is_empty()
             && self.polls.is_empty()
             && self.streams.is_empty()
+            && self.sockets.is_empty()
             && self.names.is_empty()
     }
 }
@@ -635,18 +656,21 @@ mod tests {
     #[test]
     fn sse_replay_and_frames() {
         let room = room_with(4); // keeps m2..m4
-        let replay = room.stream_replay(EPOCH, at(3)).unwrap();
+        let replay = room.stream_replay(EPOCH, at(3), Framing::Sse).unwrap();
         assert_eq!(
             stream_text(&replay),
             "id: abcd0001-4\nevent: message\ndata: {\"id\":\"abcd0001-4\",\"from\":\"ann\",\"text\":\"m4\",\"time\":1004}\n\n"
         );
         assert_eq!(replay.more_after, None, "caught up");
-        let gap = stream_text(&room.stream_replay(EPOCH, at(0)).unwrap());
+        let gap = stream_text(&room.stream_replay(EPOCH, at(0), Framing::Sse).unwrap());
         assert!(gap.starts_with("event: gap\ndata: {\"next\":\"abcd0001-4\"}\n\n"));
         assert_eq!(gap.matches("event: message").count(), 3);
-        assert_eq!(stream_text(&room.stream_replay(EPOCH, at(4)).unwrap()), "");
         assert_eq!(
-            room.stream_replay(EPOCH, at(9)).unwrap_err(),
+            stream_text(&room.stream_replay(EPOCH, at(4), Framing::Sse).unwrap()),
+            ""
+        );
+        assert_eq!(
+            room.stream_replay(EPOCH, at(9), Framing::Sse).unwrap_err(),
             SinceError::Ahead
         );
         // The live frame is the stored one, not a copy.
@@ -678,21 +702,21 @@ mod tests {
         assert_eq!(texts(&last).len(), 22);
         assert!(last.contains("\"next\":\"abcd0001-150\""));
 
-        let page = room.stream_replay(EPOCH, None).unwrap();
+        let page = room.stream_replay(EPOCH, None, Framing::Sse).unwrap();
         assert_eq!(page.pieces.len(), PAGE_MESSAGES);
         assert_eq!(page.more_after, Some(PAGE_MESSAGES as u64));
         assert!(page
             .pieces
             .iter()
             .all(|p| matches!(p, Piece::Shared { .. })));
-        let next = room.stream_refill(EPOCH, 128);
+        let next = room.stream_refill(EPOCH, 128, Framing::Sse);
         assert_eq!(next.pieces.len(), 22);
         assert_eq!(next.more_after, None);
         // Messages evicted before a page was sent make that page start with a gap.
         for i in 151..=1200u64 {
             room.post(EPOCH, "ann", &format!("m{i}"), None, i, &limits);
         }
-        let after_eviction = stream_text(&room.stream_refill(EPOCH, 64));
+        let after_eviction = stream_text(&room.stream_refill(EPOCH, 64, Framing::Sse));
         assert!(
             after_eviction.starts_with("event: gap\n"),
             "{}",

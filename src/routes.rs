@@ -8,6 +8,7 @@ use crate::http::{self, Limits, Method, Parse, Request, Status};
 use crate::outgoing::Response;
 use crate::position::Position;
 use crate::token::{self, Identity, Refusal, Secret};
+use crate::ws;
 use std::rc::Rc;
 
 /// What the server should do with a request.
@@ -84,6 +85,21 @@ pub enum Action {
         /// told `expired` and closed then. `None` without tokens.
         expires: Option<u64>,
     },
+    /// `GET /rooms/{room}/ws`: a WebSocket, the handshake checked; answered 101 with
+    /// `accept` as its `Sec-WebSocket-Accept`, then the room's frames as for a stream.
+    Socket {
+        /// A valid room name.
+        room: String,
+        /// Where to resume (`?since=`); `None`: a new client, or one that says where in its
+        /// first frame (`resume`).
+        since: Option<Position>,
+        /// Who listens, for presence, and who posts (`?name=`, or the token's `sub`).
+        name: Option<String>,
+        /// When the token it was opened with expires (seconds since 1970).
+        expires: Option<u64>,
+        /// `Sec-WebSocket-Accept`.
+        accept: String,
+    },
 }
 
 /// Why a request was refused for its token.
@@ -103,6 +119,7 @@ impl Action {
             Action::Park => Some(crate::chat::LOBBY),
             Action::RoomPoll { room, .. }
             | Action::Stream { room, .. }
+            | Action::Socket { room, .. }
             | Action::Presence { room } => Some(room),
             _ => None,
         }
@@ -111,7 +128,9 @@ impl Action {
     /// The position a read resumes from, if it names one.
     pub fn since(&self) -> Option<Position> {
         match self {
-            Action::RoomPoll { since, .. } | Action::Stream { since, .. } => *since,
+            Action::RoomPoll { since, .. }
+            | Action::Stream { since, .. }
+            | Action::Socket { since, .. } => *since,
             _ => None,
         }
     }
@@ -127,6 +146,10 @@ pub struct Context<'a> {
     pub replies: &'a Replies,
     /// With `--token-secret-file`: every request into a room needs a token.
     pub auth: Option<Auth<'a>>,
+    /// WebSocket is on (not `--no-websocket`).
+    pub websocket: bool,
+    /// `--cors-origin`: the one other origin whose pages may open a WebSocket here.
+    pub cors_origin: Option<&'a str>,
 }
 
 /// What checking a token needs.
@@ -319,6 +342,23 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
         })()
         .map_err(|e| (e, "")),
         ("events", _) => Err(allow("GET")),
+        ("ws", _) if !context.websocket => Err((
+            ApiError {
+                status: Status::NOT_FOUND,
+                message: "WebSocket is off on this server (--no-websocket): \
+                          use /events or /messages",
+            },
+            "",
+        )),
+        ("ws", Method::Get) => {
+            return socket(
+                request,
+                room,
+                (signed, who.as_ref().map(|w| w.exp)),
+                context,
+            );
+        }
+        ("ws", _) => Err(allow("GET")),
         _ => Err((not_found, "")),
     };
     match result {
@@ -326,6 +366,63 @@ fn route_room(request: &Request, rest: &str, body: &[u8], context: &Context) -> 
         Err((error, "")) => fail(error, Also::Nothing),
         Err((error, methods)) => fail(error, Also::Allow(methods)),
     }
+}
+
+/// `GET /rooms/{room}/ws`: the opening handshake judged (RFC 6455 §4.2.1), then what any
+/// stream is judged on. A page from another site may not open it (cross-site WebSocket
+/// hijacking: the browser sends the victim's cookies and any origin's page could read the
+/// room): its `Origin` must be this server's own or `--cors-origin`. A client with no
+/// `Origin` is not a browser, and proves nothing by leaving it out, so it may.
+fn socket(
+    request: &Request,
+    room: String,
+    (signed, expires): (Option<&str>, Option<u64>),
+    context: &Context,
+) -> Action {
+    let close = !request.keep_alive;
+    let refuse = |status: Status, message: &str, also: Also| {
+        let bytes = context.replies.error(status, message, also, false);
+        reply(Response::Owned(bytes), close)
+    };
+    let Some(upgrade) = request.upgrade.as_deref().filter(|u| u.connection) else {
+        let message = "this is a WebSocket endpoint: send Upgrade: websocket and \
+                       Connection: Upgrade (or use /events for Server-Sent Events)";
+        return refuse(Status::UPGRADE_REQUIRED, message, Also::Upgrade);
+    };
+    let accept = match ws::accept(upgrade.key.as_deref(), upgrade.version.as_deref()) {
+        Ok(accept) => accept,
+        Err(ws::Refusal::Version) => {
+            let message = "Sec-WebSocket-Version: only 13 is spoken here";
+            return refuse(Status::UPGRADE_REQUIRED, message, Also::Upgrade);
+        }
+        Err(ws::Refusal::Key) => {
+            let message = "Sec-WebSocket-Key: 16 bytes in base64 are required";
+            return refuse(Status::BAD_REQUEST, message, Also::Nothing);
+        }
+    };
+    if let Some(origin) = upgrade.origin.as_deref() {
+        let own = upgrade.host.as_deref().is_some_and(|host| {
+            ["http://", "https://"]
+                .iter()
+                .any(|scheme| origin.strip_prefix(scheme) == Some(host))
+        });
+        if !own && context.cors_origin != Some(origin) {
+            let message = "Origin: a page from another site may not open this WebSocket \
+                           (only this server's own pages, or --cors-origin's)";
+            return refuse(Status::FORBIDDEN, message, Also::Nothing);
+        }
+    }
+    let query = request.query.as_deref();
+    let asked = (|| {
+        Ok(Action::Socket {
+            since: api::resume_position(query, None)?,
+            name: api::presence_name(query, signed)?,
+            expires,
+            accept,
+            room,
+        })
+    })();
+    asked.unwrap_or_else(|error: ApiError| refuse(error.status, error.message, Also::Nothing))
 }
 
 /// With tokens on, who sent `request` into `room`: `Ok(None)` when tokens are off, the
@@ -417,6 +514,8 @@ mod tests {
             max_message_bytes: 4096,
             replies: &Replies::new(Some("https://example.org")),
             auth: None,
+            websocket: true,
+            cors_origin: Some("https://example.org"),
         };
         route(&req, &raw.as_bytes()[req.body.clone()], &context)
     }

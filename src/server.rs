@@ -52,6 +52,7 @@ mod proxied;
 mod redis;
 mod setup;
 mod shutdown;
+mod socket;
 mod timers;
 
 pub use crate::chat::NAMES_SWEPT_PER_PASS;
@@ -137,6 +138,8 @@ pub struct Server {
     admin: Option<admin::Admin>,
     /// With `--redis`: the two connections to Redis and how they stand.
     redis: Option<redis::RedisLink>,
+    /// WebSocket messages arriving in fragments (the codec's only state).
+    sockets: socket::Sockets,
 }
 
 impl Server {

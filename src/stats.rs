@@ -28,6 +28,14 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Event streams open (SSE); 0 until streams exist.
     pub streams: AtomicU64,
+    /// WebSockets open in a room (`GET /rooms/{room}/ws`).
+    pub sockets: AtomicU64,
+    /// Deliveries to long polls (classic and JSON), since start: part of `deliveries`.
+    pub deliveries_poll: AtomicU64,
+    /// Deliveries to event streams, since start: part of `deliveries`.
+    pub deliveries_sse: AtomicU64,
+    /// Deliveries to WebSockets, since start: part of `deliveries`.
+    pub deliveries_ws: AtomicU64,
     /// Chat rooms in memory.
     pub rooms: AtomicU64,
     /// Connections dropped because they did not take a response within the write timeout.

@@ -178,6 +178,8 @@ mod tokens {
                 private_prefix: None,
                 now,
             }),
+            websocket: true,
+            cors_origin: None,
         };
         let raw = [
             b"GET /rooms/r/messages HTTP/1.1\r\nAuthorization: Bearer ".as_slice(),

@@ -5,10 +5,15 @@
 
 use super::pending::Command;
 use crate::conn::Membership;
-use crate::outgoing::{Outgoing, Response};
+use crate::outgoing::{Outgoing, Piece, Response};
 use crate::waitlist::{ListKind, Waiter};
 use std::rc::Rc;
 use std::time::Duration;
+
+/// How long a WebSocket opened without `?since=` waits for its first frame (`resume`, which
+/// says where its replay starts) before its replay starts from the beginning, as an event
+/// stream's would. A browser sends `resume` as soon as the socket opens: one round trip.
+pub const RESUME_WAIT: Duration = Duration::from_secs(1);
 
 /// When an input happened, read once by the shell: the chat never reads a clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,6 +85,19 @@ pub enum Effect {
         at: Membership,
         /// The head, the retry hint and the replay's first page.
         output: Outgoing,
+        /// A WebSocket whose replay waits for its first frame (`resume`), at most
+        /// [`RESUME_WAIT`]: the shell calls [`super::Chat::stream_due`] then.
+        hold: bool,
+    },
+    /// Stream `to`'s replay starts (a WebSocket that said where from): queued behind
+    /// whatever it is owed, then paged from the room as it drains.
+    Replay {
+        /// The stream.
+        to: Waiter,
+        /// The first page.
+        pieces: Vec<Piece>,
+        /// More history after this message.
+        more_after: Option<u64>,
     },
     /// One frame to each stream in `to`, which stay in their list. `message`: the frame is
     /// a stored message, which a stream still replaying reaches in the history instead.

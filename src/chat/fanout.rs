@@ -8,10 +8,12 @@ use super::effect::{Effect, Now, Sweep};
 use super::state::Chat;
 use crate::answer;
 use crate::event::Event;
+use crate::room::Framing;
 use crate::room::Posted;
 use crate::sse;
 use crate::stats;
 use crate::waitlist::{ListKind, Waiter};
+use crate::websocket;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -50,22 +52,32 @@ impl Chat {
     pub(super) fn deliver(&mut self, now: Now, room: u32, seq: u64, text: &str) {
         let epoch = self.rooms.epoch;
         stats::add(&self.stats.messages, 1);
-        let mut delivered = 0;
+        let (mut polls, mut streams, mut sockets) = (0, 0, 0);
         if !self.rooms.room(room).classic.is_empty() {
             let response = answer::classic_message(text);
-            delivered += self.answer_parked(room, ListKind::Classic, response);
+            polls += self.answer_parked(room, ListKind::Classic, response);
         }
         if !self.rooms.room(room).polls.is_empty() {
             let r = self.rooms.room(room);
             let (messages, head) = (r.messages_after(seq - 1), r.head(epoch));
             let response: Rc<[u8]> = self.replies.poll_answer(messages, head, &[]).into();
-            delivered += self.answer_parked(room, ListKind::Poll, response);
+            polls += self.answer_parked(room, ListKind::Poll, response);
         }
         if !self.rooms.room(room).streams.is_empty() {
             let frame = self.rooms.room(room).sse_message(seq);
-            delivered += self.send_to_streams(room, frame, Some(now), false);
+            streams = self.send_to_streams((room, ListKind::Stream), frame, Some(now), false);
         }
+        if !self.rooms.room(room).sockets.is_empty() {
+            let r = self.rooms.room(room);
+            let json = r.messages_after(seq - 1).next().unwrap_or_default();
+            let frame = websocket::message(json);
+            sockets = self.send_to_streams((room, ListKind::Socket), frame, Some(now), false);
+        }
+        let delivered = polls + streams + sockets;
         stats::add(&self.stats.deliveries, delivered);
+        stats::add(&self.stats.deliveries_poll, polls);
+        stats::add(&self.stats.deliveries_sse, streams);
+        stats::add(&self.stats.deliveries_ws, sockets);
         self.deliveries += delivered;
         let name = self.rooms.room(room).name.clone();
         log::debug!("message {seq} in {name} delivered to {delivered}");
@@ -88,7 +100,11 @@ impl Chat {
         }
         if !self.rooms.room(room).streams.is_empty() {
             let frame: Rc<[u8]> = sse::event_frames(events).into_bytes().into();
-            delivered += self.send_to_streams(room, frame, None, false);
+            delivered += self.send_to_streams((room, ListKind::Stream), frame, None, false);
+        }
+        if !self.rooms.room(room).sockets.is_empty() {
+            let frame: Rc<[u8]> = websocket::events(events).into();
+            delivered += self.send_to_streams((room, ListKind::Socket), frame, None, false);
         }
         self.deliveries += delivered;
     }
@@ -109,7 +125,11 @@ impl Chat {
         }
         if !self.rooms.room(room).streams.is_empty() {
             let frame: Rc<[u8]> = sse::gap_frame(head).into_bytes().into();
-            told += self.send_to_streams(room, frame, None, true);
+            told += self.send_to_streams((room, ListKind::Stream), frame, None, true);
+        }
+        if !self.rooms.room(room).sockets.is_empty() {
+            let frame: Rc<[u8]> = websocket::gap(head).into();
+            told += self.send_to_streams((room, ListKind::Socket), frame, None, true);
         }
         self.deliveries += told;
     }
@@ -129,24 +149,29 @@ impl Chat {
         answered
     }
 
-    /// One frame to every stream in the room, which stay in its list. `message`: the
-    /// frame is a stored message, posted at that moment, which does not reach a stream
-    /// whose token ran out (its timer may not have said so yet, if the stream was too
-    /// busy): that stream ends instead. Returns how many streams got it.
+    /// One frame to every stream of a room's list (SSE or WebSocket), which stay in it.
+    /// `message`: the frame is a stored message, posted at that moment, which does not
+    /// reach a stream whose token ran out (its timer may not have said so yet, if the
+    /// stream was too busy): that stream ends instead; nor a WebSocket whose replay waits
+    /// for its first frame (the replay will bring it). Returns how many streams got it.
     fn send_to_streams(
         &mut self,
-        room: u32,
+        (room, list): (u32, ListKind),
         frame: Rc<[u8]>,
         message: Option<Now>,
         again: bool,
     ) -> u64 {
-        let mut streams: Vec<Waiter> = self.rooms.room(room).streams.iter().collect();
+        let mut streams: Vec<Waiter> = self.rooms.list(room, list).iter().collect();
+        if message.is_some() && !self.held.is_empty() {
+            streams.retain(|s| !self.held.contains(&s.key));
+        }
         if let Some(now) = message.filter(|_| self.config.token_secret.is_some()) {
             let (live, ended): (Vec<Waiter>, Vec<Waiter>) = streams
                 .into_iter()
                 .partition(|s| !self.stream_expired(now, s.key));
+            let framing = list.framing().unwrap_or(Framing::Sse);
             for stream in ended {
-                self.expire_stream(stream);
+                self.expire_stream(stream, framing);
             }
             streams = live;
         }

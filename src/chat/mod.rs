@@ -36,12 +36,13 @@ mod pending;
 mod requests;
 mod rooms;
 mod shared;
+mod socket;
 mod state;
 mod store;
 #[cfg(test)]
 mod tests;
 
-pub use effect::{Effect, Now, Sweep};
+pub use effect::{Effect, Now, Sweep, RESUME_WAIT};
 pub use fanout::NAMES_SWEPT_PER_PASS;
 pub use pending::{Command, Then, REPLY_WAIT};
 pub use rooms::LOBBY;

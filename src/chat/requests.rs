@@ -18,12 +18,24 @@ use crate::http::Status;
 use crate::limits::{Act, Refused};
 use crate::outgoing::{Outgoing, Piece, Pieces, Response};
 use crate::position::Position;
-use crate::room::{Since, SinceError};
+use crate::room::{Framing, Since, SinceError, StreamPage};
 use crate::routes::{Action, Denial};
 use crate::sse;
 use crate::stats;
 use crate::waitlist::{ListKind, Waiter};
+use crate::websocket;
 use std::time::Duration;
+
+/// Which kind of stream a request opens.
+enum Opening {
+    /// Server-Sent Events.
+    Sse,
+    /// A WebSocket, answered 101 with this `Sec-WebSocket-Accept`.
+    Socket {
+        /// The handshake's answer to the client's key.
+        accept: String,
+    },
+}
 
 /// How often the rate limiter forgets clients whose buckets are full again, while it
 /// holds any.
@@ -86,7 +98,17 @@ impl Chat {
                 since,
                 name,
                 expires,
-            } => self.open_stream(now, asked, &room, since, (name, expires)),
+            } => self.open_stream(now, asked, &room, since, (name, expires), Opening::Sse),
+            Action::Socket {
+                room,
+                since,
+                name,
+                expires,
+                accept,
+            } => {
+                let opening = Opening::Socket { accept };
+                self.open_stream(now, asked, &room, since, (name, expires), opening)
+            }
         }
     }
 
@@ -431,6 +453,8 @@ impl Chat {
     /// `GET /rooms/{room}/events`: the head, a `retry:` hint, what the client missed, then
     /// the connection stays in the room's stream list until either side closes, or the
     /// token it was opened with (`expires`, seconds since 1970) runs out.
+    /// `GET /rooms/{room}/ws` the same, with a 101 for a head and WebSocket frames; opened
+    /// without `?since=`, its replay waits for its first frame ([`Chat::release`]).
     fn open_stream(
         &mut self,
         now: Now,
@@ -438,6 +462,7 @@ impl Chat {
         room: &str,
         since: Option<Position>,
         (name, expires): (Option<String>, Option<u64>),
+        opening: Opening,
     ) {
         let Some(id) = self.room_or_refuse(now, asked, room) else {
             return;
@@ -451,27 +476,50 @@ impl Chat {
             }
         }
         let epoch = self.rooms.epoch;
-        let replay = match self.rooms.room(id).stream_replay(epoch, since) {
+        let (framing, list) = match opening {
+            Opening::Sse => (Framing::Sse, ListKind::Stream),
+            Opening::Socket { .. } => (Framing::WebSocket, ListKind::Socket),
+        };
+        let hold = framing == Framing::WebSocket && since.is_none();
+        let replay = match self.rooms.room(id).stream_replay(epoch, since, framing) {
+            Ok(_) if hold => StreamPage {
+                pieces: Vec::new(),
+                more_after: None,
+            },
             Ok(replay) => replay,
             Err(SinceError::Ahead) => {
                 let message = "since: this position is ahead of the room; reconnect without it";
                 return self.refuse(asked, Status::BAD_REQUEST, message, Also::Nothing);
             }
         };
-        let mut head = self.replies.stream_head();
-        head.extend_from_slice(sse::RETRY_HINT);
+        let head = match opening {
+            Opening::Sse => {
+                let mut head = self.replies.stream_head();
+                head.extend_from_slice(sse::RETRY_HINT);
+                head
+            }
+            Opening::Socket { accept } => websocket::switching_protocols(&accept),
+        };
         let pieces = std::iter::once(Piece::Owned(head))
             .chain(replay.pieces)
             .collect();
         // The stream starts before anything below is broadcast: a join reaches this
         // stream too, and must queue behind its status line, not go out before it.
-        let at = self.join(asked.conn, id, ListKind::Stream);
+        let at = self.join(asked.conn, id, list);
         self.effects.push(Effect::Stream {
             to: asked.conn,
             at,
             output: Outgoing::replay(pieces, replay.more_after),
+            hold,
         });
-        stats::add(&self.stats.streams, 1);
+        if hold {
+            self.held.insert(asked.conn.key);
+        }
+        let open = match list {
+            ListKind::Socket => &self.stats.sockets,
+            _ => &self.stats.streams,
+        };
+        stats::add(open, 1);
         if name.is_some() || expires.is_some() {
             // The token is accepted until exp and the leeway for clock skew; the stream
             // ends then, never before a reconnect with the same token would be refused.

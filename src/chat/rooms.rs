@@ -305,6 +305,7 @@ impl Rooms {
             ListKind::Classic => &mut room.classic,
             ListKind::Poll => &mut room.polls,
             ListKind::Stream => &mut room.streams,
+            ListKind::Socket => &mut room.sockets,
         }
     }
 

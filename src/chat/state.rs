@@ -12,12 +12,14 @@ use crate::config::Config;
 use crate::conn::Membership;
 use crate::limits::Limiter;
 use crate::random::Random;
+use crate::room::Framing;
 use crate::room::{HistoryLimits, StreamPage};
 use crate::routes::Action;
 use crate::sse;
 use crate::stats::{self, Stats};
 use crate::waitlist::{ListKind, Waiter};
-use std::collections::HashMap;
+use crate::websocket;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -48,6 +50,13 @@ pub struct Chat {
     /// Who holds each event stream opened with a name or a token, by connection key.
     /// Streams with neither have no entry, so most cost nothing here.
     pub(super) holders: HashMap<u32, StreamHolder>,
+    /// WebSockets opened without `?since=`, whose replay waits for their first frame
+    /// (`resume` says from where) or a moment (then from the start). Live messages skip
+    /// them meanwhile: the replay, when it starts, reaches them in order.
+    pub(super) held: HashSet<u32>,
+    /// What each WebSocket's request under way was (a post or typing, and its
+    /// `client_id`), for the ack its answer becomes; by connection key.
+    pub(super) acks: HashMap<u32, (websocket::Asked, Option<String>)>,
     /// With `--redis`: the requests waiting for Redis, the reads on their way, whether
     /// Redis is up. `None` without: rooms live here alone.
     pub(super) shared: Option<Shared>,
@@ -64,6 +73,8 @@ pub struct Chat {
     pub(super) classic_timeout: Rc<[u8]>,
     /// `: keep-alive`, shared by every stream's heartbeat.
     pub(super) heartbeat: Rc<[u8]>,
+    /// An empty ping, shared by every WebSocket's heartbeat.
+    pub(super) ping: Rc<[u8]>,
     /// Shutting down: a request that would wait is told to come back later.
     pub(super) draining: bool,
     /// The presence sweep is on the wheel (at most once).
@@ -92,6 +103,8 @@ impl Chat {
             clients: Clients::default(),
             limiter: Limiter::new(config.post_rate, config.post_burst, config.typing_interval),
             holders: HashMap::new(),
+            held: HashSet::new(),
+            acks: HashMap::new(),
             shared: shared.then(Shared::default),
             config: config.clone(),
             stats,
@@ -99,6 +112,7 @@ impl Chat {
             replies: Replies::new(config.cors_origin.as_deref()),
             classic_timeout: answer::classic_timeout(),
             heartbeat: Rc::from(sse::HEARTBEAT),
+            ping: websocket::ping().into(),
             draining: false,
             presence_sweep_due: false,
             limiter_sweep_due: false,
@@ -127,8 +141,14 @@ impl Chat {
     pub fn left(&mut self, now: Now, conn: Waiter, at: Membership) -> Option<(Waiter, u32)> {
         match at.list {
             ListKind::Classic | ListKind::Poll => stats::sub(&self.stats.pending_polls, 1),
-            ListKind::Stream => {
-                stats::sub(&self.stats.streams, 1);
+            ListKind::Stream | ListKind::Socket => {
+                let open = match at.list {
+                    ListKind::Socket => &self.stats.sockets,
+                    _ => &self.stats.streams,
+                };
+                stats::sub(open, 1);
+                self.held.remove(&conn.key);
+                self.acks.remove(&conn.key);
                 let holder = self.holders.remove(&conn.key);
                 if let Some(name) = holder.and_then(|holder| holder.name) {
                     let window = self.presence_window_ms();
@@ -175,15 +195,25 @@ impl Chat {
     /// A deadline of stream `conn` passed: it was quiet (`writing` false: send a
     /// heartbeat) or behind on its writes (`writing`: the shell checks on it). Either way a
     /// stream whose token ran out is ended, and true returned.
-    pub fn stream_due(&mut self, now: Now, conn: Waiter, writing: bool) -> bool {
+    /// A WebSocket gets a ping, and one still waiting for its first frame starts its
+    /// replay from the start.
+    pub fn stream_due(&mut self, now: Now, conn: Waiter, at: Membership, writing: bool) -> bool {
+        let framing = at.list.framing().unwrap_or(Framing::Sse);
         if self.stream_expired(now, conn.key) {
-            self.expire_stream(conn);
+            self.expire_stream(conn, framing);
             return true;
         }
+        if self.held.contains(&conn.key) {
+            self.release(now, conn, at, None);
+        }
         if !writing {
+            let frame = match framing {
+                Framing::Sse => &self.heartbeat,
+                Framing::WebSocket => &self.ping,
+            };
             self.effects.push(Effect::Frames {
                 to: vec![conn],
-                frame: Rc::clone(&self.heartbeat),
+                frame: Rc::clone(frame),
                 message: false,
                 replay_again: false,
             });
@@ -218,9 +248,14 @@ impl Chat {
 
     /// While shutting down: stream `conn` ends with a frame that tells its EventSource
     /// when to come back (random, like the polls' Retry-After).
-    pub fn end_stream_for_shutdown(&mut self, conn: Waiter) {
+    /// A WebSocket is sent the same hint in a frame, then closed with 1001.
+    pub fn end_stream_for_shutdown(&mut self, conn: Waiter, framing: Framing) {
         let delay_ms = self.random.in_range(RETRY_DELAY_MS);
-        let frame = sse::shutdown_frame(delay_ms).into_bytes().into();
+        let frame = match framing {
+            Framing::Sse => sse::shutdown_frame(delay_ms).into_bytes(),
+            Framing::WebSocket => websocket::shutdown(delay_ms),
+        };
+        let frame = frame.into();
         self.effects.push(Effect::EndStream { to: conn, frame });
     }
 
@@ -232,9 +267,12 @@ impl Chat {
     }
 
     /// A stream's page of replayed history is out: the next page after message `after`.
-    pub fn stream_refill(&mut self, room: u32, after: u64) -> StreamPage {
+    pub fn stream_refill(&mut self, at: Membership, after: u64) -> StreamPage {
         let epoch = self.rooms.epoch;
-        self.rooms.room(room).stream_refill(epoch, after)
+        let framing = at.list.framing().unwrap_or(Framing::Sse);
+        self.rooms
+            .room(at.room)
+            .stream_refill(epoch, after, framing)
     }
 
     /// One of the chat's sweeps is due.
@@ -310,17 +348,18 @@ impl Chat {
 
     /// The token a stream was opened with has run out: tell its page, which fetches a new
     /// token and reconnects, and close. Until then it heard everything it was entitled to.
-    pub(super) fn expire_stream(&mut self, conn: Waiter) {
+    pub(super) fn expire_stream(&mut self, conn: Waiter, framing: Framing) {
         match self.holders.get_mut(&conn.key) {
             Some(holder) if !holder.ended => holder.ended = true,
             _ => return, // ended already
         }
         stats::add(&self.stats.streams_expired, 1);
         log::debug!("#{} stream's token expired; closing", conn.key);
-        self.effects.push(Effect::EndStream {
-            to: conn,
-            frame: sse::EXPIRED.into(),
-        });
+        let frame = match framing {
+            Framing::Sse => sse::EXPIRED.into(),
+            Framing::WebSocket => websocket::expired().into(),
+        };
+        self.effects.push(Effect::EndStream { to: conn, frame });
     }
 
     /// Queues an answer built for one request.

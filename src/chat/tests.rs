@@ -475,10 +475,14 @@ fn a_stream_whose_token_ran_out_gets_no_more_messages() {
         name: Some("ann".into()),
         expires: Some(exp_secs),
     };
-    bench.ask(conn, stream);
+    let effects = bench.ask(conn, stream);
+    let Some(Effect::Stream { at, .. }) = effects.first() else {
+        panic!("the stream starts first: {effects:?}");
+    };
+    let at = *at;
     bench.later(9_000);
     assert!(
-        !bench.chat.stream_due(bench.now, conn, false),
+        !bench.chat.stream_due(bench.now, conn, at, false),
         "not yet: a heartbeat"
     );
     bench.chat.effects.clear();

@@ -353,6 +353,12 @@ pub static FLAGS: &[Flag] = &[
          HAProxy's send-proxy and nginx's proxy_protocol do; one without it is closed",
         |config| config.proxy_protocol = true,
     ),
+    Flag::switch(
+        "no-websocket",
+        "turn off GET /rooms/{room}/ws (it answers 404), for a site whose proxy drops \
+         WebSocket; clients fall back to /events and /messages",
+        |config| config.websocket = false,
+    ),
     Flag::number(
         "post-rate",
         "posts per second one client may make, on average; past it: 429",
@@ -552,8 +558,9 @@ mod tests {
             }
             checked += 1;
         }
-        // All but --no-www, --proxy-protocol, --help and the eight whose default is "unset".
-        assert_eq!(checked, FLAGS.len() - 11);
+        // All but --no-www, --proxy-protocol, --no-websocket, --help and the eight whose
+        // default is "unset".
+        assert_eq!(checked, FLAGS.len() - 12);
     }
 
     /// Each range in the table is the one the parser enforces: both ends are accepted, one
@@ -678,6 +685,7 @@ mod tests {
             }),
             // Needs a --trusted-proxy (see the loop below).
             ("proxy-protocol", None, |c| c.proxy_protocol),
+            ("no-websocket", None, |c| !c.websocket),
             ("post-rate", Some("7"), |c| c.post_rate == 7),
             ("post-burst", Some("7"), |c| c.post_burst == 7),
             ("typing-interval", Some("1.5"), |c| {

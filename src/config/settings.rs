@@ -102,6 +102,9 @@ pub struct Config {
     /// (v1 or v2), which names the client for the whole connection; its requests'
     /// `X-Forwarded-For` is then not read. A trusted peer that sends none is closed.
     pub proxy_protocol: bool,
+    /// WebSocket is on (`GET /rooms/{room}/ws`); `--no-websocket` turns it off, for sites
+    /// whose proxy drops upgrades (the endpoint then answers 404, so a client falls back).
+    pub websocket: bool,
     /// Which worker this process is (1 to `workers`), set only in a process the supervisor
     /// started, never by a flag. A worker binds with SO_REUSEPORT, so that its siblings can
     /// bind the same port, and says in `/stats` which worker answered.
@@ -149,6 +152,7 @@ impl Default for Config {
             max_conns_per_client: 256,
             trusted_proxies: crate::proxy::Trusted::default(),
             proxy_protocol: false,
+            websocket: true,
             worker: None,
         }
     }

@@ -4,10 +4,11 @@
 //! (closed earlier in this pass, its key reused): every effect names `(key, generation)`
 //! and is skipped for a stranger.
 
+use super::socket::socket_at;
 use super::Server;
 use crate::chat::{Effect, Now};
-use crate::conn::{Deadline, Membership, State};
-use crate::outgoing::{Outgoing, Response};
+use crate::conn::{Deadline, Flags, Membership, State};
+use crate::outgoing::{Outgoing, Piece, Response};
 use crate::waitlist::Waiter;
 use std::rc::Rc;
 use std::time::Instant;
@@ -46,7 +47,22 @@ impl Server {
                         self.chat.recycle(from, to);
                     }
                     Effect::Park { to, at, close } => self.park(to, at, close),
-                    Effect::Stream { to, at, output } => self.start_stream(to, at, output),
+                    Effect::Stream {
+                        to,
+                        at,
+                        output,
+                        hold,
+                    } => {
+                        self.start_stream(to, at, output);
+                        if let Some(key) = self.live(to).filter(|_| hold) {
+                            self.set_timer(key, Deadline::Resume);
+                        }
+                    }
+                    Effect::Replay {
+                        to,
+                        pieces,
+                        more_after,
+                    } => self.start_replay(to, pieces, more_after),
                     Effect::Frames {
                         to,
                         frame,
@@ -59,14 +75,20 @@ impl Server {
                         }
                     }
                     Effect::EndStream { to, frame } => self.end_stream_with(to, &frame),
-                    Effect::Await { to, close } => {
-                        if let Some(key) = self.live(to) {
+                    Effect::Await { to, close } => match self.live(to) {
+                        Some(key) if socket_at(self.conns[key].state()).is_some() => {
+                            self.socket_awaits(key)
+                        }
+                        Some(key) => {
                             self.conns[key].await_backplane(close);
                             self.set_timer(key, Deadline::Backplane);
                         }
-                    }
+                        None => {}
+                    },
                     Effect::CarryOn { to } => {
-                        if let Some(key) = self.live(to) {
+                        let awaiting =
+                            |s: &Self, key: usize| s.conns[key].state() == State::Awaiting;
+                        if let Some(key) = self.live(to).filter(|&key| awaiting(self, key)) {
                             self.conns[key].carry_on();
                             self.clear_timer(key);
                             // Input may wait behind the request: its next turn reads it.
@@ -115,11 +137,17 @@ impl Server {
         }
     }
 
-    /// An answer for one connection. A parked poll leaves its list first.
+    /// An answer for one connection. A parked poll leaves its list first; a WebSocket
+    /// stays in its list, and gets its answer as an ack frame.
     fn answer(&mut self, to: Waiter, response: Response, close: bool) {
         let Some(key) = self.live(to) else {
             return;
         };
+        if socket_at(self.conns[key].state()).is_some() {
+            let acked = self.ack(key, to, &response);
+            debug_assert!(acked, "#{key}: an answer for a socket that asked nothing");
+            return;
+        }
         self.unpark(key);
         self.respond(key, response, close);
     }
@@ -181,6 +209,9 @@ impl Server {
         };
         match conn.state() {
             State::Parked(at) | State::Streaming(at) => {
+                if conn.flags.has(Flags::SOCKET_WAITS) {
+                    self.chat.gave_up_waiting(waiter);
+                }
                 let moved = self.chat.left(self.now(), waiter, at);
                 self.moved(moved);
             }
@@ -232,7 +263,7 @@ impl Server {
 
     /// Ends a stream with a last `frame` (shutdown, expiry): written now or queued behind
     /// what is in progress; the connection closes once it is out.
-    fn end_stream_with(&mut self, to: Waiter, frame: &Rc<[u8]>) {
+    pub(super) fn end_stream_with(&mut self, to: Waiter, frame: &Rc<[u8]>) {
         self.stream_send(to, frame, false, false);
         let Some(key) = self.live(to) else {
             return; // it was too far behind to take even that
@@ -246,12 +277,30 @@ impl Server {
         self.write_output(key);
     }
 
+    /// A WebSocket said where its replay starts: the replay queues behind what it is owed
+    /// (its 101, events meanwhile), and pages on from the room as it drains.
+    fn start_replay(&mut self, to: Waiter, pieces: Vec<Piece>, more_after: Option<u64>) {
+        let Some(key) = self.live(to) else {
+            return;
+        };
+        if socket_at(self.conns[key].state()).is_none() {
+            return;
+        }
+        match self.conns[key].output.as_mut() {
+            Some(output) => output.append_replay(pieces, more_after),
+            None => {
+                self.conns[key].output = Some(Outgoing::replay(pieces, more_after));
+                self.write_output(key);
+            }
+        }
+    }
+
     /// A stream's page of replayed history is out: queue the next one from the room.
     pub(super) fn refill_stream(&mut self, key: usize, after: u64) {
         let State::Streaming(at) = self.conns[key].state() else {
             return;
         };
-        let page = self.chat.stream_refill(at.room, after);
+        let page = self.chat.stream_refill(at, after);
         self.conns[key].output = Some(Outgoing::replay(page.pieces, page.more_after));
     }
 }

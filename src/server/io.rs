@@ -7,6 +7,7 @@
 //! requests are answered with differs (`Server::answer_admin`, in `admin.rs`).
 
 use super::budget::{DELIVERIES_PER_TURN, REQUESTS_PER_TURN};
+use super::socket::socket_at;
 use super::Server;
 use crate::answer;
 use crate::conn::{AfterResponse, Deadline, Flags, State};
@@ -132,13 +133,20 @@ impl Server {
                 return false;
             };
             let admin = conn.flags.has(Flags::ADMIN);
-            let cap = match admin {
-                true => super::admin::ADMIN_REQUEST_BYTES,
-                false => self.config.limits.request_bytes(),
+            let socket = socket_at(conn.state()).is_some();
+            let cap = match (admin, socket) {
+                (true, _) => super::admin::ADMIN_REQUEST_BYTES,
+                // A WebSocket's input is frames: one message and its header at most.
+                (_, true) => {
+                    let cap = super::socket::message_cap(self.config.max_message_bytes);
+                    crate::ws::Assembler::new(cap).input_bytes_cap()
+                }
+                _ => self.config.limits.request_bytes(),
             };
-            // Nothing a stream sends is a request (its response never ends), and we are
-            // hanging up on a lingering client: read only to see the FIN.
-            let discarding = matches!(conn.state(), State::Lingering | State::Streaming(_));
+            // Nothing an event stream sends is a request (its response never ends), and
+            // we are hanging up on a lingering client: read only to see the FIN.
+            let discarding =
+                !socket && matches!(conn.state(), State::Lingering | State::Streaming(_));
             match conn.state() {
                 State::Closed => return false,
                 _ if discarding && discarded >= DISCARD_BYTES_PER_TURN => return true,
@@ -219,6 +227,9 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
+        if let Some(at) = socket_at(conn.state()) {
+            return self.socket_input(key, at);
+        }
         if conn.state() != State::Reading || conn.input.is_empty() {
             return false;
         }
@@ -262,6 +273,8 @@ impl Server {
                         private_prefix: self.config.private_rooms.as_deref(),
                         now: crate::token::now_secs(),
                     }),
+                websocket: self.config.websocket,
+                cors_origin: self.config.cors_origin.as_deref(),
             };
             match routes::next(&input[used..], &self.config.limits, &context) {
                 // Normal flow: the rest of the request has not arrived yet.
@@ -465,6 +478,9 @@ impl Server {
         }
         self.unpark(key);
         self.clear_timer(key);
+        if socket_at(self.conns[key].state()).is_some() {
+            self.forget_socket(key);
+        }
         self.conns[key].close();
         self.line.closing.push(key);
     }

@@ -124,6 +124,7 @@ impl Server {
             },
             admin,
             redis,
+            sockets: Default::default(),
         };
         if shared {
             server.connect_redis();

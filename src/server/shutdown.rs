@@ -7,6 +7,7 @@ use super::budget::SHUTDOWN_SLOTS_PER_PASS;
 use super::timers::Due;
 use super::Server;
 use crate::conn::{Flags, State};
+use crate::room::Framing;
 use crate::waitlist::Waiter;
 use mio::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,7 +104,10 @@ impl Server {
             };
             match conn.state() {
                 State::Parked(_) => self.chat.come_back_later(waiter),
-                State::Streaming(_) => self.chat.end_stream_for_shutdown(waiter),
+                State::Streaming(at) => {
+                    let framing = at.list.framing().unwrap_or(Framing::Sse);
+                    self.chat.end_stream_for_shutdown(waiter, framing)
+                }
                 State::Reading if conn.input.is_empty() => self.close(key),
                 State::Reading | State::Writing | State::Awaiting => {
                     self.conns[key].flags.set(Flags::CLOSE_AFTER_WRITE, true)

@@ -9,7 +9,7 @@ use crate::chat::Sweep;
 use crate::conn::{Deadline, Flags, State, Timer};
 use crate::stats;
 use crate::timer::{self, TimerWheel};
-use crate::waitlist::Waiter;
+use crate::waitlist::{ListKind, Waiter};
 use std::time::{Duration, Instant};
 
 /// How long a connection we are hanging up on may keep sending before we close it anyway.
@@ -152,12 +152,36 @@ impl Server {
                 self.chat.poll_timed_out(waiter, at);
                 self.carry_out();
             }
-            (Deadline::Heartbeat, State::Streaming(_)) => {
-                self.chat.stream_due(now, waiter, false);
+            // A WebSocket pinged last time and silent since is gone, or as good as.
+            (Deadline::Heartbeat, State::Streaming(_)) if conn.flags.has(Flags::UNHEARD) => {
+                self.count_drop(key, &self.stats.dropped_idle);
+                log::debug!("#{key} WebSocket answered no ping for a heartbeat; dropping");
+                self.close(key);
+            }
+            (Deadline::Heartbeat, State::Streaming(at)) => {
+                if at.list == ListKind::Socket {
+                    self.conns[key].flags.set(Flags::UNHEARD, true);
+                }
+                self.chat.stream_due(now, waiter, at, false);
                 self.carry_out();
             }
-            (Deadline::Write, State::Streaming(_)) => {
-                if !self.chat.stream_due(now, waiter, true) {
+            (Deadline::Resume, State::Streaming(at)) => {
+                self.chat.resume_wait_over(now, waiter, at);
+                self.carry_out();
+                if self.live(waiter).is_some() && self.conns[key].timer.is_none() {
+                    self.rearm_stream_timer(key);
+                }
+            }
+            (Deadline::Backplane, State::Streaming(_)) => {
+                log::debug!("#{key} Redis did not answer a WebSocket's post in time");
+                self.chat.redis_wait_over(waiter);
+                self.carry_out();
+                if self.live(waiter).is_some() && self.conns[key].timer.is_none() {
+                    self.rearm_stream_timer(key);
+                }
+            }
+            (Deadline::Write, State::Streaming(at)) => {
+                if !self.chat.stream_due(now, waiter, at, true) {
                     self.write_or_drop(key);
                 }
                 self.carry_out();
@@ -242,6 +266,7 @@ impl Server {
                 None => self.config.heartbeat,
             },
             Deadline::Backplane => crate::chat::REPLY_WAIT,
+            Deadline::Resume => crate::chat::RESUME_WAIT,
         };
         self.clear_timer(key);
         let at = self.deadline_after(after);

@@ -44,6 +44,8 @@ impl CloseCode {
     pub const GOING_AWAY: CloseCode = CloseCode(1001);
     /// 1002: the peer broke the protocol (framing, masking, sequencing, close payload).
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1003: a kind of message we do not accept (binary, where we speak JSON text).
+    pub const UNSUPPORTED: CloseCode = CloseCode(1003);
     /// 1007: a text message (or a close reason) that is not UTF-8.
     pub const INVALID_DATA: CloseCode = CloseCode(1007);
     /// 1008: a message against policy (for example an expired token).

@@ -33,6 +33,8 @@ pub fn run(chunks: &[&[u8]], limits: &Limits) -> Outcome {
         max_message_bytes: 4096,
         replies: &comet_chat::answer::Replies::new(Some("https://example.org")),
         auth: None,
+        websocket: true,
+        cors_origin: Some("https://example.org"),
     };
     let mut input: Vec<u8> = Vec::new();
     let mut outcome = Outcome::default();
@@ -122,7 +124,9 @@ fn check_action(action: &Action, head: bool) {
             assert!(api::valid_room(room));
             assert!(api::check_name(from).is_ok());
         }
-        Action::RoomPoll { room, name, .. } | Action::Stream { room, name, .. } => {
+        Action::RoomPoll { room, name, .. }
+        | Action::Stream { room, name, .. }
+        | Action::Socket { room, name, .. } => {
             assert!(api::valid_room(room));
             assert!(name.as_deref().is_none_or(|n| api::check_name(n).is_ok()));
         }
