@@ -13,7 +13,7 @@ use crate::outgoing::Piece;
 use crate::position::Position;
 use crate::presence::Names;
 use crate::sse;
-use crate::waitlist::WaitList;
+use crate::waitlist::{ListKind, WaitList};
 use crate::websocket;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -124,6 +124,17 @@ pub enum Framing {
     Sse,
     /// `GET /rooms/{room}/ws` ([`crate::websocket`]).
     WebSocket,
+}
+
+impl Framing {
+    /// How a list's waiters are written to: SSE for event streams (and, where it does not
+    /// matter, polls, which get answers rather than frames).
+    pub fn of(list: ListKind) -> Framing {
+        match list {
+            ListKind::Socket => Framing::WebSocket,
+            ListKind::Classic | ListKind::Poll | ListKind::Stream => Framing::Sse,
+        }
+    }
 }
 
 /// The result of a post.

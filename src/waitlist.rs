@@ -91,17 +91,6 @@ pub enum ListKind {
     Socket,
 }
 
-impl ListKind {
-    /// How a list's waiters are written to, if they are streams (polls get answers).
-    pub fn framing(self) -> Option<crate::room::Framing> {
-        match self {
-            ListKind::Classic | ListKind::Poll => None,
-            ListKind::Stream => Some(crate::room::Framing::Sse),
-            ListKind::Socket => Some(crate::room::Framing::WebSocket),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

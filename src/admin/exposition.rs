@@ -159,6 +159,29 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Event streams open.",
         get(&s.streams),
     );
+    text.labelled(
+        "comet_chat_transport_clients",
+        "gauge",
+        "Clients waiting for what comes next, by transport: long polls parked, event \
+         streams and WebSockets open.",
+        "transport",
+        &[
+            ("poll", get(&s.pending_polls)),
+            ("sse", get(&s.streams)),
+            ("ws", get(&s.sockets)),
+        ],
+    );
+    text.labelled(
+        "comet_chat_transport_deliveries_total",
+        "counter",
+        "Messages written to waiting clients, by transport.",
+        "transport",
+        &[
+            ("poll", get(&s.deliveries_poll)),
+            ("sse", get(&s.deliveries_sse)),
+            ("ws", get(&s.deliveries_ws)),
+        ],
+    );
     text.one(
         "comet_chat_rooms",
         "gauge",

@@ -47,6 +47,17 @@ pub fn stats(
         catch_ups: u64,
     }
     #[derive(Serialize)]
+    struct Transport {
+        open: u64,
+        deliveries: u64,
+    }
+    #[derive(Serialize)]
+    struct Transports {
+        poll: Transport,
+        sse: Transport,
+        ws: Transport,
+    }
+    #[derive(Serialize)]
     struct View {
         #[serde(skip_serializing_if = "Option::is_none")]
         worker: Option<usize>,
@@ -64,6 +75,7 @@ pub fn stats(
         open_files_limit: u64,
         max_conns: u64,
         rss_bytes: u64,
+        transports: Transports,
         drops: Drops,
         limits: Limits,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +98,20 @@ pub fn stats(
         open_files_limit: get(&stats.open_files_limit),
         max_conns: get(&stats.max_conns),
         rss_bytes,
+        transports: Transports {
+            poll: Transport {
+                open: get(&stats.pending_polls),
+                deliveries: get(&stats.deliveries_poll),
+            },
+            sse: Transport {
+                open: get(&stats.streams),
+                deliveries: get(&stats.deliveries_sse),
+            },
+            ws: Transport {
+                open: get(&stats.sockets),
+                deliveries: get(&stats.deliveries_ws),
+            },
+        },
         drops: Drops {
             slow: get(&stats.dropped_slow),
             idle: get(&stats.dropped_idle),

@@ -169,7 +169,7 @@ impl Chat {
             let (live, ended): (Vec<Waiter>, Vec<Waiter>) = streams
                 .into_iter()
                 .partition(|s| !self.stream_expired(now, s.key));
-            let framing = list.framing().unwrap_or(Framing::Sse);
+            let framing = Framing::of(list);
             for stream in ended {
                 self.expire_stream(stream, framing);
             }

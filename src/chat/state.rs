@@ -198,7 +198,7 @@ impl Chat {
     /// A WebSocket gets a ping, and one still waiting for its first frame starts its
     /// replay from the start.
     pub fn stream_due(&mut self, now: Now, conn: Waiter, at: Membership, writing: bool) -> bool {
-        let framing = at.list.framing().unwrap_or(Framing::Sse);
+        let framing = Framing::of(at.list);
         if self.stream_expired(now, conn.key) {
             self.expire_stream(conn, framing);
             return true;
@@ -269,7 +269,7 @@ impl Chat {
     /// A stream's page of replayed history is out: the next page after message `after`.
     pub fn stream_refill(&mut self, at: Membership, after: u64) -> StreamPage {
         let epoch = self.rooms.epoch;
-        let framing = at.list.framing().unwrap_or(Framing::Sse);
+        let framing = Framing::of(at.list);
         self.rooms
             .room(at.room)
             .stream_refill(epoch, after, framing)

@@ -105,7 +105,7 @@ impl Server {
             match conn.state() {
                 State::Parked(_) => self.chat.come_back_later(waiter),
                 State::Streaming(at) => {
-                    let framing = at.list.framing().unwrap_or(Framing::Sse);
+                    let framing = Framing::of(at.list);
                     self.chat.end_stream_for_shutdown(waiter, framing)
                 }
                 State::Reading if conn.input.is_empty() => self.close(key),

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod redis;
+pub mod ws;
 
 use comet_chat::{Config, Running};
 use std::io::{Read, Write};
