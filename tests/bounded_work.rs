@@ -108,6 +108,44 @@ fn one_turn_answers_at_most_a_turns_worth_of_pipelined_requests() {
     }
 }
 
+/// A WebSocket's frames are requests too: a burst of posts in one write is answered a
+/// turn's worth a pass, in order, each acked.
+#[test]
+fn one_turn_answers_at_most_a_turns_worth_of_a_sockets_posts() {
+    let _alone = alone();
+    let mut server = Server::bind(without_client_limits(test_config())).unwrap();
+    let addr = server.local_addr();
+    // The handshake needs the loop to turn: open the socket from another thread.
+    let opening = std::thread::spawn(move || ws::open(addr, "/rooms/r/ws?name=ann&since=0"));
+    step_until(&mut server, "the socket opens", |_| opening.is_finished());
+    let mut socket = opening.join().unwrap();
+    for i in 0..100 {
+        socket.send_json(serde_json::json!({"type":"post","text":format!("m{i}")}));
+    }
+    let mut per_pass = Vec::new();
+    let mut before = 0;
+    step_until(&mut server, "100 posts", |server| {
+        let now = count(server, |s| &s.messages);
+        if now > before {
+            per_pass.push(now - before);
+        }
+        before = now;
+        now == 100
+    });
+    assert!(
+        per_pass.iter().all(|&n| n as usize <= REQUESTS_PER_TURN),
+        "a pass answered more than a turn's worth for one socket: {per_pass:?}"
+    );
+    assert_eq!(*per_pass.iter().max().unwrap() as usize, REQUESTS_PER_TURN);
+    let acked = std::thread::spawn(move || {
+        (0..100)
+            .map(|_| socket.until("ack")["status"].as_u64().unwrap())
+            .collect::<Vec<u64>>()
+    });
+    step_until(&mut server, "every ack read", |_| acked.is_finished());
+    assert_eq!(acked.join().unwrap(), vec![201; 100]);
+}
+
 /// `n` event streams open in `room`, each on its own connection, every one of them
 /// streaming when this returns.
 fn open_streams(server: &mut Server, room: &str, n: usize) -> Vec<Client> {

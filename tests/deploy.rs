@@ -48,6 +48,15 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// A TCP connection to `to` from the loopback address `source`.
+fn connect_from_source(to: std::net::SocketAddr, source: &str) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
 /// A request through nginx, as a browser on `source` sends it.
 fn form_post(path: &str, body: &str) -> String {
     format!(
@@ -129,6 +138,21 @@ fn behind_the_deploy_docs_nginx_visitors_are_told_apart_and_nothing_is_buffered(
         event.contains("event: message") || event.contains("data:"),
         "{event}"
     );
+
+    // A WebSocket through the site: the upgrade passes, a page of the site's own origin
+    // may open it, another site's may not, and frames flow both ways as they happen.
+    let socket_from = |source: &str, origin: &str| {
+        let stream = connect_from_source(front, source);
+        let extra = format!("Origin: {origin}\r\n");
+        common::ws::handshake_on(stream, "chat.example.org", "/rooms/w/ws?since=0", &extra)
+    };
+    let (mut dave, opened) = socket_from("127.0.0.7", "https://chat.example.org");
+    assert_eq!(opened.status, 101, "{}{}", opened.head, opened.body);
+    let (_, foreign) = socket_from("127.0.0.8", "https://evil.example");
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    dave.send_json(serde_json::json!({"type":"post","text":"through nginx","from":"dave"}));
+    assert_eq!(dave.until("message")["text"], "through nginx");
+    assert_eq!(dave.until("ack")["status"], 201);
 
     // Upstream keep-alive: nginx reused its connections to the server rather than
     // opening one per request (8 requests; the poll and the stream held one each).

@@ -370,7 +370,7 @@ fn a_socket_that_does_not_read_is_dropped_past_the_backlog() {
         socket.connect(&addr.into()).unwrap();
         std::net::TcpStream::from(socket)
     };
-    let (slow, opened) = ws::handshake_on(slow, addr, "/rooms/r/ws?since=0", "");
+    let (slow, opened) = ws::handshake_on(slow, &addr.to_string(), "/rooms/r/ws?since=0", "");
     assert_eq!(opened.status, 101);
     let mut fast = ws::open(addr, "/rooms/r/ws?since=0");
     let text = "w".repeat(1 << 20);
@@ -392,4 +392,81 @@ fn a_socket_that_does_not_read_is_dropped_past_the_backlog() {
         get(addr, "/stats").json()["drops"]["slow"] == 1
     });
     drop(slow);
+}
+
+/// With `--redis`: a post over a socket on one node waits for Redis (its socket reads on
+/// only after the ack), is acked with Redis's id, and reaches a socket on another node;
+/// while Redis is paused past the reply wait, the ack is the HTTP API's 503.
+#[test]
+fn over_redis_a_socket_post_is_acked_once_redis_has_it() {
+    use common::redis::RedisServer;
+    let redis = RedisServer::start(&[]);
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str()];
+    args.extend(NO_CLIENT_LIMITS);
+    let (a, b) = (ChildServer::start(&args), ChildServer::start(&args));
+    wait_until(Duration::from_secs(10), "both nodes reach Redis", || {
+        [a.addr, b.addr]
+            .iter()
+            .all(|&node| get(node, "/stats").json()["redis"]["connected"] == true)
+    });
+    let mut there = ws::open(b.addr, "/rooms/r/ws?since=0");
+    let mut here = ws::open(a.addr, "/rooms/r/ws?name=ann&since=0");
+    // Both sockets are open (replayed, in their lists) before the post.
+    there.send_json(json!({"type":"typing","from":"bob"}));
+    assert_eq!(there.until("ack")["status"], 202);
+    assert_eq!(here.until("typing")["from"], "bob");
+    here.send_json(json!({"type":"post","text":"via redis","client_id":"r-1"}));
+    let ack = here.until("ack");
+    assert_eq!(ack["status"], 201, "{ack}");
+    let heard = there.until("message");
+    assert_eq!(
+        (&heard["id"], &heard["text"]),
+        (&ack["id"], &json!("via redis"))
+    );
+    redis.pause();
+    here.send_json(json!({"type":"post","text":"while paused","client_id":"r-2"}));
+    let refused = here.until("ack");
+    redis.resume();
+    assert_eq!(refused["status"], 503, "{refused}");
+    assert_eq!(refused["client_id"], "r-2");
+    // The retry with its client_id is stored once.
+    here.send_json(json!({"type":"post","text":"while paused","client_id":"r-2"}));
+    let retried = here.until("ack");
+    assert!(
+        matches!(retried["status"].as_u64(), Some(200 | 201)),
+        "{retried}"
+    );
+    let texts = get(b.addr, "/rooms/r/messages?since=0").texts();
+    assert_eq!(
+        texts.iter().filter(|t| *t == "while paused").count(),
+        1,
+        "{texts:?}"
+    );
+}
+
+/// A client may send frames right behind its upgrade request, in the same packet: they are
+/// the socket's first frames, acted on at once, not when the client next sends something.
+#[test]
+fn frames_sent_with_the_upgrade_are_read_at_once() {
+    let server = start(test_config());
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    let text = br#"{"type":"typing"}"#;
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 1, 2, 3, 4];
+    frame.extend(
+        text.iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    let request = concat!(
+        "GET /rooms/r/ws?name=ann&since=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut bytes = request.as_bytes().to_vec();
+    bytes.extend_from_slice(&frame);
+    std::io::Write::write_all(&mut stream, &bytes).unwrap();
+    let (mut socket, opened) = ws::read_opening(stream);
+    assert_eq!(opened.status, 101);
+    assert_eq!(socket.until("ack")["status"], 202);
 }

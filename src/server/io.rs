@@ -345,7 +345,10 @@ impl Server {
             input.drain(..used);
             conn.input = input;
         }
-        out_of_budget
+        // A client that sent frames right behind its upgrade (before our 101 reached it):
+        // they are a socket's input now, read on its next turn, not at its next packet.
+        let became_socket = socket_at(conn.state()).is_some();
+        out_of_budget || (keep && became_socket)
     }
 
     /// A request routing has read: `/stats` is answered here (it reads the process's

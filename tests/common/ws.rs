@@ -52,28 +52,31 @@ pub struct Opened {
 pub fn handshake(addr: SocketAddr, path: &str, extra: &str) -> (Ws, Opened) {
     handshake_on(
         TcpStream::connect(addr).expect("connect"),
-        addr,
+        &addr.to_string(),
         path,
         extra,
     )
 }
 
 /// The handshake on a socket the test made (say, with a tiny receive buffer).
-pub fn handshake_on(
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    path: &str,
-    extra: &str,
-) -> (Ws, Opened) {
+pub fn handshake_on(mut stream: TcpStream, host: &str, path: &str, extra: &str) -> (Ws, Opened) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream.set_nodelay(true).unwrap();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).unwrap();
+    read_opening(stream)
+}
+
+/// The server's answer to an opening handshake already sent on `stream`.
+pub fn read_opening(stream: TcpStream) -> (Ws, Opened) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut ws = Ws {
         stream,
         buf: Vec::new(),
