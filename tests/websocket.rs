@@ -458,11 +458,9 @@ fn frames_sent_with_the_upgrade_are_read_at_once() {
             .enumerate()
             .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
     );
-    let request = concat!(
-        "GET /rooms/r/ws?name=ann&since=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+    let request = "GET /rooms/r/ws?name=ann&since=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
+         Sec-WebSocket-Version: 13\r\n\r\n";
     let mut bytes = request.as_bytes().to_vec();
     bytes.extend_from_slice(&frame);
     std::io::Write::write_all(&mut stream, &bytes).unwrap();
