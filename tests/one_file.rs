@@ -143,3 +143,22 @@ fn no_www_serves_no_page() {
     assert_eq!(get(server.addr, "/chat.js").status, 404);
     assert_eq!(get(server.addr, "/stats").status, 200);
 }
+
+/// The small static build README documents is the one CI builds and tests: the same
+/// RUSTFLAGS, profile and target in both, so neither can change alone.
+#[test]
+fn the_documented_small_build_is_the_one_ci_builds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let script = std::fs::read_to_string(root.join(".ci/small-static.sh")).unwrap();
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    for line in [
+        "RUSTFLAGS=\"-C target-feature=+crt-static\" CARGO_TARGET_DIR=target/static \\",
+        "cargo build --profile small --target x86_64-unknown-linux-gnu",
+        "target/static/x86_64-unknown-linux-gnu/small/comet-chat",
+    ] {
+        assert!(readme.contains(line), "README lacks {line:?}");
+        assert!(script.contains(line), ".ci/small-static.sh lacks {line:?}");
+    }
+    assert!(ci.contains("bash .ci/small-static.sh"), "{ci}");
+}
