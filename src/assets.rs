@@ -114,7 +114,7 @@ impl Assets {
     pub fn lookup(&self, raw_path: &str) -> Result<&Asset, Status> {
         let decoded =
             http::percent_decode(raw_path.as_bytes(), false).ok_or(Status::BAD_REQUEST)?;
-        // Not UTF-8: no file has such a name (load_dir skips them).
+        // Not UTF-8: no file has such a name (the walk skips them).
         let path = String::from_utf8(decoded).map_err(|_| Status::NOT_FOUND)?;
         if !is_plain_path(&path) {
             return Err(Status::NOT_FOUND);
