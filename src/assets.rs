@@ -1,6 +1,9 @@
-//! The static page: every file under `www/` read into memory once, at start-up, and stored
-//! as a ready-to-send response so the event loop never touches the disk and serving a file is
-//! one shared-buffer write.
+//! The static page, stored as ready-to-send responses so the event loop never touches the
+//! disk and serving a file is one shared-buffer write. By default the page is the one built
+//! into the binary: `build.rs` walks `www/` at build time and this module includes the table
+//! it writes, so the binary is the one file to deploy. `--www DIR` serves a directory
+//! instead, read once at start-up; `--no-www` serves none. Both take the same walk
+//! (`walk.rs`): the same files, the same URL paths.
 //!
 //! A request path is percent-decoded (strictly: `%` must start `%XX`, else 400; `+` is a
 //! plus, as in any URL path) and then matched against the exact paths of the files found,
@@ -9,12 +12,22 @@
 //! them anyway: so `..`, `%2e%2e`, encoded slashes and absolute paths cannot reach anything
 //! outside `www/`. Symlinks are not followed.
 
+mod walk;
+
 use crate::answer;
 use crate::http::{self, Status};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
+
+pub use walk::{ADMIN_DIR, MAX_ASSET_BYTES};
+
+/// The page built into the binary: every file `build.rs` found under `www/`, by URL path,
+/// with the rules of `walk.rs` (so no `www/admin/`, nothing over [`MAX_ASSET_BYTES`]).
+/// The bytes sit in the binary's read-only data; [`Assets::built_in`] copies them once into
+/// the ready-made responses.
+static BUILT_IN: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/www.rs"));
 
 /// A file ready to serve.
 pub struct Asset {
@@ -24,18 +37,10 @@ pub struct Asset {
     pub head: Rc<[u8]>,
 }
 
-/// All files of the www directory, by URL path (`/index.html`, `/app.js`).
+/// All files of the page, by URL path (`/index.html`, `/app.js`).
 pub struct Assets {
     files: HashMap<String, Asset>,
 }
-
-/// `www/admin/` is the X-ray page of the admin listener (`--admin-addr`), which serves it
-/// from a copy built into the binary; the public port never serves it.
-pub const ADMIN_DIR: &str = "/admin";
-
-/// Files larger than this are skipped with a warning: the page is a few kilobytes, and a
-/// stray video in www/ should not be pinned in memory for the server's life.
-pub const MAX_ASSET_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Content type by file extension; anything unknown is served as bytes.
 pub fn content_type(path: &str) -> &'static str {
@@ -55,10 +60,33 @@ pub fn content_type(path: &str) -> &'static str {
 }
 
 impl Assets {
-    /// Reads every regular file below `dir`. Fails if `dir` cannot be read at all.
+    /// The page built into the binary (see [`BUILT_IN`]): the default.
+    pub fn built_in() -> Assets {
+        let files = BUILT_IN
+            .iter()
+            .map(|(url_path, body)| (url_path.to_string(), asset(url_path, body)));
+        Assets::with_root(files.collect())
+    }
+
+    /// Reads every file below `dir` that the walk serves (`walk.rs`). Fails if `dir`, or a
+    /// file in it, cannot be read.
     pub fn load(dir: &Path) -> io::Result<Assets> {
-        let mut files = HashMap::new();
-        load_dir(dir, "", &mut files)?;
+        let mut found = Vec::new();
+        walk::walk(dir, &mut |item| match item {
+            walk::Found::File { url_path, path } => found.push((url_path, path)),
+            walk::Found::Skipped(what) => log::warn!("www: skipping {what}"),
+        })?;
+        let mut files = HashMap::with_capacity(found.len());
+        for (url_path, path) in found {
+            let body = std::fs::read(path)?;
+            let asset = asset(&url_path, &body);
+            files.insert(url_path, asset);
+        }
+        Ok(Assets::with_root(files))
+    }
+
+    /// `files`, with `/` another name for `/index.html` when there is one.
+    fn with_root(mut files: HashMap<String, Asset>) -> Assets {
         if let Some(index) = files.get("/index.html") {
             let root = Asset {
                 get: Rc::clone(&index.get),
@@ -66,7 +94,7 @@ impl Assets {
             };
             files.insert("/".to_owned(), root);
         }
-        Ok(Assets { files })
+        Assets { files }
     }
 
     /// An empty set, for servers that serve only the API.
@@ -86,7 +114,7 @@ impl Assets {
     pub fn lookup(&self, raw_path: &str) -> Result<&Asset, Status> {
         let decoded =
             http::percent_decode(raw_path.as_bytes(), false).ok_or(Status::BAD_REQUEST)?;
-        // Not UTF-8: no file has such a name (load_dir skips them).
+        // Not UTF-8: no file has such a name (the walk skips them).
         let path = String::from_utf8(decoded).map_err(|_| Status::NOT_FOUND)?;
         if !is_plain_path(&path) {
             return Err(Status::NOT_FOUND);
@@ -102,6 +130,15 @@ impl Assets {
     /// True when no file was found.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+}
+
+/// The GET and HEAD responses for the file at `url_path`, typed by its extension.
+fn asset(url_path: &str, body: &[u8]) -> Asset {
+    let kind = content_type(url_path);
+    Asset {
+        get: answer::file(kind, body, false).into(),
+        head: answer::file(kind, body, true).into(),
     }
 }
 
@@ -122,48 +159,33 @@ fn is_plain_path(path: &str) -> bool {
             .all(|segment| !matches!(segment, "" | "." | ".."))
 }
 
-fn load_dir(dir: &Path, prefix: &str, files: &mut HashMap<String, Asset>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            log::warn!("skipping non-UTF-8 file name in {}", dir.display());
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        let url_path = format!("{prefix}/{name}");
-        if url_path == ADMIN_DIR {
-            continue; // the admin listener's page, built into the binary (src/admin.rs)
-        }
-        if kind.is_dir() {
-            load_dir(&entry.path(), &url_path, files)?;
-        } else if kind.is_file() {
-            if entry.metadata()?.len() > MAX_ASSET_BYTES {
-                log::warn!("skipping {url_path}: larger than {MAX_ASSET_BYTES} bytes");
-                continue;
-            }
-            let body = std::fs::read(entry.path())?;
-            let kind = content_type(&name);
-            let get = answer::file(kind, &body, false);
-            let head = answer::file(kind, &body, true);
-            files.insert(
-                url_path,
-                Asset {
-                    get: get.into(),
-                    head: head.into(),
-                },
-            );
-        }
-        // Symlinks and special files are deliberately not served.
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page built in is www/ exactly as `--www www` reads it today: the same paths and
+    /// the same bytes, so a file added to www/ is in the next build with nothing to list.
+    #[test]
+    fn the_built_in_page_is_www_as_read_at_start_up() {
+        let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+        let from_disk = Assets::load(&www).unwrap();
+        let built_in = Assets::built_in();
+        let mut paths: Vec<&String> = from_disk.files.keys().collect();
+        paths.sort();
+        let mut built_paths: Vec<&String> = built_in.files.keys().collect();
+        built_paths.sort();
+        assert_eq!(built_paths, paths);
+        assert!(paths.iter().any(|path| *path == "/chat.js"), "{paths:?}");
+        assert!(
+            !paths.iter().any(|path| path.starts_with("/admin")),
+            "{paths:?}"
+        );
+        for path in paths {
+            let (disk, built) = (&from_disk.files[path], &built_in.files[path]);
+            assert_eq!(disk.get, built.get, "{path}");
+            assert_eq!(disk.head, built.head, "{path}");
+        }
+    }
 
     #[test]
     fn content_types() {
@@ -243,13 +265,23 @@ mod tests {
         std::fs::write(dir.join("index.html"), "<p>hi</p>").unwrap();
         std::fs::write(dir.join("sub/a.css"), "p{}").unwrap();
         std::fs::write(dir.join(".hidden"), "secret").unwrap();
+        // The admin listener's page, a symlink and a file over the cap: never served.
+        std::fs::create_dir_all(dir.join("admin")).unwrap();
+        std::fs::write(dir.join("admin/loop.html"), "x-ray").unwrap();
+        std::os::unix::fs::symlink(dir.join("index.html"), dir.join("link.html")).unwrap();
+        let big = std::fs::File::create(dir.join("big.bin")).unwrap();
+        big.set_len(MAX_ASSET_BYTES + 1).unwrap();
         let assets = Assets::load(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
 
         assert!(assets.get("/").is_some());
         assert!(assets.get("/index.html").is_some());
         assert!(assets.get("/sub/a.css").is_some());
+        assert_eq!(assets.len(), 2, "index.html and sub/a.css");
         for bad in [
+            "/admin/loop.html",
+            "/link.html",
+            "/big.bin",
             "/.hidden",
             "/sub/../index.html",
             "/%2e%2e/x",

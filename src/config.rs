@@ -26,5 +26,5 @@ mod usage;
 pub use check::worker_admin_port;
 pub use flags::{Bounds, Flag, Kind, Unit, FLAGS, SECONDS};
 pub use parse::{parse_args, Command};
-pub use settings::{Config, RESERVED_DESCRIPTORS};
+pub use settings::{Config, Www, RESERVED_DESCRIPTORS};
 pub use usage::{usage, USAGE_COLUMNS};

@@ -53,7 +53,8 @@
 //! - [`token`] — signed identities (`--token-secret-file`): HS256 tokens checked and made.
 //! - [`position`] — `<epoch>-<seq>` positions that make resuming stateless.
 //! - [`timer`] — the hashed timer wheel, pure arithmetic over ticks.
-//! - [`assets`] — `www/` loaded once at start-up, served from memory.
+//! - [`assets`] — the page, built into the binary by `build.rs` (or `--www DIR`, read once
+//!   at start-up), served from memory.
 //! - [`metrics`] — what the loop records about itself; [`admin`] — what `--admin-addr`
 //!   says with it: Prometheus `/metrics` and the `/loop` X-ray.
 //! - [`stats`], [`sys`], [`random`], [`config`] — small helpers each owning one thing.

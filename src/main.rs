@@ -103,7 +103,7 @@ fn run(mut config: Config, mut worker: Option<Worker>) -> std::io::Result<()> {
     let (soft, hard) = sys::open_files_limit()?;
     let details = format!(
         "www: {}, {} files; poll timeout {:?}; open files {soft}/{hard}; max connections {}",
-        www.map_or("none".to_owned(), |dir| dir.display().to_string()),
+        www,
         server.asset_count(),
         poll_timeout,
         server.max_conns(),

@@ -133,7 +133,7 @@ fn the_admin_port_answers_its_routes_only_and_the_public_port_none_of_them() {
     // The public port, even serving www/, knows none of it.
     let public = start(Config {
         admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-        www: Some(www_dir()),
+        www: comet_chat::config::Www::Dir(www_dir()),
         ..test_config()
     });
     for path in [

@@ -253,26 +253,6 @@ fn start_up_errors_name_the_flag_and_the_way_out() {
     }
 }
 
-/// Run from outside the checkout, the default `www` is not there: the error says so and
-/// names `--www` and `--no-www`, with exit 2.
-#[test]
-fn the_default_www_missing_says_how_to_start_anyway() {
-    use std::process::Command;
-    let elsewhere = std::env::temp_dir();
-    let out = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
-        .args(["--addr", "127.0.0.1:0"])
-        .current_dir(&elsewhere)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--www") && stderr.contains("--no-www"),
-        "{stderr}"
-    );
-}
-
 /// An admin port someone else holds is named as `--admin-addr`'s, not as a bare address.
 #[test]
 fn an_admin_address_in_use_names_its_flag() {

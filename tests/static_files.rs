@@ -6,7 +6,7 @@ use common::*;
 
 fn start_with_www() -> comet_chat::Running {
     let mut config = test_config();
-    config.www = Some(www_dir());
+    config.www = comet_chat::config::Www::Dir(www_dir());
     start(config)
 }
 
@@ -113,7 +113,7 @@ fn percent_encoded_paths_reach_files_with_any_name_and_nothing_else() {
     std::fs::write(dir.join("index.html"), "<p>index</p>").unwrap();
     std::fs::write(dir.join("sub/index.html"), "<p>sub</p>").unwrap();
     let mut config = test_config();
-    config.www = Some(dir.clone());
+    config.www = comet_chat::config::Www::Dir(dir.clone());
     let server = start(config);
     // Everything is in memory now.
     std::fs::remove_dir_all(&dir).unwrap();

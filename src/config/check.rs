@@ -5,7 +5,7 @@
 //! flag so that the order flags are typed in never changes the answer. Each refusal names
 //! the flag at fault and what to type instead, because it stops start-up.
 
-use super::settings::Config;
+use super::settings::{Config, Www};
 use std::net::SocketAddr;
 
 /// Which flags were typed rather than left at their default: two rules answer differently
@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 pub(super) struct Typed {
     /// `--max-message` was typed: past `--max-body` it is an error, not lowered to fit.
     pub(super) max_message: bool,
-    /// `--www` was typed: a missing directory is the user's, not the default's.
-    pub(super) www: bool,
 }
 
 /// The rules between flags, applied once every flag is read, so that their order on the
@@ -43,16 +41,12 @@ pub(super) fn between_flags(config: &mut Config, typed: Typed) -> Result<(), Str
     if let Some(admin) = config.admin_addr {
         check_admin_ports(admin, config.addr, config.workers)?;
     }
-    if let Some(dir) = &config.www {
+    if let Www::Dir(dir) = &config.www {
         if let Err(e) = std::fs::read_dir(dir) {
-            let hint = if typed.www {
-                "give --www the page's directory, or --no-www to serve only the API"
-            } else {
-                "the page is served from ./www by default: run from the checkout, give --www \
-                 the page's directory, or --no-www to serve only the API"
-            };
             return Err(format!(
-                "--www: cannot read the directory {} ({e}); {hint}",
+                "--www: cannot read the directory {} ({e}); give --www the page's directory, \
+                 leave it out to serve the page built into the binary, or --no-www to serve \
+                 only the API",
                 dir.display()
             ));
         }

@@ -6,7 +6,7 @@
 //! default, its range is the one enforced, it sets its own field).
 
 use super::origin::check_origin;
-use super::settings::Config;
+use super::settings::{Config, Www};
 use crate::backplane::url;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -180,12 +180,20 @@ pub static FLAGS: &[Flag] = &[
         },
     )
     .note("none: no admin listener"),
-    Flag::text("www", "DIR", "static files to serve", |config, text| {
-        config.www = Some(PathBuf::from(text));
-        Ok(())
-    })
-    .default("www"),
-    Flag::switch("no-www", "serve only the API", |config| config.www = None),
+    // No typed value gives the default (the page built in), so it is a note, not a default.
+    Flag::text(
+        "www",
+        "DIR",
+        "serve DIR (read at start-up) instead of the page built in",
+        |config, text| {
+            config.www = Www::Dir(PathBuf::from(text));
+            Ok(())
+        },
+    )
+    .note("www/ as it was at build time"),
+    Flag::switch("no-www", "serve only the API", |config| {
+        config.www = Www::Off
+    }),
     Flag::seconds(
         "poll-timeout",
         "how long GET /chat waits",
@@ -558,9 +566,9 @@ mod tests {
             }
             checked += 1;
         }
-        // All but --no-www, --proxy-protocol, --no-websocket, --help and the eight whose
-        // default is "unset".
-        assert_eq!(checked, FLAGS.len() - 12);
+        // All but --no-www, --proxy-protocol, --no-websocket, --help and the nine whose
+        // default is "unset" or not a value one could type (--www: the page built in).
+        assert_eq!(checked, FLAGS.len() - 13);
     }
 
     /// Each range in the table is the one the parser enforces: both ends are accepted, one
@@ -632,8 +640,10 @@ mod tests {
             ("addr", Some("0.0.0.0:9000"), |c| {
                 c.addr.to_string() == "0.0.0.0:9000"
             }),
-            ("www", Some("src"), |c| c.www == Some(PathBuf::from("src"))),
-            ("no-www", None, |c| c.www.is_none()),
+            ("www", Some("src"), |c| {
+                c.www == Www::Dir(PathBuf::from("src"))
+            }),
+            ("no-www", None, |c| c.www == Www::Off),
             ("poll-timeout", Some("1.5"), |c| {
                 c.poll_timeout.as_millis() == 1500
             }),

@@ -57,7 +57,6 @@ where
         }
         // The rules between flags, kept out of the table, depend on these: see `check`.
         typed.max_message |= name == "max-message";
-        typed.www |= name == "www";
     }
     between_flags(&mut config, typed)?;
     Ok(Command::Run(Box::new(config)))
@@ -123,7 +122,7 @@ pub(super) fn run(args: &[&str]) -> Result<Config, String> {
 #[cfg(test)]
 mod tests {
     use crate::config::parse::run;
-    use std::path::PathBuf;
+    use crate::config::Www;
     use std::time::Duration;
 
     #[test]
@@ -131,7 +130,7 @@ mod tests {
         let config = run(&[]).unwrap();
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.poll_timeout, Duration::from_secs(20));
-        assert_eq!(config.www, Some(PathBuf::from("www")));
+        assert_eq!(config.www, Www::BuiltIn);
     }
 
     #[test]
@@ -156,7 +155,7 @@ mod tests {
         assert_eq!(config.addr.to_string(), "0.0.0.0:9000");
         assert_eq!(config.poll_timeout, Duration::from_millis(500));
         assert_eq!(config.limits.body_bytes, 100);
-        assert_eq!(config.www, None);
+        assert_eq!(config.www, Www::Off);
         assert_eq!(config.log_level, log::LevelFilter::Debug);
         assert_eq!(config.max_conns, Some(7));
         assert_eq!(config.request_timeout, Duration::from_millis(1500));

@@ -13,8 +13,8 @@ use std::time::Duration;
 pub struct Config {
     /// Where to listen. Port 0 picks a free port (tests read it back from the server).
     pub addr: SocketAddr,
-    /// Directory served as static files; `None` serves only the API.
-    pub www: Option<PathBuf>,
+    /// Where the page comes from: built in (the default), a directory, or nowhere.
+    pub www: Www,
     /// `--admin-addr`: a second listener for `/metrics` and the `/loop` X-ray, never the
     /// public one. `None`: no admin listener, and nothing of it runs.
     pub admin_addr: Option<SocketAddr>,
@@ -111,6 +111,30 @@ pub struct Config {
     pub worker: Option<usize>,
 }
 
+/// Where the static page comes from. Chosen once at start-up; the event loop only ever
+/// sees the files in memory (`assets.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Www {
+    /// The files of `www/` built into the binary (`build.rs`), so that the binary alone,
+    /// copied anywhere, serves the page. The default.
+    BuiltIn,
+    /// `--www DIR`: the files of DIR, read once at start-up (restart to pick up changes).
+    Dir(PathBuf),
+    /// `--no-www`: no page, only the API.
+    Off,
+}
+
+impl std::fmt::Display for Www {
+    /// As the start-up log line says it: `built in`, the directory, or `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Www::BuiltIn => f.write_str("built in"),
+            Www::Dir(dir) => write!(f, "{}", dir.display()),
+            Www::Off => f.write_str("none"),
+        }
+    }
+}
+
 /// Descriptors kept back from `max_conns` for everything that is not a client: stdio, the
 /// epoll instance, listener, waker, signal pipe, and the spare kept for EMFILE.
 pub const RESERVED_DESCRIPTORS: u64 = 32;
@@ -119,7 +143,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            www: Some(PathBuf::from("www")),
+            www: Www::BuiltIn,
             admin_addr: None,
             poll_timeout: Duration::from_secs(20),
             limits: Limits::default(),

@@ -1,4 +1,4 @@
-//! Building a server: binding the listener, loading `www/`, registering the waker and the
+//! Building a server: binding the listener, loading the page, registering the waker and the
 //! signal pipe, and working out the connection cap from the open-files limit. Nothing runs
 //! until `Server::run`.
 
@@ -15,7 +15,7 @@ use crate::answer;
 use crate::assets::Assets;
 use crate::backplane::{link_caps, Backplane};
 use crate::chat::Chat;
-use crate::config::{Config, RESERVED_DESCRIPTORS};
+use crate::config::{Config, Www, RESERVED_DESCRIPTORS};
 use crate::metrics::LoopMetrics;
 use crate::random::Random;
 use crate::stats::Stats;
@@ -34,7 +34,8 @@ impl Server {
     /// [`run`]: Server::run
     pub fn bind(config: Config) -> std::io::Result<Server> {
         let assets = match &config.www {
-            Some(dir) => Assets::load(dir).map_err(|e| {
+            Www::BuiltIn => Assets::built_in(),
+            Www::Dir(dir) => Assets::load(dir).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!(
@@ -43,7 +44,7 @@ impl Server {
                     ),
                 )
             })?,
-            None => Assets::empty(),
+            Www::Off => Assets::empty(),
         };
         let mut listener =
             accept::listen(config.addr, config.listen_backlog, config.worker.is_some())
@@ -147,7 +148,7 @@ impl Server {
         self.accepting.max_conns
     }
 
-    /// Number of static paths loaded from the www directory.
+    /// Number of files of the page served (built in, or read from `--www DIR`).
     pub fn asset_count(&self) -> usize {
         self.assets.len()
     }

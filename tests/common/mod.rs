@@ -6,6 +6,7 @@
 pub mod redis;
 pub mod ws;
 
+use comet_chat::config::Www;
 use comet_chat::{Config, Running};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,7 +33,7 @@ pub fn read_retrying(stream: &mut impl Read, buf: &mut [u8]) -> std::io::Result<
 pub fn test_config() -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
-        www: None,
+        www: Www::Off,
         poll_timeout: Duration::from_secs(5),
         ..Config::default()
     }
@@ -462,11 +463,19 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `comet-chat --addr 127.0.0.1:0 --no-www <args>` and waits for its address.
     pub fn start(args: &[&str]) -> ChildServer {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_comet-chat"));
+        command
             .args(["--addr", "127.0.0.1:0", "--no-www"])
-            .args(args)
+            .args(args);
+        ChildServer::spawn(command)
+    }
+
+    /// Starts `command` (a comet-chat binary with its flags, which must include
+    /// `--addr 127.0.0.1:0`) and waits for the address it logs.
+    pub fn spawn(mut command: std::process::Command) -> ChildServer {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -491,9 +500,11 @@ impl ChildServer {
                 }
             });
         }
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server printed its address");
+        let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not start: {:?}", output.lock().unwrap());
+        };
         ChildServer {
             child,
             addr: addr.parse().unwrap(),
