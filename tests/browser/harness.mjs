@@ -100,9 +100,9 @@ export function shownTexts(page) {
   return page.$$eval("#history li:not(.gap) .text", (spans) => spans.map((s) => s.textContent));
 }
 
-/** Connections held open to the server: parked polls plus event streams. */
+/** Connections held open to the server: parked polls, event streams and WebSockets. */
 export function held(s) {
-  return s.pending_polls + s.streams;
+  return s.pending_polls + s.streams + s.transports.ws.open;
 }
 
 /** A free port on 127.0.0.1 (the kernel picks it; it is closed again at once). */
