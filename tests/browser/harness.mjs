@@ -24,9 +24,11 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
- * Starts the server; resolves with { url, adminUrl, stop() } once it logs its address
+ * Starts the server; resolves with { url, adminUrl, stop(signal) } once it logs its address
  * (adminUrl: with --admin-addr, where the admin listener is). `addr` picks
  * the address (default: a free port), so a test can restart a server where it was.
+ * `stop()` kills it (SIGKILL, a crash); `stop("SIGTERM")` is a graceful shutdown, which
+ * resolves once the process has exited.
  */
 export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
   const args = ["--addr", addr, "--www", join(ROOT, "www"), "--log-level", "info", ...extraArgs];
@@ -46,10 +48,10 @@ export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
         resolvePromise({
           url: match[1],
           adminUrl: admin ? admin[1] : null,
-          stop: () => new Promise((done) => {
+          stop: (signal = "SIGKILL") => new Promise((done) => {
             if (child.exitCode !== null) return done();
             child.once("exit", done);
-            child.kill("SIGKILL");
+            child.kill(signal);
           }),
         });
       }
