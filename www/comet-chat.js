@@ -25,6 +25,8 @@ const STABLE_AFTER_MS = 5000;
 // A transport that has neither opened nor failed by then is taken as blocked (a proxy that
 // holds an upgrade or buffers an event stream never says no).
 const OPEN_TIMEOUT_MS = 10000;
+// Failures to open, in a row and with the server answering, that show a transport blocked.
+const STRIKES_TO_STEP_DOWN = 2;
 // Attempts per post before it is given up as unreachable (about 8 s of retries).
 const POST_ATTEMPTS = 6;
 // A post sent over the WebSocket with no ack after this long is retried (same client_id).
@@ -112,6 +114,7 @@ export class CometChat {
     this.queue = Promise.resolve();
     this.lastTyping = 0;
     this.attempts = 0;
+    this.strikes = 0;       // refusals in a row of the transport in use while the server answered
     this.hint = null;       // { ms, text }: when the server said to come back, and why
     this.live = false;      // the connection in use has opened
     this.gen = 0;           // moves on at every stop(), so late answers of old tries are ignored
@@ -321,6 +324,7 @@ export class CometChat {
 
   opened() {
     this.live = true;
+    this.strikes = 0;
     this.status("connected", {});
     clearTimeout(this.stableTimer);
     this.stableTimer = this.later(() => { this.attempts = 0; }, STABLE_AFTER_MS);
@@ -341,6 +345,7 @@ export class CometChat {
   // The transport in use cannot work here: the next one down, at once.
   blocked(why) {
     if (this.forced || this.ladder.length === 1) return this.dropped(why);
+    this.strikes = 0;
     const from = this.ladder.shift();
     this.emit("fallback", { from: from, to: this.ladder[0], reason: why });
     this.connect();
@@ -350,12 +355,18 @@ export class CometChat {
   // request to the room says which case it is: the server unreachable or restarting (back
   // off, same transport), the token refused (ask for one), or the server answering (so the
   // transport itself is blocked on the way, or off on the server: step down).
-  failedToOpen(transport) {
+  //
+  // A refusal is believed the second time in a row: a server that was restarting may be up
+  // by the time it is asked, and one unlucky moment should not cost a client its best
+  // transport for good. A transport that neither opened nor failed (`timedOut`) is believed
+  // at once: a server that is away refuses connections, it does not hold them.
+  failedToOpen(transport, timedOut) {
     this.stop();
     const gen = this.gen;
     this.fetchRoom("presence", { cache: "no-store" }).then((response) => {
       if (this.closed || gen !== this.gen) return;
       if (this.refusedToken(response)) return;
+      if (response.ok && !timedOut && !this.forced && ++this.strikes < STRIKES_TO_STEP_DOWN) return this.connect();
       if (response.ok) return this.blocked(transport + " did not open though the server answers");
       if (transient(response.status)) return this.dropped("server unavailable");
       return this.refused(response);
@@ -393,7 +404,7 @@ export class CometChat {
   openSocket() {
     const ws = new WebSocket(this.url("ws").replace(/^http/, "ws") + this.query());
     let open = false;
-    const timer = this.later(() => { if (!open) this.failedToOpen("ws"); }, this.openTimeoutMs);
+    const timer = this.later(() => { if (!open) this.failedToOpen("ws", true); }, this.openTimeoutMs);
     this.socket = ws;
     this.conn = () => {
       clearTimeout(timer);
@@ -427,7 +438,7 @@ export class CometChat {
   openStream() {
     const source = new EventSource(this.url("events") + this.query());
     let open = false;
-    const timer = this.later(() => { if (!open) this.failedToOpen("sse"); }, this.openTimeoutMs);
+    const timer = this.later(() => { if (!open) this.failedToOpen("sse", true); }, this.openTimeoutMs);
     this.conn = () => { clearTimeout(timer); source.close(); };
     source.onopen = () => { open = true; clearTimeout(timer); this.opened(); };
     for (const type of ["message", "gap", "typing", "join", "leave", "expired", "shutdown"]) {
@@ -636,13 +647,15 @@ export class CometChat {
 
   attempt(text, clientId, n) {
     const again = () => this.attempt(text, clientId, n + 1);
-    const unreachable = () => {
+    // `afterS`: the server's Retry-After, when it gave one (a 503 while Redis is away).
+    const unreachable = (afterS) => {
       if (n >= POST_ATTEMPTS) throw new CometChatError(0, "the server could not be reached", clientId);
-      return later(Math.min(BACKOFF_MIN_MS * n, 4000)).then(again);
+      const wait = Math.max(Math.min(BACKOFF_MIN_MS * n, 4000), (Number(afterS) || 0) * 1000);
+      return later(wait).then(again);
     };
     return this.postOnce(text, clientId).then((answer) => {
       if (answer.status === 200 || answer.status === 201) return { id: answer.id, duplicate: answer.duplicate, clientId: clientId };
-      if (transient(answer.status)) return unreachable();
+      if (transient(answer.status)) return unreachable(answer.retryAfter);
       if (answer.status === 429 && n < POST_ATTEMPTS) {
         const wait = Math.max(1, answer.retryAfter || 1) * 1000;
         this.emit("throttled", { retryInMs: wait, clientId: clientId });
@@ -657,7 +670,7 @@ export class CometChat {
           });
       }
       throw new CometChatError(answer.status, answer.error || "HTTP " + answer.status, clientId);
-    }, unreachable);
+    }, () => unreachable());
   }
 }
 

@@ -7,6 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createServer, request } from "node:http";
+import { connect } from "node:net";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -114,11 +115,13 @@ async function open(url) {
  * A reverse proxy in front of `target` (an http://host:port) that forwards plain requests
  * and answers WebSocket upgrades and event streams as `upgrade` and `events` say:
  * "pass", "refuse" (403 / 502, as a proxy that will not carry them does) or "hold" (taken,
- * never answered: a proxy that buffers). Resolves with its URL.
+ * never answered: a proxy that buffers); for upgrades also "refuse-first" (the first
+ * refused, the rest carried). Resolves with its URL.
  */
 function blockingProxy(target, { upgrade = "refuse", events = "pass" }) {
   const { hostname, port } = new URL(target);
   const held = new Set();
+  let upgrades = 0;
   const proxy = createServer((req, res) => {
     if (/\/events(\?|$)/.test(req.url) && events !== "pass") {
       if (events === "refuse") {
@@ -136,9 +139,25 @@ function blockingProxy(target, { upgrade = "refuse", events = "pass" }) {
     upstream.on("error", () => res.destroy());
     req.pipe(upstream);
   });
-  proxy.on("upgrade", (req, socket) => {
-    if (upgrade === "hold") return held.add(socket);
-    socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  proxy.on("upgrade", (req, socket, head) => {
+    held.add(socket);
+    if (upgrade === "hold") return;
+    if (upgrade === "refuse" || (upgrade === "refuse-first" && upgrades++ === 0)) {
+      socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    // Carried: the request head as it came, then bytes both ways.
+    const upstream = connect(port, hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstream.write(lines.join("\r\n") + "\r\n\r\n");
+      upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    held.add(upstream);
+    upstream.on("error", () => socket.destroy());
+    socket.on("error", () => upstream.destroy());
   });
   return new Promise((done) => {
     proxy.listen(0, "127.0.0.1", () => {
@@ -215,6 +234,20 @@ test("with WebSocket refused by a proxy, the client falls back to event streams"
   assert.deepEqual(fallbacks, [["ws", "sse"]]);
   await send(page, "through the proxy");
   await waitForText(page, "through the proxy");
+  await page.context().close();
+});
+
+test("one refused upgrade is not taken for a blocked WebSocket", async () => {
+  // As when a server is restarting: the first try fails, the server answers the check.
+  const srv = await server();
+  const base = await blockingProxy(srv.url, { upgrade: "refuse-first" });
+  const page = await embed(await browser.newContext(), base, { room: "behind", name: "ann" });
+  await connected(page);
+  await waitForStats(srv.url, (s) => s.transports.ws.open === 1, "a WebSocket through the proxy");
+  assert.deepEqual(await open(srv.url), { poll: 0, sse: 0, ws: 1 });
+  assert.equal(await page.evaluate(() => window.events.filter(([k]) => k === "fallback").length), 0);
+  await send(page, "over the socket");
+  await waitForText(page, "over the socket");
   await page.context().close();
 });
 
