@@ -6,7 +6,7 @@
 //   only when the one above is shown to be blocked (it failed to open while the server
 //   answered a plain request), or the one the caller forces;
 // - the position: every connection resumes after the last message seen, after any drop,
-//   with exponential backoff and full jitter, honouring Retry-After and the shutdown hint;
+//   with exponential backoff and jitter, honouring Retry-After and the shutdown hint;
 // - messages once each (by id), and posts once each: a post is retried with its client_id,
 //   which the server stores once however many attempts reach it;
 // - tokens: renewed through the caller's getToken before they run out, and on `expired`;
@@ -185,10 +185,7 @@ export class CometChat {
 
   /** Replaces the token (and the name it gives) and reconnects with it if it was waiting. */
   setToken(token) {
-    this.token = token;
-    this.name = tokenName(token) || this.name;
-    this.waitingForToken = false;
-    if (this.leader) this.reconnect(0);
+    this.renewed(token);
   }
 
   /** Stops for good: closes the connection and hands the leadership to another tab. */
@@ -289,8 +286,8 @@ export class CometChat {
     return id;
   }
 
-  // Exponential backoff with full jitter: 0.5–1 × min(max, min · 2^n), so that a crowd of
-  // clients dropped at once does not come back at once.
+  // Exponential backoff with jitter: a random 0.5–1 × min(max, min · 2^n), so that a crowd
+  // of clients dropped at once does not come back at once (and none waits for nothing).
   backoff() {
     const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempts);
     this.attempts++;
@@ -333,6 +330,7 @@ export class CometChat {
 
   connect() {
     if (this.closed || this.waitingForToken) return;
+    clearTimeout(this.reconnectTimer);
     this.stop();
     const transport = this.ladder[0];
     if (transport === "ws" && !("WebSocket" in globalThis)) return this.blocked("no WebSocket here");
@@ -662,12 +660,14 @@ export class CometChat {
         return later(wait).then(again);
       }
       if ((answer.status === 401 || answer.status === 403) && this.getToken && n < POST_ATTEMPTS) {
-        return Promise.resolve(this.getToken({ reason: "refused", error: answer.error, room: this.room }))
+        const signedOut = new CometChatError(answer.status, answer.error || "signed out", clientId);
+        return Promise.resolve()
+          .then(() => this.getToken({ reason: "refused", error: answer.error, room: this.room }))
           .then((token) => {
-            if (!token) throw new CometChatError(answer.status, answer.error || "signed out", clientId);
+            if (!token) throw signedOut;
             this.renewed(token);
             return again();
-          });
+          }, () => { throw signedOut; });
       }
       throw new CometChatError(answer.status, answer.error || "HTTP " + answer.status, clientId);
     }, () => unreachable());
