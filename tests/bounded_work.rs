@@ -64,6 +64,27 @@ fn drain_now(client: &mut std::net::TcpStream) -> String {
     String::from_utf8(got).unwrap()
 }
 
+/// Steps the loop until the counter `pick` reaches `total`, one connection's requests
+/// being all it counts, and asserts that no pass answered more than a turn's worth
+/// ([`REQUESTS_PER_TURN`]) and that some pass answered that many.
+fn answered_a_turns_worth_a_pass(server: &mut Server, pick: fn(&Stats) -> &AtomicU64, total: u64) {
+    let mut per_pass = Vec::new();
+    let mut before = 0;
+    step_until(server, "every request answered", |server| {
+        let now = count(server, pick);
+        if now > before {
+            per_pass.push(now - before);
+        }
+        before = now;
+        now == total
+    });
+    assert!(
+        per_pass.iter().all(|&n| n as usize <= REQUESTS_PER_TURN),
+        "a pass answered more than a turn's worth for one connection: {per_pass:?}"
+    );
+    assert_eq!(*per_pass.iter().max().unwrap() as usize, REQUESTS_PER_TURN);
+}
+
 fn post_request(room: &str, text: &str) -> String {
     let body = format!("from=ann&text={text}");
     format!(
@@ -84,21 +105,7 @@ fn one_turn_answers_at_most_a_turns_worth_of_pipelined_requests() {
         .map(|_| "GET /rooms/r/presence HTTP/1.1\r\n\r\n")
         .collect();
     client.send(burst.as_bytes());
-    let mut per_pass = Vec::new();
-    let mut before = 0;
-    step_until(&mut server, "100 answers", |server| {
-        let now = count(server, |s| &s.requests);
-        if now > before {
-            per_pass.push(now - before);
-        }
-        before = now;
-        now == 100
-    });
-    assert!(
-        per_pass.iter().all(|&n| n as usize <= REQUESTS_PER_TURN),
-        "a pass answered more than a turn's worth for one connection: {per_pass:?}"
-    );
-    assert_eq!(*per_pass.iter().max().unwrap() as usize, REQUESTS_PER_TURN);
+    answered_a_turns_worth_a_pass(&mut server, |s| &s.requests, 100);
     for _ in 0..100 {
         assert_eq!(
             client.read_reply().status,
@@ -122,21 +129,7 @@ fn one_turn_answers_at_most_a_turns_worth_of_a_sockets_posts() {
     for i in 0..100 {
         socket.send_json(serde_json::json!({"type":"post","text":format!("m{i}")}));
     }
-    let mut per_pass = Vec::new();
-    let mut before = 0;
-    step_until(&mut server, "100 posts", |server| {
-        let now = count(server, |s| &s.messages);
-        if now > before {
-            per_pass.push(now - before);
-        }
-        before = now;
-        now == 100
-    });
-    assert!(
-        per_pass.iter().all(|&n| n as usize <= REQUESTS_PER_TURN),
-        "a pass answered more than a turn's worth for one socket: {per_pass:?}"
-    );
-    assert_eq!(*per_pass.iter().max().unwrap() as usize, REQUESTS_PER_TURN);
+    answered_a_turns_worth_a_pass(&mut server, |s| &s.messages, 100);
     let acked = std::thread::spawn(move || {
         (0..100)
             .map(|_| socket.until("ack")["status"].as_u64().unwrap())

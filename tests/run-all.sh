@@ -4,7 +4,10 @@
 # fresh Debian machine: Chromium, redis-server, nginx, systemd-analyze and prometheus (the
 # tests of --redis, docs/DEPLOY.md and --admin-addr start their own, on free ports) through
 # apt-get, a Node.js new enough for playwright-core, and playwright-core through npm (it
-# never downloads a browser of its own).
+# never downloads a browser of its own). tests/websocket_clients.rs drives real WebSocket
+# clients: Python's websockets, in a venv it makes under target/ (so Debian's python3-venv
+# comes from apt-get here, and pip fetches websockets from PyPI), and Node's ws, which the
+# npm ci below brings before cargo test runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +47,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 # ...and checks its systemd unit with systemd-analyze verify.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# ...and tests/websocket_clients.rs makes a venv for Python's websockets (Debian's python3
+# has venv without ensurepip, which python3-venv adds; it brings python3 along).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} with apt-get"
   apt_install "${missing[@]}"
@@ -57,10 +63,13 @@ if ! { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2
 fi
 use_node
 
+# Before cargo test: tests/websocket_clients.rs runs Node's ws from tests/browser/node_modules.
+echo "== npm ci (playwright-core, ws)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 echo "== cargo test"
 cargo test
 
 echo "== browser test (Chromium $(chromium --version 2>/dev/null | awk '{print $2}'), Node.js $(node --version))"
 cargo build --bin comet-chat
-(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/browser && node --test --test-reporter=spec)

@@ -257,7 +257,11 @@ impl Server {
             return;
         }
         conn.output = Some(Outgoing::new(Response::Shared(Rc::clone(frame))));
-        self.clear_timer(key);
+        // A socket's wait for its first frame outlives the frames written meanwhile (its
+        // own join, say): see `awaits_resume`.
+        if !self.awaits_resume(key) {
+            self.clear_timer(key);
+        }
         self.write_output(key);
     }
 

@@ -409,7 +409,8 @@ impl Server {
                         // progress starts it over, so a slow but steady reader of a long
                         // response is never taken for a stalled one.
                         Flushed::Blocked => {
-                            if sent > 0 || self.conns[key].timer.is_none() {
+                            let restart = sent > 0 || self.conns[key].timer.is_none();
+                            if restart && !self.awaits_resume(key) {
                                 self.set_timer(key, Deadline::Write);
                             }
                             return progress;
@@ -420,7 +421,9 @@ impl Server {
                             continue;
                         }
                         Flushed::Done if matches!(self.conns[key].state(), State::Streaming(_)) => {
-                            self.set_timer(key, Deadline::Heartbeat);
+                            if !self.awaits_resume(key) {
+                                self.set_timer(key, Deadline::Heartbeat);
+                            }
                             return progress;
                         }
                         // A viewer caught up: its next frame comes with the next tick.

@@ -243,6 +243,20 @@ impl Server {
         }
     }
 
+    /// A WebSocket opened without `?since=` still waits (at most [`crate::chat::RESUME_WAIT`])
+    /// for its first frame. Its writes (its own join, say) must not replace that deadline
+    /// with a heartbeat or a write deadline, or it would never be replayed; when it fires,
+    /// the stream's own timer is armed again.
+    pub(super) fn awaits_resume(&self, key: usize) -> bool {
+        matches!(
+            self.conns[key].timer,
+            Some(Timer {
+                deadline: Deadline::Resume,
+                ..
+            })
+        )
+    }
+
     /// Replaces the connection's timer with one for `deadline`, due after its configured
     /// duration.
     pub(super) fn set_timer(&mut self, key: usize, deadline: Deadline) {
