@@ -237,6 +237,18 @@ test("with WebSocket refused by a proxy, the client falls back to event streams"
   await page.context().close();
 });
 
+test("on a server with --no-websocket, the client takes event streams", async () => {
+  const srv = await server(["--no-websocket"]);
+  const page = await embed(await browser.newContext(), srv.url, { room: "plain", name: "ann" });
+  await connected(page);
+  await waitForStats(srv.url, (s) => s.streams === 1, "an event stream");
+  assert.deepEqual(await open(srv.url), { poll: 0, sse: 1, ws: 0 });
+  assert.equal(await page.evaluate(() => window.chat.transport), "sse");
+  await send(page, "without WebSocket");
+  await waitForText(page, "without WebSocket");
+  await page.context().close();
+});
+
 test("one refused upgrade is not taken for a blocked WebSocket", async () => {
   // As when a server is restarting: the first try fails, the server answers the check.
   const srv = await server();
