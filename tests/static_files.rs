@@ -17,6 +17,12 @@ fn serves_the_page_with_content_types() {
         ("/", "text/html; charset=utf-8", "index.html"),
         ("/index.html", "text/html; charset=utf-8", "index.html"),
         ("/chat.js", "text/javascript; charset=utf-8", "chat.js"),
+        // The client library a site embeds (docs/CLIENT.md) and the page imports.
+        (
+            "/comet-chat.js",
+            "text/javascript; charset=utf-8",
+            "comet-chat.js",
+        ),
         ("/style.css", "text/css; charset=utf-8", "style.css"),
     ];
     for (path, content_type, file) in cases {

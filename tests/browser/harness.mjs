@@ -24,9 +24,11 @@ const CHROMIUM_ARGS = [
 ];
 
 /**
- * Starts the server; resolves with { url, adminUrl, stop() } once it logs its address
+ * Starts the server; resolves with { url, adminUrl, stop(signal) } once it logs its address
  * (adminUrl: with --admin-addr, where the admin listener is). `addr` picks
  * the address (default: a free port), so a test can restart a server where it was.
+ * `stop()` kills it (SIGKILL, a crash); `stop("SIGTERM")` is a graceful shutdown, which
+ * resolves once the process has exited.
  */
 export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
   const args = ["--addr", addr, "--www", join(ROOT, "www"), "--log-level", "info", ...extraArgs];
@@ -46,10 +48,10 @@ export function startServer(extraArgs = [], addr = "127.0.0.1:0") {
         resolvePromise({
           url: match[1],
           adminUrl: admin ? admin[1] : null,
-          stop: () => new Promise((done) => {
+          stop: (signal = "SIGKILL") => new Promise((done) => {
             if (child.exitCode !== null) return done();
             child.once("exit", done);
-            child.kill("SIGKILL");
+            child.kill(signal);
           }),
         });
       }
@@ -100,9 +102,9 @@ export function shownTexts(page) {
   return page.$$eval("#history li:not(.gap) .text", (spans) => spans.map((s) => s.textContent));
 }
 
-/** Connections held open to the server: parked polls plus event streams. */
+/** Connections held open to the server: parked polls, event streams and WebSockets. */
 export function held(s) {
-  return s.pending_polls + s.streams;
+  return s.pending_polls + s.streams + s.transports.ws.open;
 }
 
 /** A free port on 127.0.0.1 (the kernel picks it; it is closed again at once). */
