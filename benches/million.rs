@@ -477,7 +477,13 @@ fn run(options: &Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)
+    report::write_files(&run, &table, &options.out_dir)?;
+    // The smoke run is what `cargo test --benches` runs: a rung that could not run, or lost
+    // a client, fails it, so a broken load generator cannot pass as a short ladder.
+    match &run.stop.next {
+        Some(_) if options.mode == "smoke" => Err(format!("smoke run: {}", run.stop.reason)),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the box lacks the memory for a rung of `n`, judged by what the rung before
