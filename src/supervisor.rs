@@ -409,7 +409,8 @@ impl Supervisor {
 
     /// Collects the exit of every worker that has exited. SIGCHLD says only that some child
     /// did, and several exits may share one signal, so every running worker is asked: N
-    /// non-blocking `waitpid` calls, and N is at most 64.
+    /// non-blocking `waitpid` calls, and N is at most `--workers`' ceiling,
+    /// [`crate::config::WORKERS_MAX`] (256).
     fn reap(&mut self) {
         for i in 0..self.slots.len() {
             let Some(pid) = self.slots[i].pid else {
