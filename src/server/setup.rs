@@ -106,6 +106,7 @@ impl Server {
                 wheel: TimerWheel::new(),
                 started: Instant::now(),
                 fired: Vec::new(),
+                deadlines: Default::default(),
             },
             chat,
             assets,
