@@ -106,7 +106,7 @@ const SPREAD_HEADROOM: f64 = 0.95;
 const MEMORY_RESERVE_BYTES: u64 = 2 << 30;
 
 /// comet-chat runs at most this many workers (`--workers`).
-const MAX_WORKERS: usize = 64;
+const MAX_WORKERS: usize = comet_chat::config::WORKERS_MAX;
 
 /// Time to open and park one rung's new clients: connects run at tens of thousands a
 /// second, and a rung must never hang.
@@ -342,9 +342,9 @@ fn run(options: &Options) -> Result<(), String> {
                 limits.soft,
                 (1.0 - SPREAD_HEADROOM) * 100.0,
                 if workers == MAX_WORKERS {
-                    "; --workers is capped at 64"
+                    format!("; --workers is capped at {MAX_WORKERS}")
                 } else {
-                    ""
+                    String::new()
                 }
             );
             if ran_capacity_rung || most <= last {
@@ -359,7 +359,10 @@ fn run(options: &Options) -> Result<(), String> {
             ran_capacity_rung = true;
             n = most;
         }
-        if let Some(reason) = memory_short(rungs.last(), n, options.floor_sockets) {
+        let short = memory_short(rungs.last(), n, options.floor_sockets)
+            .or_else(|| files_short(fleet.open(), n, options.floor_sockets))
+            .or_else(|| ports_short(options.per_source));
+        if let Some(reason) = short {
             stop = Stop {
                 next: Some(n),
                 reason,
@@ -477,7 +480,13 @@ fn run(options: &Options) -> Result<(), String> {
     };
     let table = report::table(&run);
     println!("{table}");
-    report::write_files(&run, &table, &options.out_dir)
+    report::write_files(&run, &table, &options.out_dir)?;
+    // The smoke run is what `cargo test --benches` runs: a rung that could not run, or lost
+    // a client, fails it, so a broken load generator cannot pass as a short ladder.
+    match &run.stop.next {
+        Some(_) if options.mode == "smoke" => Err(format!("smoke run: {}", run.stop.reason)),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the box lacks the memory for a rung of `n`, judged by what the rung before
@@ -499,6 +508,50 @@ fn memory_short(last: Option<&Rung>, n: usize, floor_sockets: usize) -> Option<S
             per_client,
             MEMORY_RESERVE_BYTES >> 30,
             now.available as f64 / (1u64 << 30) as f64
+        )
+    })
+}
+
+/// Whether the kernel's table of open files (`fs.file-max`, which the run raises when it
+/// may) lacks room for a rung of `n`: two descriptors per new client (the worker's and
+/// the load generator's) and two per floor socket; a sentence if so.
+fn files_short(held: usize, n: usize, floor_sockets: usize) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/fs/file-nr").ok()?;
+    let fields: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [allocated, _, max] = fields[..] else {
+        return None;
+    };
+    let need = 2 * (n.saturating_sub(held) + floor_sockets.min(n)) as u64;
+    (allocated + need > max).then(|| {
+        format!(
+            "file limits: {n} clients need {need} more open files, and the kernel's table \
+             (fs.file-max) has {} left of {max}",
+            max.saturating_sub(allocated)
+        )
+    })
+}
+
+/// Whether a source address would need more ports than the kernel's ephemeral range:
+/// clients connect from 127.0.0.2 upwards, `per_source` from each, so ports run out only
+/// if one address is given more than the range (the 16 million addresses of 127.0.0.0/8
+/// never run out); a sentence if so.
+fn ports_short(per_source: usize) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let ends: Vec<usize> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [low, high] = ends[..] else {
+        return None;
+    };
+    let range = high.saturating_sub(low) + 1;
+    (per_source > range).then(|| {
+        format!(
+            "ports: --per-source {per_source} is more than the {range} ephemeral ports \
+             ({low}-{high}) one source address has"
         )
     })
 }

@@ -24,7 +24,7 @@ mod settings;
 mod usage;
 
 pub use check::worker_admin_port;
-pub use flags::{Bounds, Flag, Kind, Unit, FLAGS, SECONDS};
+pub use flags::{Bounds, Flag, Kind, Unit, FLAGS, SECONDS, WORKERS_MAX};
 pub use parse::{parse_args, Command};
 pub use settings::{Config, Www, RESERVED_DESCRIPTORS};
 pub use usage::{usage, USAGE_COLUMNS};

@@ -60,12 +60,45 @@ const RESTART_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the supervisor pings each listening worker's loop: one byte each way.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// A listening worker that has answered no ping for this long is killed and restarted. A
-/// working loop answers within a pass, and every pass does bounded work (milliseconds,
-/// even with tens of thousands of clients), so ten seconds of silence is a loop that has
-/// stopped, not a busy one; and it is short enough that the clients it strands (its share
-/// of new connections meanwhile) see a reset soon rather than wait for ever.
+/// A listening worker that has answered no ping for this long is killed and restarted (one
+/// running only if it also used [`SILENT_CPU_LIMIT`] of CPU meanwhile). A working loop
+/// answers within a pass, and every pass does bounded work (milliseconds, a broadcast to
+/// tens of thousands a fraction of a second of CPU), so ten seconds of silence is a loop
+/// that has stopped; and it is short enough that the clients it strands (its share of new
+/// connections meanwhile) see a reset soon rather than wait for ever.
 const SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A worker seen running that has been silent for [`SILENCE_LIMIT`] is killed only once it
+/// has also used this much CPU since it was last heard from. A pass's work is bounded in
+/// CPU, not in time: a broadcast to a worker's 19,000 clients is ~0.2 s of CPU, but with a
+/// hundred workers and as many load generators runnable on two cores it took longer than
+/// ten seconds to get that much, and workers busy with a broadcast were killed (the
+/// million bench at 1,000,000 lost 900,000 clients so). A loop that spins for ever uses
+/// CPU and is still killed; one starved by a busy box is not.
+const SILENT_CPU_LIMIT: Duration = Duration::from_secs(10);
+
+/// What a ping round does about one listening worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// It is asleep, waiting for work: healthy, and not to be woken.
+    Idle,
+    /// Ask it to answer.
+    Ping,
+    /// Its loop has stopped: kill it.
+    Kill,
+}
+
+/// The verdict on a worker in state `state` (/proc: `S` asleep, `R` running or runnable,
+/// `T` stopped, ...; `None` unreadable), silent for `silent`, having used `cpu` since it was
+/// last heard from (`None`: unknown).
+fn verdict(state: Option<char>, silent: Duration, cpu: Option<Duration>) -> Verdict {
+    match state {
+        Some('S') => Verdict::Idle,
+        _ if silent < SILENCE_LIMIT => Verdict::Ping,
+        Some('R') if cpu.is_some_and(|cpu| cpu < SILENT_CPU_LIMIT) => Verdict::Ping,
+        _ => Verdict::Kill,
+    }
+}
 
 /// The token of the SIGINT/SIGTERM/SIGCHLD pipe; a worker's readiness socket is its slot.
 const SIGNALS: Token = Token(usize::MAX);
@@ -196,6 +229,9 @@ struct Slot {
     /// When its current process last said anything on its channel (that it listens, or an
     /// answer to a ping), or was last seen asleep.
     last_heard: Instant,
+    /// Its CPU time when last heard from, taken at the next ping round (`None` until then):
+    /// what it has used since tells a spinning loop from a starved one.
+    cpu_when_heard: Option<Duration>,
     /// When its current (or last) process was started: restarts are spaced from this.
     started: Instant,
     /// When to start it again after it died.
@@ -233,6 +269,7 @@ impl Supervisor {
                 channel: None,
                 listening: false,
                 last_heard: now,
+                cpu_when_heard: None,
                 started: now,
                 restart_at: None,
                 last_exit: None,
@@ -344,6 +381,7 @@ impl Supervisor {
         slot.listening = false;
         slot.started = Instant::now();
         slot.last_heard = slot.started;
+        slot.cpu_when_heard = None;
         slot.restart_at = None;
         log::debug!("worker {} started: pid {pid}", i + 1);
         Ok(())
@@ -385,6 +423,7 @@ impl Supervisor {
         }
         if heard {
             slot.last_heard = Instant::now();
+            slot.cpu_when_heard = None;
             if !slot.listening {
                 slot.listening = true;
                 if self.announced {
@@ -409,7 +448,8 @@ impl Supervisor {
 
     /// Collects the exit of every worker that has exited. SIGCHLD says only that some child
     /// did, and several exits may share one signal, so every running worker is asked: N
-    /// non-blocking `waitpid` calls, and N is at most 64.
+    /// non-blocking `waitpid` calls, and N is at most `--workers`' ceiling,
+    /// [`crate::config::WORKERS_MAX`] (256).
     fn reap(&mut self) {
         for i in 0..self.slots.len() {
             let Some(pid) = self.slots[i].pid else {
@@ -505,16 +545,24 @@ impl Supervisor {
             let Some(channel) = slot.channel.as_mut() else {
                 continue;
             };
-            if crate::sys::process_state(pid) == Some('S') {
-                slot.last_heard = now;
-                continue;
-            }
+            let cpu = crate::sys::process_cpu(pid);
             let silent = now.duration_since(slot.last_heard);
-            if silent < SILENCE_LIMIT {
-                // A full socket (nothing written) means it has not read the pings before:
-                // its silence is counted already.
-                let _ = channel.write(b"?");
-                continue;
+            // The CPU it had when last heard from is taken at the first ping after.
+            let cpu_then = *slot.cpu_when_heard.get_or_insert(cpu.unwrap_or_default());
+            let used = cpu.map(|cpu| cpu.saturating_sub(cpu_then));
+            match verdict(crate::sys::process_state(pid), silent, used) {
+                Verdict::Idle => {
+                    slot.last_heard = now;
+                    slot.cpu_when_heard = cpu;
+                    continue;
+                }
+                Verdict::Ping => {
+                    // A full socket (nothing written) means it has not read the pings
+                    // before: its silence is counted already.
+                    let _ = channel.write(b"?");
+                    continue;
+                }
+                Verdict::Kill => {}
             }
             log::warn!(
                 "worker {} (pid {pid}) has not answered for {} s; killing it",
@@ -637,4 +685,41 @@ fn prepare_worker(fd: RawFd, supervisor: u32) -> io::Result<()> {
     #[cfg(not(target_os = "linux"))]
     let _ = supervisor;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Who is killed: a worker asleep never; one stopped or unreadable after ten silent
+    /// seconds; one running after ten silent seconds only if it also used ten seconds of
+    /// CPU meanwhile (a loop spinning), not if a busy box gave it little (a long pass).
+    #[test]
+    fn a_starved_worker_is_not_taken_for_a_stopped_one() {
+        let s = Duration::from_secs;
+        let cases = [
+            (Some('S'), s(60), Some(s(0)), Verdict::Idle),
+            (Some('R'), s(3), Some(s(3)), Verdict::Ping),
+            (Some('T'), s(9), None, Verdict::Ping),
+            (Some('T'), s(10), Some(s(0)), Verdict::Kill),
+            (Some('D'), s(30), Some(s(0)), Verdict::Kill),
+            (None, s(10), None, Verdict::Kill),
+            (
+                Some('R'),
+                s(16),
+                Some(Duration::from_millis(200)),
+                Verdict::Ping,
+            ),
+            (Some('R'), s(120), Some(s(9)), Verdict::Ping),
+            (Some('R'), s(10), Some(s(10)), Verdict::Kill),
+            (Some('R'), s(12), None, Verdict::Kill),
+        ];
+        for (state, silent, cpu, expected) in cases {
+            assert_eq!(
+                verdict(state, silent, cpu),
+                expected,
+                "{state:?} {silent:?} {cpu:?}"
+            );
+        }
+    }
 }

@@ -54,6 +54,24 @@ pub fn process_state(pid: libc::pid_t) -> Option<char> {
         .next()
 }
 
+/// CPU time (user and system) process `pid` has used, from /proc/PID/stat; `None` if it
+/// is gone or unreadable.
+pub fn process_cpu(pid: libc::pid_t) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised name: state (field 3), …, utime (14), stime (15), in ticks.
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no side effects and _SC_CLK_TCK is always valid.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(std::time::Duration::from_millis(
+        (utime + stime) * 1000 / hz,
+    ))
+}
+
 /// Resident set size of this process in bytes, from /proc/self/statm (0 where unavailable).
 pub fn rss_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
@@ -88,6 +106,7 @@ mod tests {
         unsafe { libc::kill(pid, libc::SIGSTOP) };
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(process_state(pid), Some('T'));
+        assert!(process_cpu(pid).is_some_and(|cpu| cpu < std::time::Duration::from_secs(1)));
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(process_state(pid), None, "reaped");

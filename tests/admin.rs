@@ -415,3 +415,47 @@ fn the_admin_port_and_the_public_port_are_capped_apart() {
     });
     drop(idle);
 }
+
+/// A connection's deadline lives in the connection and its wheel entry is reused: a
+/// broadcast to parked polls and the same polls parking again file no entry on the timer
+/// wheel (before, each delivery cancelled one entry and filed another, and each re-park
+/// did the same: 2 × 20 here). What a reader of `/metrics` sees, and what keeps a
+/// million-client fan-out from spending its time in the wheel.
+#[test]
+fn a_broadcast_and_the_polls_parked_again_file_no_timer_entries() {
+    let server = with_admin();
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("message=warm-up");
+    assert_eq!(poster.read_reply().status, 200);
+    let mut polls: Vec<Client> = (0..20).map(|_| Client::connect(server.addr)).collect();
+    for poll in polls.iter_mut() {
+        poll.get("/chat");
+    }
+    wait_parked(&server, 20);
+    let before = metrics(&server);
+    poster.post_message("message=hello");
+    assert_eq!(poster.read_reply().status, 200);
+    for poll in polls.iter_mut() {
+        assert_eq!(poll.read_reply().status, 200);
+        poll.get("/chat");
+    }
+    wait_parked(&server, 20);
+    let after = metrics(&server);
+    let moved = |name: &str| sample(&after, name) - sample(&before, name);
+    assert_eq!(moved("comet_chat_deliveries_total"), 20.0);
+    assert!(
+        moved("comet_chat_timers_armed_total") >= 40.0,
+        "an idle deadline and a poll deadline for each"
+    );
+    // None for the polls; the second /metrics connection's idle deadline files one, and
+    // the presence sweep may file itself again while the test runs.
+    let filed = moved("comet_chat_timer_entries_filed_total");
+    assert!(
+        filed <= 2.0,
+        "{filed} entries filed for 20 deliveries and re-parks"
+    );
+    // At most one a connection (20 polls, the poster, two /metrics connections), and a
+    // sweep of the server's own.
+    let entries = sample(&after, "comet_chat_timers");
+    assert!(entries <= 24.0, "{entries} entries: one a connection");
+}

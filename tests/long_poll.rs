@@ -217,3 +217,53 @@ fn stats_report_connections_and_polls() {
     assert!(text.contains("\"pending_polls\":1"), "{text}");
     assert!(text.contains("\"open_files_limit\":"), "{text}");
 }
+
+/// An answered poll's wheel entry stays filed for its old deadline; when it fires, the
+/// poll parked again since must not be timed out by it: it waits its own full timeout.
+#[test]
+fn a_poll_parked_again_after_an_answer_waits_its_own_full_timeout() {
+    let mut config = test_config();
+    config.poll_timeout = Duration::from_millis(600);
+    let server = start(config);
+    let mut client = Client::connect(server.addr);
+    client.get("/chat");
+    wait_parked(&server, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("message=hello");
+    assert_eq!(poster.read_reply().status, 200);
+    assert_eq!(client.read_reply().status, 200);
+    let started = Instant::now();
+    client.get("/chat");
+    let reply = client.read_reply();
+    let waited = started.elapsed();
+    assert_eq!(reply.text(), r#"{"error":"timeout"}"#);
+    // Never early; no upper bound (a slow machine is only late).
+    assert!(
+        waited >= Duration::from_millis(600),
+        "timed out after only {waited:?}"
+    );
+    assert_eq!(counter(&server, |s| &s.timeouts), 1);
+}
+
+/// A deadline sooner than the wheel entry already filed gets an entry of its own: after
+/// a poll is answered, the keep-alive connection's entry is still filed for the poll's
+/// 60 s timeout, and half a request after it must still be answered 408 after the
+/// request timeout, not a minute later.
+#[test]
+fn half_a_request_after_an_answered_poll_is_timed_out_on_time() {
+    let server = start(comet_chat::Config {
+        poll_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_millis(300),
+        ..test_config()
+    });
+    let mut client = Client::connect(server.addr);
+    client.get("/chat");
+    wait_parked(&server, 1);
+    let mut poster = Client::connect(server.addr);
+    poster.post_message("message=hello");
+    assert_eq!(poster.read_reply().status, 200);
+    assert_eq!(client.read_reply().status, 200);
+    client.send(b"GET /chat HTTP/1.1\r\nHost:");
+    assert_eq!(client.read_reply().status, 408);
+}

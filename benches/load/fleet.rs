@@ -182,6 +182,10 @@ impl Fleet {
         let mut command = Command::new(&self.exe);
         command
             .arg("--generator")
+            // Named, not left to the child's defaults: a child started without `--bench`
+            // parses as a smoke run, whose default is every transport at once.
+            .arg("--transport")
+            .arg("poll")
             .arg("--source-start")
             .arg(sources.reserve(self.per_generator).to_string())
             .arg("--per-source")

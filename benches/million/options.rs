@@ -21,15 +21,18 @@ million: a million waiting long-polls on one box, through one address
 USAGE: cargo bench --bench million [-- OPTIONS]
 
 Starts redis-server and comet-chat --workers W --redis on one port, then load-generator
-processes that hold a ladder of waiting polls: 100k, 250k, 500k, 750k, 1M, then on past
-the million while memory and the 64-worker cap allow. Raises the sysctls it needs and
+processes that hold a ladder of waiting polls: 100k, 250k, 500k, 750k, 1M, then 1.5M,
+2M, 3M, 4M while the box allows: each rung first checks memory (2 GiB kept free), the
+kernel's open-files table and the workers' connection caps, and the ladder stops with
+the reason at the first rung one of them cannot take. Raises the sysctls it needs and
 puts them back. Without --bench (cargo test --benches): a smoke run of 2 workers and
 2,000 clients, results in $TMPDIR/comet-chat-million-smoke.
 
 OPTIONS:
-  --target N              stop the ladder at N clients     [default: go past 1,000,000]
+  --target N              climb the ladder to N clients (rungs past 1M: 1.5M, 2M, 3M, 4M
+                          below N, then N)       [default: go past 1,000,000]
   --ladder N,N,...        the rungs, instead of the issue's
-  --workers W             worker processes [default: enough for the top rung, at most 64]
+  --workers W             worker processes [default: enough for the top rung, at most 256]
   --quick                 10k and 50k clients on 4 workers, short windows (under a minute)
   --rounds R              broadcasts per rung                [default: 3]
   --idle SECS             idle window per rung               [default: 10]
@@ -137,6 +140,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         match arg {
             Long("target") => {
                 let target: usize = number(&mut parser, "--target")?;
+                o.ladder = LADDER.iter().chain(&BEYOND).copied().collect();
                 o.ladder.retain(|&n| n < target);
                 o.ladder.push(target);
                 o.beyond = false;
@@ -179,8 +183,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     if o.message_bytes < 32 {
         return Err("--message-bytes: at least 32".into());
     }
-    if o.workers > 64 {
-        return Err("--workers: comet-chat runs at most 64".into());
+    if o.workers > crate::MAX_WORKERS {
+        return Err(format!(
+            "--workers: comet-chat runs at most {}",
+            crate::MAX_WORKERS
+        ));
     }
     Ok(Parsed::Run(o))
 }

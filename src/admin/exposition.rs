@@ -36,8 +36,9 @@ pub struct Snapshot<'a> {
     pub stats: &'a Stats,
     /// What the loop records about itself.
     pub metrics: &'a LoopMetrics,
-    /// The timer wheel's totals, and how many timers it holds now.
-    pub timers: (Totals, usize),
+    /// Deadlines set, due and cleared; entries the timer wheel has filed in all; and how
+    /// many entries it holds now.
+    pub timers: (Totals, u64, usize),
     /// Connections by state.
     pub states: States,
     /// Resident memory of the process.
@@ -351,29 +352,36 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Bytes written to clients.",
         get(&s.bytes_out),
     );
-    let (totals, armed_now) = snapshot.timers;
+    let (totals, filed, armed_now) = snapshot.timers;
     text.one(
         "comet_chat_timers",
         "gauge",
-        "Timers on the wheel.",
+        "Entries on the timer wheel: at most one per connection, plus the server's own.",
         armed_now as u64,
+    );
+    text.one(
+        "comet_chat_timer_entries_filed_total",
+        "counter",
+        "Entries filed on the timer wheel. A connection's new deadline reuses its entry \
+         unless it is sooner, so a delivery and a re-park file none.",
+        filed,
     );
     text.one(
         "comet_chat_timers_armed_total",
         "counter",
-        "Timers put on the wheel.",
+        "Deadlines set (a connection's and the server's own); most reuse a wheel entry.",
         totals.armed,
     );
     text.one(
         "comet_chat_timers_fired_total",
         "counter",
-        "Timers that came due.",
+        "Deadlines that came due.",
         totals.fired,
     );
     text.one(
         "comet_chat_timers_cancelled_total",
         "counter",
-        "Timers cancelled before they were due.",
+        "Deadlines cleared or replaced before they were due.",
         totals.cancelled,
     );
     text.histogram(
@@ -404,7 +412,7 @@ mod tests {
         let text = render(&Snapshot {
             stats: &stats,
             metrics: &metrics,
-            timers: (Totals::default(), 0),
+            timers: (Totals::default(), 0, 0),
             states: States {
                 parked: 2,
                 ..States::default()

@@ -82,6 +82,17 @@ pub const SECONDS: std::ops::RangeInclusive<f64> = 0.01..=86_400.0;
 /// never be told to buffer more than that (plus its head).
 const BODY_BYTES_MAX: usize = 64 << 20;
 
+/// `--workers`' ceiling. A worker holds its open-files limit less 32 connections (its
+/// `--max-conns` default), so under a per-process cap of 20,000 open files it is the
+/// number of workers, not memory, that bounds the clients one port holds: 256 × 19,968 is
+/// 5.1 million, past what 24 GiB holds at ~6.7 KB of box memory a waiting client (mostly
+/// the kernel's state for its two loopback sockets: about 3.3 million). A box whose limit
+/// is higher needs fewer workers for as many clients, not more. Each worker costs
+/// ~3 MiB of RSS (~0.4 MiB of it its own), a pipe to the supervisor and two connections to
+/// Redis, so 256 of them cost ~100 MiB of private memory and 512 Redis clients (of
+/// Redis's default 10,000); far more would be a typo.
+pub const WORKERS_MAX: usize = 256;
+
 /// The table's shorthand: one constructor per [`Kind`], so an entry says only what is
 /// particular to its flag. The value's name follows from the kind where it can (`SECS`,
 /// `BYTES`, `N`, none for a switch), and a flag has no one-letter alias, no default shown
@@ -427,8 +438,10 @@ pub static FLAGS: &[Flag] = &[
     .note("none: rooms live in this process"),
     Flag::number(
         "workers",
-        "worker processes on one port, each one loop; above 1 needs --redis",
-        Bounds::count(1, 64, "workers"),
+        "worker processes on one port, each one loop holding up to its open-files limit \
+         - 32 connections; above 1 needs --redis; the cap holds 5.1 million clients at a \
+         20,000 limit, more than memory allows (a client costs the box ~6.7 KB)",
+        Bounds::count(1, WORKERS_MAX, "workers"),
         |config, n| config.workers = n,
     )
     .default("1"),

@@ -306,7 +306,11 @@ impl Server {
         exposition::render(&Snapshot {
             stats: &self.stats,
             metrics: &self.metrics,
-            timers: (self.timers.wheel.totals(), self.timers.wheel.len()),
+            timers: (
+                self.timers.deadlines,
+                self.timers.wheel.totals().armed,
+                self.timers.wheel.len(),
+            ),
             states,
             rss_bytes: sys::rss_bytes(),
             worker: self.config.worker,

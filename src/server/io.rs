@@ -409,7 +409,7 @@ impl Server {
                         // progress starts it over, so a slow but steady reader of a long
                         // response is never taken for a stalled one.
                         Flushed::Blocked => {
-                            let restart = sent > 0 || self.conns[key].timer.is_none();
+                            let restart = sent > 0 || self.conns[key].timer.deadline.is_none();
                             if restart && !self.awaits_resume(key) {
                                 self.set_timer(key, Deadline::Write);
                             }
@@ -483,7 +483,7 @@ impl Server {
             return;
         }
         self.unpark(key);
-        self.clear_timer(key);
+        self.drop_timer(key);
         if socket_at(self.conns[key].state()).is_some() {
             self.forget_socket(key);
         }
@@ -498,7 +498,7 @@ impl Server {
         for key in closing.drain(..) {
             let conn = self.conns.remove(key);
             debug_assert_eq!(conn.state(), State::Closed);
-            debug_assert!(conn.timer.is_none());
+            debug_assert!(conn.timer.deadline.is_none() && conn.timer.filed.is_none());
             if conn.flags.has(Flags::ADMIN) {
                 self.forget_admin(key);
             } else {

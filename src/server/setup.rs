@@ -107,6 +107,7 @@ impl Server {
                 wheel: TimerWheel::new(),
                 started: Instant::now(),
                 fired: Vec::new(),
+                deadlines: Default::default(),
             },
             chat,
             assets,

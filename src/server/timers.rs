@@ -6,9 +6,9 @@
 use super::budget::TIMERS_FIRED_PER_PASS;
 use super::Server;
 use crate::chat::Sweep;
-use crate::conn::{Deadline, Flags, State, Timer};
+use crate::conn::{Deadline, Flags, State};
 use crate::stats;
-use crate::timer::{self, TimerWheel};
+use crate::timer::{self, ShortTick, TimerWheel};
 use crate::waitlist::{ListKind, Waiter};
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,10 @@ pub(super) struct Timers {
     pub started: Instant,
     /// Reused buffer for the timers one expire step fires.
     pub fired: Vec<Payload>,
+    /// Deadlines set, come due and cleared before due, the connections' and the server's,
+    /// for `/metrics`. Not the wheel's own totals: a connection's deadline comes and goes
+    /// without a wheel entry (see [`crate::conn::Timer`]).
+    pub deadlines: timer::Totals,
 }
 
 impl Server {
@@ -99,8 +103,12 @@ impl Server {
             .expire_at_most(now, TIMERS_FIRED_PER_PASS, &mut fired);
         self.metrics.report.timers_fired += fired.len();
         for &payload in &fired {
-            match Due::unpack(payload) {
-                Due::Conn { key, generation } => self.on_conn_timer(key, generation),
+            let due = Due::unpack(payload);
+            if !matches!(due, Due::Conn { .. }) {
+                self.timers.deadlines.fired += 1; // a connection's counts in on_conn_timer
+            }
+            match due {
+                Due::Conn { key, generation } => self.on_conn_timer(key, generation, now),
                 Due::ResumeAccepting => self.resume_accepting(),
                 Due::Sweep(sweep) => {
                     let now = self.now();
@@ -124,20 +132,33 @@ impl Server {
             "connections use set_timer"
         );
         let at = self.deadline_after(after);
+        self.timers.deadlines.armed += 1;
         self.timers.wheel.insert(at, due.pack())
     }
 
-    fn on_conn_timer(&mut self, key: usize, generation: u32) {
+    /// A connection's wheel entry fired at tick `now`: its deadline is due, or moved later
+    /// since the entry was filed (the entry is filed again for it), or was cleared.
+    fn on_conn_timer(&mut self, key: usize, generation: u32, now: u64) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.generation != generation {
             return; // the timer's connection is gone and its key reused
         }
-        let Some(timer) = conn.timer.take() else {
-            return;
+        conn.timer.filed = None;
+        let Some(deadline) = conn.timer.deadline else {
+            return; // cleared since it was filed
         };
-        self.on_deadline(key, timer.deadline);
+        let at = conn.timer.at.widen(now);
+        if at > now {
+            let due = Due::Conn { key, generation };
+            conn.timer.filed = Some(self.timers.wheel.insert(at, due.pack()));
+            conn.timer.filed_at = ShortTick::of(at);
+            return;
+        }
+        conn.timer.deadline = None;
+        self.timers.deadlines.fired += 1;
+        self.on_deadline(key, deadline);
     }
 
     fn on_deadline(&mut self, key: usize, deadline: Deadline) {
@@ -168,7 +189,7 @@ impl Server {
             (Deadline::Resume, State::Streaming(at)) => {
                 self.chat.resume_wait_over(now, waiter, at);
                 self.carry_out();
-                if self.live(waiter).is_some() && self.conns[key].timer.is_none() {
+                if self.live(waiter).is_some() && self.conns[key].timer.deadline.is_none() {
                     self.rearm_stream_timer(key);
                 }
             }
@@ -176,7 +197,7 @@ impl Server {
                 log::debug!("#{key} Redis did not answer a WebSocket's post in time");
                 self.chat.redis_wait_over(waiter);
                 self.carry_out();
-                if self.live(waiter).is_some() && self.conns[key].timer.is_none() {
+                if self.live(waiter).is_some() && self.conns[key].timer.deadline.is_none() {
                     self.rearm_stream_timer(key);
                 }
             }
@@ -248,13 +269,7 @@ impl Server {
     /// with a heartbeat or a write deadline, or it would never be replayed; when it fires,
     /// the stream's own timer is armed again.
     pub(super) fn awaits_resume(&self, key: usize) -> bool {
-        matches!(
-            self.conns[key].timer,
-            Some(Timer {
-                deadline: Deadline::Resume,
-                ..
-            })
-        )
+        self.conns[key].timer.deadline == Some(Deadline::Resume)
     }
 
     /// Replaces the connection's timer with one for `deadline`, due after its configured
@@ -283,20 +298,51 @@ impl Server {
             Deadline::Resume => crate::chat::RESUME_WAIT,
         };
         self.clear_timer(key);
-        let at = self.deadline_after(after);
+        let elapsed = self.timers.started.elapsed();
+        let (at, now) = (
+            timer::ticks_ceil(elapsed + after),
+            timer::ticks_floor(elapsed),
+        );
+        self.timers.deadlines.armed += 1;
         let conn = &mut self.conns[key];
+        conn.timer.deadline = Some(deadline);
+        conn.timer.at = ShortTick::of(at);
+        // The entry already filed wakes the loop in time for this deadline too: nothing
+        // to do in the wheel. This is the common case: a delivery moves a poll's deadline
+        // to a later idle one, and a re-park moves it back to a poll deadline later than
+        // the entry filed at the last park.
+        if let Some(filed) = conn.timer.filed {
+            if conn.timer.filed_at.widen(now) <= at {
+                return;
+            }
+            // Sooner than the entry: file a sooner one (a request deadline after an idle
+            // one, say, or a shorter timeout).
+            self.timers.wheel.cancel(filed);
+        }
         let due = Due::Conn {
             key,
             generation: conn.generation,
         };
-        let id = self.timers.wheel.insert(at, due.pack());
-        conn.timer = Some(Timer { id, deadline });
+        conn.timer.filed = Some(self.timers.wheel.insert(at, due.pack()));
+        // The wheel files a deadline that is already due at its next tick.
+        conn.timer.filed_at = ShortTick::of(at.max(self.timers.wheel.now() + 1));
     }
 
-    /// Cancels the connection's timer, if it has one.
+    /// Clears the connection's deadline, if it has one. Its wheel entry stays filed (so
+    /// that setting the next deadline can reuse it) and fires for nothing if none is set
+    /// by then: at most one wake-up, never a late deadline.
     pub(super) fn clear_timer(&mut self, key: usize) {
-        if let Some(timer) = self.conns[key].timer.take() {
-            self.timers.wheel.cancel(timer.id);
+        if self.conns[key].timer.deadline.take().is_some() {
+            self.timers.deadlines.cancelled += 1;
+        }
+    }
+
+    /// A connection is closing: its deadline and its wheel entry both go, so that a
+    /// closed connection holds no entry until it would have fired.
+    pub(super) fn drop_timer(&mut self, key: usize) {
+        self.clear_timer(key);
+        if let Some(filed) = self.conns[key].timer.filed.take() {
+            self.timers.wheel.cancel(filed);
         }
     }
 
@@ -315,7 +361,7 @@ impl Server {
         } else {
             Deadline::Request
         };
-        if conn.timer.map(|t| t.deadline) != Some(wanted) {
+        if conn.timer.deadline != Some(wanted) {
             self.set_timer(key, wanted);
         }
     }
