@@ -48,6 +48,15 @@ pub struct Snapshot<'a> {
     pub redis: bool,
 }
 
+/// A label value as the exposition format spells it: `\`, `"` and a line break escaped.
+/// Only the Redis address needs it (a `unix://` path is the operator's text).
+fn escaped(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Writes families of samples, each with its HELP and TYPE lines.
 struct Text(String);
 
@@ -62,8 +71,8 @@ impl Text {
             self.0.push('{');
             for (i, (label, text)) in labels.iter().enumerate() {
                 let comma = if i > 0 { "," } else { "" };
-                // Label values here are our own words (states, reasons, numbers); nothing
-                // a client sent ever becomes one, so there is nothing to escape.
+                // Label values here are our own words (states, reasons, numbers) or
+                // escaped (`escaped`); nothing a client sent ever becomes one.
                 let _ = write!(self.0, "{comma}{label}=\"{text}\"");
             }
             self.0.push('}');
@@ -298,6 +307,26 @@ pub fn render(snapshot: &Snapshot) -> String {
             "counter",
             "Times the connection to Redis was made again.",
             get(&s.redis_reconnects),
+        );
+        let master = s
+            .redis_master
+            .lock()
+            .map_or_else(|_| String::new(), |m| m.clone());
+        text.family(
+            "comet_chat_redis_master",
+            "gauge",
+            "The Redis in use (with Sentinel, the master it named), by address; 1.",
+        );
+        text.sample(
+            "comet_chat_redis_master",
+            &[("address", &escaped(&master))],
+            1,
+        );
+        text.one(
+            "comet_chat_redis_failovers_total",
+            "counter",
+            "Times the connection to Redis came up at another master than the last one.",
+            get(&s.redis_failovers),
         );
         text.one(
             "comet_chat_redis_in_flight",

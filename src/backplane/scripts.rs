@@ -21,7 +21,12 @@ if not epoch then
 end
 if ARGV[4] ~= '' then
   local seen = redis.call('GET', KEYS[5])
-  if seen then return {epoch, tonumber(seen), 1} end
+  if seen then
+    -- A write, though nothing new is stored: a WAIT after this reply then covers the
+    -- first post of this client_id too (WAIT counts from the connection's last write).
+    redis.call('EXPIRE', KEYS[5], tonumber(ARGV[7]))
+    return {epoch, tonumber(seen), 1}
+  end
 end
 local seq = redis.call('INCR', KEYS[2])
 local overhead = tonumber(ARGV[10])
