@@ -78,9 +78,10 @@ enum Note<T> {
     Setup(Step),
     /// The server's command.
     For(T, Expect),
-    /// A post's script, with `--redis-replicas`: its reply waits in [`Backplane::held`]
-    /// for the `WAIT` after it.
-    Hold(T),
+    /// With `--redis-replicas`, a post's script or a history read: its reply waits in
+    /// [`Backplane::held`] for the `WAIT` after it. A post names its room's channel, for
+    /// the announcement the node publishes once replicas hold the post.
+    Hold(T, Expect, Option<String>),
     /// `WAIT`: how many replicas hold every post held so far.
     Replicas,
     /// A command whose reply does not matter (PUBLISH of a typing event).
@@ -128,6 +129,16 @@ enum Phase {
     Up,
 }
 
+/// A reply waiting for replicas ([`Note::Hold`]).
+struct Held<T> {
+    /// Whom it is for.
+    then: T,
+    /// What it says.
+    answer: Result<Answer, String>,
+    /// For a post: the channel and what to announce on it once replicas hold the post.
+    announce: Option<(String, Vec<u8>)>,
+}
+
 /// The tokens of the backplane's connections in the server's poll.
 #[derive(Clone, Copy, Debug)]
 pub struct Tokens {
@@ -166,9 +177,9 @@ pub struct Backplane<T> {
     /// `--redis-replicas`: replicas that must hold a post before it is answered (0: none,
     /// no `WAIT`).
     replicas: u32,
-    /// Answers to posts whose script has replied, waiting for the `WAIT` that covers them,
-    /// oldest first. Bounded by the posts in flight.
-    held: Vec<(T, Result<Answer, String>)>,
+    /// Answers whose command has replied, waiting for the `WAIT` that covers them, oldest
+    /// first. Bounded by the commands in flight.
+    held: Vec<Held<T>>,
     /// A `WAIT` is in flight (at most one is: posts sent meanwhile wait for the next).
     waiting_replicas: bool,
     /// Posts went since the `WAIT` in flight did: another is owed when it returns.
@@ -386,7 +397,10 @@ impl<T> Backplane<T> {
                     self.phase = Phase::Asking;
                     return Ok(());
                 }
-                Err(e) => why = format!(" (the last: Sentinel at {addr}: {e})"),
+                Err(e) => {
+                    log::warn!("Sentinel at {addr}: {e}; asking the next Sentinel");
+                    why = format!(" (the last: Sentinel at {addr}: {e})");
+                }
             }
         }
         Err(format!(
@@ -525,12 +539,12 @@ impl<T> Backplane<T> {
         self.asking = None;
         let lost = || Err("the connection to Redis was lost".to_owned());
         // Posts whose script replied but whose WAIT did not: not known to be replicated.
-        for (then, _) in self.held.drain(..) {
-            out.push(Incoming::Reply(then, lost()));
+        for held in self.held.drain(..) {
+            out.push(Incoming::Reply(held.then, lost()));
         }
         (self.waiting_replicas, self.wait_owed) = (false, false);
         for (_, note, _) in self.notes.drain(..) {
-            if let Note::For(then, _) | Note::Hold(then) = note {
+            if let Note::For(then, _) | Note::Hold(then, ..) = note {
                 out.push(Incoming::Reply(then, lost()));
             }
         }
@@ -617,7 +631,7 @@ impl<T> Backplane<T> {
         // With Sentinel, a write refused because the node is a replica now means a
         // failover demoted it under us: ask the Sentinels again.
         let mut demoted = false;
-        if let (OwnedFrame::Error(e), Note::For(..) | Note::Hold(_) | Note::Ignore) =
+        if let (OwnedFrame::Error(e), Note::For(..) | Note::Hold(..) | Note::Ignore) =
             (&frame, &note)
         {
             log::warn!("Redis at {} answered {}: {e}", self.shown(), sent.name);
@@ -645,9 +659,12 @@ impl<T> Backplane<T> {
                     }
                     Step::Role => {
                         if !sentinel::is_master(&frame)? {
+                            if let Some(sentinels) = self.sentinels.as_mut() {
+                                sentinels.misled();
+                            }
                             let why = format!(
                                 "Redis at {} is not the master (a failover may be under way)",
-                                self.shown()
+                                self.master_in_use().unwrap_or_default()
                             );
                             self.disconnect(why, out);
                             return Ok(());
@@ -666,12 +683,22 @@ impl<T> Backplane<T> {
                 };
                 out.push(Incoming::Reply(then, answer));
             }
-            Note::Hold(then) => {
-                let answer = match &frame {
-                    OwnedFrame::Error(e) => Err(e.clone()),
-                    _ => Ok(Answer::Posted(news::posted(&frame)?)),
+            Note::Hold(then, expect, channel) => {
+                let (answer, announce) = match (&frame, expect) {
+                    (OwnedFrame::Error(e), _) => (Err(e.clone()), None),
+                    (_, Expect::Posted) => {
+                        let said = news::announcement(&frame)?;
+                        let announce = channel.zip(said);
+                        (Ok(Answer::Posted(news::posted(&frame)?)), announce)
+                    }
+                    (_, Expect::Snapshot) => (Ok(Answer::Snapshot(news::snapshot(&frame)?)), None),
+                    (_, Expect::Done) => (Ok(Answer::Done), None),
                 };
-                self.held.push((then, answer));
+                self.held.push(Held {
+                    then,
+                    answer,
+                    announce,
+                });
             }
             Note::Replicas => self.on_replicas(&frame, out),
             Note::Ignore => {}
@@ -683,8 +710,10 @@ impl<T> Backplane<T> {
         Ok(())
     }
 
-    /// The reply to `WAIT`: every post held is answered, stored (if `replicas` replicas
-    /// acknowledged it) or refused; another `WAIT` goes if posts went after this one.
+    /// The reply to `WAIT`: every reply held is handed on if `replicas` replicas
+    /// acknowledged it, and a post's announcement published; otherwise each fails (a post
+    /// is refused, a read is not applied). Another `WAIT` goes if commands went after this
+    /// one.
     fn on_replicas(&mut self, frame: &OwnedFrame, out: &mut Vec<Incoming<T>>) {
         self.waiting_replicas = false;
         let acknowledged = match frame {
@@ -693,20 +722,22 @@ impl<T> Backplane<T> {
             _ => Err("WAIT answered something other than a count".to_owned()),
         };
         let wanted = self.replicas;
-        for (then, answer) in self.held.drain(..) {
-            let answer = match (&acknowledged, answer) {
+        for held in std::mem::take(&mut self.held) {
+            let answer = match (&acknowledged, held.answer) {
                 (_, Err(e)) => Err(e),
                 (Ok(n), Ok(answer)) if *n >= i64::from(wanted) => Ok(answer),
                 (Ok(n), Ok(_)) => Err(format!(
-                    "{n} of the {wanted} replicas asked for acknowledged the post within \
+                    "{n} of the {wanted} replicas asked for acknowledged it within \
                      {REPLICAS_WAIT_MS} ms"
                 )),
                 (Err(e), Ok(_)) => Err(e.clone()),
             };
-            if let Err(why) = &answer {
-                log::debug!("a post is refused: {why}");
+            match (&answer, held.announce) {
+                (Err(why), _) => log::debug!("a reply is not taken: {why}"),
+                (Ok(_), Some((channel, said))) => self.announce(&channel, &said),
+                (Ok(_), None) => {}
             }
-            out.push(Incoming::Reply(then, answer));
+            out.push(Incoming::Reply(held.then, answer));
         }
         if std::mem::take(&mut self.wait_owed) {
             self.send_wait();
@@ -721,6 +752,21 @@ impl<T> Backplane<T> {
             self.wait_owed = true;
         } else {
             self.send_wait();
+        }
+    }
+
+    /// Publishes what a post's script left to announce (the node's own copy hears it too,
+    /// like every other node's).
+    fn announce(&mut self, channel: &str, said: &[u8]) {
+        let Some(link) = self.commands.as_mut() else {
+            return;
+        };
+        if link.send(&[b"PUBLISH", channel.as_bytes(), said]).is_ok() {
+            let sent = Sent {
+                name: "PUBLISH",
+                again: None,
+            };
+            self.notes.push_back((Instant::now(), Note::Ignore, sent));
         }
     }
 
@@ -848,7 +894,7 @@ impl<T> Backplane<T> {
         again.extend(args.iter().map(Vec::as_slice));
         let sent = self.commands.as_mut().map(|link| link.send(&again));
         if !matches!(sent, Some(Ok(()))) {
-            if let Note::For(then, _) | Note::Hold(then) = note {
+            if let Note::For(then, _) | Note::Hold(then, ..) = note {
                 out.push(Incoming::Reply(
                     then,
                     Err("the connection to Redis was lost".into()),
@@ -856,7 +902,7 @@ impl<T> Backplane<T> {
             }
             return;
         }
-        let hold = matches!(note, Note::Hold(_));
+        let hold = matches!(note, Note::Hold(..));
         let sent = Sent {
             name: scripts::NAMES[script],
             again: None,
@@ -880,9 +926,19 @@ impl<T> Backplane<T> {
     fn give_back(result: Result<(), Note<T>>) -> Result<(), T> {
         match result {
             Ok(()) => Ok(()),
-            Err(Note::For(then, _) | Note::Hold(then)) => Err(then),
+            Err(Note::For(then, _) | Note::Hold(then, ..)) => Err(then),
             Err(_) => unreachable!("only the server's notes are given back"),
         }
+    }
+
+    /// Sends a command; one whose reply is held ([`Note::Hold`]) is followed by a `WAIT`.
+    fn command_held(&mut self, args: &[&[u8]], note: Note<T>) -> Result<(), T> {
+        let held = matches!(note, Note::Hold(..));
+        Self::give_back(self.command(args, note))?;
+        if held {
+            self.cover_with_wait();
+        }
+        Ok(())
     }
 
     /// Stores and announces a message (see [`scripts::POST`]). With `--redis-replicas N`
@@ -925,7 +981,8 @@ impl<T> Backplane<T> {
             format!("{new_epoch:08x}"),
         );
         let overhead = crate::room::MESSAGE_OVERHEAD_BYTES.to_string();
-        let args: [&[u8]; 18] = [
+        let held = self.replicas > 0;
+        let args: [&[u8]; 19] = [
             b"EVALSHA",
             &sha,
             b"5",
@@ -944,13 +1001,13 @@ impl<T> Backplane<T> {
             epoch.as_bytes(),
             channel.as_bytes(),
             overhead.as_bytes(),
+            if held { b"0" } else { b"1" }, // announce now, or once replicas hold it
         ];
-        if self.replicas == 0 {
-            return Self::give_back(self.command(&args, Note::For(then, Expect::Posted)));
-        }
-        Self::give_back(self.command(&args, Note::Hold(then)))?;
-        self.cover_with_wait();
-        Ok(())
+        let note = match held {
+            true => Note::Hold(then, Expect::Posted, Some(channel.clone())),
+            false => Note::For(then, Expect::Posted),
+        };
+        self.command_held(&args, note)
     }
 
     /// Reads a room's stored messages from `first_seq` on, and with `with_names` the
@@ -974,7 +1031,8 @@ impl<T> Backplane<T> {
         );
         let (epoch, first) = (format!("{new_epoch:08x}"), first_seq.to_string());
         let (channel, limit) = (keys::channel(self.url.db, room), sweep_limit.to_string());
-        let args: [&[u8]; 12] = [
+        let held = self.replicas > 0;
+        let args: [&[u8]; 13] = [
             b"EVALSHA",
             &sha,
             b"4",
@@ -987,8 +1045,13 @@ impl<T> Backplane<T> {
             if with_names { b"1" } else { b"0" },
             channel.as_bytes(),
             limit.as_bytes(),
+            if held { b"1" } else { b"0" }, // a write, for the WAIT after it to count
         ];
-        Self::give_back(self.command(&args, Note::For(then, Expect::Snapshot)))
+        let note = match held {
+            true => Note::Hold(then, Expect::Snapshot, None),
+            false => Note::For(then, Expect::Snapshot),
+        };
+        self.command_held(&args, note)
     }
 
     /// Renews (or announces) names present on this node (see [`scripts::PRESENCE`]).

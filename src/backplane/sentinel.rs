@@ -80,6 +80,13 @@ impl Sentinels {
             self.first = (self.first + self.tried - 1) % self.addrs.len();
         }
     }
+
+    /// The Sentinel that answered last named a node that is not the master (it has not
+    /// heard of a failover yet, or is wrong): the next round starts with the one after it,
+    /// so that one stale Sentinel listed first cannot keep the node away from the master.
+    pub fn misled(&mut self) {
+        self.first = (self.first + 1) % self.addrs.len();
+    }
 }
 
 /// The master's address from a reply to `SENTINEL get-master-addr-by-name`: `[ip, port]`,
@@ -226,6 +233,12 @@ mod tests {
         assert_eq!(round(&mut sentinels, None), [2, 3, 1]);
         assert_eq!(round(&mut sentinels, Some(3)), [2, 3, 1]);
         assert_eq!(round(&mut sentinels, Some(1)), [1]);
+        // The one that answered named a replica: the next round starts after it.
+        sentinels.misled();
+        assert_eq!(round(&mut sentinels, Some(1)), [2]);
+        assert_eq!(round(&mut sentinels, Some(2)), [2, 3]);
+        sentinels.misled();
+        assert_eq!(round(&mut sentinels, None), [1, 2, 3]);
         // One Sentinel alone.
         let mut one = Sentinels::new(addrs[..1].to_vec(), "m".into());
         assert_eq!(round(&mut one, Some(1)), [1]);
