@@ -942,12 +942,14 @@ impl<T> Backplane<T> {
     }
 
     /// Stores and announces a message (see [`scripts::POST`]). With `--redis-replicas N`
-    /// the answer is held until a `WAIT N` sent after it returns ([`cover_with_wait`]):
+    /// the answer is held until a `WAIT N` sent after it returns (one `WAIT` covers every
+    /// post sent before it):
     /// a post is confirmed only once N replicas hold it, and otherwise refused, to be
     /// retried with its `client_id` (a retry of a post that was stored after all is
-    /// answered as a duplicate, and waits for the replicas in the same way).
-    ///
-    /// [`cover_with_wait`]: Backplane::cover_with_wait
+    /// answered as a duplicate, and waits for the replicas in the same way). Its
+    /// announcement waits too: the script returns it, and it is published once the `WAIT`
+    /// confirms ([`Backplane::history`] reads wait likewise), so no node shows a message
+    /// a failover could take back.
     #[allow(clippy::too_many_arguments)]
     pub fn post(
         &mut self,
@@ -1012,7 +1014,9 @@ impl<T> Backplane<T> {
 
     /// Reads a room's stored messages from `first_seq` on, and with `with_names` the
     /// names present, sweeping at most `sweep_limit` expired ones (see
-    /// [`scripts::HISTORY`]).
+    /// [`scripts::HISTORY`]). With `--redis-replicas`, the reply is handed on only after
+    /// a `WAIT` covering it (the script writes, so the `WAIT` counts every post it read,
+    /// whoever stored them).
     #[allow(clippy::too_many_arguments)]
     pub fn history(
         &mut self,

@@ -479,3 +479,96 @@ fn a_post_no_replica_holds_yet_is_refused_unannounced_and_stored_once_on_retry()
         assert_eq!(all.texts(), ["first", "second"], "{}", node.addr);
     }
 }
+
+#[test]
+fn a_failover_asked_for_moves_every_node_to_the_new_master() {
+    // The old master lives on, demoted to a replica: the nodes' connections to it are cut
+    // by the Sentinels (CLIENT KILL), or its ROLE or a READONLY tells them; they ask again.
+    let deployment = Deployment::start();
+    let url = deployment.url();
+    let (a, b) = (node(&url, 1), node(&url, 1));
+    let (old, new) = (deployment.master.port, deployment.replica.port);
+    wait_on_master(a.addr, old);
+    wait_on_master(b.addr, old);
+    let path = "/rooms/r/messages";
+    let before = post_form(a.addr, path, "from=ann&text=before&client_id=b-1");
+    assert_eq!(before.status, 201, "{}", before.text());
+    let sentinel = deployment.sentinels[0].port;
+    let asked = common::sentinel::cli(sentinel, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert_eq!(asked.as_deref(), Some(&["OK".to_owned()][..]));
+    wait_on_master(a.addr, new);
+    wait_on_master(b.addr, new);
+    // Posts go on (the old master, a replica now, acknowledges them), on both nodes.
+    let mut after = None;
+    wait(Duration::from_secs(20), "a post after the failover", || {
+        let reply = post_form(b.addr, path, "from=bob&text=after&client_id=a-1");
+        after = Some(reply.status);
+        reply.status == 201 || reply.status == 200
+    });
+    for node in [&a, &b] {
+        assert_eq!(get(node.addr, path).texts(), ["before", "after"]);
+        assert_eq!(redis_stats(node.addr)["failovers"], 1);
+    }
+}
+
+/// Not a test: the post round trip with `--redis-replicas` 0 and 1, for
+/// docs/SCALING.md. Run it with
+/// `cargo test --release --test sentinel -- --ignored --nocapture post_round_trip`.
+#[test]
+#[ignore]
+fn post_round_trip() {
+    const POSTS_TIMED: usize = 2000;
+    let master = common::redis::RedisServer::start(&[]);
+    let port = master.port.to_string();
+    let replica = common::redis::RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    wait(Duration::from_secs(10), "the replica to sync", || {
+        common::sentinel::info_field(replica.port, "master_link_status").as_deref() == Some("up")
+    });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            let model = info.lines().find(|l| l.starts_with("model name"))?;
+            Some(model.split(':').nth(1)?.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!("{date}, {cpu}, {cores} cores; one node, a master and a replica on 127.0.0.1");
+    for replicas in [0, 1] {
+        let (url, replicas_flag) = (master.url(), replicas.to_string());
+        let mut args = vec!["--redis", &url, "--redis-replicas", &replicas_flag];
+        args.extend(NO_CLIENT_LIMITS);
+        let server = ChildServer::start(&args);
+        wait_on_master(server.addr, master.port);
+        let mut client = Client::connect(server.addr);
+        let mut times = Vec::with_capacity(POSTS_TIMED);
+        for i in 0..POSTS_TIMED + 100 {
+            let body = format!("from=ann&text=m{i}&client_id=r{replicas}-{i}");
+            let request = format!(
+                "POST /rooms/rtt{replicas}/messages HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let sent = Instant::now();
+            client.send(request.as_bytes());
+            let reply = client.read_reply();
+            assert_eq!(reply.status, 201, "{}", reply.text());
+            if i >= 100 {
+                times.push(sent.elapsed()); // the first 100 warm up
+            }
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+        println!(
+            "--redis-replicas {replicas}: post round trip median {:.3} ms, p99 {:.3} ms \
+             ({POSTS_TIMED} posts, one after another, one keep-alive connection)",
+            at(0.5),
+            at(0.99)
+        );
+    }
+}

@@ -462,4 +462,32 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_redis_families_name_the_master_and_count_failovers() {
+        let stats = Stats::default();
+        stats::add(&stats.redis_failovers, 2);
+        let metrics = LoopMetrics::default();
+        for (master, label) in [
+            ("10.0.0.7:6380", "10.0.0.7:6380"),
+            // A unix:// path is the operator's text: escaped as the format says.
+            ("/run/a \"b\"\\c", "/run/a \\\"b\\\"\\\\c"),
+        ] {
+            *stats.redis_master.lock().unwrap() = master.to_owned();
+            let text = render(&Snapshot {
+                stats: &stats,
+                metrics: &metrics,
+                timers: (Totals::default(), 0),
+                states: States::default(),
+                rss_bytes: 0,
+                worker: None,
+                redis: true,
+            });
+            let sample = format!("comet_chat_redis_master{{address=\"{label}\"}} 1\n");
+            assert!(text.contains(&sample), "{sample} in {text}");
+            assert!(text.contains(
+                "# TYPE comet_chat_redis_failovers_total counter\ncomet_chat_redis_failovers_total 2\n"
+            ));
+        }
+    }
 }

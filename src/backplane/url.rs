@@ -1,7 +1,8 @@
 //! Where Redis is: `redis://[user:password@]host:port[/db]`, `unix:///path/to/socket`
 //! (with `?db=N`), or `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]`
-//! (the Sentinels to ask for the master named `MASTER`; the scheme redis-py, Sidekiq and
-//! others read), as `--redis` takes it. Parsed once at start-up, with an error that says
+//! (the Sentinels to ask for the master named `MASTER`: the scheme RedisVL, LangChain,
+//! Prefect and Python's Redis-Sentinel-Url read), as `--redis` takes it. A user and
+//! password are the master's; Sentinels are asked without `AUTH`. Parsed once at start-up, with an error that says
 //! what is wrong, so a typo stops the server instead of a reconnect loop.
 
 use std::net::{SocketAddr, ToSocketAddrs};
