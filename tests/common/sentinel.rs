@@ -215,36 +215,47 @@ impl Drop for SlowLink {
     }
 }
 
-/// Copies `from` to `to` on a thread of its own, except while `stalled`.
+/// Copies `from` to `to` on a thread of its own, except while `stalled`: what arrives then
+/// (a read may be under way as the stall begins) is held until it ends.
 fn forward(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         from.set_read_timeout(Some(Duration::from_millis(10)))
             .unwrap();
+        let mut held = Vec::new();
         let mut chunk = [0u8; 16384];
         loop {
             if stalled.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+            if !held.is_empty() {
+                if to.write_all(&held).is_err() {
+                    break;
+                }
+                held.clear();
+            }
             match from.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
-                    if to.write_all(&chunk[..n]).is_err() {
-                        break;
+                    held.extend_from_slice(&chunk[..n]);
+                    if !stalled.load(Ordering::Relaxed) {
+                        if to.write_all(&held).is_err() {
+                            break;
+                        }
+                        held.clear();
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if is_quiet(&e) => {}
                 Err(_) => break,
             }
         }
         let _ = to.shutdown(Shutdown::Both);
     });
+}
+
+fn is_quiet(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
 }
 
 /// A master, a replica of it (through a [`SlowLink`]), and three Sentinels that know both
