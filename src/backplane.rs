@@ -9,20 +9,30 @@
 //! registered in the server's own `mio::Poll`, one for commands (replies come back in the
 //! order commands went out, so each command leaves a note of what its reply is for) and one
 //! subscribed to the room channels. No thread, no runtime. See docs/SCALING.md.
+//!
+//! With `redis+sentinel://` a third connection comes first, to ask the Sentinels where the
+//! master is ([`sentinel`]); each reconnection asks again, so after a failover the node
+//! moves to the new master. With `--redis-replicas N` every post is followed by `WAIT N`,
+//! and answered only once that many replicas hold it ([`Backplane::post`]).
+//!
+//! One `Backplane` is one Redis (or one Sentinel-watched master): rooms spread over several
+//! would take one each.
 
 pub mod keys;
 mod link;
 pub mod news;
 pub mod resp;
 pub mod scripts;
+pub mod sentinel;
 pub mod url;
 
 use link::Link;
 use news::{Malformed, News, Posted, Snapshot};
 use redis_protocol::resp2::types::OwnedFrame;
+use sentinel::{Asking, Found, Sentinels};
 use std::collections::VecDeque;
-use std::time::Instant;
-use url::RedisUrl;
+use std::time::{Duration, Instant};
+use url::{RedisUrl, Target, Where};
 
 /// What the server gets from the backplane.
 #[derive(Debug)]
@@ -64,13 +74,29 @@ enum Expect {
 
 /// What a reply on the command connection is for.
 enum Note<T> {
-    /// A step of setting up the connection: the script of this index was loaded, or
-    /// AUTH/SELECT went through.
-    Setup(Option<usize>),
+    /// A step of setting up the connection.
+    Setup(Step),
     /// The server's command.
     For(T, Expect),
+    /// With `--redis-replicas`, a post's script or a history read: its reply waits in
+    /// [`Backplane::held`] for the `WAIT` after it. A post names its room's channel, for
+    /// the announcement the node publishes once replicas hold the post.
+    Hold(T, Expect, Option<String>),
+    /// `WAIT`: how many replicas hold every post held so far.
+    Replicas,
     /// A command whose reply does not matter (PUBLISH of a typing event).
     Ignore,
+}
+
+/// A step of setting up the command connection.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// AUTH or SELECT went through.
+    Done,
+    /// The script of this index was loaded.
+    Script(usize),
+    /// `ROLE`: the node is the master (with Sentinel only).
+    Role,
 }
 
 /// What a command in flight was, kept until its reply comes: its name, for a log line, and
@@ -95,21 +121,69 @@ impl Sent {
 enum Phase {
     /// Not connected; `since` is when the current outage began.
     Down { since: Option<Instant> },
-    /// Connecting and setting up.
-    Starting,
+    /// Asking a Sentinel where the master is.
+    Asking,
+    /// Connecting and setting up, since then.
+    Starting { since: Instant },
     /// Ready.
     Up,
 }
 
-/// The two connections to Redis and what is in flight on them.
+/// A reply waiting for replicas ([`Note::Hold`]).
+struct Held<T> {
+    /// Whom it is for.
+    then: T,
+    /// What it says.
+    answer: Result<Answer, String>,
+    /// For a post: the channel and what to announce on it once replicas hold the post.
+    announce: Option<(String, Vec<u8>)>,
+}
+
+/// The tokens of the backplane's connections in the server's poll.
+#[derive(Clone, Copy, Debug)]
+pub struct Tokens {
+    /// Commands and their replies.
+    pub commands: mio::Token,
+    /// The subscription.
+    pub events: mio::Token,
+    /// The question to a Sentinel (with `redis+sentinel://` only).
+    pub sentinel: mio::Token,
+}
+
+/// How long a `WAIT` may block, in milliseconds. `WAIT` holds the command connection (Redis
+/// answers nothing after it until it returns), so while a replica is missing each `WAIT`
+/// costs every command behind it this long; posts sent meanwhile share the next `WAIT`
+/// ([`Backplane::post`]), so a post is answered within about twice this, well inside the
+/// chat's one-second `REPLY_WAIT`. A healthy replica on the same network acknowledges in
+/// well under a millisecond.
+pub const REPLICAS_WAIT_MS: u64 = 250;
+
+/// The connections to Redis and what is in flight on them.
 pub struct Backplane<T> {
     url: RedisUrl,
     /// What one reply, and one announcement, may hold: see [`link_caps`].
     caps: LinkCaps,
-    /// Tokens of the two connections in the server's poll.
-    tokens: (mio::Token, mio::Token),
+    /// Tokens of the connections in the server's poll.
+    tokens: Tokens,
     commands: Option<Link>,
     events: Option<Link>,
+    /// With Sentinel: whom to ask where the master is (`None`: the URL says where Redis is).
+    sentinels: Option<Sentinels>,
+    /// The question to a Sentinel on its way, while [`Phase::Asking`].
+    asking: Option<Asking>,
+    /// Where the two connections go (or went last): the URL's address, or the master a
+    /// Sentinel named.
+    master: Option<Target>,
+    /// `--redis-replicas`: replicas that must hold a post before it is answered (0: none,
+    /// no `WAIT`).
+    replicas: u32,
+    /// Answers whose command has replied, waiting for the `WAIT` that covers them, oldest
+    /// first. Bounded by the commands in flight.
+    held: Vec<Held<T>>,
+    /// A `WAIT` is in flight (at most one is: posts sent meanwhile wait for the next).
+    waiting_replicas: bool,
+    /// Posts went since the `WAIT` in flight did: another is owed when it returns.
+    wait_owed: bool,
     phase: Phase,
     /// One note per command in flight, oldest first, with when it was sent and what it was.
     notes: VecDeque<(Instant, Note<T>, Sent)>,
@@ -210,19 +284,27 @@ pub struct Trim {
 
 impl<T> Backplane<T> {
     /// A backplane not yet connected: call [`Backplane::connect`]. `caps` bound each
-    /// reply and announcement ([`link_caps`]).
-    pub fn new(
-        url: RedisUrl,
-        caps: LinkCaps,
-        commands: mio::Token,
-        events: mio::Token,
-    ) -> Backplane<T> {
+    /// reply and announcement ([`link_caps`]); each post waits for `replicas` replicas.
+    pub fn new(url: RedisUrl, caps: LinkCaps, replicas: u32, tokens: Tokens) -> Backplane<T> {
+        let sentinels = match &url.at {
+            Where::Direct(_) => None,
+            Where::Sentinel { sentinels, master } => {
+                Some(Sentinels::new(sentinels.clone(), master.clone()))
+            }
+        };
         Backplane {
             url,
             caps,
-            tokens: (commands, events),
+            tokens,
             commands: None,
             events: None,
+            sentinels,
+            asking: None,
+            master: None,
+            replicas,
+            held: Vec::new(),
+            waiting_replicas: false,
+            wait_owed: false,
             phase: Phase::Down { since: None },
             notes: VecDeque::new(),
             shas: Vec::new(),
@@ -231,9 +313,21 @@ impl<T> Backplane<T> {
         }
     }
 
-    /// The URL, with any password masked, for log lines.
-    pub fn shown(&self) -> &str {
-        &self.url.shown
+    /// Where Redis is, for log lines: the URL with any password masked, and with Sentinel
+    /// the master in use.
+    pub fn shown(&self) -> String {
+        match (&self.sentinels, self.master_in_use()) {
+            (Some(_), Some(master)) => format!("{} (master {master})", self.url.shown),
+            _ => self.url.shown.clone(),
+        }
+    }
+
+    /// The address the connections go to (or went to last): the master in use.
+    pub fn master_in_use(&self) -> Option<String> {
+        match self.master.as_ref()? {
+            Target::Tcp(addr) => Some(addr.to_string()),
+            Target::Unix(path) => Some(path.display().to_string()),
+        }
     }
 
     /// Both connections are ready.
@@ -241,9 +335,20 @@ impl<T> Backplane<T> {
         self.phase == Phase::Up
     }
 
-    /// Whether a connection attempt is under way.
-    pub fn is_starting(&self) -> bool {
-        self.phase == Phase::Starting
+    /// Since when a connection attempt has been under way (asking the Sentinels, or
+    /// connecting and setting up).
+    pub fn starting_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Starting { since } => Some(since),
+            Phase::Asking => self.asking.as_ref().map(|asking| asking.since),
+            _ => None,
+        }
+    }
+
+    /// While a Sentinel is being asked: how long it has left to answer.
+    pub fn sentinel_time_left(&self) -> Option<Duration> {
+        let asking = self.asking.as_ref()?;
+        Some(sentinel::SENTINEL_ANSWER.saturating_sub(asking.since.elapsed()))
     }
 
     /// Commands sent whose replies have not come yet.
@@ -256,21 +361,124 @@ impl<T> Backplane<T> {
         self.notes.front().map(|(at, _, _)| *at)
     }
 
-    /// Opens both connections and sends what sets them up (AUTH, SELECT, the scripts, the
-    /// subscription); they are up once every reply to that has come.
+    /// Starts connecting: to the URL's address, or, with Sentinel, first asks where the
+    /// master is ([`Backplane::on_event`] goes on when a Sentinel answers).
     pub fn connect(&mut self, registry: &mio::Registry) -> Result<(), String> {
-        let fail =
-            |e: std::io::Error| format!("cannot connect to Redis at {}: {e}", self.url.shown);
-        let (target, caps) = (&self.url.target, self.caps);
+        match &self.url.at {
+            Where::Direct(target) => {
+                let target = target.clone();
+                self.open(registry, target)
+            }
+            Where::Sentinel { .. } => {
+                if let Some(sentinels) = self.sentinels.as_mut() {
+                    sentinels.start_round();
+                }
+                self.ask_next(registry)
+            }
+        }
+    }
+
+    /// Asks the next Sentinel of this round; Err once every one has been asked.
+    fn ask_next(&mut self, registry: &mio::Registry) -> Result<(), String> {
+        self.asking = None;
+        let Some(sentinels) = self.sentinels.as_mut() else {
+            return Err("no Sentinel to ask".into());
+        };
+        let mut why = String::new();
+        while let Some(addr) = sentinels.next_to_ask() {
+            let caps = resp::Caps {
+                frame_bytes: sentinel::SENTINEL_REPLY_BYTES,
+                depth: resp::DEPTH_MAX,
+            };
+            let token = self.tokens.sentinel;
+            match Asking::start(addr, sentinels.master(), registry, token, caps) {
+                Ok(asking) => {
+                    self.asking = Some(asking);
+                    self.phase = Phase::Asking;
+                    return Ok(());
+                }
+                Err(e) => {
+                    log::warn!("Sentinel at {addr}: {e}; asking the next Sentinel");
+                    why = format!(" (the last: Sentinel at {addr}: {e})");
+                }
+            }
+        }
+        Err(format!(
+            "no Sentinel of {} named the master{why}",
+            self.url.shown
+        ))
+    }
+
+    /// The Sentinel asked has had its time: the next one is asked.
+    pub fn on_sentinel_overdue(&mut self, registry: &mio::Registry, out: &mut Vec<Incoming<T>>) {
+        let Some(asking) = self.asking.as_ref().filter(|asking| asking.overdue()) else {
+            return;
+        };
+        let why = format!(
+            "the Sentinel at {} did not answer in {} ms",
+            asking.sentinel,
+            sentinel::SENTINEL_ANSWER.as_millis()
+        );
+        self.skip_sentinel(registry, why, out);
+    }
+
+    /// This Sentinel cannot help: asks the next, or, when none is left, gives up until the
+    /// next attempt.
+    fn skip_sentinel(&mut self, registry: &mio::Registry, why: String, out: &mut Vec<Incoming<T>>) {
+        log::warn!("{why}; asking the next Sentinel");
+        if let Err(why) = self.ask_next(registry) {
+            self.disconnect(why, out);
+        }
+    }
+
+    /// An event on the connection to a Sentinel.
+    fn on_sentinel_event(&mut self, registry: &mio::Registry, out: &mut Vec<Incoming<T>>) {
+        let Some(asking) = self.asking.as_mut() else {
+            return;
+        };
+        match asking.on_event() {
+            Found::Nothing => {}
+            Found::Skip(why) => self.skip_sentinel(registry, why, out),
+            Found::Master(master) => {
+                log::info!(
+                    "the Sentinel at {} names {master} as the master",
+                    asking.sentinel
+                );
+                self.asking = None;
+                if let Some(sentinels) = self.sentinels.as_mut() {
+                    sentinels.answered();
+                }
+                if let Err(why) = self.open(registry, Target::Tcp(master)) {
+                    self.disconnect(why, out);
+                }
+            }
+        }
+    }
+
+    /// Opens both connections to `target` and sends what sets them up (AUTH, SELECT, with
+    /// Sentinel `ROLE`, the scripts, the subscription); they are up once every reply to
+    /// that has come.
+    fn open(&mut self, registry: &mio::Registry, target: Target) -> Result<(), String> {
+        let at = match &target {
+            Target::Tcp(addr) => addr.to_string(),
+            Target::Unix(path) => path.display().to_string(),
+        };
+        self.master = Some(target);
+        let fail = |e: std::io::Error| format!("cannot connect to Redis at {at}: {e}");
+        let (target, caps) = (self.master.as_ref().expect("just set"), self.caps);
         let mut commands =
-            Link::connect(target, registry, self.tokens.0, caps.replies).map_err(fail)?;
-        let mut events =
-            Link::connect(target, registry, self.tokens.1, caps.announcements).map_err(fail)?;
+            Link::connect(target, registry, self.tokens.commands, caps.replies).map_err(fail)?;
+        let mut events = Link::connect(target, registry, self.tokens.events, caps.announcements)
+            .map_err(fail)?;
         let now = Instant::now();
         self.notes.clear();
         self.shas.clear();
         self.setup_left = 0;
         self.subscribed = false;
+        self.held.clear();
+        self.waiting_replicas = false;
+        self.wait_owed = false;
+        let check_role = self.sentinels.is_some();
         let mut setup = |link: &mut Link, args: &[&[u8]], note: Option<Note<T>>| {
             let sent = link.send(args);
             if let Some(note) = note {
@@ -290,7 +498,7 @@ impl<T> Backplane<T> {
         let result = (|| {
             if let Some(auth) = &auth {
                 let args: Vec<&[u8]> = auth.iter().map(Vec::as_slice).collect();
-                setup(&mut commands, &args, Some(Note::Setup(None)))?;
+                setup(&mut commands, &args, Some(Note::Setup(Step::Done)))?;
                 // The event connection's AUTH reply is read and checked there.
                 events.send(&args)?;
             }
@@ -299,14 +507,18 @@ impl<T> Backplane<T> {
                 setup(
                     &mut commands,
                     &[b"SELECT", db.as_bytes()],
-                    Some(Note::Setup(None)),
+                    Some(Note::Setup(Step::Done)),
                 )?;
+            }
+            if check_role {
+                // A Sentinel may name a master that was demoted a moment ago.
+                setup(&mut commands, &[b"ROLE"], Some(Note::Setup(Step::Role)))?;
             }
             for (i, script) in scripts::ALL.iter().enumerate() {
                 setup(
                     &mut commands,
                     &[b"SCRIPT", b"LOAD", script.as_bytes()],
-                    Some(Note::Setup(Some(i))),
+                    Some(Note::Setup(Step::Script(i))),
                 )?;
             }
             let pattern = format!("{}*", keys::channel_prefix(self.url.db));
@@ -316,7 +528,7 @@ impl<T> Backplane<T> {
         self.shas = vec![String::new(); scripts::ALL.len()];
         self.commands = Some(commands);
         self.events = Some(events);
-        self.phase = Phase::Starting;
+        self.phase = Phase::Starting { since: now };
         Ok(())
     }
 
@@ -324,12 +536,16 @@ impl<T> Backplane<T> {
     pub fn disconnect(&mut self, why: String, out: &mut Vec<Incoming<T>>) {
         self.commands = None; // closing the descriptors takes them out of the poll
         self.events = None;
+        self.asking = None;
+        let lost = || Err("the connection to Redis was lost".to_owned());
+        // Posts whose script replied but whose WAIT did not: not known to be replicated.
+        for held in self.held.drain(..) {
+            out.push(Incoming::Reply(held.then, lost()));
+        }
+        (self.waiting_replicas, self.wait_owed) = (false, false);
         for (_, note, _) in self.notes.drain(..) {
-            if let Note::For(then, _) = note {
-                out.push(Incoming::Reply(
-                    then,
-                    Err("the connection to Redis was lost".into()),
-                ));
+            if let Note::For(then, _) | Note::Hold(then, ..) = note {
+                out.push(Incoming::Reply(then, lost()));
             }
         }
         let since = match self.phase {
@@ -340,11 +556,21 @@ impl<T> Backplane<T> {
         out.push(Incoming::Down(why));
     }
 
-    /// An event on one of the two connections: write what waits, read what came, and hand
+    /// An event on one of the connections: write what waits, read what came, and hand
     /// the server at most `max` decoded frames (the rest wait for the next call: returns
-    /// true when some do).
-    pub fn on_event(&mut self, token: mio::Token, out: &mut Vec<Incoming<T>>, max: usize) -> bool {
-        let commands = token == self.tokens.0;
+    /// true when some do). On the Sentinel's connection, an answer opens the two others.
+    pub fn on_event(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        out: &mut Vec<Incoming<T>>,
+        max: usize,
+    ) -> bool {
+        if token == self.tokens.sentinel {
+            self.on_sentinel_event(registry, out);
+            return false;
+        }
+        let commands = token == self.tokens.commands;
         let link = if commands {
             self.commands.as_mut()
         } else {
@@ -354,7 +580,7 @@ impl<T> Backplane<T> {
             return false;
         };
         if let Err(e) = link.flush().and_then(|()| link.read()) {
-            self.disconnect(format!("Redis at {}: {e}", self.url.shown), out);
+            self.disconnect(format!("Redis at {}: {e}", self.shown()), out);
             return false;
         }
         self.drain(commands, out, max)
@@ -376,7 +602,7 @@ impl<T> Backplane<T> {
                 Ok(None) => return link.unread(), // partial: more may wait in the socket
 
                 Err(e) => {
-                    self.disconnect(format!("Redis at {}: {e}", self.url.shown), out);
+                    self.disconnect(format!("Redis at {}: {e}", self.shown()), out);
                     return false;
                 }
             };
@@ -402,26 +628,48 @@ impl<T> Backplane<T> {
         let Some((_, note, sent)) = self.notes.pop_front() else {
             return Err(Malformed("a reply nobody asked for"));
         };
-        if let (OwnedFrame::Error(e), Note::For(..) | Note::Ignore) = (&frame, &note) {
-            log::warn!("Redis at {} answered {}: {e}", self.url.shown, sent.name);
+        // With Sentinel, a write refused because the node is a replica now means a
+        // failover demoted it under us: ask the Sentinels again.
+        let mut demoted = false;
+        if let (OwnedFrame::Error(e), Note::For(..) | Note::Hold(..) | Note::Ignore) =
+            (&frame, &note)
+        {
+            log::warn!("Redis at {} answered {}: {e}", self.shown(), sent.name);
+            demoted = self.sentinels.is_some() && e.starts_with("READONLY");
             if let (true, Some((script, args))) = (e.starts_with("NOSCRIPT"), sent.again) {
                 self.send_again(script, &args, note, out);
                 return Ok(());
             }
         }
         match note {
-            Note::Setup(script) => {
+            Note::Setup(step) => {
                 if let OwnedFrame::Error(e) = &frame {
-                    let why = format!("Redis at {} refused the set-up: {e}", self.url.shown);
+                    let why = format!("Redis at {} refused the set-up: {e}", self.shown());
                     self.disconnect(why, out);
                     return Ok(());
                 }
-                if let Some(i) = script {
-                    let sha = match &frame {
-                        OwnedFrame::BulkString(s) | OwnedFrame::SimpleString(s) => s,
-                        _ => return Err(Malformed("SCRIPT LOAD answers a SHA1")),
-                    };
-                    self.shas[i] = String::from_utf8_lossy(sha).into_owned();
+                match step {
+                    Step::Done => {}
+                    Step::Script(i) => {
+                        let sha = match &frame {
+                            OwnedFrame::BulkString(s) | OwnedFrame::SimpleString(s) => s,
+                            _ => return Err(Malformed("SCRIPT LOAD answers a SHA1")),
+                        };
+                        self.shas[i] = String::from_utf8_lossy(sha).into_owned();
+                    }
+                    Step::Role => {
+                        if !sentinel::is_master(&frame)? {
+                            if let Some(sentinels) = self.sentinels.as_mut() {
+                                sentinels.misled();
+                            }
+                            let why = format!(
+                                "Redis at {} is not the master (a failover may be under way)",
+                                self.master_in_use().unwrap_or_default()
+                            );
+                            self.disconnect(why, out);
+                            return Ok(());
+                        }
+                    }
                 }
                 self.setup_left -= 1;
                 self.maybe_up(out);
@@ -435,9 +683,110 @@ impl<T> Backplane<T> {
                 };
                 out.push(Incoming::Reply(then, answer));
             }
+            Note::Hold(then, expect, channel) => {
+                let (answer, announce) = match (&frame, expect) {
+                    (OwnedFrame::Error(e), _) => (Err(e.clone()), None),
+                    (_, Expect::Posted) => {
+                        let said = news::announcement(&frame)?;
+                        let announce = channel.zip(said);
+                        (Ok(Answer::Posted(news::posted(&frame)?)), announce)
+                    }
+                    (_, Expect::Snapshot) => (Ok(Answer::Snapshot(news::snapshot(&frame)?)), None),
+                    (_, Expect::Done) => (Ok(Answer::Done), None),
+                };
+                self.held.push(Held {
+                    then,
+                    answer,
+                    announce,
+                });
+            }
+            Note::Replicas => self.on_replicas(&frame, out),
             Note::Ignore => {}
         }
+        if demoted && self.commands.is_some() {
+            let why = format!("Redis at {} is a replica now", self.shown());
+            self.disconnect(why, out);
+        }
         Ok(())
+    }
+
+    /// The reply to `WAIT`: every reply held is handed on if `replicas` replicas
+    /// acknowledged it, and a post's announcement published; otherwise each fails (a post
+    /// is refused, a read is not applied). Another `WAIT` goes if commands went after this
+    /// one.
+    fn on_replicas(&mut self, frame: &OwnedFrame, out: &mut Vec<Incoming<T>>) {
+        self.waiting_replicas = false;
+        let acknowledged = match frame {
+            OwnedFrame::Integer(n) => Ok(*n),
+            OwnedFrame::Error(e) => Err(e.clone()),
+            _ => Err("WAIT answered something other than a count".to_owned()),
+        };
+        let wanted = self.replicas;
+        for held in std::mem::take(&mut self.held) {
+            let answer = match (&acknowledged, held.answer) {
+                (_, Err(e)) => Err(e),
+                (Ok(n), Ok(answer)) if *n >= i64::from(wanted) => Ok(answer),
+                (Ok(n), Ok(_)) => Err(format!(
+                    "{n} of the {wanted} replicas asked for acknowledged it within \
+                     {REPLICAS_WAIT_MS} ms"
+                )),
+                (Err(e), Ok(_)) => Err(e.clone()),
+            };
+            match (&answer, held.announce) {
+                (Err(why), _) => log::debug!("a reply is not taken: {why}"),
+                (Ok(_), Some((channel, said))) => self.announce(&channel, &said),
+                (Ok(_), None) => {}
+            }
+            out.push(Incoming::Reply(held.then, answer));
+        }
+        if std::mem::take(&mut self.wait_owed) {
+            self.send_wait();
+        }
+    }
+
+    /// A post's script went: a `WAIT` must follow it. At most one is in flight; one sent
+    /// after this post covers it and every post before it (Redis counts a replica's
+    /// acknowledgement by replication offset), so under load one `WAIT` serves many posts.
+    fn cover_with_wait(&mut self) {
+        if self.waiting_replicas {
+            self.wait_owed = true;
+        } else {
+            self.send_wait();
+        }
+    }
+
+    /// Publishes what a post's script left to announce (the node's own copy hears it too,
+    /// like every other node's).
+    fn announce(&mut self, channel: &str, said: &[u8]) {
+        let Some(link) = self.commands.as_mut() else {
+            return;
+        };
+        if link.send(&[b"PUBLISH", channel.as_bytes(), said]).is_ok() {
+            let sent = Sent {
+                name: "PUBLISH",
+                again: None,
+            };
+            self.notes.push_back((Instant::now(), Note::Ignore, sent));
+        }
+    }
+
+    fn send_wait(&mut self) {
+        let Some(link) = self.commands.as_mut() else {
+            return;
+        };
+        let (replicas, timeout) = (self.replicas.to_string(), REPLICAS_WAIT_MS.to_string());
+        if link
+            .send(&[b"WAIT", replicas.as_bytes(), timeout.as_bytes()])
+            .is_err()
+        {
+            return; // the event for this connection reports the failure and drops it
+        }
+        let sent = Sent {
+            name: "WAIT",
+            again: None,
+        };
+        self.notes.push_back((Instant::now(), Note::Replicas, sent));
+        self.waiting_replicas = true;
     }
 
     fn on_announcement(
@@ -449,7 +798,7 @@ impl<T> Backplane<T> {
             OwnedFrame::Array(parts) => parts,
             OwnedFrame::SimpleString(ok) if ok == b"OK" => return Ok(()), // AUTH
             OwnedFrame::Error(e) => {
-                let why = format!("Redis at {} refused the subscription: {e}", self.url.shown);
+                let why = format!("Redis at {} refused the subscription: {e}", self.shown());
                 self.disconnect(why, out);
                 return Ok(());
             }
@@ -481,7 +830,8 @@ impl<T> Backplane<T> {
     }
 
     fn maybe_up(&mut self, out: &mut Vec<Incoming<T>>) {
-        if self.phase == Phase::Starting && self.setup_left == 0 && self.subscribed {
+        let starting = matches!(self.phase, Phase::Starting { .. });
+        if starting && self.setup_left == 0 && self.subscribed {
             self.phase = Phase::Up;
             out.push(Incoming::Up);
         }
@@ -544,7 +894,7 @@ impl<T> Backplane<T> {
         again.extend(args.iter().map(Vec::as_slice));
         let sent = self.commands.as_mut().map(|link| link.send(&again));
         if !matches!(sent, Some(Ok(()))) {
-            if let Note::For(then, _) = note {
+            if let Note::For(then, _) | Note::Hold(then, ..) = note {
                 out.push(Incoming::Reply(
                     then,
                     Err("the connection to Redis was lost".into()),
@@ -552,11 +902,16 @@ impl<T> Backplane<T> {
             }
             return;
         }
+        let hold = matches!(note, Note::Hold(..));
         let sent = Sent {
             name: scripts::NAMES[script],
             again: None,
         };
         self.notes.push_back((Instant::now(), note, sent));
+        if hold {
+            // The WAIT sent after the first try comes back before this reply does.
+            self.cover_with_wait();
+        }
     }
 
     fn script(&self, which: &str) -> Vec<u8> {
@@ -571,12 +926,30 @@ impl<T> Backplane<T> {
     fn give_back(result: Result<(), Note<T>>) -> Result<(), T> {
         match result {
             Ok(()) => Ok(()),
-            Err(Note::For(then, _)) => Err(then),
+            Err(Note::For(then, _) | Note::Hold(then, ..)) => Err(then),
             Err(_) => unreachable!("only the server's notes are given back"),
         }
     }
 
-    /// Stores and announces a message (see [`scripts::POST`]).
+    /// Sends a command; one whose reply is held ([`Note::Hold`]) is followed by a `WAIT`.
+    fn command_held(&mut self, args: &[&[u8]], note: Note<T>) -> Result<(), T> {
+        let held = matches!(note, Note::Hold(..));
+        Self::give_back(self.command(args, note))?;
+        if held {
+            self.cover_with_wait();
+        }
+        Ok(())
+    }
+
+    /// Stores and announces a message (see [`scripts::POST`]). With `--redis-replicas N`
+    /// the answer is held until a `WAIT N` sent after it returns (one `WAIT` covers every
+    /// post sent before it):
+    /// a post is confirmed only once N replicas hold it, and otherwise refused, to be
+    /// retried with its `client_id` (a retry of a post that was stored after all is
+    /// answered as a duplicate, and waits for the replicas in the same way). Its
+    /// announcement waits too: the script returns it, and it is published once the `WAIT`
+    /// confirms ([`Backplane::history`] reads wait likewise), so no node shows a message
+    /// a failover could take back.
     #[allow(clippy::too_many_arguments)]
     pub fn post(
         &mut self,
@@ -610,7 +983,8 @@ impl<T> Backplane<T> {
             format!("{new_epoch:08x}"),
         );
         let overhead = crate::room::MESSAGE_OVERHEAD_BYTES.to_string();
-        let args: [&[u8]; 18] = [
+        let held = self.replicas > 0;
+        let args: [&[u8]; 19] = [
             b"EVALSHA",
             &sha,
             b"5",
@@ -629,13 +1003,20 @@ impl<T> Backplane<T> {
             epoch.as_bytes(),
             channel.as_bytes(),
             overhead.as_bytes(),
+            if held { b"0" } else { b"1" }, // announce now, or once replicas hold it
         ];
-        Self::give_back(self.command(&args, Note::For(then, Expect::Posted)))
+        let note = match held {
+            true => Note::Hold(then, Expect::Posted, Some(channel.clone())),
+            false => Note::For(then, Expect::Posted),
+        };
+        self.command_held(&args, note)
     }
 
     /// Reads a room's stored messages from `first_seq` on, and with `with_names` the
     /// names present, sweeping at most `sweep_limit` expired ones (see
-    /// [`scripts::HISTORY`]).
+    /// [`scripts::HISTORY`]). With `--redis-replicas`, the reply is handed on only after
+    /// a `WAIT` covering it (the script writes, so the `WAIT` counts every post it read,
+    /// whoever stored them).
     #[allow(clippy::too_many_arguments)]
     pub fn history(
         &mut self,
@@ -654,7 +1035,8 @@ impl<T> Backplane<T> {
         );
         let (epoch, first) = (format!("{new_epoch:08x}"), first_seq.to_string());
         let (channel, limit) = (keys::channel(self.url.db, room), sweep_limit.to_string());
-        let args: [&[u8]; 12] = [
+        let held = self.replicas > 0;
+        let args: [&[u8]; 13] = [
             b"EVALSHA",
             &sha,
             b"4",
@@ -667,8 +1049,13 @@ impl<T> Backplane<T> {
             if with_names { b"1" } else { b"0" },
             channel.as_bytes(),
             limit.as_bytes(),
+            if held { b"1" } else { b"0" }, // a write, for the WAIT after it to count
         ];
-        Self::give_back(self.command(&args, Note::For(then, Expect::Snapshot)))
+        let note = match held {
+            true => Note::Hold(then, Expect::Snapshot, None),
+            false => Note::For(then, Expect::Snapshot),
+        };
+        self.command_held(&args, note)
     }
 
     /// Renews (or announces) names present on this node (see [`scripts::PRESENCE`]).

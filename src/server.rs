@@ -80,9 +80,11 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 /// The token of the SIGINT/SIGTERM pipe.
 const SIGNALS: Token = Token(usize::MAX - 2);
-/// With `--redis`: the tokens of the command and the subscription connections.
+/// With `--redis`: the tokens of the command and the subscription connections, and with
+/// Sentinel of the question where the master is.
 const REDIS_COMMANDS: Token = Token(usize::MAX - 3);
 const REDIS_EVENTS: Token = Token(usize::MAX - 4);
+const REDIS_SENTINEL: Token = Token(usize::MAX - 7);
 
 /// Events taken from the kernel per poll. More are simply returned by the next poll.
 const EVENTS_PER_POLL: usize = 1024;
@@ -180,7 +182,9 @@ impl Server {
                 LISTENER => self.accept_all(),
                 WAKER => self.on_wake(),
                 SIGNALS => self.on_signal(),
-                REDIS_COMMANDS | REDIS_EVENTS => self.on_backplane_event(event.token()),
+                REDIS_COMMANDS | REDIS_EVENTS | REDIS_SENTINEL => {
+                    self.on_backplane_event(event.token())
+                }
                 admin::ADMIN_LISTENER => self.accept_admin(),
                 heartbeat::SUPERVISOR => self.on_supervisor(),
                 Token(key) => self.on_conn_event(key, event),

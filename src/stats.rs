@@ -6,6 +6,7 @@
 //! load and store ([`add`]), which costs what a plain add costs on x86.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Live counters of one server.
 #[derive(Debug, Default)]
@@ -81,6 +82,13 @@ pub struct Stats {
     /// With `--redis`: times a room's copy read what it had missed from Redis (after an
     /// outage, or an announcement that came out of order).
     pub redis_catch_ups: AtomicU64,
+    /// With `--redis`: times the connection came up at another master than the last one
+    /// (with `redis+sentinel://`, a failover).
+    pub redis_failovers: AtomicU64,
+    /// With `--redis`: the address of the Redis in use (with Sentinel, the master it
+    /// named), set each time the connection comes up. A lock, not an atomic, because it is
+    /// text; the loop takes it once per connection, a reader once per `/stats`.
+    pub redis_master: Mutex<String>,
 }
 
 /// Sets a gauge.

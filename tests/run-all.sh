@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test comet-chat has: the unit and socket tests (cargo test) and the browser
 # test (headless Debian Chromium driven by playwright-core). Installs what is missing on a
-# fresh Debian machine: Chromium, redis-server, nginx, systemd-analyze and prometheus (the
-# tests of --redis, docs/DEPLOY.md and --admin-addr start their own, on free ports) through
+# fresh Debian machine: Chromium, redis-server, redis-sentinel, nginx, systemd-analyze and
+# prometheus (the tests of --redis, Sentinel, docs/DEPLOY.md and --admin-addr start their
+# own, on free ports) through
 # apt-get, a Node.js new enough for playwright-core, and playwright-core through npm (it
 # never downloads a browser of its own). tests/websocket_clients.rs drives real WebSocket
 # clients: Python's websockets, in a venv it makes under target/ (so Debian's python3-venv
@@ -42,6 +43,9 @@ use_node() {
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# tests/sentinel.rs runs three Sentinels (redis-server --sentinel would do, but Debian
+# ships Sentinel as its own package, and that is what a deployment installs).
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 # tests/deploy.rs runs docs/DEPLOY.md's site in a real nginx of its own (Debian's binary
 # is /usr/sbin/nginx, which is not on every user's PATH).
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)

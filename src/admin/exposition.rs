@@ -49,6 +49,15 @@ pub struct Snapshot<'a> {
     pub redis: bool,
 }
 
+/// A label value as the exposition format spells it: `\`, `"` and a line break escaped.
+/// Only the Redis address needs it (a `unix://` path is the operator's text).
+fn escaped(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Writes families of samples, each with its HELP and TYPE lines.
 struct Text(String);
 
@@ -63,8 +72,8 @@ impl Text {
             self.0.push('{');
             for (i, (label, text)) in labels.iter().enumerate() {
                 let comma = if i > 0 { "," } else { "" };
-                // Label values here are our own words (states, reasons, numbers); nothing
-                // a client sent ever becomes one, so there is nothing to escape.
+                // Label values here are our own words (states, reasons, numbers) or
+                // escaped (`escaped`); nothing a client sent ever becomes one.
                 let _ = write!(self.0, "{comma}{label}=\"{text}\"");
             }
             self.0.push('}');
@@ -300,6 +309,26 @@ pub fn render(snapshot: &Snapshot) -> String {
             "Times the connection to Redis was made again.",
             get(&s.redis_reconnects),
         );
+        let master = s
+            .redis_master
+            .lock()
+            .map_or_else(|_| String::new(), |m| m.clone());
+        text.family(
+            "comet_chat_redis_master",
+            "gauge",
+            "The Redis in use (with Sentinel, the master it named), by address; 1.",
+        );
+        text.sample(
+            "comet_chat_redis_master",
+            &[("address", &escaped(&master))],
+            1,
+        );
+        text.one(
+            "comet_chat_redis_failovers_total",
+            "counter",
+            "Times the connection to Redis came up at another master than the last one.",
+            get(&s.redis_failovers),
+        );
         text.one(
             "comet_chat_redis_in_flight",
             "gauge",
@@ -439,6 +468,34 @@ mod tests {
             } else if !line.starts_with('#') {
                 assert!(line.starts_with(&family), "{line} outside {family}");
             }
+        }
+    }
+
+    #[test]
+    fn the_redis_families_name_the_master_and_count_failovers() {
+        let stats = Stats::default();
+        stats::add(&stats.redis_failovers, 2);
+        let metrics = LoopMetrics::default();
+        for (master, label) in [
+            ("10.0.0.7:6380", "10.0.0.7:6380"),
+            // A unix:// path is the operator's text: escaped as the format says.
+            ("/run/a \"b\"\\c", "/run/a \\\"b\\\"\\\\c"),
+        ] {
+            *stats.redis_master.lock().unwrap() = master.to_owned();
+            let text = render(&Snapshot {
+                stats: &stats,
+                metrics: &metrics,
+                timers: (Totals::default(), 0, 0),
+                states: States::default(),
+                rss_bytes: 0,
+                worker: None,
+                redis: true,
+            });
+            let sample = format!("comet_chat_redis_master{{address=\"{label}\"}} 1\n");
+            assert!(text.contains(&sample), "{sample} in {text}");
+            assert!(text.contains(
+                "# TYPE comet_chat_redis_failovers_total counter\ncomet_chat_redis_failovers_total 2\n"
+            ));
         }
     }
 }

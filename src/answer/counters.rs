@@ -42,7 +42,9 @@ pub fn stats(
     #[derive(Serialize)]
     struct Redis {
         connected: bool,
+        master: String,
         reconnects: u64,
+        failovers: u64,
         in_flight: u64,
         catch_ups: u64,
     }
@@ -132,7 +134,12 @@ pub fn stats(
         },
         redis: redis.then(|| Redis {
             connected: get(&stats.redis_connected) == 1,
+            master: stats
+                .redis_master
+                .lock()
+                .map_or_else(|_| String::new(), |m| m.clone()),
             reconnects: get(&stats.redis_reconnects),
+            failovers: get(&stats.redis_failovers),
             in_flight: get(&stats.redis_in_flight),
             catch_ups: get(&stats.redis_catch_ups),
         }),

@@ -8,7 +8,7 @@
 //! | `comet:r:{room}:seq` | string | the room's last sequence number (`INCR`) |
 //! | `comet:r:{room}:log` | stream | the room's history: entry id `{seq}-0`, fields `f` (from), `t` (text), `ts` (time, Unix ms), `w` (its weight for the byte cap) |
 //! | `comet:r:{room}:bytes` | string | what the history's messages weigh, for the byte cap |
-//! | `comet:r:{room}:cid:{n}:{from}{client_id}` | string | a `client_id` its sender (`from`, `n` bytes long) already posted: its seq, for an hour |
+//! | `comet:r:{room}:cid:{n}:{from}{client_id}` | string | a `client_id` its sender (`from`, `n` bytes long) already posted: its seq, for an hour after its last post or retry |
 //! | `comet:r:{room}:names` | sorted set | names present on some node: score = when each expires (Redis's clock, ms) |
 //!
 //! Posts and events are announced on the channel `comet:{db}:r:{room}` (channels are not

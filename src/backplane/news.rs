@@ -99,16 +99,26 @@ fn utf8(bytes: &[u8]) -> Result<String, Malformed> {
     String::from_utf8(bytes.to_vec()).map_err(|_| Malformed("expected UTF-8"))
 }
 
-/// `{epoch, seq, duplicate}` from the post script.
+/// `{epoch, seq, duplicate, announcement}` from the post script.
 pub fn posted(frame: &OwnedFrame) -> Result<Posted, Malformed> {
-    let [e, s, d] = array(frame)? else {
-        return Err(Malformed("a post reply has three parts"));
+    let [e, s, d, _] = array(frame)? else {
+        return Err(Malformed("a post reply has four parts"));
     };
     Ok(Posted {
         epoch: epoch(e)?,
         seq: number(s)?,
         duplicate: number(d)? == 1,
     })
+}
+
+/// The announcement the post script left for the node to publish (with
+/// `--redis-replicas`), if any.
+pub fn announcement(frame: &OwnedFrame) -> Result<Option<Vec<u8>>, Malformed> {
+    let [_, _, _, a] = array(frame)? else {
+        return Err(Malformed("a post reply has four parts"));
+    };
+    let a = text(a)?;
+    Ok((!a.is_empty()).then(|| a.to_vec()))
 }
 
 /// `{epoch, seq, entries, names}` from the history script.
@@ -258,7 +268,17 @@ mod tests {
             bulk("0000abcd"),
             OwnedFrame::Integer(7),
             OwnedFrame::Integer(1),
+            bulk(""),
         ]);
+        assert_eq!(announcement(&reply), Ok(None));
+        let held = OwnedFrame::Array(vec![
+            bulk("0000abcd"),
+            OwnedFrame::Integer(7),
+            OwnedFrame::Integer(0),
+            bulk("m 0000abcd 7 99 3 annhi"),
+        ]);
+        let said = b"m 0000abcd 7 99 3 annhi".to_vec();
+        assert_eq!(announcement(&held), Ok(Some(said)));
         assert_eq!(
             posted(&reply),
             Ok(Posted {

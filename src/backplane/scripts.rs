@@ -9,10 +9,17 @@
 //! puts the script back in Redis's cache for the next `EVALSHA`.
 
 /// `post(KEYS: epoch, seq, log, bytes, cid; ARGV: from, text, time, client_id,
-/// max_messages, max_bytes, cid_ttl, new_epoch, channel, overhead)` →
-/// `{epoch, seq, duplicate}`. Trims the history by count and by weight exactly as every
-/// node trims its copy (oldest first, the newest always kept), then announces
-/// `m <epoch> <seq> <time> <from length> <from><text>`.
+/// max_messages, max_bytes, cid_ttl, new_epoch, channel, overhead, announce)` →
+/// `{epoch, seq, duplicate, announcement}`. Trims the history by count and by weight
+/// exactly as every node trims its copy (oldest first, the newest always kept), then
+/// announces `m <epoch> <seq> <time> <from length> <from><text>`.
+///
+/// With `announce` `0` (`--redis-replicas`) it announces nothing and returns the
+/// announcement instead (for a duplicate, the first post's, if the history still holds
+/// it): the node publishes it once replicas hold the post, so that no node ever shows a
+/// message a failover can take back (its sequence number would be given again, to another
+/// message, which every node that showed the first would then drop). Otherwise the
+/// announcement returned is empty.
 pub const POST: &str = r#"
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -21,7 +28,21 @@ if not epoch then
 end
 if ARGV[4] ~= '' then
   local seen = redis.call('GET', KEYS[5])
-  if seen then return {epoch, tonumber(seen), 1} end
+  if seen then
+    -- A write, though nothing new is stored: a WAIT after this reply then covers the
+    -- first post of this client_id too (WAIT counts from the connection's last write).
+    redis.call('EXPIRE', KEYS[5], tonumber(ARGV[7]))
+    local again = ''
+    if ARGV[11] == '0' then
+      -- The first post may have been refused before it was announced: announce it now.
+      local entry = redis.call('XRANGE', KEYS[3], seen .. '-0', seen .. '-0')[1]
+      if entry then
+        local f = entry[2]
+        again = 'm ' .. epoch .. ' ' .. seen .. ' ' .. f[6] .. ' ' .. #f[2] .. ' ' .. f[2] .. f[4]
+      end
+    end
+    return {epoch, tonumber(seen), 1, again}
+  end
 end
 local seq = redis.call('INCR', KEYS[2])
 local overhead = tonumber(ARGV[10])
@@ -48,17 +69,25 @@ end
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[5], seq, 'EX', tonumber(ARGV[7]))
 end
-redis.call('PUBLISH', ARGV[9],
-  'm ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1] .. ARGV[2])
-return {epoch, seq, 0}
+local announcement =
+  'm ' .. epoch .. ' ' .. seq .. ' ' .. ARGV[3] .. ' ' .. #ARGV[1] .. ' ' .. ARGV[1] .. ARGV[2]
+if ARGV[11] == '0' then
+  return {epoch, seq, 0, announcement}
+end
+redis.call('PUBLISH', ARGV[9], announcement)
+return {epoch, seq, 0, ''}
 "#;
 
 /// `history(KEYS: epoch, seq, log, names; ARGV: new_epoch, first_seq, with_names,
-/// channel, limit)` → `{epoch, seq, entries, names}`: the room's stored messages from
-/// `first_seq` on (its whole history when loading, what a node missed when catching up),
-/// and the names present (when asked). Asking for the names also sweeps, as [`SWEEP`]
-/// does, at most `limit` names whose time is up: a node that died left them, and if no
-/// node that showed them is left to sweep them, the node that finds them does.
+/// channel, limit, write)` → `{epoch, seq, entries, names}`: the room's stored messages
+/// from `first_seq` on (its whole history when loading, what a node missed when catching
+/// up), and the names present (when asked). Asking for the names also sweeps, as
+/// [`SWEEP`] does, at most `limit` names whose time is up: a node that died left them, and
+/// if no node that showed them is left to sweep them, the node that finds them does.
+///
+/// With `write` `1` (`--redis-replicas`) it also writes the room's sequence number back as
+/// it is: a write, so that the `WAIT` after it counts every post it read, whoever stored
+/// it, and the node shows what it read only once replicas hold it all.
 pub const HISTORY: &str = r#"
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -66,6 +95,9 @@ if not epoch then
   epoch = redis.call('GET', KEYS[1])
 end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[2], seq)
+end
 local entries = redis.call('XRANGE', KEYS[3], ARGV[2] .. '-0', '+')
 local names = {}
 if ARGV[3] == '1' then

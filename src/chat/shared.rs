@@ -63,10 +63,13 @@ impl Chat {
         self.redis_unavailable(conn, false);
     }
 
-    /// `503` with `Retry-After: 1`: Redis cannot be reached just now. A client that retries
+    /// `503` with `Retry-After: 1`: Redis cannot be reached just now (or, with
+    /// `--redis-replicas`, too few of its replicas hold the post). A client that retries
     /// a post with the same `client_id` is never stored twice.
     pub(super) fn redis_unavailable(&mut self, conn: Waiter, close: bool) {
-        let message = "the message store (Redis) cannot be reached just now; try again";
+        let message =
+            "the message store (Redis) cannot be reached, or cannot keep this safe, just now; \
+             try again";
         let also = Also::RetryAfter(1);
         let bytes = self
             .replies

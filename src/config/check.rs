@@ -67,6 +67,13 @@ pub(super) fn between_flags(config: &mut Config, typed: Typed) -> Result<(), Str
             config.max_message_bytes
         ));
     }
+    if config.redis_replicas > 0 && config.redis.is_none() {
+        return Err(format!(
+            "--redis-replicas: {} replicas of what? It waits for Redis's replicas to hold \
+             each post, so it needs --redis",
+            config.redis_replicas
+        ));
+    }
     if config.workers > 1 && config.redis.is_none() {
         return Err(format!(
             "--workers: {} workers need --redis: each worker is its own process with its own \

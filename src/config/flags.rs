@@ -428,14 +428,22 @@ pub static FLAGS: &[Flag] = &[
     Flag::text(
         "redis",
         "URL",
-        "share rooms through this Redis: redis://[user:pass@]host:port[/db] or \
-         unix:///path",
+        "share rooms through this Redis: redis://[user:pass@]host:port[/db], \
+         unix:///path or redis+sentinel://host:port[,host:port...]/MASTER[/db]",
         |config, text| {
             config.redis = Some(url::parse(text)?);
             Ok(())
         },
     )
     .note("none: rooms live in this process"),
+    Flag::number(
+        "redis-replicas",
+        "with --redis, a post is answered 201 only once this many Redis replicas hold it \
+         (WAIT), else 503 to retry with its client_id",
+        Bounds::count(0, 16, "replicas"),
+        |config, n| config.redis_replicas = n as u32,
+    )
+    .default("0"),
     Flag::number(
         "workers",
         "worker processes on one port, each one loop holding up to its open-files limit \
@@ -592,7 +600,7 @@ mod tests {
         // and more than one worker needs Redis: give every flag the most room.
         for flag in FLAGS {
             let room = match flag.long {
-                "workers" => [
+                "workers" | "redis-replicas" => [
                     "--max-body",
                     "67108864",
                     "--redis",
@@ -723,6 +731,7 @@ mod tests {
             ("redis", Some("redis://127.0.0.1:7"), |c| {
                 c.redis.as_ref().map(|r| r.shown.as_str()) == Some("redis://127.0.0.1:7")
             }),
+            ("redis-replicas", Some("2"), |c| c.redis_replicas == 2),
             ("workers", Some("1"), |c| c.workers == 1),
             ("token-secret-file", Some(secret_file()), |c| {
                 format!("{:?}", c.token_secret) == "Some(Secret(40 bytes))"
@@ -746,6 +755,9 @@ mod tests {
             }
             if name == "--proxy-protocol" {
                 args.extend(["--trusted-proxy", "127.0.0.1"]);
+            }
+            if name == "--redis-replicas" {
+                args.extend(["--redis", "redis://127.0.0.1:6379"]);
             }
             let config = run(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             assert!(check(&config), "{args:?} gave {config:#?}");

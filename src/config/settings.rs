@@ -77,6 +77,10 @@ pub struct Config {
     /// Redis, shared by every process pointed at it. `None`: all in this process's memory,
     /// and no Redis code runs.
     pub redis: Option<RedisUrl>,
+    /// `--redis-replicas`: a post is confirmed only once this many of Redis's replicas
+    /// hold it (`WAIT`), so that a failover cannot take it back; 0: once the master
+    /// does, as Redis replicates after answering.
+    pub redis_replicas: u32,
     /// `--workers`: worker processes on one port (`main` only; needs `redis`).
     pub workers: usize,
     /// `--token-secret-file`: every room request needs an HS256 token signed with this.
@@ -167,6 +171,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             log_level: log::LevelFilter::Info,
             redis: None,
+            redis_replicas: 0,
             workers: 1,
             token_secret: None,
             private_rooms: None,

@@ -38,8 +38,9 @@ pub(super) struct RedisLink {
     attempts: u32,
     /// Redis was up at least once, so a connection now is a reconnection.
     was_up: bool,
-    /// When the current attempt to connect began.
-    starting: Option<Instant>,
+    /// The master the last connection that came up went to: one that comes up elsewhere
+    /// is a failover.
+    last_master: Option<String>,
     /// When the current outage began (`None` while Redis is up).
     outage: Option<Instant>,
 }
@@ -54,7 +55,7 @@ impl RedisLink {
             watchdog: false,
             attempts: 0,
             was_up: false,
-            starting: None,
+            last_master: None,
             outage: None,
         }
     }
@@ -67,9 +68,10 @@ impl Server {
             return;
         };
         let mut incoming = std::mem::take(&mut link.incoming);
+        let registry = self.poll.registry();
         link.more |= link
             .backplane
-            .on_event(token, &mut incoming, FRAMES_PER_PASS);
+            .on_event(registry, token, &mut incoming, FRAMES_PER_PASS);
         self.take_incoming(&mut incoming);
     }
 
@@ -188,8 +190,9 @@ impl Server {
         };
         match link.backplane.connect(self.poll.registry()) {
             Ok(()) => {
-                link.starting = Some(Instant::now());
-                self.arm_redis_watchdog(STALL);
+                // Asking a Sentinel: checked when its time is up; then the whole attempt.
+                let check = link.backplane.sentinel_time_left().unwrap_or(STALL);
+                self.arm_redis_watchdog(check);
             }
             Err(why) => {
                 let mut incoming = Vec::new();
@@ -199,17 +202,27 @@ impl Server {
         }
     }
 
-    /// Checks on Redis: reconnects when it is down, and drops connections that have
-    /// stopped answering.
+    /// Checks on Redis: reconnects when it is down, skips a Sentinel that has not answered
+    /// in time, and drops connections that have stopped answering.
     pub(super) fn on_redis_watchdog(&mut self) {
         let Some(link) = self.redis.as_mut() else {
             return;
         };
         link.watchdog = false;
+        if link.backplane.sentinel_time_left().is_some() {
+            let mut incoming = Vec::new();
+            let registry = self.poll.registry();
+            link.backplane.on_sentinel_overdue(registry, &mut incoming);
+            let next = link.backplane.sentinel_time_left();
+            self.take_incoming(&mut incoming);
+            // Down now (every Sentinel asked): `on_redis_down` armed the retry.
+            let up_to = next.map_or(STALL, |left| left.max(Duration::from_millis(1)));
+            return self.arm_redis_watchdog(up_to);
+        }
         let stalled = if link.backplane.is_up() {
             link.backplane.oldest().map(|sent| sent.elapsed() >= STALL)
-        } else if link.backplane.is_starting() {
-            link.starting.map(|began| began.elapsed() >= STALL)
+        } else if let Some(began) = link.backplane.starting_since() {
+            Some(began.elapsed() >= STALL)
         } else {
             self.connect_redis();
             return;
@@ -251,9 +264,19 @@ impl Server {
             }
             _ => log::info!("Redis at {} connected", link.backplane.shown()),
         }
+        let master = link.backplane.master_in_use();
+        if let (Some(before), Some(now)) = (&link.last_master, &master) {
+            if before != now {
+                log::warn!("Redis's master moved from {before} to {now} (a failover)");
+                stats::add(&self.stats.redis_failovers, 1);
+            }
+        }
+        if let (Some(now), Ok(mut shown)) = (&master, self.stats.redis_master.lock()) {
+            now.clone_into(&mut shown);
+        }
+        link.last_master = master;
         link.was_up = true;
         link.attempts = 0;
-        link.starting = None;
         stats::set(&self.stats.redis_connected, 1);
     }
 
@@ -267,7 +290,6 @@ impl Server {
         }
         link.attempts += 1;
         link.outage.get_or_insert_with(Instant::now);
-        link.starting = None;
         stats::set(&self.stats.redis_connected, 0);
         let shift = link.attempts.min(8) - 1;
         let wait = (RETRY_FIRST * (1 << shift)).min(RETRY_MOST);

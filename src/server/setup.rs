@@ -9,11 +9,12 @@ use super::redis::RedisLink;
 use super::shutdown::Control;
 use super::timers::Timers;
 use super::{
-    accept, io, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS, SIGNALS, WAKER,
+    accept, io, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS, REDIS_SENTINEL,
+    SIGNALS, WAKER,
 };
 use crate::answer;
 use crate::assets::Assets;
-use crate::backplane::{link_caps, Backplane};
+use crate::backplane::{link_caps, Backplane, Tokens};
 use crate::chat::Chat;
 use crate::config::{Config, Www, RESERVED_DESCRIPTORS};
 use crate::metrics::LoopMetrics;
@@ -81,7 +82,12 @@ impl Server {
         stats.rooms.store(1, Ordering::Relaxed);
         let redis = config.redis.clone().map(|url| {
             let caps = link_caps(&config);
-            RedisLink::new(Backplane::new(url, caps, REDIS_COMMANDS, REDIS_EVENTS))
+            let tokens = Tokens {
+                commands: REDIS_COMMANDS,
+                events: REDIS_EVENTS,
+                sentinel: REDIS_SENTINEL,
+            };
+            RedisLink::new(Backplane::new(url, caps, config.redis_replicas, tokens))
         });
         let shared = redis.is_some();
         let chat = Chat::new(&config, Arc::clone(&stats), Random::from_clock());

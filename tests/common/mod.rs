@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod redis;
+pub mod sentinel;
 pub mod ws;
 
 use comet_chat::config::Www;

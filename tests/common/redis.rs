@@ -94,6 +94,13 @@ impl RedisServer {
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
+    /// Starts it again on the same port and directory with `args` in place of the ones it
+    /// was started with (e.g. `--replicaof` the master that took its place).
+    pub fn restart_as(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
     /// Starts it again on the same port with the same directory (and so, with
     /// `--appendonly yes`, the same data).
     pub fn restart(&mut self) {
