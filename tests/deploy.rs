@@ -12,7 +12,7 @@ mod nginx;
 use comet_chat::proxy::Trusted;
 use comet_chat::Config;
 use common::*;
-use nginx::{free_port, Nginx};
+use nginx::Nginx;
 use std::time::Duration;
 
 /// The one block of docs/DEPLOY.md fenced as `language` that contains `marker`.

@@ -66,6 +66,23 @@ pub const NO_CLIENT_LIMITS: [&str; 8] = [
 ];
 
 /// The repository's www/ directory.
+/// A port nobody listens on right now, for a helper process the test starts (Redis, nginx,
+/// Prometheus, a Sentinel) to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory for one helper process (`what`, on `port`) of this test process.
+pub fn scratch_dir(what: &str, port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("comet-{what}-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn www_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www")
 }

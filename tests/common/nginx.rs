@@ -4,7 +4,7 @@
 //! test takes it from docs/DEPLOY.md); this only wraps it in the few lines of `nginx.conf`
 //! that make an nginx private to one test.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,15 +18,6 @@ pub struct Nginx {
     pub dir: PathBuf,
 }
 
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Nginx {
     /// Starts nginx serving `site` (what goes in nginx.conf's `http` block, as a site file
     /// in `sites-enabled/` does), listening on `port`.
@@ -35,9 +26,7 @@ impl Nginx {
             .into_iter()
             .find(|b| Command::new(b).arg("-v").output().is_ok())
             .expect("nginx is not installed: apt-get install nginx (tests/run-all.sh does)");
-        let dir = std::env::temp_dir().join(format!("comet-nginx-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::scratch_dir("nginx", port);
         let d = dir.display();
         let conf = format!(
             "daemon off;\n\

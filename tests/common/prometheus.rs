@@ -3,8 +3,9 @@
 //! directory and a scrape config pointed at our admin listener, started and stopped by its
 //! PID. Never a mock: what it scrapes and parses is what any operator's would.
 
+use crate::common::{free_port, scratch_dir};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,14 +16,6 @@ pub struct Prometheus {
     /// Its HTTP port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The first of `names` that runs, or a message saying how to install it.
@@ -43,9 +36,7 @@ impl Prometheus {
     /// Starts Prometheus scraping `target` every second.
     pub fn scraping(target: SocketAddr) -> Prometheus {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("comet-prometheus-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("prometheus", port);
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,

@@ -2,8 +2,9 @@
 //! installs it): its own free port and its own directory, started and stopped by its PID.
 //! Never a mock: the backplane's scripts, streams and subscriptions run on the real thing.
 
+use super::{free_port, scratch_dir};
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,13 +21,8 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts redis-server on a free port with `args` added (e.g. `--appendonly yes`).
     pub fn start(args: &[&str]) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("comet-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let dir = scratch_dir("redis", port);
         let mut redis = RedisServer {
             child: None,
             port,

@@ -5,6 +5,7 @@
 //! [`DOWN_AFTER_MS`] without an answer.
 
 use super::redis::RedisServer;
+use super::{free_port, scratch_dir};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -27,21 +28,11 @@ pub struct Sentinel {
     dir: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Sentinel {
     /// Starts a Sentinel monitoring the master at `master_port` (quorum 2).
     pub fn start(master_port: u16) -> Sentinel {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("comet-sentinel-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch_dir("sentinel", port);
         let conf = dir.join("sentinel.conf");
         std::fs::write(
             &conf,
