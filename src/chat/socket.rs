@@ -55,7 +55,7 @@ impl Chat {
                 },
                 _ => None,
             };
-            self.release(now, conn, at, since);
+            self.release(conn, at, since);
             if kind.as_deref() == Some("resume") {
                 return;
             }
@@ -70,6 +70,11 @@ impl Chat {
         if let (false, Some(name)) = (frame.contains_key("from"), &name) {
             frame.insert("from".to_owned(), Value::String(name.clone()));
         }
+        // Echoed in the ack of a post refused before it is read as one.
+        let client_id = frame
+            .get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let body = Value::Object(frame).to_string();
         let json = Some("application/json");
         let asked = Asked {
@@ -88,14 +93,14 @@ impl Chat {
                         self.handle(now, asked, Action::RoomPost { room, message });
                     }
                     Err(refused) => {
-                        let id = client_id(&body);
                         let answer = self.replies.error(
                             refused.status,
                             refused.message,
                             Also::Nothing,
                             false,
                         );
-                        let ack = websocket::ack(&answer, websocket::Asked::Post, id.as_deref());
+                        let ack =
+                            websocket::ack(&answer, websocket::Asked::Post, client_id.as_deref());
                         self.tell_socket(conn, ack);
                     }
                 }
@@ -135,13 +140,7 @@ impl Chat {
 
     /// A WebSocket waiting for its first frame starts its replay after `since` (`None`:
     /// from the start). One whose position is ahead of the room is told, and closed.
-    pub(super) fn release(
-        &mut self,
-        _now: Now,
-        conn: Waiter,
-        at: Membership,
-        since: Option<Position>,
-    ) {
+    pub(super) fn release(&mut self, conn: Waiter, at: Membership, since: Option<Position>) {
         if !self.held.remove(&conn.key) {
             return;
         }
@@ -168,8 +167,8 @@ impl Chat {
 
     /// WebSocket `conn` said nothing for [`super::RESUME_WAIT`] after it opened without
     /// `?since=`: its replay starts from the beginning, as an event stream's would.
-    pub fn resume_wait_over(&mut self, now: Now, conn: Waiter, at: Membership) {
-        self.release(now, conn, at, None);
+    pub fn resume_wait_over(&mut self, conn: Waiter, at: Membership) {
+        self.release(conn, at, None);
     }
 
     /// One frame for one socket (an error, an ack), behind whatever it is owed.
@@ -182,10 +181,4 @@ impl Chat {
             replay_again: false,
         });
     }
-}
-
-/// The `client_id` a refused post frame carried, to echo in its ack.
-fn client_id(body: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(body).ok()?;
-    value.get("client_id")?.as_str().map(str::to_owned)
 }

@@ -204,7 +204,7 @@ impl Chat {
             return true;
         }
         if self.held.contains(&conn.key) {
-            self.release(now, conn, at, None);
+            self.release(conn, at, None);
         }
         if !writing {
             let frame = match framing {

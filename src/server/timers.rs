@@ -187,7 +187,7 @@ impl Server {
                 self.carry_out();
             }
             (Deadline::Resume, State::Streaming(at)) => {
-                self.chat.resume_wait_over(now, waiter, at);
+                self.chat.resume_wait_over(waiter, at);
                 self.carry_out();
                 if self.live(waiter).is_some() && self.conns[key].timer.deadline.is_none() {
                     self.rearm_stream_timer(key);
