@@ -11,16 +11,21 @@
 //! subscribed to the room channels. No thread, no runtime. See docs/SCALING.md.
 //!
 //! With `redis+sentinel://` a third connection comes first, to ask the Sentinels where the
-//! master is ([`sentinel`]); each reconnection asks again, so after a failover the node
-//! moves to the new master. With `--redis-replicas N` every post is followed by `WAIT N`,
-//! and answered only once that many replicas hold it ([`Backplane::post`]).
+//! master is ([`sentinel`] for the pure parts, `finding.rs` for the asking); each
+//! reconnection asks again, so after a failover the node moves to the new master. With
+//! `--redis-replicas N` every post is followed by `WAIT N`, and answered only once that
+//! many replicas hold it (`replicas.rs`). The commands themselves, one method each, are in
+//! `commands.rs`; this file is the engine that sends them and reads their replies.
 //!
 //! One `Backplane` is one Redis (or one Sentinel-watched master): rooms spread over several
 //! would take one each.
 
+mod commands;
+mod finding;
 pub mod keys;
 mod link;
 pub mod news;
+mod replicas;
 pub mod resp;
 pub mod scripts;
 pub mod sentinel;
@@ -29,9 +34,9 @@ pub mod url;
 use link::Link;
 use news::{Malformed, News, Posted, Snapshot};
 use redis_protocol::resp2::types::OwnedFrame;
-use sentinel::{Asking, Found, Sentinels};
+use sentinel::{Asking, Sentinels};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use url::{RedisUrl, Target, Where};
 
 /// What the server gets from the backplane.
@@ -345,12 +350,6 @@ impl<T> Backplane<T> {
         }
     }
 
-    /// While a Sentinel is being asked: how long it has left to answer.
-    pub fn sentinel_time_left(&self) -> Option<Duration> {
-        let asking = self.asking.as_ref()?;
-        Some(sentinel::SENTINEL_ANSWER.saturating_sub(asking.since.elapsed()))
-    }
-
     /// Commands sent whose replies have not come yet.
     pub fn in_flight(&self) -> usize {
         self.notes.len()
@@ -374,83 +373,6 @@ impl<T> Backplane<T> {
                     sentinels.start_round();
                 }
                 self.ask_next(registry)
-            }
-        }
-    }
-
-    /// Asks the next Sentinel of this round; Err once every one has been asked.
-    fn ask_next(&mut self, registry: &mio::Registry) -> Result<(), String> {
-        self.asking = None;
-        let Some(sentinels) = self.sentinels.as_mut() else {
-            return Err("no Sentinel to ask".into());
-        };
-        let mut why = String::new();
-        while let Some(addr) = sentinels.next_to_ask() {
-            let caps = resp::Caps {
-                frame_bytes: sentinel::SENTINEL_REPLY_BYTES,
-                depth: resp::DEPTH_MAX,
-            };
-            let token = self.tokens.sentinel;
-            match Asking::start(addr, sentinels.master(), registry, token, caps) {
-                Ok(asking) => {
-                    self.asking = Some(asking);
-                    self.phase = Phase::Asking;
-                    return Ok(());
-                }
-                Err(e) => {
-                    log::warn!("Sentinel at {addr}: {e}; asking the next Sentinel");
-                    why = format!(" (the last: Sentinel at {addr}: {e})");
-                }
-            }
-        }
-        Err(format!(
-            "no Sentinel of {} named the master{why}",
-            self.url.shown
-        ))
-    }
-
-    /// The Sentinel asked has had its time: the next one is asked.
-    pub fn on_sentinel_overdue(&mut self, registry: &mio::Registry, out: &mut Vec<Incoming<T>>) {
-        let Some(asking) = self.asking.as_ref().filter(|asking| asking.overdue()) else {
-            return;
-        };
-        let why = format!(
-            "the Sentinel at {} did not answer in {} ms",
-            asking.sentinel,
-            sentinel::SENTINEL_ANSWER.as_millis()
-        );
-        self.skip_sentinel(registry, why, out);
-    }
-
-    /// This Sentinel cannot help: asks the next, or, when none is left, gives up until the
-    /// next attempt.
-    fn skip_sentinel(&mut self, registry: &mio::Registry, why: String, out: &mut Vec<Incoming<T>>) {
-        log::warn!("{why}; asking the next Sentinel");
-        if let Err(why) = self.ask_next(registry) {
-            self.disconnect(why, out);
-        }
-    }
-
-    /// An event on the connection to a Sentinel.
-    fn on_sentinel_event(&mut self, registry: &mio::Registry, out: &mut Vec<Incoming<T>>) {
-        let Some(asking) = self.asking.as_mut() else {
-            return;
-        };
-        match asking.on_event() {
-            Found::Nothing => {}
-            Found::Skip(why) => self.skip_sentinel(registry, why, out),
-            Found::Master(master) => {
-                log::info!(
-                    "the Sentinel at {} names {master} as the master",
-                    asking.sentinel
-                );
-                self.asking = None;
-                if let Some(sentinels) = self.sentinels.as_mut() {
-                    sentinels.answered();
-                }
-                if let Err(why) = self.open(registry, Target::Tcp(master)) {
-                    self.disconnect(why, out);
-                }
             }
         }
     }
@@ -710,85 +632,6 @@ impl<T> Backplane<T> {
         Ok(())
     }
 
-    /// The reply to `WAIT`: every reply held is handed on if `replicas` replicas
-    /// acknowledged it, and a post's announcement published; otherwise each fails (a post
-    /// is refused, a read is not applied). Another `WAIT` goes if commands went after this
-    /// one.
-    fn on_replicas(&mut self, frame: &OwnedFrame, out: &mut Vec<Incoming<T>>) {
-        self.waiting_replicas = false;
-        let acknowledged = match frame {
-            OwnedFrame::Integer(n) => Ok(*n),
-            OwnedFrame::Error(e) => Err(e.clone()),
-            _ => Err("WAIT answered something other than a count".to_owned()),
-        };
-        let wanted = self.replicas;
-        for held in std::mem::take(&mut self.held) {
-            let answer = match (&acknowledged, held.answer) {
-                (_, Err(e)) => Err(e),
-                (Ok(n), Ok(answer)) if *n >= i64::from(wanted) => Ok(answer),
-                (Ok(n), Ok(_)) => Err(format!(
-                    "{n} of the {wanted} replicas asked for acknowledged it within \
-                     {REPLICAS_WAIT_MS} ms"
-                )),
-                (Err(e), Ok(_)) => Err(e.clone()),
-            };
-            match (&answer, held.announce) {
-                (Err(why), _) => log::debug!("a reply is not taken: {why}"),
-                (Ok(_), Some((channel, said))) => self.announce(&channel, &said),
-                (Ok(_), None) => {}
-            }
-            out.push(Incoming::Reply(held.then, answer));
-        }
-        if std::mem::take(&mut self.wait_owed) {
-            self.send_wait();
-        }
-    }
-
-    /// A post's script went: a `WAIT` must follow it. At most one is in flight; one sent
-    /// after this post covers it and every post before it (Redis counts a replica's
-    /// acknowledgement by replication offset), so under load one `WAIT` serves many posts.
-    fn cover_with_wait(&mut self) {
-        if self.waiting_replicas {
-            self.wait_owed = true;
-        } else {
-            self.send_wait();
-        }
-    }
-
-    /// Publishes what a post's script left to announce (the node's own copy hears it too,
-    /// like every other node's).
-    fn announce(&mut self, channel: &str, said: &[u8]) {
-        let Some(link) = self.commands.as_mut() else {
-            return;
-        };
-        if link.send(&[b"PUBLISH", channel.as_bytes(), said]).is_ok() {
-            let sent = Sent {
-                name: "PUBLISH",
-                again: None,
-            };
-            self.notes.push_back((Instant::now(), Note::Ignore, sent));
-        }
-    }
-
-    fn send_wait(&mut self) {
-        let Some(link) = self.commands.as_mut() else {
-            return;
-        };
-        let (replicas, timeout) = (self.replicas.to_string(), REPLICAS_WAIT_MS.to_string());
-        if link
-            .send(&[b"WAIT", replicas.as_bytes(), timeout.as_bytes()])
-            .is_err()
-        {
-            return; // the event for this connection reports the failure and drops it
-        }
-        let sent = Sent {
-            name: "WAIT",
-            again: None,
-        };
-        self.notes.push_back((Instant::now(), Note::Replicas, sent));
-        self.waiting_replicas = true;
-    }
-
     fn on_announcement(
         &mut self,
         frame: OwnedFrame,
@@ -929,172 +772,5 @@ impl<T> Backplane<T> {
             Err(Note::For(then, _) | Note::Hold(then, ..)) => Err(then),
             Err(_) => unreachable!("only the server's notes are given back"),
         }
-    }
-
-    /// Sends a command; one whose reply is held ([`Note::Hold`]) is followed by a `WAIT`.
-    fn command_held(&mut self, args: &[&[u8]], note: Note<T>) -> Result<(), T> {
-        let held = matches!(note, Note::Hold(..));
-        Self::give_back(self.command(args, note))?;
-        if held {
-            self.cover_with_wait();
-        }
-        Ok(())
-    }
-
-    /// Stores and announces a message (see [`scripts::POST`]). With `--redis-replicas N`
-    /// the answer is held until a `WAIT N` sent after it returns (one `WAIT` covers every
-    /// post sent before it):
-    /// a post is confirmed only once N replicas hold it, and otherwise refused, to be
-    /// retried with its `client_id` (a retry of a post that was stored after all is
-    /// answered as a duplicate, and waits for the replicas in the same way). Its
-    /// announcement waits too: the script returns it, and it is published once the `WAIT`
-    /// confirms ([`Backplane::history`] reads wait likewise), so no node shows a message
-    /// a failover could take back.
-    #[allow(clippy::too_many_arguments)]
-    pub fn post(
-        &mut self,
-        room: &str,
-        from: &str,
-        text: &str,
-        time_ms: u64,
-        client_id: Option<&str>,
-        trim: Trim,
-        new_epoch: u32,
-        then: T,
-    ) -> Result<(), T> {
-        let sha = self.script(scripts::POST);
-        let (seq, log, bytes) = (
-            keys::room(room, "seq"),
-            keys::room(room, "log"),
-            keys::room(room, "bytes"),
-        );
-        let cid = client_id.map_or_else(
-            || keys::room(room, "nocid"),
-            |id| keys::client_id(room, &crate::room::idempotency_key(from, id)),
-        );
-        let channel = keys::channel(self.url.db, room);
-        let (time, max_messages, max_bytes) = (
-            time_ms.to_string(),
-            trim.messages.to_string(),
-            trim.bytes.to_string(),
-        );
-        let (ttl, epoch) = (
-            keys::CLIENT_ID_TTL_SECS.to_string(),
-            format!("{new_epoch:08x}"),
-        );
-        let overhead = crate::room::MESSAGE_OVERHEAD_BYTES.to_string();
-        let held = self.replicas > 0;
-        let args: [&[u8]; 19] = [
-            b"EVALSHA",
-            &sha,
-            b"5",
-            keys::EPOCH.as_bytes(),
-            seq.as_bytes(),
-            log.as_bytes(),
-            bytes.as_bytes(),
-            cid.as_bytes(),
-            from.as_bytes(),
-            text.as_bytes(),
-            time.as_bytes(),
-            client_id.unwrap_or("").as_bytes(),
-            max_messages.as_bytes(),
-            max_bytes.as_bytes(),
-            ttl.as_bytes(),
-            epoch.as_bytes(),
-            channel.as_bytes(),
-            overhead.as_bytes(),
-            if held { b"0" } else { b"1" }, // announce now, or once replicas hold it
-        ];
-        let note = match held {
-            true => Note::Hold(then, Expect::Posted, Some(channel.clone())),
-            false => Note::For(then, Expect::Posted),
-        };
-        self.command_held(&args, note)
-    }
-
-    /// Reads a room's stored messages from `first_seq` on, and with `with_names` the
-    /// names present, sweeping at most `sweep_limit` expired ones (see
-    /// [`scripts::HISTORY`]). With `--redis-replicas`, the reply is handed on only after
-    /// a `WAIT` covering it (the script writes, so the `WAIT` counts every post it read,
-    /// whoever stored them).
-    #[allow(clippy::too_many_arguments)]
-    pub fn history(
-        &mut self,
-        room: &str,
-        first_seq: u64,
-        with_names: bool,
-        sweep_limit: usize,
-        new_epoch: u32,
-        then: T,
-    ) -> Result<(), T> {
-        let sha = self.script(scripts::HISTORY);
-        let (seq, log, names) = (
-            keys::room(room, "seq"),
-            keys::room(room, "log"),
-            keys::room(room, "names"),
-        );
-        let (epoch, first) = (format!("{new_epoch:08x}"), first_seq.to_string());
-        let (channel, limit) = (keys::channel(self.url.db, room), sweep_limit.to_string());
-        let held = self.replicas > 0;
-        let args: [&[u8]; 13] = [
-            b"EVALSHA",
-            &sha,
-            b"4",
-            keys::EPOCH.as_bytes(),
-            seq.as_bytes(),
-            log.as_bytes(),
-            names.as_bytes(),
-            epoch.as_bytes(),
-            first.as_bytes(),
-            if with_names { b"1" } else { b"0" },
-            channel.as_bytes(),
-            limit.as_bytes(),
-            if held { b"1" } else { b"0" }, // a write, for the WAIT after it to count
-        ];
-        let note = match held {
-            true => Note::Hold(then, Expect::Snapshot, None),
-            false => Note::For(then, Expect::Snapshot),
-        };
-        self.command_held(&args, note)
-    }
-
-    /// Renews (or announces) names present on this node (see [`scripts::PRESENCE`]).
-    pub fn presence(&mut self, room: &str, names: &[(&str, u64)], then: T) -> Result<(), T> {
-        let sha = self.script(scripts::PRESENCE);
-        let (key, channel) = (keys::room(room, "names"), keys::channel(self.url.db, room));
-        let ms: Vec<String> = names.iter().map(|(_, ms)| ms.to_string()).collect();
-        let mut args: Vec<&[u8]> = vec![b"EVALSHA", &sha, b"1", key.as_bytes(), channel.as_bytes()];
-        for ((name, _), ms) in names.iter().zip(&ms) {
-            args.push(name.as_bytes());
-            args.push(ms.as_bytes());
-        }
-        Self::give_back(self.command(&args, Note::For(then, Expect::Done)))
-    }
-
-    /// Announces the names whose time is up, at most `limit` (see [`scripts::SWEEP`]).
-    pub fn sweep(&mut self, room: &str, limit: usize, then: T) -> Result<(), T> {
-        let sha = self.script(scripts::SWEEP);
-        let (key, channel) = (keys::room(room, "names"), keys::channel(self.url.db, room));
-        let limit = limit.to_string();
-        let args: [&[u8]; 6] = [
-            b"EVALSHA",
-            &sha,
-            b"1",
-            key.as_bytes(),
-            channel.as_bytes(),
-            limit.as_bytes(),
-        ];
-        Self::give_back(self.command(&args, Note::For(then, Expect::Done)))
-    }
-
-    /// Announces that `name` is typing in `room`. Ephemeral: published, never stored.
-    pub fn typing(&mut self, room: &str, name: &str) -> bool {
-        let channel = keys::channel(self.url.db, room);
-        let payload = format!("t {name}");
-        self.command(
-            &[b"PUBLISH", channel.as_bytes(), payload.as_bytes()],
-            Note::Ignore,
-        )
-        .is_ok()
     }
 }
