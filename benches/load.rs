@@ -25,7 +25,9 @@
 //! - [`single`] — post → delivery latency with one parked client.
 //! - [`workers`] — `--workers W`: W worker processes and Redis beside one process, run
 //!   through [`scale`]'s steps with a [`fleet`] of load-generator processes, against a
-//!   [`cluster`] (Redis, supervisor, one `/stats` connection per worker).
+//!   [`cluster`] (Redis, supervisor, one `/stats` connection per worker), with posts
+//!   spread over many [`rooms`]; [`backplane`] starts its Redis: one, `--shards N`, or a
+//!   master, a replica and three Sentinels (`--sentinel`).
 //! - [`pool`] — the N client sockets and their single-threaded event loop.
 //! - [`floor`] — the kernel floor: a child process writes the same bytes to N sockets in a
 //!   plain loop, no HTTP, no server; another child reads them. Its rounds alternate with
@@ -58,6 +60,8 @@ mod progress;
 mod api;
 #[path = "load/args.rs"]
 mod args;
+#[path = "load/backplane.rs"]
+mod backplane;
 #[path = "load/child.rs"]
 mod child;
 #[path = "load/cluster.rs"]
@@ -80,6 +84,8 @@ mod pool;
 mod procfs;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/rooms.rs"]
+mod rooms;
 #[path = "load/scale.rs"]
 mod scale;
 #[path = "shared/server.rs"]

@@ -296,7 +296,7 @@ fn run(options: &Options) -> Result<(), String> {
     let mut cluster = Cluster::start(
         &options.server_bin,
         workers,
-        Some(&redis),
+        &redis.args(),
         options.ladder_poll_timeout,
     )?;
     say!(
@@ -644,7 +644,7 @@ fn timeout_phase(
     say!("poll timeouts: closing {n} clients and restarting the workers with --poll-timeout {poll_timeout}");
     fleet.close_all()?;
     cluster.stop();
-    let mut cluster = Cluster::start(&options.server_bin, workers, Some(redis), poll_timeout)?;
+    let mut cluster = Cluster::start(&options.server_bin, workers, &redis.args(), poll_timeout)?;
     fleet.retarget(cluster.addr);
     let started = Instant::now();
     let grown = fleet.grow_to(n, sources, started + HOLD_CAP)?;

@@ -21,6 +21,10 @@ pub const SIDE_BY_SIDE_LADDER: [usize; 1] = [19_500];
 /// spare. The top rung is clamped to `limit - FD_HEADROOM`.
 pub const FD_HEADROOM: u64 = 500;
 
+/// Most shards `--shards` starts: each is a redis-server process, and a subscription for
+/// every worker.
+pub const MAX_SHARDS: usize = 16;
+
 /// The `--help` text.
 pub const USAGE: &str = "\
 load: connection and fan-out load benchmark for comet-chat
@@ -30,6 +34,8 @@ USAGE: cargo bench --bench load [-- OPTIONS]
 Without --bench (cargo test --benches) the defaults shrink to a smoke run:
 ladder 200, 2 rounds, idle 1 s, all three transports, results in
 $TMPDIR/comet-chat-load-smoke; a rung with any error then fails the run.
+The workers scenario has one too, e.g. cargo test --release --bench load --
+--workers 2 --sentinel (or --shards 3): real Redis processes, about 10 s.
 
 OPTIONS:
   --ladder N,N,...        connection counts to hold      [default: 1000,5000,10000,19500;
@@ -55,7 +61,14 @@ OPTIONS:
   --workers W             run the workers scenario instead: Redis and --workers W on
                           one port beside one process (see benches/load/workers.rs);
                           --ladder then counts clients held over all workers
-                          [default ladder: 19500, 39000, ... up to 3/4 of W x 19500]
+                          [default ladder: 19500, 39000, ... up to 3/4 of W x 19500;
+                          ladder 200 without --bench]
+  --sentinel              with --workers: a master, one replica and three
+                          redis-sentinel instead of one Redis; the server gets
+                          --redis redis+sentinel://...
+  --replicas N            with --sentinel: the server's --redis-replicas N
+  --shards N              with --workers: N redis-server, one --redis each (rooms
+                          spread over them by the server) [at most 16]
   --admin                 start the server with --admin-addr 127.0.0.1:0: its admin
                           listener on and idle, to compare with a run without it
   --out DIR               results directory              [default: bench-results]
@@ -94,6 +107,13 @@ pub struct Options {
     pub ladder_given: bool,
     /// The transports measured at each rung, in order (`--transport`; one unless `all`).
     pub transports: Vec<Transport>,
+    /// `--sentinel`: the workers scenario's Redis is a master, a replica and three
+    /// Sentinels (see [`crate::backplane`]).
+    pub sentinel: bool,
+    /// `--replicas N`: with `--sentinel`, the server's `--redis-replicas N`.
+    pub replicas: u32,
+    /// `--shards N`: the workers scenario's Redis is N shards (0: not asked for).
+    pub shards: usize,
     /// `--admin`: the started server has its admin listener on (and nobody looking).
     pub admin: bool,
     /// A smoke run (no `--bench`): small, and a test: any rung's error fails it.
@@ -161,6 +181,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
         pin: true,
         workers: 0,
         ladder_given: false,
+        sentinel: false,
+        replicas: 0,
+        shards: 0,
         admin: false,
         transports: vec![Transport::Poll],
         smoke,
@@ -182,6 +205,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
     let mut port = 0;
     let mut source_start = 0;
     let mut connect_secs = 40;
+    let mut transport_given = false;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Long("ladder") => {
@@ -189,6 +213,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
                 options.ladder_given = true;
             }
             Long("workers") => options.workers = number(&mut parser, "--workers")?,
+            Long("sentinel") => options.sentinel = true,
+            Long("replicas") => options.replicas = number(&mut parser, "--replicas")?,
+            Long("shards") => options.shards = number(&mut parser, "--shards")?,
             Long("rounds") => options.rounds = number(&mut parser, "--rounds")?,
             Long("single-rounds") => {
                 options.single_rounds = number(&mut parser, "--single-rounds")?
@@ -218,6 +245,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             Long("no-pin") => options.pin = false,
             Long("admin") => options.admin = true,
             Long("transport") => {
+                transport_given = true;
                 let value = text(&mut parser, "--transport")?;
                 options.transports = match value.as_str() {
                     "all" => Transport::ALL.to_vec(),
@@ -270,8 +298,25 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
     if options.transports.len() > 1 && !options.ladder_given && !smoke {
         options.ladder = SIDE_BY_SIDE_LADDER.to_vec();
     }
+    // A smoke run's default of every transport does not apply to the workers scenario,
+    // which holds polls only.
+    if smoke && options.workers > 0 && !transport_given {
+        options.transports = vec![Transport::Poll];
+    }
     if options.transports != [Transport::Poll] && options.workers > 0 {
         return Err("--transport: the workers scenario measures polls only".into());
+    }
+    if (options.sentinel || options.shards > 0) && options.workers == 0 {
+        return Err("--sentinel and --shards go with --workers W".into());
+    }
+    if options.sentinel && options.shards > 0 {
+        return Err("--sentinel or --shards, not both".into());
+    }
+    if options.replicas > 0 && !options.sentinel {
+        return Err("--replicas goes with --sentinel".into());
+    }
+    if options.shards > MAX_SHARDS {
+        return Err(format!("--shards: at most {MAX_SHARDS}"));
     }
     options.attach = match (addr, pid) {
         (Some(addr), Some(pid)) => Some((addr, pid)),

@@ -21,7 +21,7 @@ use crate::server::{self, Launch, Output, Server};
 use crate::wire;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,24 +39,37 @@ const IDLE_TIMEOUT_SECS: &str = "86400";
 /// Time for the supervisor to stop its workers after SIGTERM (their shutdown grace is 5 s).
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// A redis-server of the benchmark's own: loopback, a free port, no persistence.
+/// A redis-server of the benchmark's own: loopback, a free port, no persistence, and a
+/// scratch directory of its own (a replica writes the master's snapshot there while it
+/// syncs), removed when it stops.
 pub struct Redis {
-    /// Killed by its PID when dropped.
+    /// Killed by its PID when dropped (before `dir` goes).
     child: Child,
     /// Where it listens on 127.0.0.1.
     port: u16,
+    /// Its working directory, removed on drop.
+    dir: ScratchDir,
 }
 
 impl Redis {
     /// Starts `redis-server` (from `PATH`) and waits for its PONG.
     pub fn start() -> Result<Redis, String> {
+        Redis::start_with(&[])
+    }
+
+    /// As [`start`](Redis::start), with `extra` arguments (e.g. `--replicaof HOST PORT`).
+    pub fn start_with(extra: &[&str]) -> Result<Redis, String> {
         let mut last = String::from("redis-server did not start");
         for _ in 0..server::START_ATTEMPTS {
             let port = free_port().map_err(|e| e.to_string())?;
+            let dir = ScratchDir::new("redis", port)?;
             let mut command = Command::new("redis-server");
             command
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
@@ -66,7 +79,7 @@ impl Redis {
             let deadline = Instant::now() + REDIS_START;
             while Instant::now() < deadline && child.exited().is_none() {
                 if ping(port).is_ok() {
-                    return Ok(Redis { child, port });
+                    return Ok(Redis { child, port, dir });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -80,9 +93,45 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server arguments that share rooms through this Redis alone.
+    pub fn args(&self) -> Vec<String> {
+        vec!["--redis".into(), self.url()]
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+}
+
+/// A directory under the system's temporary directory for one helper process of this
+/// benchmark (named by what it is, the benchmark's PID and the helper's port), removed
+/// when dropped.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `$TMPDIR/comet-bench-{what}-{pid}-{port}`.
+    pub fn new(what: &str, port: u16) -> Result<ScratchDir, String> {
+        let dir =
+            std::env::temp_dir().join(format!("comet-bench-{what}-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(ScratchDir(dir))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -100,7 +149,8 @@ fn ping(port: u16) -> io::Result<()> {
     }
 }
 
-fn free_port() -> io::Result<u16> {
+/// A port on 127.0.0.1 that was free a moment ago (a start that loses the race retries).
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -129,18 +179,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `bin` with `workers` workers (1: a lone process) sharing rooms through
-    /// `redis` (none: rooms in memory; more than one worker needs Redis), and waits until
-    /// every worker has answered `/stats` on a connection it keeps.
+    /// Starts `bin` with `workers` workers (1: a lone process) sharing rooms through the
+    /// Redis that `redis` names, as server arguments (`--redis URL`, once per shard, and
+    /// any `--redis-replicas`; none: rooms in memory; more than one worker needs Redis),
+    /// and waits until every worker has answered `/stats` on a connection it keeps.
     pub fn start(
         bin: &Path,
         workers: usize,
-        redis: Option<&Redis>,
+        redis: &[String],
         poll_timeout_secs: u64,
     ) -> Result<Cluster, String> {
         let poll_timeout = poll_timeout_secs.to_string();
         let workers_text = workers.to_string();
-        let url = redis.map(Redis::url);
+        let shared = !redis.is_empty();
         let mut args: Vec<&str> = vec![
             "--no-www",
             "--poll-timeout",
@@ -150,8 +201,9 @@ impl Cluster {
             "--log-level",
             "warn",
         ];
-        if let Some(url) = &url {
-            args.extend(["--redis", url, "--workers", &workers_text]);
+        if shared {
+            args.extend(redis.iter().map(String::as_str));
+            args.extend(["--workers", &workers_text]);
         }
         args.extend(server::unlimited_per_client(bin));
         let launch = Launch {
@@ -163,7 +215,7 @@ impl Cluster {
         let server = Server::start(launch).map_err(|e| e.to_string())?;
         let addr = server.addr();
         let deadline = Instant::now() + FIND_WORKERS;
-        let pids = if url.is_some() && workers > 1 {
+        let pids = if shared && workers > 1 {
             worker_pids(server.pid(), workers, deadline)?
         } else {
             vec![server.pid()]

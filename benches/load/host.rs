@@ -227,13 +227,19 @@ pub fn machine() -> Machine {
         nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
         cpu,
-        loadavg: read("/proc/loadavg")
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+        loadavg: loadavg(),
         date: utc_now(),
     }
+}
+
+/// The 1, 5 and 15 minute load averages now, e.g. "1.34 0.98 5.64" (empty if unreadable).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`, without a date crate: days since the

@@ -1,13 +1,19 @@
 //! The workers scenario (`--workers W`): N waiting clients on W worker processes sharing
 //! one port and one Redis, beside one process on its own, in the same run on the same
 //! machine. Nothing is pinned: the workers, Redis, the load generators and the floor all
-//! share the machine's cores, as they would in production.
+//! share the machine's cores, as they would in production. With `--sentinel [--replicas
+//! N]` or `--shards N` the Redis is that instead ([`crate::backplane`]), and every step
+//! that uses Redis uses it.
 //!
 //! 1. **Post latency, one waiting client**, three ways: one process (rooms in memory),
 //!    one process with `--redis`, and W workers with `--redis`: the post's round trip
 //!    (post → its 200), post → delivery, and the 200 → the first delivery. The first two
 //!    differ by Redis alone: its script, two loopback round trips and the announcement
 //!    coming back on the subscription.
+//!
+//!    1b. **Posts spread over rooms** on the W workers ([`crate::rooms`]): one at a time,
+//!    then one per room at once; with shards, each shard's keys afterwards (a shard with
+//!    none stops the run: the server did not spread the rooms).
 //! 2. **One process at its ceiling**: 19,500 waiting clients (its open-files cap less
 //!    headroom), the rung of the plain ladder.
 //! 3. **W workers**, a rung at a time without closing anything between rungs: clients
@@ -20,7 +26,8 @@
 //! cap; the steps are [`crate::scale`]'s, which the million benchmark runs too.
 
 use crate::args::{Options, FD_HEADROOM};
-use crate::cluster::{Cluster, Redis};
+use crate::backplane::{Backplane, Kind};
+use crate::cluster::Cluster;
 use crate::dist::{self, Dist};
 use crate::dist::{ms, thousands};
 use crate::fleet::Fleet;
@@ -28,6 +35,7 @@ use crate::host::{self, Machine};
 use crate::ladder::median;
 use crate::pool::Sources;
 use crate::report::ratio;
+use crate::rooms::{self, RoomPosts};
 use crate::scale::{self, Held, Idle, Plan, Rounds, Spread};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -46,6 +54,11 @@ const HOLD_CAP: Duration = Duration::from_secs(120);
 
 /// The one-waiting-client rounds of step 1, per configuration.
 const LATENCY_ROUNDS_CAP: usize = 100;
+
+/// Step 1b's posts per room, one at a time and in the rounds at once: 320 and 320 posts
+/// over 32 rooms, a second or so; the smoke run's are just enough to see every room.
+const POSTS_PER_ROOM: usize = 10;
+const SMOKE_POSTS_PER_ROOM: usize = 2;
 
 /// The default ladder for W workers: multiples of 19,500 up to three quarters of what W
 /// workers can hold, so uneven spread never pushes one worker past its cap.
@@ -85,26 +98,35 @@ pub fn run(options: &Options, exe: &Path) -> Result<(), String> {
     let started = Instant::now();
     let machine = host::machine();
     let w = options.workers;
-    let ladder = if options.ladder_given {
+    // A smoke run (no --bench) keeps the small ladder it was given.
+    let ladder = if options.ladder_given || options.smoke {
         options.ladder.clone()
     } else {
         default_ladder(w)
     };
     let mut sources = Sources::new(options.sockets_per_source);
-    let redis = Redis::start()?;
-    say!("redis-server pid {} at {}", redis.pid(), redis.url());
-    let cluster_label = format!("{w} workers + Redis");
-    let configs: [(String, usize, Option<&Redis>); 3] = [
-        ("one process".into(), 1, None),
-        ("one process + Redis".into(), 1, Some(&redis)),
-        (cluster_label.clone(), w, Some(&redis)),
+    let backplane = Backplane::start(backplane_kind(options))?;
+    for line in backplane.describe() {
+        say!("{line}");
+    }
+    let redis_args = backplane.server_args();
+    let cluster_label = format!("{w} workers + {}", backplane.label());
+    let configs: [(String, usize, &[String]); 3] = [
+        ("one process".into(), 1, &[]),
+        (
+            format!("one process + {}", backplane.label()),
+            1,
+            &redis_args,
+        ),
+        (cluster_label.clone(), w, &redis_args),
     ];
 
     let mut latencies = Vec::new();
+    let mut room_posts = None;
     let single_rounds = options.single_rounds.min(LATENCY_ROUNDS_CAP);
     for (label, workers, redis) in &configs {
         say!("{label}: one waiting client, {single_rounds} posts");
-        let mut cluster = Cluster::start(&options.server_bin, *workers, *redis, POLL_TIMEOUT_SECS)?;
+        let mut cluster = Cluster::start(&options.server_bin, *workers, redis, POLL_TIMEOUT_SECS)?;
         let mut fleet = fleet_for(options, exe, &cluster);
         scale::hold(&mut cluster, &mut fleet, &mut sources, 1, HOLD_CAP)?;
         let plan = Plan {
@@ -114,6 +136,9 @@ pub fn run(options: &Options, exe: &Path) -> Result<(), String> {
             floor: None,
         };
         let rounds = scale::broadcasts(&mut cluster, &mut fleet, plan);
+        if *label == cluster_label {
+            room_posts = Some(posts_over_rooms(options, &cluster, label));
+        }
         drop(fleet);
         cluster.stop();
         latencies.push(Latency {
@@ -121,12 +146,22 @@ pub fn run(options: &Options, exe: &Path) -> Result<(), String> {
             rounds,
         });
     }
+    let shard_keys = backplane.keys_per_shard();
+    // Figures labelled "3 shards" from a server that used one of them would mislead: stop
+    // here (a server without shards keeps the last --redis it was given).
+    if let Some((port, _)) = shard_keys.iter().find(|(_, keys)| keys.unwrap_or(0) == 0) {
+        return Err(format!(
+            "the shard on port {port} holds no key after posts to {} rooms: the server did \
+             not spread rooms over every --redis (does it take --redis more than once?)",
+            rooms::ROOMS
+        ));
+    }
 
     let mut rungs = Vec::new();
     let lone_top = PER_PROCESS.min(options.ladder.iter().copied().max().unwrap_or(PER_PROCESS));
     for (label, workers, redis, ladder) in [
-        (&configs[0].0, 1, None, vec![lone_top]),
-        (&cluster_label, w, Some(&redis), ladder.clone()),
+        (&configs[0].0, 1, &[][..], vec![lone_top]),
+        (&cluster_label, w, &redis_args[..], ladder.clone()),
     ] {
         if Instant::now() + Duration::from_secs(30) > started + options.budget {
             say!("{label}: skipped, out of time");
@@ -155,16 +190,112 @@ pub fn run(options: &Options, exe: &Path) -> Result<(), String> {
         drop(fleet);
         cluster.stop();
     }
-    drop(redis);
+    let backplane_lines = backplane.describe();
+    drop(backplane);
 
-    let table = table(&machine, options, &latencies, &rungs, started.elapsed());
+    let report = Report {
+        machine: &machine,
+        options,
+        backplane: &backplane_lines,
+        latencies: &latencies,
+        rooms: room_posts.as_ref().map(|r| (cluster_label.as_str(), r)),
+        shard_keys: &shard_keys,
+        rungs: &rungs,
+        elapsed: started.elapsed(),
+        load_at_end: host::loadavg(),
+    };
+    let table = table(&report);
     println!("{table}");
-    let json = to_json(&machine, options, &latencies, &rungs);
+    let json = to_json(&report);
     let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
     host::write_results(
         &options.out_dir,
         &[("workers.txt", table), ("workers.json", text)],
-    )
+    )?;
+    if options.smoke {
+        smoke_verdict(&report, ladder.len() + 1)?;
+    }
+    Ok(())
+}
+
+/// The Redis the command line asked for.
+fn backplane_kind(options: &Options) -> Kind {
+    if options.sentinel {
+        Kind::Sentinel {
+            replicas: options.replicas,
+        }
+    } else if options.shards > 0 {
+        Kind::Shards(options.shards)
+    } else {
+        Kind::One
+    }
+}
+
+/// Step 1b: posts spread over [`rooms::ROOMS`] rooms on the W workers.
+fn posts_over_rooms(options: &Options, cluster: &Cluster, label: &str) -> RoomPosts {
+    let plan = if options.smoke {
+        rooms::Plan {
+            sequential: rooms::ROOMS * SMOKE_POSTS_PER_ROOM,
+            rounds: SMOKE_POSTS_PER_ROOM,
+            message_bytes: options.message_bytes,
+        }
+    } else {
+        rooms::Plan {
+            sequential: rooms::ROOMS * POSTS_PER_ROOM,
+            rounds: POSTS_PER_ROOM,
+            message_bytes: options.message_bytes,
+        }
+    };
+    say!(
+        "{label}: {} posts over {} rooms one at a time, then {} rounds of one per room at once",
+        plan.sequential,
+        rooms::ROOMS,
+        plan.rounds
+    );
+    rooms::run(cluster.addr, &plan)
+}
+
+/// A smoke run is a test of the benchmark: every step must have run without an error.
+fn smoke_verdict(report: &Report<'_>, expected_rungs: usize) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for l in report.latencies {
+        let errors = l.rounds.delivery_errors + l.rounds.repark_errors;
+        if errors > 0 || l.rounds.rounds == 0 {
+            failed.push(format!(
+                "{}: {} rounds, {errors} errors",
+                l.label, l.rounds.rounds
+            ));
+        }
+    }
+    match report.rooms {
+        Some((_, r)) if r.errors > 0 => failed.push(format!(
+            "rooms: {} errors, first: {}",
+            r.errors,
+            r.first_error.as_deref().unwrap_or("-")
+        )),
+        Some(_) => {}
+        None => failed.push("rooms: did not run".into()),
+    }
+    for r in report.rungs {
+        let errors = r.held.failed + r.rounds.delivery_errors + r.rounds.repark_errors;
+        if errors > 0 || r.held.parked < r.held.n as u64 || r.rounds.rounds == 0 {
+            failed.push(format!(
+                "{} N={}: {} parked, {errors} errors",
+                r.config, r.held.n, r.held.parked
+            ));
+        }
+    }
+    if report.rungs.len() < expected_rungs {
+        failed.push(format!(
+            "{} of {expected_rungs} rungs ran",
+            report.rungs.len()
+        ));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("smoke run: {}", failed.join("; ")))
+    }
 }
 
 fn fleet_for(options: &Options, exe: &Path, cluster: &Cluster) -> Fleet {
@@ -221,13 +352,33 @@ fn rung(
     })
 }
 
-fn table(
-    machine: &Machine,
-    options: &Options,
-    latencies: &[Latency],
-    rungs: &[Rung],
+/// Everything the table and the JSON say.
+struct Report<'a> {
+    machine: &'a Machine,
+    options: &'a Options,
+    /// The Redis processes, one line each.
+    backplane: &'a [String],
+    latencies: &'a [Latency],
+    /// Step 1b on the W workers: their label and what it measured.
+    rooms: Option<(&'a str, &'a RoomPosts)>,
+    /// Keys in each shard after step 1b (shards only).
+    shard_keys: &'a [(u16, Option<u64>)],
+    rungs: &'a [Rung],
     elapsed: Duration,
-) -> String {
+    /// The load average as the run ended, beside the machine line's from its start: the
+    /// machine is shared, and a figure measured under load says so here.
+    load_at_end: String,
+}
+
+fn table(report: &Report<'_>) -> String {
+    let &Report {
+        machine,
+        options,
+        latencies,
+        rungs,
+        elapsed,
+        ..
+    } = report;
     let mut t = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(t, "comet-chat workers scenario, {}", machine.date);
@@ -241,11 +392,15 @@ fn table(
         options.idle.as_secs(),
         elapsed.as_secs_f64()
     );
+    let _ = writeln!(t, "load average at end {}", report.load_at_end);
+    for line in report.backplane {
+        let _ = writeln!(t, "{line}");
+    }
 
     let _ = writeln!(t, "\nOne waiting client: a post's latency");
     let _ = writeln!(
         t,
-        "{:<22} {:>6} {:>16} {:>16} {:>16} {:>7}",
+        "{:<32} {:>6} {:>16} {:>16} {:>16} {:>7}",
         "server", "posts", "post->200 p50/p99", "post->deliv p50/p99", "200->1st deliv", "errors"
     );
     for l in latencies {
@@ -256,7 +411,7 @@ fn table(
         to_first.sort_by(f64::total_cmp);
         let _ = writeln!(
             t,
-            "{:<22} {:>6} {:>16} {:>16} {:>16} {:>7}",
+            "{:<32} {:>6} {:>16} {:>16} {:>16} {:>7}",
             l.label,
             r.rounds,
             format!("{} / {} ms", ms(acks.p50_us), ms(acks.p99_us)),
@@ -288,10 +443,49 @@ fn table(
         );
     }
 
+    if let Some((label, r)) = report.rooms {
+        let dist = Dist::of(&mut r.round_trips.clone());
+        let _ = writeln!(
+            t,
+            "\nPosts spread over {} rooms, nobody waiting in them ({label})",
+            rooms::ROOMS
+        );
+        let _ = writeln!(
+            t,
+            "  one at a time: {} posts, post->201 p50 {} ms, p99 {} ms, max {} ms",
+            dist.count,
+            ms(dist.p50_us),
+            ms(dist.p99_us),
+            ms(dist.max_us)
+        );
+        let _ = writeln!(
+            t,
+            "  one per room at once: {} posts in {:.3} s, {} posts/s; errors {}",
+            r.posted_at_once,
+            r.at_once_time.as_secs_f64(),
+            thousands(r.posts_per_sec()),
+            r.errors
+        );
+        if let Some(e) = &r.first_error {
+            let _ = writeln!(t, "  first error: {e}");
+        }
+    }
+    if !report.shard_keys.is_empty() {
+        let keys: Vec<String> = (report.shard_keys.iter())
+            .map(|(port, keys)| {
+                format!(
+                    "{port}: {}",
+                    keys.map_or("no answer".into(), |k| k.to_string())
+                )
+            })
+            .collect();
+        let _ = writeln!(t, "  keys per shard (port: DBSIZE): {}", keys.join(", "));
+    }
+
     let _ = writeln!(t, "\nWaiting clients held");
     let _ = writeln!(
         t,
-        "{:<22} {:>7} {:>7} {:>6} {:>9} {:>34} {:>10} {:>9} {:>10}",
+        "{:<32} {:>7} {:>7} {:>6} {:>9} {:>34} {:>10} {:>9} {:>10}",
         "server",
         "N",
         "held",
@@ -313,7 +507,7 @@ fn table(
         });
         let _ = writeln!(
             t,
-            "{:<22} {:>7} {:>7} {:>6} {:>9.1} {:>34} {:>10} {:>9} {:>10}",
+            "{:<32} {:>7} {:>7} {:>6} {:>9.1} {:>34} {:>10} {:>9} {:>10}",
             r.config,
             r.held.n,
             r.held.parked,
@@ -352,7 +546,7 @@ fn table(
     );
     let _ = writeln!(
         t,
-        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>17}",
+        "{:<32} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>17}",
         "server",
         "N",
         "p50 ms",
@@ -369,7 +563,7 @@ fn table(
         let f = &r.rounds;
         let _ = writeln!(
             t,
-            "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>17}",
+            "{:<32} {:>7} {:>7} {:>7} {:>8} {:>9} {:>12} {:>10} {:>6} {:>9} {:>17}",
             r.config,
             r.held.n,
             ms(f.latency.p50_us),
@@ -423,7 +617,14 @@ fn table(
     t
 }
 
-fn to_json(machine: &Machine, options: &Options, latencies: &[Latency], rungs: &[Rung]) -> Value {
+fn to_json(report: &Report<'_>) -> Value {
+    let &Report {
+        machine,
+        options,
+        latencies,
+        rungs,
+        ..
+    } = report;
     let millis = |list: &[Duration]| -> Vec<f64> {
         list.iter()
             .map(|d| dist::round2(dist::us(*d) / 1e3))
@@ -433,6 +634,8 @@ fn to_json(machine: &Machine, options: &Options, latencies: &[Latency], rungs: &
         "benchmark": "comet-chat load --workers",
         "machine": machine.to_json(),
         "workers": options.workers,
+        "redis": report.backplane,
+        "load_average_at_end": report.load_at_end,
         "message_bytes": options.message_bytes,
         "post_latency": latencies.iter().map(|l| json!({
             "server": l.label,
@@ -442,6 +645,14 @@ fn to_json(machine: &Machine, options: &Options, latencies: &[Latency], rungs: &
             "ack_to_first_delivery_ms": l.rounds.ack_to_first_ms,
             "errors": l.rounds.delivery_errors + l.rounds.repark_errors,
         })).collect::<Vec<_>>(),
+        "posts_over_rooms": report.rooms.map(|(server, r)| {
+            let mut value = r.to_json();
+            value["server"] = json!(server);
+            value
+        }),
+        "keys_per_shard": report.shard_keys.iter()
+            .map(|(port, keys)| json!({"port": port, "keys": keys}))
+            .collect::<Vec<_>>(),
         "rungs": rungs.iter().map(|r| json!({
             "server": r.config,
             "n": r.held.n,
