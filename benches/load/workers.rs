@@ -55,9 +55,12 @@ const HOLD_CAP: Duration = Duration::from_secs(120);
 /// The one-waiting-client rounds of step 1, per configuration.
 const LATENCY_ROUNDS_CAP: usize = 100;
 
-/// Step 1b's posts per room, one at a time and in the rounds at once: 320 and 320 posts
-/// over 32 rooms, a second or so; the smoke run's are just enough to see every room.
-const POSTS_PER_ROOM: usize = 10;
+/// Step 1b's posts per room one at a time (640 over 32 rooms, ~0.1 s), and its rounds of
+/// one post per room at once (3,200 posts: ~0.1 s at 30,000 a second, long enough that
+/// one scheduling hiccup does not make the figure). The smoke run's are just enough to
+/// see every room.
+const POSTS_PER_ROOM: usize = 20;
+const AT_ONCE_ROUNDS: usize = 100;
 const SMOKE_POSTS_PER_ROOM: usize = 2;
 
 /// The default ladder for W workers: multiples of 19,500 up to three quarters of what W
@@ -242,7 +245,7 @@ fn posts_over_rooms(options: &Options, cluster: &Cluster, label: &str) -> RoomPo
     } else {
         rooms::Plan {
             sequential: rooms::ROOMS * POSTS_PER_ROOM,
-            rounds: POSTS_PER_ROOM,
+            rounds: AT_ONCE_ROUNDS,
             message_bytes: options.message_bytes,
         }
     };
