@@ -144,7 +144,10 @@ pub fn stats(
                 .redis_shards
                 .lock()
                 .map_or_else(|_| Vec::new(), |shards| shards.clone());
-            let masters: Vec<&str> = shards.iter().map(|s| s.master.as_str()).collect();
+            let masters: Vec<&str> = (shards.iter())
+                .map(|s| s.master.as_str())
+                .filter(|master| !master.is_empty())
+                .collect();
             Redis {
                 connected: get(&stats.redis_connected) == 1,
                 master: masters.join(", "),
