@@ -17,8 +17,8 @@
 //! many replicas hold it (`replicas.rs`). The commands themselves, one method each, are in
 //! `commands.rs`; this file is the engine that sends them and reads their replies.
 //!
-//! One `Backplane` is one Redis (or one Sentinel-watched master): rooms spread over several
-//! would take one each.
+//! One `Backplane` is one Redis (or one Sentinel-watched master): with `--redis` given
+//! several times, rooms are spread over several ([`shards`]), one `Backplane` each.
 
 mod commands;
 mod finding;
@@ -29,6 +29,7 @@ mod replicas;
 pub mod resp;
 pub mod scripts;
 pub mod sentinel;
+pub mod shards;
 pub mod url;
 
 use link::Link;
@@ -102,6 +103,18 @@ enum Step {
     Script(usize),
     /// `ROLE`: the node is the master (with Sentinel only).
     Role,
+    /// `SET comet:shard i/n NX GET`: this Redis is the shard we take it for (with several
+    /// shards only).
+    Shard,
+}
+
+/// Which shard a [`Backplane`] is, of how many (`--redis` given `shards` times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// Its index in `--redis` as given.
+    pub shard: usize,
+    /// How many `--redis` there are.
+    pub shards: usize,
 }
 
 /// What a command in flight was, kept until its reply comes: its name, for a log line, and
@@ -166,6 +179,9 @@ pub const REPLICAS_WAIT_MS: u64 = 250;
 /// The connections to Redis and what is in flight on them.
 pub struct Backplane<T> {
     url: RedisUrl,
+    /// Which shard this is: with more than one, each connection first checks that the
+    /// Redis agrees ([`shards::marker`]).
+    place: Place,
     /// What one reply, and one announcement, may hold: see [`link_caps`].
     caps: LinkCaps,
     /// Tokens of the connections in the server's poll.
@@ -299,6 +315,10 @@ impl<T> Backplane<T> {
         };
         Backplane {
             url,
+            place: Place {
+                shard: 0,
+                shards: 1,
+            },
             caps,
             tokens,
             commands: None,
@@ -318,6 +338,11 @@ impl<T> Backplane<T> {
         }
     }
 
+    /// The same, as shard `place.shard` of `place.shards`.
+    pub fn with_place(self, place: Place) -> Backplane<T> {
+        Backplane { place, ..self }
+    }
+
     /// Where Redis is, for log lines: the URL with any password masked, and with Sentinel
     /// the master in use.
     pub fn shown(&self) -> String {
@@ -325,6 +350,11 @@ impl<T> Backplane<T> {
             (Some(_), Some(master)) => format!("{} (master {master})", self.url.shown),
             _ => self.url.shown.clone(),
         }
+    }
+
+    /// The URL as given, any password masked.
+    pub fn url_shown(&self) -> &str {
+        &self.url.shown
     }
 
     /// The address the connections go to (or went to last): the master in use.
@@ -400,7 +430,7 @@ impl<T> Backplane<T> {
         self.held.clear();
         self.waiting_replicas = false;
         self.wait_owed = false;
-        let check_role = self.sentinels.is_some();
+        let (check_role, place) = (self.sentinels.is_some(), self.place);
         let mut setup = |link: &mut Link, args: &[&[u8]], note: Option<Note<T>>| {
             let sent = link.send(args);
             if let Some(note) = note {
@@ -435,6 +465,12 @@ impl<T> Backplane<T> {
             if check_role {
                 // A Sentinel may name a master that was demoted a moment ago.
                 setup(&mut commands, &[b"ROLE"], Some(Note::Setup(Step::Role)))?;
+            }
+            if place.shards > 1 {
+                let marker = shards::marker(place.shard, place.shards);
+                let key = shards::MARKER_KEY.as_bytes();
+                let set = [b"SET", key, marker.as_bytes(), b"NX", b"GET"];
+                setup(&mut commands, &set, Some(Note::Setup(Step::Shard)))?;
             }
             for (i, script) in scripts::ALL.iter().enumerate() {
                 setup(
@@ -579,6 +615,12 @@ impl<T> Backplane<T> {
                         };
                         self.shas[i] = String::from_utf8_lossy(sha).into_owned();
                     }
+                    Step::Shard => {
+                        if let Some(why) = self.other_shard(&frame)? {
+                            self.disconnect(why, out);
+                            return Ok(());
+                        }
+                    }
                     Step::Role => {
                         if !sentinel::is_master(&frame)? {
                             if let Some(sentinels) = self.sentinels.as_mut() {
@@ -670,6 +712,30 @@ impl<T> Backplane<T> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The reply to the shard marker's `SET ... NX GET`: nil when this Redis had none (it
+    /// is ours now), else the marker it had. One that names another place means the nodes'
+    /// `--redis` lists differ (or changed): why this node must not use it.
+    fn other_shard(&self, frame: &OwnedFrame) -> Result<Option<String>, Malformed> {
+        let had = match frame {
+            OwnedFrame::Null => return Ok(None),
+            OwnedFrame::BulkString(had) => had,
+            _ => return Err(Malformed("SET ... GET answers nil or a string")),
+        };
+        let ours = shards::marker(self.place.shard, self.place.shards);
+        if had.as_slice() == ours.as_bytes() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "Redis at {} is shard {} (its {} key), but this node's --redis list makes it \
+             shard {ours}: every node must list the same Redis in the same order, and a \
+             changed list needs its rooms moved first (docs/SCALING.md, \"Changing the \
+             shards\")",
+            self.shown(),
+            String::from_utf8_lossy(had),
+            shards::MARKER_KEY,
+        )))
     }
 
     fn maybe_up(&mut self, out: &mut Vec<Incoming<T>>) {

@@ -80,11 +80,6 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 /// The token of the SIGINT/SIGTERM pipe.
 const SIGNALS: Token = Token(usize::MAX - 2);
-/// With `--redis`: the tokens of the command and the subscription connections, and with
-/// Sentinel of the question where the master is.
-const REDIS_COMMANDS: Token = Token(usize::MAX - 3);
-const REDIS_EVENTS: Token = Token(usize::MAX - 4);
-const REDIS_SENTINEL: Token = Token(usize::MAX - 7);
 
 /// Events taken from the kernel per poll. More are simply returned by the next poll.
 const EVENTS_PER_POLL: usize = 1024;
@@ -138,8 +133,9 @@ pub struct Server {
     control: shutdown::Control,
     /// With `--admin-addr`: the admin listener, and which connections it accepted.
     admin: Option<admin::Admin>,
-    /// With `--redis`: the two connections to Redis and how they stand.
-    redis: Option<redis::RedisLink>,
+    /// With `--redis`: the connections to each shard's Redis and how they stand (empty
+    /// without).
+    redis: Vec<redis::RedisLink>,
     /// WebSocket messages arriving in fragments (the codec's only state).
     sockets: socket::Sockets,
 }
@@ -182,11 +178,9 @@ impl Server {
                 LISTENER => self.accept_all(),
                 WAKER => self.on_wake(),
                 SIGNALS => self.on_signal(),
-                REDIS_COMMANDS | REDIS_EVENTS | REDIS_SENTINEL => {
-                    self.on_backplane_event(event.token())
-                }
                 admin::ADMIN_LISTENER => self.accept_admin(),
                 heartbeat::SUPERVISOR => self.on_supervisor(),
+                token if redis::shard_of_token(token).is_some() => self.on_backplane_event(token),
                 Token(key) => self.on_conn_event(key, event),
             }
         }
@@ -209,7 +203,7 @@ impl Server {
     /// How long poll may sleep: until the wheel's next deadline, rounded up to a whole
     /// millisecond; forever when nothing is scheduled; not at all when work is in line.
     fn poll_timeout(&mut self) -> Option<Duration> {
-        let redis_more = self.redis.as_ref().is_some_and(|link| link.more);
+        let redis_more = self.backplane_has_more();
         let shutting = self.control.told_up_to.is_some();
         let more = redis_more || self.chat.is_resuming() || shutting || self.more_to_accept();
         if !self.line.ready.is_empty() || more {

@@ -73,8 +73,10 @@ pub struct Stats {
     pub forbidden: AtomicU64,
     /// Event streams told `expired` and closed when their token ran out.
     pub streams_expired: AtomicU64,
-    /// With `--redis`: 1 while both connections to Redis are up.
+    /// With `--redis`: 1 while both connections to every shard's Redis are up.
     pub redis_connected: AtomicU64,
+    /// With `--redis`: shards whose connections are both up (of `--redis` given).
+    pub redis_shards_up: AtomicU64,
     /// With `--redis`: times the connection to Redis was made again after it was lost.
     pub redis_reconnects: AtomicU64,
     /// With `--redis`: commands sent to Redis and not yet answered.
@@ -85,10 +87,23 @@ pub struct Stats {
     /// With `--redis`: times the connection came up at another master than the last one
     /// (with `redis+sentinel://`, a failover).
     pub redis_failovers: AtomicU64,
-    /// With `--redis`: the address of the Redis in use (with Sentinel, the master it
-    /// named), set each time the connection comes up. A lock, not an atomic, because it is
-    /// text; the loop takes it once per connection, a reader once per `/stats`.
-    pub redis_master: Mutex<String>,
+    /// With `--redis`: each shard, in the order given: where it is, whether it is up, and
+    /// the address in use (with Sentinel, the master it named), set each time a connection
+    /// comes up or goes down. A lock, not atomics, because it is text; the loop takes it
+    /// once per connection, a reader once per `/stats` or scrape.
+    pub redis_shards: Mutex<Vec<RedisShard>>,
+}
+
+/// One `--redis` shard as `/stats` and `/metrics` show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisShard {
+    /// The URL as given, any password masked.
+    pub url: String,
+    /// Both its connections are up.
+    pub connected: bool,
+    /// The address in use: the URL's, or with Sentinel the master it named (empty until
+    /// first connected).
+    pub master: String,
 }
 
 /// Sets a gauge.

@@ -17,7 +17,7 @@ fn node(redis: &RedisServer) -> Running {
 
 fn node_config(redis: &RedisServer) -> Config {
     Config {
-        redis: Some(url::parse(&redis.url()).unwrap()),
+        redis: vec![url::parse(&redis.url()).unwrap()],
         ..test_config()
     }
 }

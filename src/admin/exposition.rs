@@ -300,8 +300,24 @@ pub fn render(snapshot: &Snapshot) -> String {
         text.one(
             "comet_chat_redis_connected",
             "gauge",
-            "1 while both connections to Redis are up.",
+            "1 while both connections to Redis are up (to every shard's, with several).",
             get(&s.redis_connected),
+        );
+        let shards = s
+            .redis_shards
+            .lock()
+            .map_or_else(|_| Vec::new(), |shards| shards.clone());
+        text.one(
+            "comet_chat_redis_shards",
+            "gauge",
+            "Redis shards this node spreads rooms over (--redis given).",
+            shards.len() as u64,
+        );
+        text.one(
+            "comet_chat_redis_shards_up",
+            "gauge",
+            "Redis shards whose connections are up; rooms on the others answer 503.",
+            get(&s.redis_shards_up),
         );
         text.one(
             "comet_chat_redis_reconnects_total",
@@ -309,20 +325,16 @@ pub fn render(snapshot: &Snapshot) -> String {
             "Times the connection to Redis was made again.",
             get(&s.redis_reconnects),
         );
-        let master = s
-            .redis_master
-            .lock()
-            .map_or_else(|_| String::new(), |m| m.clone());
         text.family(
             "comet_chat_redis_master",
             "gauge",
-            "The Redis in use (with Sentinel, the master it named), by address; 1.",
+            "The Redis in use (with Sentinel, the master it named), by address, one per \
+             shard; 1.",
         );
-        text.sample(
-            "comet_chat_redis_master",
-            &[("address", &escaped(&master))],
-            1,
-        );
+        for shard in &shards {
+            let address = escaped(&shard.master);
+            text.sample("comet_chat_redis_master", &[("address", &address)], 1);
+        }
         text.one(
             "comet_chat_redis_failovers_total",
             "counter",
@@ -481,7 +493,11 @@ mod tests {
             // A unix:// path is the operator's text: escaped as the format says.
             ("/run/a \"b\"\\c", "/run/a \\\"b\\\"\\\\c"),
         ] {
-            *stats.redis_master.lock().unwrap() = master.to_owned();
+            *stats.redis_shards.lock().unwrap() = vec![crate::stats::RedisShard {
+                url: "redis://somewhere".into(),
+                connected: true,
+                master: master.to_owned(),
+            }];
             let text = render(&Snapshot {
                 stats: &stats,
                 metrics: &metrics,

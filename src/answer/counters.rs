@@ -47,6 +47,13 @@ pub fn stats(
         failovers: u64,
         in_flight: u64,
         catch_ups: u64,
+        shards: Vec<Shard>,
+    }
+    #[derive(Serialize)]
+    struct Shard {
+        url: String,
+        connected: bool,
+        master: String,
     }
     #[derive(Serialize)]
     struct Transport {
@@ -132,16 +139,30 @@ pub fn stats(
             forbidden: get(&stats.forbidden),
             streams_expired: get(&stats.streams_expired),
         },
-        redis: redis.then(|| Redis {
-            connected: get(&stats.redis_connected) == 1,
-            master: stats
-                .redis_master
+        redis: redis.then(|| {
+            let shards = stats
+                .redis_shards
                 .lock()
-                .map_or_else(|_| String::new(), |m| m.clone()),
-            reconnects: get(&stats.redis_reconnects),
-            failovers: get(&stats.redis_failovers),
-            in_flight: get(&stats.redis_in_flight),
-            catch_ups: get(&stats.redis_catch_ups),
+                .map_or_else(|_| Vec::new(), |shards| shards.clone());
+            let masters: Vec<&str> = (shards.iter())
+                .map(|s| s.master.as_str())
+                .filter(|master| !master.is_empty())
+                .collect();
+            Redis {
+                connected: get(&stats.redis_connected) == 1,
+                master: masters.join(", "),
+                reconnects: get(&stats.redis_reconnects),
+                failovers: get(&stats.redis_failovers),
+                in_flight: get(&stats.redis_in_flight),
+                catch_ups: get(&stats.redis_catch_ups),
+                shards: (shards.into_iter())
+                    .map(|s| Shard {
+                        url: s.url,
+                        connected: s.connected,
+                        master: s.master,
+                    })
+                    .collect(),
+            }
         }),
     };
     json(Status::OK, &[], &to_json(&view), head_only)

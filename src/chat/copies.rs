@@ -42,14 +42,15 @@ impl Chat {
             true => (Then::Load(at), NAMES_SWEPT_PER_PASS),
             false => (Then::CatchUp(at), 0),
         };
-        self.effects.push(Effect::Redis(Command::History {
+        let command = Command::History {
             room: name,
             first_seq,
             with_names: whole,
             sweep_limit,
             new_epoch,
             then,
-        }));
+        };
+        self.send_to_shard(room, command);
     }
 
     /// Announcements heard while a read was on its way were set aside (the read was
@@ -65,7 +66,7 @@ impl Chat {
 
     /// Reads what room `room`'s loaded copy missed, unless a read is on its way already.
     pub(super) fn catch_up(&mut self, room: u32) {
-        if self.copy(room).sync != Sync::Loaded || !self.redis_up() {
+        if self.copy(room).sync != Sync::Loaded || !self.shard_up(room) {
             return; // loading, or already catching up: that read includes what is missing
         }
         self.copy(room).sync = Sync::CatchingUp;
@@ -74,7 +75,14 @@ impl Chat {
         self.read_history(room, first_seq, false);
     }
 
-    pub(super) fn on_reply(&mut self, now: Now, then: Then, answer: Result<Answer, String>) {
+    /// A reply from shard `shard`.
+    pub(super) fn on_reply(
+        &mut self,
+        now: Now,
+        shard: usize,
+        then: Then,
+        answer: Result<Answer, String>,
+    ) {
         match (then, answer) {
             (
                 Then::Post {
@@ -91,7 +99,7 @@ impl Chat {
                     Ok(Answer::Posted(posted)) => posted,
                     Ok(_) | Err(_) => return self.redis_unavailable(conn, false),
                 };
-                self.learn_epoch(posted.epoch);
+                self.learn_epoch(shard, posted.epoch);
                 let bytes = if classic {
                     answer::classic_posted()
                 } else {
@@ -104,7 +112,9 @@ impl Chat {
                 self.answer(conn, bytes, false);
             }
             (Then::Load(at) | Then::CatchUp(at), _) if !self.still_here(&at) => {}
-            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => self.on_loaded(&at, snapshot),
+            (Then::Load(at), Ok(Answer::Snapshot(snapshot))) => {
+                self.on_loaded(&at, shard, snapshot)
+            }
             (Then::Load(RoomAt { id: room, .. }), _) => {
                 self.copy(room).sync = Sync::Unloaded;
                 let deferred = self.shared().deferred.remove(&room).unwrap_or_default();
@@ -118,7 +128,7 @@ impl Chat {
                 let room = at.id;
                 self.copy(room).sync = Sync::Loaded;
                 // A new epoch: every room reads again, and its waiters go on after that.
-                if self.learn_epoch(snapshot.epoch) {
+                if self.learn_epoch(shard, snapshot.epoch) {
                     for message in &snapshot.messages {
                         self.take(now, room, message, true);
                     }
@@ -145,10 +155,10 @@ impl Chat {
 
     /// A room's copy is loaded: everything Redis has, then whatever was announced while
     /// the load was on its way, then the requests that waited for it.
-    fn on_loaded(&mut self, at: &RoomAt, snapshot: Snapshot) {
+    fn on_loaded(&mut self, at: &RoomAt, shard: usize, snapshot: Snapshot) {
         let room = at.id;
-        self.learn_epoch(snapshot.epoch);
-        let (epoch, limits) = (self.rooms.epoch, self.rooms.history);
+        self.learn_epoch(shard, snapshot.epoch);
+        let (epoch, limits) = (self.epoch(room), self.rooms.history);
         let copy = self.rooms.room(room);
         let first = snapshot
             .messages
@@ -243,26 +253,32 @@ impl Chat {
         self.shared.as_ref().is_some_and(|s| !s.resuming.is_empty())
     }
 
-    /// Redis's epoch, learned or checked. A different one means Redis lost its data: every
-    /// room starts again (clients waiting in it, and clients resuming with old positions,
-    /// are told of the gap) and reads what Redis has now. Returns false in that case. That
-    /// is O(rooms here) answers and commands in one go, once per loss of Redis's data,
-    /// which is rare and must reach every waiting client before anything of the new epoch.
-    fn learn_epoch(&mut self, epoch: u32) -> bool {
-        if !self.shared().epoch_known {
-            self.shared().epoch_known = true;
-            self.rooms.epoch = epoch;
+    /// Shard `shard`'s epoch, learned or checked. A different one means that Redis lost
+    /// its data: every room of the shard starts again (clients waiting in it, and clients
+    /// resuming with old positions, are told of the gap) and reads what Redis has now.
+    /// Returns false in that case. That is O(rooms here) answers and commands in one go,
+    /// once per loss of a shard's data, which is rare and must reach every waiting client
+    /// before anything of the new epoch.
+    fn learn_epoch(&mut self, shard: usize, epoch: u32) -> bool {
+        let known = &mut self.shared().shards[shard].epoch;
+        let Some(before) = known.replace(epoch) else {
+            return true;
+        };
+        if before == epoch {
             return true;
         }
-        if self.rooms.epoch == epoch {
-            return true;
-        }
+        let shown = match self.config.redis.get(shard) {
+            Some(url) if self.config.redis.len() > 1 => format!(" ({})", url.shown),
+            _ => String::new(),
+        };
         log::warn!(
-            "Redis lost its data (epoch {:08x} is now {epoch:08x}): every room starts again",
-            self.rooms.epoch
+            "Redis{shown} lost its data (epoch {before:08x} is now {epoch:08x}): every room \
+             on it starts again"
         );
-        self.rooms.epoch = epoch;
         for room in self.rooms.room_ids() {
+            if self.shared().shard_of(room) != shard {
+                continue;
+            }
             self.rooms.room(room).restart_after(0);
             let copy = self.copy(room);
             copy.heard = 0;
@@ -283,7 +299,7 @@ impl Chat {
     /// means what lies between is gone from Redis too, so the copy starts again from this
     /// one, and clients resuming from before it are told of the gap.
     fn take(&mut self, now: Now, room: u32, message: &Stored, read: bool) {
-        let (epoch, limits) = (self.rooms.epoch, self.rooms.history);
+        let (epoch, limits) = (self.epoch(room), self.rooms.history);
         let copy = self.rooms.room(room);
         let last = copy.last_seq();
         if message.seq <= last {
@@ -309,10 +325,16 @@ impl Chat {
         self.deliver(now, room, message.seq, &message.text);
     }
 
-    pub(super) fn on_news(&mut self, now: Now, room: &str, news: News) {
+    /// An announcement on shard `shard`'s subscription.
+    pub(super) fn on_news(&mut self, now: Now, shard: usize, room: &str, news: News) {
         let Some(room) = self.rooms.find(room) else {
             return; // nobody here has asked for this room
         };
+        if self.shared().shard_of(room) != shard {
+            // Another node put this room on another shard: its `--redis` list differs
+            // from ours, which the shard marker refuses; never mix the two rooms.
+            return;
+        }
         if let News::Message { .. } = &news {
             self.rooms.used(room, now.ms); // a post anywhere is a use, for the room cap's order
         }
@@ -341,7 +363,7 @@ impl Chat {
         }
         match news {
             News::Message { epoch, message } => {
-                if self.learn_epoch(epoch) {
+                if self.learn_epoch(shard, epoch) {
                     self.take(now, room, &message, false);
                 }
             }

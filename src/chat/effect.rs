@@ -133,8 +133,13 @@ pub enum Effect {
         /// The connection.
         to: Waiter,
     },
-    /// A command for Redis (with `--redis`).
-    Redis(Command),
+    /// A command for Redis (with `--redis`), to the shard that holds its room.
+    Redis {
+        /// The shard, an index into `--redis` as given.
+        shard: usize,
+        /// What to send.
+        command: Command,
+    },
     /// Put one of the chat's sweeps on the wheel, `after` from now.
     Schedule {
         /// Which.

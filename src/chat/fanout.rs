@@ -34,7 +34,7 @@ impl Chat {
         text: &str,
         client_id: Option<&str>,
     ) -> Posted {
-        let (epoch, history) = (self.rooms.epoch, self.rooms.history);
+        let (epoch, history) = (self.epoch(room), self.rooms.history);
         let posted =
             self.rooms
                 .room(room)
@@ -50,7 +50,7 @@ impl Chat {
     /// JSON polls the message with its position, streams its stored SSE frame itself. A
     /// local post, or, with `--redis`, one Redis announced.
     pub(super) fn deliver(&mut self, now: Now, room: u32, seq: u64, text: &str) {
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(room);
         stats::add(&self.stats.messages, 1);
         let (mut polls, mut streams, mut sockets) = (0, 0, 0);
         if !self.rooms.room(room).classic.is_empty() {
@@ -91,7 +91,7 @@ impl Chat {
     /// know messages), in one answer or one frame each however many events there are. JSON
     /// polls are answered with them and come back; streams get them as one write.
     pub(super) fn broadcast_events(&mut self, room: u32, events: &[Event]) {
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(room);
         let mut delivered = 0;
         if !self.rooms.room(room).polls.is_empty() {
             let head = self.rooms.room(room).head(epoch);
@@ -116,7 +116,7 @@ impl Chat {
     /// event, and one still replaying the old history replays the new one from its start.
     /// Classic polls carry no position, so there is nothing to tell them.
     pub(super) fn tell_of_gap(&mut self, room: u32) {
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(room);
         let head = self.rooms.room(room).head(epoch);
         let mut told = 0;
         if !self.rooms.room(room).polls.is_empty() {

@@ -4,6 +4,8 @@
 //! replies is in `shared.rs` and `copies.rs`.
 
 use super::asked::Asked;
+use super::rooms::LOBBY;
+use crate::backplane::shards::shard_of;
 use crate::backplane::Trim;
 use crate::routes::Action;
 use crate::waitlist::Waiter;
@@ -154,6 +156,9 @@ pub(super) enum Sync {
 pub(super) struct Copy {
     /// How far the copy can be trusted.
     pub sync: Sync,
+    /// The shard (`--redis`, in the order given) that holds the room: its name's
+    /// [`shard_of`], kept here so a delivery does not hash the name again.
+    pub shard: u16,
     /// Every name present in the room on any node, as announced.
     pub everyone: BTreeSet<String>,
     /// The highest sequence number announced, heard even while the copy was being read,
@@ -186,13 +191,23 @@ impl Copy {
     }
 }
 
+/// How one shard (one `--redis`) stands, as the chat sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Shard {
+    /// Both its connections are ready: commands go out, announcements come in. A shard
+    /// down refuses only its own rooms' posts.
+    pub(super) up: bool,
+    /// Its epoch, once known (from its first answer). Each shard has its own: a position
+    /// is a room's, and each room lives on one shard, so a shard that loses its data
+    /// starts its own rooms again and no other.
+    pub(super) epoch: Option<u32>,
+}
+
 /// The chat's side of Redis.
 #[derive(Default)]
 pub(super) struct Shared {
-    /// Both connections are ready: commands go out, announcements come in.
-    pub(super) up: bool,
-    /// The epoch is known (from Redis's first answer).
-    pub(super) epoch_known: bool,
+    /// Each shard, in the order of `--redis`.
+    pub(super) shards: Vec<Shard>,
     /// Requests waiting for their room's copy, by room id.
     pub(super) deferred: HashMap<u32, Vec<Deferred>>,
     /// Every connection waiting for Redis (a post's reply, or a room's copy), with the
@@ -217,6 +232,22 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The chat's side of `shards` Redis, each down until it says it is up; the lobby,
+    /// made before this, is put on its shard.
+    pub(super) fn new(shards: usize) -> Shared {
+        let mut shared = Shared {
+            shards: vec![Shard::default(); shards.max(1)],
+            ..Shared::default()
+        };
+        shared.made(0, LOBBY);
+        shared
+    }
+
+    /// The shard room `id` lives on.
+    pub(super) fn shard_of(&self, id: u32) -> usize {
+        self.peek(id).map_or(0, |copy| usize::from(copy.shard))
+    }
+
     /// Whether requests wait on room `id` (so it may not give its place away).
     pub(super) fn holds(&self, id: u32) -> bool {
         self.deferred.contains_key(&id)
@@ -236,9 +267,13 @@ impl Shared {
         self.copies.get(id as usize)
     }
 
-    /// A room was made at `id`: its copy starts unloaded.
-    pub(super) fn made(&mut self, id: u32) {
-        *self.copy(id) = Copy::default();
+    /// Room `name` was made at `id`: its copy starts unloaded, on its shard.
+    pub(super) fn made(&mut self, id: u32, name: &str) {
+        let shard = shard_of(name, self.shards.len()) as u16;
+        *self.copy(id) = Copy {
+            shard,
+            ..Copy::default()
+        };
     }
 
     /// `conn` no longer waits (answered by the shell, or gone).

@@ -241,7 +241,7 @@ impl Chat {
             self.gave_way(gone, name);
         }
         if opened.made {
-            self.room_made(opened.id);
+            self.room_made(opened.id, name);
         }
         Ok(opened.id)
     }
@@ -345,7 +345,7 @@ impl Chat {
         let Some(room) = self.room_or_refuse(now, asked, room) else {
             return;
         };
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(room);
         // The position is checked first: a refused poll makes no name present.
         let since = match self.rooms.room(room).since(epoch, since) {
             Ok(since) => since,
@@ -475,7 +475,7 @@ impl Chat {
                 return;
             }
         }
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(id);
         let (framing, list) = match opening {
             Opening::Sse => (Framing::Sse, ListKind::Stream),
             Opening::Socket { .. } => (Framing::WebSocket, ListKind::Socket),

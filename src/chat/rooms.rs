@@ -93,8 +93,9 @@ struct Age {
 /// All rooms.
 pub struct Rooms {
     /// Changes every start, so positions from an earlier run are recognised. With
-    /// `--redis` it is Redis's, the same on every node, and changes only if Redis lost its
-    /// data.
+    /// `--redis` a room's epoch is its shard's instead (`Chat::epoch`), the same on every
+    /// node, changing only if that Redis lost its data; this one stands in until a shard's
+    /// is known.
     pub epoch: u32,
     /// History caps for every room.
     pub history: HistoryLimits,

@@ -39,20 +39,32 @@ impl Chat {
         self.shared().copy(room)
     }
 
-    /// Whether Redis is up now.
-    pub(super) fn redis_up(&self) -> bool {
-        self.shared.as_ref().is_some_and(|s| s.up)
+    /// Whether the shard that holds room `room` is up now.
+    pub(super) fn shard_up(&self, room: u32) -> bool {
+        let Some(shared) = self.shared.as_ref() else {
+            return false;
+        };
+        shared.shards[shared.shard_of(room)].up
     }
 
-    /// Something came from Redis: a reply, an announcement, or the connections coming up
-    /// or going down.
-    pub fn redis(&mut self, now: Now, incoming: Incoming<Then>) {
-        match incoming {
-            Incoming::Up => self.on_redis_up(),
-            Incoming::Down(_) => self.on_redis_down(),
-            Incoming::Reply(then, answer) => self.on_reply(now, then, answer),
-            Incoming::News { room, news } => self.on_news(now, &room, news),
+    /// Something came from shard `shard` (an index into `--redis`): a reply, an
+    /// announcement, or its connections coming up or going down.
+    pub fn redis(&mut self, now: Now, shard: usize, incoming: Incoming<Then>) {
+        if self.shared.as_ref().is_none_or(|s| shard >= s.shards.len()) {
+            return;
         }
+        match incoming {
+            Incoming::Up => self.on_redis_up(shard),
+            Incoming::Down(_) => self.on_redis_down(shard),
+            Incoming::Reply(then, answer) => self.on_reply(now, shard, then, answer),
+            Incoming::News { room, news } => self.on_news(now, shard, &room, news),
+        }
+    }
+
+    /// Sends `command`, about room `room`, to the shard that holds the room.
+    pub(super) fn send_to_shard(&mut self, room: u32, command: Command) {
+        let shard = self.shared().shard_of(room);
+        self.effects.push(Effect::Redis { shard, command });
     }
 
     /// Connection `conn` waited for Redis for [`REPLY_WAIT`]: it is told to come back.
@@ -87,14 +99,18 @@ impl Chat {
         wait
     }
 
-    /// Redis is up (again): every room copied here reads what it missed, and the rooms
-    /// requests wait on are loaded. O(rooms here), one small command each, once per
-    /// (re)connection: with the default `--max-rooms` of 1,000 a few milliseconds; Redis
-    /// answers them in order and the replies are taken `FRAMES_PER_PASS` a pass.
-    fn on_redis_up(&mut self) {
-        self.shared().up = true;
+    /// Shard `shard` is up (again): every room of it copied here reads what it missed, and
+    /// its rooms requests wait on are loaded. O(rooms here), one small command for each of
+    /// the shard's, once per (re)connection: with the default `--max-rooms` of 1,000 a few
+    /// milliseconds; Redis answers them in order and the replies are taken
+    /// `FRAMES_PER_PASS` a pass.
+    fn on_redis_up(&mut self, shard: usize) {
+        self.shared().shards[shard].up = true;
         let lobby = self.rooms.lobby();
         for room in self.rooms.room_ids() {
+            if self.shared().shard_of(room) != shard {
+                continue;
+            }
             let sync = self.copy(room).sync;
             match sync {
                 Sync::Loaded | Sync::CatchingUp => {
@@ -108,12 +124,16 @@ impl Chat {
         self.schedule_presence_sweep();
     }
 
-    /// Redis is gone: copies being read stay as they were, and every request that waited
-    /// for a room is told to come back (503), all at once: O(requests waiting), each one
-    /// small answer, once per outage, and bounded by the connections held.
-    fn on_redis_down(&mut self) {
-        self.shared().up = false;
+    /// Shard `shard` is gone: copies of its rooms being read stay as they were, and every
+    /// request that waited for one of its rooms is told to come back (503), all at once:
+    /// O(rooms here + requests waiting), each one small answer, once per outage, and
+    /// bounded by the connections held. Rooms on other shards go on as they were.
+    fn on_redis_down(&mut self, shard: usize) {
+        self.shared().shards[shard].up = false;
         for room in self.rooms.room_ids() {
+            if self.shared().shard_of(room) != shard {
+                continue;
+            }
             let room = self.copy(room);
             room.sync = match room.sync {
                 Sync::Loading => Sync::Unloaded,
@@ -121,12 +141,15 @@ impl Chat {
                 other => other,
             };
         }
-        // Requests that waited for a room to load: it will not, now.
-        let deferred: Vec<Deferred> = self
-            .shared()
-            .deferred
-            .drain()
-            .flat_map(|(_, d)| d)
+        // Requests that waited for a room of the shard to load: it will not, now.
+        let shared = self.shared();
+        let rooms: Vec<u32> = (shared.deferred.keys().copied())
+            .filter(|&room| shared.shard_of(room) == shard)
+            .collect();
+        let deferred: Vec<Deferred> = rooms
+            .into_iter()
+            .filter_map(|room| shared.deferred.remove(&room))
+            .flatten()
             .collect();
         for waiting in deferred {
             if self.shared().end_wait(waiting.asked.conn, waiting.wait) {
@@ -156,7 +179,7 @@ impl Chat {
         if ready && !ahead {
             return Some(action);
         }
-        if !self.redis_up() {
+        if !self.shard_up(room) {
             self.redis_unavailable(asked.conn, asked.close);
             return None;
         }
@@ -213,7 +236,7 @@ impl Chat {
     /// it yet. Once the copy has read Redis for it (`Asked::caught_up`), no longer: a
     /// position still ahead then is one Redis never issued, and the handler refuses it.
     fn ahead_of_copy(&mut self, asked: Asked, room: u32, action: &Action) -> bool {
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(room);
         let last = self.rooms.room(room).last_seq();
         action
             .since()
@@ -230,7 +253,7 @@ impl Chat {
         (from, text, client_id): (&str, &str, Option<&str>),
         classic: bool,
     ) -> bool {
-        if !self.redis_up() {
+        if !self.shard_up(room) {
             self.redis_unavailable(asked.conn, asked.close);
             return false;
         }
@@ -253,33 +276,30 @@ impl Chat {
                 classic,
             },
         };
-        self.effects.push(Effect::Redis(command));
+        self.send_to_shard(room, command);
         true
     }
 
     /// A typing event, announced through Redis; false when Redis is down.
     pub(super) fn typing_through_redis(&mut self, room: u32, from: &str) -> bool {
-        if !self.redis_up() {
+        if !self.shard_up(room) {
             return false;
         }
-        let room = self.rooms.room(room).name.clone();
-        let from = from.to_owned();
-        self.effects
-            .push(Effect::Redis(Command::Typing { room, from }));
+        let (name, from) = (self.rooms.room(room).name.clone(), from.to_owned());
+        self.send_to_shard(room, Command::Typing { room: name, from });
         true
     }
 
     /// A name that just became present here: tell every node (it announces the join
     /// if the name was not present anywhere). Down: the renewal after reconnecting does.
     pub(super) fn announce_name(&mut self, room: u32, name: &str) {
-        if !self.redis_up() {
+        if !self.shard_up(room) {
             return;
         }
         let window = self.presence_window_ms();
-        let room = self.rooms.room(room).name.clone();
         let names = vec![(name.to_owned(), window)];
-        self.effects
-            .push(Effect::Redis(Command::Presence { room, names }));
+        let name = self.rooms.room(room).name.clone();
+        self.send_to_shard(room, Command::Presence { room: name, names });
     }
 
     /// The presence sweep's part with Redis: renew every name held here (so it stays while
@@ -290,12 +310,13 @@ impl Chat {
         if self.shared.is_none() {
             return false;
         }
-        if !self.redis_up() {
-            return true;
-        }
         let window = self.presence_window_ms();
         let mut still_named = false;
         for id in self.rooms.room_ids() {
+            if !self.shard_up(id) {
+                still_named = true; // swept once its shard is back
+                continue;
+            }
             if !self.is_ready(id) {
                 continue;
             }
@@ -312,12 +333,12 @@ impl Chat {
                     room: name.clone(),
                     names: held,
                 };
-                self.effects.push(Effect::Redis(renew));
+                self.send_to_shard(id, renew);
             }
             if others {
                 let limit = NAMES_SWEPT_PER_PASS;
                 let sweep = Command::Sweep { room: name, limit };
-                self.effects.push(Effect::Redis(sweep));
+                self.send_to_shard(id, sweep);
             }
         }
         still_named

@@ -144,7 +144,7 @@ impl Chat {
         if !self.held.remove(&conn.key) {
             return;
         }
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(at.room);
         let room = self.rooms.room(at.room);
         match room.stream_replay(epoch, since, Framing::WebSocket) {
             Ok(page) => self.effects.push(Effect::Replay {

@@ -96,7 +96,7 @@ impl Chat {
             messages: config.history_messages,
             bytes: config.history_bytes,
         };
-        let shared = config.redis.is_some();
+        let shards = config.redis.len();
         let epoch = random.next_u64() as u32;
         Chat {
             rooms: Rooms::new(epoch, history, config.max_rooms),
@@ -105,7 +105,7 @@ impl Chat {
             holders: HashMap::new(),
             held: HashSet::new(),
             acks: HashMap::new(),
-            shared: shared.then(Shared::default),
+            shared: (shards > 0).then(|| Shared::new(shards)),
             config: config.clone(),
             stats,
             random,
@@ -179,7 +179,7 @@ impl Chat {
                 crate::outgoing::Response::Shared(Rc::clone(&self.classic_timeout))
             }
             _ => {
-                let epoch = self.rooms.epoch;
+                let epoch = self.epoch(at.room);
                 let head = self.rooms.room(at.room).head(epoch);
                 let bytes = self.replies.poll_answer(std::iter::empty(), head, &[]);
                 crate::outgoing::Response::Owned(bytes)
@@ -268,7 +268,7 @@ impl Chat {
 
     /// A stream's page of replayed history is out: the next page after message `after`.
     pub fn stream_refill(&mut self, at: Membership, after: u64) -> StreamPage {
-        let epoch = self.rooms.epoch;
+        let epoch = self.epoch(at.room);
         let framing = Framing::of(at.list);
         self.rooms
             .room(at.room)

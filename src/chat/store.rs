@@ -83,7 +83,7 @@ impl Chat {
             true => answer::classic_posted(),
             false => {
                 let id = Position {
-                    epoch: self.rooms.epoch,
+                    epoch: self.epoch(room),
                     seq,
                 };
                 self.replies.posted(id, duplicate)
@@ -127,12 +127,20 @@ impl Chat {
         self.shared.is_some()
     }
 
-    /// A room was made at `id` (new, or in another's place): with Redis, its copy starts
-    /// unloaded.
-    pub(super) fn room_made(&mut self, id: u32) {
+    /// Room `name` was made at `id` (new, or in another's place): with Redis, its copy
+    /// starts unloaded, on the shard its name picks.
+    pub(super) fn room_made(&mut self, id: u32, name: &str) {
         if let Some(shared) = self.shared.as_mut() {
-            shared.made(id);
+            shared.made(id, name);
         }
+    }
+
+    /// The epoch of room `id`'s positions: this run's without Redis; with it, the epoch of
+    /// the shard that holds the room, once known.
+    pub(super) fn epoch(&self, id: u32) -> u32 {
+        let shared = self.shared.as_ref();
+        let shard = shared.and_then(|shared| shared.shards[shared.shard_of(id)].epoch);
+        shard.unwrap_or(self.rooms.epoch)
     }
 
     /// Whether room `id` can be answered from here now: always without Redis; with it,

@@ -59,7 +59,7 @@ pub(super) fn between_flags(config: &mut Config, typed: Typed) -> Result<(), Str
         );
     }
     let backplane_cap = crate::backplane::MESSAGE_BYTES_MAX;
-    if config.redis.is_some() && config.max_message_bytes > backplane_cap {
+    if !config.redis.is_empty() && config.max_message_bytes > backplane_cap {
         return Err(format!(
             "--max-message: {} is more than {backplane_cap} with --redis: every message is \
              announced to every node through Redis's pub/sub, whose output limit (by default \
@@ -67,14 +67,26 @@ pub(super) fn between_flags(config: &mut Config, typed: Typed) -> Result<(), Str
             config.max_message_bytes
         ));
     }
-    if config.redis_replicas > 0 && config.redis.is_none() {
+    for (i, shard) in config.redis.iter().enumerate() {
+        if config.redis[..i]
+            .iter()
+            .any(|before| before.at == shard.at && before.db == shard.db)
+        {
+            return Err(format!(
+                "--redis: {} is given twice; each --redis is a shard of its own, and one Redis \
+                 cannot hold two shards' rooms apart",
+                shard.shown
+            ));
+        }
+    }
+    if config.redis_replicas > 0 && config.redis.is_empty() {
         return Err(format!(
             "--redis-replicas: {} replicas of what? It waits for Redis's replicas to hold \
              each post, so it needs --redis",
             config.redis_replicas
         ));
     }
-    if config.workers > 1 && config.redis.is_none() {
+    if config.workers > 1 && config.redis.is_empty() {
         return Err(format!(
             "--workers: {} workers need --redis: each worker is its own process with its own \
              rooms, so without a shared Redis a message posted to one would never reach \
@@ -161,6 +173,39 @@ mod tests {
             "{err}"
         );
     }
+    /// `--redis` adds a shard each time, in order; the same Redis twice, or more shards
+    /// than the cap, is refused at start-up.
+    #[test]
+    fn redis_shards_are_repeatable_and_checked() {
+        let (a, b) = ("redis://127.0.0.1:7001", "redis://127.0.0.1:7002");
+        let config = run(&[
+            "--redis",
+            a,
+            "--redis",
+            b,
+            "--redis",
+            "redis://127.0.0.1:7001/1",
+        ])
+        .unwrap();
+        let shown: Vec<&str> = config.redis.iter().map(|r| r.shown.as_str()).collect();
+        assert_eq!(shown, [a, b, "redis://127.0.0.1:7001/1"]);
+        let err = run(&["--redis", a, "--redis", b, "--redis", a]).unwrap_err();
+        assert!(
+            err.starts_with("--redis: ") && err.contains("given twice"),
+            "{err}"
+        );
+        let ports: Vec<String> = (0..=crate::backplane::shards::SHARDS_MAX)
+            .map(|i| format!("redis://127.0.0.1:{}", 7000 + i))
+            .collect();
+        let args: Vec<&str> = ports.iter().flat_map(|url| ["--redis", url]).collect();
+        let err = run(&args).unwrap_err();
+        assert!(
+            err.starts_with("--redis: ") && err.contains("at most 32 shards"),
+            "{err}"
+        );
+        assert!(run(&args[2..]).is_ok(), "32 shards are allowed");
+    }
+
     /// With `--workers N` worker i listens for admin on port + i - 1: a range that runs
     /// past 65535 or over `--addr` is refused at start-up, not by a worker failing to bind.
     #[test]

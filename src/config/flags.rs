@@ -7,7 +7,7 @@
 
 use super::origin::check_origin;
 use super::settings::{Config, Www};
-use crate::backplane::url;
+use crate::backplane::{shards, url};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -429,9 +429,13 @@ pub static FLAGS: &[Flag] = &[
         "redis",
         "URL",
         "share rooms through this Redis: redis://[user:pass@]host:port[/db], \
-         unix:///path or redis+sentinel://host:port[,host:port...]/MASTER[/db]",
+         unix:///path or redis+sentinel://host:port[,host:port...]/MASTER[/db]; repeatable: \
+         each is a shard, rooms spread over them by name (same list, same order on every node)",
         |config, text| {
-            config.redis = Some(url::parse(text)?);
+            if config.redis.len() == shards::SHARDS_MAX {
+                return Err(format!("at most {} shards", shards::SHARDS_MAX));
+            }
+            config.redis.push(url::parse(text)?);
             Ok(())
         },
     )
@@ -729,7 +733,7 @@ mod tests {
                 c.log_level == log::LevelFilter::Trace
             }),
             ("redis", Some("redis://127.0.0.1:7"), |c| {
-                c.redis.as_ref().map(|r| r.shown.as_str()) == Some("redis://127.0.0.1:7")
+                c.redis.first().map(|r| r.shown.as_str()) == Some("redis://127.0.0.1:7")
             }),
             ("redis-replicas", Some("2"), |c| c.redis_replicas == 2),
             ("workers", Some("1"), |c| c.workers == 1),

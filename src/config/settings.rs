@@ -74,9 +74,10 @@ pub struct Config {
     /// Log verbosity for `main`; the library itself only calls `log`.
     pub log_level: log::LevelFilter,
     /// `--redis`: rooms, history, positions, idempotency keys and presence live in this
-    /// Redis, shared by every process pointed at it. `None`: all in this process's memory,
-    /// and no Redis code runs.
-    pub redis: Option<RedisUrl>,
+    /// Redis, shared by every process pointed at it; given more than once, each is a shard
+    /// and every room lives on one of them (`crate::backplane::shards`), in this order on
+    /// every node. Empty: all in this process's memory, and no Redis code runs.
+    pub redis: Vec<RedisUrl>,
     /// `--redis-replicas`: a post is confirmed only once this many of Redis's replicas
     /// hold it (`WAIT`), so that a failover cannot take it back; 0: once the master
     /// does, as Redis replicates after answering.
@@ -170,7 +171,7 @@ impl Default for Config {
             max_rooms_per_client: 64,
             heartbeat: Duration::from_secs(15),
             log_level: log::LevelFilter::Info,
-            redis: None,
+            redis: Vec::new(),
             redis_replicas: 0,
             workers: 1,
             token_secret: None,

@@ -95,7 +95,7 @@ impl Server {
                             self.queue_ready(key);
                         }
                     }
-                    Effect::Redis(command) => self.send_to_redis(command),
+                    Effect::Redis { shard, command } => self.send_to_redis(shard, command),
                     Effect::Schedule { sweep, after } => {
                         self.schedule(super::timers::Due::Sweep(sweep), after);
                     }

@@ -3,11 +3,17 @@
 //! the chat asks for ([`crate::chat::Command`]). What a reply or an announcement means for
 //! the rooms is the chat's to decide (`src/chat/shared.rs`); this file only carries
 //! frames both ways. Without `--redis` none of this runs.
+//!
+//! With `--redis` given several times, each is a shard with its own [`RedisLink`]: its own
+//! connections, tokens, watchdog and backoff, so one shard down or slow leaves the others
+//! as they were. The chat names the shard of every command (by its room); the shell only
+//! carries it there, and tells the chat which shard each reply came from.
 
 use super::budget::REQUESTS_RESUMED_PER_PASS;
 use super::timers::Due;
 use super::Server;
-use crate::backplane::{Backplane, Incoming};
+use crate::backplane::shards::SHARDS_MAX;
+use crate::backplane::{Backplane, Incoming, Tokens};
 use crate::chat::{Command, Then};
 use crate::stats;
 use std::time::{Duration, Instant};
@@ -24,7 +30,29 @@ const STALL: Duration = Duration::from_secs(3);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MOST: Duration = Duration::from_secs(2);
 
-/// The connections to Redis and how they stand.
+/// The highest poll token a Redis connection takes; shard `i` has the three below
+/// `REDIS_TOKENS_TOP - 3 * i` ([`tokens`]). Slab keys (connections) never get near, and
+/// the server's own tokens sit above.
+const REDIS_TOKENS_TOP: usize = usize::MAX - 8;
+
+/// The poll tokens of shard `shard`'s connections.
+pub(super) fn tokens(shard: usize) -> Tokens {
+    let top = REDIS_TOKENS_TOP - 3 * shard;
+    Tokens {
+        commands: mio::Token(top),
+        events: mio::Token(top - 1),
+        sentinel: mio::Token(top - 2),
+    }
+}
+
+/// The shard whose connection has this token, if it is one of the Redis connections'.
+pub(super) fn shard_of_token(token: mio::Token) -> Option<usize> {
+    let below_top = REDIS_TOKENS_TOP.checked_sub(token.0)?;
+    let shard = below_top / 3;
+    (shard < SHARDS_MAX).then_some(shard)
+}
+
+/// The connections to one Redis (one shard) and how they stand.
 pub(super) struct RedisLink {
     /// The two connections and what is in flight on them.
     pub backplane: Backplane<Then>,
@@ -62,9 +90,12 @@ impl RedisLink {
 }
 
 impl Server {
-    /// Step 2 for one of the two Redis connections.
+    /// Step 2 for one of the Redis connections (of the shard its token names).
     pub(super) fn on_backplane_event(&mut self, token: mio::Token) {
-        let Some(link) = self.redis.as_mut() else {
+        let Some(shard) = shard_of_token(token) else {
+            return;
+        };
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         let mut incoming = std::mem::take(&mut link.incoming);
@@ -72,22 +103,27 @@ impl Server {
         link.more |= link
             .backplane
             .on_event(registry, token, &mut incoming, FRAMES_PER_PASS);
-        self.take_incoming(&mut incoming);
+        self.take_incoming(shard, &mut incoming);
     }
 
-    /// Step 3: frames read in an earlier pass and not handled yet.
+    /// Step 3: frames read in an earlier pass and not handled yet, each shard's.
     pub(super) fn serve_backplane(&mut self) {
-        let Some(link) = self.redis.as_mut() else {
-            return;
-        };
-        if !std::mem::take(&mut link.more) {
-            return;
+        for shard in 0..self.redis.len() {
+            let link = &mut self.redis[shard];
+            if !std::mem::take(&mut link.more) {
+                continue;
+            }
+            let mut incoming = std::mem::take(&mut link.incoming);
+            let mut more = link.backplane.drain(true, &mut incoming, FRAMES_PER_PASS);
+            more |= link.backplane.drain(false, &mut incoming, FRAMES_PER_PASS);
+            link.more = more;
+            self.take_incoming(shard, &mut incoming);
         }
-        let mut incoming = std::mem::take(&mut link.incoming);
-        let mut more = link.backplane.drain(true, &mut incoming, FRAMES_PER_PASS);
-        more |= link.backplane.drain(false, &mut incoming, FRAMES_PER_PASS);
-        link.more = more;
-        self.take_incoming(&mut incoming);
+    }
+
+    /// Frames from Redis wait for the next pass (on some shard).
+    pub(super) fn backplane_has_more(&self) -> bool {
+        self.redis.iter().any(|link| link.more)
     }
 
     /// Step 3 too: requests whose room became ready are handled again, at most
@@ -108,30 +144,35 @@ impl Server {
         }
     }
 
-    /// Hands what came from Redis to the chat, one item at a time, carrying out each
-    /// one's effects before the next.
-    fn take_incoming(&mut self, incoming: &mut Vec<Incoming<Then>>) {
+    /// Hands what came from shard `shard` to the chat, one item at a time, carrying out
+    /// each one's effects before the next.
+    fn take_incoming(&mut self, shard: usize, incoming: &mut Vec<Incoming<Then>>) {
         for item in incoming.drain(..) {
             match &item {
-                Incoming::Up => self.on_redis_up(),
-                Incoming::Down(why) => self.on_redis_down(why),
+                Incoming::Up => self.on_redis_up(shard),
+                Incoming::Down(why) => self.on_redis_down(shard, why),
                 _ => {}
             }
             let now = self.now();
-            self.chat.redis(now, item);
+            self.chat.redis(now, shard, item);
             self.carry_out();
         }
-        if let Some(link) = self.redis.as_mut() {
+        if let Some(link) = self.redis.get_mut(shard) {
             link.incoming = std::mem::take(incoming);
-            let in_flight = link.backplane.in_flight() as u64;
-            stats::set(&self.stats.redis_in_flight, in_flight);
         }
+        let in_flight = self
+            .redis
+            .iter()
+            .map(|l| l.backplane.in_flight())
+            .sum::<usize>();
+        stats::set(&self.stats.redis_in_flight, in_flight as u64);
     }
 
-    /// A command the chat asked for. One that cannot be sent (Redis went down) comes back
-    /// to the chat as a failed reply, in the same queue, never by recursion.
-    pub(super) fn send_to_redis(&mut self, command: Command) {
-        let Some(link) = self.redis.as_mut() else {
+    /// A command the chat asked for, to shard `shard`. One that cannot be sent (Redis went
+    /// down) comes back to the chat as a failed reply, in the same queue, never by
+    /// recursion.
+    pub(super) fn send_to_redis(&mut self, shard: usize, command: Command) {
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         let backplane = &mut link.backplane;
@@ -177,35 +218,42 @@ impl Server {
             Some(then) => {
                 let why = Err("the command could not be sent to Redis".to_owned());
                 let now = self.now();
-                self.chat.redis(now, Incoming::Reply(then, why));
+                self.chat.redis(now, shard, Incoming::Reply(then, why));
             }
-            None => self.arm_redis_watchdog(Duration::from_secs(1)),
+            None => self.arm_redis_watchdog(shard, Duration::from_secs(1)),
         }
     }
 
-    /// Connects, or schedules the next attempt.
-    pub(super) fn connect_redis(&mut self) {
-        let Some(link) = self.redis.as_mut() else {
+    /// Connects every shard (at start).
+    pub(super) fn connect_every_shard(&mut self) {
+        for shard in 0..self.redis.len() {
+            self.connect_redis(shard);
+        }
+    }
+
+    /// Connects shard `shard`, or schedules its next attempt.
+    fn connect_redis(&mut self, shard: usize) {
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         match link.backplane.connect(self.poll.registry()) {
             Ok(()) => {
                 // Asking a Sentinel: checked when its time is up; then the whole attempt.
                 let check = link.backplane.sentinel_time_left().unwrap_or(STALL);
-                self.arm_redis_watchdog(check);
+                self.arm_redis_watchdog(shard, check);
             }
             Err(why) => {
                 let mut incoming = Vec::new();
                 link.backplane.disconnect(why, &mut incoming);
-                self.take_incoming(&mut incoming);
+                self.take_incoming(shard, &mut incoming);
             }
         }
     }
 
-    /// Checks on Redis: reconnects when it is down, skips a Sentinel that has not answered
-    /// in time, and drops connections that have stopped answering.
-    pub(super) fn on_redis_watchdog(&mut self) {
-        let Some(link) = self.redis.as_mut() else {
+    /// Checks on shard `shard`: reconnects when it is down, skips a Sentinel that has not
+    /// answered in time, and drops connections that have stopped answering.
+    pub(super) fn on_redis_watchdog(&mut self, shard: usize) {
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         link.watchdog = false;
@@ -214,17 +262,17 @@ impl Server {
             let registry = self.poll.registry();
             link.backplane.on_sentinel_overdue(registry, &mut incoming);
             let next = link.backplane.sentinel_time_left();
-            self.take_incoming(&mut incoming);
+            self.take_incoming(shard, &mut incoming);
             // Down now (every Sentinel asked): `on_redis_down` armed the retry.
             let up_to = next.map_or(STALL, |left| left.max(Duration::from_millis(1)));
-            return self.arm_redis_watchdog(up_to);
+            return self.arm_redis_watchdog(shard, up_to);
         }
         let stalled = if link.backplane.is_up() {
             link.backplane.oldest().map(|sent| sent.elapsed() >= STALL)
         } else if let Some(began) = link.backplane.starting_since() {
             Some(began.elapsed() >= STALL)
         } else {
-            self.connect_redis();
+            self.connect_redis(shard);
             return;
         };
         match stalled {
@@ -232,25 +280,45 @@ impl Server {
                 let why = format!("Redis at {} stopped answering", link.backplane.shown());
                 let mut incoming = Vec::new();
                 link.backplane.disconnect(why, &mut incoming);
-                self.take_incoming(&mut incoming);
+                self.take_incoming(shard, &mut incoming);
             }
-            Some(false) => self.arm_redis_watchdog(Duration::from_secs(1)),
+            Some(false) => self.arm_redis_watchdog(shard, Duration::from_secs(1)),
             None => {}
         }
     }
 
-    fn arm_redis_watchdog(&mut self, after: Duration) {
-        let Some(link) = self.redis.as_mut() else {
+    fn arm_redis_watchdog(&mut self, shard: usize, after: Duration) {
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         if !link.watchdog {
             link.watchdog = true;
-            self.schedule(Due::RedisWatchdog, after);
+            self.schedule(Due::RedisWatchdog(shard as u32), after);
         }
     }
 
-    fn on_redis_up(&mut self) {
-        let Some(link) = self.redis.as_mut() else {
+    /// What `/stats` and `/metrics` show of the shards: whether each is up, and where.
+    pub(super) fn show_shards(&mut self) {
+        let up = self.redis.iter().filter(|l| l.backplane.is_up()).count();
+        stats::set(&self.stats.redis_shards_up, up as u64);
+        stats::set(
+            &self.stats.redis_connected,
+            u64::from(up == self.redis.len()),
+        );
+        if let Ok(mut shown) = self.stats.redis_shards.lock() {
+            shown.resize_with(self.redis.len(), Default::default);
+            for (shown, link) in shown.iter_mut().zip(&self.redis) {
+                link.backplane.url_shown().clone_into(&mut shown.url);
+                shown.connected = link.backplane.is_up();
+                if let Some(master) = &link.last_master {
+                    shown.master.clone_from(master);
+                }
+            }
+        }
+    }
+
+    fn on_redis_up(&mut self, shard: usize) {
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         match link.outage.take() {
@@ -271,29 +339,32 @@ impl Server {
                 stats::add(&self.stats.redis_failovers, 1);
             }
         }
-        if let (Some(now), Ok(mut shown)) = (&master, self.stats.redis_master.lock()) {
-            now.clone_into(&mut shown);
-        }
         link.last_master = master;
         link.was_up = true;
         link.attempts = 0;
-        stats::set(&self.stats.redis_connected, 1);
+        self.show_shards();
     }
 
-    fn on_redis_down(&mut self, why: &str) {
-        let Some(link) = self.redis.as_mut() else {
+    fn on_redis_down(&mut self, shard: usize, why: &str) {
+        let rooms = if self.redis.len() > 1 {
+            " in its rooms"
+        } else {
+            ""
+        };
+        let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
         if link.attempts == 0 {
             // Once per outage, not once per attempt.
-            log::warn!("{why}; posts are answered 503 until Redis is back");
+            log::warn!("{why}; posts{rooms} are answered 503 until Redis is back");
         }
+        let link = &mut self.redis[shard];
         link.attempts += 1;
         link.outage.get_or_insert_with(Instant::now);
-        stats::set(&self.stats.redis_connected, 0);
         let shift = link.attempts.min(8) - 1;
         let wait = (RETRY_FIRST * (1 << shift)).min(RETRY_MOST);
         link.watchdog = false; // a pending check is moot; this one retries
-        self.arm_redis_watchdog(wait);
+        self.show_shards();
+        self.arm_redis_watchdog(shard, wait);
     }
 }

@@ -8,13 +8,10 @@ use super::io::Line;
 use super::redis::RedisLink;
 use super::shutdown::Control;
 use super::timers::Timers;
-use super::{
-    accept, io, Server, EVENTS_PER_POLL, LISTENER, REDIS_COMMANDS, REDIS_EVENTS, REDIS_SENTINEL,
-    SIGNALS, WAKER,
-};
+use super::{accept, io, redis, Server, EVENTS_PER_POLL, LISTENER, SIGNALS, WAKER};
 use crate::answer;
 use crate::assets::Assets;
-use crate::backplane::{link_caps, Backplane, Tokens};
+use crate::backplane::{link_caps, Backplane, Place};
 use crate::chat::Chat;
 use crate::config::{Config, Www, RESERVED_DESCRIPTORS};
 use crate::metrics::LoopMetrics;
@@ -80,16 +77,16 @@ impl Server {
         stats.open_files_limit.store(soft_limit, Ordering::Relaxed);
         stats.max_conns.store(max_conns as u64, Ordering::Relaxed);
         stats.rooms.store(1, Ordering::Relaxed);
-        let redis = config.redis.clone().map(|url| {
-            let caps = link_caps(&config);
-            let tokens = Tokens {
-                commands: REDIS_COMMANDS,
-                events: REDIS_EVENTS,
-                sentinel: REDIS_SENTINEL,
-            };
-            RedisLink::new(Backplane::new(url, caps, config.redis_replicas, tokens))
-        });
-        let shared = redis.is_some();
+        let shards = config.redis.len();
+        let redis: Vec<RedisLink> = (config.redis.iter().enumerate())
+            .map(|(shard, url)| {
+                let (caps, place) = (link_caps(&config), Place { shard, shards });
+                let replicas = config.redis_replicas;
+                let backplane = Backplane::new(url.clone(), caps, replicas, redis::tokens(shard));
+                RedisLink::new(backplane.with_place(place))
+            })
+            .collect();
+        let shared = !redis.is_empty();
         let chat = Chat::new(&config, Arc::clone(&stats), Random::from_clock());
         let mut server = Server {
             poll,
@@ -135,7 +132,8 @@ impl Server {
             sockets: Default::default(),
         };
         if shared {
-            server.connect_redis();
+            server.show_shards();
+            server.connect_every_shard();
         }
         Ok(server)
     }

@@ -23,6 +23,10 @@ pub type Payload = (u32, u32);
 /// (as with the listener's token), so no connection can be mistaken for one.
 const SERVER_KEY: u32 = u32::MAX;
 
+/// Under [`SERVER_KEY`], the generations from here on are shard `n`'s Redis watchdog
+/// (`REDIS_WATCHDOGS + n`); the ones below name the server's other deadlines.
+const REDIS_WATCHDOGS: u32 = 16;
+
 /// What a timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Due {
@@ -40,8 +44,8 @@ pub enum Due {
     Sweep(Sweep),
     /// A shutdown's grace is over: exit with whatever is still open.
     GraceOver,
-    /// With `--redis`: reconnect, or check that Redis still answers.
-    RedisWatchdog,
+    /// With `--redis`: reconnect shard `n`, or check that its Redis still answers.
+    RedisWatchdog(u32),
     /// Send the X-ray's next frame to its viewers.
     XrayTick,
 }
@@ -54,7 +58,7 @@ impl Due {
             Due::ResumeAccepting => (SERVER_KEY, 0),
             Due::Sweep(Sweep::Presence) => (SERVER_KEY, 1),
             Due::GraceOver => (SERVER_KEY, 2),
-            Due::RedisWatchdog => (SERVER_KEY, 3),
+            Due::RedisWatchdog(shard) => (SERVER_KEY, REDIS_WATCHDOGS + shard),
             Due::Sweep(Sweep::Limiter) => (SERVER_KEY, 4),
             Due::XrayTick => (SERVER_KEY, 5),
         }
@@ -66,7 +70,7 @@ impl Due {
             (SERVER_KEY, 0) => Due::ResumeAccepting,
             (SERVER_KEY, 1) => Due::Sweep(Sweep::Presence),
             (SERVER_KEY, 2) => Due::GraceOver,
-            (SERVER_KEY, 3) => Due::RedisWatchdog,
+            (SERVER_KEY, n) if n >= REDIS_WATCHDOGS => Due::RedisWatchdog(n - REDIS_WATCHDOGS),
             (SERVER_KEY, 4) => Due::Sweep(Sweep::Limiter),
             (SERVER_KEY, 5) => Due::XrayTick,
             (key, generation) => Due::Conn {
@@ -116,7 +120,7 @@ impl Server {
                     self.carry_out();
                 }
                 Due::GraceOver => self.control.grace_over = true,
-                Due::RedisWatchdog => self.on_redis_watchdog(),
+                Due::RedisWatchdog(shard) => self.on_redis_watchdog(shard as usize),
                 Due::XrayTick => self.xray_tick(),
             }
         }
@@ -390,7 +394,8 @@ mod tests {
             Due::ResumeAccepting,
             Due::Sweep(Sweep::Presence),
             Due::GraceOver,
-            Due::RedisWatchdog,
+            Due::RedisWatchdog(0),
+            Due::RedisWatchdog(31),
             Due::Sweep(Sweep::Limiter),
             Due::XrayTick,
         ];

@@ -5,17 +5,17 @@ use super::*;
 
 fn shared() -> Bench {
     let mut bench = Bench::new(Config {
-        redis: Some(crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()),
+        redis: vec![crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()],
         ..Config::default()
     });
-    bench.chat.redis(bench.now, Incoming::Up);
+    bench.chat.redis(bench.now, 0, Incoming::Up);
     bench.chat.effects.clear();
     bench
 }
 
 fn command(effects: &[Effect]) -> Option<&Command> {
     effects.iter().find_map(|effect| match effect {
-        Effect::Redis(command) => Some(command),
+        Effect::Redis { command, .. } => Some(command),
         _ => None,
     })
 }
@@ -23,7 +23,9 @@ fn command(effects: &[Effect]) -> Option<&Command> {
 #[test]
 fn with_redis_down_a_post_is_told_to_come_back_at_once() {
     let mut bench = shared();
-    bench.chat.redis(bench.now, Incoming::Down("gone".into()));
+    bench
+        .chat
+        .redis(bench.now, 0, Incoming::Down("gone".into()));
     let answer = bench.answer(post("r", "ann", "hi", None));
     assert_eq!(status(&answer), 503);
     assert!(answer.contains("Retry-After: 1\r\n"));
@@ -53,7 +55,7 @@ fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
         duplicate: false,
     };
     let reply = |then| Incoming::Reply(then, Ok(Answer::Posted(stored)));
-    bench.chat.redis(bench.now, reply(then));
+    bench.chat.redis(bench.now, 0, reply(then));
     let answer = answer_to(conn, &bench.chat.effects).unwrap();
     assert_eq!(body(&answer)["id"], "0000abcd-4");
     // A post Redis answers too late was told to come back already; nobody hears twice.
@@ -66,7 +68,7 @@ fn with_redis_a_post_is_answered_once_redis_stored_it_and_not_after_the_wait() {
     bench.chat.redis_wait_over(slow);
     assert_eq!(status(&answer_to(slow, &bench.chat.effects).unwrap()), 503);
     bench.chat.effects.clear();
-    bench.chat.redis(bench.now, reply(then));
+    bench.chat.redis(bench.now, 0, reply(then));
     assert!(bench.chat.effects.is_empty(), "{:?}", bench.chat.effects);
 }
 
@@ -83,8 +85,12 @@ fn with_redis_a_read_waits_for_its_room_to_load_then_goes_on() {
     else {
         panic!("a load: {effects:?}");
     };
-    let Some(Effect::Redis(Command::History { then, .. })) =
-        effects.into_iter().find(|e| matches!(e, Effect::Redis(_)))
+    let Some(Effect::Redis {
+        command: Command::History { then, .. },
+        ..
+    }) = effects
+        .into_iter()
+        .find(|e| matches!(e, Effect::Redis { .. }))
     else {
         unreachable!()
     };
@@ -101,6 +107,7 @@ fn with_redis_a_read_waits_for_its_room_to_load_then_goes_on() {
     };
     bench.chat.redis(
         bench.now,
+        0,
         Incoming::Reply(then, Ok(Answer::Snapshot(snapshot))),
     );
     assert!(bench.chat.is_resuming(), "in line to be handled again");
@@ -138,10 +145,11 @@ fn with_redis_an_announcement_out_of_order_makes_the_room_read_what_it_missed() 
     let load = Then::Load(pending::RoomAt::for_tests(0, LOBBY, 1));
     bench.chat.redis(
         bench.now,
+        0,
         Incoming::Reply(load, Ok(Answer::Snapshot(loaded))),
     );
     bench.chat.effects.clear();
-    bench.chat.redis(bench.now, announce(3));
+    bench.chat.redis(bench.now, 0, announce(3));
     let read = command(&bench.chat.effects);
     assert!(
         matches!(read, Some(Command::History { first_seq: 2, .. })),
@@ -162,6 +170,7 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
     };
     bench.chat.redis(
         bench.now,
+        0,
         Incoming::Reply(load, Ok(Answer::Snapshot(loaded(7)))),
     );
     let conn = bench.conn();
@@ -178,7 +187,7 @@ fn when_redis_loses_its_data_waiting_polls_are_told_of_the_gap() {
     };
     bench.chat.effects.clear();
     let reply = Incoming::Reply(then, Ok(Answer::Posted(stored)));
-    bench.chat.redis(bench.now, reply);
+    bench.chat.redis(bench.now, 0, reply);
     let gap = body(&answer_to(conn, &bench.chat.effects).expect("told at once"));
     assert_eq!(gap["gap"], true);
     assert_eq!(gap["next"], "00000008-0");
@@ -193,7 +202,11 @@ fn requests_released_by_a_load_are_handled_one_at_a_time_in_the_order_they_came(
     for &conn in &waiting {
         let effects = bench.ask(conn, poll("r", None, None));
         for effect in effects {
-            if let Effect::Redis(Command::History { then, .. }) = effect {
+            if let Effect::Redis {
+                command: Command::History { then, .. },
+                ..
+            } = effect
+            {
                 load = Some(then);
             }
         }
@@ -207,6 +220,7 @@ fn requests_released_by_a_load_are_handled_one_at_a_time_in_the_order_they_came(
     let load = load.expect("one load for the room");
     bench.chat.redis(
         bench.now,
+        0,
         Incoming::Reply(load, Ok(Answer::Snapshot(snapshot))),
     );
     bench.chat.effects.clear();
@@ -237,7 +251,7 @@ fn take_command(effects: Vec<Effect>) -> Command {
     effects
         .into_iter()
         .find_map(|effect| match effect {
-            Effect::Redis(command) => Some(command),
+            Effect::Redis { command, .. } => Some(command),
             _ => None,
         })
         .expect("a command for Redis")
@@ -281,7 +295,7 @@ fn a_read_told_to_come_back_never_answers_the_next_request_on_its_connection() {
     // Room a's load comes back late: nobody asks for room a any more.
     bench
         .chat
-        .redis(bench.now, loaded_with(load_a, "only in a"));
+        .redis(bench.now, 0, loaded_with(load_a, "only in a"));
     while bench.chat.resume_next(bench.now) {}
     let effects = std::mem::take(&mut bench.chat.effects);
     assert!(
@@ -290,7 +304,7 @@ fn a_read_told_to_come_back_never_answers_the_next_request_on_its_connection() {
     );
     bench
         .chat
-        .redis(bench.now, loaded_with(load_b, "only in b"));
+        .redis(bench.now, 0, loaded_with(load_b, "only in b"));
     while bench.chat.resume_next(bench.now) {}
     let effects = std::mem::take(&mut bench.chat.effects);
     let answer = body(&answer_to(conn, &effects).expect("room b's answer"));
@@ -323,7 +337,7 @@ fn a_post_told_to_come_back_never_answers_the_next_post_on_its_connection() {
     // The first post's late reply is for an answer already given (503).
     bench
         .chat
-        .redis(bench.now, Incoming::Reply(first, stored(1)));
+        .redis(bench.now, 0, Incoming::Reply(first, stored(1)));
     let effects = std::mem::take(&mut bench.chat.effects);
     assert!(
         answer_to(conn, &effects).is_none(),
@@ -331,7 +345,7 @@ fn a_post_told_to_come_back_never_answers_the_next_post_on_its_connection() {
     );
     bench
         .chat
-        .redis(bench.now, Incoming::Reply(second, stored(2)));
+        .redis(bench.now, 0, Incoming::Reply(second, stored(2)));
     let answer = answer_to(conn, &bench.chat.effects).expect("the second post's answer");
     assert_eq!(body(&answer)["id"], "0000abcd-2");
 }
@@ -343,13 +357,13 @@ fn a_post_told_to_come_back_never_answers_the_next_post_on_its_connection() {
 #[test]
 fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages() {
     let mut bench = Bench::new(Config {
-        redis: Some(crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()),
+        redis: vec![crate::backplane::url::parse("redis://127.0.0.1:6379").unwrap()],
         token_secret: Some(Arc::new(crate::token::Secret::from_bytes(
             b"0123456789abcdef0123456789abcdef",
         ))),
         ..Config::default()
     });
-    bench.chat.redis(bench.now, Incoming::Up);
+    bench.chat.redis(bench.now, 0, Incoming::Up);
     bench.chat.effects.clear();
     let conn = bench.conn();
     let stream = Action::Stream {
@@ -369,6 +383,7 @@ fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages(
     };
     bench.chat.redis(
         bench.now,
+        0,
         Incoming::Reply(load, Ok(Answer::Snapshot(empty))),
     );
     while bench.chat.resume_next(bench.now) {}
@@ -388,7 +403,7 @@ fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages(
             message: message(3),
         },
     };
-    bench.chat.redis(bench.now, news);
+    bench.chat.redis(bench.now, 0, news);
     let effects = std::mem::take(&mut bench.chat.effects);
     let Command::History { then: catch_up, .. } = take_command(effects) else {
         panic!("a catch-up of room r");
@@ -400,7 +415,7 @@ fn a_stream_whose_token_ran_out_is_ended_once_by_a_catch_up_of_several_messages(
         names: vec![],
     };
     let reply = Incoming::Reply(catch_up, Ok(Answer::Snapshot(missed)));
-    bench.chat.redis(bench.now, reply);
+    bench.chat.redis(bench.now, 0, reply);
     let ended = (bench.chat.effects.iter())
         .filter(|e| matches!(e, Effect::EndStream { to, .. } if *to == conn))
         .count();
@@ -418,8 +433,12 @@ fn names_announced_while_a_room_loads_are_kept_after_the_load() {
     let mut bench = shared();
     let conn = bench.conn();
     let effects = bench.ask(conn, poll("r", None, None));
-    let Some(Effect::Redis(Command::History { then, .. })) =
-        effects.into_iter().find(|e| matches!(e, Effect::Redis(_)))
+    let Some(Effect::Redis {
+        command: Command::History { then, .. },
+        ..
+    }) = effects
+        .into_iter()
+        .find(|e| matches!(e, Effect::Redis { .. }))
     else {
         panic!("a load");
     };
@@ -429,11 +448,12 @@ fn names_announced_while_a_room_loads_are_kept_after_the_load() {
     };
     bench.chat.redis(
         bench.now,
+        0,
         news(News::Joined(vec!["bob".into(), "cat".into()])),
     );
     bench
         .chat
-        .redis(bench.now, news(News::Left(vec!["cat".into()])));
+        .redis(bench.now, 0, news(News::Left(vec!["cat".into()])));
     let snapshot = Snapshot {
         epoch: 7,
         seq: 0,
@@ -442,6 +462,7 @@ fn names_announced_while_a_room_loads_are_kept_after_the_load() {
     };
     bench.chat.redis(
         bench.now,
+        0,
         Incoming::Reply(then, Ok(Answer::Snapshot(snapshot))),
     );
     let present = body(&bench.answer(Action::Presence { room: "r".into() }));
