@@ -389,6 +389,12 @@ fn find_workers(
         let worker = stats.worker.unwrap_or(0);
         if found.iter().all(|(w, _)| *w != worker) {
             found.push((worker, conn));
+        } else {
+            // A worker still starting (with Sentinel it asks the Sentinels and its master
+            // first) has no socket in the port's group yet, and every connection lands on
+            // the others: spread the attempts over the time allowed instead of spending
+            // them all in the first milliseconds.
+            std::thread::sleep(FIND_WORKERS / (FIND_ATTEMPTS_PER_WORKER * count) as u32);
         }
     }
     found.sort_by_key(|(worker, _)| *worker);
