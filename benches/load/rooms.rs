@@ -43,6 +43,9 @@ pub struct RoomPosts {
     pub posted_at_once: usize,
     /// First write → last answer, summed over the rounds at once.
     pub at_once_time: Duration,
+    /// First write → last answer, per round at once: on a shared machine one descheduled
+    /// round can weigh on the sum, and the median round says what a round usually costs.
+    pub round_times: Vec<Duration>,
     /// Posts not answered `201`, or not answered.
     pub errors: usize,
     /// The first of them.
@@ -50,9 +53,15 @@ pub struct RoomPosts {
 }
 
 impl RoomPosts {
-    /// Posts per second with one post per room in flight.
+    /// Posts per second with one post per room in flight, over all the rounds.
     pub fn posts_per_sec(&self) -> f64 {
         self.posted_at_once as f64 / self.at_once_time.as_secs_f64().max(1e-9)
+    }
+
+    /// [`ROOMS`] posts over the median round's time.
+    pub fn median_round_posts_per_sec(&self) -> Option<f64> {
+        let median = dist::median(&mut self.round_times.clone())?;
+        Some(ROOMS as f64 / median.as_secs_f64().max(1e-9))
     }
 
     /// As JSON.
@@ -63,6 +72,11 @@ impl RoomPosts {
             "at_once_posts": self.posted_at_once,
             "at_once_secs": dist::round2(self.at_once_time.as_secs_f64() * 1e3) / 1e3,
             "at_once_posts_per_sec": self.posts_per_sec().round(),
+            "at_once_median_round_posts_per_sec":
+                self.median_round_posts_per_sec().map(f64::round),
+            "at_once_round_ms": self.round_times.iter()
+                .map(|d| dist::round2(dist::us(*d) / 1e3))
+                .collect::<Vec<_>>(),
             "errors": self.errors,
             "first_error": self.first_error,
         })
@@ -87,6 +101,7 @@ pub fn run(addr: SocketAddr, plan: &Plan) -> RoomPosts {
         round_trips: Vec::with_capacity(plan.sequential),
         posted_at_once: 0,
         at_once_time: Duration::ZERO,
+        round_times: Vec::with_capacity(plan.rounds),
         errors: 0,
         first_error: None,
     };
@@ -142,7 +157,9 @@ pub fn run(addr: SocketAddr, plan: &Plan) -> RoomPosts {
                 Err(e) => out.error(format!("post to {}: {e}", room(i))),
             }
         }
-        out.at_once_time += started.elapsed();
+        let took = started.elapsed();
+        out.at_once_time += took;
+        out.round_times.push(took);
     }
     out
 }

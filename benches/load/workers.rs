@@ -463,10 +463,11 @@ fn table(report: &Report<'_>) -> String {
         );
         let _ = writeln!(
             t,
-            "  one per room at once: {} posts in {:.3} s, {} posts/s; errors {}",
+            "  one per room at once: {} posts in {:.3} s, {} posts/s (median round: {}/s); errors {}",
             r.posted_at_once,
             r.at_once_time.as_secs_f64(),
             thousands(r.posts_per_sec()),
+            r.median_round_posts_per_sec().map_or("-".into(), thousands),
             r.errors
         );
         if let Some(e) = &r.first_error {
