@@ -79,6 +79,14 @@ impl HttpConn {
         Ok(conn)
     }
 
+    /// Waits up to `wait` for each answer from now on, instead of [`ANSWER_TIMEOUT`]: for a
+    /// server that is busy on purpose (every client's poll timing out at once, at the top
+    /// of the million ladder), where a slow `/stats` is what is measured, not trouble.
+    pub fn wait_answers_up_to(&mut self, wait: Duration) -> io::Result<()> {
+        self.stream.set_read_timeout(Some(wait))?;
+        self.stream.set_write_timeout(Some(wait))
+    }
+
     /// Replaces the connection if it sat idle too long (see [`MAX_IDLE`]), and has the new
     /// one answer `/stats` once so the server has surely accepted it before it is used for
     /// anything timed.

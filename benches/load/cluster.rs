@@ -263,6 +263,15 @@ impl Cluster {
             .sum())
     }
 
+    /// Every worker's kept connection waits up to `wait` for an answer from now on (see
+    /// [`HttpConn::wait_answers_up_to`]).
+    pub fn wait_answers_up_to(&mut self, wait: Duration) -> io::Result<()> {
+        for (_, conn) in &mut self.workers {
+            conn.wait_answers_up_to(wait)?;
+        }
+        Ok(())
+    }
+
     /// Poll answers that timed out, over all workers, since they started.
     pub fn timeouts(&mut self) -> io::Result<u64> {
         Ok(self.per_worker()?.iter().map(|w| w.stats.timeouts).sum())
