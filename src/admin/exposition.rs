@@ -329,9 +329,11 @@ pub fn render(snapshot: &Snapshot) -> String {
             "comet_chat_redis_master",
             "gauge",
             "The Redis in use (with Sentinel, the master it named), by address, one per \
-             shard; 1.",
+             shard reached so far; 1.",
         );
-        for shard in &shards {
+        // A shard never reached has no master yet: no sample, rather than one with an
+        // empty address (the same series again for every other such shard).
+        for shard in shards.iter().filter(|shard| !shard.master.is_empty()) {
             let address = escaped(&shard.master);
             text.sample("comet_chat_redis_master", &[("address", &address)], 1);
         }
@@ -481,6 +483,36 @@ mod tests {
                 assert!(line.starts_with(&family), "{line} outside {family}");
             }
         }
+    }
+
+    #[test]
+    fn a_shard_never_reached_names_no_master() {
+        // Three shards, one reached: one master, not two more with an empty address (the
+        // same series twice, which the format forbids, each saying a Redis is in use).
+        let stats = Stats::default();
+        let shard = |master: &str| crate::stats::RedisShard {
+            url: "redis://somewhere".into(),
+            connected: !master.is_empty(),
+            master: master.to_owned(),
+        };
+        *stats.redis_shards.lock().unwrap() = vec![shard(""), shard("10.0.0.7:6380"), shard("")];
+        let text = render(&Snapshot {
+            stats: &stats,
+            metrics: &LoopMetrics::default(),
+            timers: (Totals::default(), 0, 0),
+            states: States::default(),
+            rss_bytes: 0,
+            worker: None,
+            redis: true,
+        });
+        let masters: Vec<&str> = (text.lines())
+            .filter(|line| line.starts_with("comet_chat_redis_master"))
+            .collect();
+        assert_eq!(
+            masters,
+            ["comet_chat_redis_master{address=\"10.0.0.7:6380\"} 1"]
+        );
+        assert!(text.contains("comet_chat_redis_shards 3\n"));
     }
 
     #[test]
