@@ -230,6 +230,11 @@ pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 /// nodes is 11 MiB. An error or a status line is nothing beside that.
 const REPLY_SLACK_BYTES: usize = 16 << 20;
 
+/// Bytes of a shard marker not ours that the refusal shows. Ours is `i/n`, a few bytes;
+/// one written by someone else may be as long as a reply may be (megabytes), and would be
+/// logged whole at every outage.
+const MARKER_SHOWN_BYTES: usize = 64;
+
 /// What one frame may hold on each of the two connections: a reply to a command, and an
 /// announcement on the subscription. Each connection buffers at most one frame within its
 /// cap (and a pass's reads), so these bound a node's memory for Redis, whatever answers at
@@ -727,13 +732,17 @@ impl<T> Backplane<T> {
         if had.as_slice() == ours.as_bytes() {
             return Ok(None);
         }
+        // Whoever can write to this Redis wrote the marker: it is logged short, and on
+        // one line (escaped), however long it is or whatever it holds.
+        let shown = &had[..had.len().min(MARKER_SHOWN_BYTES)];
+        let more = if had.len() > shown.len() { "..." } else { "" };
         Ok(Some(format!(
-            "Redis at {} is shard {} (its {} key), but this node's --redis list makes it \
-             shard {ours}: every node must list the same Redis in the same order, and a \
-             changed list needs its rooms moved first (docs/SCALING.md, \"Changing the \
-             shards\")",
+            "Redis at {} is shard \"{}{more}\" (its {} key), but this node's --redis list \
+             makes it shard {ours}: every node must list the same Redis in the same order, \
+             and a changed list needs its rooms moved first (docs/SCALING.md, \"Changing \
+             the shards\")",
             self.shown(),
-            String::from_utf8_lossy(had),
+            String::from_utf8_lossy(shown).escape_debug(),
             shards::MARKER_KEY,
         )))
     }

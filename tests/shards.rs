@@ -300,3 +300,40 @@ fn presence_typing_and_client_ids_work_alike_on_every_shard() {
         assert_eq!(holders(&[&r0, &r1], &room), [shard]);
     }
 }
+
+#[test]
+fn a_marker_written_by_someone_else_is_logged_short_and_on_one_line() {
+    let (r0, r1) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    // Anyone who can write to this Redis can write its marker: a line of their own in our
+    // log, then megabytes (within what one reply may hold), logged at every reconnection.
+    let key = shards::MARKER_KEY;
+    let forged = "9/9\nERROR [comet_chat] forged";
+    assert_eq!(r0.command(&["SET", key, forged]).as_deref(), Some("+OK"));
+    let grown = r0.command(&["SETRANGE", key, "4000000", "x"]);
+    assert_eq!(grown.as_deref(), Some(":4000001"));
+    let node = ChildServer::start(&["--redis", &r0.url(), "--redis", &r1.url()]);
+    // The whole warning, to its last words, whatever the marker held.
+    wait_until(Duration::from_secs(10), "the refusal logged", || {
+        let lines = node.log_lines();
+        lines.iter().any(|l| l.contains("503 until Redis is back"))
+    });
+    let lines = node.log_lines();
+    let at = format!("Redis at {} is shard", r0.url());
+    let warning = lines.iter().find(|l| l.contains(&at));
+    assert!(
+        warning.is_some_and(|l| l.contains("WARN") && l.contains(key) && l.contains("503")),
+        "the refusal on one line: {warning:?}"
+    );
+    let longest = lines.iter().map(String::len).max().unwrap_or_default();
+    assert!(longest < 4096, "a log line of {longest} bytes");
+    // The other shard is not held up by it.
+    let mut client = Client::connect(node.addr);
+    client.send(b"GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let shards = client.read_reply().json()["redis"]["shards"].clone();
+    assert_eq!(shards[0]["connected"], false, "{shards}");
+    wait_until(Duration::from_secs(10), "shard 1 up", || {
+        let mut client = Client::connect(node.addr);
+        client.send(b"GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n");
+        client.read_reply().json()["redis"]["shards"][1]["connected"] == true
+    });
+}
