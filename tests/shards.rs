@@ -337,3 +337,94 @@ fn a_marker_written_by_someone_else_is_logged_short_and_on_one_line() {
         client.read_reply().json()["redis"]["shards"][1]["connected"] == true
     });
 }
+
+#[test]
+fn a_stalled_shard_answers_its_own_rooms_503_and_holds_up_no_other() {
+    let (r0, r1) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    let a = node(&[&r0, &r1]);
+    wait_all_up(&a);
+    let room_on = |shard: usize| {
+        (0..)
+            .map(|i| format!("stall-{i}"))
+            .find(|r| shards::shard_of(r, 2) == shard)
+            .unwrap()
+    };
+    let (live, stalled) = (room_on(0), room_on(1));
+    let first = post(&a, &live, "first");
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(post(&a, &stalled, "first").status, 201);
+
+    // Shard 1 stops answering but keeps its connections open (SIGSTOP).
+    r1.pause();
+    let mut poll = Client::connect(a.addr);
+    poll.get(&format!("/rooms/{live}/messages?since={}", first.id()));
+    let started = std::time::Instant::now();
+    let refused = post(&a, &stalled, "into+the+void");
+    let waited = started.elapsed();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+    // Meanwhile, and after, the other shard's room takes posts and delivers them.
+    for i in 0..20 {
+        let posted = post(&a, &live, &format!("live-{i}"));
+        assert_eq!(posted.status, 201, "{}", posted.text());
+    }
+    assert_eq!(poll.read_reply().texts()[0], "live-0");
+    wait_until(Duration::from_secs(10), "shard 1 dropped", || {
+        counter(&a, |s| &s.redis_shards_up) == 1
+    });
+    assert_eq!(post(&a, &stalled, "still+stalled").status, 503);
+    assert_eq!(post(&a, &live, "still+live").status, 201);
+
+    r1.resume();
+    wait_all_up(&a);
+    let back = post(&a, &stalled, "back");
+    assert_eq!(back.status, 201, "{}", back.text());
+    let texts = get(a.addr, &format!("/rooms/{stalled}/messages")).texts();
+    assert_eq!(texts.last().map(String::as_str), Some("back"), "{texts:?}");
+}
+
+/// Connections Redis `redis` has accepted since it started (`INFO stats`).
+fn connections_received(redis: &RedisServer) -> u64 {
+    use std::io::Write;
+    const FIELD: &str = "total_connections_received:";
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream.write_all(b"INFO stats\r\n").unwrap();
+    let (mut text, mut chunk) = (String::new(), [0u8; 4096]);
+    loop {
+        let field = text.split(FIELD).nth(1);
+        if let Some((n, _)) = field.and_then(|rest| rest.split_once("\r\n")) {
+            return n.parse().unwrap();
+        }
+        let n = read_retrying(&mut stream, &mut chunk).unwrap();
+        assert!(n > 0, "INFO stats ended early: {text}");
+        text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+}
+
+#[test]
+fn a_shard_that_refuses_the_node_is_retried_at_the_backoff_rate_not_faster_and_faster() {
+    let (r0, r1) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    // r0 is another list's shard: it refuses this node at every attempt, at once.
+    let key = shards::MARKER_KEY;
+    assert_eq!(r0.command(&["SET", key, "5/7"]).as_deref(), Some("+OK"));
+    let a = node(&[&r0, &r1]);
+    wait_until(Duration::from_secs(10), "shard 1 up", || {
+        counter(&a, |s| &s.redis_shards_up) == 1
+    });
+    let before = connections_received(&r0);
+    std::thread::sleep(Duration::from_secs(12));
+    let made = connections_received(&r0) - before - 1; // less this test's own INFO
+                                                       // At most one attempt (two connections) every RETRY_MOST (2 s) once the backoff has
+                                                       // grown, a few more while it grows: about 14 in 12 s. Each refusal used to leave its
+                                                       // earlier watchdog on the wheel as well, each of which made an attempt of its own, so
+                                                       // the attempts multiplied (147 connections in 12 s, and growing).
+    assert!(made <= 40, "{made} connections in 12 s");
+    let room = (0..)
+        .map(|i| format!("r{i}"))
+        .find(|r| shards::shard_of(r, 2) == 1)
+        .unwrap();
+    assert_eq!(post(&a, &room, "fine").status, 201);
+}

@@ -10,7 +10,7 @@
 //! carries it there, and tells the chat which shard each reply came from.
 
 use super::budget::REQUESTS_RESUMED_PER_PASS;
-use super::timers::Due;
+use super::timers::{Due, WATCHDOG_TURNS};
 use super::Server;
 use crate::backplane::shards::SHARDS_MAX;
 use crate::backplane::{Backplane, Incoming, Tokens};
@@ -60,8 +60,15 @@ pub(super) struct RedisLink {
     incoming: Vec<Incoming<Then>>,
     /// Frames from Redis were left for the next pass (at most so many a pass).
     pub more: bool,
-    /// The watchdog is on the wheel (at most once).
+    /// The watchdog is on the wheel: at most one entry that counts, the one of turn
+    /// `watchdog_turn`.
     watchdog: bool,
+    /// The turn of the watchdog last filed. A drop files a new one at once, for the
+    /// backoff, in place of the one on the wheel: that one, when it fires, is of an earlier
+    /// turn and ignored. Acted on, each such entry filed one more, so every refused attempt
+    /// added an entry and the attempts multiplied (136 connections in 12 s where the
+    /// backoff allows 14).
+    watchdog_turn: u32,
     /// Failed attempts to reach Redis in the current outage (0: up, or never tried).
     attempts: u32,
     /// Redis was up at least once, so a connection now is a reconnection.
@@ -81,6 +88,7 @@ impl RedisLink {
             incoming: Vec::new(),
             more: false,
             watchdog: false,
+            watchdog_turn: 0,
             attempts: 0,
             was_up: false,
             last_master: None,
@@ -252,10 +260,13 @@ impl Server {
 
     /// Checks on shard `shard`: reconnects when it is down, skips a Sentinel that has not
     /// answered in time, and drops connections that have stopped answering.
-    pub(super) fn on_redis_watchdog(&mut self, shard: usize) {
+    pub(super) fn on_redis_watchdog(&mut self, shard: usize, turn: u32) {
         let Some(link) = self.redis.get_mut(shard) else {
             return;
         };
+        if !link.watchdog || turn != link.watchdog_turn {
+            return; // replaced by a later one (`on_redis_down`)
+        }
         link.watchdog = false;
         if link.backplane.sentinel_time_left().is_some() {
             let mut incoming = Vec::new();
@@ -293,7 +304,9 @@ impl Server {
         };
         if !link.watchdog {
             link.watchdog = true;
-            self.schedule(Due::RedisWatchdog(shard as u32), after);
+            link.watchdog_turn = (link.watchdog_turn + 1) % WATCHDOG_TURNS;
+            let (shard, turn) = (shard as u32, link.watchdog_turn);
+            self.schedule(Due::RedisWatchdog { shard, turn }, after);
         }
     }
 
@@ -363,7 +376,7 @@ impl Server {
         link.outage.get_or_insert_with(Instant::now);
         let shift = link.attempts.min(8) - 1;
         let wait = (RETRY_FIRST * (1 << shift)).min(RETRY_MOST);
-        link.watchdog = false; // a pending check is moot; this one retries
+        link.watchdog = false; // a pending check is moot (ignored when it fires); this retries
         self.show_shards();
         self.arm_redis_watchdog(shard, wait);
     }

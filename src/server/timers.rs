@@ -5,6 +5,7 @@
 
 use super::budget::TIMERS_FIRED_PER_PASS;
 use super::Server;
+use crate::backplane::shards::SHARDS_MAX;
 use crate::chat::Sweep;
 use crate::conn::{Deadline, Flags, State};
 use crate::stats;
@@ -23,9 +24,15 @@ pub type Payload = (u32, u32);
 /// (as with the listener's token), so no connection can be mistaken for one.
 const SERVER_KEY: u32 = u32::MAX;
 
-/// Under [`SERVER_KEY`], the generations from here on are shard `n`'s Redis watchdog
-/// (`REDIS_WATCHDOGS + n`); the ones below name the server's other deadlines.
+/// Under [`SERVER_KEY`], the generations from here on are the Redis watchdogs, shard `n`'s
+/// of turn `t` at `REDIS_WATCHDOGS + n + SHARDS_MAX * t`; the ones below name the server's
+/// other deadlines.
 const REDIS_WATCHDOGS: u32 = 16;
+
+/// Watchdog turns told apart ([`Due::RedisWatchdog`]); they count round modulo this, which
+/// fills the rest of the generation's range. A watchdog fires within seconds of being
+/// filed, so an entry this many turns old is never still on the wheel.
+pub(super) const WATCHDOG_TURNS: u32 = (u32::MAX - REDIS_WATCHDOGS) / SHARDS_MAX as u32;
 
 /// What a timer is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +51,14 @@ pub enum Due {
     Sweep(Sweep),
     /// A shutdown's grace is over: exit with whatever is still open.
     GraceOver,
-    /// With `--redis`: reconnect shard `n`, or check that its Redis still answers.
-    RedisWatchdog(u32),
+    /// With `--redis`: reconnect shard `shard`, or check that its Redis still answers, if
+    /// this is still its watchdog's `turn` (one replaced meanwhile is ignored).
+    RedisWatchdog {
+        /// The shard, an index into `--redis`.
+        shard: u32,
+        /// Its watchdog's turn when this was filed, below [`WATCHDOG_TURNS`].
+        turn: u32,
+    },
     /// Send the X-ray's next frame to its viewers.
     XrayTick,
 }
@@ -58,7 +71,10 @@ impl Due {
             Due::ResumeAccepting => (SERVER_KEY, 0),
             Due::Sweep(Sweep::Presence) => (SERVER_KEY, 1),
             Due::GraceOver => (SERVER_KEY, 2),
-            Due::RedisWatchdog(shard) => (SERVER_KEY, REDIS_WATCHDOGS + shard),
+            Due::RedisWatchdog { shard, turn } => {
+                let shards = SHARDS_MAX as u32;
+                (SERVER_KEY, REDIS_WATCHDOGS + shard + shards * turn)
+            }
             Due::Sweep(Sweep::Limiter) => (SERVER_KEY, 4),
             Due::XrayTick => (SERVER_KEY, 5),
         }
@@ -70,7 +86,13 @@ impl Due {
             (SERVER_KEY, 0) => Due::ResumeAccepting,
             (SERVER_KEY, 1) => Due::Sweep(Sweep::Presence),
             (SERVER_KEY, 2) => Due::GraceOver,
-            (SERVER_KEY, n) if n >= REDIS_WATCHDOGS => Due::RedisWatchdog(n - REDIS_WATCHDOGS),
+            (SERVER_KEY, n) if n >= REDIS_WATCHDOGS => {
+                let (n, shards) = (n - REDIS_WATCHDOGS, SHARDS_MAX as u32);
+                Due::RedisWatchdog {
+                    shard: n % shards,
+                    turn: n / shards,
+                }
+            }
             (SERVER_KEY, 4) => Due::Sweep(Sweep::Limiter),
             (SERVER_KEY, 5) => Due::XrayTick,
             (key, generation) => Due::Conn {
@@ -120,7 +142,7 @@ impl Server {
                     self.carry_out();
                 }
                 Due::GraceOver => self.control.grace_over = true,
-                Due::RedisWatchdog(shard) => self.on_redis_watchdog(shard as usize),
+                Due::RedisWatchdog { shard, turn } => self.on_redis_watchdog(shard as usize, turn),
                 Due::XrayTick => self.xray_tick(),
             }
         }
@@ -394,8 +416,12 @@ mod tests {
             Due::ResumeAccepting,
             Due::Sweep(Sweep::Presence),
             Due::GraceOver,
-            Due::RedisWatchdog(0),
-            Due::RedisWatchdog(31),
+            Due::RedisWatchdog { shard: 0, turn: 0 },
+            Due::RedisWatchdog { shard: 31, turn: 1 },
+            Due::RedisWatchdog {
+                shard: 31,
+                turn: WATCHDOG_TURNS - 1,
+            },
             Due::Sweep(Sweep::Limiter),
             Due::XrayTick,
         ];
