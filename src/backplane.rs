@@ -575,7 +575,9 @@ impl<T> Backplane<T> {
                 self.on_announcement(frame, out)
             };
             if let Err(Malformed(what)) = handled {
-                self.disconnect(format!("unexpected answer from Redis: {what}"), out);
+                // Which Redis: with several shards, the one to look at.
+                let why = format!("unexpected answer from Redis at {}: {what}", self.shown());
+                self.disconnect(why, out);
                 return false;
             }
         }

@@ -428,3 +428,66 @@ fn a_shard_that_refuses_the_node_is_retried_at_the_backoff_rate_not_faster_and_f
         .unwrap();
     assert_eq!(post(&a, &room, "fine").status, 201);
 }
+
+#[test]
+fn a_peer_at_one_shard_answering_nonsense_costs_only_its_own_rooms() {
+    use std::io::{Read, Write};
+    // Not a Redis (the point is a misbehaving peer): whatever it is sent, even the
+    // marker's SET, it answers with an array, then a bulk string as long as a reply may be.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 4096];
+                while stream.read(&mut buf).is_ok_and(|n| n > 0) {
+                    let nonsense = b"*2\r\n$1\r\nx\r\n*1\r\n:1\r\n$4000000000\r\n";
+                    if stream.write_all(nonsense).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let r0 = RedisServer::start(&[]);
+    let fake = format!("redis://127.0.0.1:{port}");
+    let mut node = ChildServer::start(&["--redis", &r0.url(), "--redis", &fake]);
+    let room_on = |shard: usize| {
+        (0..)
+            .map(|i| format!("n{i}"))
+            .find(|r| shards::shard_of(r, 2) == shard)
+            .unwrap()
+    };
+    let (good, bad) = (room_on(0), room_on(1));
+    let post_to = |room: &str| {
+        let path = format!("/rooms/{room}/messages");
+        post_form(node.addr, &path, "from=ann&text=hi").status
+    };
+    wait_until(Duration::from_secs(10), "shard 0 takes posts", || {
+        post_to(&good) == 201
+    });
+    for _ in 0..10 {
+        assert_eq!(post_to(&good), 201);
+        assert_eq!(post_to(&bad), 503);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(node.wait_exit(Duration::ZERO).is_none(), "the node died");
+    // It tried again, at the backoff's pace (two connections an attempt).
+    let tries = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (4..=20).contains(&tries),
+        "{tries} connections in about 2 s"
+    );
+    let lines = node.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains(&fake)),
+        "{lines:?}"
+    );
+}
