@@ -45,6 +45,14 @@ fn post(node: &Running, room: &str, text: &str) -> Reply {
     )
 }
 
+/// The first room named `{prefix}{i}` that lives on shard `shard` of `shards`.
+fn room_on(prefix: &str, shard: usize, shards: usize) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|r| shards::shard_of(r, shards) == shard)
+        .unwrap()
+}
+
 /// Which of `redis` holds room `room`'s history, looked up in the Redis themselves.
 fn holders(redis: &[&RedisServer], room: &str) -> Vec<usize> {
     let key = format!("comet:r:{room}:log");
@@ -97,14 +105,14 @@ fn thirty_rooms_spread_over_three_redis_and_a_shard_down_stops_only_its_own() {
     }
 
     // A poll parked on B in a room of each shard.
-    let room_on = |shard: usize| {
+    let first_on = |shard: usize| {
         let i = (rooms.iter())
             .position(|r| shards::shard_of(r, 3) == shard)
             .unwrap();
         (rooms[i].clone(), first_ids[i].clone())
     };
-    let (down_room, down_since) = room_on(2);
-    let (up_room, up_since) = room_on(0);
+    let (down_room, down_since) = first_on(2);
+    let (up_room, up_since) = first_on(0);
     let mut poll_down = Client::connect(b.addr);
     poll_down.get(&format!("/rooms/{down_room}/messages?since={down_since}"));
     let mut poll_up = Client::connect(b.addr);
@@ -150,13 +158,7 @@ fn a_shard_that_loses_its_data_starts_only_its_own_rooms_again() {
     let (r0, mut r1) = (RedisServer::start(&DURABLE), RedisServer::start(&[]));
     let a = node(&[&r0, &r1]);
     wait_all_up(&a);
-    let room_on = |shard: usize| {
-        (0..)
-            .map(|i| format!("r{i}"))
-            .find(|r| shards::shard_of(r, 2) == shard)
-            .unwrap()
-    };
-    let (kept, lost) = (room_on(0), room_on(1));
+    let (kept, lost) = (room_on("r", 0, 2), room_on("r", 1, 2));
     let kept_at = post(&a, &kept, "one").id();
     let lost_at = post(&a, &lost, "one").id();
     post(&a, &kept, "two");
@@ -190,10 +192,7 @@ fn a_node_that_lists_the_shards_in_another_order_is_refused_by_them() {
     let (r0, r1) = (RedisServer::start(&[]), RedisServer::start(&[]));
     let a = node(&[&r0, &r1]);
     wait_all_up(&a);
-    let room = (0..)
-        .map(|i| format!("r{i}"))
-        .find(|r| shards::shard_of(r, 2) == 1)
-        .unwrap();
+    let room = room_on("r", 1, 2);
     assert_eq!(post(&a, &room, "on+shard+1").status, 201);
 
     // The same two Redis the other way round would put this room on r0, where nobody
@@ -266,10 +265,7 @@ fn presence_typing_and_client_ids_work_alike_on_every_shard() {
     wait_all_up(&a);
     wait_all_up(&b);
     for shard in 0..2 {
-        let room = (0..)
-            .map(|i| format!("s{shard}-{i}"))
-            .find(|r| shards::shard_of(r, 2) == shard)
-            .unwrap();
+        let room = room_on(&format!("s{shard}-"), shard, 2);
         let mut stream = Client::connect(b.addr);
         stream.get(&format!("/rooms/{room}/events?name=bob"));
         assert_eq!(stream.read_stream_head().status, 200);
@@ -343,13 +339,7 @@ fn a_stalled_shard_answers_its_own_rooms_503_and_holds_up_no_other() {
     let (r0, r1) = (RedisServer::start(&[]), RedisServer::start(&[]));
     let a = node(&[&r0, &r1]);
     wait_all_up(&a);
-    let room_on = |shard: usize| {
-        (0..)
-            .map(|i| format!("stall-{i}"))
-            .find(|r| shards::shard_of(r, 2) == shard)
-            .unwrap()
-    };
-    let (live, stalled) = (room_on(0), room_on(1));
+    let (live, stalled) = (room_on("stall-", 0, 2), room_on("stall-", 1, 2));
     let first = post(&a, &live, "first");
     assert_eq!(first.status, 201, "{}", first.text());
     assert_eq!(post(&a, &stalled, "first").status, 201);
@@ -422,10 +412,7 @@ fn a_shard_that_refuses_the_node_is_retried_at_the_backoff_rate_not_faster_and_f
                                                        // earlier watchdog on the wheel as well, each of which made an attempt of its own, so
                                                        // the attempts multiplied (147 connections in 12 s, and growing).
     assert!(made <= 40, "{made} connections in 12 s");
-    let room = (0..)
-        .map(|i| format!("r{i}"))
-        .find(|r| shards::shard_of(r, 2) == 1)
-        .unwrap();
+    let room = room_on("r", 1, 2);
     assert_eq!(post(&a, &room, "fine").status, 201);
 }
 
@@ -457,13 +444,7 @@ fn a_peer_at_one_shard_answering_nonsense_costs_only_its_own_rooms() {
     let r0 = RedisServer::start(&[]);
     let fake = format!("redis://127.0.0.1:{port}");
     let mut node = ChildServer::start(&["--redis", &r0.url(), "--redis", &fake]);
-    let room_on = |shard: usize| {
-        (0..)
-            .map(|i| format!("n{i}"))
-            .find(|r| shards::shard_of(r, 2) == shard)
-            .unwrap()
-    };
-    let (good, bad) = (room_on(0), room_on(1));
+    let (good, bad) = (room_on("n", 0, 2), room_on("n", 1, 2));
     let post_to = |room: &str| {
         let path = format!("/rooms/{room}/messages");
         post_form(node.addr, &path, "from=ann&text=hi").status
