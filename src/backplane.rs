@@ -36,6 +36,7 @@ use link::Link;
 use news::{Malformed, News, Posted, Snapshot};
 use redis_protocol::resp2::types::OwnedFrame;
 use sentinel::{Asking, Sentinels};
+pub use shards::Place;
 use std::collections::VecDeque;
 use std::time::Instant;
 use url::{RedisUrl, Target, Where};
@@ -108,15 +109,6 @@ enum Step {
     Shard,
 }
 
-/// Which shard a [`Backplane`] is, of how many (`--redis` given `shards` times).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Place {
-    /// Its index in `--redis` as given.
-    pub shard: usize,
-    /// How many `--redis` there are.
-    pub shards: usize,
-}
-
 /// What a command in flight was, kept until its reply comes: its name, for a log line, and
 /// for a script, what it takes to send it again should Redis have forgotten the script.
 struct Sent {
@@ -180,7 +172,7 @@ pub const REPLICAS_WAIT_MS: u64 = 250;
 pub struct Backplane<T> {
     url: RedisUrl,
     /// Which shard this is: with more than one, each connection first checks that the
-    /// Redis agrees ([`shards::marker`]).
+    /// Redis agrees ([`Place::marker`]).
     place: Place,
     /// What one reply, and one announcement, may hold: see [`link_caps`].
     caps: LinkCaps,
@@ -229,11 +221,6 @@ pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 /// plus its framing, under 180 bytes; 1,000 of them (`--max-names-per-room`) on each of 64
 /// nodes is 11 MiB. An error or a status line is nothing beside that.
 const REPLY_SLACK_BYTES: usize = 16 << 20;
-
-/// Bytes of a shard marker not ours that the refusal shows. Ours is `i/n`, a few bytes;
-/// one written by someone else may be as long as a reply may be (megabytes), and would be
-/// logged whole at every outage.
-const MARKER_SHOWN_BYTES: usize = 64;
 
 /// What one frame may hold on each of the two connections: a reply to a command, and an
 /// announcement on the subscription. Each connection buffers at most one frame within its
@@ -472,7 +459,7 @@ impl<T> Backplane<T> {
                 setup(&mut commands, &[b"ROLE"], Some(Note::Setup(Step::Role)))?;
             }
             if place.shards > 1 {
-                let marker = shards::marker(place.shard, place.shards);
+                let marker = place.marker();
                 let key = shards::MARKER_KEY.as_bytes();
                 let set = [b"SET", key, marker.as_bytes(), b"NX", b"GET"];
                 setup(&mut commands, &set, Some(Note::Setup(Step::Shard)))?;
@@ -721,31 +708,20 @@ impl<T> Backplane<T> {
         Ok(())
     }
 
-    /// The reply to the shard marker's `SET ... NX GET`: nil when this Redis had none (it
-    /// is ours now), else the marker it had. One that names another place means the nodes'
-    /// `--redis` lists differ (or changed): why this node must not use it.
+    /// The reply to the shard marker's `SET ... NX GET`: when it names another place (the
+    /// nodes' `--redis` lists differ, or changed), why this node must not use this Redis.
     fn other_shard(&self, frame: &OwnedFrame) -> Result<Option<String>, Malformed> {
-        let had = match frame {
-            OwnedFrame::Null => return Ok(None),
-            OwnedFrame::BulkString(had) => had,
-            _ => return Err(Malformed("SET ... GET answers nil or a string")),
-        };
-        let ours = shards::marker(self.place.shard, self.place.shards);
-        if had.as_slice() == ours.as_bytes() {
+        let Some(theirs) = shards::other_place(frame, self.place)? else {
             return Ok(None);
-        }
-        // Whoever can write to this Redis wrote the marker: it is logged short, and on
-        // one line (escaped), however long it is or whatever it holds.
-        let shown = &had[..had.len().min(MARKER_SHOWN_BYTES)];
-        let more = if had.len() > shown.len() { "..." } else { "" };
+        };
         Ok(Some(format!(
-            "Redis at {} is shard \"{}{more}\" (its {} key), but this node's --redis list \
-             makes it shard {ours}: every node must list the same Redis in the same order, \
+            "Redis at {} is shard \"{theirs}\" (its {} key), but this node's --redis list \
+             makes it shard {}: every node must list the same Redis in the same order, \
              and a changed list needs its rooms moved first (docs/SCALING.md, \"Changing \
              the shards\")",
             self.shown(),
-            String::from_utf8_lossy(shown).escape_debug(),
             shards::MARKER_KEY,
+            self.place.marker(),
         )))
     }
 

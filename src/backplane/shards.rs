@@ -12,9 +12,12 @@
 //! table test below pins their values.
 //!
 //! Nodes must agree on the list. With more than one shard, each Redis is told which shard
-//! it is (`SET comet:shard i/n NX GET`, [`marker`]), and a node that lists it otherwise is
-//! refused by it: two nodes with different lists would split a room's posts over two
-//! Redis, each side seeing half of the conversation.
+//! it is (`SET comet:shard i/n NX GET`, [`Place::marker`]), and a node that lists it
+//! otherwise is refused by it ([`other_place`]): two nodes with different lists would split
+//! a room's posts over two Redis, each side seeing half of the conversation.
+
+use super::news::Malformed;
+use redis_protocol::resp2::types::OwnedFrame;
 
 /// The most `--redis` shards a node takes. Each shard is two connections (three with
 /// Sentinel) and three poll tokens; 32 Redis is far past what a chat needs (one Redis
@@ -50,9 +53,44 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 /// The key each shard's Redis keeps its place in, with more than one shard.
 pub const MARKER_KEY: &str = "comet:shard";
 
-/// What shard `index` of `shards` writes into [`MARKER_KEY`]: `"{index}/{shards}"`.
-pub fn marker(index: usize, shards: usize) -> String {
-    format!("{index}/{shards}")
+/// Bytes of a marker not ours that [`other_place`] shows. Ours is `i/n`, a few bytes; one
+/// written by someone else may be as long as a reply may be (megabytes), and would be
+/// logged whole at every outage.
+const MARKER_SHOWN_BYTES: usize = 64;
+
+/// Which shard a `Backplane` is, of how many (`--redis` given `shards` times).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// Its index in `--redis` as given.
+    pub shard: usize,
+    /// How many `--redis` there are.
+    pub shards: usize,
+}
+
+impl Place {
+    /// What this shard writes into [`MARKER_KEY`]: `"{shard}/{shards}"`.
+    pub fn marker(self) -> String {
+        format!("{}/{}", self.shard, self.shards)
+    }
+}
+
+/// Reads Redis's reply to `SET comet:shard {ours} NX GET`: nil when it had no marker (it
+/// is ours now) or ours again; otherwise the marker it had, for a log line. Whoever can
+/// write to that Redis wrote it, so it is shown short, and on one line (escaped), however
+/// long it is or whatever it holds.
+pub fn other_place(reply: &OwnedFrame, ours: Place) -> Result<Option<String>, Malformed> {
+    let had = match reply {
+        OwnedFrame::Null => return Ok(None),
+        OwnedFrame::BulkString(had) => had,
+        _ => return Err(Malformed("SET ... GET answers nil or a string")),
+    };
+    if had.as_slice() == ours.marker().as_bytes() {
+        return Ok(None);
+    }
+    let shown = &had[..had.len().min(MARKER_SHOWN_BYTES)];
+    let more = if had.len() > shown.len() { "..." } else { "" };
+    let shown = String::from_utf8_lossy(shown).escape_debug().to_string();
+    Ok(Some(format!("{shown}{more}")))
 }
 
 #[cfg(test)]
@@ -124,6 +162,29 @@ mod tests {
                 shards + 1
             );
         }
+    }
+
+    #[test]
+    fn a_marker_reply_is_ours_another_or_nonsense() {
+        let ours = Place {
+            shard: 1,
+            shards: 3,
+        };
+        let bulk = |b: &[u8]| OwnedFrame::BulkString(b.to_vec());
+        assert_eq!(ours.marker(), "1/3");
+        assert_eq!(other_place(&OwnedFrame::Null, ours), Ok(None));
+        assert_eq!(other_place(&bulk(b"1/3"), ours), Ok(None));
+        assert_eq!(other_place(&bulk(b"0/3"), ours), Ok(Some("0/3".into())));
+        assert_eq!(other_place(&bulk(b"1/2"), ours), Ok(Some("1/2".into())));
+        // Someone else's: short, and on one line.
+        let long = [b"x\n".as_slice(), &[b'y'; 5000]].concat();
+        let shown = other_place(&bulk(&long), ours).unwrap().unwrap();
+        assert!(
+            shown.starts_with("x\\ny") && shown.ends_with("..."),
+            "{shown}"
+        );
+        assert!(shown.len() < 80 && !shown.contains('\n'), "{shown}");
+        assert!(other_place(&OwnedFrame::Array(vec![]), ours).is_err());
     }
 
     #[test]
