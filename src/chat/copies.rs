@@ -275,10 +275,7 @@ impl Chat {
             "Redis{shown} lost its data (epoch {before:08x} is now {epoch:08x}): every room \
              on it starts again"
         );
-        for room in self.rooms.room_ids() {
-            if self.shared().shard_of(room) != shard {
-                continue;
-            }
+        for room in self.rooms_on(shard) {
             self.rooms.room(room).restart_after(0);
             let copy = self.copy(room);
             copy.heard = 0;

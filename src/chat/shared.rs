@@ -61,6 +61,17 @@ impl Chat {
         }
     }
 
+    /// The rooms here that live on shard `shard`: what its coming up, going down or losing
+    /// its data concerns. O(rooms here), once per such event.
+    pub(super) fn rooms_on(&self, shard: usize) -> Vec<u32> {
+        let Some(shared) = self.shared.as_ref() else {
+            return Vec::new();
+        };
+        (self.rooms.room_ids())
+            .filter(|&room| shared.shard_of(room) == shard)
+            .collect()
+    }
+
     /// Sends `command`, about room `room`, to the shard that holds the room.
     pub(super) fn send_to_shard(&mut self, room: u32, command: Command) {
         let shard = self.shared().shard_of(room);
@@ -107,10 +118,7 @@ impl Chat {
     fn on_redis_up(&mut self, shard: usize) {
         self.shared().shards[shard].up = true;
         let lobby = self.rooms.lobby();
-        for room in self.rooms.room_ids() {
-            if self.shared().shard_of(room) != shard {
-                continue;
-            }
+        for room in self.rooms_on(shard) {
             let sync = self.copy(room).sync;
             match sync {
                 Sync::Loaded | Sync::CatchingUp => {
@@ -130,10 +138,8 @@ impl Chat {
     /// bounded by the connections held. Rooms on other shards go on as they were.
     fn on_redis_down(&mut self, shard: usize) {
         self.shared().shards[shard].up = false;
-        for room in self.rooms.room_ids() {
-            if self.shared().shard_of(room) != shard {
-                continue;
-            }
+        let rooms = self.rooms_on(shard);
+        for &room in &rooms {
             let room = self.copy(room);
             room.sync = match room.sync {
                 Sync::Loading => Sync::Unloaded,
@@ -143,11 +149,7 @@ impl Chat {
         }
         // Requests that waited for a room of the shard to load: it will not, now.
         let shared = self.shared();
-        let rooms: Vec<u32> = (shared.deferred.keys().copied())
-            .filter(|&room| shared.shard_of(room) == shard)
-            .collect();
-        let deferred: Vec<Deferred> = rooms
-            .into_iter()
+        let deferred: Vec<Deferred> = (rooms.into_iter())
             .filter_map(|room| shared.deferred.remove(&room))
             .flatten()
             .collect();
