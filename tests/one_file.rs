@@ -14,9 +14,7 @@ use std::sync::Mutex;
 
 /// The binary to copy: `COMET_CHAT_BIN`, else this build's.
 fn binary() -> PathBuf {
-    std::env::var_os("COMET_CHAT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_comet-chat")))
+    server_binary()
 }
 
 /// Held while a test writes its copy of the binary and while one starts a copy. A process
@@ -145,7 +143,7 @@ fn no_www_serves_no_page() {
 }
 
 /// The small static build README documents is the one CI builds and tests: the same
-/// RUSTFLAGS, profile and target in both, so neither can change alone.
+/// components, toolchain, profile, target and flags in both, so neither can change alone.
 #[test]
 fn the_documented_small_build_is_the_one_ci_builds() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -153,9 +151,12 @@ fn the_documented_small_build_is_the_one_ci_builds() {
     let script = std::fs::read_to_string(root.join(".ci/small-static.sh")).unwrap();
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
     for line in [
-        "RUSTFLAGS=\"-C target-feature=+crt-static\" CARGO_TARGET_DIR=target/static \\",
-        "cargo build --profile small --target x86_64-unknown-linux-gnu",
-        "target/static/x86_64-unknown-linux-gnu/small/comet-chat",
+        "rustup component add rust-src --toolchain nightly",
+        "rustup target add x86_64-unknown-linux-musl --toolchain nightly",
+        "CARGO_TARGET_DIR=target/small cargo +nightly build --profile small \\",
+        "  --target x86_64-unknown-linux-musl --bin comet-chat \\",
+        "  -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size",
+        "target/small/x86_64-unknown-linux-musl/small/comet-chat",
     ] {
         assert!(readme.contains(line), "README lacks {line:?}");
         assert!(script.contains(line), ".ci/small-static.sh lacks {line:?}");

@@ -198,14 +198,14 @@ fn an_out_of_range_flag_is_a_start_up_error_naming_it() {
 #[test]
 fn help_and_unknown_flags_print_the_usage_from_the_flag_table() {
     use std::process::Command;
-    let binary = env!("CARGO_BIN_EXE_comet-chat");
+    let binary = server_binary();
     let usage = comet_chat::config::usage();
 
-    let help = Command::new(binary).arg("--help").output().unwrap();
+    let help = Command::new(&binary).arg("--help").output().unwrap();
     assert_eq!(help.status.code(), Some(0));
     assert_eq!(String::from_utf8(help.stdout).unwrap(), usage);
 
-    let unknown = Command::new(binary).arg("--frobnicate").output().unwrap();
+    let unknown = Command::new(&binary).arg("--frobnicate").output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     let stderr = String::from_utf8(unknown.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();

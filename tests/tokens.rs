@@ -352,7 +352,7 @@ fn comet_chat_token_prints_a_token_the_server_accepts() {
     std::fs::create_dir_all(&dir).unwrap();
     let secret_file = dir.join("secret");
     std::fs::write(&secret_file, format!("{}\n", String::from_utf8_lossy(KEY))).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+    let output = std::process::Command::new(server_binary())
         .args([
             "token",
             "--secret-file",
@@ -370,7 +370,7 @@ fn comet_chat_token_prints_a_token_the_server_accepts() {
         post_as(server.addr, "r", printed.trim(), "text=hi").status,
         201
     );
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+    let refused = std::process::Command::new(server_binary())
         .args(["token", "--secret-file", secret_file.to_str().unwrap()])
         .output()
         .unwrap();

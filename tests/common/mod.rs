@@ -436,12 +436,22 @@ pub fn wait_connections(running: &Running, n: u64) {
     );
 }
 
+/// The server binary the process-level tests start: `COMET_CHAT_BIN` if set, else the one
+/// cargo built for this test run. `.ci/small-static.sh` points it at the small static
+/// build, so that the file a user copies is run through the same process tests (its libc
+/// is musl, not the glibc of an ordinary build).
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("COMET_CHAT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_comet-chat")))
+}
+
 /// Runs the server binary with `args` (and nothing else) and waits up to `limit` for it to
 /// exit: its status and what it wrote to stderr, or None (after killing it) if it ran on.
 /// For start-ups that must fail.
 pub fn run_to_exit(args: &[&str], limit: Duration) -> Option<(std::process::ExitStatus, String)> {
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_comet-chat"))
+    let mut child = Command::new(server_binary())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -481,7 +491,7 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `comet-chat --addr 127.0.0.1:0 --no-www <args>` and waits for its address.
     pub fn start(args: &[&str]) -> ChildServer {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_comet-chat"));
+        let mut command = std::process::Command::new(server_binary());
         command
             .args(["--addr", "127.0.0.1:0", "--no-www"])
             .args(args);
