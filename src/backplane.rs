@@ -586,7 +586,12 @@ impl<T> Backplane<T> {
         if let (OwnedFrame::Error(e), Note::For(..) | Note::Hold(..) | Note::Ignore) =
             (&frame, &note)
         {
-            log::warn!("Redis at {} answered {}: {e}", self.shown(), sent.name);
+            let e_shown = resp::shown(e.as_bytes(), resp::SHOWN_BYTES_MAX);
+            log::warn!(
+                "Redis at {} answered {}: {e_shown}",
+                self.shown(),
+                sent.name
+            );
             demoted = self.sentinels.is_some() && e.starts_with("READONLY");
             if let (true, Some((script, args))) = (e.starts_with("NOSCRIPT"), sent.again) {
                 self.send_again(script, &args, note, out);
@@ -596,6 +601,7 @@ impl<T> Backplane<T> {
         match note {
             Note::Setup(step) => {
                 if let OwnedFrame::Error(e) = &frame {
+                    let e = resp::shown(e.as_bytes(), resp::SHOWN_BYTES_MAX);
                     let why = format!("Redis at {} refused the set-up: {e}", self.shown());
                     self.disconnect(why, out);
                     return Ok(());
@@ -677,6 +683,7 @@ impl<T> Backplane<T> {
             OwnedFrame::Array(parts) => parts,
             OwnedFrame::SimpleString(ok) if ok == b"OK" => return Ok(()), // AUTH
             OwnedFrame::Error(e) => {
+                let e = resp::shown(e.as_bytes(), resp::SHOWN_BYTES_MAX);
                 let why = format!("Redis at {} refused the subscription: {e}", self.shown());
                 self.disconnect(why, out);
                 return Ok(());

@@ -44,7 +44,8 @@ fn a_bad_redis_url_is_refused_without_printing_its_password() {
 struct Hostile {
     /// Sent first, once the test says go.
     head: Vec<u8>,
-    /// Then sent over and over, until the node hangs up or `budget` bytes are spent.
+    /// Then sent over and over, until the node hangs up or `budget` bytes are spent
+    /// (nothing more if empty).
     body: Vec<u8>,
 }
 
@@ -86,7 +87,8 @@ fn fake_redis(
                 if stream.write_all(&hostile.head).is_err() {
                     return;
                 }
-                while !stop.load(Ordering::Relaxed)
+                while !hostile.body.is_empty()
+                    && !stop.load(Ordering::Relaxed)
                     && sent.fetch_add(hostile.body.len(), Ordering::Relaxed) < PEER_BUDGET_BYTES
                 {
                     if stream.write_all(&hostile.body).is_err() {
@@ -139,8 +141,8 @@ fn stats_answer(node: &ChildServer) {
 
 /// Points a node at a peer sending `hostile` and checks that it costs reconnects only: the
 /// node lives, answers `/stats` throughout, stays within bounded memory, logs why it
-/// dropped the connection (`says`) and comes back for more.
-fn survives(hostile: Hostile, says: &str) {
+/// dropped the connection (`says`) and comes back for more. Returns what it logged.
+fn survives(hostile: Hostile, says: &str) -> Vec<String> {
     let (go, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -180,6 +182,7 @@ fn survives(hostile: Hostile, says: &str) {
         "logged why ({says}): {logged:?}"
     );
     assert!(node.wait_exit(Duration::ZERO).is_none());
+    logged
 }
 
 #[test]
@@ -232,6 +235,31 @@ fn a_reply_longer_than_any_the_node_asks_for_costs_a_reconnect() {
         },
         "a reply longer than",
     );
+}
+
+#[test]
+fn a_peers_error_text_is_logged_on_one_line_escaped_and_cut() {
+    // A simple error ends at CRLF, but a bare LF inside it is just a byte: logged as it
+    // came, it would forge a log line of its own (and 60 KiB of it, flood the log).
+    let mut head = b"-ERR refused\n2026-12-04T00:00:00Z INFO  [comet_chat] forged\x1b[31m".to_vec();
+    head.extend_from_slice(&[b'x'; 60 * 1024]);
+    head.extend_from_slice(b"\r\n");
+    let logged = survives(
+        Hostile {
+            head,
+            body: Vec::new(),
+        },
+        "refused the set-up",
+    );
+    for line in &logged {
+        assert!(
+            !line.contains("forged") || line.contains("refused\\n2026"),
+            "{line:?}"
+        );
+        assert!(!line.contains('\x1b'), "{line:?}");
+        assert!(line.len() < 1024, "a log line of {} bytes", line.len());
+    }
+    assert!(logged.iter().any(|l| l.contains("...")), "{logged:?}");
 }
 
 #[test]

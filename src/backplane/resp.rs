@@ -31,6 +31,30 @@ pub const DEPTH_MAX: usize = 8;
 /// 64 KiB. A longer line is not Redis.
 pub const LINE_BYTES_MAX: usize = 64 * 1024;
 
+/// Bytes of a peer's text (an error reply, say) that one log line shows. Redis's own
+/// errors are a sentence; whatever else answers at the address may send a line of
+/// [`LINE_BYTES_MAX`] with terminal control codes in it, logged at every reconnection.
+pub const SHOWN_BYTES_MAX: usize = 160;
+
+/// `text` from a peer as one log line may show it: at most `max` bytes of it, every
+/// control character escaped (so it cannot start a line of its own, or recolour a
+/// terminal), bytes that are not UTF-8 replaced, and `...` if it was cut.
+pub fn shown(text: &[u8], max: usize) -> String {
+    let cut = &text[..text.len().min(max)];
+    let mut out = String::with_capacity(cut.len() + 3);
+    for c in String::from_utf8_lossy(cut).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut.len() < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// The fewest bytes one element of an array can take (`+\r\n`), to refuse an array whose
 /// announced count could not fit in the frame cap before anything of it arrives.
 const ELEMENT_BYTES_MIN: usize = 3;
@@ -291,5 +315,24 @@ mod tests {
                 .unwrap();
             assert_eq!(scan_all(input), Ok(Some(used)));
         }
+    }
+
+    #[test]
+    fn a_peers_text_is_shown_on_one_line_escaped_and_cut() {
+        assert_eq!(
+            shown(b"ERR unknown command 'FOO'", SHOWN_BYTES_MAX),
+            "ERR unknown command 'FOO'"
+        );
+        // Control characters cannot start a log line of their own or colour a terminal.
+        assert_eq!(
+            shown(b"ERR a\nfake: line\x1b[31m", SHOWN_BYTES_MAX),
+            "ERR a\\nfake: line\\u{1b}[31m"
+        );
+        assert_eq!(shown(b"\xff\xfeok", SHOWN_BYTES_MAX), "\u{fffd}\u{fffd}ok");
+        // A line as long as a peer may send is shown as its first bytes.
+        let long = vec![b'x'; LINE_BYTES_MAX];
+        let line = shown(&long, SHOWN_BYTES_MAX);
+        assert_eq!(line.len(), SHOWN_BYTES_MAX + 3);
+        assert!(line.ends_with("x..."), "{line}");
     }
 }

@@ -87,10 +87,7 @@ pub fn other_place(reply: &OwnedFrame, ours: Place) -> Result<Option<String>, Ma
     if had.as_slice() == ours.marker().as_bytes() {
         return Ok(None);
     }
-    let shown = &had[..had.len().min(MARKER_SHOWN_BYTES)];
-    let more = if had.len() > shown.len() { "..." } else { "" };
-    let shown = String::from_utf8_lossy(shown).escape_debug().to_string();
-    Ok(Some(format!("{shown}{more}")))
+    Ok(Some(super::resp::shown(had, MARKER_SHOWN_BYTES)))
 }
 
 #[cfg(test)]
