@@ -146,7 +146,7 @@ pub fn table(run: &Run<'_>) -> String {
     );
     let _ = writeln!(
         t,
-        "{} broadcasts per rung of {}-byte messages; idle window {} s; kernel floor at most {} sockets at once; run took {:.0} s",
+        "{} broadcasts per rung of {}-byte messages; idle window {} s; kernel floors (paired, spread) at most {} sockets at once each; run took {:.0} s",
         o.rounds,
         o.message_bytes,
         o.idle.as_secs(),
