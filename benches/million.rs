@@ -5,7 +5,9 @@
 //! 250k, 500k, 750k, 1M, then on past the million while the box allows), and at each
 //! rung: every poll held with no error, where the box's memory went per client, the
 //! workers' idle CPU and wake-ups, and one post → every client answered beside the kernel
-//! floor for as many writes. At the top rung, the steady cost of the default 20 s poll
+//! floor for as many writes, in two layouts: paired (each floor writer writes its own
+//! reader's sockets in order) and spread (every writer writes to every reader in a
+//! shuffled order, as a worker does). At the top rung, the steady cost of the default 20 s poll
 //! timeout. `-- --help` lists the options; `--quick` is a run of under a minute, and
 //! `cargo test --benches` runs a smoke version with real Redis and real workers.
 //!
@@ -25,7 +27,7 @@
 //! - [`report`] — the table, `million.json` and `million.svg`.
 //! - From the load benchmark (`benches/load/`): [`scale`] (the steps of a rung),
 //!   [`fleet`] (load-generator processes), [`cluster`] (Redis, supervisor, per-worker
-//!   `/stats`), [`floor`] (the kernel floor), [`pool`], [`host`], [`dist`], [`svg`].
+//!   `/stats`), [`floor`] (the kernel floors), [`pool`], [`host`], [`dist`], [`svg`].
 
 #[macro_use]
 #[path = "load/progress.rs"]
@@ -504,13 +506,14 @@ fn memory_short(last: Option<&Rung>, n: usize, floor_sockets: usize) -> Option<S
         Some(r) if r.held.open > 0 => (r.held.open, r.memory.box_used as f64 / r.held.open as f64),
         _ => (0, 12_288.0),
     };
-    // New clients, plus the floor's sockets (a client's worth each), plus 15 %.
-    let more = n.saturating_sub(held) + floor_sockets.min(n);
+    // New clients, plus the two floors' sockets (paired and spread, held at once; a
+    // client's worth each), plus 15 %.
+    let more = n.saturating_sub(held) + 2 * floor_sockets.min(n);
     let need = (more as f64 * per_client * 1.15) as u64 + MEMORY_RESERVE_BYTES;
     (now.available < need).then(|| {
         format!(
             "memory: {n} clients need about {:.1} GiB more ({:.0} B per client as measured, \
-             the floor's sockets, and {} GiB kept free), and {:.1} GiB is available",
+             the floors' sockets, and {} GiB kept free), and {:.1} GiB is available",
             need as f64 / (1u64 << 30) as f64,
             per_client,
             MEMORY_RESERVE_BYTES >> 30,
@@ -521,7 +524,8 @@ fn memory_short(last: Option<&Rung>, n: usize, floor_sockets: usize) -> Option<S
 
 /// Whether the kernel's table of open files (`fs.file-max`, which the run raises when it
 /// may) lacks room for a rung of `n`: two descriptors per new client (the worker's and
-/// the load generator's) and two per floor socket; a sentence if so.
+/// the load generator's) and two per socket of each floor (paired and spread, held at
+/// once); a sentence if so.
 fn files_short(held: usize, n: usize, floor_sockets: usize) -> Option<String> {
     let text = std::fs::read_to_string("/proc/sys/fs/file-nr").ok()?;
     let fields: Vec<u64> = text
@@ -531,7 +535,7 @@ fn files_short(held: usize, n: usize, floor_sockets: usize) -> Option<String> {
     let [allocated, _, max] = fields[..] else {
         return None;
     };
-    let need = 2 * (n.saturating_sub(held) + floor_sockets.min(n)) as u64;
+    let need = 2 * (n.saturating_sub(held) + 2 * floor_sockets.min(n)) as u64;
     (allocated + need > max).then(|| {
         format!(
             "file limits: {n} clients need {need} more open files, and the kernel's table \
@@ -618,7 +622,7 @@ fn rung(
         fleet,
         (exe, sources),
         (options.rounds, options.message_bytes),
-        (options.floor_sockets, options.budget),
+        (options.floor_sockets, options.budget, true),
     );
     Ok(Rung {
         held,

@@ -140,6 +140,15 @@ pub struct FloorArgs {
     pub budget: Duration,
     /// How the floor's reader waits, so what the writer writes (floor only).
     pub transport: Transport,
+    /// Readers a spread floor writer serves (writer only; 0: a paired writer, one reader
+    /// whose control socket arrives first on the one port).
+    pub readers: usize,
+    /// Every writer's (data port, control port) of a spread floor (reader only; empty:
+    /// a paired reader of `port`).
+    pub spread_ports: Vec<(u16, u16)>,
+    /// The writer a spread reader's first socket goes to; the rest go round-robin
+    /// (reader only), so the readers do not all start on the same writer.
+    pub first_writer: usize,
 }
 
 /// What the command line asked for.
@@ -205,6 +214,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
     let mut port = 0;
     let mut source_start = 0;
     let mut connect_secs = 40;
+    let mut readers = 0;
+    let mut spread_ports = Vec::new();
+    let mut first_writer = 0;
     let mut transport_given = false;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -261,6 +273,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             Long("port") => port = number(&mut parser, "--port")?,
             Long("source-start") => source_start = number(&mut parser, "--source-start")?,
             Long("connect-secs") => connect_secs = number(&mut parser, "--connect-secs")?,
+            Long("readers") => readers = number(&mut parser, "--readers")?,
+            Long("spread-ports") => {
+                spread_ports = parse_ports(&text(&mut parser, "--spread-ports")?)?
+            }
+            Long("first-writer") => first_writer = number(&mut parser, "--first-writer")?,
             // `cargo bench` passes --bench to every bench binary.
             Long("bench") => {}
             Short('h') | Long("help") => return Ok(Mode::Help),
@@ -288,6 +305,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Mode, String> 
             message_bytes: options.message_bytes,
             budget: options.budget,
             transport,
+            readers,
+            spread_ports,
+            first_writer,
         };
         return Ok(match mode {
             "writer" => Mode::FloorWriter(floor),
@@ -364,6 +384,21 @@ pub fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, flag: &str) -> 
     value
         .parse()
         .map_err(|_| format!("{flag}: '{value}' is not a whole number"))
+}
+
+/// A spread floor's writers' ports, "D:C,D:C,…" (data port, control port each).
+fn parse_ports(value: &str) -> Result<Vec<(u16, u16)>, String> {
+    let bad = || format!("--spread-ports: '{value}' is not a list like 4000:4001,4002:4003");
+    value
+        .split(',')
+        .map(|pair| {
+            let (data, control) = pair.split_once(':').ok_or_else(bad)?;
+            Ok((
+                data.parse().map_err(|_| bad())?,
+                control.parse().map_err(|_| bad())?,
+            ))
+        })
+        .collect()
 }
 
 fn parse_list(value: &str) -> Result<Vec<usize>, String> {

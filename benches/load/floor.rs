@@ -29,6 +29,39 @@
 //!   bench closes the reader's stdin; the reader closes control; the writer exits.
 //! ```
 //!
+//! That is the **paired** floor ([`Layout::Paired`]): a [`FloorSet`] of P pairs, each
+//! writer writing only its own reader's sockets, in accept order (= its reader's connect
+//! order). Consecutive writes so reach one process, already awake after the first of
+//! them, on sockets opened one after another. A worker's do not: its waiting list holds
+//! clients of every load generator in no order. The **spread** floor ([`Layout::Spread`])
+//! makes the same writes the way a worker does, P writers and P readers:
+//!
+//! ```text
+//!   bench → writer w (all P, before any reader): spawn with --readers P; the writer
+//!                    listens on a data port D and a control port C, prints "port D C"
+//!   bench → reader r: spawn with every "D:C" and --first-writer r; the reader connects a
+//!                    control socket to every writer's C, then its N_r sockets round-robin
+//!                    over every writer's D from writer r on, each sending its request
+//!   writer:          accepts P controls, then its share of every reader's sockets;
+//!                    shuffles them (fixed-seed xorshift, once); writes the heads;
+//!                    "ready" to every reader
+//!   reader → bench:  "ready <connected> <failed>" (after every writer's "ready")
+//!   per round:
+//!     bench → every reader: "round R <ms left>"
+//!     reader → every writer: "g" (time zero of this reader)
+//!     writer:          once every reader's "g" is in, writes the answer to its sockets in
+//!                      the shuffled order; "<loop ns> <errors>" to every reader (the
+//!                      errors to the first only, so they are counted once)
+//!     reader:          reads its N_r answers, polls again, replies as a paired reader
+//!                      (loop ns = the slowest writer's)
+//!   bench closes every reader's stdin, then waits for each; a writer ends at the first
+//!   control socket it finds closed.
+//! ```
+//!
+//! Floor r of a spread set is reader r with writer r, for the round protocol and the
+//! writer's CPU (read once every reader of the round is done); a spread writer's CPU per
+//! write is divided by its own writes, not its reader's answers.
+//!
 //! The writer never reads the requests. They are sent so that each connection's TCP
 //! state matches a server connection's: a socket that has only ever received acknowledges
 //! its first segments at once (quick-ACK mode), while one that answers what it received
@@ -92,8 +125,8 @@ pub struct Floor {
     /// close first and the writer sees its control socket close.
     reader: Child,
     writer: Child,
-    /// Round requests to the reader.
-    to_reader: ChildStdin,
+    /// Round requests to the reader; `None` once closed, which ends the reader.
+    to_reader: Option<ChildStdin>,
     /// The reader's answers.
     from_reader: BufReader<ChildStdout>,
     /// Filled in round by round; the summaries at [`finish`](Floor::finish).
@@ -106,6 +139,9 @@ pub struct Floor {
     written: usize,
     /// The writer's CPU time when the round under way began.
     cpu_before: Option<Duration>,
+    /// Writes the writer makes a round when they are not this reader's answers (a spread
+    /// floor's writer writes to every reader); `None`: the answers this reader received.
+    writes: Option<usize>,
 }
 
 /// One floor round of one writer/reader pair, in absolute time.
@@ -114,6 +150,160 @@ pub struct PairRound {
     pub go_ns: u64,
     /// go → each answer received.
     pub latencies: Vec<Duration>,
+}
+
+/// How a [`FloorSet`]'s writers meet its readers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Layout {
+    /// Each writer holds one reader's sockets and writes them in accept order (= that
+    /// reader's connect order): consecutive writes reach the same process, on sockets
+    /// opened one after another.
+    Paired,
+    /// Every writer holds sockets of every reader and writes them in a shuffled order, as
+    /// a worker's unordered waiting list holds clients of every load generator:
+    /// consecutive writes reach different processes, on sockets scattered in memory.
+    Spread,
+}
+
+impl Layout {
+    /// For progress lines and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Paired => "paired",
+            Layout::Spread => "spread",
+        }
+    }
+}
+
+/// What every child of one floor is started with.
+struct Spawn<'a> {
+    /// This benchmark's binary, re-run in a hidden mode.
+    exe: &'a Path,
+    /// What the readers read as and the writers write.
+    transport: Transport,
+    /// Length of the message in each answer.
+    message_bytes: usize,
+    /// (the readers' connect deadline, when every child exits by itself).
+    deadlines: (Instant, Instant),
+}
+
+impl Spawn<'_> {
+    /// The command line common to writers and readers of `n` sockets.
+    fn command(&self, mode: &str, n: usize) -> Command {
+        let mut command = Command::new(self.exe);
+        command
+            .arg(mode)
+            .arg("--count")
+            .arg(n.to_string())
+            .arg("--message-bytes")
+            .arg(self.message_bytes.to_string())
+            .arg("--transport")
+            .arg(self.transport.name())
+            .arg("--budget")
+            .arg(secs_until(self.deadlines.1).to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        command
+    }
+
+    /// Starts a writer of `n` sockets (a spread writer serving `readers` readers, if
+    /// given) and returns it with the ports it printed: its one port when paired, its
+    /// data port and control port when spread.
+    fn writer(
+        &self,
+        n: usize,
+        readers: Option<usize>,
+        cpu: Option<usize>,
+    ) -> Result<(Child, Vec<u16>), String> {
+        let mut command = self.command("--floor-writer", n);
+        if let Some(readers) = readers {
+            command.arg("--readers").arg(readers.to_string());
+        }
+        let mut writer = Child::spawn(command, "floor writer", cpu).map_err(|e| e.to_string())?;
+        let line = read_line(&mut BufReader::new(
+            writer.take_stdout().ok_or("writer stdout not piped")?,
+        ))?;
+        let ports = line
+            .strip_prefix("port ")
+            .ok_or_else(|| format!("writer said {line:?}, not its port"))?
+            .split_whitespace()
+            .map(|p| p.parse::<u16>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| format!("writer said {line:?}, not its port"))?;
+        Ok((writer, ports))
+    }
+
+    /// A reader's command line for `n` sockets from addresses of `sources`; the caller
+    /// adds where to connect.
+    fn reader(&self, n: usize, sources: &mut Sources) -> Command {
+        let mut command = self.command("--floor-reader", n);
+        command
+            .arg("--source-start")
+            .arg(sources.reserve(n).to_string())
+            .arg("--per-source")
+            .arg(sources.per_address().to_string())
+            .arg("--connect-secs")
+            .arg(secs_until(self.deadlines.0).to_string());
+        command
+    }
+
+    /// A spread floor: a writer per entry of `counts` started (and listening) before any
+    /// reader, then reader `r` with `counts[r]` sockets dealt round-robin over all the
+    /// writers from writer `r` on. Floor `r` is reader `r` with writer `r`, for the round
+    /// protocol and the writer's CPU; writer `r` serves every reader all the same.
+    fn spread(&self, counts: &[usize], sources: &mut Sources) -> Result<Vec<Floor>, String> {
+        let writes = spread_writes(counts);
+        let mut writers = Vec::with_capacity(writes.len());
+        let mut ports = Vec::with_capacity(writes.len());
+        for &w in &writes {
+            let (writer, theirs) = self.writer(w, Some(counts.len()), None)?;
+            let [data, control] = theirs[..] else {
+                return Err(format!("spread writer gave ports {theirs:?}"));
+            };
+            writers.push(writer);
+            ports.push(format!("{data}:{control}"));
+        }
+        let ports = ports.join(",");
+        let mut readers = Vec::with_capacity(counts.len());
+        for (first, &n) in counts.iter().enumerate() {
+            let mut command = self.reader(n, sources);
+            command
+                .arg("--spread-ports")
+                .arg(&ports)
+                .arg("--first-writer")
+                .arg(first.to_string());
+            readers.push(Child::spawn(command, "floor reader", None).map_err(|e| e.to_string())?);
+        }
+        // Every reader is connecting by now, so each can reach "ready".
+        readers
+            .into_iter()
+            .zip(writers)
+            .zip(counts.iter().zip(writes))
+            .map(|((reader, writer), (&n, w))| Floor::ready(reader, writer, n, Some(w)))
+            .collect()
+    }
+}
+
+/// Seconds from now until `t`, rounded up: a child's budget on its command line.
+fn secs_until(t: Instant) -> u64 {
+    t.saturating_duration_since(Instant::now()).as_secs() + 1
+}
+
+/// The writes each writer of a spread floor makes a round, when reader `r` deals its
+/// `counts[r]` sockets round-robin over the writers from writer `r` on: socket `i` of
+/// reader `r` goes to writer `(r + i) % P`.
+fn spread_writes(counts: &[usize]) -> Vec<usize> {
+    let p = counts.len();
+    let mut writes = vec![0; p];
+    for (r, &n) in counts.iter().enumerate() {
+        for (w, slot) in writes.iter_mut().enumerate() {
+            // The i in 0..n with i = w - r (mod P).
+            let offset = (w + p - r % p) % p;
+            *slot += n.saturating_sub(offset).div_ceil(p);
+        }
+    }
+    writes
 }
 
 impl Floor {
@@ -128,48 +318,34 @@ impl Floor {
         n: usize,
         message_bytes: usize,
         sources: &mut Sources,
-        (connect_deadline, run_deadline): (Instant, Instant),
+        deadlines: (Instant, Instant),
     ) -> Result<Floor, String> {
-        let secs_until = |t: Instant| t.saturating_duration_since(Instant::now()).as_secs() + 1;
-        let budget = secs_until(run_deadline).to_string();
-        let common = |mode: &str| {
-            let mut command = Command::new(exe);
-            command
-                .arg(mode)
-                .arg("--count")
-                .arg(n.to_string())
-                .arg("--message-bytes")
-                .arg(message_bytes.to_string())
-                .arg("--transport")
-                .arg(transport.name())
-                .arg("--budget")
-                .arg(&budget)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
-            command
+        let spawn = Spawn {
+            exe,
+            transport,
+            message_bytes,
+            deadlines,
         };
-        let mut writer = Child::spawn(common("--floor-writer"), "floor writer", writer_cpu)
-            .map_err(|e| e.to_string())?;
-        let port = read_line(&mut BufReader::new(
-            writer.take_stdout().ok_or("writer stdout not piped")?,
-        ))?;
-        let port = port
-            .strip_prefix("port ")
-            .ok_or_else(|| format!("writer said {port:?}, not its port"))?;
-
-        let mut command = common("--floor-reader");
-        command
-            .arg("--port")
-            .arg(port)
-            .arg("--source-start")
-            .arg(sources.reserve(n).to_string())
-            .arg("--per-source")
-            .arg(sources.per_address().to_string())
-            .arg("--connect-secs")
-            .arg(secs_until(connect_deadline).to_string());
-        let mut reader =
+        let (writer, ports) = spawn.writer(n, None, writer_cpu)?;
+        let [port] = ports[..] else {
+            return Err(format!("paired writer gave ports {ports:?}"));
+        };
+        let mut command = spawn.reader(n, sources);
+        command.arg("--port").arg(port.to_string());
+        let reader =
             Child::spawn(command, "floor reader", reader_cpu).map_err(|e| e.to_string())?;
+        Floor::ready(reader, writer, n, None)
+    }
+
+    /// Waits for `reader`'s "ready" (all `n` of its sockets connected and their heads
+    /// read) and makes the floor of it and `writer`, whose writes a round are `writes`
+    /// when they are not the reader's answers.
+    fn ready(
+        mut reader: Child,
+        writer: Child,
+        n: usize,
+        writes: Option<usize>,
+    ) -> Result<Floor, String> {
         let to_reader = reader.take_stdin().ok_or("reader stdin not piped")?;
         let mut from_reader =
             BufReader::new(reader.take_stdout().ok_or("reader stdout not piped")?);
@@ -189,7 +365,7 @@ impl Floor {
         Ok(Floor {
             reader,
             writer,
-            to_reader,
+            to_reader: Some(to_reader),
             from_reader,
             result: FloorResult {
                 connected,
@@ -207,6 +383,7 @@ impl Floor {
             window: Duration::ZERO,
             written: 0,
             cpu_before: None,
+            writes,
         })
     }
 
@@ -218,6 +395,7 @@ impl Floor {
     ) -> Result<(Duration, Duration), String> {
         self.begin_round(round, deadline)?;
         let pair = self.end_round()?;
+        self.count_cpu();
         let (first, last) = (pair.latencies[0], pair.latencies[pair.latencies.len() - 1]);
         Ok((last, last - first))
     }
@@ -229,16 +407,21 @@ impl Floor {
             .saturating_duration_since(Instant::now())
             .as_millis();
         self.cpu_before = host::cpu_time(self.writer.pid());
-        writeln!(self.to_reader, "round {round} {left_ms}").map_err(|e| format!("reader: {e}"))
+        let to_reader = self
+            .to_reader
+            .as_mut()
+            .ok_or("reader already told to stop")?;
+        writeln!(to_reader, "round {round} {left_ms}").map_err(|e| format!("reader: {e}"))
     }
 
-    /// Waits for the round [`begin_round`](Floor::begin_round) asked for and records it.
+    /// Waits for the round [`begin_round`](Floor::begin_round) asked for and records it,
+    /// all but the writer's CPU ([`count_cpu`](Floor::count_cpu), once every reader of
+    /// the round is done: a spread floor's writer may still be writing to the others).
     /// The latencies come back sorted and never empty.
     pub fn end_round(&mut self) -> Result<PairRound, String> {
         let done = read_line(&mut self.from_reader)?;
         let latencies = read_line(&mut self.from_reader)?;
         let first_error = read_line(&mut self.from_reader)?;
-        let cpu_after = host::cpu_time(self.writer.pid());
 
         let mut fields = done.split_whitespace();
         let (Some("done"), Some(Ok(errors)), Some(Ok(loop_ns)), Some(Ok(go_ns))) = (
@@ -267,16 +450,27 @@ impl Floor {
         r.spans.push(last - first);
         r.lasts.push(last);
         self.window += last;
-        self.written += times.len();
-        self.writer_cpu = self
-            .writer_cpu
-            .zip(self.cpu_before.take().zip(cpu_after))
-            .map(|(sum, (before, after))| sum + after.saturating_sub(before));
+        self.written += self.writes.unwrap_or(times.len());
         r.sorted.extend(times.iter().copied());
         Ok(PairRound {
             go_ns,
             latencies: times,
         })
+    }
+
+    /// Adds the writer's CPU since [`begin_round`](Floor::begin_round) to the floor's;
+    /// call it once the writer is done with the round.
+    pub fn count_cpu(&mut self) {
+        let cpu_after = host::cpu_time(self.writer.pid());
+        self.writer_cpu = self
+            .writer_cpu
+            .zip(self.cpu_before.take().zip(cpu_after))
+            .map(|(sum, (before, after))| sum + after.saturating_sub(before));
+    }
+
+    /// Tells the reader to stop (EOF on its stdin) without waiting for it.
+    fn close_reader(&mut self) {
+        self.to_reader = None;
     }
 
     /// Stops both children and returns what the rounds measured.
@@ -291,6 +485,7 @@ impl Floor {
             window,
             written,
             cpu_before: _,
+            writes: _,
         } = self;
         // EOF on its stdin ends the reader, whose closing control socket ends the writer.
         drop(to_reader);
@@ -334,10 +529,13 @@ pub struct SetRound {
 
 impl FloorSet {
     /// Starts pairs for `n` writes a round: at most `max_sockets` sockets in all (more
-    /// passes when `n` is larger) and at most `per_pair` in one pair.
+    /// passes when `n` is larger) and at most `per_pair` in one pair (one reader; a
+    /// spread writer's share comes out within a few sockets of its reader's), writers
+    /// meeting readers as `layout` says.
     pub fn start(
         exe: &Path,
         (n, max_sockets, per_pair): (usize, usize, usize),
+        layout: Layout,
         message_bytes: usize,
         sources: &mut Sources,
         deadlines: (Instant, Instant),
@@ -345,20 +543,33 @@ impl FloorSet {
         let passes = n.div_ceil(max_sockets.max(1)).max(1);
         let sockets = n.div_ceil(passes);
         let pairs = sockets.div_ceil(per_pair.max(1));
-        let mut floors = Vec::with_capacity(pairs);
-        for i in 0..pairs {
-            // Spread evenly: the first `sockets % pairs` pairs take one more.
-            let count = sockets / pairs + usize::from(i < sockets % pairs);
-            floors.push(Floor::start(
+        // Spread evenly: the first `sockets % pairs` pairs take one more.
+        let counts: Vec<usize> = (0..pairs)
+            .map(|i| sockets / pairs + usize::from(i < sockets % pairs))
+            .collect();
+        let floors = match layout {
+            Layout::Paired => counts
+                .iter()
+                .map(|&count| {
+                    Floor::start(
+                        exe,
+                        (None, None),
+                        Transport::Poll,
+                        count,
+                        message_bytes,
+                        sources,
+                        deadlines,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Layout::Spread => Spawn {
                 exe,
-                (None, None),
-                Transport::Poll,
-                count,
+                transport: Transport::Poll,
                 message_bytes,
-                sources,
                 deadlines,
-            )?);
-        }
+            }
+            .spread(&counts, sources)?,
+        };
         Ok(FloorSet {
             floors,
             passes,
@@ -391,6 +602,10 @@ impl FloorSet {
                 .iter_mut()
                 .map(Floor::end_round)
                 .collect::<Result<Vec<_>, _>>()?;
+            // Every reader has all its answers, so every writer is done writing.
+            for floor in &mut self.floors {
+                floor.count_cpu();
+            }
             let go = pairs.iter().map(|p| p.go_ns).min().unwrap_or(0);
             let mut end = Duration::ZERO;
             for pair in pairs {
@@ -408,11 +623,16 @@ impl FloorSet {
 
     /// Stops every pair; returns the errors they counted, the first one, and the
     /// writers' CPU time per write (the pairs' mean; they write equal shares).
-    pub fn finish(self) -> (usize, Option<String>, Option<Duration>) {
+    pub fn finish(mut self) -> (usize, Option<String>, Option<Duration>) {
         let mut errors = 0;
         let mut first = None;
         let pairs = self.floors.len() as u32;
         let mut cpu = Some(Duration::ZERO);
+        // Every reader first: a spread writer waits on the control socket of whichever
+        // reader reached it first, so it ends only once that reader has.
+        for floor in &mut self.floors {
+            floor.close_reader();
+        }
         for floor in self.floors {
             let result = floor.finish();
             errors += result.errors;
@@ -470,19 +690,74 @@ pub fn report_exit(name: &str, result: io::Result<()>) -> ExitCode {
     }
 }
 
-fn write_rounds(args: &FloorArgs) -> io::Result<()> {
-    let _ = comet_chat::sys::raise_open_files_limit();
-    let listener = listen()?;
-    println!("port {}", listener.local_addr()?.port());
-    io::stdout().flush()?;
-    let (mut control, _) = listener.accept()?;
-    control.set_nodelay(true)?;
-    let mut sockets = Vec::with_capacity(args.count);
-    while sockets.len() < args.count {
+/// Seed of a spread writer's shuffle: fixed, so every run writes in the same order.
+const SHUFFLE_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Puts `items` in a pseudo-random order (Fisher-Yates over xorshift64): a spread writer's
+/// write order, as unordered as a worker's waiting list, with no dependency for it.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut x = seed | 1; // xorshift never leaves zero
+    for i in (1..items.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        items.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}
+
+/// Accepts `count` sockets on `listener`, in arrival order.
+fn accept_all(listener: &TcpListener, count: usize) -> io::Result<Vec<TcpStream>> {
+    let mut sockets = Vec::with_capacity(count);
+    while sockets.len() < count {
         let (socket, _) = listener.accept()?;
         // As the server does: answers are written whole, Nagle would only delay them.
         socket.set_nodelay(true)?;
         sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// Waits for one reader's "g"; `false` when the reader closed its control socket.
+fn await_go(control: &mut TcpStream) -> io::Result<bool> {
+    let mut go = [0u8; 1];
+    loop {
+        match control.read(&mut go) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn write_rounds(args: &FloorArgs) -> io::Result<()> {
+    let _ = comet_chat::sys::raise_open_files_limit();
+    let listener = listen()?;
+    let (mut controls, mut sockets) = if args.readers == 0 {
+        // Paired: the reader's control socket is the first to arrive, then its N.
+        println!("port {}", listener.local_addr()?.port());
+        io::stdout().flush()?;
+        let (control, _) = listener.accept()?;
+        (vec![control], accept_all(&listener, args.count)?)
+    } else {
+        // Spread: the readers connect in any order, so their control sockets come to a
+        // port of their own; the N come from all readers at once.
+        let control_listener = listen()?;
+        println!(
+            "port {} {}",
+            listener.local_addr()?.port(),
+            control_listener.local_addr()?.port()
+        );
+        io::stdout().flush()?;
+        let controls = (0..args.readers)
+            .map(|_| control_listener.accept().map(|(control, _)| control))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut sockets = accept_all(&listener, args.count)?;
+        shuffle(&mut sockets, SHUFFLE_SEED);
+        (controls, sockets)
+    };
+    for control in &controls {
+        control.set_nodelay(true)?;
     }
     // A stream's head goes out before any round, as the server's does.
     let opening = transport::stream_opening(args.transport);
@@ -491,14 +766,15 @@ fn write_rounds(args: &FloorArgs) -> io::Result<()> {
             socket.write_all(&opening)?;
         }
     }
-    control.write_all(b"ready\n")?;
-    let mut go = [0u8; 1];
+    for control in &mut controls {
+        control.write_all(b"ready\n")?;
+    }
     for round in 0.. {
-        match control.read(&mut go) {
-            Ok(0) => return Ok(()), // the reader is done with us
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        // A round starts when every reader has said go (a paired writer has one reader).
+        for control in &mut controls {
+            if !await_go(control)? {
+                return Ok(()); // a reader is done with us
+            }
         }
         // Encoded by the server's own functions, so the bytes match a broadcast's.
         let answer = transport::broadcast_bytes(
@@ -513,38 +789,90 @@ fn write_rounds(args: &FloorArgs) -> io::Result<()> {
             }
         }
         let loop_ns = start.elapsed().as_nanos();
-        writeln!(control, "{loop_ns} {errors}")?;
+        for (i, control) in controls.iter_mut().enumerate() {
+            // Each reader adds up the errors it hears: the first hears them, the rest 0.
+            let errors = if i == 0 { errors } else { 0 };
+            writeln!(control, "{loop_ns} {errors}")?;
+        }
     }
     Ok(())
 }
 
+/// One writer as a reader sees it: its control socket, both ways.
+struct WriterLink {
+    /// Reports ("ready", "<loop ns> <errors>") from the writer.
+    from: BufReader<TcpStream>,
+    /// "g" to the writer.
+    to: TcpStream,
+}
+
+impl WriterLink {
+    /// Connects to a writer's control port; reads wait at most `timeout`.
+    fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<WriterLink> {
+        let control = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        control.set_nodelay(true)?;
+        // Bounds the wait for "ready" and for each round's report.
+        control.set_read_timeout(Some(timeout))?;
+        Ok(WriterLink {
+            from: BufReader::new(control.try_clone()?),
+            to: control,
+        })
+    }
+
+    /// Reads the writer's "ready".
+    fn await_ready(&mut self) -> io::Result<()> {
+        let mut ready = String::new();
+        self.from.read_line(&mut ready)?;
+        if ready.trim() != "ready" {
+            return Err(io::Error::other(format!("writer said {ready:?}")));
+        }
+        Ok(())
+    }
+
+    /// Reads the writer's report of a round: (its loop's ns, its write errors).
+    fn report(&mut self) -> io::Result<(u64, u64)> {
+        let mut report = String::new();
+        self.from.read_line(&mut report)?;
+        let mut report = report.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(loop_ns)), Some(Ok(write_errors))) = (report.next(), report.next()) else {
+            return Err(io::Error::other("writer report is not '<ns> <errors>'"));
+        };
+        Ok((loop_ns, write_errors))
+    }
+}
+
 fn read_rounds(args: &FloorArgs) -> io::Result<()> {
     let _ = comet_chat::sys::raise_open_files_limit();
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    // Paired: one writer, control and data on its one port. Spread: every writer.
+    let (data, controls): (Vec<SocketAddr>, Vec<SocketAddr>) = if args.spread_ports.is_empty() {
+        (vec![loopback(args.port)], vec![loopback(args.port)])
+    } else {
+        args.spread_ports
+            .iter()
+            .map(|&(data, control)| (loopback(data), loopback(control)))
+            .unzip()
+    };
     let deadline = Instant::now() + args.connect_budget;
-    let control = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    control.set_nodelay(true)?;
-    // Bounds the wait for "ready" and for each round's report.
-    control.set_read_timeout(Some(args.connect_budget))?;
-    let mut from_writer = BufReader::new(control.try_clone()?);
-    let mut to_writer = control;
+    let mut writers = controls
+        .iter()
+        .map(|&addr| WriterLink::connect(addr, args.connect_budget))
+        .collect::<io::Result<Vec<_>>>()?;
     let mut sources = Sources::starting_at(args.source_start, args.per_source);
     // The writer never reads the request; any position will do.
     let request = args.transport.request("0");
-    let (mut pool, mut opened) = Pool::open_as(
+    let (mut pool, mut opened) = Pool::open_spread(
         args.transport,
         args.count,
-        addr,
+        (&data, args.first_writer),
         &mut sources,
         &request,
         deadline,
     )?;
     if opened.failed == 0 {
-        // The writer says ready once it has accepted all N (and written their heads).
-        let mut ready = String::new();
-        from_writer.read_line(&mut ready)?;
-        if ready.trim() != "ready" {
-            return Err(io::Error::other(format!("writer said {ready:?}")));
+        // A writer says ready once it has accepted all its N (and written their heads).
+        for writer in &mut writers {
+            writer.await_ready()?;
         }
         let heads = pool.await_heads(deadline);
         opened.failed += heads.errors();
@@ -568,14 +896,16 @@ fn read_rounds(args: &FloorArgs) -> io::Result<()> {
         };
         let needle = wire::needle(&token(round as usize), args.message_bytes);
         let go = Instant::now();
-        to_writer.write_all(b"g")?;
+        for writer in &mut writers {
+            writer.to.write_all(b"g")?;
+        }
         let got = pool.receive(&needle, go + Duration::from_millis(left_ms));
-        let mut report = String::new();
-        from_writer.read_line(&mut report)?;
-        let mut report = report.split_whitespace().map(str::parse::<u64>);
-        let (Some(Ok(loop_ns)), Some(Ok(write_errors))) = (report.next(), report.next()) else {
-            return Err(io::Error::other("writer report is not '<ns> <errors>'"));
-        };
+        let (mut loop_ns, mut write_errors) = (0, 0);
+        for writer in &mut writers {
+            let (ns, errors) = writer.report()?;
+            loop_ns = loop_ns.max(ns);
+            write_errors += errors;
+        }
         // As after a broadcast: every poll asks again; a stream just goes on.
         let repoll_errors = if args.transport.repolls() {
             pool.send_all(&request)

@@ -226,6 +226,39 @@ impl Pool {
         first_request: Option<&[u8]>,
         deadline: Instant,
     ) -> io::Result<Opened> {
+        self.grow_over(n, (&[dst], 0), sources, first_request, deadline)
+    }
+
+    /// Opens `n` connections of `transport` in one burst, as [`open_as`](Pool::open_as)
+    /// does, but round-robin over `dsts`: the first to `dsts[first]`, the next to the
+    /// destination after it, and so on (the spread floor's readers, [`crate::floor`]).
+    pub fn open_spread(
+        transport: Transport,
+        n: usize,
+        (dsts, first): (&[SocketAddr], usize),
+        sources: &mut Sources,
+        request: &[u8],
+        deadline: Instant,
+    ) -> io::Result<(Pool, Opened)> {
+        let mut pool = Pool::new(n)?;
+        pool.transport = transport;
+        let opened = pool.grow_over(n, (dsts, first), sources, Some(request), deadline)?;
+        Ok((pool, opened))
+    }
+
+    /// [`grow`](Pool::grow) to destinations taken round-robin from `dsts`, starting at
+    /// `dsts[first]`.
+    fn grow_over(
+        &mut self,
+        n: usize,
+        (dsts, first): (&[SocketAddr], usize),
+        sources: &mut Sources,
+        first_request: Option<&[u8]>,
+        deadline: Instant,
+    ) -> io::Result<Opened> {
+        if dsts.is_empty() {
+            return Err(io::Error::other("no destination to connect to"));
+        }
         let first_new = self.clients.len();
         self.clients.reserve(n);
         let started = Instant::now();
@@ -245,6 +278,7 @@ impl Pool {
                 break;
             }
             for _ in 0..CONNECT_BATCH.min(n - attempted) {
+                let dst = dsts[(first + attempted) % dsts.len()];
                 attempted += 1;
                 match self.start_connect(sources.next_addr(), dst) {
                     Ok(()) => connecting += 1,

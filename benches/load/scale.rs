@@ -10,14 +10,16 @@
 //!    request is sent at all (not even `/stats`).
 //! 4. [`broadcasts`]: R rounds of one post → every client answered, each followed by
 //!    every client polling again and every poll parked again, and, between the server's
-//!    rounds, a round of the kernel floor for the same number of writes ([`FloorSet`]).
+//!    rounds, a round of the kernel floor for the same number of writes ([`FloorSet`]):
+//!    the paired floor, and where asked for the spread floor too ([`Layout`]), their
+//!    order alternating from round to round.
 
 #![allow(dead_code)] // shared by benches/load and benches/million, each using a subset
 
 use crate::cluster::Cluster;
 use crate::dist::{self, Dist};
 use crate::fleet::Fleet;
-use crate::floor::FloorSet;
+use crate::floor::{FloorSet, Layout};
 use crate::host;
 use crate::pool::Sources;
 use crate::wire;
@@ -208,8 +210,11 @@ pub struct Rounds {
     pub delivery_errors: usize,
     /// Polls not parked again, over all rounds.
     pub repark_errors: usize,
-    /// The floor, if it ran.
+    /// The floor, if it ran: paired writers and readers ([`Layout::Paired`]).
     pub floor: Option<FloorFigures>,
+    /// The spread floor, if it ran ([`Layout::Spread`]): every writer writes to every
+    /// reader in a shuffled order, as a worker writes to every load generator.
+    pub spread: Option<FloorFigures>,
     /// Problems, in the words of whoever noticed them.
     pub notes: Vec<String>,
 }
@@ -217,8 +222,18 @@ pub struct Rounds {
 impl Rounds {
     /// Median fan-out time over median floor time.
     pub fn floor_ratio(&self) -> Option<f64> {
+        self.ratio_to(self.floor.as_ref())
+    }
+
+    /// Median fan-out time over median spread-floor time.
+    pub fn spread_ratio(&self) -> Option<f64> {
+        self.ratio_to(self.spread.as_ref())
+    }
+
+    /// Median fan-out time over the median time of `floor`.
+    fn ratio_to(&self, floor: Option<&FloorFigures>) -> Option<f64> {
         let server = median(&self.lasts)?;
-        let floor = median(&self.floor.as_ref()?.totals)?;
+        let floor = median(&floor?.totals)?;
         (!floor.is_zero()).then(|| server.as_secs_f64() / floor.as_secs_f64())
     }
 
@@ -241,17 +256,12 @@ impl Rounds {
             "workers_cpu_ns_per_delivery": self.cpu_per_delivery.map(|d| d.as_nanos() as u64),
             "delivery_errors": self.delivery_errors,
             "repark_errors": self.repark_errors,
-            "floor": self.floor.as_ref().map(|f| json!({
-                "sockets": f.sockets,
-                "passes": f.passes,
-                "go_to_last_ms": millis(&f.totals),
-                "latency": f.latency.to_json(),
-                "errors": f.errors,
-                "first_error": f.first_error,
-                "writer_cpu_ns_per_write": f.cpu_per_write.map(|d| d.as_nanos() as u64),
-            })),
+            "floor": self.floor.as_ref().map(|f| floor_json(f, millis)),
             "fanout_to_floor_ratio": ratio(self.floor_ratio()),
             "fanout_to_floor_best_ratio": ratio(self.best_floor_ratio()),
+            "spread_floor": self.spread.as_ref().map(|f| floor_json(f, millis)),
+            "fanout_to_spread_floor_ratio": ratio(self.spread_ratio()),
+            "fanout_to_spread_floor_best_ratio": ratio(self.best_spread_ratio()),
             "notes": self.notes,
         })
     }
@@ -263,12 +273,41 @@ impl Rounds {
         format!("{} / {} us", us(self.cpu_per_delivery), us(floor))
     }
 
+    /// "a spread floor writer's CPU per write", e.g. "5.6 us".
+    pub fn spread_cpu_cell(&self) -> String {
+        let cpu = self.spread.as_ref().and_then(|f| f.cpu_per_write);
+        cpu.map_or("-".into(), |d| format!("{:.1} us", dist::us(d)))
+    }
+
     /// Fastest fan-out over fastest floor round: noise only adds time.
     pub fn best_floor_ratio(&self) -> Option<f64> {
+        self.best_ratio_to(self.floor.as_ref())
+    }
+
+    /// Fastest fan-out over fastest spread-floor round.
+    pub fn best_spread_ratio(&self) -> Option<f64> {
+        self.best_ratio_to(self.spread.as_ref())
+    }
+
+    /// Fastest fan-out over the fastest round of `floor`.
+    fn best_ratio_to(&self, floor: Option<&FloorFigures>) -> Option<f64> {
         let server = self.lasts.iter().min()?;
-        let floor = self.floor.as_ref()?.totals.iter().min()?;
+        let floor = floor?.totals.iter().min()?;
         (!floor.is_zero()).then(|| server.as_secs_f64() / floor.as_secs_f64())
     }
+}
+
+/// One floor's figures as JSON, durations in ms by `millis`.
+fn floor_json(f: &FloorFigures, millis: impl Fn(&[Duration]) -> Vec<f64>) -> Value {
+    json!({
+        "sockets": f.sockets,
+        "passes": f.passes,
+        "go_to_last_ms": millis(&f.totals),
+        "latency": f.latency.to_json(),
+        "errors": f.errors,
+        "first_error": f.first_error,
+        "writer_cpu_ns_per_write": f.cpu_per_write.map(|d| d.as_nanos() as u64),
+    })
 }
 
 /// How a rung's broadcasts run.
@@ -295,20 +334,27 @@ pub struct FloorPlan<'a> {
     pub per_pair: usize,
     /// The floor's children exit by themselves after this long.
     pub budget: Duration,
+    /// Run the spread floor too, beside the paired one.
+    pub spread: bool,
 }
 
 /// A rung's R broadcasts beside a kernel floor of at most `max_sockets` sockets at once, in
-/// pairs of at most one process's share of the open-files cap.
+/// pairs of at most one process's share of the open-files cap; with `spread`, the spread
+/// floor too (as many sockets again, held at the same time).
 pub fn broadcasts_beside_floor(
     cluster: &mut Cluster,
     fleet: &mut Fleet,
     (exe, sources): (&Path, &mut Sources),
     (rounds, message_bytes): (usize, usize),
-    (max_sockets, budget): (usize, Duration),
+    (max_sockets, budget, spread): (usize, Duration, bool),
 ) -> Rounds {
     let n = fleet.open();
     let label = format!("n{n}");
-    say!("{label}: kernel floor for {n} writes (at most {max_sockets} sockets at once)");
+    say!(
+        "{label}: kernel floor{} for {n} writes (at most {max_sockets} sockets at once{})",
+        if spread { "s, paired and spread," } else { "" },
+        if spread { " each" } else { "" }
+    );
     let limit = comet_chat::sys::open_files_limit().map_or(20_000, |(soft, _)| soft);
     let plan = Plan {
         label: &label,
@@ -320,30 +366,104 @@ pub fn broadcasts_beside_floor(
             max_sockets,
             per_pair: (limit as usize).saturating_sub(crate::args::FD_HEADROOM as usize),
             budget,
+            spread,
         }),
     };
     broadcasts(cluster, fleet, plan)
 }
 
-/// Starts the floor of `plan` for `writes` writes a round; `None` (and a progress line)
-/// if it cannot start.
+/// Starts the `layout` floor of `plan` for `writes` writes a round; `None` (and a
+/// progress line) if it cannot start.
 fn start_floor(
     label: &str,
-    plan: FloorPlan<'_>,
+    plan: &mut FloorPlan<'_>,
+    layout: Layout,
     writes: usize,
     message_bytes: usize,
-) -> Option<FloorSet> {
+) -> Option<FloorRun> {
     let deadlines = (
         Instant::now() + FLOOR_START_CAP,
         Instant::now() + plan.budget,
     );
     let sizes = (writes, plan.max_sockets, plan.per_pair);
-    match FloorSet::start(plan.exe, sizes, message_bytes, plan.sources, deadlines) {
-        Ok(floor) => Some(floor),
+    match FloorSet::start(
+        plan.exe,
+        sizes,
+        layout,
+        message_bytes,
+        plan.sources,
+        deadlines,
+    ) {
+        Ok(set) => Some(FloorRun {
+            layout,
+            figures: FloorFigures {
+                sockets: set.sockets(),
+                passes: set.passes(),
+                totals: Vec::new(),
+                latency: Dist::default(),
+                errors: 0,
+                first_error: None,
+                cpu_per_write: None,
+            },
+            set: Some(set),
+            sorted: Vec::new(),
+        }),
         Err(e) => {
-            say!("{label}: floor failed: {e}");
+            say!("{label}: {} floor failed: {e}", layout.name());
             None
         }
+    }
+}
+
+/// One floor beside a rung's broadcasts, while they run.
+struct FloorRun {
+    /// How its writers meet its readers.
+    layout: Layout,
+    /// Its children; `None` once a round failed (no more rounds of it).
+    set: Option<FloorSet>,
+    /// What its rounds measured so far.
+    figures: FloorFigures,
+    /// Every answer's latency, rounds pooled, for the distribution at the end.
+    sorted: Vec<Duration>,
+}
+
+impl FloorRun {
+    /// Runs round `round` (numbered from 0), if the floor is still up.
+    fn round(&mut self, label: &str, round: usize, notes: &mut Vec<String>) {
+        let Some(set) = self.set.as_mut() else {
+            return;
+        };
+        let name = self.layout.name();
+        match set.round(round, Instant::now() + ROUND_CAP) {
+            Ok(r) => {
+                say!(
+                    "{label}: {name} floor round {}: {} writes in {:.1} ms",
+                    round + 1,
+                    r.latencies.len(),
+                    r.total.as_secs_f64() * 1e3
+                );
+                self.figures.totals.push(r.total);
+                self.sorted.extend(r.latencies);
+            }
+            Err(e) => {
+                notes.push(format!("{name} floor round {round} failed: {e}"));
+                say!(
+                    "{label}: {name} floor round {} failed: {e}; no more",
+                    round + 1
+                );
+                self.set = None; // dropping it stops its children
+            }
+        }
+    }
+
+    /// Stops the children and returns the figures.
+    fn finish(mut self) -> FloorFigures {
+        let f = &mut self.figures;
+        f.latency = Dist::of(&mut self.sorted);
+        if let Some(set) = self.set {
+            (f.errors, f.first_error, f.cpu_per_write) = set.finish();
+        }
+        self.figures
     }
 }
 
@@ -356,8 +476,26 @@ pub fn broadcasts(cluster: &mut Cluster, fleet: &mut Fleet, plan: Plan<'_>) -> R
         message_bytes,
         floor,
     } = plan;
-    let mut floor_set = floor.and_then(|f| start_floor(label, f, fleet.open(), message_bytes));
-    let mut floor = floor_set.as_mut();
+    let mut floors: Vec<FloorRun> = Vec::new();
+    if let Some(mut plan) = floor {
+        let writes = fleet.open();
+        floors.extend(start_floor(
+            label,
+            &mut plan,
+            Layout::Paired,
+            writes,
+            message_bytes,
+        ));
+        if plan.spread {
+            floors.extend(start_floor(
+                label,
+                &mut plan,
+                Layout::Spread,
+                writes,
+                message_bytes,
+            ));
+        }
+    }
     let mut out = Rounds {
         rounds: 0,
         latency: Dist::default(),
@@ -371,18 +509,9 @@ pub fn broadcasts(cluster: &mut Cluster, fleet: &mut Fleet, plan: Plan<'_>) -> R
         delivery_errors: 0,
         repark_errors: 0,
         floor: None,
+        spread: None,
         notes: Vec::new(),
     };
-    let mut floor_figures = floor.as_ref().map(|f| FloorFigures {
-        sockets: f.sockets(),
-        passes: f.passes(),
-        totals: Vec::new(),
-        latency: Dist::default(),
-        errors: 0,
-        first_error: None,
-        cpu_per_write: None,
-    });
-    let mut floor_sorted = Vec::new();
     let mut rates = Vec::new();
     let (mut cpu, mut delivered) = (Some(Duration::ZERO), 0usize);
     let nonce = std::process::id();
@@ -409,34 +538,26 @@ pub fn broadcasts(cluster: &mut Cluster, fleet: &mut Fleet, plan: Plan<'_>) -> R
                     .map_or("-".into(), |c| format!("{:.1} ms", c.as_secs_f64() * 1e3))
             );
         }
-        if let (Some(set), Some(figures)) = (floor.as_deref_mut(), floor_figures.as_mut()) {
-            match set.round(round, Instant::now() + ROUND_CAP) {
-                Ok(r) => {
-                    say!(
-                        "{label}: floor round {}: {} writes in {:.1} ms",
-                        round + 1,
-                        r.latencies.len(),
-                        r.total.as_secs_f64() * 1e3
-                    );
-                    figures.totals.push(r.total);
-                    floor_sorted.extend(r.latencies);
-                }
-                Err(e) => {
-                    out.notes.push(format!("floor round {round} failed: {e}"));
-                    say!("{label}: floor round {} failed: {e}; no more", round + 1);
-                    floor = None;
-                }
+        // Two floors take turns going first, so neither always runs right after the
+        // server's round (its re-polls still in the air) or in the same part of a
+        // neighbour's build.
+        if round > 0 {
+            floors.reverse();
+        }
+        for (i, floor) in floors.iter_mut().enumerate() {
+            if i > 0 {
+                std::thread::sleep(ROUND_GAP); // the first floor's stragglers
             }
+            floor.round(label, round, &mut out.notes);
         }
         std::thread::sleep(ROUND_GAP);
     }
-    if let Some(figures) = floor_figures.as_mut() {
-        figures.latency = Dist::of(&mut floor_sorted);
+    for floor in floors {
+        match floor.layout {
+            Layout::Paired => out.floor = Some(floor.finish()),
+            Layout::Spread => out.spread = Some(floor.finish()),
+        }
     }
-    if let (Some(set), Some(figures)) = (floor_set, floor_figures.as_mut()) {
-        (figures.errors, figures.first_error, figures.cpu_per_write) = set.finish();
-    }
-    out.floor = floor_figures;
     out.latency = Dist::of(&mut out.sorted);
     rates.sort_by(f64::total_cmp);
     out.deliveries_per_sec = rates.get(rates.len() / 2).copied().unwrap_or(0.0);

@@ -343,7 +343,7 @@ fn rung(
         fleet,
         (exe, sources),
         (options.rounds, options.message_bytes),
-        (n, options.budget),
+        (n, options.budget, false),
     );
     Ok(Rung {
         config: config.to_owned(),

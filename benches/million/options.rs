@@ -36,8 +36,8 @@ OPTIONS:
   --quick                 10k and 50k clients on 4 workers, short windows (under a minute)
   --rounds R              broadcasts per rung                [default: 3]
   --idle SECS             idle window per rung               [default: 10]
-  --floor-sockets N       most sockets the kernel floor holds at once; more writes are
-                          made in passes over them           [default: 250000]
+  --floor-sockets N       most sockets each kernel floor (paired, spread; both held at
+                          once) holds; more writes are made in passes [default: 250000]
   --ladder-poll-timeout SECS
                           the workers' --poll-timeout while the ladder runs; longer
                           than the run, so the idle window has nothing due [default: 3600]

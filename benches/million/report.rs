@@ -146,7 +146,7 @@ pub fn table(run: &Run<'_>) -> String {
     );
     let _ = writeln!(
         t,
-        "{} broadcasts per rung of {}-byte messages; idle window {} s; kernel floor at most {} sockets at once; run took {:.0} s",
+        "{} broadcasts per rung of {}-byte messages; idle window {} s; kernel floors (paired, spread) at most {} sockets at once each; run took {:.0} s",
         o.rounds,
         o.message_bytes,
         o.idle.as_secs(),
@@ -286,7 +286,7 @@ pub fn table(run: &Run<'_>) -> String {
     );
     let _ = writeln!(
         t,
-        "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>17} {:>8}",
+        "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>6} {:>6} {:>9} {:>17} {:>10} {:>8}",
         "N",
         "p50 ms",
         "p99 ms",
@@ -297,8 +297,12 @@ pub fn table(run: &Run<'_>) -> String {
         "floor ms",
         "ratio",
         "best",
+        "spread ms",
+        "ratio",
+        "best",
         "cycle ms",
         "CPU/deliv/floor",
+        "spread CPU",
         "post ms"
     );
     for r in &run.rungs {
@@ -306,7 +310,7 @@ pub fn table(run: &Run<'_>) -> String {
         let floor = f.floor.as_ref();
         let _ = writeln!(
             t,
-            "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>17} {:>8}",
+            "{:>9} {:>8} {:>8} {:>8} {:>9} {:>12} {:>15} {:>9} {:>6} {:>6} {:>9} {:>6} {:>6} {:>9} {:>17} {:>10} {:>8}",
             r.held.n,
             dist::ms(f.latency.p50_us),
             dist::ms(f.latency.p99_us),
@@ -320,8 +324,16 @@ pub fn table(run: &Run<'_>) -> String {
             f.floor_ratio().map_or("-".into(), |x| format!("{x:.2}x")),
             f.best_floor_ratio()
                 .map_or("-".into(), |x| format!("{x:.2}x")),
+            f.spread
+                .as_ref()
+                .and_then(|fl| median(&fl.totals))
+                .map_or("-".into(), to_ms),
+            f.spread_ratio().map_or("-".into(), |x| format!("{x:.2}x")),
+            f.best_spread_ratio()
+                .map_or("-".into(), |x| format!("{x:.2}x")),
             median(&f.cycles).map_or("-".into(), to_ms),
             f.cpu_cell(),
+            f.spread_cpu_cell(),
             median(&f.acks).map_or("-".into(), to_ms)
         );
     }
@@ -333,7 +345,12 @@ pub fn table(run: &Run<'_>) -> String {
          go -> last answer, passes summed; ratio = to all / floor (medians), best = fastest / fastest.\n\
          cycle = post -> every client answered, polling again and parked again: the full cycle.\n\
          CPU/deliv/floor = CPU of all workers over the post -> last windows per delivery / a floor\n\
-         writer's CPU per write; post = post -> 200."
+         writer's CPU per write; post = post -> 200.\n\
+         floor = the paired floor: each writer writes only its own reader's sockets, in that reader's\n\
+         connect order. spread = the same writes with every writer holding sockets of every reader\n\
+         and writing them in a shuffled order, as a worker writes to every load generator in no\n\
+         order; both floors run each round, taking turns to go first; spread CPU = a spread\n\
+         writer's CPU per write. The goal line judges the paired floor."
     );
 
     if let Some(tm) = &run.timeouts {
@@ -422,6 +439,7 @@ pub fn table(run: &Run<'_>) -> String {
     let mut notes = run.notes.clone();
     for r in &run.rungs {
         let floor_error = r.rounds.floor.as_ref().and_then(|f| f.first_error.clone());
+        let spread_error = r.rounds.spread.as_ref().and_then(|f| f.first_error.clone());
         notes.extend(
             r.rounds
                 .notes
@@ -429,6 +447,7 @@ pub fn table(run: &Run<'_>) -> String {
                 .cloned()
                 .chain(r.held.first_error.clone())
                 .chain(floor_error.map(|e| format!("floor: {e}")))
+                .chain(spread_error.map(|e| format!("spread floor: {e}")))
                 .map(|n| format!("N={}: {n}", r.held.n)),
         );
     }
@@ -606,6 +625,15 @@ fn plot(run: &Run<'_>) -> String {
             markers: true,
             points: points(&|r: &Rung| {
                 secs(r.rounds.floor.as_ref().and_then(|f| median(&f.totals)))
+            }),
+        },
+        Series {
+            label: "spread floor".into(),
+            color: svg::PALETTE[1],
+            dashed: true,
+            markers: true,
+            points: points(&|r: &Rung| {
+                secs(r.rounds.spread.as_ref().and_then(|f| median(&f.totals)))
             }),
         },
         Series {

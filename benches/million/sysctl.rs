@@ -57,8 +57,8 @@ pub fn wants(top: usize, mem_total: u64) -> Vec<Want> {
         });
         out.push(Want {
             name: "fs.file-max",
-            least: vec![3 * top + 500_000],
-            why: "two descriptors per client (server and client side) plus the floor's",
+            least: vec![4 * top + 500_000],
+            why: "two descriptors per client (server and client side) plus the two floors'",
         });
     }
     out
