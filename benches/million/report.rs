@@ -93,15 +93,21 @@ fn checks(run: &Run<'_>) -> Vec<Check> {
         }),
         pass: wakeups.map(|(_, s)| s == 0),
     });
-    let ratio = judged.and_then(|r| r.rounds.floor_ratio().map(|x| (r, x)));
+    // Judged against the spread floor: it makes the same writes in a worker's kind of
+    // order (to every receiving process, in no order), so on loopback it pays the same
+    // wake-up of the receiver a worker pays; the paired floor pays a quarter of it by
+    // writing one reader's sockets in a row (docs/results/million-spread-floor-*.txt).
+    // The paired ratio is shown beside it.
+    let ratio = judged.and_then(|r| r.rounds.spread_ratio().map(|x| (r, x)));
+    let shown = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}x"));
     out.push(Check {
         goal: format!("one broadcast to all within {TARGET_FLOOR_RATIO}x the kernel floor"),
         value: ratio.map_or("not measured".into(), |(r, x)| {
             format!(
-                "{x:.2}x (best round {}; {})",
-                r.rounds
-                    .best_floor_ratio()
-                    .map_or("-".into(), |b| format!("{b:.2}x")),
+                "{x:.2}x the spread floor (best round {}; paired floor {}, best {}; {})",
+                shown(r.rounds.best_spread_ratio()),
+                shown(r.rounds.floor_ratio()),
+                shown(r.rounds.best_floor_ratio()),
                 at(r)
             )
         }),
@@ -350,7 +356,7 @@ pub fn table(run: &Run<'_>) -> String {
          connect order. spread = the same writes with every writer holding sockets of every reader\n\
          and writing them in a shuffled order, as a worker writes to every load generator in no\n\
          order; both floors run each round, taking turns to go first; spread CPU = a spread\n\
-         writer's CPU per write. The goal line judges the paired floor."
+         writer's CPU per write. The goal line judges the spread floor."
     );
 
     if let Some(tm) = &run.timeouts {
