@@ -48,6 +48,8 @@ mod cluster;
 #[allow(dead_code)]
 #[path = "load/dist.rs"]
 mod dist;
+#[path = "million/ehash.rs"]
+mod ehash;
 #[path = "load/fleet.rs"]
 mod fleet;
 #[allow(dead_code)]
@@ -137,17 +139,20 @@ fn main() -> ExitCode {
             }
         };
     }
-    match options::parse(argv) {
+    match options::parse(argv.clone()) {
         Ok(Parsed::Help) => {
             print!("{}", options::USAGE);
             ExitCode::SUCCESS
         }
-        Ok(Parsed::Run(options)) => match run(&options) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                say!("million failed: {e}");
-                ExitCode::FAILURE
-            }
+        Ok(Parsed::Run(options)) => match ehash::run_in_own_namespace(&options, &argv) {
+            Some(code) => code,
+            None => match run(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    say!("million failed: {e}");
+                    ExitCode::FAILURE
+                }
+            },
         },
         Err(e) => {
             eprintln!("million: {e}\n\n{}", options::USAGE);
@@ -297,7 +302,11 @@ fn run(options: &Options) -> Result<(), String> {
 
     let before = memory::snapshot();
     let top_wanted = planned_top.min(capacity);
-    let mut sysctls = Sysctls::apply(&sysctl::wants(top_wanted, before.total));
+    let mut wants = sysctl::wants(top_wanted, before.total);
+    // In a namespace of its own the run cannot reach the global settings: its parent
+    // raised them (ehash.rs).
+    wants.retain(|w| !(ehash::inside() && ehash::GLOBAL.contains(&w.name)));
+    let mut sysctls = Sysctls::apply(&wants);
     let sysctl_record = (sysctls.changed.clone(), sysctls.failed.clone());
 
     let redis = Redis::start()?;

@@ -45,6 +45,10 @@ OPTIONS:
   --no-timeouts           skip the poll-timeout phase
   --per-source N          client sockets per source address 127.0.0.x [default: 5000]
   --message-bytes N       chat message length                [default: 100]
+  --as-booted             keep the box's own established-connections hash; without it a
+                          full run started as root runs in a network namespace of its
+                          own whose hash is sized for its sockets, as docs/DEPLOY.md
+                          says to size it on a box that holds a million
   --server-bin PATH       server binary [default: the bench build's comet-chat]
   --budget SECS           time for the whole run             [default: 3000]
   --out DIR               results directory                  [default: bench-results]
@@ -84,6 +88,8 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// "full", "quick" or "smoke", for the report.
     pub mode: &'static str,
+    /// Keep the box's established hash instead of a sized one of the run's own.
+    pub as_booted: bool,
 }
 
 /// What the command line asked for.
@@ -114,6 +120,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         budget: Duration::from_secs(3_000),
         out_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-results"),
         mode: "full",
+        as_booted: false,
     };
     if quick {
         o.ladder = vec![10_000, 50_000];
@@ -163,6 +170,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                 o.timeouts = o.timeouts.map(|(t, _)| (t, Duration::from_secs(secs)));
             }
             Long("no-timeouts") => o.timeouts = None,
+            Long("as-booted") => o.as_booted = true,
             Long("ladder-poll-timeout") => {
                 o.ladder_poll_timeout = number(&mut parser, "--ladder-poll-timeout")?
             }

@@ -141,6 +141,7 @@ pub fn table(run: &Run<'_>) -> String {
         o.mode, m.date
     );
     let _ = writeln!(t, "{}; {} memory", m.line(), gib(run.before.total));
+    let _ = writeln!(t, "{}", crate::ehash::describe());
     let _ = writeln!(
         t,
         "server: redis-server + comet-chat --workers {} --redis on one port (127.0.0.1), ladder poll timeout {} s; \
