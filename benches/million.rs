@@ -16,13 +16,16 @@
 //! Not a test: the targets are printed PASS/MISS, never asserted. Traffic goes to
 //! loopback only; every loop is bounded in count and time; every process it starts is
 //! stopped by its PID (and killed by the kernel if the benchmark dies); the sysctls it
-//! raises are put back.
+//! raises are put back. A full run started as root runs in a network namespace of its own
+//! whose established-connections hash is sized for its sockets, as docs/DEPLOY.md sizes a
+//! real box's (`--as-booted` keeps the box's).
 //!
 //! ## A tour
 //!
 //! - this file: the run, rung by rung, and why the ladder stops where it stops.
 //! - [`options`] — the command line, `--quick`, the smoke run.
 //! - [`sysctl`] — the kernel settings raised for the run, and restored.
+//! - [`ehash`] — the run's own network namespace, its established hash sized for its sockets.
 //! - [`memory`] — /proc/meminfo, /proc/net/sockstat, /proc/slabinfo.
 //! - [`report`] — the table, `million.json` and `million.svg`.
 //! - From the load benchmark (`benches/load/`): [`scale`] (the steps of a rung),
