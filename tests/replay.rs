@@ -131,7 +131,12 @@ fn a_steady_reader_of_a_long_replay_is_not_dropped() {
 #[test]
 fn a_slow_steady_reader_is_not_taken_for_a_stalled_one() {
     let mut config = test_config();
-    config.write_timeout = Duration::from_millis(500);
+    // The reader below frees a loopback window update's worth (~64 KiB) every ~320 ms, so
+    // the server's writes progress that often; 1.5 s leaves room for a loaded machine to
+    // slow the reader's loop (500 ms did not, under a load average of 20), and is still far
+    // shorter than the seconds the kernel takes to report a third of the send buffer free
+    // at this pace, which is what the old code waited for.
+    config.write_timeout = Duration::from_millis(1500);
     config.max_message_bytes = 8 << 20;
     config.limits.body_bytes = 9 << 20;
     config.history_bytes = 16 << 20;
