@@ -194,10 +194,7 @@ impl Pool {
         request: &[u8],
         deadline: Instant,
     ) -> io::Result<(Pool, Opened)> {
-        let mut pool = Pool::new(n)?;
-        pool.transport = transport;
-        let opened = pool.grow(n, dst, sources, Some(request), deadline)?;
-        Ok((pool, opened))
+        Pool::open_spread(transport, n, (&[dst], 0), sources, request, deadline)
     }
 
     /// Opens `n` connections to `dst` in one burst, sending `first_request` on each as
