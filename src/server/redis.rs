@@ -371,7 +371,6 @@ impl Server {
             // Once per outage, not once per attempt.
             log::warn!("{why}; posts{rooms} are answered 503 until Redis is back");
         }
-        let link = &mut self.redis[shard];
         link.attempts += 1;
         link.outage.get_or_insert_with(Instant::now);
         let shift = link.attempts.min(8) - 1;
