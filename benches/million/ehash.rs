@@ -67,7 +67,8 @@ pub fn run_in_own_namespace(options: &Options, argv: &[OsString]) -> Option<Exit
         say!("not root: the box's own established hash (sizing one needs root; see --as-booted)");
         return None;
     }
-    let buckets = buckets_for(top_rung(options), options.floor_sockets);
+    let top = top_rung(options);
+    let buckets = buckets_for(top, options.floor_sockets);
     let mem_total = crate::memory::snapshot().total;
     let mut wants = vec![Want {
         name: "net.ipv4.tcp_child_ehash_entries",
@@ -76,7 +77,7 @@ pub fn run_in_own_namespace(options: &Options, argv: &[OsString]) -> Option<Exit
     }];
     // The run's own wants for these two cannot be met from inside its namespace.
     wants.extend(
-        crate::sysctl::wants(top_rung(options), mem_total)
+        crate::sysctl::wants(top, mem_total)
             .into_iter()
             .filter(|w| GLOBAL.contains(&w.name)),
     );
